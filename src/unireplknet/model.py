@@ -26,6 +26,7 @@ from timm.layers import DropPath, trunc_normal_
 from timm.models._features import feature_take_indices
 
 from . import reparam
+from .checkpoint import load_state_dict_pre_hook
 from .ops import create_depthwise_conv2d
 
 __all__ = [
@@ -428,7 +429,7 @@ class UniRepLKNet(nn.Module):
                 )
             )
 
-        dp_rates = [x.item() for x in torch.linspace(0, drop_path_rate, sum(depths))]
+        dp_rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         self.stages = nn.ModuleList()
         cur = 0
         for i in range(4):
@@ -461,6 +462,7 @@ class UniRepLKNet(nn.Module):
                 self.add_module(f"norm{i}", LayerNorm(dims[i], eps=1e-6, data_format="channels_first"))
 
         self.apply(self._init_weights)
+        self.register_load_state_dict_pre_hook(load_state_dict_pre_hook)
         if isinstance(getattr(self, "head", None), nn.Linear):
             self.head.weight.data.mul_(head_init_scale)
             self.head.bias.data.mul_(head_init_scale)
