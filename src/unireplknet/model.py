@@ -25,7 +25,7 @@ from torch import nn
 from timm.layers import DropPath, trunc_normal_
 from timm.models._features import feature_take_indices
 
-from . import reparam
+from . import fast, reparam
 from .checkpoint import load_state_dict_pre_hook
 from .ops import create_depthwise_conv2d
 
@@ -298,6 +298,8 @@ class UniRepLKNetBlock(nn.Module):
         return x + self.compute_residual(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fast.use_fused_block(self, x):  # deploy structure in eval: the same math in fewer passes
+            return fast.deploy_block_forward(self, x)
         if self.with_cp and x.requires_grad and not torch.jit.is_scripting():
             return torch.utils.checkpoint.checkpoint(self._forward, x, use_reentrant=False)
         return self._forward(x)

@@ -1,0 +1,174 @@
+"""Fewer passes over memory for inference: the fused eager forward of a deploy-structure block.
+
+On a CPU the re-parameterized UniRepLKNet block is bound by its two 1×1 Linear layers and by the
+element-wise tail between them (GELU, GRN, SE's scale, biases, the residual add), each of which the
+module-by-module forward runs as a separate pass over a 4C-channel activation. This module computes the
+same function with as few passes as the math allows in eager PyTorch:
+
+* SE's per-sample, per-channel scale and GRN's per-sample, per-channel scale are *folded*: a scale ``s``
+  of the input of a Linear equals the Linear with its weight columns scaled by ``s``
+  (``(x·s) Wᵀ = x (W·s)ᵀ``), so each scale is applied to whichever side is smaller — the activation
+  (in place) or a per-sample copy of the weight, used by a batched matmul;
+* biases ride inside the matmuls (``addmm`` / ``baddbmm``), the residual add is the accumulate of the
+  last matmul (``beta=1``), and GELU runs in place on the matmul output;
+* GRN's statistic (an L2 norm over H×W) is one reduction pass; nothing else touches the 4C tensor.
+
+Everything stays in NHWC order on the free view of a channels_last tensor, so no layout copies are made.
+
+The fused forward is used by :class:`unireplknet.model.UniRepLKNetBlock` whenever the block is in its
+deploy structure and in eval mode. In-place steps are taken only when autograd is off
+(``torch.no_grad`` / ``torch.inference_mode``); with autograd on, the same folded math runs out of place,
+so gradients stay correct. Set the environment variable ``UNIREPLKNET_FUSED=0`` (read at import) or
+``unireplknet.fast.FUSED = False`` (at any time) to run the plain module-by-module reference forward,
+e.g. to benchmark before/after.
+"""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Optional
+
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:  # pragma: no cover - import cycle only for the type checker
+    from .model import UniRepLKNetBlock
+
+__all__ = ["FUSED", "fused_enabled", "set_fused", "deploy_block_forward"]
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    value = value.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"environment variable {name}={value!r} must be 0/1 (or true/false, yes/no, on/off)")
+
+
+#: Use the fused forward for deploy-structure blocks in eval mode (default on; ``UNIREPLKNET_FUSED=0``
+#: turns it off at import time; assign to change it later).
+FUSED: bool = _env_flag("UNIREPLKNET_FUSED", True)
+
+
+def fused_enabled() -> bool:
+    """Whether the fused inference forward is on (see :data:`FUSED`)."""
+    return FUSED
+
+
+def set_fused(enabled: bool) -> bool:
+    """Turn the fused inference forward on or off; returns the previous setting."""
+    global FUSED
+    previous, FUSED = FUSED, bool(enabled)
+    return previous
+
+
+def _tracing() -> bool:
+    # Exporters and compilers trace the plain module graph: their own fusion passes work on it, and
+    # the data-dependent choice of the folding side below is not something a traced graph should bake in.
+    if torch.jit.is_tracing() or torch.jit.is_scripting():
+        return True
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling():
+        return True
+    onnx = getattr(torch, "onnx", None)
+    return bool(onnx is not None and hasattr(onnx, "is_in_onnx_export") and onnx.is_in_onnx_export())
+
+
+def use_fused_block(block: "UniRepLKNetBlock", x: torch.Tensor) -> bool:
+    """True when ``block`` should run :func:`deploy_block_forward` on ``x`` (deployed, eval, fused on)."""
+    return FUSED and (not block.training) and block.deployed and x.dim() == 4 and not _tracing()
+
+
+def _nhwc(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) → (N, H·W, C), a view for channels_last tensors (a copy otherwise)."""
+    n, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+
+
+def _mkldnn_fusable(x: torch.Tensor) -> bool:
+    # oneDNN's fused inner-product (bias + GELU, or bias + add, in the GEMM's epilogue) is an inference-only
+    # op (no autograd formula) for float32 CPU tensors.
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops, "mkldnn")
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    )
+
+
+#: Fold GRN's scale into per-sample copies of the last Linear's weight (a batched matmul) when the
+#: activation is larger than the weight, instead of scaling the 4C-channel activation in place.
+FOLD_GRN_INTO_WEIGHT: bool = True
+
+
+def deploy_block_forward(block: "UniRepLKNetBlock", x: torch.Tensor) -> torch.Tensor:
+    """The deploy-structure block ``x + pwconv2(GRN(GELU(pwconv1(SE(dwconv(x))))))`` in few passes.
+
+    Equal to the module-by-module forward up to float rounding (the order of a few multiplications
+    changes). ``x`` is (N, C, H, W), preferably channels_last; the result is channels_last.
+    """
+    n, c, h, w = x.shape
+    hw = h * w
+    no_grad = not torch.is_grad_enabled()
+    onednn = no_grad and _mkldnn_fusable(x)
+
+    # dwconv goes through unireplknet.ops (via the module); norm is Identity in the deploy structure.
+    y = block.norm(block.dwconv(x))
+
+    # SE: squeeze on (N, C); its 1×1 convs on a 1×1 map are Linear layers on the pooled vector.
+    se = block.se
+    pooled = y.mean((2, 3))
+    hidden = F.relu(F.linear(pooled, se.down.weight.flatten(1), se.down.bias))
+    se_scale = torch.sigmoid(F.linear(hidden, se.up.weight.flatten(1), se.up.bias))  # (N, C)
+
+    fc1, fc2 = block.pwconv1[1], block.pwconv2[0]
+    w1, b1, w2, b2 = fc1.weight, fc1.bias, fc2.weight, fc2.bias
+    ffn = w1.shape[0]
+
+    # pwconv1 (C → 4C) on SE's output. SE's scale goes on the smaller side: a batch of one scales the
+    # weight's columns when the C-channel map is larger than the weight; otherwise the map is scaled (in
+    # place when it is this call's own tensor: a C-channel pass, a quarter of a 4C one).
+    act = _nhwc(y)  # (N, HW, C): a view of y when y is channels_last, else a fresh copy
+    if n == 1 and hw > ffn:
+        w1 = w1 * se_scale  # (4C, C) * (1, C)
+    elif no_grad and (y is not x or act.data_ptr() != x.data_ptr()):
+        act = act.mul_(se_scale.unsqueeze(1))
+    else:
+        act = act * se_scale.unsqueeze(1)
+    act2d = act.reshape(n * hw, c)
+    if onednn:  # bias and GELU in the GEMM's epilogue: the 4C tensor is written once
+        hid = torch.ops.mkldnn._linear_pointwise(act2d, w1, b1, "gelu", [], "none")
+    else:
+        hid = F.gelu(torch.addmm(b1, act2d, w1.t()))
+    hid = hid.view(n, hw, ffn)
+
+    # GRN (deploy: no beta): scale = gamma · ‖hid‖₂,HW / (mean_C ‖hid‖₂,HW + 1e-6) + 1, per sample & channel.
+    gx = torch.linalg.vector_norm(hid, ord=2, dim=1, keepdim=True)  # (N, 1, 4C): one read pass
+    nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
+    grn_scale = block.act[1].gamma.view(1, 1, ffn) * nx + 1
+
+    # pwconv2 (4C → C) on GRN's output, plus bias, plus the residual x.
+    residual = _nhwc(x).reshape(n * hw, c)
+    if hw > c and (n == 1 or (FOLD_GRN_INTO_WEIGHT and no_grad)):
+        if n == 1:  # scale the weight's columns once; the activation is untouched
+            w2s = w2 * grn_scale.view(1, ffn)
+            if onednn:
+                out = torch.ops.mkldnn._linear_pointwise(hid.view(hw, ffn), residual, w2s, b2, "add")
+            else:
+                out = torch.addmm(residual + b2, hid.view(hw, ffn), w2s.t())
+        else:  # per-sample scaled weights (N, 4C, C), accumulated onto residual + bias
+            w2s_t = grn_scale.transpose(1, 2) * w2.t()
+            out = torch.empty((n, hw, c), dtype=x.dtype, device=x.device)
+            torch.add(residual.view(n, hw, c), b2, out=out)
+            out.baddbmm_(hid, w2s_t)
+    else:
+        hid = hid.mul_(grn_scale) if no_grad else hid * grn_scale
+        if onednn:
+            out = torch.ops.mkldnn._linear_pointwise(hid.view(n * hw, ffn), residual, w2, b2, "add")
+        else:
+            out = torch.addmm(residual + b2, hid.view(n * hw, ffn), w2.t())
+    return out.view(n, h, w, c).permute(0, 3, 1, 2)

@@ -1,0 +1,133 @@
+"""The fused inference forward (unireplknet.fast) computes the same function as the module-by-module one."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from unireplknet import UniRepLKNet, fast
+from unireplknet.model import UniRepLKNetBlock
+
+REFERENCE = Path("/work/shared/reference")
+
+
+@contextlib.contextmanager
+def fused(enabled: bool, fold_grn: bool = True):
+    previous, previous_fold = fast.set_fused(enabled), fast.FOLD_GRN_INTO_WEIGHT
+    fast.FOLD_GRN_INTO_WEIGHT = fold_grn
+    try:
+        yield
+    finally:
+        fast.set_fused(previous)
+        fast.FOLD_GRN_INTO_WEIGHT = previous_fold
+
+
+def randomized_block(dim: int, kernel_size: int, dtype: torch.dtype, seed: int = 0) -> UniRepLKNetBlock:
+    """A deploy-structure block whose every parameter is non-trivial (GRN gamma is zero at init)."""
+    torch.manual_seed(seed)
+    block = UniRepLKNetBlock(dim, kernel_size, deploy=True).to(dtype).eval()
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0.0, 0.3)
+    return block
+
+
+def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
+    return ((got - want).abs().max() / want.abs().max()).item()
+
+
+CASES = [
+    # dim, kernel, batch, H: covers the activation-scaled and weight-folded sides of both scales
+    (16, 3, 1, 12),
+    (16, 3, 3, 12),
+    (24, 13, 2, 20),
+    (24, 13, 1, 20),
+    (32, 3, 2, 4),  # H·W < C: GRN scale applied to the activation
+    (8, 0, 2, 6),  # kernel 0: dwconv is Identity, the input itself feeds SE
+]
+
+
+@pytest.mark.parametrize("dim,kernel,batch,size", CASES)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("fold_grn", [False, True])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+def test_fused_block_equals_reference(dim, kernel, batch, size, channels_last, fold_grn, dtype, tol):
+    block = randomized_block(dim, kernel, dtype)
+    x = torch.randn(batch, dim, size, size, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x_before = x.clone()
+    with torch.no_grad():
+        with fused(False):
+            want = block(x)
+        with fused(True, fold_grn):
+            got = block(x)
+    assert torch.equal(x, x_before), "the fused forward must not modify its input"
+    assert got.shape == want.shape
+    assert rel_err(got, want) < tol
+
+
+@pytest.mark.parametrize("kernel", [3, 13])
+def test_fused_block_gradients_match_reference(kernel):
+    """With autograd on, the fused math runs out of place and its gradients equal the reference's."""
+    block = randomized_block(12, kernel, torch.float64)
+    x = torch.randn(2, 12, 15, 15, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    grads = []
+    for enabled in (False, True):
+        xi = x.clone().requires_grad_(True)
+        block.zero_grad()
+        with fused(enabled):
+            out = block(xi)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        grads.append([xi.grad.clone()] + [p.grad.clone() for p in block.parameters()])
+    for g_ref, g_fused in zip(*grads):
+        assert rel_err(g_fused, g_ref) < 1e-10
+
+
+def test_training_mode_and_unfused_model_use_reference_path(monkeypatch):
+    """Train mode and a non-deployed block never call the fused forward."""
+    calls = []
+    monkeypatch.setattr(fast, "deploy_block_forward", lambda block, x: calls.append(1))
+    block = randomized_block(8, 3, torch.float32)
+    x = torch.randn(1, 8, 6, 6)
+    block.train()
+    block(x)
+    UniRepLKNetBlock(8, 3, deploy=False).eval()(x)
+    with fused(False):
+        block.eval()(x)
+    assert calls == []
+    with fused(True):
+        block.eval()(x)
+    assert calls == [1]
+
+
+def test_env_flag_parsing(monkeypatch):
+    monkeypatch.setenv("UNIREPLKNET_FUSED", "0")
+    assert fast._env_flag("UNIREPLKNET_FUSED", True) is False
+    monkeypatch.setenv("UNIREPLKNET_FUSED", "on")
+    assert fast._env_flag("UNIREPLKNET_FUSED", False) is True
+    monkeypatch.delenv("UNIREPLKNET_FUSED")
+    assert fast._env_flag("UNIREPLKNET_FUSED", True) is True
+    monkeypatch.setenv("UNIREPLKNET_FUSED", "maybe")
+    with pytest.raises(ValueError, match="UNIREPLKNET_FUSED"):
+        fast._env_flag("UNIREPLKNET_FUSED", True)
+
+
+@pytest.mark.skipif(not (REFERENCE / "unireplknet_a.io.safetensors").exists(), reason="reference data absent")
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_model_matches_official_reference_logits(channels_last):
+    from safetensors.torch import load_file
+
+    model = UniRepLKNet(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320), deploy=True)
+    model.load_state_dict(load_file(str(REFERENCE / "unireplknet_a.deploy.safetensors")))
+    model.eval()
+    io = load_file(str(REFERENCE / "unireplknet_a.io.safetensors"))
+    x, want = io["input"], io["logits_deploy"]
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    with fused(True), torch.inference_mode():
+        got = model(x)
+    assert rel_err(got, want) < 1e-5
