@@ -1,0 +1,29 @@
+"""Datasets: the embedded UCI digits and image-folder trees (corrupt images skipped and counted)."""
+from .digits import (
+    DIGITS_CLASS_NAMES,
+    DIGITS_MEAN,
+    DIGITS_STD,
+    DigitsDataset,
+    digits_split_indices,
+    load_digits,
+    write_digits_image_folder,
+)
+from .folder import (
+    IMAGE_EXTENSIONS,
+    Batch,
+    DataError,
+    SafeImageFolder,
+    collate_drop_unreadable,
+    collate_replace_unreadable,
+    collate_tensors,
+    find_image_folders,
+    scan_image_folder,
+)
+from .build import DataBundle, build_data, eval_transform, split_samples
+
+__all__ = [
+    "DIGITS_CLASS_NAMES", "DIGITS_MEAN", "DIGITS_STD", "DigitsDataset", "digits_split_indices", "load_digits",
+    "write_digits_image_folder", "IMAGE_EXTENSIONS", "Batch", "DataError", "SafeImageFolder",
+    "collate_drop_unreadable", "collate_replace_unreadable", "collate_tensors", "find_image_folders",
+    "scan_image_folder", "DataBundle", "build_data", "eval_transform", "split_samples",
+]

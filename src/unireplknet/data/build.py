@@ -1,0 +1,199 @@
+"""Build train / held-out datasets and their transforms from a data argument (or the embedded digits)."""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch.utils.data import Dataset
+
+from .digits import DIGITS_CLASS_NAMES, DIGITS_MEAN, DIGITS_STD, DigitsDataset
+from .folder import (
+    DataError,
+    SafeImageFolder,
+    collate_drop_unreadable,
+    collate_replace_unreadable,
+    collate_tensors,
+    find_image_folders,
+    scan_image_folder,
+)
+
+__all__ = ["DataBundle", "build_data", "eval_transform", "train_transform", "split_samples"]
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DataBundle:
+    """Everything the training loop needs to know about the data."""
+
+    train: Dataset
+    val: Optional[Dataset]
+    class_names: List[str]
+    #: timm-style data config (input_size, interpolation, mean, std, crop_pct) plus ``kind``.
+    data_config: Dict[str, Any]
+    train_collate: Callable
+    eval_collate: Callable
+    description: str = ""
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def in_chans(self) -> int:
+        return int(self.data_config["input_size"][0])
+
+
+def split_samples(
+    samples: Sequence[Tuple[str, int]], val_fraction: float, seed: int = 0
+) -> Tuple[List[Tuple[str, int]], List[Tuple[str, int]]]:
+    """A stratified random split of (path, target) pairs: ``val_fraction`` of every class held out (≥1 each)."""
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"--val-split must be between 0 and 1 (exclusive), got {val_fraction}")
+    by_class: Dict[int, List[Tuple[str, int]]] = {}
+    for s in samples:
+        by_class.setdefault(s[1], []).append(s)
+    rng = random.Random(seed)
+    train, val = [], []
+    for target in sorted(by_class):
+        items = list(by_class[target])
+        rng.shuffle(items)
+        n_val = max(1, int(round(len(items) * val_fraction))) if len(items) > 1 else 0
+        val.extend(items[:n_val])
+        train.extend(items[n_val:])
+    return sorted(train, key=lambda s: s[0]), sorted(val, key=lambda s: s[0])
+
+
+def _image_data_config(
+    input_size: int, in_chans: int, crop_pct: float, interpolation: str,
+    mean: Optional[Sequence[float]], std: Optional[Sequence[float]],
+) -> Dict[str, Any]:
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    if mean is None:
+        mean = IMAGENET_DEFAULT_MEAN if in_chans == 3 else (0.5,) * in_chans
+    if std is None:
+        std = IMAGENET_DEFAULT_STD if in_chans == 3 else (0.5,) * in_chans
+    return dict(
+        kind="folder",
+        input_size=(in_chans, input_size, input_size),
+        interpolation=interpolation,
+        mean=tuple(float(m) for m in mean),
+        std=tuple(float(s) for s in std),
+        crop_pct=float(crop_pct),
+    )
+
+
+def eval_transform(data_config: Dict[str, Any]) -> Callable:
+    """The evaluation transform of a data config, following the official rule.
+
+    Below 384 pixels: resize the short side to ``size / crop_pct`` then centre-crop; from 384 up the
+    official code warps straight to ``size×size`` (no crop), which timm calls crop mode ``squash``.
+    """
+    from timm.data import create_transform
+
+    size = int(data_config["input_size"][-1])
+    squash = size >= 384 or float(data_config.get("crop_pct", 0.875)) >= 1.0
+    return create_transform(
+        input_size=tuple(data_config["input_size"]),
+        is_training=False,
+        interpolation=data_config.get("interpolation", "bicubic"),
+        mean=tuple(data_config["mean"]),
+        std=tuple(data_config["std"]),
+        crop_pct=1.0 if squash else float(data_config.get("crop_pct", 0.875)),
+        crop_mode="squash" if squash else "center",
+    )
+
+
+def train_transform(data_config: Dict[str, Any], aug: Dict[str, Any]) -> Callable:
+    """timm's training transform (RandomResizedCrop, flip, RandAugment, random erasing …) for a data config."""
+    from timm.data import create_transform
+
+    return create_transform(
+        input_size=tuple(data_config["input_size"]),
+        is_training=True,
+        hflip=aug.get("hflip", 0.5),
+        color_jitter=aug.get("color_jitter", 0.4),
+        auto_augment=aug.get("auto_augment") or None,
+        interpolation=aug.get("train_interpolation", "bicubic"),
+        mean=tuple(data_config["mean"]),
+        std=tuple(data_config["std"]),
+        re_prob=aug.get("reprob", 0.25),
+        re_mode=aug.get("remode", "pixel"),
+        re_count=aug.get("recount", 1),
+    )
+
+
+class DigitsAugment:
+    """Light augmentation for the 8×8 digits: a small random affine (no flips: a mirrored digit is another glyph)."""
+
+    def __init__(self, degrees: float = 10.0, translate: float = 0.1, scale: Tuple[float, float] = (0.9, 1.1)):
+        from torchvision.transforms import v2
+
+        # Fill with the normalised background value so shifted-in pixels look like paper, not ink.
+        background = (0.0 - DIGITS_MEAN[0]) / DIGITS_STD[0]
+        self.affine = v2.RandomAffine(degrees=degrees, translate=(translate, translate), scale=scale, fill=background)
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        return self.affine(img)
+
+
+def build_data(
+    data: Optional[str] = None,
+    input_size: Optional[int] = None,
+    in_chans: int = 3,
+    val_split: float = 0.1,
+    seed: int = 0,
+    crop_pct: float = 0.875,
+    interpolation: str = "bicubic",
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+    aug: Optional[Dict[str, Any]] = None,
+    train_augment: bool = True,
+) -> DataBundle:
+    """Datasets for ``data``: None → the embedded digits; a folder → ``train/`` + ``val/`` or a stratified split.
+
+    Args:
+        data: None / ``"digits"`` or an image-folder root.
+        input_size: side of the network input (digits: default 32; folders: default 224).
+        in_chans: 3 (RGB) or 1 (grey) for folder data (digits are always one channel).
+        val_split: held-out share when the folder has no ``val/`` sub-folder.
+        aug: augmentation options for timm's ``create_transform`` (see :func:`train_transform`).
+        train_augment: False gives the training set the evaluation transform (no randomness).
+    """
+    if data in (None, "digits"):
+        size = int(input_size or 32)
+        data_config = dict(
+            kind="digits", input_size=(1, size, size), interpolation="bilinear",
+            mean=DIGITS_MEAN, std=DIGITS_STD, crop_pct=1.0,
+        )
+        train = DigitsDataset("train", size, transform=DigitsAugment() if train_augment else None)
+        val = DigitsDataset("val", size)
+        return DataBundle(
+            train, val, list(DIGITS_CLASS_NAMES), data_config, collate_tensors, collate_tensors,
+            description=f"embedded UCI digits: {len(train)} train / {len(val)} held-out images, 8x8 upsampled to {size}x{size}",
+        )
+
+    if in_chans not in (1, 3):
+        raise DataError(f"image folders are read as RGB (in_chans=3) or grey (in_chans=1), got in_chans={in_chans}")
+    data_config = _image_data_config(int(input_size or 224), in_chans, crop_pct, interpolation, mean, std)
+    mode = "RGB" if in_chans == 3 else "L"
+    train_dir, val_dir = find_image_folders(Path(data))
+    class_names, samples = scan_image_folder(train_dir)
+    if len(class_names) < 2:
+        raise DataError(f"{train_dir} has a single class folder ({class_names[0]}); classification needs at least two")
+    t_train = train_transform(data_config, aug or {}) if train_augment else eval_transform(data_config)
+    t_eval = eval_transform(data_config)
+    if val_dir is not None:
+        _, val_samples = scan_image_folder(val_dir, class_names)
+        train_samples, where = samples, f"{train_dir} + {val_dir}"
+    elif val_split > 0:
+        train_samples, val_samples = split_samples(samples, val_split, seed)
+        where = f"{train_dir} (held out {val_split:.0%} of each class, seed {seed})"
+    else:
+        train_samples, val_samples, where = samples, None, f"{train_dir} (no held-out set)"
+    train = SafeImageFolder(train_dir, t_train, class_names, train_samples, mode)
+    val = SafeImageFolder(val_dir or train_dir, t_eval, class_names, val_samples, mode) if val_samples else None
+    desc = f"{where}: {len(class_names)} classes, {len(train)} train / {len(val) if val else 0} held-out images"
+    return DataBundle(train, val, class_names, data_config, collate_replace_unreadable, collate_drop_unreadable, desc)

@@ -1,0 +1,208 @@
+"""Image-folder datasets (``root/<class>/<image>``) that skip unreadable images instead of crashing.
+
+Reading goes through torchvision's folder scanning and PIL; a file that cannot be decoded is
+replaced (training) or dropped (evaluation) by the collate function, and counted, so a few corrupt
+files in a large tree cost a warning rather than a crashed epoch.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch.utils.data import Dataset
+
+__all__ = [
+    "DataError",
+    "IMAGE_EXTENSIONS",
+    "Batch",
+    "SafeImageFolder",
+    "collate_drop_unreadable",
+    "collate_replace_unreadable",
+    "find_image_folders",
+    "scan_image_folder",
+]
+
+_logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+class DataError(ValueError):
+    """The data given cannot be used; the message names the problem and the fix."""
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def scan_image_folder(root: Path, class_names: Optional[Sequence[str]] = None) -> Tuple[List[str], List[Tuple[str, int]]]:
+    """Class names (sorted sub-folder names, or ``class_names``) and (path, class index) samples of ``root``.
+
+    Raises :class:`DataError` for a missing folder, a folder without class sub-folders, and a tree without images.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"data folder {root} does not exist; pass the folder that holds one sub-folder per class")
+    if not root.is_dir():
+        raise DataError(f"{root} is a file, not a folder; pass the folder that holds one sub-folder per class")
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
+        loose = [p for p in root.iterdir() if p.is_file() and _is_image(p)]
+        if loose:
+            raise DataError(
+                f"{root} holds {len(loose)} images but no class sub-folders; put each class's images in "
+                f"{root}/<class name>/ (e.g. {root}/cat/1.jpg, {root}/dog/2.jpg)"
+            )
+        raise DataError(f"data folder {root} is empty; it needs one sub-folder of images per class")
+    if class_names is None:
+        class_names = found
+    else:
+        class_names = list(class_names)
+        extra = sorted(set(found) - set(class_names))
+        if extra:
+            raise DataError(
+                f"{root} has class folders that the training set does not have: {', '.join(extra[:10])}; "
+                "every split needs the same class sub-folders"
+            )
+    samples: List[Tuple[str, int]] = []
+    for idx, name in enumerate(class_names):
+        folder = root / name
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and _is_image(path):
+                samples.append((str(path), idx))
+    if not samples:
+        raise DataError(
+            f"no images found under {root} (looked for {', '.join(IMAGE_EXTENSIONS)} files in its class sub-folders)"
+        )
+    return list(class_names), samples
+
+
+def find_image_folders(root: Path) -> Tuple[Path, Optional[Path]]:
+    """``(train folder, val folder or None)``: ``root/train`` + ``root/val`` when present, else ``root`` alone."""
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"data folder {root} does not exist; pass the folder that holds one sub-folder per class")
+    train, val = root / "train", root / "val"
+    if train.is_dir():
+        if not val.is_dir():
+            alt = root / "validation"
+            val = alt if alt.is_dir() else None
+        return train, val
+    return root, None
+
+
+@dataclass
+class Batch:
+    """A collated batch: images, targets, and the number of unreadable images left out or replaced."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    unreadable: int
+    unreadable_paths: List[str]
+
+
+class SafeImageFolder(Dataset):
+    """An image-folder dataset whose items are ``(image, target, path)``; ``image`` is None when unreadable.
+
+    Args:
+        root: folder with one sub-folder per class.
+        transform: applied to the PIL image (e.g. a timm transform).
+        class_names: fix the class order (e.g. the training set's) instead of the sorted sub-folder names.
+        samples: use these (path, target) pairs instead of scanning (for split subsets).
+        mode: PIL mode to convert to (``"RGB"`` or ``"L"`` for one-channel models).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        transform: Optional[Callable[[Any], torch.Tensor]] = None,
+        class_names: Optional[Sequence[str]] = None,
+        samples: Optional[List[Tuple[str, int]]] = None,
+        mode: str = "RGB",
+    ):
+        self.root = Path(root)
+        if samples is None:
+            self.classes, self.samples = scan_image_folder(self.root, class_names)
+        else:
+            self.classes, self.samples = list(class_names or []), list(samples)
+        self.targets = [t for _, t in self.samples]
+        self.transform = transform
+        self.mode = mode
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> Tuple[Optional[torch.Tensor], int, str]:
+        from PIL import Image, UnidentifiedImageError
+
+        path, target = self.samples[index]
+        try:
+            with Image.open(path) as img:
+                img = img.convert(self.mode)
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+            # A truncated or non-image file: leave it to the collate function to skip and count.
+            _logger.debug("unreadable image %s: %s", path, e)
+            return None, target, path
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, target, path
+
+
+def _split_items(items: Sequence[Tuple[Any, ...]]) -> Tuple[List[Tuple[torch.Tensor, int]], List[str]]:
+    good, bad = [], []
+    for item in items:
+        img, target = item[0], item[1]
+        if img is None:
+            bad.append(item[2] if len(item) > 2 else "?")
+        else:
+            good.append((img, target))
+    return good, bad
+
+
+def collate_drop_unreadable(items: Sequence[Tuple[Any, ...]]) -> Batch:
+    """Evaluation collate: unreadable images are left out (the batch may shrink, even to zero)."""
+    good, bad = _split_items(items)
+    if not good:
+        return Batch(torch.empty(0), torch.empty(0, dtype=torch.long), len(bad), bad)
+    images = torch.stack([g[0] for g in good])
+    targets = torch.tensor([g[1] for g in good], dtype=torch.long)
+    return Batch(images, targets, len(bad), bad)
+
+
+def collate_replace_unreadable(items: Sequence[Tuple[Any, ...]]) -> Batch:
+    """Training collate: each unreadable image is replaced by a readable one of the same batch.
+
+    Keeping the batch size fixed keeps mixup (even batches) and the ranks of a distributed run in step.
+    """
+    good, bad = _split_items(items)
+    if not good:
+        raise DataError(
+            f"every image of a batch is unreadable ({', '.join(bad[:3])} …); check the data folder "
+            "(e.g. `python -c 'from PIL import Image; Image.open(PATH).load()'`) or remove the broken files"
+        )
+    rng = random.Random(len(items) * 7919 + len(bad))  # deterministic choice of stand-ins
+    while len(good) < len(items):
+        good.append(good[rng.randrange(len(good))])
+    images = torch.stack([g[0] for g in good])
+    targets = torch.tensor([g[1] for g in good], dtype=torch.long)
+    return Batch(images, targets, len(bad), bad)
+
+
+def collate_tensors(items: Sequence[Tuple[torch.Tensor, int]]) -> Batch:
+    """Collate for in-memory tensor datasets (never unreadable)."""
+    images = torch.stack([i[0] for i in items])
+    targets = torch.tensor([int(i[1]) for i in items], dtype=torch.long)
+    return Batch(images, targets, 0, [])
+
+
+def class_counts(targets: Sequence[int], num_classes: int) -> Dict[int, int]:
+    counts = {c: 0 for c in range(num_classes)}
+    for t in targets:
+        counts[int(t)] += 1
+    return counts

@@ -1,0 +1,167 @@
+"""Training checkpoints: atomic writes, RNG states as tensors, loading with ``weights_only=True``.
+
+A training checkpoint is a plain dict of tensors, numbers, strings, lists and dicts — nothing that
+needs unpickling arbitrary classes — so ``torch.load(..., weights_only=True)`` reads it back:
+``model``, ``optimizer``, ``scheduler``, ``scaler``, ``model_ema``, ``epoch`` (completed epochs),
+``num_updates``, ``rng`` (one entry per rank), ``config`` (the training arguments), ``model_config``,
+``data_config``, ``class_names``, ``best`` and ``format``.
+"""
+from __future__ import annotations
+
+import errno
+import io
+import json
+import logging
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CheckpointWriteError",
+    "atomic_write_bytes",
+    "atomic_torch_save",
+    "get_rng_state",
+    "set_rng_state",
+    "load_training_checkpoint",
+    "read_run_metadata",
+]
+
+_logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "unireplknet-train-v1"
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written; the previous file at the destination is untouched."""
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Make the rename itself durable; not every platform lets a directory be opened for this.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Union[str, Path], write: Callable[[io.BufferedWriter], None]) -> Path:
+    """Write a file through ``write(fileobj)`` so that ``path`` is either the old or the complete new file.
+
+    The data goes to a temporary file in the same folder, is flushed and fsync'ed, then ``os.replace``'d
+    over ``path``. On any error the temporary file is removed and :class:`CheckpointWriteError` says why.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(e, OSError):
+            survived = f"; the previous {path.name} is intact" if path.exists() else ""
+            hint = " (disk full: free space or pass another --output folder)" if e.errno == errno.ENOSPC else ""
+            raise CheckpointWriteError(e.errno, f"could not write {path}: {e.strerror or e}{hint}{survived}") from e
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_bytes(path: Union[str, Path], data: bytes) -> Path:
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_torch_save(obj: Any, path: Union[str, Path]) -> Path:
+    """``torch.save(obj, path)`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+# ----------------------------------------------------------------------------------------------- RNG
+def get_rng_state() -> Dict[str, Any]:
+    """Python, NumPy, torch CPU (and CUDA) generator states, as tensors and numbers (``weights_only``-loadable)."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: Dict[str, Any] = {
+        "python_version": int(py_version),
+        "python": torch.tensor(py_state, dtype=torch.int64),
+        "python_gauss": py_gauss,
+        "numpy": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+        "numpy_pos": int(np_pos),
+        "numpy_has_gauss": int(np_has_gauss),
+        "numpy_gauss": float(np_gauss),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    """Restore what :func:`get_rng_state` returned."""
+    random.setstate((state["python_version"], tuple(int(v) for v in state["python"].tolist()), state["python_gauss"]))
+    np.random.set_state(
+        ("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], state["numpy_has_gauss"],
+         state["numpy_gauss"])
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----------------------------------------------------------------------------------------------- reading
+def load_training_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
+    """Read a training checkpoint written by :func:`unireplknet.engine.train` (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; pass the last.pth of a training run")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or holds objects that need unpickling
+        raise ValueError(f"{path} is not a readable training checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{path} is not a unireplknet training checkpoint (no format={CHECKPOINT_FORMAT!r}); "
+            "--resume needs the last.pth written by `unireplknet train` (use --checkpoint to start from other weights)"
+        )
+    return ckpt
+
+
+def read_run_metadata(path: Union[str, Path]) -> Dict[str, Any]:
+    """``class_names``, ``data_config`` and ``model_config`` stored with a checkpoint (.pth or .safetensors), if any."""
+    path = Path(path)
+    meta: Dict[str, Any] = {}
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+        for key in ("class_names", "data_config", "model_config"):
+            if key in raw:
+                meta[key] = json.loads(raw[key])
+        return meta
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return meta
+    if isinstance(obj, dict):
+        for key in ("class_names", "data_config", "model_config"):
+            if key in obj:
+                meta[key] = obj[key]
+    return meta

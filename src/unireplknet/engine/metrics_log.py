@@ -1,0 +1,60 @@
+"""Per-epoch metrics to CSV (always) and TensorBoard (when installed)."""
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+__all__ = ["MetricsLogger"]
+
+_logger = logging.getLogger(__name__)
+
+
+class MetricsLogger:
+    """Appends one row per epoch to ``metrics.csv``; on resume, rows after the resumed epoch are dropped."""
+
+    def __init__(self, folder: Path, resume_epoch: int = 0, tensorboard: Optional[bool] = None):
+        self.path = Path(folder) / "metrics.csv"
+        self.fields: Optional[List[str]] = None
+        self.rows: List[Dict[str, Any]] = []
+        if resume_epoch > 0 and self.path.exists():
+            with open(self.path, newline="") as f:
+                self.rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= resume_epoch]
+        self.tb = None
+        if tensorboard is not False:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(Path(folder) / "tensorboard"))
+            except ImportError:
+                if tensorboard:
+                    raise ImportError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+
+    def log(self, row: Dict[str, Any]) -> None:
+        self.rows.append({k: v for k, v in row.items()})
+        fields: List[str] = []
+        for r in self.rows:
+            fields.extend(k for k in r if k not in fields)
+        # Rewrite the (small) file each epoch: columns may appear later (e.g. EMA) and a crash never leaves half a row.
+        tmp = self.path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            for r in self.rows:
+                w.writerow({k: _fmt(r.get(k, "")) for k in fields})
+        tmp.replace(self.path)
+        if self.tb is not None:
+            step = int(row["epoch"])
+            for k, v in row.items():
+                if k != "epoch" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, step)
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _fmt(v: Any) -> Any:
+    return f"{v:.6g}" if isinstance(v, float) else v

@@ -1,0 +1,90 @@
+"""ONNX export of a (deploy) UniRepLKNet with a dynamic batch axis, verified with onnxruntime.
+
+Needs the ``onnx`` extra (``pip install 'unireplknet[onnx]'``) for the verification.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["export_onnx", "verify_onnx", "export_torch_program"]
+
+_logger = logging.getLogger(__name__)
+
+
+def _require_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ImportError("ONNX verification needs onnxruntime: pip install 'unireplknet[onnx]'") from None
+    return onnxruntime
+
+
+def verify_onnx(path: Union[str, Path], model: nn.Module, x: torch.Tensor) -> float:
+    """Largest absolute difference between onnxruntime's and PyTorch's outputs for ``x``."""
+    ort = _require_onnxruntime()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    got = session.run(None, {name: x.numpy()})[0]
+    with torch.no_grad():
+        want = model(x).float().numpy()
+    if got.shape != want.shape:
+        raise RuntimeError(f"ONNX output shape {got.shape} differs from PyTorch's {want.shape}")
+    return float(np.abs(got - want).max())
+
+
+def export_onnx(
+    model: nn.Module,
+    path: Union[str, Path],
+    input_size: Sequence[int] = (3, 224, 224),
+    opset: int = 18,
+    verify: bool = True,
+    atol: float = 1e-3,
+) -> Dict[str, Any]:
+    """Write ``model`` (in eval mode, on CPU) as ONNX with input ``images`` (dynamic batch) and output ``logits``.
+
+    Re-parameterize first for the fast deploy graph. With ``verify`` the file is run with onnxruntime on a
+    batch of 3 — a batch size other than the one traced, which checks the dynamic axis — and the largest
+    difference to PyTorch is returned (RuntimeError above ``atol``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().to("cpu")
+    example = torch.randn(2, *input_size)
+    with warnings.catch_warnings():
+        # The legacy exporter is deprecated and the model's input checks are traced as constants: both expected.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (example,), str(path), input_names=["images"], output_names=["logits"],
+            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False,
+        )
+    info: Dict[str, Any] = dict(path=path, max_abs_diff=None, opset=opset)
+    if verify:
+        diff = verify_onnx(path, model, torch.randn(3, *input_size))
+        info["max_abs_diff"] = diff
+        if diff > atol:
+            raise RuntimeError(f"ONNX model {path} differs from PyTorch by {diff:.3g} (> {atol}); please report this")
+    return info
+
+
+def export_torch_program(model: nn.Module, path: Union[str, Path], input_size: Sequence[int] = (3, 224, 224),
+                         atol: float = 1e-4) -> Dict[str, Any]:
+    """Save a ``torch.export`` program (``.pt2``) with a dynamic batch axis, checked against eager PyTorch."""
+    path = Path(path)
+    model = model.eval().to("cpu")
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    example = torch.randn(2, *input_size)
+    program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(path))
+    x = torch.randn(3, *input_size)
+    with torch.no_grad():
+        diff = float((torch.export.load(str(path)).module()(x) - model(x)).abs().max())
+    if diff > atol:
+        raise RuntimeError(f"torch.export program {path} differs from eager PyTorch by {diff:.3g}")
+    return dict(path=path, max_abs_diff=diff)
