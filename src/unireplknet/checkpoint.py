@@ -276,7 +276,13 @@ def _fit_to_model(
 
     # Classifier of another class count / a model without classifier / features mode.
     head_keys = [k for k in ("head.weight", "head.bias") if k in sd]
-    if head_keys and "head.weight" in target and sd["head.weight"].shape != target["head.weight"].shape:
+    if (
+        head_keys
+        and "head.weight" in target
+        and "head.weight" in sd
+        and sd["head.weight"].shape[1:] == target["head.weight"].shape[1:]  # same width: only the classes differ
+        and sd["head.weight"].shape[0] != target["head.weight"].shape[0]
+    ):
         if not drop_mismatched_head:
             raise CheckpointMismatchError(
                 f"{source} has a {sd['head.weight'].shape[0]}-class head, the model "
