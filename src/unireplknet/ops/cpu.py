@@ -1,0 +1,164 @@
+"""The CPU depthwise convolution: PyTorch's own kernels, driven in the layout where each is fastest,
+and a weight gradient computed as a *forward* convolution with the roles of input and kernel swapped.
+
+Why (measured with ``benchmarks/bench_dwconv.py``, numbers in ``docs/performance.md``):
+
+* PyTorch's CPU weight gradient of a large depthwise kernel is by far the slowest part of a training step
+  (13×13, batch 16, 80×56×56: ≈ 95 ms in channels_last, ≈ 290 ms in NCHW, against ≈ 12 ms for the forward).
+  The weight gradient of a stride-1 depthwise conv is itself a depthwise correlation::
+
+      dW[c, i, j] = Σ_n Σ_{h,w} x_pad[n, c, h + i·d, w + j·d] · dy[n, c, h, w]
+
+  i.e. a depthwise conv of the padded input (batch folded into channels, ``N·C`` groups) with the output
+  gradient as an ``H×W`` *kernel*, stride ``d``, giving a ``K×K`` map per (n, c), then summed over n.
+  PyTorch's forward kernel (oneDNN) runs that about as fast as the forward itself: 8–30× faster than
+  the native weight gradient at UniRepLKNet's shapes.
+* The input gradient of a stride-1 'same' depthwise conv is a forward conv of the output gradient with
+  the kernel rotated by 180°, which the forward kernel also runs faster than the native input gradient.
+* In this PyTorch build the forward of a large (K ≥ 9) depthwise kernel is faster in NCHW, that of a
+  small (3×3, 5×5, dilated 3×3) one in channels_last, so each conv is computed in its better layout and
+  the result handed back in the caller's layout (a layout copy costs far less than the difference).
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "LARGE_KERNEL_MIN",
+    "cpu_supports",
+    "compute_layout",
+    "cpu_depthwise_conv2d",
+    "depthwise_input_grad",
+    "depthwise_weight_grad",
+]
+
+#: Kernels with at least this many taps per side are computed in NCHW, smaller ones in channels_last
+#: (the crossover measured by benchmarks/bench_dwconv.py lies between 7 and 13).
+LARGE_KERNEL_MIN = 9
+
+_CL = torch.channels_last
+_SUPPORTED_DTYPES = (torch.float32, torch.float64)
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    # A 1×1 map or a single channel is both layouts at once; count it as whatever is_contiguous says first.
+    return (not x.is_contiguous()) and x.is_contiguous(memory_format=_CL)
+
+
+def cpu_supports(x: torch.Tensor, weight: torch.Tensor, padding: int, dilation: int) -> bool:
+    """Whether :func:`cpu_depthwise_conv2d` computes this call (else the caller falls back to F.conv2d)."""
+    if x.device.type != "cpu" or x.dtype not in _SUPPORTED_DTYPES or weight.dtype != x.dtype:
+        return False
+    if x.dim() != 4 or weight.dim() != 4 or weight.shape[1] != 1 or weight.shape[0] != x.shape[1]:
+        return False
+    k = weight.shape[-1]
+    return weight.shape[-2] == k and k % 2 == 1 and padding == (k - 1) * dilation // 2
+
+
+def compute_layout(kernel_size: int) -> torch.memory_format:
+    """The memory format in which the CPU forward of a ``kernel_size``² depthwise conv runs fastest."""
+    return torch.contiguous_format if kernel_size >= LARGE_KERNEL_MIN else _CL
+
+
+def _as_layout(x: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+    return x if x.is_contiguous(memory_format=fmt) else x.contiguous(memory_format=fmt)
+
+
+def _conv_in_layout(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    padding: int,
+    dilation: int,
+    out_channels_last: bool,
+) -> torch.Tensor:
+    fmt = compute_layout(weight.shape[-1])
+    y = F.conv2d(_as_layout(x, fmt), weight, bias, 1, padding, dilation, x.shape[1])
+    return _as_layout(y, _CL if out_channels_last else torch.contiguous_format)
+
+
+def depthwise_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, padding: int, dilation: int) -> torch.Tensor:
+    """dL/dx of a stride-1 'same' depthwise conv: the output gradient convolved with the rotated kernel."""
+    return _conv_in_layout(
+        grad_out, weight.flip(-2, -1), None, padding, dilation, out_channels_last=_is_channels_last(grad_out)
+    )
+
+
+def depthwise_weight_grad(
+    x: torch.Tensor, grad_out: torch.Tensor, kernel_size: int, padding: int, dilation: int
+) -> torch.Tensor:
+    """dL/dW (shape (C, 1, K, K)) of a stride-1 depthwise conv, as a swapped-role forward conv (see module doc)."""
+    n, c, h, w = x.shape
+    # Batch folded into channels: one group per (n, c) plane, whose "kernel" is that plane's output gradient.
+    planes = x.reshape(1, n * c, h, w)
+    kernels = grad_out.reshape(n * c, 1, grad_out.shape[2], grad_out.shape[3])
+    taps = F.conv2d(planes, kernels, None, dilation, padding, 1, n * c)
+    if taps.shape[-2:] != (kernel_size, kernel_size):  # only 'same' padding gives exactly K×K taps
+        raise ValueError(
+            f"weight-gradient shape {tuple(taps.shape[-2:])} != kernel {kernel_size}x{kernel_size}: "
+            "the CPU path needs stride 1 and padding (K-1)*dilation/2"
+        )
+    return taps.reshape(n, c, kernel_size, kernel_size).sum(0).unsqueeze(1)
+
+
+class _CPUDepthwiseConv2dFunction(torch.autograd.Function):
+    """Forward in the layout that is fastest for the kernel size; backward as two forward convolutions.
+
+    ``backward`` is built from differentiable torch ops, so double backward works too.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: Optional[torch.Tensor],
+        padding: int,
+        dilation: int,
+    ) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.dilation, ctx.has_bias = padding, dilation, bias is not None
+        return _conv_in_layout(x, weight, bias, padding, dilation, _is_channels_last(x))
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = depthwise_input_grad(grad_out, weight, ctx.padding, ctx.dilation)
+            if _is_channels_last(x) != _is_channels_last(grad_x):
+                grad_x = _as_layout(grad_x, _CL if _is_channels_last(x) else torch.contiguous_format)
+        if ctx.needs_input_grad[1]:
+            grad_w = depthwise_weight_grad(x, grad_out, weight.shape[-1], ctx.padding, ctx.dilation)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad_out.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b, None, None
+
+
+def cpu_depthwise_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    padding: int = 0,
+    dilation: int = 1,
+) -> torch.Tensor:
+    """Stride-1 'same' depthwise conv on the CPU (float32/float64), with the fast backward when grads are needed.
+
+    The output has the caller's memory format. Check :func:`cpu_supports` first; unsupported calls raise.
+    """
+    if not cpu_supports(x, weight, padding, dilation):
+        raise ValueError(
+            "the 'cpu' depthwise implementation needs a float32/float64 CPU tensor (N, C, H, W), a (C, 1, K, K) "
+            f"weight with odd K and 'same' padding (K-1)*dilation/2; got x {tuple(x.shape)} {x.dtype} on "
+            f"{x.device}, weight {tuple(weight.shape)} {weight.dtype}, padding={padding}, dilation={dilation}; "
+            "use impl='torch' for other cases"
+        )
+    needs_grad = torch.is_grad_enabled() and (
+        x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+    )
+    if not needs_grad:
+        return _conv_in_layout(x, weight, bias, padding, dilation, _is_channels_last(x))
+    return _CPUDepthwiseConv2dFunction.apply(x, weight, bias, padding, dilation)
