@@ -210,3 +210,21 @@ def test_every_depthwise_conv_is_created_through_ops():
     for fused in (model, unireplknet.reparameterize(copy.deepcopy(model))):
         dw = [m for m in fused.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
         assert dw and all(isinstance(m, DepthwiseConv2d) for m in dw)
+
+
+def test_pretrained_true_asks_the_hub_for_the_official_file(reference, monkeypatch):
+    """The download path: timm asks Hugging Face for DingXiaoH/UniRepLKNet/<official file>, and what comes back
+    (an official pickle, tensors under `model`) loads strictly. The hub itself is replaced by the reference file."""
+    import timm.models._builder as builder
+
+    asked = []
+
+    def fake_hub(repo_id, filename=None, **kwargs):
+        asked.append((repo_id, filename))
+        return {"model": dict(reference["train"])}
+
+    monkeypatch.setattr(builder, "load_state_dict_from_hf", fake_hub)
+    model = timm.create_model("unireplknet_a", pretrained=True).eval()
+    assert asked == [("DingXiaoH/UniRepLKNet", "unireplknet_a_in1k_224_acc77.03.pth")]
+    with torch.no_grad():
+        assert rel_err(model(reference["io"]["input"]), reference["io"]["logits_train"]) < 1e-5
