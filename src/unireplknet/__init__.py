@@ -13,6 +13,7 @@ from .checkpoint import (
     save_model,
     to_deploy_state_dict,
 )
+from .deploy import DeployedModel, deploy_model
 from .model import DilatedReparamBlock, UniRepLKNet, UniRepLKNetBlock, reparameterize
 from .zoo import VARIANTS, count_macs, create_model, variant_config, variants_table
 
@@ -23,6 +24,8 @@ __all__ = [
     "UniRepLKNetBlock",
     "DilatedReparamBlock",
     "reparameterize",
+    "deploy_model",
+    "DeployedModel",
     "create_model",
     "variant_config",
     "variants_table",

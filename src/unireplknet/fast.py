@@ -71,7 +71,9 @@ def _tracing() -> bool:
     if torch.jit.is_tracing() or torch.jit.is_scripting():
         return True
     compiler = getattr(torch, "compiler", None)
-    if compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling():
+    if compiler is not None and any(
+        getattr(compiler, probe, lambda: False)() for probe in ("is_compiling", "is_exporting")
+    ):
         return True
     onnx = getattr(torch, "onnx", None)
     return bool(onnx is not None and hasattr(onnx, "is_in_onnx_export") and onnx.is_in_onnx_export())

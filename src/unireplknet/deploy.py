@@ -1,0 +1,287 @@
+"""One call from a trained model to the fastest CPU runtime available: :func:`deploy_model`.
+
+The deployment path is: a copy of the model → structural re-parameterization (the deploy structure) →
+eval mode → channels_last memory → one of
+
+* ``"eager"``: PyTorch eager with the fused block forward of :mod:`unireplknet.fast`;
+* ``"compile"``: :func:`torch.compile` (Inductor) of the deploy model;
+* ``"onnxruntime"``: exported to ONNX (dynamic batch axis) and run by ONNX Runtime
+  (``pip install "unireplknet[onnx]"``);
+* ``"openvino"``: converted and compiled by OpenVINO for its CPU plugin, float32 inference precision
+  (``pip install "unireplknet[openvino]"``);
+* ``"auto"``: the first of openvino → onnxruntime → eager whose runtime is installed (the order of their
+  measured speed on CPU; see docs/performance.md).
+
+Whatever the backend, the result is a :class:`DeployedModel`: a callable taking and giving torch tensors,
+whose output on ``example_input`` was compared with the PyTorch model's at build time (a mismatch raises).
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import io
+import logging
+import warnings
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .model import reparameterize
+
+__all__ = ["BACKENDS", "DeployedModel", "available_backends", "deploy_model", "export_onnx_bytes"]
+
+_logger = logging.getLogger(__name__)
+
+#: Every backend name :func:`deploy_model` accepts besides ``"auto"``.
+BACKENDS = ("eager", "compile", "onnxruntime", "openvino")
+
+#: The order in which ``backend="auto"`` tries the runtimes (fastest first, as measured on CPU).
+AUTO_ORDER = ("openvino", "onnxruntime", "eager")
+
+_RUNTIME_MODULES = {"onnxruntime": ("onnx", "onnxruntime"), "openvino": ("openvino",)}
+_EXTRAS = {"onnxruntime": "onnx", "openvino": "openvino"}
+
+
+def _require(backend: str) -> None:
+    for module in _RUNTIME_MODULES.get(backend, ()):
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ImportError(
+                f'backend "{backend}" needs the Python package {module!r}, which is not installed: '
+                f'pip install "unireplknet[{_EXTRAS[backend]}]"'
+            ) from err
+
+
+def available_backends() -> List[str]:
+    """The backends whose runtimes can be imported here (``eager`` and ``compile`` always)."""
+    found = []
+    for backend in BACKENDS:
+        try:
+            _require(backend)
+        except ImportError:
+            continue
+        found.append(backend)
+    return found
+
+
+class DeployedModel:
+    """A deployed model: call it with an (N, C, H, W) float tensor, get the model's output tensor.
+
+    Attributes:
+        backend: the runtime that runs it.
+        module: the re-parameterized, eval-mode, channels_last PyTorch copy it was built from.
+        max_rel_error: the build-time check's ``max|out − torch| / max|torch|`` on the example input.
+    """
+
+    def __init__(self, backend: str, run: Callable[[torch.Tensor], torch.Tensor], module: nn.Module):
+        self.backend = backend
+        self._run = run
+        self.module = module
+        self.max_rel_error = float("nan")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"a deployed model takes a torch.Tensor, got {type(x).__name__}")
+        return self._run(x)
+
+    def __repr__(self) -> str:
+        return f"DeployedModel(backend={self.backend!r}, max_rel_error={self.max_rel_error:.2e})"
+
+
+def _prepare(model: nn.Module) -> nn.Module:
+    module = reparameterize(copy.deepcopy(model), inplace=True)
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module.to(memory_format=torch.channels_last)
+
+
+def _default_example(module: nn.Module) -> torch.Tensor:
+    in_chans = getattr(module, "in_chans", None)
+    if in_chans is None:
+        raise ValueError("pass example_input=... (an (N, C, H, W) tensor): the model does not say its in_chans")
+    return torch.randn(1, in_chans, 224, 224)
+
+
+def _eager(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return module(x.contiguous(memory_format=torch.channels_last))
+
+    return run
+
+
+def _compiled(module: nn.Module, example: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    compiled = torch.compile(module, dynamic=False)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return compiled(x.contiguous(memory_format=torch.channels_last))
+
+    run(example)  # compile now, not at the user's first call
+    return run
+
+
+def export_onnx_bytes(module: nn.Module, example: torch.Tensor, opset: int = 18) -> bytes:
+    """The ONNX model (input ``images``, output ``logits``, dynamic batch axis) of an eval-mode module.
+
+    Uses the torch.export-based exporter when ``onnxscript`` is installed, else the legacy TorchScript
+    exporter (deprecated in PyTorch ≥ 2.9, still shipped).
+    """
+    module = module.eval()
+    try:
+        importlib.import_module("onnxscript")
+        dynamo = True
+    except ImportError:
+        dynamo = False
+    if example.shape[0] == 1:  # torch.export specialises a size-1 dimension: trace with a batch of two
+        example = example.expand(2, *example.shape[1:]).contiguous()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer/deprecation chatter; the result is checked numerically
+        if dynamo:
+            batch = torch.export.Dim("batch")
+            program = torch.onnx.export(
+                module,
+                (example,),
+                None,
+                dynamo=True,
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_shapes=({0: batch},),
+                opset_version=opset,
+                verbose=False,
+            )
+            return program.model_proto.SerializeToString()
+        buffer = io.BytesIO()
+        torch.onnx.export(
+            module,
+            (example,),
+            buffer,
+            dynamo=False,
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=opset,
+        )
+        return buffer.getvalue()
+
+
+def _numpy_input(x: torch.Tensor):
+    return x.detach().to("cpu", torch.float32).contiguous().numpy()
+
+
+def _onnxruntime(module: nn.Module, example: torch.Tensor, threads: Optional[int]) -> Callable:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    session = ort.InferenceSession(
+        export_onnx_bytes(module, example), options, providers=["CPUExecutionProvider"]
+    )
+    name = session.get_inputs()[0].name
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {name: _numpy_input(x)})[0])
+
+    return run
+
+
+def _openvino(module: nn.Module, example: torch.Tensor, threads: Optional[int], hint: str) -> Callable:
+    import openvino as ov
+
+    shape = ov.PartialShape([-1, *example.shape[1:]])  # dynamic batch, fixed C × H × W
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        converted = ov.convert_model(module, example_input=example.contiguous(), input=[shape])
+    config: Dict[str, Any] = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"}
+    config["INFERENCE_NUM_THREADS"] = threads or torch.get_num_threads()
+    compiled = ov.Core().compile_model(converted, "CPU", config)
+    request = compiled.create_infer_request()
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        result = request.infer([_numpy_input(x)], share_inputs=True)
+        return torch.from_numpy(result[compiled.output(0)].copy())
+
+    return run
+
+
+def deploy_model(
+    model: nn.Module,
+    backend: str = "auto",
+    example_input: Optional[torch.Tensor] = None,
+    *,
+    rtol: float = 1e-4,
+    threads: Optional[int] = None,
+    openvino_hint: str = "LATENCY",
+) -> DeployedModel:
+    """Turn ``model`` (train or deploy structure; left untouched) into a fast CPU inference callable.
+
+    Args:
+        model: a :class:`~unireplknet.UniRepLKNet` (or any module holding UniRepLKNet blocks).
+        backend: ``"auto"``, ``"eager"``, ``"compile"``, ``"onnxruntime"`` or ``"openvino"``.
+        example_input: an (N, C, H, W) float32 batch used to export/compile and for the output check;
+            defaults to one random 224×224 image. ONNX Runtime and OpenVINO accept any batch size later;
+            the spatial size is fixed by the example for OpenVINO and ``compile``.
+        rtol: the largest accepted ``max|out − torch| / max|torch|`` on ``example_input``.
+        threads: intra-op threads of ONNX Runtime / OpenVINO (default: ``torch.get_num_threads()``).
+        openvino_hint: OpenVINO's ``PERFORMANCE_HINT`` (``"LATENCY"`` or ``"THROUGHPUT"``).
+
+    Returns:
+        A :class:`DeployedModel`.
+
+    Raises:
+        ImportError: the backend's runtime is not installed (names the pip extra).
+        RuntimeError: the backend's output disagrees with PyTorch's beyond ``rtol``.
+    """
+    if backend not in ("auto",) + BACKENDS:
+        raise ValueError(f"backend must be 'auto' or one of {', '.join(BACKENDS)}; got {backend!r}")
+    if openvino_hint not in ("LATENCY", "THROUGHPUT"):
+        raise ValueError(f"openvino_hint must be 'LATENCY' or 'THROUGHPUT', got {openvino_hint!r}")
+    if backend == "auto":
+        ready = available_backends()
+        backend = next(b for b in AUTO_ORDER if b in ready)
+        _logger.info("deploy_model: backend='auto' chose %s", backend)
+    else:
+        _require(backend)
+
+    module = _prepare(model)
+    example = _default_example(module) if example_input is None else example_input
+    if not isinstance(example, torch.Tensor) or example.dim() != 4 or not example.is_floating_point():
+        raise ValueError(
+            "example_input must be a float (N, C, H, W) tensor, got "
+            + (f"shape {tuple(example.shape)}, dtype {example.dtype}" if isinstance(example, torch.Tensor)
+               else type(example).__name__)
+        )
+    if example.device.type != "cpu" and backend in ("onnxruntime", "openvino"):
+        raise ValueError(f"backend {backend!r} runs on the CPU: pass a CPU example_input and CPU inputs")
+    example = example.detach().contiguous(memory_format=torch.channels_last)
+    if hasattr(module, "check_input"):
+        module.check_input(example)
+
+    with torch.inference_mode():
+        want = module(example)
+
+    if backend == "eager":
+        run = _eager(module)
+    elif backend == "compile":
+        run = _compiled(module, example)
+    elif backend == "onnxruntime":
+        run = _onnxruntime(module, example, threads)
+    else:
+        run = _openvino(module, example, threads, openvino_hint)
+
+    deployed = DeployedModel(backend, run, module)
+    got = deployed(example)
+    if got.shape != want.shape:
+        raise RuntimeError(f"{backend} output shape {tuple(got.shape)} differs from PyTorch's {tuple(want.shape)}")
+    scale = want.abs().max().clamp_min(torch.finfo(want.dtype).tiny)
+    deployed.max_rel_error = ((got.to(want.dtype) - want).abs().max() / scale).item()
+    if not deployed.max_rel_error <= rtol:
+        raise RuntimeError(
+            f"the {backend} deployment disagrees with PyTorch: max relative error "
+            f"{deployed.max_rel_error:.3e} > rtol={rtol:g}; report it, or use backend='eager'"
+        )
+    return deployed

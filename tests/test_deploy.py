@@ -1,0 +1,123 @@
+"""deploy_model: re-parameterized copy → backend, outputs checked against PyTorch (and the official data)."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from unireplknet import UniRepLKNet
+from unireplknet import deploy as deploy_mod
+from unireplknet.deploy import DeployedModel, available_backends, deploy_model
+
+REFERENCE = Path("/work/shared/reference")
+
+
+def small_trained_model(seed: int = 0) -> UniRepLKNet:
+    """A small training-structure model with non-trivial BN statistics, layer scales and GRN parameters."""
+    torch.manual_seed(seed)
+    model = UniRepLKNet(
+        depths=(1, 1, 2, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (13,), (13, 3), (5,)), num_classes=10
+    )
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith("running_var"):
+                tensor.uniform_(0.5, 2.0)
+            elif tensor.is_floating_point():
+                tensor.normal_(0.0, 0.2)
+    return model.eval()
+
+
+def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
+    return ((got - want).abs().max() / want.abs().max()).item()
+
+
+@pytest.mark.skipif(not (REFERENCE / "unireplknet_a.io.safetensors").exists(), reason="reference data absent")
+def test_eager_deploy_of_official_training_weights_matches_official_logits():
+    from safetensors.torch import load_file
+
+    model = UniRepLKNet(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320))
+    model.load_state_dict(load_file(str(REFERENCE / "unireplknet_a.train.safetensors")))
+    io = load_file(str(REFERENCE / "unireplknet_a.io.safetensors"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    deployed = deploy_model(model, "eager", example_input=io["input"])
+    assert isinstance(deployed, DeployedModel) and deployed.backend == "eager"
+    assert deployed.module.deploy and not model.deploy, "deploys a copy; the caller's model is untouched"
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert rel_err(deployed(io["input"]), io["logits_deploy"]) < 1e-5
+    assert rel_err(deployed(io["input"]), io["logits_train"]) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "onnxruntime",
+        pytest.param(
+            "openvino",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("openvino") is None, reason='needs pip install "unireplknet[openvino]"'
+            ),
+        ),
+    ],
+)
+def test_runtime_backend_matches_pytorch_for_any_batch(backend):
+    pytest.importorskip("onnxruntime") if backend == "onnxruntime" else None
+    model = small_trained_model()
+    example = torch.randn(1, 3, 64, 64)
+    deployed = deploy_model(model, backend, example_input=example)
+    assert deployed.backend == backend and deployed.max_rel_error < 1e-4
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        want = model(x)  # the training structure in eval mode: an independent path to the same function
+    got = deployed(x)
+    assert got.shape == (3, 10)
+    assert rel_err(got, want) < 1e-4
+
+
+@pytest.mark.slow
+def test_compile_backend_matches_pytorch():
+    model = small_trained_model()
+    x = torch.randn(2, 3, 64, 64)
+    deployed = deploy_model(model, "compile", example_input=x)
+    with torch.no_grad():
+        assert rel_err(deployed(x), model(x)) < 1e-4
+
+
+def test_missing_runtime_names_the_extra(monkeypatch):
+    real_import = importlib.import_module
+
+    def fake_import(name, *args, **kwargs):
+        if name.split(".")[0] in ("openvino", "onnxruntime"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(deploy_mod.importlib, "import_module", fake_import)
+    with pytest.raises(ImportError, match=r'pip install "unireplknet\[openvino\]"'):
+        deploy_model(small_trained_model(), "openvino")
+    with pytest.raises(ImportError, match=r'pip install "unireplknet\[onnx\]"'):
+        deploy_model(small_trained_model(), "onnxruntime")
+    assert "openvino" not in available_backends() and "onnxruntime" not in available_backends()
+    # auto falls back to what is installed
+    assert deploy_model(small_trained_model(), "auto", example_input=torch.randn(1, 3, 64, 64)).backend == "eager"
+
+
+def test_output_mismatch_at_build_time_raises(monkeypatch):
+    def broken_eager(module):
+        return lambda x: module(x) * 1.01
+
+    monkeypatch.setattr(deploy_mod, "_eager", broken_eager)
+    with pytest.raises(RuntimeError, match="disagrees with PyTorch"):
+        deploy_model(small_trained_model(), "eager", example_input=torch.randn(1, 3, 64, 64))
+
+
+def test_bad_arguments_are_named():
+    model = small_trained_model()
+    with pytest.raises(ValueError, match="backend must be"):
+        deploy_model(model, "tensorrt")
+    with pytest.raises(ValueError, match="example_input"):
+        deploy_model(model, "eager", example_input=torch.randn(3, 64, 64))
+    with pytest.raises(ValueError, match="input channels"):
+        deploy_model(model, "eager", example_input=torch.randn(1, 4, 64, 64))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        deploy_model(model, "eager", example_input=torch.randn(1, 3, 64, 64))([[0.0]])
