@@ -1,0 +1,1 @@
+"""Task models, heads and training loops built on the UniRepLKNet backbone."""
