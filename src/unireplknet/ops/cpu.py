@@ -15,9 +15,12 @@ Why (measured with ``benchmarks/bench_dwconv.py``, numbers in ``docs/performance
   the native weight gradient at UniRepLKNet's shapes.
 * The input gradient of a stride-1 'same' depthwise conv is a forward conv of the output gradient with
   the kernel rotated by 180°, which the forward kernel also runs faster than the native input gradient.
-* In this PyTorch build the forward of a large (K ≥ 9) depthwise kernel is faster in NCHW, that of a
-  small (3×3, 5×5, dilated 3×3) one in channels_last, so each conv is computed in its better layout and
-  the result handed back in the caller's layout (a layout copy costs far less than the difference).
+* In this PyTorch build the forward of a large (K ≥ 9) depthwise kernel is 2–3× faster in NCHW than in
+  channels_last, so a channels_last input is computed in NCHW and the result handed back in channels_last
+  (the two layout copies cost far less than the difference). Small kernels (3×3, 5×5, dilated 3×3) are
+  somewhat faster in channels_last, but by less than the two copies cost, so they run in the caller's layout.
+* With dilation d ≥ 4 the swapped-role convolution needs stride d, for which oneDNN takes a slow path;
+  PyTorch's own weight gradient is used there (those are 3×3 kernels, where it is fast anyway).
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "LARGE_KERNEL_MIN",
+    "NATIVE_WGRAD_MIN_DILATION",
     "cpu_supports",
     "compute_layout",
     "cpu_depthwise_conv2d",
@@ -58,9 +62,11 @@ def cpu_supports(x: torch.Tensor, weight: torch.Tensor, padding: int, dilation: 
     return weight.shape[-2] == k and k % 2 == 1 and padding == (k - 1) * dilation // 2
 
 
-def compute_layout(kernel_size: int) -> torch.memory_format:
-    """The memory format in which the CPU forward of a ``kernel_size``² depthwise conv runs fastest."""
-    return torch.contiguous_format if kernel_size >= LARGE_KERNEL_MIN else _CL
+def compute_layout(kernel_size: int, channels_last_input: bool) -> torch.memory_format:
+    """The memory format in which the CPU forward of a ``kernel_size``² depthwise conv is computed."""
+    if kernel_size >= LARGE_KERNEL_MIN or not channels_last_input:
+        return torch.contiguous_format
+    return _CL
 
 
 def _as_layout(x: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
@@ -75,7 +81,7 @@ def _conv_in_layout(
     dilation: int,
     out_channels_last: bool,
 ) -> torch.Tensor:
-    fmt = compute_layout(weight.shape[-1])
+    fmt = compute_layout(weight.shape[-1], out_channels_last)
     y = F.conv2d(_as_layout(x, fmt), weight, bias, 1, padding, dilation, x.shape[1])
     return _as_layout(y, _CL if out_channels_last else torch.contiguous_format)
 
@@ -87,21 +93,34 @@ def depthwise_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, padding: 
     )
 
 
+#: From this dilation on, the weight gradient is PyTorch's own (the swapped-role conv would need stride ≥ 4).
+NATIVE_WGRAD_MIN_DILATION = 4
+
+
 def depthwise_weight_grad(
     x: torch.Tensor, grad_out: torch.Tensor, kernel_size: int, padding: int, dilation: int
 ) -> torch.Tensor:
-    """dL/dW (shape (C, 1, K, K)) of a stride-1 depthwise conv, as a swapped-role forward conv (see module doc)."""
+    """dL/dW (shape (C, 1, K, K)) of a stride-1 'same' depthwise conv, as a swapped-role forward conv (module doc)."""
     n, c, h, w = x.shape
-    # Batch folded into channels: one group per (n, c) plane, whose "kernel" is that plane's output gradient.
-    planes = x.reshape(1, n * c, h, w)
-    kernels = grad_out.reshape(n * c, 1, grad_out.shape[2], grad_out.shape[3])
-    taps = F.conv2d(planes, kernels, None, dilation, padding, 1, n * c)
-    if taps.shape[-2:] != (kernel_size, kernel_size):  # only 'same' padding gives exactly K×K taps
+    k, d = kernel_size, dilation
+    if padding != (k - 1) * d // 2 or grad_out.shape != x.shape:
         raise ValueError(
-            f"weight-gradient shape {tuple(taps.shape[-2:])} != kernel {kernel_size}x{kernel_size}: "
-            "the CPU path needs stride 1 and padding (K-1)*dilation/2"
+            f"the CPU weight gradient needs stride 1 and 'same' padding (K-1)*dilation/2 = {(k - 1) * d // 2}, "
+            f"got padding={padding} and output {tuple(grad_out.shape)} for input {tuple(x.shape)}"
         )
-    return taps.reshape(n, c, kernel_size, kernel_size).sum(0).unsqueeze(1)
+    if d < NATIVE_WGRAD_MIN_DILATION:
+        # Batch folded into channels: one group per (n, c) plane, whose "kernel" is that plane's output gradient.
+        planes = x.reshape(1, n * c, h, w)
+        kernels = grad_out.reshape(n * c, 1, h, w)
+        taps = F.conv2d(planes, kernels, None, d, padding, 1, n * c)
+        return taps.reshape(n, c, k, k).sum(0).unsqueeze(1)
+    # oneDNN runs the swapped-role conv with stride ≥ 4 on a slow path (measured 2× slower than PyTorch's own
+    # weight gradient, and a phase split into d² undilated problems slower still), so use PyTorch's here.
+    weight_shape = [c, 1, k, k]
+    return torch.ops.aten.convolution_backward(
+        grad_out, x, x.new_empty(weight_shape), None, [1, 1], [padding, padding], [d, d], False,
+        [0, 0], c, [False, True, False],
+    )[1]
 
 
 class _CPUDepthwiseConv2dFunction(torch.autograd.Function):

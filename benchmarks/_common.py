@@ -1,0 +1,130 @@
+"""Helpers shared by the benchmark scripts: machine description, timing, matmul peak, variant shapes."""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import re
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: depths and dims of the variants (SPEC 1.1), kept here so the benchmarks need nothing but the model class.
+VARIANTS: Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {
+    "A": ((2, 2, 6, 2), (40, 80, 160, 320)),
+    "F": ((2, 2, 6, 2), (48, 96, 192, 384)),
+    "P": ((2, 2, 6, 2), (64, 128, 256, 512)),
+    "N": ((2, 2, 8, 2), (80, 160, 320, 640)),
+    "T": ((3, 3, 18, 3), (80, 160, 320, 640)),
+    "S": ((3, 3, 27, 3), (96, 192, 384, 768)),
+    "B": ((3, 3, 27, 3), (128, 256, 512, 1024)),
+}
+
+
+def cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    match = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
+    isa = ""
+    if flags:
+        have = set(flags.group(1).split())
+        isa = " (" + ", ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in have) + ")"
+    return (match.group(1).strip() if match else "unknown CPU") + isa
+
+
+def machine_description(device: str = "cpu") -> str:
+    parts = [
+        f"CPU {cpu_model()}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}",
+        f"torch {torch.__version__}",
+    ]
+    try:
+        import triton
+
+        parts.append(f"triton {triton.__version__}")
+    except ImportError:
+        pass
+    if device == "cuda" and torch.cuda.is_available():
+        parts.append(f"GPU {torch.cuda.get_device_name()}")
+    try:  # a shared machine skews timings; say how busy it was
+        parts.append("load average %.1f/%.1f/%.1f at start" % os.getloadavg())
+    except OSError:
+        pass
+    parts.append(f"date {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    return "; ".join(parts)
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_ms(fn: Callable[[], object], reps: int, warmup: int = 1, device: str = "cpu") -> List[float]:
+    """Wall-clock times in ms of ``reps`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def interleaved_medians(
+    fns: Dict[str, Callable[[], object]], reps: int, warmup: int = 1, device: str = "cpu"
+) -> Dict[str, float]:
+    """Median ms per candidate, the candidates timed in turn round by round.
+
+    Interleaving spreads any background load (a shared machine) over all candidates alike, so the
+    ratios stay fair even when absolute times drift.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    _sync(device)
+    times: Dict[str, List[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def matmul_peak_gflops(device: str = "cpu", dtype: torch.dtype = torch.float32, size: int = 2048, reps: int = 5) -> float:
+    """Best achieved GFLOP/s of a square matmul: the machine's practical dense peak, for scale."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    best = min(time_ms(lambda: a @ b, reps, warmup=2, device=device))
+    return 2 * size**3 / (best / 1e3) / 1e9
+
+
+def replace_doc_section(path: Path, heading: str, body: str) -> None:
+    """Replace the text under ``heading`` (up to the next '## ' heading) in a markdown file; other sections stay."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
+    if start is None:
+        new = text.rstrip("\n") + "\n\n" + heading + "\n\n" + body.rstrip("\n") + "\n"
+    else:
+        end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
+        tail = "".join(lines[end:])
+        new = "".join(lines[: start + 1]) + "\n" + body.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
+    path.write_text(new, encoding="utf-8")
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
