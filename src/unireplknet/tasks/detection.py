@@ -1,0 +1,646 @@
+"""UniRepLKNet as an object-detection / instance-segmentation backbone for torchvision's detectors.
+
+One call builds a detector on the official features mode (four stage maps, strides 4–32, each through its
+own channels-first LayerNorm ``norm{i}``) and a feature pyramid::
+
+    from unireplknet.tasks import detection
+    model = detection.maskrcnn("unireplknet_t", num_classes=80, checkpoint="unireplknet_t_in1k_224_acc83.21.pth")
+
+``num_classes`` counts object categories *without* background; labels are 1 … num_classes (torchvision's
+convention, 0 is background). The builders accept an official classification checkpoint (classifier dropped,
+everything else strict) or an MMDetection/MMSegmentation checkpoint (``state_dict`` with ``backbone.``
+prefix, only the backbone kept). :func:`unireplknet.reparameterize` fuses the backbone inside a built
+detector in one call.
+
+Also here: a COCO-format dataset reader with clear errors for bad files, and COCO box/mask AP through
+pycocotools (pip extra ``detection``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..model import UniRepLKNet
+
+__all__ = [
+    "DetectionDataError",
+    "build_backbone",
+    "UniRepLKNetFPN",
+    "fasterrcnn",
+    "maskrcnn",
+    "retinanet",
+    "fcos",
+    "build_detector",
+    "DETECTORS",
+    "CocoDetectionDataset",
+    "detection_collate",
+    "coco_evaluate",
+    "export_onnx",
+    "verify_onnx",
+    "predict_coco",
+]
+
+_logger = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+
+
+class DetectionDataError(ValueError):
+    """A detection data set or its annotation file cannot be used; the message says what to fix."""
+
+
+def _require_torchvision():
+    try:
+        import torchvision  # noqa: F401
+        from torchvision.models import detection  # noqa: F401
+    except ImportError:  # pragma: no cover - torchvision ships with the project's torch here
+        raise ImportError("detection needs torchvision: pip install 'unireplknet[detection]'") from None
+
+
+def _require_pycocotools():
+    try:
+        from pycocotools import mask as mask_utils  # noqa: F401
+        from pycocotools.coco import COCO  # noqa: F401
+        from pycocotools.cocoeval import COCOeval  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "COCO masks and mAP need pycocotools: pip install 'unireplknet[detection]'"
+        ) from None
+
+
+# ----------------------------------------------------------------------------------------------- backbone
+def build_backbone(
+    model: str = "unireplknet_t",
+    *,
+    checkpoint: Optional[PathLike] = None,
+    model_kwargs: Optional[Mapping[str, Any]] = None,
+    drop_path_rate: float = 0.0,
+    with_cp: bool = False,
+    deploy: bool = False,
+    in_chans: int = 3,
+    use_sync_bn: bool = False,
+) -> UniRepLKNet:
+    """A UniRepLKNet in the official features mode (``num_classes=None``: four LayerNorm-ed stage maps).
+
+    ``model`` is a variant name (``unireplknet_a`` … ``unireplknet_xl``) or ``'custom'`` with
+    ``model_kwargs`` (depths, dims, kernel_sizes). ``checkpoint`` is loaded strictly with the classifier
+    dropped: an official classification file, or a detection/segmentation file with ``backbone.`` keys.
+    """
+    from ..checkpoint import load_checkpoint
+    from ..zoo import variant_config
+
+    kwargs: Dict[str, Any] = dict(model_kwargs or {})
+    if model != "custom":
+        kwargs = {**variant_config(model), **kwargs}
+    elif not kwargs:
+        raise ValueError("model='custom' needs model_kwargs (depths, dims, kernel_sizes)")
+    if kwargs.get("kernel_sizes") is not None:
+        kwargs["kernel_sizes"] = tuple(tuple(int(k) for k in stage) for stage in kwargs["kernel_sizes"])
+    backbone = UniRepLKNet(
+        in_chans=in_chans, num_classes=None, drop_path_rate=drop_path_rate, with_cp=with_cp, deploy=deploy,
+        use_sync_bn=use_sync_bn, **kwargs,
+    )
+    if checkpoint is not None:
+        load_checkpoint(backbone, checkpoint, drop_head=True)
+        _logger.info("backbone initialised from %s", checkpoint)
+    return backbone
+
+
+class UniRepLKNetFPN(nn.Module):
+    """UniRepLKNet stage maps → torchvision ``FeaturePyramidNetwork``: the ``backbone`` torchvision detectors take.
+
+    Args:
+        body: a features-mode UniRepLKNet (see :func:`build_backbone`).
+        out_channels: channels of every pyramid level.
+        returned_stages: which stages (0 … 3, strides 4 … 32) feed the pyramid.
+        extra_blocks: ``'maxpool'`` (one extra stride-2× level, R-CNN style), ``'p6p7'`` (two extra conv
+            levels from P5, RetinaNet/FCOS style) or ``None``.
+
+    ``forward`` returns an ordered dict ``{'0': P_first, …, 'pool' | 'p6', 'p7'}`` as torchvision expects.
+    """
+
+    def __init__(
+        self,
+        body: UniRepLKNet,
+        out_channels: int = 256,
+        returned_stages: Sequence[int] = (0, 1, 2, 3),
+        extra_blocks: Optional[str] = "maxpool",
+    ):
+        super().__init__()
+        _require_torchvision()
+        from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool, LastLevelP6P7
+
+        if not isinstance(body, UniRepLKNet) or body.output_mode != "features":
+            raise TypeError(
+                "UniRepLKNetFPN needs a features-mode UniRepLKNet (num_classes=None); build it with "
+                "unireplknet.tasks.detection.build_backbone(...)"
+            )
+        returned_stages = tuple(sorted(int(i) for i in returned_stages))
+        if not returned_stages or any(i not in range(4) for i in returned_stages):
+            raise ValueError(f"returned_stages must be a non-empty subset of 0..3, got {returned_stages}")
+        extra: Optional[nn.Module]
+        if extra_blocks == "maxpool":
+            extra = LastLevelMaxPool()
+        elif extra_blocks == "p6p7":
+            extra = LastLevelP6P7(out_channels, out_channels)
+        elif extra_blocks is None:
+            extra = None
+        else:
+            raise ValueError(f"extra_blocks must be 'maxpool', 'p6p7' or None, got {extra_blocks!r}")
+        self.body = body
+        self.returned_stages = returned_stages
+        self.fpn = FeaturePyramidNetwork([body.dims[i] for i in returned_stages], out_channels, extra_blocks=extra)
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        feats = self.body.forward_intermediates(
+            x, indices=list(self.returned_stages), stop_early=True, intermediates_only=True
+        )
+        return self.fpn(OrderedDict((str(k), f) for k, f in enumerate(feats)))
+
+
+# ----------------------------------------------------------------------------------------------- detectors
+def _anchor_generator(base_sizes: Sequence[int], octave_scales: bool):
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+    if octave_scales:  # RetinaNet: three scales per octave
+        sizes = tuple((s, int(s * 2 ** (1 / 3)), int(s * 2 ** (2 / 3))) for s in base_sizes)
+    else:
+        sizes = tuple((s,) for s in base_sizes)
+    return AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+
+
+def _check_sizes(min_size: int, max_size: int) -> None:
+    if min_size < 32:
+        raise ValueError(
+            f"min_size={min_size}: images are resized so their shorter side is min_size, and the stride-32 "
+            "backbone needs at least 32 pixels; use min_size >= 32 (torchvision pads the rest to a multiple of 32)"
+        )
+    if max_size < min_size:
+        raise ValueError(f"max_size ({max_size}) must be >= min_size ({min_size})")
+
+
+def _check_num_classes(num_classes: int) -> None:
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes (object categories, without background) must be >= 1, got {num_classes!r}")
+
+
+def _body(model: Union[str, UniRepLKNet], checkpoint, model_kwargs, drop_path_rate, with_cp, deploy) -> UniRepLKNet:
+    if isinstance(model, UniRepLKNet):
+        if checkpoint is not None:
+            raise ValueError("pass either a built backbone or a checkpoint to build it from, not both")
+        return model
+    return build_backbone(model, checkpoint=checkpoint, model_kwargs=model_kwargs, drop_path_rate=drop_path_rate,
+                          with_cp=with_cp, deploy=deploy)
+
+
+def _rcnn(
+    kind: str,
+    model: Union[str, UniRepLKNet],
+    num_classes: int,
+    *,
+    checkpoint: Optional[PathLike] = None,
+    model_kwargs: Optional[Mapping[str, Any]] = None,
+    drop_path_rate: float = 0.0,
+    with_cp: bool = False,
+    deploy: bool = False,
+    fpn_channels: int = 256,
+    anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),
+    box_head_convs: int = 4,
+    box_head_channels: int = 256,
+    representation_size: int = 1024,
+    mask_head_channels: int = 256,
+    min_size: int = 800,
+    max_size: int = 1333,
+    **detector_kwargs: Any,
+) -> nn.Module:
+    from torchvision.models.detection import FasterRCNN, MaskRCNN
+    from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
+    from torchvision.ops import MultiScaleRoIAlign
+
+    _check_num_classes(num_classes)
+    _check_sizes(min_size, max_size)
+    if len(anchor_sizes) != 5:
+        raise ValueError(f"anchor_sizes needs one base size per pyramid level (5: P2-P6), got {len(anchor_sizes)}")
+    backbone = UniRepLKNetFPN(_body(model, checkpoint, model_kwargs, drop_path_rate, with_cp, deploy),
+                              fpn_channels, (0, 1, 2, 3), "maxpool")
+    # The recipe's 4conv-1fc box head with normalisation (ConvFCBBoxHead; torchvision's "v2" head).
+    box_head = FastRCNNConvFCHead((fpn_channels, 7, 7), [box_head_channels] * box_head_convs, [representation_size],
+                                  norm_layer=nn.BatchNorm2d)
+    common = dict(
+        num_classes=None, min_size=min_size, max_size=max_size,
+        rpn_anchor_generator=_anchor_generator(anchor_sizes, octave_scales=False),
+        box_roi_pool=MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2),
+        box_head=box_head, box_predictor=FastRCNNPredictor(representation_size, num_classes + 1),
+    )
+    common.update(detector_kwargs)
+    if kind == "faster":
+        return FasterRCNN(backbone, **common)
+    mask_head = MaskRCNNHeads(fpn_channels, [mask_head_channels] * 4, 1, norm_layer=nn.BatchNorm2d)
+    from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
+
+    return MaskRCNN(backbone, mask_roi_pool=MultiScaleRoIAlign(["0", "1", "2", "3"], 14, 2), mask_head=mask_head,
+                    mask_predictor=MaskRCNNPredictor(mask_head_channels, mask_head_channels, num_classes + 1),
+                    **common)
+
+
+def fasterrcnn(model: Union[str, UniRepLKNet] = "unireplknet_t", num_classes: int = 80, **kwargs: Any) -> nn.Module:
+    """Faster R-CNN + FPN (P2–P6, 4conv-1fc box head) on a UniRepLKNet.
+
+    Keywords: ``checkpoint``, ``model_kwargs``, ``drop_path_rate``, ``with_cp``, ``deploy`` (backbone);
+    ``fpn_channels``, ``anchor_sizes`` (five base sizes), ``box_head_convs``, ``box_head_channels``,
+    ``representation_size``, ``min_size``, ``max_size``; anything else goes to torchvision's ``FasterRCNN``.
+    """
+    _require_torchvision()
+    return _rcnn("faster", model, num_classes, **kwargs)
+
+
+def maskrcnn(model: Union[str, UniRepLKNet] = "unireplknet_t", num_classes: int = 80, **kwargs: Any) -> nn.Module:
+    """Mask R-CNN + FPN on a UniRepLKNet (keywords as :func:`fasterrcnn`, plus ``mask_head_channels``)."""
+    _require_torchvision()
+    return _rcnn("mask", model, num_classes, **kwargs)
+
+
+def _single_stage(
+    kind: str,
+    model: Union[str, UniRepLKNet],
+    num_classes: int,
+    *,
+    checkpoint: Optional[PathLike] = None,
+    model_kwargs: Optional[Mapping[str, Any]] = None,
+    drop_path_rate: float = 0.0,
+    with_cp: bool = False,
+    deploy: bool = False,
+    fpn_channels: int = 256,
+    anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),
+    min_size: int = 800,
+    max_size: int = 1333,
+    **detector_kwargs: Any,
+) -> nn.Module:
+    from torchvision.models.detection import FCOS, RetinaNet
+
+    _check_num_classes(num_classes)
+    _check_sizes(min_size, max_size)
+    if len(anchor_sizes) != 5:
+        raise ValueError(f"anchor_sizes needs one base size per pyramid level (5: P3-P7), got {len(anchor_sizes)}")
+    # P3–P7: stages 1–3 (strides 8–32) and two extra levels from P5, as torchvision's own RetinaNet/FCOS.
+    backbone = UniRepLKNetFPN(_body(model, checkpoint, model_kwargs, drop_path_rate, with_cp, deploy),
+                              fpn_channels, (1, 2, 3), "p6p7")
+    if kind == "retina":
+        return RetinaNet(backbone, num_classes + 1, min_size=min_size, max_size=max_size,
+                         anchor_generator=_anchor_generator(anchor_sizes, octave_scales=True), **detector_kwargs)
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+    if fpn_channels % 32:
+        raise ValueError(f"FCOS heads use GroupNorm with 32 groups: fpn_channels must be a multiple of 32, got {fpn_channels}")
+    anchors = AnchorGenerator(tuple((s,) for s in anchor_sizes), ((1.0,),) * len(anchor_sizes))
+    return FCOS(backbone, num_classes + 1, min_size=min_size, max_size=max_size, anchor_generator=anchors,
+                **detector_kwargs)
+
+
+def retinanet(model: Union[str, UniRepLKNet] = "unireplknet_t", num_classes: int = 80, **kwargs: Any) -> nn.Module:
+    """RetinaNet + FPN (P3–P7) on a UniRepLKNet (keywords as :func:`fasterrcnn`, minus the R-CNN heads)."""
+    _require_torchvision()
+    return _single_stage("retina", model, num_classes, **kwargs)
+
+
+def fcos(model: Union[str, UniRepLKNet] = "unireplknet_t", num_classes: int = 80, **kwargs: Any) -> nn.Module:
+    """FCOS + FPN (P3–P7) on a UniRepLKNet (keywords as :func:`retinanet`)."""
+    _require_torchvision()
+    return _single_stage("fcos", model, num_classes, **kwargs)
+
+
+#: Detector builders by name (the ``--detector`` choices of the command line).
+DETECTORS = {"fasterrcnn": fasterrcnn, "maskrcnn": maskrcnn, "retinanet": retinanet, "fcos": fcos}
+
+
+def build_detector(name: str, model: Union[str, UniRepLKNet], num_classes: int, **kwargs: Any) -> nn.Module:
+    """A detector by name: ``fasterrcnn``, ``maskrcnn``, ``retinanet`` or ``fcos``."""
+    if name not in DETECTORS:
+        raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    return DETECTORS[name](model, num_classes, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------- COCO data
+class CocoDetectionDataset(torch.utils.data.Dataset):
+    """A COCO-format detection set: ``(image float CHW in [0, 1], target dict)`` pairs for torchvision detectors.
+
+    Targets hold ``boxes`` (N, 4) x0 y0 x1 y1, ``labels`` (N,) contiguous 1 … K in the order of the file's
+    categories, ``masks`` (N, H, W) uint8 (with ``masks=True``; polygons and RLE, via pycocotools) and
+    ``image_id``. Crowd annotations and boxes without area are left out of training targets (kept for
+    evaluation by pycocotools). ``hflip`` > 0 flips images with their targets (training augmentation).
+    """
+
+    def __init__(
+        self,
+        image_dir: PathLike,
+        ann_file: PathLike,
+        masks: bool = True,
+        num_classes: Optional[int] = None,
+        hflip: float = 0.0,
+        seed: int = 0,
+    ):
+        self.image_dir, self.ann_file = Path(image_dir), Path(ann_file)
+        self.masks, self.hflip = masks, hflip
+        self._rng = np.random.default_rng(seed)
+        data = _read_coco_json(self.ann_file)
+        cats = sorted(data["categories"], key=lambda c: c["id"])
+        self.cat_ids = [int(c["id"]) for c in cats]
+        self.class_names = [str(c.get("name", c["id"])) for c in cats]
+        if num_classes is not None and num_classes < len(cats):
+            raise DetectionDataError(
+                f"{self.ann_file} has {len(cats)} categories but the model has num_classes={num_classes}; "
+                f"build the model with num_classes={len(cats)}"
+            )
+        self.cat_to_label = {cid: i + 1 for i, cid in enumerate(self.cat_ids)}
+        self.images = sorted(data["images"], key=lambda im: im["id"])
+        image_ids = {im["id"] for im in self.images}
+        self.anns: Dict[int, List[Dict[str, Any]]] = {im["id"]: [] for im in self.images}
+        for ann in data["annotations"]:
+            cid = ann.get("category_id")
+            if cid not in self.cat_to_label:
+                raise DetectionDataError(
+                    f"{self.ann_file}: annotation {ann.get('id')} has category_id {cid}, which is not among the "
+                    f"file's categories {self.cat_ids}; fix the annotation or add the category"
+                )
+            if ann.get("image_id") not in image_ids:
+                raise DetectionDataError(
+                    f"{self.ann_file}: annotation {ann.get('id')} refers to image_id {ann.get('image_id')}, "
+                    "which is not in 'images'"
+                )
+            bbox = ann.get("bbox")
+            if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4):
+                raise DetectionDataError(
+                    f"{self.ann_file}: annotation {ann.get('id')} has bbox {bbox!r}; COCO boxes are [x, y, width, height]"
+                )
+            self.anns[ann["image_id"]].append(ann)
+        if masks:
+            _require_pycocotools()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.cat_ids)
+
+    def load_image(self, index: int) -> torch.Tensor:
+        from PIL import Image
+
+        info = self.images[index]
+        path = self.image_dir / info["file_name"]
+        if not path.exists():
+            raise DetectionDataError(f"image {path} (image_id {info['id']} of {self.ann_file}) does not exist")
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"))
+        h, w = arr.shape[:2]
+        if ("height" in info and info["height"] != h) or ("width" in info and info["width"] != w):
+            raise DetectionDataError(
+                f"{path} is {h}x{w} pixels but {self.ann_file} says {info.get('height')}x{info.get('width')}"
+            )
+        return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255)
+
+    def _mask(self, ann: Dict[str, Any], h: int, w: int) -> np.ndarray:
+        from pycocotools import mask as mask_utils
+
+        segm = ann.get("segmentation")
+        if segm is None or segm == []:
+            raise DetectionDataError(
+                f"{self.ann_file}: annotation {ann.get('id')} has no segmentation; train a box-only detector "
+                "(fasterrcnn/retinanet/fcos) or add masks"
+            )
+        if isinstance(segm, list):  # polygons
+            rles = mask_utils.frPyObjects(segm, h, w)
+            return mask_utils.decode(mask_utils.merge(rles)).astype(np.uint8)
+        size = list(segm.get("size", []))
+        if size != [h, w]:
+            raise DetectionDataError(
+                f"{self.ann_file}: the mask of annotation {ann.get('id')} is {size[0] if size else '?'}x"
+                f"{size[1] if len(size) > 1 else '?'} but its image is {h}x{w}; masks must have the image's size"
+            )
+        rle = mask_utils.frPyObjects(segm, h, w) if isinstance(segm["counts"], list) else segm
+        return mask_utils.decode(rle).astype(np.uint8)
+
+    def __getitem__(self, index: int) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        info = self.images[index]
+        image = self.load_image(index)
+        h, w = image.shape[1:]
+        boxes, labels, masks = [], [], []
+        for ann in self.anns[info["id"]]:
+            if ann.get("iscrowd", 0):
+                continue
+            x, y, bw, bh = (float(v) for v in ann["bbox"])
+            x0, y0, x1, y1 = max(x, 0.0), max(y, 0.0), min(x + bw, float(w)), min(y + bh, float(h))
+            if x1 <= x0 or y1 <= y0:
+                continue  # no area inside the image
+            boxes.append([x0, y0, x1, y1])
+            labels.append(self.cat_to_label[ann["category_id"]])
+            if self.masks:
+                masks.append(self._mask(ann, h, w))
+        target: Dict[str, torch.Tensor] = {
+            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor(labels, dtype=torch.int64),
+            "image_id": torch.tensor(int(info["id"])),
+        }
+        if self.masks:
+            target["masks"] = torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, h, w), dtype=torch.uint8)
+        if self.hflip > 0 and self._rng.random() < self.hflip:
+            image = image.flip(-1)
+            b = target["boxes"].clone()
+            target["boxes"] = torch.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], dim=1)
+            if self.masks:
+                target["masks"] = target["masks"].flip(-1)
+        return image, target
+
+
+def _read_coco_json(path: Path) -> Dict[str, Any]:
+    if not path.exists():
+        raise FileNotFoundError(f"COCO annotation file not found: {path}")
+    text = path.read_text()
+    if not text.strip():
+        raise DetectionDataError(f"COCO annotation file {path} is empty; expected a JSON object with "
+                                 "'images', 'annotations' and 'categories'")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DetectionDataError(f"COCO annotation file {path} is not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise DetectionDataError(f"COCO annotation file {path} holds a {type(data).__name__}, not a JSON object")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise DetectionDataError(f"COCO annotation file {path} has no '{key}' list")
+    if not data["images"]:
+        raise DetectionDataError(f"COCO annotation file {path} lists no images")
+    if not data["categories"]:
+        raise DetectionDataError(f"COCO annotation file {path} lists no categories")
+    if not data["annotations"]:
+        raise DetectionDataError(f"COCO annotation file {path} has no annotations: there is nothing to learn or score")
+    return data
+
+
+def detection_collate(batch: Sequence[Tuple[torch.Tensor, Dict[str, torch.Tensor]]]):
+    """Lists of images and targets (torchvision detectors take images of different sizes)."""
+    images, targets = zip(*batch)
+    return list(images), list(targets)
+
+
+# ----------------------------------------------------------------------------------------------- COCO mAP
+@torch.no_grad()
+def predict_coco(
+    model: nn.Module,
+    dataset: CocoDetectionDataset,
+    indices: Optional[Sequence[int]] = None,
+    batch_size: int = 4,
+    device: Union[str, torch.device] = "cpu",
+    mask_threshold: float = 0.5,
+) -> List[Dict[str, Any]]:
+    """COCO result entries (bbox x y w h, score, category_id, segmentation RLE when the model gives masks)."""
+    _require_pycocotools()
+    from pycocotools import mask as mask_utils
+
+    was_training = model.training
+    model.eval()
+    indices = list(range(len(dataset))) if indices is None else list(indices)
+    results: List[Dict[str, Any]] = []
+    for start in range(0, len(indices), batch_size):
+        chunk = indices[start:start + batch_size]
+        images = [dataset.load_image(i).to(device) for i in chunk]
+        outputs = model(images)
+        for i, out in zip(chunk, outputs):
+            image_id = int(dataset.images[i]["id"])
+            boxes = out["boxes"].cpu().numpy()
+            scores = out["scores"].cpu().numpy()
+            labels = out["labels"].cpu().numpy()
+            masks = out.get("masks")
+            if masks is not None:
+                masks = (masks[:, 0] > mask_threshold).cpu().numpy()
+            for k in range(len(boxes)):
+                label = int(labels[k])
+                if label < 1 or label > len(dataset.cat_ids):
+                    continue  # a background / unused class index
+                x0, y0, x1, y1 = (float(v) for v in boxes[k])
+                entry = {"image_id": image_id, "category_id": dataset.cat_ids[label - 1],
+                         "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(scores[k])}
+                if masks is not None:
+                    rle = mask_utils.encode(np.asfortranarray(masks[k].astype(np.uint8)))
+                    rle["counts"] = rle["counts"].decode("ascii")
+                    entry["segmentation"] = rle
+                results.append(entry)
+    model.train(was_training)
+    return results
+
+
+def coco_evaluate(
+    model: nn.Module,
+    dataset: CocoDetectionDataset,
+    batch_size: int = 4,
+    device: Union[str, torch.device] = "cpu",
+    dist_info: Any = None,
+) -> Dict[str, float]:
+    """COCO box (and mask, for Mask R-CNN) AP / AP50 / AP75 in percent over ``dataset``, via pycocotools.
+
+    Under torchrun every rank predicts its share of the images and rank 0 scores them all (the others get the
+    same numbers through a broadcast).
+    """
+    from ..engine.distributed import all_gather_object
+
+    rank, world = (dist_info.rank, dist_info.world_size) if dist_info is not None else (0, 1)
+    mine = predict_coco(model, dataset, range(rank, len(dataset), world), batch_size, device)
+    results = [r for part in all_gather_object(mine) for r in part]
+    metrics = _score(dataset, results)
+    return metrics
+
+
+def _score(dataset: CocoDetectionDataset, results: List[Dict[str, Any]]) -> Dict[str, float]:
+    import contextlib
+    import io
+
+    _require_pycocotools()
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints; the library stays quiet
+        gt = COCO(str(dataset.ann_file))
+    metrics: Dict[str, float] = {"detections": float(len(results))}
+    iou_types = ["bbox"] + (["segm"] if results and "segmentation" in results[0] else [])
+    for iou_type in iou_types:
+        prefix = "box" if iou_type == "bbox" else "mask"
+        if not results:
+            metrics.update({f"{prefix}_AP": 0.0, f"{prefix}_AP50": 0.0, f"{prefix}_AP75": 0.0})
+            continue
+        with contextlib.redirect_stdout(io.StringIO()):
+            dt = gt.loadRes(results)
+            ev = COCOeval(gt, dt, iou_type)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        stats = [max(float(s), 0.0) * 100 for s in ev.stats]  # -1 (no ground truth of a size) counts as 0
+        metrics.update({f"{prefix}_AP": stats[0], f"{prefix}_AP50": stats[1], f"{prefix}_AP75": stats[2],
+                        f"{prefix}_APs": stats[3], f"{prefix}_APm": stats[4], f"{prefix}_APl": stats[5]})
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------- ONNX
+def export_onnx(
+    model: nn.Module,
+    path: PathLike,
+    image_size: Tuple[int, int] = (800, 1333),
+    opset: int = 17,
+    verify: bool = True,
+    atol: float = 1e-3,
+) -> Dict[str, Any]:
+    """Export a torchvision detector (one image per call: ``image`` C×H×W in [0, 1]) to ONNX and check it.
+
+    Re-parameterize first (:func:`unireplknet.reparameterize`) for the deploy graph. Outputs are ``boxes``,
+    ``labels``, ``scores`` (+ ``masks`` for Mask R-CNN) after the detector's own NMS. With ``verify`` a second
+    random image of the same size is run through onnxruntime and PyTorch and the largest box difference is
+    returned (RuntimeError above ``atol``, or if the detection counts differ).
+    """
+    import warnings as _warnings
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().to("cpu")
+    h, w = image_size
+    outputs = ["boxes", "labels", "scores"] + (["masks"] if getattr(model, "roi_heads", None) is not None
+                                               and model.roi_heads.has_mask() else [])
+    g = torch.Generator().manual_seed(0)
+    example = torch.rand(3, h, w, generator=g)
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")  # tracer warnings of torchvision's detection code are expected
+        torch.onnx.export(model, ([example],), str(path), opset_version=opset, dynamo=False,
+                          input_names=["image"], output_names=outputs)
+    info: Dict[str, Any] = dict(path=path, opset=opset, outputs=outputs, max_abs_diff=None)
+    if verify:
+        info.update(verify_onnx(path, model, torch.rand(3, h, w, generator=g), atol))
+    return info
+
+
+def verify_onnx(path: PathLike, model: nn.Module, image: torch.Tensor, atol: float = 1e-3) -> Dict[str, Any]:
+    """Run ``image`` through the ONNX file (onnxruntime) and the PyTorch detector; compare the detections."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ImportError("ONNX verification needs onnxruntime: pip install 'unireplknet[onnx]'") from None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # shape warnings of data-dependent outputs are expected
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: image.numpy()})
+    with torch.no_grad():
+        want = model.eval()([image])[0]
+    if got[0].shape != tuple(want["boxes"].shape):
+        raise RuntimeError(f"ONNX detector {path} returned {got[0].shape[0]} boxes, PyTorch {len(want['boxes'])}")
+    diff = float(np.abs(got[0] - want["boxes"].numpy()).max()) if len(got[0]) else 0.0
+    if diff > atol:
+        raise RuntimeError(f"ONNX detector {path} differs from PyTorch by {diff:.3g} (> {atol})")
+    return dict(max_abs_diff=diff, detections=int(got[0].shape[0]))

@@ -1,0 +1,464 @@
+"""UniRepLKNet for semantic segmentation: the recipe's UperNet head plus FCN auxiliary head, ADE20K data, mIoU.
+
+::
+
+    from unireplknet.tasks import segmentation
+    model = segmentation.upernet("unireplknet_t", num_classes=150, checkpoint="unireplknet_t_in1k_224_acc83.21.pth")
+    logits = model(images)          # (N, 150, H, W) at the input resolution
+
+The head follows the official configuration (mmseg ``UPerHead``: pyramid pooling at scales 1, 2, 3, 6 on the
+last stage, FPN fusion of all four stages, 512 channels, dropout 0.1; ``FCNHead`` on stage 3 with 256 channels
+and loss weight 0.4). Inputs of any size ≥ 1 pixel are padded on the bottom/right to a multiple of 32
+(and at least 32) and the logits cropped back, so the stride-32 backbone never refuses an image.
+
+The other route, segmentation_models_pytorch's timm-universal encoder, needs no code of ours::
+
+    import unireplknet, segmentation_models_pytorch as smp
+    smp.UPerNet(encoder_name="tu-unireplknet_t", encoder_weights=None, classes=150)
+
+(:func:`smp_upernet` builds it and loads an official checkpoint into the encoder).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..model import UniRepLKNet
+from .detection import build_backbone
+
+__all__ = [
+    "SegmentationDataError",
+    "adaptive_avg_pool2d_static",
+    "ConvBNReLU",
+    "UPerHead",
+    "FCNHead",
+    "UniRepLKNetSegmenter",
+    "upernet",
+    "smp_upernet",
+    "segmentation_loss",
+    "ADE20KDataset",
+    "ConfusionMatrix",
+    "evaluate_miou",
+    "IGNORE_INDEX",
+    "export_onnx",
+    "segmentation_collate",
+]
+
+_logger = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+
+#: Label value that neither counts in the loss nor in mIoU (mmseg's ``ignore_index``/``seg_pad_val``).
+IGNORE_INDEX = 255
+
+
+class SegmentationDataError(ValueError):
+    """A segmentation data set cannot be used; the message says what to fix."""
+
+
+# ----------------------------------------------------------------------------------------------- head
+def _pool_matrix(size: int, bins: int, device, dtype) -> torch.Tensor:
+    """(bins, size) averaging matrix of adaptive average pooling along one axis (PyTorch's bin edges)."""
+    m = torch.zeros(bins, size, device=device, dtype=dtype)
+    for i in range(bins):
+        start = (i * size) // bins
+        end = -((-(i + 1) * size) // bins)  # ceil((i+1)·size/bins)
+        m[i, start:end] = 1.0 / (end - start)
+    return m
+
+
+def adaptive_avg_pool2d_static(x: torch.Tensor, bins: int) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(x, bins)`` written as two matrix products.
+
+    Same numbers, but it exports to ONNX for every input size (ONNX has no adaptive pooling; the exporter
+    refuses sizes that ``bins`` does not divide, e.g. the 2×2 last stage of a 64×64 image at scale 3 or 6).
+    """
+    h, w = x.shape[-2:]
+    ph = _pool_matrix(int(h), bins, x.device, x.dtype)
+    pw = _pool_matrix(int(w), bins, x.device, x.dtype)
+    return torch.matmul(torch.matmul(ph, x), pw.t())
+
+
+class ConvBNReLU(nn.Sequential):
+    """conv (no bias) → BatchNorm → ReLU: mmcv's ``ConvModule`` with the recipe's (Sync)BN."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1):
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class UPerHead(nn.Module):
+    """Unified Perceptual Parsing head (mmseg ``UPerHead``): PPM on the last map, top-down FPN, fused 3×3 conv."""
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        num_classes: int,
+        channels: int = 512,
+        pool_scales: Sequence[int] = (1, 2, 3, 6),
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        self.pool_scales = tuple(pool_scales)
+        self.ppm = nn.ModuleList(ConvBNReLU(in_channels[-1], channels, 1) for _ in self.pool_scales)
+        self.bottleneck = ConvBNReLU(in_channels[-1] + len(self.pool_scales) * channels, channels, 3)
+        self.lateral_convs = nn.ModuleList(ConvBNReLU(c, channels, 1) for c in in_channels[:-1])
+        self.fpn_convs = nn.ModuleList(ConvBNReLU(channels, channels, 3) for _ in in_channels[:-1])
+        self.fpn_bottleneck = ConvBNReLU(len(in_channels) * channels, channels, 3)
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.conv_seg = nn.Conv2d(channels, num_classes, 1)
+
+    def _psp(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [x]
+        for scale, conv in zip(self.pool_scales, self.ppm):
+            pooled = conv(adaptive_avg_pool2d_static(x, scale))
+            outs.append(F.interpolate(pooled, size=x.shape[-2:], mode="bilinear", align_corners=False))
+        return self.bottleneck(torch.cat(outs, dim=1))
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        laterals = [conv(f) for conv, f in zip(self.lateral_convs, feats[:-1])]
+        laterals.append(self._psp(feats[-1]))
+        for i in range(len(laterals) - 1, 0, -1):  # top-down: add the upsampled coarser level
+            laterals[i - 1] = laterals[i - 1] + F.interpolate(
+                laterals[i], size=laterals[i - 1].shape[-2:], mode="bilinear", align_corners=False)
+        outs = [conv(l) for conv, l in zip(self.fpn_convs, laterals[:-1])] + [laterals[-1]]
+        size = outs[0].shape[-2:]
+        outs = [outs[0]] + [F.interpolate(o, size=size, mode="bilinear", align_corners=False) for o in outs[1:]]
+        return self.conv_seg(self.dropout(self.fpn_bottleneck(torch.cat(outs, dim=1))))
+
+
+class FCNHead(nn.Module):
+    """The auxiliary head of the recipe (mmseg ``FCNHead``, one 3×3 conv, no input concat)."""
+
+    def __init__(self, in_channels: int, num_classes: int, channels: int = 256, num_convs: int = 1,
+                 dropout: float = 0.1):
+        super().__init__()
+        layers = [ConvBNReLU(in_channels if i == 0 else channels, channels, 3) for i in range(num_convs)]
+        self.convs = nn.Sequential(*layers)
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.conv_seg = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_seg(self.dropout(self.convs(x)))
+
+
+class UniRepLKNetSegmenter(nn.Module):
+    """Encoder–decoder: features-mode UniRepLKNet → UPerHead (+ FCN auxiliary head while training).
+
+    ``forward(x)`` returns logits (N, num_classes, H, W) at the input size; ``forward(x, with_aux=True)``
+    returns ``(logits, aux_logits)`` (the auxiliary head is only used for the loss).
+    """
+
+    def __init__(self, backbone: UniRepLKNet, num_classes: int, channels: int = 512, aux_channels: int = 256,
+                 aux_stage: Optional[int] = 2, pool_scales: Sequence[int] = (1, 2, 3, 6), dropout: float = 0.1):
+        super().__init__()
+        if not isinstance(backbone, UniRepLKNet) or backbone.output_mode != "features":
+            raise TypeError("the segmenter needs a features-mode UniRepLKNet (num_classes=None); use "
+                            "unireplknet.tasks.detection.build_backbone(...)")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.decode_head = UPerHead(backbone.dims, num_classes, channels, pool_scales, dropout)
+        self.aux_stage = aux_stage
+        self.auxiliary_head = (FCNHead(backbone.dims[aux_stage], num_classes, aux_channels, dropout=dropout)
+                               if aux_stage is not None else None)
+
+    def forward(self, x: torch.Tensor, with_aux: bool = False):
+        if x.dim() != 4:
+            raise ValueError(f"expected a (batch, channels, height, width) tensor, got shape {tuple(x.shape)}")
+        h, w = int(x.shape[-2]), int(x.shape[-1])
+        # Pad bottom/right to a multiple of 32 (at least 32): the stride-32 backbone then takes any size.
+        ph, pw = max(32, math.ceil(h / 32) * 32) - h, max(32, math.ceil(w / 32) * 32) - w
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph))
+        feats = self.backbone.forward_intermediates(x, intermediates_only=True)
+        logits = self.decode_head(feats)
+        logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)[..., :h, :w]
+        if not with_aux:
+            return logits
+        if self.auxiliary_head is None:
+            raise ValueError("this segmenter was built without an auxiliary head (aux_stage=None)")
+        aux = self.auxiliary_head(feats[self.aux_stage])
+        aux = F.interpolate(aux, size=x.shape[-2:], mode="bilinear", align_corners=False)[..., :h, :w]
+        return logits, aux
+
+
+def upernet(
+    model: Union[str, UniRepLKNet] = "unireplknet_t",
+    num_classes: int = 150,
+    *,
+    checkpoint: Optional[PathLike] = None,
+    model_kwargs: Optional[Mapping[str, Any]] = None,
+    drop_path_rate: float = 0.0,
+    with_cp: bool = False,
+    deploy: bool = False,
+    channels: int = 512,
+    aux_channels: int = 256,
+    aux_stage: Optional[int] = 2,
+    pool_scales: Sequence[int] = (1, 2, 3, 6),
+    dropout: float = 0.1,
+) -> UniRepLKNetSegmenter:
+    """UperNet (+ FCN auxiliary head on stage 3) on a UniRepLKNet: the official ADE20K model.
+
+    ``checkpoint`` initialises the backbone: an official classification file (classifier dropped, everything
+    else strict) or an official segmentation file (``state_dict`` with ``backbone.`` prefix).
+    """
+    if isinstance(model, UniRepLKNet):
+        backbone = model
+        if checkpoint is not None:
+            raise ValueError("pass either a built backbone or a checkpoint to build it from, not both")
+    else:
+        backbone = build_backbone(model, checkpoint=checkpoint, model_kwargs=model_kwargs,
+                                  drop_path_rate=drop_path_rate, with_cp=with_cp, deploy=deploy)
+    return UniRepLKNetSegmenter(backbone, num_classes, channels, aux_channels, aux_stage, pool_scales, dropout)
+
+
+def smp_upernet(model: str = "unireplknet_t", num_classes: int = 150, checkpoint: Optional[PathLike] = None,
+                **kwargs: Any) -> nn.Module:
+    """segmentation_models_pytorch's UPerNet on the timm-universal encoder ``tu-<model>`` (pip extra ``segmentation``).
+
+    ``kwargs`` go to ``smp.UPerNet`` (unknown ones reach ``timm.create_model``, e.g. depths/dims/kernel_sizes).
+    The encoder is the same features-mode UniRepLKNet; ``checkpoint`` loads into it like :func:`upernet`'s.
+    """
+    try:
+        import segmentation_models_pytorch as smp
+    except ImportError:
+        raise ImportError("the segmentation_models_pytorch route needs: pip install 'unireplknet[segmentation]'") from None
+    from .. import zoo  # noqa: F401  (registers the variants with timm)
+
+    name = model if model.startswith("unireplknet_") else f"unireplknet_{model}"
+    net = smp.UPerNet(encoder_name=f"tu-{name}", encoder_weights=None, classes=num_classes, **kwargs)
+    if checkpoint is not None:
+        from ..checkpoint import load_checkpoint
+
+        body = net.encoder.model
+        target = getattr(body, "model", body)  # timm's FeatureGetterNet wraps the UniRepLKNet
+        load_checkpoint(target, checkpoint, drop_head=True)
+    return net
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, aux_logits: Optional[torch.Tensor] = None,
+                      aux_weight: float = 0.4) -> Dict[str, torch.Tensor]:
+    """Cross-entropy (pixels labelled 255 ignored) of the decode head, plus ``aux_weight`` × the auxiliary one."""
+    if target.shape[-2:] != logits.shape[-2:]:
+        raise ValueError(f"label maps are {tuple(target.shape[-2:])} but the logits {tuple(logits.shape[-2:])}; "
+                         "labels must have the image's size")
+    valid = target[target != IGNORE_INDEX]
+    if valid.numel() and int(valid.max()) >= logits.shape[1]:
+        raise ValueError(f"label {int(valid.max())} is out of range for {logits.shape[1]} classes "
+                         f"(labels must be 0 … {logits.shape[1] - 1} or {IGNORE_INDEX} = ignore)")
+    losses = {"loss_seg": F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)}
+    if aux_logits is not None:
+        losses["loss_aux"] = aux_weight * F.cross_entropy(aux_logits, target, ignore_index=IGNORE_INDEX)
+    return losses
+
+
+# ----------------------------------------------------------------------------------------------- data
+class ADE20KDataset(torch.utils.data.Dataset):
+    """ADE20K layout: ``<root>/images/<split>/<name>.<ext>`` + ``<root>/annotations/<split>/<name>.png``.
+
+    ``split`` is ``training`` / ``validation`` (``train`` / ``val`` accepted). With ``reduce_zero_label``
+    (the ADE20K convention) label 0 ("other") becomes 255 (ignored) and 1 … K become 0 … K−1. Items are
+    ``(image float CHW normalised with ImageNet mean/std, label LongTensor HW)``. Training options:
+    ``crop_size`` (random crop, labels padded with 255), ``hflip`` probability and ``scale_range`` (random
+    resize of the whole sample before the crop, as the recipe's ratio range 0.5–2.0).
+    """
+
+    MEAN = (0.485, 0.456, 0.406)
+    STD = (0.229, 0.224, 0.225)
+
+    def __init__(self, root: PathLike, split: str = "training", num_classes: Optional[int] = None,
+                 reduce_zero_label: bool = True, crop_size: Optional[int] = None, hflip: float = 0.0,
+                 scale_range: Optional[Tuple[float, float]] = None, seed: int = 0):
+        root = Path(root)
+        split = {"train": "training", "val": "validation"}.get(split, split)
+        image_dir, ann_dir = root / "images" / split, root / "annotations" / split
+        for d in (image_dir, ann_dir):
+            if not d.is_dir():
+                raise SegmentationDataError(
+                    f"{d} is not a folder; the ADE20K layout is <root>/images/{split}/ and <root>/annotations/{split}/"
+                )
+        anns = {p.stem: p for p in ann_dir.iterdir() if p.suffix.lower() == ".png"}
+        exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+        self.samples = sorted((p, anns[p.stem]) for p in image_dir.iterdir()
+                              if p.suffix.lower() in exts and p.stem in anns)
+        if not self.samples:
+            raise SegmentationDataError(
+                f"no image in {image_dir} has a label map of the same name in {ann_dir} (label maps are .png)"
+            )
+        missing = sum(1 for p in image_dir.iterdir() if p.suffix.lower() in exts and p.stem not in anns)
+        if missing:
+            _logger.warning("%d images in %s have no label map and are left out", missing, image_dir)
+        self.num_classes, self.reduce_zero_label = num_classes, reduce_zero_label
+        self.crop_size, self.hflip, self.scale_range = crop_size, hflip, scale_range
+        self._rng = np.random.default_rng(seed)
+        names_file = root / "classes.json"
+        self.class_names: Optional[List[str]] = json.loads(names_file.read_text()) if names_file.exists() else None
+        # classes.json names the labels 1 … K of the files (ADE20K's objectInfo150 order), i.e. the classes
+        # 0 … K-1 after reduce_zero_label; without it, label 0 is the unlabelled class.
+        if self.class_names is not None and not reduce_zero_label:
+            self.class_names = ["unlabelled", *self.class_names]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
+        from PIL import Image
+
+        img_path, ann_path = self.samples[index]
+        with Image.open(img_path) as im:
+            image = np.asarray(im.convert("RGB"))
+        with Image.open(ann_path) as an:
+            if an.mode not in ("L", "P", "I", "I;16"):
+                raise SegmentationDataError(f"label map {ann_path} has mode {an.mode}; expected one channel of class ids")
+            label = np.asarray(an).astype(np.int64)
+        if label.shape != image.shape[:2]:
+            raise SegmentationDataError(
+                f"label map {ann_path} is {label.shape[0]}x{label.shape[1]} but its image {img_path.name} is "
+                f"{image.shape[0]}x{image.shape[1]}; a label map must have its image's size"
+            )
+        if self.reduce_zero_label:
+            label = np.where(label == 0, IGNORE_INDEX, label - 1)
+            label[label == IGNORE_INDEX - 1] = IGNORE_INDEX  # 255 stays ignored
+        if self.num_classes is not None:
+            bad = (label != IGNORE_INDEX) & (label >= self.num_classes)
+            if bad.any():
+                raise SegmentationDataError(
+                    f"label map {ann_path} holds class {int(label[bad].max())} but the model has "
+                    f"{self.num_classes} classes (0 … {self.num_classes - 1}"
+                    f"{' after reduce_zero_label' if self.reduce_zero_label else ''}); raise num_classes or fix the map"
+                )
+        return image, label
+
+    def __getitem__(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        image, label = self.load(index)
+        img = torch.from_numpy(image.copy()).permute(2, 0, 1).float().div_(255)
+        lab = torch.from_numpy(label)
+        if self.scale_range is not None:
+            s = float(self._rng.uniform(*self.scale_range))
+            size = (max(1, round(img.shape[1] * s)), max(1, round(img.shape[2] * s)))
+            img = F.interpolate(img[None], size=size, mode="bilinear", align_corners=False)[0]
+            lab = F.interpolate(lab[None, None].float(), size=size, mode="nearest")[0, 0].long()
+        if self.crop_size is not None:
+            img, lab = self._crop(img, lab, self.crop_size)
+        if self.hflip > 0 and self._rng.random() < self.hflip:
+            img, lab = img.flip(-1), lab.flip(-1)
+        mean = torch.tensor(self.MEAN).view(3, 1, 1)
+        std = torch.tensor(self.STD).view(3, 1, 1)
+        return (img - mean) / std, lab
+
+    def _crop(self, img: torch.Tensor, lab: torch.Tensor, size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        h, w = lab.shape
+        ph, pw = max(size - h, 0), max(size - w, 0)
+        if ph or pw:  # pad (images with 0, labels with ignore) so a full crop fits
+            img = F.pad(img, (0, pw, 0, ph))
+            lab = F.pad(lab, (0, pw, 0, ph), value=IGNORE_INDEX)
+            h, w = lab.shape
+        y = int(self._rng.integers(0, h - size + 1))
+        x = int(self._rng.integers(0, w - size + 1))
+        return img[:, y:y + size, x:x + size], lab[y:y + size, x:x + size]
+
+
+def segmentation_collate(batch: Sequence[Tuple[torch.Tensor, torch.Tensor]]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Stack a batch, padding images (0) and labels (255) to the largest size in it."""
+    h = max(img.shape[1] for img, _ in batch)
+    w = max(img.shape[2] for img, _ in batch)
+    images = torch.stack([F.pad(img, (0, w - img.shape[2], 0, h - img.shape[1])) for img, _ in batch])
+    labels = torch.stack([F.pad(lab, (0, w - lab.shape[1], 0, h - lab.shape[0]), value=IGNORE_INDEX)
+                          for _, lab in batch])
+    return images, labels
+
+
+# ----------------------------------------------------------------------------------------------- mIoU
+class ConfusionMatrix:
+    """Pixel confusion matrix (rows: truth, columns: prediction) and the metrics mmseg reports."""
+
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+        self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.float64)
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        keep = target != IGNORE_INDEX
+        t, p = target[keep].long().cpu(), pred[keep].long().cpu()
+        if t.numel() and int(t.max()) >= self.num_classes:
+            raise ValueError(f"label {int(t.max())} is out of range for {self.num_classes} classes")
+        idx = t * self.num_classes + p
+        self.matrix += torch.bincount(idx, minlength=self.num_classes ** 2).view(self.num_classes, -1).double()
+
+    def compute(self) -> Dict[str, Any]:
+        """mIoU, mAcc (mean class accuracy), aAcc (pixel accuracy), in percent; classes absent from both truth
+        and prediction are left out of the means (mmseg's NaN-mean)."""
+        m = self.matrix
+        tp = m.diag()
+        gt, pred = m.sum(1), m.sum(0)
+        union = gt + pred - tp
+        iou = torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
+        acc = torch.where(gt > 0, tp / gt.clamp(min=1), torch.full_like(tp, float("nan")))
+        present = ~torch.isnan(iou)
+        return dict(
+            mIoU=float(iou[present].mean() * 100) if present.any() else 0.0,
+            mAcc=float(acc[~torch.isnan(acc)].mean() * 100) if (~torch.isnan(acc)).any() else 0.0,
+            aAcc=float(tp.sum() / m.sum().clamp(min=1) * 100),
+            IoU=[None if math.isnan(v) else v * 100 for v in iou.tolist()],
+        )
+
+
+@torch.no_grad()
+def evaluate_miou(model: nn.Module, dataset: torch.utils.data.Dataset, num_classes: int, batch_size: int = 8,
+                  device: Union[str, torch.device] = "cpu", dist_info: Any = None) -> Dict[str, Any]:
+    """mIoU / mAcc / aAcc (%) of ``model`` (logits at input size) over ``dataset``, summed over torchrun ranks."""
+    from ..engine.distributed import all_reduce_sum
+
+    rank, world = (dist_info.rank, dist_info.world_size) if dist_info is not None else (0, 1)
+    was_training = model.training
+    model.eval()
+    cm = ConfusionMatrix(num_classes)
+    indices = list(range(rank, len(dataset), world))
+    for start in range(0, len(indices), batch_size):
+        images, labels = segmentation_collate([dataset[i] for i in indices[start:start + batch_size]])
+        logits = model(images.to(device))
+        cm.update(logits.argmax(1).cpu(), labels)
+    model.train(was_training)
+    flat = all_reduce_sum(cm.matrix.flatten().tolist(), torch.device(device))
+    cm.matrix = torch.tensor(flat, dtype=torch.float64).view(num_classes, num_classes)
+    return cm.compute()
+
+
+# ----------------------------------------------------------------------------------------------- ONNX
+def export_onnx(model: nn.Module, path: PathLike, image_size: Tuple[int, int] = (512, 512), opset: int = 17,
+                verify: bool = True, atol: float = 1e-3) -> Dict[str, Any]:
+    """Export a segmenter to ONNX: input ``images`` (dynamic batch, fixed H×W as the official static
+    512×512 deploy config), output ``logits``; verified with onnxruntime on a batch of 3 (RuntimeError above
+    ``atol``). Re-parameterize first for the deploy graph."""
+    import warnings
+
+    from ..export import verify_onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().to("cpu")
+    example = torch.randn(2, 3, *image_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # shape arithmetic traced as constants: expected for a static size
+        torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=["logits"],
+                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
+                          dynamo=False)
+    info: Dict[str, Any] = dict(path=path, opset=opset, max_abs_diff=None)
+    if verify:
+        diff = verify_onnx(path, model, torch.randn(3, 3, *image_size))
+        info["max_abs_diff"] = diff
+        if diff > atol:
+            raise RuntimeError(f"ONNX segmenter {path} differs from PyTorch by {diff:.3g} (> {atol})")
+    return info
