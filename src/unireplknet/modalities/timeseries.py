@@ -1,0 +1,392 @@
+"""Time series: loaders (Global Temp/Wind layout, CSV, numpy), calendar features, NaN handling, sliding windows.
+
+A series is a :class:`Series`: ``values`` (T × V float32, V variables such as stations), ``timestamps``
+(T ``datetime64``) and optional per-variable ``coords`` (V × k, e.g. latitude/longitude/elevation). Windows
+follow the Informer/Corrformer convention used by the official code (SPEC.md §3.1): the input is
+``seq_len`` steps, the decoder target ``label_len + pred_len`` steps starting ``label_len`` steps before the
+end of the input; the forecast is the last ``pred_len`` steps.
+
+The model side (normalisation, embedding, the image, the backbone, heads) is in
+:mod:`unireplknet.tasks.forecasting`.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = [
+    "SeriesError",
+    "Series",
+    "TIME_FEATURE_DIMS",
+    "time_features",
+    "fill_missing",
+    "load_global_station_folder",
+    "load_csv_series",
+    "load_array_series",
+    "co2_series",
+    "make_synthetic_station_grid",
+    "write_global_station_folder",
+    "chronological_split",
+    "WindowDataset",
+    "DATA_DIR",
+]
+
+_logger = logging.getLogger(__name__)
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "timeseries"
+
+
+class SeriesError(ValueError):
+    """Bad series input (too short, NaNs, mismatched station counts …); the message says what to do."""
+
+
+# ----------------------------------------------------------------------------------------------- calendar
+#: Number of calendar features per frequency (Informer's ``timeF`` encoding).
+TIME_FEATURE_DIMS = {"h": 4, "d": 3, "w": 2, "m": 1}
+
+
+def time_features(timestamps: np.ndarray, freq: str = "h") -> np.ndarray:
+    """Informer's ``timeF`` calendar features, each scaled to [-0.5, 0.5], shape ``(T, TIME_FEATURE_DIMS[freq])``.
+
+    ``'h'``: hour of day, day of week, day of month, day of year; ``'d'``: the last three; ``'w'``: day of
+    month, week of year; ``'m'``: month of year.
+    """
+    if freq not in TIME_FEATURE_DIMS:
+        raise SeriesError(f"unknown frequency {freq!r}; choose one of {', '.join(TIME_FEATURE_DIMS)}")
+    ts = np.asarray(timestamps).astype("datetime64[s]")
+    days = ts.astype("datetime64[D]")
+    hour = (ts - days).astype("timedelta64[h]").astype(np.int64)
+    day_of_week = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0 as in pandas
+    months = days.astype("datetime64[M]")
+    day_of_month = (days - months).astype(np.int64)  # 0-based
+    years = days.astype("datetime64[Y]")
+    day_of_year = (days - years).astype(np.int64)  # 0-based
+    month = (months.astype(np.int64) % 12)  # 0 = January
+    week_of_year = day_of_year // 7  # ISO weeks differ at year ends; the feature only needs to be smooth
+    cols = {
+        "hour": hour / 23.0 - 0.5,
+        "dow": day_of_week / 6.0 - 0.5,
+        "dom": day_of_month / 30.0 - 0.5,
+        "doy": day_of_year / 365.0 - 0.5,
+        "woy": week_of_year / 52.0 - 0.5,
+        "month": month / 11.0 - 0.5,
+    }
+    pick = {"h": ["hour", "dow", "dom", "doy"], "d": ["dow", "dom", "doy"], "w": ["dom", "woy"], "m": ["month"]}[freq]
+    return np.stack([cols[c] for c in pick], axis=1).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------- series
+@dataclass
+class Series:
+    """A multivariate series: ``values`` (T, V), ``timestamps`` (T,), optional ``coords`` (V, k) and names."""
+
+    values: np.ndarray
+    timestamps: np.ndarray
+    freq: str = "h"
+    coords: Optional[np.ndarray] = None
+    names: Optional[List[str]] = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        self.values = np.asarray(self.values, dtype=np.float32)
+        if self.values.ndim == 1:
+            self.values = self.values[:, None]
+        if self.values.ndim != 2:
+            raise SeriesError(f"series values must be (time, variables), got shape {self.values.shape}")
+        self.timestamps = np.asarray(self.timestamps).astype("datetime64[s]")
+        if self.timestamps.shape != (self.values.shape[0],):
+            raise SeriesError(f"{self.values.shape[0]} time steps but {self.timestamps.shape[0]} timestamps")
+        if self.coords is not None:
+            self.coords = np.asarray(self.coords, dtype=np.float32)
+            if self.coords.ndim != 2 or self.coords.shape[0] != self.values.shape[1]:
+                raise SeriesError(
+                    f"station counts differ: the series has {self.values.shape[1]} variables but the coordinates "
+                    f"describe {self.coords.shape[0] if self.coords.ndim else 0} stations (shape {self.coords.shape}); "
+                    "pass one coordinate row per station, in the same order"
+                )
+        if self.freq not in TIME_FEATURE_DIMS:
+            raise SeriesError(f"unknown frequency {self.freq!r}; choose one of {', '.join(TIME_FEATURE_DIMS)}")
+
+    @property
+    def num_steps(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def num_variables(self) -> int:
+        return self.values.shape[1]
+
+    def slice(self, start: int, stop: int) -> "Series":
+        return Series(self.values[start:stop], self.timestamps[start:stop], self.freq, self.coords, self.names,
+                      self.description)
+
+
+def fill_missing(values: np.ndarray, policy: str = "error", what: str = "series") -> np.ndarray:
+    """NaN handling: ``'error'`` raises :class:`SeriesError` naming where; ``'interpolate'`` fills each
+    variable linearly in time (leading/trailing gaps take the nearest value); a variable with no value at all
+    is refused either way."""
+    values = np.asarray(values, dtype=np.float32)
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return values
+    if policy not in ("error", "interpolate"):
+        raise ValueError(f"nan_policy must be 'error' or 'interpolate', got {policy!r}")
+    rows, cols = np.nonzero(bad)
+    if policy == "error":
+        raise SeriesError(
+            f"{what} has {int(bad.sum())} NaN/inf values (first at time step {int(rows[0])}, variable "
+            f"{int(cols[0])}); clean the data or pass nan_policy='interpolate' (--nan-policy interpolate)"
+        )
+    out = values.copy()
+    t = np.arange(values.shape[0])
+    for v in np.unique(cols):
+        ok = ~bad[:, v]
+        if not ok.any():
+            raise SeriesError(f"{what}: variable {int(v)} has no finite value at all; drop it")
+        out[~ok, v] = np.interp(t[~ok], t[ok], values[ok, v])
+    _logger.info("%s: interpolated %d missing values", what, int(bad.sum()))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- loaders
+def _load_npy(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise SeriesError(f"missing file {path}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError:
+        # The official timestamp files are object arrays of strings/datetimes; only those need pickle.
+        arr = np.load(path, allow_pickle=True)
+        return np.asarray(arr.astype(str) if arr.dtype == object else arr)
+
+
+def load_global_station_folder(root: Union[str, Path], variable: str = "temp", split: str = "train",
+                               nan_policy: str = "error", feature: int = 0) -> Series:
+    """One split of the Corrformer Global Temp / Global Wind layout (the data of the paper):
+
+    * ``{variable}_global_hourly_{split}.npy``: (hours, stations) or (hours, stations, features) — ``feature``
+      selects one;
+    * ``data_time_{split}.npy``: (hours,) timestamps (strings or datetimes);
+    * ``stations_sorted.npy``: (stations, k) station coordinates (optional: missing → no geo embedding).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise SeriesError(f"{root} is not a folder; expected the Global Temp/Wind files there")
+    values = _load_npy(root / f"{variable}_global_hourly_{split}.npy")
+    if values.ndim == 3:
+        values = values[:, :, feature]
+    if values.ndim != 2:
+        raise SeriesError(f"{variable}_global_hourly_{split}.npy has shape {values.shape}; expected (hours, stations)")
+    times = _load_npy(root / f"data_time_{split}.npy")
+    try:
+        times = np.asarray(times).reshape(-1).astype("datetime64[s]")
+    except ValueError as e:
+        raise SeriesError(f"data_time_{split}.npy does not hold timestamps ({e})") from e
+    coords = None
+    if (root / "stations_sorted.npy").is_file():
+        coords = np.asarray(_load_npy(root / "stations_sorted.npy"), dtype=np.float32)
+        if coords.ndim == 1:
+            coords = coords[:, None]
+    values = fill_missing(values, nan_policy, f"{variable}_global_hourly_{split}.npy")
+    return Series(values, times, "h", coords, description=f"{root.name} {variable} {split}")
+
+
+def write_global_station_folder(root: Union[str, Path], splits: Dict[str, Series], variable: str = "temp") -> Path:
+    """Write series in the Global Temp/Wind layout (the inverse of :func:`load_global_station_folder`)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    coords = None
+    for split, s in splits.items():
+        np.save(root / f"{variable}_global_hourly_{split}.npy", s.values.astype(np.float32))
+        np.save(root / f"data_time_{split}.npy", s.timestamps.astype("datetime64[s]"))
+        coords = s.coords if s.coords is not None else coords
+    if coords is not None:
+        np.save(root / "stations_sorted.npy", coords)
+    return root
+
+
+def load_csv_series(path: Union[str, Path], time_column: str = "date", columns: Optional[Sequence[str]] = None,
+                    freq: str = "h", nan_policy: str = "error") -> Series:
+    """A CSV with a timestamp column and one column per variable (the ETT/Informer format)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SeriesError(f"CSV file {path} does not exist")
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise SeriesError(f"{path} is empty") from None
+        rows = list(reader)
+    if time_column not in header:
+        raise SeriesError(f"{path} has no column {time_column!r} (columns: {', '.join(header)}); pass --time-column")
+    ti = header.index(time_column)
+    names = list(columns) if columns else [h for h in header if h != time_column]
+    missing = [c for c in names if c not in header]
+    if missing:
+        raise SeriesError(f"{path} has no column(s) {', '.join(missing)}")
+    idx = [header.index(c) for c in names]
+    try:
+        times = np.array([np.datetime64(r[ti].strip().replace(" ", "T")) for r in rows])
+    except ValueError as e:
+        raise SeriesError(f"{path}: cannot parse the {time_column!r} column as timestamps ({e})") from e
+    values = np.full((len(rows), len(idx)), np.nan, dtype=np.float32)
+    for i, r in enumerate(rows):
+        for j, k in enumerate(idx):
+            cell = r[k].strip() if k < len(r) else ""
+            if cell and cell.lower() not in ("nan", "na", "null"):
+                try:
+                    values[i, j] = float(cell)
+                except ValueError:
+                    raise SeriesError(f"{path}, row {i + 2}, column {names[j]!r}: {cell!r} is not a number") from None
+    return Series(fill_missing(values, nan_policy, str(path)), times, freq, names=names, description=path.name)
+
+
+def load_array_series(path: Union[str, Path], freq: str = "h", start: str = "2000-01-01",
+                      nan_policy: str = "error") -> Series:
+    """A ``.npy`` (T, V) array, or an ``.npz`` with ``values`` [, ``timestamps``, ``coords``]; without timestamps
+    the steps are numbered from ``start`` at ``freq``."""
+    path = Path(path)
+    if not path.is_file():
+        raise SeriesError(f"array file {path} does not exist")
+    coords = None
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            if "values" not in z:
+                raise SeriesError(f"{path} has no 'values' array (has: {', '.join(z.files)})")
+            values = z["values"]
+            times = z["timestamps"] if "timestamps" in z else None
+            coords = z["coords"] if "coords" in z else None
+    else:
+        values, times = np.load(path, allow_pickle=False), None
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim == 1:
+        values = values[:, None]
+    if times is None:
+        unit = {"h": "h", "d": "D", "w": "W", "m": "M"}[freq]
+        times = np.datetime64(start, unit) + np.arange(values.shape[0]).astype(f"timedelta64[{unit}]")
+    return Series(fill_missing(values, nan_policy, str(path)), times, freq, coords, description=path.name)
+
+
+def co2_series(monthly: bool = True, nan_policy: str = "interpolate") -> Series:
+    """The embedded Mauna Loa CO2 record (public domain; ``data/timeseries/co2_mauna_loa.npz``).
+
+    Weekly from 1958-03 to 2001-12 with 59 missing weeks; ``monthly=True`` averages the weeks of each month
+    that have a value (every month has at least one), giving 526 months. The weekly series keeps its gaps,
+    handled by ``nan_policy``.
+    """
+    with np.load(DATA_DIR / "co2_mauna_loa.npz", allow_pickle=False) as z:
+        dates, values, note = z["dates"], z["co2"].astype(np.float64), str(z["attribution"])
+    if not monthly:
+        return Series(fill_missing(values[:, None], nan_policy, "co2 weekly"), dates, "w", names=["co2"],
+                      description=note)
+    months = dates.astype("datetime64[M]")
+    uniq = np.unique(months)
+    ok = np.isfinite(values)
+    sums = np.zeros(len(uniq))
+    counts = np.zeros(len(uniq))
+    pos = np.searchsorted(uniq, months)
+    np.add.at(sums, pos[ok], values[ok])
+    np.add.at(counts, pos[ok], 1)
+    monthly_values = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return Series(fill_missing(monthly_values[:, None], nan_policy, "co2 monthly"), uniq, "m", names=["co2"],
+                  description=note)
+
+
+def make_synthetic_station_grid(num_stations: int = 22, days: int = 100, seed: int = 0,
+                                start: str = "2019-01-01") -> Series:
+    """A small synthetic hourly temperature grid in the Global Temp spirit (°C; deterministic for a seed).
+
+    Stations are spread over the globe (latitude, longitude, elevation in km as ``coords``). Each hour's value
+    is a latitude-dependent mean, minus 6.5 °C per km of elevation, plus a seasonal cycle (opposite in the two
+    hemispheres), a diurnal cycle peaking at 15:00 local solar time, and "weather": an AR(1) anomaly (hourly
+    persistence 0.97) made of a few large-scale random fields, so neighbouring stations are correlated.
+    """
+    rng = np.random.default_rng(seed)
+    lat = rng.uniform(-60, 70, num_stations)
+    lon = rng.uniform(-180, 180, num_stations)
+    elev = rng.gamma(1.5, 0.4, num_stations)
+    hours = days * 24
+    t0 = np.datetime64(start, "h")
+    times = t0 + np.arange(hours).astype("timedelta64[h]")
+    hour_utc = np.arange(hours) % 24
+    day_of_year = (times.astype("datetime64[D]") - times.astype("datetime64[Y]")).astype(np.int64)
+    local_hour = (hour_utc[:, None] + lon[None, :] / 15.0) % 24
+    mean = 27.0 - 0.35 * np.abs(lat) - 6.5 * elev
+    season = -np.sign(lat) * (0.18 * np.abs(lat) + 2) * np.cos(2 * np.pi * (day_of_year[:, None] - 15) / 365.25)
+    diurnal = (3.0 + 3.0 * rng.random(num_stations)) * np.cos(2 * np.pi * (local_hour - 15.0) / 24.0)
+    # Weather: K smooth spatial modes with AR(1) amplitudes.
+    k = 6
+    centres = np.stack([rng.uniform(-60, 70, k), rng.uniform(-180, 180, k)], 1)
+    dlat = lat[None, :] - centres[:, :1]
+    dlon = (lon[None, :] - centres[:, 1:] + 180) % 360 - 180
+    loadings = np.exp(-(dlat ** 2 + dlon ** 2) / (2 * 45.0 ** 2))  # (k, stations)
+    amp = np.zeros((hours, k))
+    noise = rng.standard_normal((hours, k)) * 0.6
+    for h in range(1, hours):
+        amp[h] = 0.97 * amp[h - 1] + noise[h]
+    weather = amp @ loadings + 0.3 * rng.standard_normal((hours, num_stations))
+    values = mean[None, :] + season + diurnal + weather
+    coords = np.stack([lat, lon, elev], axis=1)
+    return Series(values.astype(np.float32), times, "h", coords.astype(np.float32),
+                  names=[f"station{i:03d}" for i in range(num_stations)],
+                  description=f"synthetic station grid ({num_stations} stations, {days} days, seed {seed})")
+
+
+# ----------------------------------------------------------------------------------------------- windows
+def chronological_split(series: Series, seq_len: int, fractions: Tuple[float, float, float] = (0.7, 0.1, 0.2)
+                        ) -> Dict[str, Series]:
+    """Informer's split: first 70 % train, last 20 % test, the rest validation; the validation and test
+    parts start ``seq_len`` steps early so that their first forecast follows the previous part directly."""
+    n = series.num_steps
+    n_train, n_test = int(n * fractions[0]), int(n * fractions[2])
+    n_val = n - n_train - n_test
+    bounds = {"train": (0, n_train), "val": (n_train - seq_len, n_train + n_val), "test": (n - n_test - seq_len, n)}
+    out = {}
+    for name, (a, b) in bounds.items():
+        if a < 0:
+            raise SeriesError(f"the series ({n} steps) is too short for a {seq_len}-step input in the {name} split")
+        out[name] = series.slice(a, b)
+    return out
+
+
+class WindowDataset(Dataset):
+    """Sliding windows over a :class:`Series`: ``(x, x_mark, y, y_mark)``.
+
+    ``x``: (seq_len, V) input; ``y``: (label_len + pred_len, V) decoder target starting ``label_len`` steps
+    before the input ends; ``*_mark``: their calendar features. ``stride`` > 1 keeps every stride-th window.
+    """
+
+    def __init__(self, series: Series, seq_len: int = 48, label_len: int = 24, pred_len: int = 24, stride: int = 1):
+        if min(seq_len, pred_len) < 1 or label_len < 0 or label_len > seq_len:
+            raise SeriesError(f"need seq_len >= 1, pred_len >= 1 and 0 <= label_len <= seq_len; got "
+                              f"{seq_len}/{label_len}/{pred_len}")
+        n = series.num_steps - seq_len - pred_len + 1
+        if n < 1:
+            raise SeriesError(
+                f"series '{series.description}' has {series.num_steps} steps: too short for one window of "
+                f"{seq_len} input + {pred_len} forecast steps; use a longer series or shorter --seq-len/--pred-len"
+            )
+        if not np.all(np.isfinite(series.values)):
+            raise SeriesError(f"series '{series.description}' contains NaN/inf; load it with nan_policy='interpolate'")
+        self.series = series
+        self.seq_len, self.label_len, self.pred_len = seq_len, label_len, pred_len
+        self.starts = np.arange(0, n, max(1, int(stride)))
+        self.values = torch.from_numpy(series.values)
+        self.marks = torch.from_numpy(time_features(series.timestamps, series.freq))
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        s = int(self.starts[i])
+        e = s + self.seq_len
+        r0, r1 = e - self.label_len, e + self.pred_len
+        return self.values[s:e], self.marks[s:e], self.values[r0:r1], self.marks[r0:r1]

@@ -1,0 +1,528 @@
+"""Time-series forecasting with UniRepLKNet as the encoder (SPEC.md §3.1, the paper's Global Temp/Wind model).
+
+Per forward pass (``x``: B × L × V, V = nodes × ``enc_in`` variables):
+
+1. per-window, per-variable normalisation — subtract the mean over time, divide by sqrt(biased var + 1e-5) —
+   then a learnable per-variable affine (``enc_in`` weights/biases tiled over the nodes), as Corrformer;
+2. regroup to nodes: (B·nodes, L, enc_in);
+3. token embedding: Conv1d(enc_in → d_model, kernel 3, circular padding, no bias, Kaiming init) + a
+   Linear(calendar features → d_model, no bias) + optionally a Linear(enc_in · coord_dim → d_model) of the
+   standardised station coordinates of the node, then dropout;
+4. the (L × d_model) embedding is reshaped into a 1-channel image of H × W = L · d_model (192 × 192 for the
+   paper's 48 × 768);
+5. the UniRepLKNet backbone (``in_chans=1``) encodes it; its last-stage map (C × h × w) is the encoder output
+   (the official code needs exactly this but its backbone returns 1000 logits — SPEC.md §3.1 step 6);
+6. the forecasting head maps it to (pred_len × enc_in); the affine and the normalisation are undone.
+
+The head here is a linear projection of the flattened last-stage map. The paper feeds the map as memory into
+one Corrformer decoder layer (multi-correlation + TCN); that decoder is not built here — see docs/timeseries.md
+for what would reproduce the paper exactly.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..modalities.timeseries import (
+    TIME_FEATURE_DIMS,
+    Series,
+    SeriesError,
+    WindowDataset,
+    chronological_split,
+    co2_series,
+    load_array_series,
+    load_csv_series,
+    load_global_station_folder,
+    make_synthetic_station_grid,
+)
+
+__all__ = [
+    "image_shape",
+    "SeriesNormalizer",
+    "TokenEmbedding",
+    "UniRepLKNetForecaster",
+    "naive_forecast",
+    "seasonal_naive_forecast",
+    "forecast_metrics",
+    "ForecastTrainConfig",
+    "ForecastResult",
+    "TINY_FORECAST_MODEL_KWARGS",
+    "PAPER_GLOBAL_TEMP",
+    "build_forecast_splits",
+    "evaluate_forecaster",
+    "evaluate_baselines",
+    "train_forecaster",
+    "load_forecaster",
+]
+
+_logger = logging.getLogger(__name__)
+
+#: Small encoder of the embedded-data defaults: at 48 × 48 input the stage maps are 12, 6, 3 and 2 wide.
+TINY_FORECAST_MODEL_KWARGS: Dict[str, Any] = dict(
+    depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), kernel_sizes=((3,), (7,), (3, 3), (3,)))
+
+#: The paper's configuration (SPEC.md §3.1): UniRepLKNet-S dims/depths, stage-4 kernels 11, d_model 768,
+#: 11 stations per node, input 48 / label 24 / forecast 24 hours, Adam 1e-4 halved every epoch, 10 epochs,
+#: early stop after 3 epochs without improvement, batch 1 (all 350 nodes of one window).
+PAPER_GLOBAL_TEMP: Dict[str, Any] = dict(
+    seq_len=48, label_len=24, pred_len=24, enc_in=11, d_model=768, model="custom",
+    model_kwargs=dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768),
+                      kernel_sizes=((3, 3, 3), (13, 13, 13), (13, 3, 3) * 9, (11, 11, 11))),
+    drop_path=0.4, dropout=0.05, lr=1e-4, lr_halving=True, epochs=10, patience=3, batch_size=1,
+    use_coords=True, seasonal_period=24,
+)
+
+
+def image_shape(length: int, d_model: int, min_side: int = 32) -> Tuple[int, int]:
+    """(H, W) with H · W = length · d_model, H ≤ W and H as close to the square root as divisors allow."""
+    n = length * d_model
+    h = int(math.isqrt(n))
+    while n % h:
+        h -= 1
+    w = n // h
+    if h < min_side:
+        raise ValueError(
+            f"the embedded series ({length} steps × d_model {d_model} = {n} values) makes a {h} × {w} image; the "
+            f"backbone needs at least {min_side} × {min_side}: raise d_model so that seq_len · d_model is a square "
+            f"≥ {min_side * min_side} (e.g. d_model = seq_len, or 768 for seq_len 48)"
+        )
+    return h, w
+
+
+class SeriesNormalizer(nn.Module):
+    """Per-window, per-variable standardisation with a learnable affine shared by the nodes (RevIN style)."""
+
+    def __init__(self, enc_in: int, affine: bool = True, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(enc_in)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(enc_in)) if affine else None
+
+    def _tile(self, p: torch.Tensor, variables: int) -> torch.Tensor:
+        return p.repeat(variables // p.numel())
+
+    def normalize(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        mean = x.mean(dim=1, keepdim=True).detach()
+        std = torch.sqrt(x.var(dim=1, keepdim=True, unbiased=False) + self.eps).detach()
+        x = (x - mean) / std
+        if self.weight is not None:
+            x = x * self._tile(self.weight, x.shape[-1]) + self._tile(self.bias, x.shape[-1])
+        return x, (mean, std)
+
+    def denormalize(self, y: torch.Tensor, stats: Tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        mean, std = stats
+        if self.weight is not None:
+            y = (y - self._tile(self.bias, y.shape[-1])) / (self._tile(self.weight, y.shape[-1]) + self.eps * self.eps)
+        return y * std + mean
+
+
+class TokenEmbedding(nn.Module):
+    """Value Conv1d (circular, kernel 3, no bias) + calendar Linear + optional station-coordinate Linear."""
+
+    def __init__(self, enc_in: int, d_model: int, time_dim: int, coord_dim: int = 0, dropout: float = 0.05):
+        super().__init__()
+        self.value = nn.Conv1d(enc_in, d_model, kernel_size=3, padding=1, padding_mode="circular", bias=False)
+        nn.init.kaiming_normal_(self.value.weight, mode="fan_in", nonlinearity="leaky_relu")
+        self.time = nn.Linear(time_dim, d_model, bias=False) if time_dim > 0 else None
+        self.geo = nn.Linear(enc_in * coord_dim, d_model) if coord_dim > 0 else None
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, x_mark: Optional[torch.Tensor], geo: Optional[torch.Tensor]) -> torch.Tensor:
+        """x: (N, L, enc_in); x_mark: (N, L, time_dim); geo: (N, enc_in·coord_dim) → (N, L, d_model)."""
+        out = self.value(x.transpose(1, 2)).transpose(1, 2)
+        if self.time is not None and x_mark is not None:
+            out = out + self.time(x_mark)
+        if self.geo is not None and geo is not None:
+            out = out + self.geo(geo)[:, None, :]
+        return self.dropout(out)
+
+
+class UniRepLKNetForecaster(nn.Module):
+    """The forecasting model described in the module docstring.
+
+    Args:
+        num_variables: V, the series' variables (stations); a multiple of ``enc_in``.
+        seq_len / pred_len: input and forecast lengths.
+        enc_in: variables per node (the paper: 11 stations); default V (one node).
+        d_model: embedding width; ``seq_len · d_model`` must factor into an image ≥ 32 × 32.
+        freq: calendar-feature frequency (``'h'``, ``'d'``, ``'w'``, ``'m'``), or None for no calendar term.
+        coords: (V, k) station coordinates for the geo embedding (standardised here), or None.
+        model / model_kwargs / drop_path: the backbone (variant name or ``'custom'`` with UniRepLKNet arguments).
+    """
+
+    def __init__(self, num_variables: int, seq_len: int = 48, pred_len: int = 24, enc_in: Optional[int] = None,
+                 d_model: int = 768, freq: Optional[str] = "h", coords: Optional[np.ndarray] = None,
+                 model: str = "unireplknet_s", model_kwargs: Optional[Dict[str, Any]] = None, drop_path: float = 0.0,
+                 dropout: float = 0.05, affine: bool = True):
+        super().__init__()
+        from ..engine.trainer import build_model
+
+        enc_in = int(enc_in or num_variables)
+        if num_variables % enc_in:
+            raise SeriesError(f"{num_variables} variables cannot be grouped into nodes of enc_in={enc_in}; "
+                              "pass an enc_in that divides the number of stations")
+        self.num_variables, self.seq_len, self.pred_len, self.enc_in = num_variables, seq_len, pred_len, enc_in
+        self.nodes = num_variables // enc_in
+        self.d_model = d_model
+        self.freq = freq
+        self.image_hw = image_shape(seq_len, d_model)
+        coord_dim = 0
+        if coords is not None:
+            coords = np.asarray(coords, dtype=np.float32)
+            if coords.shape[0] != num_variables:
+                raise SeriesError(f"station counts differ: {num_variables} variables but {coords.shape[0]} coordinate rows")
+            coord_dim = coords.shape[1]
+            z = (coords - coords.mean(0)) / (coords.std(0) + 1e-6)
+            self.register_buffer("geo", torch.from_numpy(z.reshape(self.nodes, enc_in * coord_dim)))
+        else:
+            self.register_buffer("geo", None)
+        self.config = dict(num_variables=num_variables, seq_len=seq_len, pred_len=pred_len, enc_in=enc_in,
+                           d_model=d_model, freq=freq, coord_dim=coord_dim, model=model,
+                           model_kwargs=copy.deepcopy(model_kwargs or {}), drop_path=drop_path, dropout=dropout,
+                           affine=affine)
+        self.norm = SeriesNormalizer(enc_in, affine)
+        self.embedding = TokenEmbedding(enc_in, d_model, TIME_FEATURE_DIMS[freq] if freq else 0, coord_dim, dropout)
+        self.encoder = build_model(model, num_classes=0, in_chans=1, model_kwargs=model_kwargs,
+                                   drop_path_rate=drop_path)
+        with torch.no_grad():
+            c, h, w = self.encoder.forward_features(torch.zeros(1, 1, *self.image_hw)).shape[1:]
+        self.head = nn.Linear(c * h * w, pred_len * enc_in)
+        nn.init.trunc_normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    def embed_image(self, x: torch.Tensor, x_mark: Optional[torch.Tensor] = None
+                    ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """(B, L, V) → the (B·nodes, 1, H, W) image the backbone sees, and the normalisation statistics."""
+        b, length, v = x.shape
+        if length != self.seq_len or v != self.num_variables:
+            raise ValueError(f"expected input (batch, {self.seq_len}, {self.num_variables}), got {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise SeriesError("the input window contains NaN/inf; fill gaps before forecasting "
+                              "(fill_missing(..., 'interpolate'))")
+        x, stats = self.norm.normalize(x)
+        x = x.reshape(b, length, self.nodes, self.enc_in).permute(0, 2, 1, 3).reshape(b * self.nodes, length, self.enc_in)
+        mark = None
+        if x_mark is not None and self.embedding.time is not None:
+            mark = x_mark.repeat_interleave(self.nodes, dim=0)
+        geo = self.geo.repeat(b, 1) if self.geo is not None else None
+        tokens = self.embedding(x, mark, geo)  # (B·nodes, L, d_model)
+        return tokens.reshape(b * self.nodes, 1, *self.image_hw), stats
+
+    def forward(self, x: torch.Tensor, x_mark: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, seq_len, V) [+ (B, seq_len, time_dim) calendar features] → (B, pred_len, V) forecast."""
+        b = x.shape[0]
+        image, stats = self.embed_image(x, x_mark)
+        feats = self.encoder.forward_features(image).flatten(1)
+        y = self.head(feats).reshape(b, self.nodes, self.pred_len, self.enc_in)
+        y = y.permute(0, 2, 1, 3).reshape(b, self.pred_len, self.num_variables)
+        return self.norm.denormalize(y, stats)
+
+
+# ----------------------------------------------------------------------------------------------- baselines
+def naive_forecast(x: torch.Tensor, pred_len: int) -> torch.Tensor:
+    """Last value repeated: (B, L, V) → (B, pred_len, V)."""
+    return x[:, -1:, :].expand(-1, pred_len, -1).clone()
+
+
+def seasonal_naive_forecast(x: torch.Tensor, pred_len: int, period: int) -> torch.Tensor:
+    """The value one season earlier, from the input window: ŷ[t + h] = x[t + h - period·ceil(h/period)]."""
+    length = x.shape[1]
+    if not 1 <= period <= length:
+        raise ValueError(f"seasonal period {period} must be between 1 and the input length {length}")
+    idx = torch.tensor([length - period + (h % period) for h in range(pred_len)], device=x.device)
+    return x[:, idx, :]
+
+
+def forecast_metrics(pred: torch.Tensor, target: torch.Tensor) -> Dict[str, float]:
+    """MSE and MAE over every window, horizon step and variable, in the series' own units."""
+    diff = (pred.double() - target.double())
+    return dict(mse=float(diff.pow(2).mean()), mae=float(diff.abs().mean()))
+
+
+# ----------------------------------------------------------------------------------------------- config
+@dataclass
+class ForecastTrainConfig:
+    """Options of :func:`train_forecaster`.
+
+    ``data``: ``None`` or ``'co2'`` = the embedded Mauna Loa CO2 (monthly); ``'synthetic-grid'`` = the synthetic
+    hourly station grid; a folder in the Global Temp/Wind layout (``variable`` selects temp or wind); a
+    ``.csv`` (``time_column`` + one column per variable); or a ``.npy``/``.npz`` array. Single-file and
+    synthetic data are split chronologically 70/10/20 (Informer).
+    Unset (None) options take the defaults of the data: :data:`EMBEDDED_DEFAULTS` or :data:`PAPER_GLOBAL_TEMP`.
+    """
+
+    data: Optional[str] = None
+    variable: str = "temp"
+    time_column: str = "date"
+    freq: Optional[str] = None
+    nan_policy: str = "error"
+    seq_len: int = 48
+    label_len: int = 24
+    pred_len: int = 24
+    enc_in: Optional[int] = None
+    d_model: int = 48
+    use_coords: bool = True
+    seasonal_period: Optional[int] = None
+    model: str = "custom"
+    model_kwargs: Optional[Dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(TINY_FORECAST_MODEL_KWARGS))
+    drop_path: float = 0.0
+    dropout: float = 0.05
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 1e-3
+    lr_halving: bool = True
+    patience: int = 3
+    train_stride: int = 1
+    device: str = "auto"
+    seed: int = 0
+    output: str = "runs/forecast"
+    resume: Optional[str] = None
+
+    @classmethod
+    def for_data(cls, **options: Any) -> "ForecastTrainConfig":
+        options = {k: v for k, v in options.items() if v is not None}
+        data = options.get("data")
+        preset = options.pop("preset", None)
+        defaults = dict(PAPER_GLOBAL_TEMP) if preset == "paper" else EMBEDDED_DEFAULTS.get(data or "co2", {})
+        for k, v in defaults.items():
+            options.setdefault(k, copy.deepcopy(v))
+        return cls(**options)
+
+
+#: Defaults of the embedded data. CO2: monthly, season 12; the grid: hourly, 11 stations per node, season 24.
+EMBEDDED_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    "co2": dict(freq="m", seasonal_period=12, epochs=15, lr=1e-3, batch_size=16, output="runs/forecast-co2"),
+    "synthetic-grid": dict(freq="h", seasonal_period=24, enc_in=11, epochs=6, lr=1e-3, batch_size=8,
+                           train_stride=3, output="runs/forecast-grid"),
+}
+
+
+#: Seasonal-naive period by frequency when none is given: a day of hours, a week of days, a year of weeks/months.
+DEFAULT_SEASONAL_PERIOD = {"h": 24, "d": 7, "w": 52, "m": 12}
+
+
+@dataclass
+class ForecastResult:
+    history: List[Dict[str, Any]]
+    best_epoch: int
+    test: Dict[str, float]
+    baselines: Dict[str, Dict[str, float]]
+    checkpoint: Path
+    best_checkpoint: Path
+    wall_s: float
+    description: str
+    model: Optional[nn.Module] = None
+
+    def table(self) -> str:
+        """Model and baselines side by side on the test windows (original units)."""
+        rows = [("UniRepLKNet forecaster", self.test)] + [(k, v) for k, v in self.baselines.items()]
+        lines = [f"{'method':<28}{'MSE':>12}{'MAE':>10}", "-" * 50]
+        lines += [f"{name:<28}{m['mse']:>12.4f}{m['mae']:>10.4f}" for name, m in rows]
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- data
+def build_forecast_splits(cfg: ForecastTrainConfig) -> Tuple[Dict[str, Series], str]:
+    """``{'train', 'val', 'test'}`` series and a description, for the config's data source."""
+    data = cfg.data
+    if data in (None, "co2"):
+        s = co2_series(monthly=True)
+        return chronological_split(s, cfg.seq_len), "Mauna Loa CO2, monthly (ppm)"
+    if data == "synthetic-grid":
+        s = make_synthetic_station_grid()
+        return chronological_split(s, cfg.seq_len), s.description + " (°C)"
+    path = Path(data)
+    if path.is_dir():
+        splits = {k: load_global_station_folder(path, cfg.variable, k, cfg.nan_policy) for k in ("train", "val", "test")}
+        counts = {k: s.num_variables for k, s in splits.items()}
+        if len(set(counts.values())) != 1:
+            raise SeriesError(f"station counts differ between splits: {counts}")
+        return splits, f"{path.name} ({cfg.variable})"
+    if path.suffix.lower() == ".csv":
+        s = load_csv_series(path, cfg.time_column, freq=cfg.freq or "h", nan_policy=cfg.nan_policy)
+    elif path.suffix.lower() in (".npy", ".npz"):
+        s = load_array_series(path, freq=cfg.freq or "h", nan_policy=cfg.nan_policy)
+    else:
+        raise SeriesError(f"--data {data}: expected co2, synthetic-grid, a Global Temp/Wind folder, a .csv or a "
+                          ".npy/.npz file")
+    return chronological_split(s, cfg.seq_len), path.name
+
+
+def _collate(batch):
+    return tuple(torch.stack([b[i] for b in batch]) for i in range(4))
+
+
+def _loader(ds: WindowDataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, collate_fn=_collate,
+                      generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def evaluate_forecaster(model: nn.Module, loader: DataLoader, device: Union[str, torch.device] = "cpu",
+                        scale: Optional[torch.Tensor] = None) -> Dict[str, float]:
+    """MSE/MAE of the model's forecasts (original units) and ``loss`` (MSE in units of ``scale``)."""
+    was = model.training
+    model.eval()
+    preds, targets = [], []
+    for x, xm, y, _ in loader:
+        preds.append(model(x.to(device), xm.to(device)).cpu())
+        targets.append(y[:, -model.pred_len:])
+    model.train(was)
+    pred, target = torch.cat(preds), torch.cat(targets)
+    out = forecast_metrics(pred, target)
+    if scale is not None:
+        out["loss"] = float(((pred - target) / scale).pow(2).mean())
+    out["windows"] = int(pred.shape[0])
+    return out
+
+
+def evaluate_baselines(loader: DataLoader, pred_len: int, period: Optional[int]) -> Dict[str, Dict[str, float]]:
+    """Last-value and (when ``period`` fits in the input) seasonal-naive forecasts on the same windows."""
+    xs, ys = [], []
+    for x, _, y, _ in loader:
+        xs.append(x)
+        ys.append(y[:, -pred_len:])
+    x, y = torch.cat(xs), torch.cat(ys)
+    out = {"last value (naive)": forecast_metrics(naive_forecast(x, pred_len), y)}
+    if period and period <= x.shape[1]:
+        out[f"seasonal naive (period {period})"] = forecast_metrics(seasonal_naive_forecast(x, pred_len, period), y)
+    return out
+
+
+CHECKPOINT_FORMAT = "unireplknet-forecast-v1"
+
+
+def _read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; pass the last.pth or best.pth of a forecast run")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or holds objects that need unpickling
+        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a forecasting checkpoint written by `unireplknet forecast-train`")
+    return ckpt
+
+
+def _build(cfg: ForecastTrainConfig, train: Series) -> UniRepLKNetForecaster:
+    return UniRepLKNetForecaster(
+        train.num_variables, cfg.seq_len, cfg.pred_len, cfg.enc_in, cfg.d_model, cfg.freq or train.freq,
+        train.coords if cfg.use_coords else None, cfg.model, cfg.model_kwargs, cfg.drop_path, cfg.dropout)
+
+
+def train_forecaster(cfg: ForecastTrainConfig, callbacks: Sequence[Callable[[Dict[str, Any]], None]] = ()
+                     ) -> ForecastResult:
+    """Train with MSE, keep the best-on-validation weights, report test MSE/MAE next to the naive baselines.
+
+    The loss is the MSE of forecasts divided by each variable's training-set standard deviation (so variables
+    of different units weigh alike); the reported metrics are in the data's own units. Optimiser: Adam; with
+    ``lr_halving`` the rate halves after every epoch (the official ``type1`` schedule); training stops after
+    ``patience`` epochs without a better validation loss. ``resume='auto'`` continues ``output/last.pth``.
+    """
+    from ..engine.checkpointing import atomic_torch_save, get_rng_state, set_rng_state
+    from ..engine.metrics_log import MetricsLogger
+
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if cfg.device == "auto" else cfg.device))
+    out_dir = Path(cfg.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    splits, description = build_forecast_splits(cfg)
+    if cfg.freq is None:
+        cfg.freq = splits["train"].freq
+    if cfg.seasonal_period is None:
+        cfg.seasonal_period = DEFAULT_SEASONAL_PERIOD[cfg.freq]
+    windows = {k: WindowDataset(s, cfg.seq_len, cfg.label_len, cfg.pred_len, cfg.train_stride if k == "train" else 1)
+               for k, s in splits.items()}
+    scale = torch.from_numpy(np.maximum(splits["train"].values.std(0), 1e-6)).float()
+    model = _build(cfg, splits["train"]).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    start_epoch, best, best_epoch, stale = 0, math.inf, 0, 0
+    if cfg.resume:
+        path = out_dir / "last.pth" if cfg.resume == "auto" else Path(cfg.resume)
+        if path.exists() or cfg.resume != "auto":
+            ckpt = _read_checkpoint(path)
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            start_epoch, best, best_epoch, stale = (int(ckpt["epoch"]), float(ckpt["best"]), int(ckpt["best_epoch"]),
+                                                    int(ckpt["stale"]))
+            set_rng_state(ckpt["rng"])
+    log = MetricsLogger(out_dir, resume_epoch=start_epoch, tensorboard=False)
+    val_loader = _loader(windows["val"], 64, False, 0)
+    test_loader = _loader(windows["test"], 64, False, 0)
+    scale_d = scale.to(device)
+
+    def checkpoint(epoch: int) -> Dict[str, Any]:
+        return dict(format=CHECKPOINT_FORMAT, model=model.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch,
+                    best=best, best_epoch=best_epoch, stale=stale, rng=get_rng_state(),
+                    config={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+                    model_config=model.config, scale=scale, description=description)
+
+    for epoch in range(start_epoch, cfg.epochs):
+        if stale >= cfg.patience:
+            _logger.info("early stop: no better validation loss for %d epochs", stale)
+            break
+        for g in optimizer.param_groups:
+            g["lr"] = cfg.lr * (0.5 ** epoch if cfg.lr_halving else 1.0)
+        model.train()
+        te = time.perf_counter()
+        loss_sum = n = 0.0
+        for x, xm, y, _ in _loader(windows["train"], cfg.batch_size, True, cfg.seed * 7919 + epoch):
+            x, xm, y = x.to(device), xm.to(device), y[:, -cfg.pred_len:].to(device)
+            loss = ((model(x, xm) - y) / scale_d).pow(2).mean()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"loss is {value} at epoch {epoch + 1}; lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += value * len(x)
+            n += len(x)
+        val = evaluate_forecaster(model, val_loader, device, scale)
+        row = dict(epoch=epoch + 1, train_loss=loss_sum / max(n, 1), val_loss=val["loss"], val_mse=val["mse"],
+                   val_mae=val["mae"], lr=optimizer.param_groups[0]["lr"], epoch_s=time.perf_counter() - te)
+        if val["loss"] < best:
+            best, best_epoch, stale = val["loss"], epoch + 1, 0
+            atomic_torch_save(checkpoint(epoch + 1), out_dir / "best.pth")
+        else:
+            stale += 1
+        atomic_torch_save(checkpoint(epoch + 1), out_dir / "last.pth")
+        log.log(row)
+        for cb in callbacks:
+            cb(row)
+    log.close()
+    if (out_dir / "best.pth").exists():
+        model.load_state_dict(_read_checkpoint(out_dir / "best.pth")["model"])
+    test = evaluate_forecaster(model, test_loader, device, scale)
+    baselines = evaluate_baselines(test_loader, cfg.pred_len, cfg.seasonal_period)
+    return ForecastResult(history=log.rows, best_epoch=best_epoch, test=test, baselines=baselines,
+                          checkpoint=out_dir / "last.pth", best_checkpoint=out_dir / "best.pth",
+                          wall_s=time.perf_counter() - t0, description=description, model=model)
+
+
+def load_forecaster(path: Union[str, Path]) -> Tuple[UniRepLKNetForecaster, ForecastTrainConfig]:
+    """Model (eval mode) and training config from a forecasting checkpoint."""
+    ckpt = _read_checkpoint(path)
+    cfg = ForecastTrainConfig(**{k: v for k, v in ckpt["config"].items()
+                                 if k in ForecastTrainConfig.__dataclass_fields__})
+    mc = ckpt["model_config"]
+    # The geo buffer (standardised coordinates) comes from the state dict; zeros only give it its shape.
+    coords = np.zeros((mc["num_variables"], mc["coord_dim"]), np.float32) if mc["coord_dim"] else None
+    model = UniRepLKNetForecaster(mc["num_variables"], mc["seq_len"], mc["pred_len"], mc["enc_in"], mc["d_model"],
+                                  mc["freq"], coords, mc["model"], mc["model_kwargs"], 0.0, 0.0, mc["affine"])
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), cfg

@@ -1,0 +1,297 @@
+"""Time series: calendar features, loaders, NaN handling, windows, the forecaster's structure, baselines, training."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from unireplknet.modalities.timeseries import (
+    Series,
+    SeriesError,
+    WindowDataset,
+    chronological_split,
+    co2_series,
+    fill_missing,
+    load_array_series,
+    load_csv_series,
+    load_global_station_folder,
+    make_synthetic_station_grid,
+    time_features,
+    write_global_station_folder,
+)
+from unireplknet.tasks.forecasting import (
+    ForecastTrainConfig,
+    SeriesNormalizer,
+    UniRepLKNetForecaster,
+    forecast_metrics,
+    image_shape,
+    naive_forecast,
+    seasonal_naive_forecast,
+    train_forecaster,
+)
+
+TINY = dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (7,), (3,), (3,)))
+
+
+# ----------------------------------------------------------------------------------------------- calendar
+def test_time_features_known_dates():
+    ts = np.array(["2021-03-01T13:00", "2020-12-31T00:00"], dtype="datetime64[s]")
+    f = time_features(ts, "h")
+    # 2021-03-01 is a Monday, day 59 of the year (0-based); 2020-12-31 is a Thursday, day 365 of a leap year.
+    expected = np.array([[13 / 23 - 0.5, 0 / 6 - 0.5, 0 / 30 - 0.5, 59 / 365 - 0.5],
+                         [0 / 23 - 0.5, 3 / 6 - 0.5, 30 / 30 - 0.5, 365 / 365 - 0.5]], dtype=np.float32)
+    np.testing.assert_allclose(f, expected, atol=1e-7)
+    np.testing.assert_allclose(time_features(ts, "m")[:, 0], [2 / 11 - 0.5, 11 / 11 - 0.5], atol=1e-7)
+    with pytest.raises(SeriesError, match="unknown frequency"):
+        time_features(ts, "q")
+
+
+def test_time_features_agree_with_pandas():
+    pd = pytest.importorskip("pandas")
+    idx = pd.date_range("2019-01-01", periods=24 * 400, freq="h")
+    ours = time_features(idx.values, "h")
+    theirs = np.stack([idx.hour / 23 - 0.5, idx.day_of_week / 6 - 0.5, (idx.day - 1) / 30 - 0.5,
+                       (idx.day_of_year - 1) / 365 - 0.5], 1)
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------- series and loaders
+def test_fill_missing_policies():
+    v = np.array([[np.nan, 1.0], [2.0, np.nan], [4.0, 3.0], [np.nan, 5.0]], dtype=np.float32)
+    with pytest.raises(SeriesError, match=r"3 NaN/inf values \(first at time step 0, variable 0\).*interpolate"):
+        fill_missing(v)
+    out = fill_missing(v, "interpolate")
+    np.testing.assert_array_equal(out, [[2, 1], [2, 2], [4, 3], [4, 5]])
+    with pytest.raises(SeriesError, match="no finite value"):
+        fill_missing(np.full((3, 1), np.nan), "interpolate")
+
+
+def test_series_validates_station_counts():
+    with pytest.raises(SeriesError, match="station counts differ: the series has 3 variables but the coordinates "
+                                          "describe 2 stations"):
+        Series(np.zeros((10, 3)), np.arange(10).astype("datetime64[h]"), coords=np.zeros((2, 3)))
+    with pytest.raises(SeriesError, match="10 time steps but 9 timestamps"):
+        Series(np.zeros((10, 3)), np.arange(9).astype("datetime64[h]"))
+
+
+def test_global_layout_round_trip_and_errors(tmp_path):
+    grid = make_synthetic_station_grid(num_stations=6, days=5)
+    parts = chronological_split(grid, 0)
+    write_global_station_folder(tmp_path, parts)
+    for name in ("temp_global_hourly_train.npy", "data_time_val.npy", "stations_sorted.npy"):
+        assert (tmp_path / name).is_file()
+    back = load_global_station_folder(tmp_path, "temp", "test")
+    np.testing.assert_array_equal(back.values, parts["test"].values)
+    np.testing.assert_array_equal(back.timestamps, parts["test"].timestamps)
+    np.testing.assert_array_equal(back.coords, grid.coords)
+    # The official files: (hours, stations, features) values and string timestamps.
+    np.save(tmp_path / "wind_global_hourly_train.npy", np.stack([grid.values, -grid.values], -1))
+    np.save(tmp_path / "data_time_train.npy", np.array([str(t) for t in grid.timestamps], dtype=object))
+    wind = load_global_station_folder(tmp_path, "wind", "train", feature=1)
+    np.testing.assert_array_equal(wind.values, -grid.values)
+    np.save(tmp_path / "stations_sorted.npy", grid.coords[:5])
+    with pytest.raises(SeriesError, match="station counts differ"):
+        load_global_station_folder(tmp_path, "temp", "test")
+    np.save(tmp_path / "stations_sorted.npy", grid.coords)
+    bad = parts["val"].values.copy()
+    bad[3, 2] = np.nan
+    np.save(tmp_path / "temp_global_hourly_val.npy", bad)
+    with pytest.raises(SeriesError, match="interpolate"):
+        load_global_station_folder(tmp_path, "temp", "val")
+    assert np.isfinite(load_global_station_folder(tmp_path, "temp", "val", nan_policy="interpolate").values).all()
+    with pytest.raises(SeriesError, match="missing file"):
+        load_global_station_folder(tmp_path, "rain", "train")
+
+
+def test_csv_and_array_loaders(tmp_path):
+    p = tmp_path / "s.csv"
+    p.write_text("date,a,b\n2020-01-01 00:00,1,10\n2020-01-01 01:00,,11\n2020-01-01 02:00,3,12\n")
+    with pytest.raises(SeriesError, match="NaN"):
+        load_csv_series(p)
+    s = load_csv_series(p, nan_policy="interpolate")
+    np.testing.assert_array_equal(s.values, [[1, 10], [2, 11], [3, 12]])
+    assert s.names == ["a", "b"] and s.timestamps[1] == np.datetime64("2020-01-01T01:00")
+    p.write_text("date,a\n2020-01-01,x\n")
+    with pytest.raises(SeriesError, match="'x' is not a number"):
+        load_csv_series(p)
+    with pytest.raises(SeriesError, match="no column 'time'"):
+        load_csv_series(p, time_column="time")
+    np.save(tmp_path / "a.npy", np.arange(6, dtype=np.float32).reshape(3, 2))
+    a = load_array_series(tmp_path / "a.npy", freq="d", start="2020-02-28")
+    assert a.timestamps[2] == np.datetime64("2020-03-01")
+
+
+def test_embedded_co2_series():
+    s = co2_series()
+    assert s.freq == "m" and s.values.shape == (526, 1)
+    assert s.timestamps[0] == np.datetime64("1958-03") and s.timestamps[-1] == np.datetime64("2001-12")
+    with np.load(Path(__file__).resolve().parents[1] / "src/unireplknet/data/timeseries/co2_mauna_loa.npz") as z:
+        weekly, dates = z["co2"], z["dates"]
+    # March 1958 has one week (316.1 ppm); the monthly value is the mean of that month's measured weeks.
+    march = (dates.astype("datetime64[M]") == np.datetime64("1958-03")) & np.isfinite(weekly)
+    assert s.values[0, 0] == pytest.approx(weekly[march].mean())
+    assert 310 < s.values.min() and s.values.max() < 375  # ppm
+    assert np.isnan(weekly).sum() == 59
+    with pytest.raises(SeriesError, match="NaN"):
+        co2_series(monthly=False, nan_policy="error")
+
+
+# ----------------------------------------------------------------------------------------------- windows
+def test_windows_follow_the_informer_convention():
+    n = 100
+    s = Series(np.arange(n, dtype=np.float32)[:, None] * np.array([[1.0, -1.0]]), np.arange(n).astype("datetime64[h]"))
+    ds = WindowDataset(s, seq_len=10, label_len=4, pred_len=6)
+    assert len(ds) == n - 10 - 6 + 1
+    x, xm, y, ym = ds[5]
+    np.testing.assert_array_equal(x[:, 0].numpy(), np.arange(5, 15))
+    np.testing.assert_array_equal(y[:, 1].numpy(), -np.arange(11, 21))
+    assert xm.shape == (10, 4) and ym.shape == (10, 4)
+    with pytest.raises(SeriesError, match="too short for one window"):
+        WindowDataset(s.slice(0, 15), seq_len=10, label_len=4, pred_len=6)
+    parts = chronological_split(s, 10)
+    assert parts["train"].num_steps == 70 and parts["val"].timestamps[10] == s.timestamps[70]
+    assert parts["test"].timestamps[10] == s.timestamps[80]
+
+
+# ----------------------------------------------------------------------------------------------- model
+def test_image_shape():
+    assert image_shape(48, 768) == (192, 192)  # the paper's 48 × 768 embedding
+    assert image_shape(48, 48) == (48, 48)
+    assert image_shape(24, 96) == (48, 48)
+    with pytest.raises(ValueError, match="at least 32 × 32"):
+        image_shape(48, 16)
+
+
+def test_normalizer_round_trip():
+    norm = SeriesNormalizer(3)
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([0.5, 2.0, -1.5]))
+        norm.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+    x = torch.randn(2, 20, 6) * 5 + 7
+    z, stats = norm.normalize(x)
+    torch.testing.assert_close(norm.denormalize(z, stats), x, rtol=1e-5, atol=1e-4)
+    plain, _ = SeriesNormalizer(3, affine=False).normalize(x)
+    torch.testing.assert_close(plain.mean(1), torch.zeros(2, 6), atol=1e-5, rtol=0)
+    torch.testing.assert_close(plain.std(1, unbiased=False), torch.ones(2, 6), atol=1e-4, rtol=0)
+
+
+def _model(**kw):
+    args = dict(num_variables=4, seq_len=24, pred_len=8, enc_in=2, d_model=96, freq="h", model="custom",
+                model_kwargs=TINY)
+    args.update(kw)
+    return UniRepLKNetForecaster(**args).eval()
+
+
+def test_forecaster_shapes_and_node_independence():
+    model = _model()
+    x, xm = torch.randn(3, 24, 4), torch.rand(3, 24, 4) - 0.5
+    y = model(x, xm)
+    assert y.shape == (3, 8, 4)
+    image, _ = model.embed_image(x, xm)
+    assert image.shape == (6, 1, 48, 48)  # (batch · nodes, 1, H, W) with H · W = 24 · 96
+    # Nodes are separate images: changing node 1's stations leaves node 0's forecast unchanged (eval mode).
+    x2 = x.clone()
+    x2[:, :, 2:] = torch.randn(3, 24, 2)
+    y2 = model(x2, xm)
+    torch.testing.assert_close(y2[:, :, :2], y[:, :, :2])
+    assert not torch.allclose(y2[:, :, 2:], y[:, :, 2:])
+
+
+def test_forecast_is_equivariant_to_affine_changes_of_units():
+    # Per-window normalisation makes forecast(a·x + b) = a·forecast(x) + b for a > 0 (e.g. °C → °F), up to the
+    # 1e-5 variance floor (negligible here: the window variance is ~1).
+    model = _model()
+    x, xm = torch.randn(2, 24, 4), torch.rand(2, 24, 4) - 0.5
+    torch.testing.assert_close(model(1.8 * x + 32, xm), 1.8 * model(x, xm) + 32, rtol=1e-4, atol=1e-3)
+
+
+def test_forecaster_input_errors():
+    with pytest.raises(SeriesError, match="cannot be grouped into nodes"):
+        _model(num_variables=5)
+    with pytest.raises(SeriesError, match="station counts differ"):
+        _model(coords=np.zeros((3, 2)))
+    model = _model(coords=np.random.default_rng(0).normal(size=(4, 3)))
+    x = torch.randn(1, 24, 4)
+    assert model(x, torch.zeros(1, 24, 4)).shape == (1, 8, 4)
+    x[0, 3, 1] = float("nan")
+    with pytest.raises(SeriesError, match="NaN"):
+        model(x, torch.zeros(1, 24, 4))
+    with pytest.raises(ValueError, match=r"expected input \(batch, 24, 4\)"):
+        model(torch.randn(1, 20, 4))
+
+
+# ----------------------------------------------------------------------------------------------- baselines/metrics
+def test_baselines_and_metrics_by_hand():
+    x = torch.tensor([[1.0, 2, 3, 4, 5, 6]]).unsqueeze(-1)
+    np.testing.assert_array_equal(naive_forecast(x, 3)[0, :, 0].numpy(), [6, 6, 6])
+    np.testing.assert_array_equal(seasonal_naive_forecast(x, 5, 2)[0, :, 0].numpy(), [5, 6, 5, 6, 5])
+    with pytest.raises(ValueError, match="between 1 and the input length"):
+        seasonal_naive_forecast(x, 3, 7)
+    m = forecast_metrics(torch.tensor([1.0, 2.0, 4.0]), torch.tensor([1.0, 0.0, 1.0]))
+    assert m["mse"] == pytest.approx((0 + 4 + 9) / 3) and m["mae"] == pytest.approx(5 / 3)
+
+
+# ----------------------------------------------------------------------------------------------- training and CLI
+def _small_npz(tmp_path) -> Path:
+    t = np.arange(400)
+    rng = np.random.default_rng(0)
+    values = np.stack([np.sin(2 * np.pi * t / 24) * 3 + 0.01 * t, np.cos(2 * np.pi * t / 24)], 1)
+    values = values + 0.1 * rng.standard_normal(values.shape)
+    ts = np.datetime64("2020-01-01T00", "h") + t.astype("timedelta64[h]")
+    np.savez(tmp_path / "s.npz", values=values.astype(np.float32), timestamps=ts)
+    return tmp_path / "s.npz"
+
+
+def _cfg(data, out, **kw):
+    base = dict(data=str(data), seq_len=24, label_len=12, pred_len=8, d_model=96, model_kwargs=TINY, epochs=2,
+                batch_size=16, train_stride=4, output=str(out))
+    base.update(kw)
+    return ForecastTrainConfig(**base)
+
+
+def test_train_resume_and_baselines(tmp_path):
+    data = _small_npz(tmp_path)
+    full = train_forecaster(_cfg(data, tmp_path / "full"))
+    assert set(full.baselines) == {"last value (naive)", "seasonal naive (period 24)"}
+    assert full.test["windows"] == 80 + 24 - 24 - 8 + 1  # 20 % test part plus its 24-step lead-in
+    train_forecaster(_cfg(data, tmp_path / "part", epochs=1))
+    train_forecaster(_cfg(data, tmp_path / "part", resume="auto"))
+    a = torch.load(tmp_path / "full" / "last.pth", weights_only=True)["model"]
+    b = torch.load(tmp_path / "part" / "last.pth", weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_cli_train_eval_and_grid(tmp_path, capsys):
+    from unireplknet.tasks.forecasting_cli import add_subcommands
+
+    parser = argparse.ArgumentParser()
+    add_subcommands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["forecast-make-grid", str(tmp_path / "grid"), "--stations", "4", "--days", "20"])
+    assert args.func(args) == 0
+    assert load_global_station_folder(tmp_path / "grid", "temp", "train").num_variables == 4
+    capsys.readouterr()
+    args = parser.parse_args(["forecast-train", "--data", str(tmp_path / "grid"), "--seq-len", "24", "--label-len",
+                              "12", "--pred-len", "8", "--d-model", "96", "--enc-in", "2", "--epochs", "1",
+                              "--model-kwargs", json.dumps(TINY), "--train-stride", "8", "-o", str(tmp_path / "run"),
+                              "--json"])
+    assert args.func(args) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "seasonal naive (period 24)" in result["baselines"]
+    args = parser.parse_args(["forecast-eval", str(tmp_path / "run" / "best.pth"), "--json"])
+    assert args.func(args) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["model"]["mse"] == pytest.approx(result["test"]["mse"], rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data", [None, "synthetic-grid"])
+def test_short_runs_beat_the_naive_baselines(tmp_path, data):
+    # The default runs of `unireplknet forecast-train` (CO2: ~15 s, grid: ~1 min on two CPU cores, one thread).
+    r = train_forecaster(ForecastTrainConfig.for_data(data=data, output=str(tmp_path)))
+    for name, m in r.baselines.items():
+        assert r.test["mse"] < m["mse"] and r.test["mae"] < m["mae"], (name, r.table())
