@@ -143,7 +143,7 @@ def deploy_block_forward(block: "UniRepLKNetBlock", x: torch.Tensor) -> torch.Te
         act = act * se_scale.unsqueeze(1)
     act2d = act.reshape(n * hw, c)
     if onednn:  # bias and GELU in the GEMM's epilogue: the 4C tensor is written once
-        hid = torch.ops.mkldnn._linear_pointwise(act2d, w1, b1, "gelu", [], "none")
+        hid = torch.ops.mkldnn._linear_pointwise.default(act2d, w1, b1, "gelu", [], "none")
     else:
         hid = F.gelu(torch.addmm(b1, act2d, w1.t()))
     hid = hid.view(n, hw, ffn)
@@ -159,7 +159,7 @@ def deploy_block_forward(block: "UniRepLKNetBlock", x: torch.Tensor) -> torch.Te
         if n == 1:  # scale the weight's columns once; the activation is untouched
             w2s = w2 * grn_scale.view(1, ffn)
             if onednn:
-                out = torch.ops.mkldnn._linear_pointwise(hid.view(hw, ffn), residual, w2s, b2, "add")
+                out = torch.ops.mkldnn._linear_pointwise.binary(hid.view(hw, ffn), residual, w2s, b2, "add")
             else:
                 out = torch.addmm(residual + b2, hid.view(hw, ffn), w2s.t())
         else:  # per-sample scaled weights (N, 4C, C), accumulated onto residual + bias
@@ -170,7 +170,7 @@ def deploy_block_forward(block: "UniRepLKNetBlock", x: torch.Tensor) -> torch.Te
     else:
         hid = hid.mul_(grn_scale) if no_grad else hid * grn_scale
         if onednn:
-            out = torch.ops.mkldnn._linear_pointwise(hid.view(n * hw, ffn), residual, w2, b2, "add")
+            out = torch.ops.mkldnn._linear_pointwise.binary(hid.view(n * hw, ffn), residual, w2, b2, "add")
         else:
             out = torch.addmm(residual + b2, hid.view(n * hw, ffn), w2.t())
     return out.view(n, h, w, c).permute(0, 3, 1, 2)
