@@ -97,6 +97,17 @@ def depthwise_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, padding: 
 NATIVE_WGRAD_MIN_DILATION = 4
 
 
+def _native_weight_grad_is_faster(kernel_size: int, dilation: int, channels_last: bool) -> bool:
+    """Where PyTorch's weight gradient beats the swapped-role conv (measured; docs/performance.md).
+
+    * dilation ≥ 4: the swapped-role conv needs stride ≥ 4, which oneDNN runs on a slow path (≈ 2× slower
+      than PyTorch's weight gradient; splitting the input into d² undilated phases was slower still);
+    * an undilated 3×3 kernel: PyTorch's is as fast in NCHW and 3× faster in channels_last, where the
+      swapped-role conv would first copy input and gradient to NCHW.
+    """
+    return dilation >= NATIVE_WGRAD_MIN_DILATION or (kernel_size == 3 and dilation == 1)
+
+
 def depthwise_weight_grad(
     x: torch.Tensor, grad_out: torch.Tensor, kernel_size: int, padding: int, dilation: int
 ) -> torch.Tensor:
@@ -108,14 +119,13 @@ def depthwise_weight_grad(
             f"the CPU weight gradient needs stride 1 and 'same' padding (K-1)*dilation/2 = {(k - 1) * d // 2}, "
             f"got padding={padding} and output {tuple(grad_out.shape)} for input {tuple(x.shape)}"
         )
-    if d < NATIVE_WGRAD_MIN_DILATION:
+    if not _native_weight_grad_is_faster(k, d, _is_channels_last(x)):
         # Batch folded into channels: one group per (n, c) plane, whose "kernel" is that plane's output gradient.
         planes = x.reshape(1, n * c, h, w)
         kernels = grad_out.reshape(n * c, 1, h, w)
         taps = F.conv2d(planes, kernels, None, d, padding, 1, n * c)
         return taps.reshape(n, c, k, k).sum(0).unsqueeze(1)
-    # oneDNN runs the swapped-role conv with stride ≥ 4 on a slow path (measured 2× slower than PyTorch's own
-    # weight gradient, and a phase split into d² undilated problems slower still), so use PyTorch's here.
+    # PyTorch's own weight gradient, where it is the faster one (see _native_weight_grad_is_faster).
     weight_shape = [c, 1, k, k]
     return torch.ops.aten.convolution_backward(
         grad_out, x, x.new_empty(weight_shape), None, [1, 1], [padding, padding], [d, d], False,
@@ -124,9 +134,11 @@ def depthwise_weight_grad(
 
 
 class _CPUDepthwiseConv2dFunction(torch.autograd.Function):
-    """Forward in the layout that is fastest for the kernel size; backward as two forward convolutions.
+    """Forward in the layout that is fastest for the kernel size; backward as forward convolutions.
 
-    ``backward`` is built from differentiable torch ops, so double backward works too.
+    The input is saved in the layout the forward computed in, so a channels_last input of a large kernel is
+    converted to NCHW once (not again in backward), and the output gradient is converted at most once for
+    both gradients. ``backward`` is built from differentiable torch ops, so double backward works too.
     """
 
     @staticmethod
@@ -138,20 +150,25 @@ class _CPUDepthwiseConv2dFunction(torch.autograd.Function):
         padding: int,
         dilation: int,
     ) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.padding, ctx.dilation, ctx.has_bias = padding, dilation, bias is not None
-        return _conv_in_layout(x, weight, bias, padding, dilation, _is_channels_last(x))
+        channels_last = _is_channels_last(x)
+        x_compute = _as_layout(x, compute_layout(weight.shape[-1], channels_last))
+        ctx.save_for_backward(x_compute, weight)
+        ctx.padding, ctx.dilation, ctx.has_bias, ctx.channels_last = padding, dilation, bias is not None, channels_last
+        y = F.conv2d(x_compute, weight, bias, 1, padding, dilation, x.shape[1])
+        return _as_layout(y, _CL if channels_last else torch.contiguous_format)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:  # type: ignore[override]
         x, weight = ctx.saved_tensors
+        fmt = _CL if _is_channels_last(x) else torch.contiguous_format
+        grad = _as_layout(grad_out, fmt)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = depthwise_input_grad(grad_out, weight, ctx.padding, ctx.dilation)
-            if _is_channels_last(x) != _is_channels_last(grad_x):
-                grad_x = _as_layout(grad_x, _CL if _is_channels_last(x) else torch.contiguous_format)
+            # 'same' padding: the input gradient is the forward conv with the kernel rotated by 180°.
+            grad_x = F.conv2d(grad, weight.flip(-2, -1), None, 1, ctx.padding, ctx.dilation, grad.shape[1])
+            grad_x = _as_layout(grad_x, _CL if ctx.channels_last else torch.contiguous_format)
         if ctx.needs_input_grad[1]:
-            grad_w = depthwise_weight_grad(x, grad_out, weight.shape[-1], ctx.padding, ctx.dilation)
+            grad_w = depthwise_weight_grad(x, grad, weight.shape[-1], ctx.padding, ctx.dilation)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_out.sum((0, 2, 3))
         return grad_x, grad_w, grad_b, None, None
