@@ -61,6 +61,24 @@ def machine_description(device: str = "cpu") -> str:
     return "; ".join(parts)
 
 
+#: The clock the timing helpers read: "wall" (perf_counter) or "cpu" (this process's CPU time, summed over
+#: its threads). On a machine shared with other jobs the CPU time of a one-thread run is far less disturbed
+#: than wall time, whose 2-thread runs lose whole time slices at every OpenMP barrier when cores are
+#: oversubscribed; set with :func:`set_clock` (the scripts' ``--timer`` option).
+CLOCK = "wall"
+
+
+def set_clock(name: str) -> None:
+    global CLOCK
+    if name not in ("wall", "cpu"):
+        raise ValueError(f"timer must be 'wall' or 'cpu', got {name!r}")
+    CLOCK = name
+
+
+def _now() -> float:
+    return time.perf_counter() if CLOCK == "wall" else time.process_time()
+
+
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -73,10 +91,10 @@ def time_ms(fn: Callable[[], object], reps: int, warmup: int = 1, device: str = 
     _sync(device)
     times = []
     for _ in range(reps):
-        start = time.perf_counter()
+        start = _now()
         fn()
         _sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
+        times.append((_now() - start) * 1e3)
     return times
 
 
@@ -95,10 +113,10 @@ def interleaved_medians(
     times: Dict[str, List[float]] = {k: [] for k in fns}
     for _ in range(reps):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = _now()
             fn()
             _sync(device)
-            times[name].append((time.perf_counter() - start) * 1e3)
+            times[name].append((_now() - start) * 1e3)
     return {k: statistics.median(v) for k, v in times.items()}
 
 

@@ -34,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    set_clock,
     REPO_ROOT,
     VARIANTS,
     interleaved_medians,
@@ -130,8 +131,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--reps", type=int, default=0, help="timed repetitions (default: 7 at batch 1, 3 above)")
     parser.add_argument("--update-docs", action="store_true", help="write the table into docs/performance.md")
     parser.add_argument("--write-table", metavar="FILE", help="(cuda) write the measured winners as a dispatch table")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: PyTorch's choice)")
+    parser.add_argument("--timer", default="wall", choices=["wall", "cpu"],
+                        help="wall clock, or this process's CPU time (robust on a shared machine; use with --threads 1)")
     parser.add_argument("--json", metavar="FILE", help="write all measurements as JSON")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    set_clock(args.timer)
 
     device, dtype = args.device, getattr(torch, args.dtype)
     if device == "cuda" and not torch.cuda.is_available():
@@ -208,8 +215,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     worst_diff = max(r["max_rel_diff"] for r in records)
     body = (
         f"Command: `python benchmarks/bench_dwconv.py --device {device} --dtype {args.dtype} --variants {','.join(variants)} "
-        f"--batches {args.batches}`\n\nMachine: {machine}. Square-matmul peak measured in the same run: {peak:.0f} GFLOP/s.\n"
-        f"Medians of interleaved repetitions (ms); largest relative difference between implementations "
+        f"--batches {args.batches} --threads {args.threads} --timer {args.timer}`\n\nMachine: {machine}. Square-matmul peak measured in the same run: {peak:.0f} GFLOP/s.\n"
+        f"Medians of interleaved repetitions (ms, {'wall clock' if args.timer == 'wall' else 'process CPU time'}); largest relative difference between implementations "
         f"(forward and weight gradient): {worst_diff:.1e}.\n\n" + "\n".join(summary) + "\n\n" + table + "\n"
     )
     print("\n" + body)

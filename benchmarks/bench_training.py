@@ -28,7 +28,14 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO_ROOT, VARIANTS, interleaved_medians, machine_description, markdown_table  # noqa: E402
+from _common import (  # noqa: E402
+    REPO_ROOT,
+    VARIANTS,
+    interleaved_medians,
+    machine_description,
+    markdown_table,
+    set_clock,
+)
 
 import unireplknet.ops as ops  # noqa: E402
 from unireplknet import UniRepLKNet, fast, reparameterize  # noqa: E402
@@ -149,8 +156,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--skip-inference", action="store_true")
     parser.add_argument("--update-docs", action="store_true", help="write the tables into docs/performance.md")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: PyTorch's choice)")
+    parser.add_argument("--timer", default="wall", choices=["wall", "cpu"],
+                        help="wall clock, or this process's CPU time (robust on a shared machine; use with --threads 1)")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    set_clock(args.timer)
     convnext = not args.no_convnext
     machine = machine_description()
     print(f"# {machine}", flush=True)
@@ -173,8 +186,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                 print(json.dumps(infer_results[-1]), flush=True)
 
     parts = [
-        f"Command: `python benchmarks/bench_training.py --train-batch {args.train_batch} --image {args.image}`\n",
-        f"Machine: {machine}. Medians of interleaved repetitions, ms per call; speedup over `{BASELINE}` in brackets.\n",
+        f"Command: `python benchmarks/bench_training.py --train-batch {args.train_batch} --image {args.image} "
+        f"--threads {args.threads} --timer {args.timer}`\n",
+        f"Machine: {machine}. Medians of interleaved repetitions, ms per call ({'wall clock' if args.timer == 'wall' else 'process CPU time'}); speedup over `{BASELINE}` in brackets.\n",
     ]
     if train_results:
         parts.append(f"Training step (forward + cross-entropy + backward) of UniRepLKNet-T, {args.image}²:\n")

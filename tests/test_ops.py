@@ -236,3 +236,11 @@ def test_tiny_model_training_gradients_match_the_plain_path():
     scale = max(g.abs().max() for g in grads["torch"].values())
     for name, ref in grads["torch"].items():
         assert float((grads["auto"][name] - ref).abs().max()) < 1e-5 * float(scale), name
+
+
+def test_torch_compile_traces_a_single_graph_through_the_dispatcher():
+    conv = create_depthwise_conv2d(4, 5, bias=True)
+    x = torch.randn(1, 4, 9, 9, requires_grad=True)
+    # backend="eager" runs dynamo's tracing without code generation; fullgraph=True fails on any graph break.
+    compiled = torch.compile(conv, backend="eager", fullgraph=True)
+    assert _rel(compiled(x), F.conv2d(x, conv.weight, conv.bias, 1, 2, 1, 4)) < 1e-6
