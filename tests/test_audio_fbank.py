@@ -25,6 +25,16 @@ from unireplknet.modalities.audio import DATA_DIR, AudioError, kaldi_fbank, mel_
 EPS32 = float(np.finfo(np.float32).eps)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny tensors gain nothing from intra-op threads, and on a shared, loaded CPU idle OpenMP workers spinning
+    # make these tests ~10× slower; the previous setting is restored afterwards.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def ref():
     with np.load(DATA_DIR / "fbank_reference.npz") as z:

@@ -37,6 +37,16 @@ from unireplknet.tasks.forecasting import (
 TINY = dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (7,), (3,), (3,)))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny tensors gain nothing from intra-op threads, and on a shared, loaded CPU idle OpenMP workers spinning
+    # make these tests ~10× slower; the previous setting is restored afterwards.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 # ----------------------------------------------------------------------------------------------- calendar
 def test_time_features_known_dates():
     ts = np.array(["2021-03-01T13:00", "2020-12-31T00:00"], dtype="datetime64[s]")

@@ -410,7 +410,7 @@ def train_audio(cfg: AudioTrainConfig, callbacks: Sequence[Callable[[Dict[str, A
             atomic_torch_save(checkpoint(epoch + 1), out_dir / "best.pth")
         atomic_torch_save(checkpoint(epoch + 1), out_dir / "last.pth")
         log.log(row)
-        _logger.info("epoch %d: %s", epoch + 1, row)
+        _logger.debug("epoch %d: %s", epoch + 1, row)
         for cb in callbacks:
             cb(row)
     log.close()
