@@ -106,11 +106,35 @@ def eval_transform(data_config: Dict[str, Any]) -> Callable:
     )
 
 
+def _posterize_at_least_one_bit(level: float, hparams: Dict[str, Any]) -> Tuple[int]:
+    from timm.data.auto_augment import LEVEL_TO_ARG
+
+    (bits,) = LEVEL_TO_ARG["PosterizeIncreasing"](level, hparams)
+    return (max(1, bits),)
+
+
+def _guard_posterize(transform: Any) -> Any:
+    """Keep RandAugment's PosterizeIncreasing at >= 1 bit.
+
+    At magnitude 10 (reached by ``rand-m9-mstd0.5``: about 2% of draws) timm asks PIL for a 0-bit posterize,
+    which recent Pillow rejects with ``ValueError: bits must be between or equal to 1 and 8`` — a crash in the
+    middle of an epoch. One bit is the closest valid strength (0 bits would be a black image anyway).
+    """
+    from timm.data.auto_augment import RandAugment
+
+    for t in getattr(transform, "transforms", []):
+        if isinstance(t, RandAugment):
+            for op in t.ops:
+                if op.name == "PosterizeIncreasing":
+                    op.level_fn = _posterize_at_least_one_bit
+    return transform
+
+
 def train_transform(data_config: Dict[str, Any], aug: Dict[str, Any]) -> Callable:
     """timm's training transform (RandomResizedCrop, flip, RandAugment, random erasing …) for a data config."""
     from timm.data import create_transform
 
-    return create_transform(
+    return _guard_posterize(create_transform(
         input_size=tuple(data_config["input_size"]),
         is_training=True,
         hflip=aug.get("hflip", 0.5),
@@ -122,7 +146,7 @@ def train_transform(data_config: Dict[str, Any], aug: Dict[str, Any]) -> Callabl
         re_prob=aug.get("reprob", 0.25),
         re_mode=aug.get("remode", "pixel"),
         re_count=aug.get("recount", 1),
-    )
+    ))
 
 
 class DigitsAugment:

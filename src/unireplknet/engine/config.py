@@ -89,6 +89,8 @@ class TrainConfig:
     hflip: float = 0.5
     reprob: float = 0.25
     remode: str = "pixel"
+    #: False: the training set gets the deterministic evaluation transform (no random augmentation at all).
+    train_augment: bool = True
     recount: int = 1
     # EMA
     model_ema: bool = False

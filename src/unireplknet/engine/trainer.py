@@ -36,7 +36,7 @@ from .distributed import DistInfo, all_gather_object, all_reduce_sum, average_bu
 from .metrics_log import MetricsLogger
 from .samplers import ShardedBatchSampler, ShardedEvalSampler
 
-__all__ = ["EpochEnd", "TrainResult", "build_model", "evaluate", "train", "unknown_variant_message"]
+__all__ = ["EpochEnd", "TrainResult", "build_model", "build_optimizer", "build_scheduler", "evaluate", "train", "unknown_variant_message"]
 
 _logger = logging.getLogger(__name__)
 
@@ -297,6 +297,27 @@ def _load_state(model: nn.Module, state: Dict[str, torch.Tensor], what: str) -> 
         raise ValueError(f"the {what} in the checkpoint does not fit the model built from these options: {e}") from e
 
 
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW through timm: no weight decay on 1-D parameters and biases; layer decay via ``group_matcher``."""
+    from timm.optim import create_optimizer_v2
+
+    return create_optimizer_v2(model, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay,
+                               layer_decay=cfg.layer_decay, eps=cfg.opt_eps)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Any:
+    """Per-iteration schedule: linear warmup 0 → lr over ``warmup_epochs``, then cosine to ``min_lr``.
+
+    Call ``step_update(num_updates)`` after every optimizer step (timm's convention).
+    """
+    from timm.scheduler import CosineLRScheduler
+
+    warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
+    total_steps = cfg.epochs * steps_per_epoch
+    return CosineLRScheduler(optimizer, t_initial=max(1, total_steps - warmup_steps), lr_min=cfg.min_lr,
+                             warmup_t=warmup_steps, warmup_lr_init=0.0, warmup_prefix=True, t_in_epochs=False)
+
+
 def train(cfg: TrainConfig, callbacks: Sequence[Callable[[EpochEnd], None]] = ()) -> TrainResult:
     """Train, checkpoint every epoch, then re-parameterize, verify and export (see the module docstring).
 
@@ -310,19 +331,19 @@ def train(cfg: TrainConfig, callbacks: Sequence[Callable[[EpochEnd], None]] = ()
     out = Path(cfg.output)
     if main:
         out.mkdir(parents=True, exist_ok=True)
-    # Ranks differ in augmentation and drop-path randomness, like independent workers of one big batch.
-    torch.manual_seed(cfg.seed + rank)
     import random
 
     import numpy as np
 
-    random.seed(cfg.seed + rank)
-    np.random.seed(cfg.seed + rank)
+    # Every rank builds the same initial model (and EMA copy) from the same seed ...
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
 
     aug = dict(hflip=cfg.hflip, color_jitter=cfg.color_jitter, auto_augment=cfg.auto_augment,
                train_interpolation=cfg.interpolation, reprob=cfg.reprob, remode=cfg.remode, recount=cfg.recount)
     bundle: DataBundle = build_data(cfg.data, cfg.input_size, cfg.in_chans, cfg.val_split, cfg.seed, cfg.crop_pct,
-                                    cfg.interpolation, aug=aug)
+                                    cfg.interpolation, aug=aug, train_augment=cfg.train_augment)
     if main:
         _logger.info("data: %s", bundle.description)
     num_classes = cfg.num_classes or len(bundle.class_names)
@@ -358,10 +379,11 @@ def train(cfg: TrainConfig, callbacks: Sequence[Callable[[EpochEnd], None]] = ()
 
         ema = ModelEmaV3(model, decay=cfg.model_ema_decay)  # after .to(device), before DDP, as the official code
 
-    from timm.optim import create_optimizer_v2
-
-    optimizer = create_optimizer_v2(model, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                    layer_decay=cfg.layer_decay, eps=cfg.opt_eps)
+    optimizer = build_optimizer(model, cfg)
+    # ... then ranks differ in augmentation and drop-path randomness, like independent workers of one big batch.
+    torch.manual_seed(cfg.seed + rank)
+    random.seed(cfg.seed + rank)
+    np.random.seed(cfg.seed + rank)
 
     train_sampler = ShardedBatchSampler(len(bundle.train), cfg.batch_size, rank, world, cfg.accum_steps, cfg.seed)
     steps_per_epoch = train_sampler.steps_per_epoch
@@ -377,13 +399,7 @@ def train(cfg: TrainConfig, callbacks: Sequence[Callable[[EpochEnd], None]] = ()
     val_loader = (make_eval_loader(bundle.val, eval_bs, bundle.eval_collate, cfg.workers, dist_info)
                   if bundle.val is not None else None)
 
-    from timm.scheduler import CosineLRScheduler
-
-    warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
-    total_steps = cfg.epochs * steps_per_epoch
-    scheduler = CosineLRScheduler(optimizer, t_initial=max(1, total_steps - warmup_steps), lr_min=cfg.min_lr,
-                                  warmup_t=warmup_steps, warmup_lr_init=0.0, warmup_prefix=True,
-                                  t_in_epochs=False)
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
     mixup, criterion = _criterion(cfg, num_classes)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
 
@@ -422,8 +438,13 @@ def train(cfg: TrainConfig, callbacks: Sequence[Callable[[EpochEnd], None]] = ()
     if dist_info.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
+        import inspect
+
+        # Each rank keeps its own BatchNorm statistics during an epoch; they are averaged at its end.
+        buffers = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                   else "broadcast_buffers")
         ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                      broadcast_buffers=False)
+                                      **{buffers: False})
 
     logger = MetricsLogger(out, start_epoch, cfg.tensorboard) if main else None
     total_unreadable = 0

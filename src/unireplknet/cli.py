@@ -1,0 +1,629 @@
+"""The ``unireplknet`` command: train, eval, reparam, export, predict, bench, info.
+
+Every subcommand is a thin layer over library functions (:mod:`unireplknet.engine`,
+:mod:`unireplknet.checkpoint`, :mod:`unireplknet.export`, :mod:`unireplknet.zoo`), so the same work can be
+done from Python. Run ``unireplknet <subcommand> --help`` for the options; docs/cli/ has a page per subcommand.
+
+Training scales out unchanged with torchrun::
+
+    torchrun --nproc_per_node 2 -m unireplknet.cli train --data /path/to/images
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+__all__ = ["main", "build_parser"]
+
+_logger = logging.getLogger("unireplknet.cli")
+
+
+class CLIError(Exception):
+    """A problem with the command line or its inputs; printed as one line, exit status 2."""
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _json_arg(text: str) -> Dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"depths\": [1,1,1,1]}}', got {text!r}")
+    return value
+
+
+def _int_list(text: str) -> List[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,8,32, got {text!r}") from None
+
+
+def _str_list(text: str) -> List[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _fmt_duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [[("" if c is None else str(c)) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _is_main_rank() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _load_model(path: str, use_ema: bool = False):
+    """A UniRepLKNet rebuilt from any checkpoint file (our .pth / .safetensors or an official one), in eval mode."""
+    import torch
+
+    from .checkpoint import load_checkpoint, read_state_dict, infer_config
+    from .model import UniRepLKNet
+
+    sd = read_state_dict(path, use_ema=use_ema)
+    config = infer_config(sd)
+    model = UniRepLKNet(**config)
+    load_checkpoint(model, sd)
+    return model.eval()
+
+
+def _data_config_for(model, path: Optional[str], meta: Dict[str, Any], overrides: argparse.Namespace) -> Dict[str, Any]:
+    """The checkpoint's own data config, else timm's resolution from the model's pretrained config; plus overrides."""
+    if meta.get("data_config"):
+        dc = dict(meta["data_config"])
+    else:
+        from timm.data import resolve_data_config
+
+        dc = dict(resolve_data_config({}, model=model))
+        dc["kind"] = "folder"
+        if dc["input_size"][0] != model.in_chans:
+            c = model.in_chans
+            dc["input_size"] = (c,) + tuple(dc["input_size"][1:])
+            if len(dc["mean"]) != c:
+                dc["mean"], dc["std"] = (0.5,) * c, (0.5,) * c
+    size = getattr(overrides, "input_size", None)
+    if size:
+        dc["input_size"] = (dc["input_size"][0], size, size)
+    if getattr(overrides, "crop_pct", None):
+        dc["crop_pct"] = overrides.crop_pct
+    if getattr(overrides, "interpolation", None):
+        dc["interpolation"] = overrides.interpolation
+    if dc.get("kind") == "digits":
+        # Image files of a digits model: 8×8 grey drawings upsampled like the training data.
+        dc.setdefault("interpolation", "bilinear")
+        dc["crop_pct"] = 1.0
+    return dc
+
+
+# ----------------------------------------------------------------------------------------------- train
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default=None,
+                   help="image folder: root/train + root/val, or root/<class>/... split by --val-split "
+                        "(default: the embedded UCI digits)")
+    g.add_argument("--val-split", type=float, default=None, help="held-out share when there is no val/ folder (0.1)")
+    g.add_argument("--input-size", type=int, default=None, help="input side in pixels (224; digits 32)")
+    g.add_argument("--in-chans", type=int, default=None, choices=(1, 3), help="3 = RGB (default), 1 = grey")
+    g.add_argument("--workers", type=int, default=None, help="data-loading processes per rank (4; digits 0)")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=None, help="unireplknet_a … unireplknet_xl, or 'custom' (default: "
+                   "unireplknet_a; digits: a small custom net)")
+    g.add_argument("--model-kwargs", type=_json_arg, default=None,
+                   help='UniRepLKNet arguments for --model custom, e.g. \'{"depths":[1,1,1,1],"dims":[8,16,32,64]}\'')
+    g.add_argument("--pretrained", action="store_true", default=None, help="start from the official weights (timm)")
+    g.add_argument("--checkpoint", default=None,
+                   help="start from these weights (official or own .pth/.safetensors; a head of another class count is replaced)")
+    g.add_argument("--drop-path", type=float, default=None, help="stochastic depth rate (0.1; digits 0)")
+    g.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm across GPUs under torchrun")
+    g.add_argument("--grad-checkpointing", action="store_true", default=None, help="trade compute for memory")
+    g = p.add_argument_group("optimisation (official recipe defaults)")
+    g.add_argument("--epochs", type=int, default=None, help="300 (digits 12)")
+    g.add_argument("--batch-size", type=int, default=None, help="per process (64; digits 32)")
+    g.add_argument("--accum-steps", type=int, default=None, help="gradient accumulation (official update_freq; 1)")
+    g.add_argument("--lr", type=float, default=None, help="peak learning rate (4e-3)")
+    g.add_argument("--min-lr", type=float, default=None, help="end of the cosine (1e-6)")
+    g.add_argument("--warmup-epochs", type=float, default=None, help="linear warmup, per iteration (5; digits 1)")
+    g.add_argument("--weight-decay", type=float, default=None, help="AdamW decay, not on 1-D params/biases (0.05)")
+    g.add_argument("--layer-decay", type=float, default=None, help="layer-wise lr decay, e.g. 0.8 for fine-tuning")
+    g.add_argument("--clip-grad", type=float, default=None, help="clip the gradient norm (off)")
+    g = p.add_argument_group("augmentation and regularisation")
+    g.add_argument("--mixup", type=float, default=None, help="mixup alpha (0.8; digits 0)")
+    g.add_argument("--cutmix", type=float, default=None, help="cutmix alpha (1.0; digits 0)")
+    g.add_argument("--smoothing", type=float, default=None, help="label smoothing (0.1)")
+    g.add_argument("--aa", dest="auto_augment", default=None, help="RandAugment policy (rand-m9-mstd0.5-inc1; '' = off)")
+    g.add_argument("--reprob", type=float, default=None, help="random erasing probability (0.25; digits 0)")
+    g.add_argument("--no-augment", dest="train_augment", action="store_false", default=None,
+                   help="train on the evaluation transform (no random crops, flips, RandAugment …)")
+    g.add_argument("--model-ema", action="store_true", default=None, help="keep an EMA of the weights")
+    g.add_argument("--model-ema-decay", type=float, default=None, help="0.9999")
+    g.add_argument("--deploy-from-ema", action="store_true", default=None, help="fuse and export the EMA weights")
+    g = p.add_argument_group("execution")
+    g.add_argument("--device", default=None, help="auto (cuda if present), cpu, cuda, cuda:1 …")
+    g.add_argument("--amp", default=None, choices=("none", "bf16", "fp16"), help="autocast dtype (none)")
+    g.add_argument("--channels-last", dest="channels_last", action="store_true", default=None,
+                   help="NHWC memory format (default: on with CUDA, off on CPU)")
+    g.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    g.add_argument("--seed", type=int, default=None, help="0")
+    g.add_argument("--output", "-o", default=None, help="run folder (runs/train; digits runs/digits)")
+    g.add_argument("--resume", nargs="?", const="auto", default=None,
+                   help="continue a stopped run: its last.pth, or 'auto' (= OUTPUT/last.pth)")
+    g.add_argument("--eval-every", type=int, default=None, help="evaluate every N epochs (1)")
+    g.add_argument("--tensorboard", action="store_true", default=None, help="require TensorBoard logging (default: when installed)")
+    g.add_argument("--no-onnx", dest="export_onnx", action="store_false", default=None, help="skip the ONNX export")
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=True, help="no progress bars")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .engine import TrainConfig, train
+
+    options = {k: getattr(args, k) for k in (
+        "data", "val_split", "input_size", "in_chans", "workers", "model", "model_kwargs", "pretrained", "checkpoint",
+        "drop_path", "sync_bn", "grad_checkpointing", "epochs", "batch_size", "accum_steps", "lr", "min_lr",
+        "warmup_epochs", "weight_decay", "layer_decay", "clip_grad", "mixup", "cutmix", "smoothing", "auto_augment",
+        "reprob", "train_augment", "model_ema", "model_ema_decay", "deploy_from_ema", "device", "amp", "channels_last", "seed",
+        "output", "resume", "eval_every", "tensorboard", "export_onnx", "progress")}
+    if options["data"] is None and options.get("model") not in (None, "custom") and options.get("model_kwargs") is None:
+        options["model_kwargs"] = {}
+    cfg = TrainConfig.for_data(**options)
+    if _is_main_rank():
+        what = "the embedded UCI digits" if cfg.data is None else cfg.data
+        model = cfg.model if cfg.model != "custom" else f"custom UniRepLKNet {cfg.model_kwargs}"
+        print(f"unireplknet train: {model} on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
+    result = train(cfg)
+    if _is_main_rank():
+        print(format_train_summary(result))
+    return 0
+
+
+def format_train_summary(r) -> str:
+    """The end-of-training table: training vs deploy structure, speed-up, files."""
+    lines = [f"UniRepLKNet training summary — {r.data_description}",
+             f"{r.epochs} epochs in {_fmt_duration(r.wall_s)} on {r.world_size} process(es)"
+             + (f"; {r.unreadable_images} unreadable images skipped" if r.unreadable_images else "")]
+    rows = []
+    for name, m, params, lat in (("training structure", r.train_structure, r.params_train, r.latency_train_s),
+                                 ("deploy structure", r.deploy_structure, r.params_deploy, r.latency_deploy_s)):
+        if not m and not params:
+            continue
+        rows.append([name, f"{m['top1']:.2f}%" if m else "-", f"{m['top5']:.2f}%" if m else "-",
+                     f"{m['loss']:.4f}" if m else "-", f"{params:,}",
+                     f"{lat * 1000:.2f} ms" if lat else "-"])
+    if rows:
+        lines += ["", _table(["held-out", "top-1", "top-5", "loss", "params", "latency/batch"], rows)]
+    if r.speedup:
+        lines.append(f"deploy speed-up: {r.speedup:.2f}x (median of interleaved timings, held-out batch)")
+    if r.max_logit_diff is not None:
+        lines.append(f"max |logit difference| training vs deploy: {r.max_logit_diff:.2e}")
+    lines.append("")
+    files = [(r.checkpoint, "training checkpoint (continue with --resume)"),
+             (r.deploy_file, "re-parameterized deploy model"),
+             (r.onnx_file, f"ONNX, onnxruntime max diff {r.onnx_max_diff:.1e}" if r.onnx_file else "")]
+    if r.checkpoint:
+        files.append((Path(r.output) / "metrics.csv", "per-epoch metrics"))
+    for path, what in files:
+        if path:
+            lines.append(f"  {path}  {what}")
+    if r.onnx_skipped:
+        lines.append(f"  ONNX export skipped: {r.onnx_skipped}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- eval
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data import DigitsDataset, SafeImageFolder, collate_drop_unreadable, collate_tensors, find_image_folders
+    from .data.build import eval_transform
+    from .engine import make_eval_loader, read_run_metadata
+    from .engine.trainer import _amp_dtype, evaluate
+
+    model = _load_model(args.checkpoint, use_ema=args.ema)
+    meta = read_run_metadata(args.checkpoint)
+    dc = _data_config_for(model, args.checkpoint, meta, args)
+    class_names = meta.get("class_names")
+    if args.data is None:
+        if dc.get("kind") != "digits":
+            raise CLIError("--data is needed: the folder of labelled images to evaluate on (root/<class>/image)")
+        dataset = DigitsDataset("val", int(dc["input_size"][-1]))
+        collate, where = collate_tensors, "embedded digits, held-out split"
+    else:
+        root, val = find_image_folders(Path(args.data))
+        root = val or root
+        mode = "L" if model.in_chans == 1 else "RGB"
+        dataset = SafeImageFolder(root, eval_transform(dc), class_names, mode=mode)
+        collate, where = collate_drop_unreadable, str(root)
+    if len(dataset.classes) != model.num_classes and model.num_classes:
+        if not (class_names is None and len(dataset.classes) < model.num_classes):
+            raise CLIError(
+                f"{where} has {len(dataset.classes)} classes but the checkpoint's head has {model.num_classes}; "
+                "evaluate on data with the classes the model was trained on"
+            )
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
+    loader = make_eval_loader(dataset, args.batch_size, collate, args.workers)
+    m = evaluate(model, loader, device, _amp_dtype(args.amp), progress=not args.no_progress)
+    m.update(checkpoint=str(args.checkpoint), data=where, input_size=list(dc["input_size"]),
+             crop_pct=dc.get("crop_pct"), interpolation=dc.get("interpolation"))
+    if args.json:
+        print(json.dumps(m, indent=2))
+    else:
+        print(f"{args.checkpoint} on {where} ({m['images']} images, input {tuple(dc['input_size'])}, "
+              f"crop_pct {dc.get('crop_pct')}, {dc.get('interpolation')})")
+        print(f"top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  loss {m['loss']:.4f}")
+        if m["unreadable"]:
+            print(f"{m['unreadable']} unreadable images skipped")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- reparam
+def cmd_reparam(args: argparse.Namespace) -> int:
+    import copy
+
+    import torch
+
+    from .checkpoint import save_model
+    from .engine import read_run_metadata
+    from .model import reparameterize
+
+    model = _load_model(args.checkpoint, use_ema=args.ema)
+    if model.deploy:
+        raise CLIError(f"{args.checkpoint} is already in the deploy (re-parameterized) layout; nothing to do")
+    meta = read_run_metadata(args.checkpoint)
+    deploy = reparameterize(copy.deepcopy(model))
+    size = int(meta.get("data_config", {}).get("input_size", [0, args.input_size])[-1] or args.input_size)
+    x = torch.randn(4, model.in_chans, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref, out = model(x), deploy(x)
+    diff = float((ref - out).abs().max())
+    scale = float(ref.abs().max())
+    if diff > args.atol * max(1.0, scale):
+        raise CLIError(f"re-parameterized outputs differ by {diff:.3g} (> {args.atol}); the checkpoint may hold "
+                       "non-finite BatchNorm statistics — please report this")
+    out_path = Path(args.output) if args.output else Path(args.checkpoint).with_name(
+        Path(args.checkpoint).stem + "_deploy.safetensors")
+    metadata = {k: json.dumps(v) for k, v in meta.items()}
+    save_model(deploy, out_path, metadata=metadata)
+    n_train, n_deploy = sum(p.numel() for p in model.parameters()), sum(p.numel() for p in deploy.parameters())
+    print(f"wrote {out_path}: deploy structure, {n_deploy:,} parameters (training structure {n_train:,}); "
+          f"max |output difference| on 4 random {size}x{size} inputs: {diff:.2e}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- export
+def cmd_export(args: argparse.Namespace) -> int:
+    from .engine import read_run_metadata
+    from .model import reparameterize
+
+    model = _load_model(args.checkpoint, use_ema=args.ema)
+    if not model.deploy:
+        reparameterize(model)
+    meta = read_run_metadata(args.checkpoint)
+    dc = _data_config_for(model, args.checkpoint, meta, args)
+    input_size = tuple(int(v) for v in dc["input_size"])
+    base = Path(args.output) if args.output else Path(args.checkpoint).with_suffix("")
+    formats = ["onnx", "torch-export"] if args.format == "all" else [args.format]
+    for fmt in formats:
+        if fmt == "onnx":
+            from .export import export_onnx
+
+            try:
+                import onnxruntime  # noqa: F401
+                verify = True
+            except ImportError:
+                verify = False
+                print("onnxruntime not installed: exporting without verification (pip install 'unireplknet[onnx]')",
+                      file=sys.stderr)
+            info = export_onnx(model, base.with_suffix(".onnx"), input_size, opset=args.opset, verify=verify)
+            check = f"onnxruntime max |diff| {info['max_abs_diff']:.2e}" if verify else "not verified"
+            print(f"wrote {info['path']} (input 'images' N x {' x '.join(map(str, input_size))}, dynamic batch; {check})")
+        else:
+            from .export import export_torch_program
+
+            info = export_torch_program(model, base.with_suffix(".pt2"), input_size)
+            print(f"wrote {info['path']} (torch.export program, dynamic batch; max |diff| {info['max_abs_diff']:.2e})")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- predict
+def _class_names_for(model, meta: Dict[str, Any]) -> List[str]:
+    if meta.get("class_names"):
+        return list(meta["class_names"])
+    if model.num_classes == 1000:
+        from timm.data import ImageNetInfo
+
+        info = ImageNetInfo()
+        return [info.index_to_description(i) for i in range(1000)]
+    if model.num_classes == 21841:
+        from timm.data import ImageNetInfo
+
+        info = ImageNetInfo("imagenet-22k")
+        return [info.index_to_description(i) for i in range(21841)]
+    return [str(i) for i in range(model.num_classes)]
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    from .data.build import eval_transform
+    from .engine import read_run_metadata
+
+    if args.checkpoint is None and not args.model:
+        raise CLIError("give a checkpoint file, or --model NAME --pretrained for official weights")
+    if args.checkpoint is not None:
+        model, meta = _load_model(args.checkpoint, use_ema=args.ema), read_run_metadata(args.checkpoint)
+    else:
+        from .engine import build_model
+
+        model, meta = build_model(args.model, 1000, pretrained=True).eval(), {}
+    if not model.num_classes:
+        raise CLIError("this checkpoint has no classifier head (a backbone); predict needs a classification model")
+    names = _class_names_for(model, meta)
+    dc = _data_config_for(model, args.checkpoint, meta, args)
+    transform = eval_transform(dc)
+    mode = "L" if model.in_chans == 1 else "RGB"
+    k = min(args.top_k, model.num_classes)
+    results, failed = [], 0
+    for path in args.images:
+        try:
+            with Image.open(path) as img:
+                x = transform(img.convert(mode)).unsqueeze(0)
+        except (OSError, UnidentifiedImageError, ValueError) as e:
+            failed += 1
+            print(f"{path}: cannot read image ({e})", file=sys.stderr)
+            continue
+        with torch.no_grad():
+            probs = model(x).softmax(-1)[0]
+        top = probs.topk(k)
+        preds = [dict(index=int(i), label=names[int(i)], probability=float(p)) for p, i in zip(top.values, top.indices)]
+        results.append(dict(image=str(path), top_k=preds))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            best = ", ".join(f"{p['label']} {100 * p['probability']:.1f}%" for p in r["top_k"])
+            print(f"{r['image']}: {best}")
+    if failed and not results:
+        raise CLIError(f"none of the {failed} images could be read")
+    return 1 if failed else 0
+
+
+# ----------------------------------------------------------------------------------------------- bench
+def cmd_bench(args: argparse.Namespace) -> int:
+    import copy
+    import platform
+
+    import torch
+
+    from .engine import build_model
+    from .engine.benchmark import measure_latency
+    from .model import reparameterize
+
+    torch.manual_seed(0)
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    rows, records = [], []
+    for name in args.models:
+        base = build_model(name, args.num_classes, args.in_chans, args.model_kwargs if name == "custom" else None)
+        base.eval()
+        for structure in args.structures:
+            if structure not in ("train", "deploy"):
+                raise CLIError(f"--structures takes train and/or deploy, got {structure!r}")
+            net = reparameterize(copy.deepcopy(base)) if structure == "deploy" else base
+            for fmt in args.memory_formats:
+                if fmt not in ("nchw", "nhwc"):
+                    raise CLIError(f"--memory-formats takes nchw and/or nhwc, got {fmt!r}")
+                mf = torch.channels_last if fmt == "nhwc" else torch.contiguous_format
+                net_f = copy.deepcopy(net).to(device, memory_format=mf)
+                for compiled in ([False, True] if args.compile == "both" else [args.compile == "on"]):
+                    runner = torch.compile(net_f) if compiled else net_f
+                    for bs in args.batch_sizes:
+                        x = torch.randn(bs, args.in_chans, args.input_size, args.input_size, device=device)
+                        x = x.contiguous(memory_format=mf)
+                        m = measure_latency(runner, x, warmup=args.warmup + (2 if compiled else 0), iters=args.iters)
+                        rec = dict(model=name, structure=structure, memory_format=fmt, compiled=compiled, batch=bs,
+                                   latency_ms=1000 * m["median_s"], images_per_s=m["images_per_s"])
+                        records.append(rec)
+                        rows.append([name, structure, fmt, "yes" if compiled else "no", bs,
+                                     f"{rec['latency_ms']:.2f}", f"{rec['images_per_s']:.1f}"])
+                        print(f"  {name} {structure} {fmt} compile={compiled} batch {bs}: "
+                              f"{rec['latency_ms']:.2f} ms", file=sys.stderr)
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
+    print(f"# {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else cpu}), "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}, input {args.input_size}x{args.input_size}, "
+          f"median of {args.iters} runs")
+    print(_table(["model", "structure", "format", "compiled", "batch", "latency ms", "images/s"], rows))
+    if args.csv:
+        import csv
+
+        with open(args.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(records[0]))
+            w.writeheader()
+            w.writerows(records)
+        print(f"wrote {args.csv}")
+    if args.plot:
+        _plot_bench(records, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _plot_bench(records: List[Dict[str, Any]], path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise CLIError("--plot needs matplotlib: pip install matplotlib") from None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    series: Dict[str, List[Any]] = {}
+    for r in records:
+        label = f"{r['model']} {r['structure']} {r['memory_format']}" + (" compiled" if r["compiled"] else "")
+        series.setdefault(label, []).append((r["batch"], r["images_per_s"]))
+    for label, pts in series.items():
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("images / s")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------- info
+def cmd_info(args: argparse.Namespace) -> int:
+    from . import zoo
+
+    rows = zoo.variants_table(resolution=args.resolution)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=list))
+        return 0
+    table = [[r["name"], "-".join(map(str, r["depths"])), "-".join(map(str, r["dims"])), r["kernel_layout"],
+              f"{r['params_deploy'] / 1e6:.1f}M", f"{r['params_train'] / 1e6:.1f}M", f"{r['gmacs_deploy']:.2f}",
+              ", ".join(r["pretrained_tags"]) or "-"] for r in rows]
+    print(f"UniRepLKNet variants (GMACs at {args.resolution}x{args.resolution}, deploy structure)")
+    print(_table(["model", "depths", "dims", "kernels per stage", "params", "train params", "GMACs",
+                  "pretrained tags"], table))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="unireplknet",
+        description="Train, evaluate, re-parameterize, export and benchmark UniRepLKNet models. "
+                    "`unireplknet train` with no arguments trains a small model on the embedded UCI digits.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train or fine-tune (default: the embedded digits); works under torchrun",
+                       description="Train with the official recipe; ends with a fused (deploy) model, its accuracy "
+                                   "next to the training structure's, the speed-up, and an ONNX export.")
+    _add_train_args(p)
+    p.set_defaults(func=cmd_train)
+
+    def add_ckpt(q: argparse.ArgumentParser, required: bool = True) -> None:
+        if required:
+            q.add_argument("checkpoint", help="a .pth (own or official) or .safetensors file")
+        q.add_argument("--ema", action="store_true", help="use the EMA weights of a training checkpoint")
+
+    def add_data_cfg(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--input-size", type=int, default=None, help="override the checkpoint's input size")
+        q.add_argument("--crop-pct", type=float, default=None, help="override the centre-crop fraction")
+        q.add_argument("--interpolation", default=None, help="override the resize interpolation")
+
+    p = sub.add_parser("eval", help="top-1/top-5 and loss of a checkpoint on an image folder")
+    add_ckpt(p)
+    p.add_argument("--data", default=None, help="image folder (root/<class>/... or root/val/<class>/...); "
+                   "default for digits models: the embedded held-out split")
+    add_data_cfg(p)
+    p.add_argument("--batch-size", type=int, default=96)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("reparam", help="training checkpoint -> deploy checkpoint (safetensors), verified")
+    add_ckpt(p)
+    p.add_argument("--output", "-o", default=None, help="destination .safetensors (default: <checkpoint>_deploy.safetensors)")
+    p.add_argument("--input-size", type=int, default=224, help="side of the random check inputs when the checkpoint does not say")
+    p.add_argument("--atol", type=float, default=1e-3, help="largest accepted output difference (relative to the output scale)")
+    p.set_defaults(func=cmd_reparam)
+
+    p = sub.add_parser("export", help="ONNX (dynamic batch, onnxruntime-verified) or torch.export of the deploy model")
+    add_ckpt(p)
+    p.add_argument("--output", "-o", default=None, help="destination path without suffix (default: next to the checkpoint)")
+    p.add_argument("--format", default="onnx", choices=("onnx", "torch-export", "all"))
+    p.add_argument("--opset", type=int, default=18)
+    add_data_cfg(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="top-k labels with class names for image files")
+    p.add_argument("checkpoint", nargs="?", default=None, help="model file (omit with --model NAME --pretrained)")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--model", default=None, help="variant for official pretrained weights instead of a file")
+    p.add_argument("--pretrained", action="store_true", help="with --model: download the official weights")
+    p.add_argument("--ema", action="store_true")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    add_data_cfg(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("bench", help="latency/throughput: training vs deploy, NCHW vs channels_last, eager vs compile")
+    p.add_argument("--models", type=_str_list, default=["unireplknet_a"], help="comma-separated variants, or custom")
+    p.add_argument("--model-kwargs", type=_json_arg, default=None, help="UniRepLKNet arguments for 'custom'")
+    p.add_argument("--batch-sizes", type=_int_list, default=[1, 16])
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--in-chans", type=int, default=3)
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--structures", type=_str_list, default=["train", "deploy"])
+    p.add_argument("--memory-formats", type=_str_list, default=["nchw", "nhwc"])
+    p.add_argument("--compile", default="off", choices=("off", "on", "both"), help="torch.compile the model")
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--csv", default=None, help="also write the results to this CSV file")
+    p.add_argument("--plot", default=None, help="also draw throughput vs batch size to this image (matplotlib)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("info", help="the variants: parameters, MACs, kernel layout, pretrained tags")
+    p.add_argument("--resolution", type=int, default=224)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+    from .tasks import audio_cli, forecasting_cli  # audio-* and forecast-* subcommands (issue 5)
+    audio_cli.add_subcommands(sub)
+    forecasting_cli.add_subcommands(sub)
+    from .tasks import dense_cli; dense_cli.add_subcommands(sub)  # det-*, seg-*, dense-scenes (issue 7)
+    from .tasks import pointcloud_cli, video_cli; video_cli.add_subcommands(sub); pointcloud_cli.add_subcommands(sub)  # video-*, points-* (issue 6)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    level = logging.DEBUG if args.verbose else (logging.INFO if _is_main_rank() else logging.WARNING)
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    # timm and PIL are chatty at INFO; the run's own messages are what matter here.
+    for noisy in ("timm", "PIL", "torch"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .engine import CheckpointWriteError
+
+    try:
+        return args.func(args)
+    except (CLIError, DataError, CheckpointError, CheckpointWriteError, FileNotFoundError, ImportError,
+            ValueError, FloatingPointError) as e:
+        if args.verbose:
+            raise
+        print(f"unireplknet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"unireplknet {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
