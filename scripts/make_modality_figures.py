@@ -57,7 +57,7 @@ def audio_figure(out: Path) -> None:
         img = test[i][0][0].numpy()[::-1]  # low frequencies at the bottom
         tiles.append(np.pad(colourise(img, -1.2, 1.2), ((2, 2), (2, 2), (0, 0)), constant_values=255))
     grid = np.concatenate([np.concatenate(tiles[:5], 1), np.concatenate(tiles[5:], 0 + 1)], 0)
-    save_png(upscale(grid, 2), out)
+    save_png(grid, out)
 
 
 def _draw_line(canvas: np.ndarray, xs: np.ndarray, ys: np.ndarray, colour, width: int = 1) -> None:

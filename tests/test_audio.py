@@ -318,8 +318,42 @@ def test_cli_stats_eval_and_predict(tmp_path, capsys):
 def test_bad_training_options_are_refused(tmp_path):
     with pytest.raises(ValueError, match="multi-label training needs loss='bce'"):
         train_audio(AudioTrainConfig(multilabel=True, loss="ce", output=str(tmp_path)))
-    with pytest.raises(AudioError, match="is not a folder"):
+    with pytest.raises(AudioError, match="neither a folder nor a .csv manifest"):
         train_audio(AudioTrainConfig(data=str(tmp_path / "nope"), output=str(tmp_path / "o")))
+
+
+def test_multilabel_manifest_trains_with_map(tmp_path):
+    rows = ["file,labels,split"]
+    for k, (labels, split) in enumerate([("low;high", "train"), ("low", "train"), ("high", "train"),
+                                         ("low;high", "val"), ("high", "val")]):
+        tone = sum(_tone(f) for f in ({"low": [250.0], "high": [3000.0]}[n][0] for n in labels.split(";")))
+        _write_wav(tmp_path / f"c{k}.wav", 0.5 * tone, 16000)
+        rows.append(f"c{k}.wav,{labels},{split}")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    cfg = _cfg(tmp_path / "m.csv", tmp_path / "run", epochs=1, mixup=0.0)
+    with pytest.raises(AudioError, match="pass --multilabel"):
+        train_audio(cfg)
+    cfg.multilabel = True
+    result = train_audio(cfg)
+    assert result.class_names == ["high", "low"]
+    assert 0.0 <= result.val["mAP"] <= 100.0 and "acc" not in result.val
+    both = AudioClipDataset([torch.zeros(800)], [[0, 1]], 2, AudioConfig(target_frames=32))[0][1]
+    assert both.tolist() == [1.0, 1.0]  # multi-hot target
+
+
+def test_reparameterized_classifier_scores_the_same():
+    from unireplknet import reparameterize
+
+    model = AudioClassifier(4, "custom", TINY).eval()
+    for m in model.modules():  # non-trivial BN statistics so that the fusion has something to fold
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 1, 64, 48)
+    before = model(x)
+    reparameterize(model)
+    assert model.backbone.deploy
+    torch.testing.assert_close(model(x), before, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow

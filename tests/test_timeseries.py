@@ -219,6 +219,21 @@ def test_forecast_is_equivariant_to_affine_changes_of_units():
     torch.testing.assert_close(model(1.8 * x + 32, xm), 1.8 * model(x, xm) + 32, rtol=1e-4, atol=1e-3)
 
 
+def test_reparameterized_forecaster_forecasts_the_same():
+    from unireplknet import reparameterize
+
+    model = _model()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    x, xm = torch.randn(2, 24, 4), torch.rand(2, 24, 4) - 0.5
+    before = model(x, xm)
+    reparameterize(model)
+    assert model.encoder.deploy
+    torch.testing.assert_close(model(x, xm), before, rtol=1e-4, atol=1e-4)
+
+
 def test_forecaster_input_errors():
     with pytest.raises(SeriesError, match="cannot be grouped into nodes"):
         _model(num_variables=5)

@@ -48,6 +48,7 @@ __all__ = [
     "AudioAugment",
     "AudioClipDataset",
     "audio_folder_dataset",
+    "audio_manifest_datasets",
     "speech_commands_datasets",
     "spoken_digits_datasets",
     "compute_norm_stats",
@@ -520,6 +521,47 @@ def audio_folder_dataset(root: Union[str, Path], cfg: AudioConfig, augment: Opti
     if not items:
         raise AudioError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {root}/<class>/")
     return AudioClipDataset(items, labels, len(names), cfg, augment, class_names=names)
+
+
+def audio_manifest_datasets(manifest: Union[str, Path], cfg: AudioConfig, augment: Optional[AudioAugment] = None,
+                            class_names: Optional[Sequence[str]] = None) -> Dict[str, AudioClipDataset]:
+    """A CSV manifest for multi-label data (e.g. AudioSet clips downloaded to disk).
+
+    Columns: ``file`` (path, relative to the manifest's folder or absolute), ``labels`` (class names separated
+    by ``;``), and optionally ``split`` (train / val / test; default train). Classes are the sorted union of all
+    labels unless ``class_names`` is given. Returns a dataset per split present; only ``train`` gets ``augment``.
+    """
+    import csv
+
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise AudioError(f"manifest {manifest} does not exist")
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "file" not in rows[0] or "labels" not in rows[0]:
+        raise AudioError(f"{manifest} needs a header with the columns file,labels[,split] and at least one row")
+    parsed = []
+    for i, row in enumerate(rows):
+        labels = [t.strip() for t in (row["labels"] or "").split(";") if t.strip()]
+        split = (row.get("split") or "train").strip()
+        if split not in ("train", "val", "test"):
+            raise AudioError(f"{manifest}, row {i + 2}: split {split!r} is not train, val or test")
+        path = Path(row["file"])
+        parsed.append((path if path.is_absolute() else manifest.parent / path, labels, split))
+    names = list(class_names) if class_names is not None else sorted({n for _, ls, _ in parsed for n in ls})
+    index = {n: k for k, n in enumerate(names)}
+    unknown = sorted({n for _, ls, _ in parsed for n in ls if n not in index})
+    if unknown:
+        raise AudioError(f"{manifest}: labels not among the class names: {', '.join(unknown[:10])}")
+    out: Dict[str, AudioClipDataset] = {}
+    for split in ("train", "val", "test"):
+        part = [(p, [index[n] for n in ls]) for p, ls, sp in parsed if sp == split]
+        if part:
+            out[split] = AudioClipDataset([p for p, _ in part], [ls for _, ls in part], len(names), cfg,
+                                          augment if split == "train" else None, class_names=names)
+    if "train" not in out:
+        raise AudioError(f"{manifest} has no training rows (split column)")
+    return out
 
 
 #: Speech Commands folders that are not classes.

@@ -34,6 +34,7 @@ from ..modalities.audio import (
     AudioConfig,
     AudioError,
     audio_folder_dataset,
+    audio_manifest_datasets,
     compute_norm_stats,
     speech_commands_datasets,
     spoken_digits_datasets,
@@ -159,12 +160,13 @@ class AudioTrainConfig:
     """Options of :func:`train_audio`. Defaults: the official Speech Commands V2 recipe (SPEC.md §3.2).
 
     ``data``: ``None`` = the embedded spoken digits (then :meth:`for_data` applies lighter defaults), a Speech
-    Commands v2 folder (has ``validation_list.txt``), or a folder of ``<class>/<clip>`` audio files
-    (``root/train``, ``root/val`` [, ``root/test``] when present, else split by ``val_split``).
+    Commands v2 folder (has ``validation_list.txt``), a folder of ``<class>/<clip>`` audio files
+    (``root/train``, ``root/val`` [, ``root/test``] when present, else split by ``val_split``), or a ``.csv``
+    manifest ``file,labels[,split]`` with ``;``-separated labels (multi-label data such as AudioSet).
     ``loss``: ``'bce'`` (official: binary cross-entropy with logits on the (mixed) targets; required for
     multi-label data) or ``'ce'`` (soft-target cross-entropy, single-label only).
     ``norm_stats``: ``'auto'`` computes the mean/std of the training log-mels; ``'official'`` uses the
-    Speech Commands values; or ``(mean, std)``.
+    Speech Commands values; or ``(mean, std)``; ``None`` = official for Speech Commands, auto otherwise.
     """
 
     data: Optional[str] = None
@@ -172,7 +174,7 @@ class AudioTrainConfig:
     multilabel: bool = False
     loss: str = "bce"
     audio: Dict[str, Any] = field(default_factory=lambda: AudioConfig().to_dict())
-    norm_stats: Union[str, Tuple[float, float]] = "official"
+    norm_stats: Optional[Union[str, Tuple[float, float]]] = None
     model: str = "unireplknet_s"
     model_kwargs: Optional[Dict[str, Any]] = None
     drop_path: float = 0.4
@@ -273,8 +275,13 @@ def build_audio_datasets(cfg: AudioTrainConfig, audio_cfg: AudioConfig) -> Dict[
     if cfg.data is None:
         return spoken_digits_datasets(audio_cfg, augment)
     root = Path(cfg.data)
+    if root.suffix.lower() == ".csv":
+        out = audio_manifest_datasets(root, audio_cfg, augment)
+        if "val" not in out:
+            out["train"], out["val"] = _split_dataset(out["train"], cfg.val_split, cfg.seed)
+        return out
     if not root.is_dir():
-        raise AudioError(f"--data {root} is not a folder")
+        raise AudioError(f"--data {root} is neither a folder nor a .csv manifest")
     if (root / "validation_list.txt").is_file():
         return speech_commands_datasets(root, audio_cfg, augment)
     if (root / "train").is_dir():
@@ -296,8 +303,9 @@ def _collate(batch: Sequence[Tuple[torch.Tensor, torch.Tensor]]) -> Tuple[torch.
 
 def _loader(ds: AudioClipDataset, batch_size: int, shuffle: bool, workers: int, seed: int) -> DataLoader:
     g = torch.Generator().manual_seed(seed)
+    # Training drops the incomplete last batch: a batch of one clip breaks BatchNorm on small feature maps.
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=workers, collate_fn=_collate,
-                      generator=g, drop_last=False)
+                      generator=g, drop_last=shuffle and len(ds) > batch_size)
 
 
 def _loss(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:
@@ -343,14 +351,21 @@ def train_audio(cfg: AudioTrainConfig, callbacks: Sequence[Callable[[Dict[str, A
 
     datasets = build_audio_datasets(cfg, audio_cfg)
     if resume_ckpt is None:
-        if cfg.norm_stats == "auto":
+        stats = cfg.norm_stats
+        if stats is None:
+            stats = "official" if cfg.data is not None and (Path(cfg.data) / "validation_list.txt").is_file() else "auto"
+        if stats == "auto":
             audio_cfg.norm_mean, audio_cfg.norm_std = compute_norm_stats(datasets["train"])
-        elif cfg.norm_stats != "official":
-            audio_cfg.norm_mean, audio_cfg.norm_std = (float(v) for v in cfg.norm_stats)
+        elif stats != "official":
+            audio_cfg.norm_mean, audio_cfg.norm_std = (float(v) for v in stats)
     for ds in datasets.values():
         ds.cfg = audio_cfg
     class_names = datasets["train"].class_names
     num_classes = len(class_names)
+    if not cfg.multilabel and any(not isinstance(l, (int, np.integer)) and len(l) != 1
+                                  for l in datasets["train"].labels):
+        raise AudioError("the training data has clips with several (or no) labels: pass --multilabel "
+                         "(multilabel=True), which trains with BCE and reports mAP")
 
     model = AudioClassifier(num_classes, cfg.model, cfg.model_kwargs, cfg.drop_path).to(device)
     decay, no_decay = [], []

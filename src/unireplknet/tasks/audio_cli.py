@@ -151,15 +151,17 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
                        description="Train UniRepLKNet on log-mel images. Unset options take the official Speech "
                                    "Commands recipe, or lighter defaults for the embedded spoken digits.")
     g = p.add_argument_group("data")
-    g.add_argument("--data", default=None, help="Speech Commands v2 folder, or folder of <class>/<clip>.wav "
-                   "(root/train + root/val[/test] or split by --val-split); default: embedded spoken digits")
+    g.add_argument("--data", default=None, help="Speech Commands v2 folder, folder of <class>/<clip>.wav "
+                   "(root/train + root/val[/test] or split by --val-split), or a CSV manifest file,labels[,split] "
+                   "(labels ';'-separated, for --multilabel); default: embedded spoken digits")
     g.add_argument("--val-split", type=float, default=None)
     g.add_argument("--multilabel", action="store_true", help="multi-label targets: BCE loss, mAP metric")
     g.add_argument("--sample-rate", type=int, default=None, help="16000 (other rates are resampled)")
     g.add_argument("--mel-bins", type=int, default=None, help="128")
     g.add_argument("--frames", type=int, default=None, help="fixed time length in 10 ms frames (128; digits 64)")
     g.add_argument("--norm-stats", type=_norm_stats, default=None,
-                   help="auto (compute on the training set), official (SC v2: -6.845978,5.5654526) or MEAN,STD")
+                   help="auto (compute on the training set), official (SC v2: -6.845978,5.5654526) or MEAN,STD; "
+                        "default: official for Speech Commands, auto otherwise")
     g.add_argument("--workers", type=int, default=None)
     g = p.add_argument_group("model")
     g.add_argument("--model", default=None, help="unireplknet_s (paper) … or custom (digits default)")
