@@ -17,16 +17,14 @@ implementation of the Kaldi definition; ``tests/test_audio_fbank.py`` checks it 
 """
 from __future__ import annotations
 
-import io
 import logging
 import math
-import os
 import random
 import wave
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
