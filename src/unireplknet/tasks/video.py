@@ -20,7 +20,8 @@ from torch import nn
 from ..modalities.video import LAYOUTS, clip_to_image, mosaic_grid
 
 __all__ = ["OFFICIAL_K400_KWARGS", "MOTION_DEMO_KWARGS", "VideoClassifier", "create_video_classifier",
-           "VideoTrainConfig", "train_video", "clip_mixup"]
+           "VideoTrainConfig", "train_video", "clip_mixup", "load_video_classifier", "build_video_data",
+           "prefixed_group_matcher"]
 
 _logger = logging.getLogger(__name__)
 
@@ -31,8 +32,8 @@ OFFICIAL_K400_KWARGS: Dict[str, Any] = dict(
     kernel_sizes=((3, 3, 3), (13, 13, 13), (13, 3, 3) * 9, (11, 11, 11)), drop_path_rate=0.4,
 )
 
-#: The small network of the motion demo: 16 frames of 16² in a 4×4 mosaic give a 64² image (stage maps 16, 8,
-#: 4, 2). A frame is 2×2 pixels of the stage-2 map, so the 7×7 kernels of stages 2-3 span three neighbouring
+#: The small network of the motion demo: 4 frames of 32² in a 2×2 mosaic give a 64² image (stage maps 16, 8,
+#: 4, 2). A frame is 4×4 pixels of the stage-2 map, so the 7×7 kernels of stages 2-3 reach the neighbouring
 #: frames: that is what lets a 2-D network compare frames. Sized to train in minutes on two CPU cores.
 MOTION_DEMO_KWARGS: Dict[str, Any] = dict(
     depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), kernel_sizes=((3,), (7,), (7, 7), (3,)),
@@ -155,15 +156,15 @@ class VideoTrainConfig:
     val_data: Optional[str] = None  # folder or list of the held-out videos (default: split off --val-split)
     data_root: Optional[str] = None  # where the files of a list live (default: next to the list)
     val_split: float = 0.1
-    num_frames: int = 16
+    num_frames: int = 4  # motion demo: 4 frames (Kinetics recipe: 16)
     sampling_rate: int = 4
-    input_size: int = 16  # frame side (224 for Kinetics)
+    input_size: int = 32  # frame side (Kinetics recipe: 224)
     layout: str = "mosaic"
     model: str = "custom"
     model_kwargs: Dict[str, Any] = field(default_factory=lambda: dict(MOTION_DEMO_KWARGS))
     drop_path: float = 0.0
     clips_per_class: int = 48  # motion set: training clips per class (held-out: a quarter of it)
-    epochs: int = 10
+    epochs: int = 8
     batch_size: int = 16
     lr: float = 2e-3
     min_lr: float = 1e-6
@@ -189,8 +190,8 @@ class VideoTrainConfig:
     @classmethod
     def kinetics(cls, **options: Any) -> "VideoTrainConfig":
         """The official Kinetics-400 recipe (SPEC 3.3), for a real data set."""
-        base = dict(model="official", model_kwargs={}, drop_path=0.4, input_size=224, epochs=90, batch_size=8,
-                    lr=1e-3, warmup_epochs=5.0, layer_decay=0.75, mixup=0.8, cutmix=1.0,
+        base = dict(model="official", model_kwargs={}, drop_path=0.4, num_frames=16, input_size=224, epochs=90,
+                    batch_size=8, lr=1e-3, warmup_epochs=5.0, layer_decay=0.75, mixup=0.8, cutmix=1.0,
                     auto_augment="rand-m7-n4-mstd0.5-inc1", hflip=0.5, reprob=0.25, crop_scale=(0.08, 1.0),
                     test_clips=5, test_crops=3, workers=4)
         base.update(options)
@@ -265,3 +266,22 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
     return obj
+
+
+def load_video_classifier(path: str, map_location: str = "cpu") -> Tuple[VideoClassifier, Dict[str, Any]]:
+    """Rebuild a :class:`VideoClassifier` from a ``last.pth`` of :func:`train_video`; returns (model, model_config)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint {p} does not exist; pass the last.pth of a video-train run")
+    ck = torch.load(p, map_location=map_location, weights_only=True)
+    mc = ck.get("model_config") or {}
+    if mc.get("task") != "video":
+        raise ValueError(f"{p} is not a video-train checkpoint (task {mc.get('task')!r})")
+    kwargs = dict(mc["model_kwargs"])
+    if "kernel_sizes" in kwargs and kwargs["kernel_sizes"] is not None:
+        kwargs["kernel_sizes"] = tuple(tuple(k) for k in kwargs["kernel_sizes"])
+    model = create_video_classifier(mc["model"], len(mc["classes"]), mc["num_frames"], mc["layout"], kwargs)
+    model.load_state_dict(ck["model"])
+    return model.eval(), mc

@@ -1,0 +1,197 @@
+"""``unireplknet points-train | points-eval | points-project`` (registered by :mod:`unireplknet.cli`).
+
+Thin layers over :mod:`unireplknet.tasks.pointcloud` and :mod:`unireplknet.modalities.pointcloud`.
+``unireplknet points-train`` with no arguments trains the small model on the generated shapes;
+``unireplknet points-train --data modelnet40_normal_resampled --recipe modelnet40`` runs the official
+ModelNet-40 recipe (see docs/pointcloud.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Dict
+
+__all__ = ["add_subcommands", "projection_picture"]
+
+
+def _json_dict(text: str) -> Dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def _fmt(row: Dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+
+
+def cmd_points_train(args: argparse.Namespace) -> int:
+    from .pointcloud import PointCloudTrainConfig, train_pointcloud
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    options = {k: v for k, v in dict(
+        data=args.data, num_points=args.num_points, use_normals=args.use_normals or None, projection=args.projection,
+        num_views=args.num_views, image_size=args.image_size, model=args.model, model_kwargs=args.model_kwargs,
+        drop_path=args.drop_path, shapes_per_class=args.shapes_per_class, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
+        smoothing=args.smoothing, test_rotations=args.test_rotations, skip_unreadable=args.skip_unreadable or None,
+        seed=args.seed, workers=args.workers, device=args.device, output=args.output,
+        resume=args.resume or None).items() if v is not None}
+    if args.model not in (None, "custom") and args.model_kwargs is None:
+        options["model_kwargs"] = {}
+    recipe = args.recipe or ("modelnet40" if args.data else "demo")
+    cfg = (PointCloudTrainConfig.modelnet40(**options) if recipe == "modelnet40"
+           else PointCloudTrainConfig(**options))
+    what = "the generated shapes" if cfg.data is None else cfg.data
+    print(f"unireplknet points-train: {cfg.model}, {cfg.projection} projection, {cfg.num_views} views of "
+          f"{cfg.image_size}px, {cfg.num_points} points, on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
+    r = train_pointcloud(cfg, progress=lambda row: print(f"epoch {row['epoch']}: {_fmt(row)}", file=sys.stderr))
+    f = r["final"]
+    print(f"point-cloud classification — {what}: {len(r['classes'])} classes (chance {100 / len(r['classes']):.1f}%), "
+          f"{r['wall_s']:.0f} s")
+    print(f"held-out OA over all {cfg.test_rotations} test rotations (official): {f.get('view_top1', f['top1']):.2f}%; "
+          f"rotation-voted: {f['top1']:.2f}% on {f['samples']} shapes")
+    print(f"checkpoint: {r['checkpoint']}")
+    return 0
+
+
+def cmd_points_eval(args: argparse.Namespace) -> int:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from ..modalities.pointcloud import ModelNet40, eval_rotations
+    from ._clf_loop import evaluate_views
+    from .pointcloud import load_pointcloud_classifier
+
+    model, mc = load_pointcloud_classifier(args.checkpoint)
+    if args.data is None:
+        from ..data.pointcloud import GeneratedShapes
+
+        ds = GeneratedShapes("val", args.shapes_per_class, mc["num_points"])
+    else:
+        ds = ModelNet40(args.data, "test", mc["num_points"], on_error="skip" if args.skip_unreadable else "raise",
+                        classes=mc["classes"])
+    if list(ds.classes) != list(mc["classes"]):
+        raise ValueError(f"the data's classes {list(ds.classes)[:5]}… differ from the checkpoint's {mc['classes'][:5]}…")
+    rotations = eval_rotations()[: args.test_rotations]
+    loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers)
+    m = evaluate_views(model, loader, torch.device("cpu"), lambda mod, x: mod.forward_views(x, rotations))
+    print(json.dumps(m) if args.json else
+          f"OA over all {len(rotations)} rotations {m.get('view_top1', m['top1']):.2f}%, rotation-voted "
+          f"{m['top1']:.2f}% on {m['samples']} shapes")
+    return 0
+
+
+def projection_picture(points, num_views: int = 4, image_size: int = 96, scale: int = 1):
+    """A PIL image: the fixed depth projection of each cloud (rows) from ``num_views`` views (columns)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from ..modalities.pointcloud import DepthProjection
+
+    pts = torch.as_tensor(points, dtype=torch.float32)
+    pts = pts[None] if pts.dim() == 2 else pts
+    img = DepthProjection(num_views, image_size)(pts[..., :3])  # B·V 3 S S in [-1, 1]
+    img = ((img + 1) / 2).clamp(0, 1).mul(255).round().byte()
+    b = pts.shape[0]
+    grid = img.view(b, num_views, 3, image_size, image_size).permute(0, 3, 1, 4, 2)
+    grid = grid.reshape(b * image_size, num_views * image_size, 3).numpy()
+    pic = Image.fromarray(np.ascontiguousarray(grid))
+    return pic.resize((pic.width * scale, pic.height * scale), Image.NEAREST) if scale > 1 else pic
+
+
+def cmd_points_project(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..modalities.pointcloud import farthest_point_sample, gather_points, normalize_unit_sphere, read_off, read_points
+
+    clouds = []
+    if args.files:
+        import numpy as np
+
+        from ..data.pointcloud.shapes import sample_surface
+
+        for f in args.files:
+            if f.lower().endswith(".off"):
+                v, fc = read_off(f)
+                pts = torch.from_numpy(sample_surface(v, fc, 8192, np.random.default_rng(0))).float()
+            else:
+                pts = torch.from_numpy(read_points(f))[:, :3]
+            pts = gather_points(pts, farthest_point_sample(pts, min(args.num_points, len(pts))))
+            clouds.append(normalize_unit_sphere(pts))
+    else:
+        from ..data.pointcloud import GeneratedShapes
+
+        ds = GeneratedShapes("val", 1, args.num_points)
+        clouds = [ds[i][0] for i in range(len(ds))]
+    n = min(len(c) for c in clouds)
+    pic = projection_picture(torch.stack([c[:n] for c in clouds]), args.num_views, args.image_size)
+    pic.save(args.output)
+    print(f"{args.output}: {len(clouds)} clouds x {args.num_views} views of {args.image_size}px (occupancy, mean "
+          f"depth, front depth as R, G, B)")
+    return 0
+
+
+def add_subcommands(sub: "argparse._SubParsersAction") -> None:
+    """Add ``points-train``, ``points-eval`` and ``points-project`` to the main parser."""
+    p = sub.add_parser("points-train", help="point-cloud classification: multi-view projection -> UniRepLKNet -> "
+                       "view-pooling head (default: generated shapes; ModelNet-40 layouts)")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default=None, help="ModelNet-40 root (modelnet40_normal_resampled or the .off release)")
+    g.add_argument("--num-points", type=int, default=None, help="points per cloud after FPS (512; modelnet40 4096)")
+    g.add_argument("--use-normals", action="store_true", help="keep normals (rotated with the points; not projected)")
+    g.add_argument("--shapes-per-class", type=int, default=None, help="generated set: training shapes per class (32)")
+    g.add_argument("--skip-unreadable", action="store_true", help="replace unreadable/degenerate files (logged)")
+    g = p.add_argument_group("model and recipe")
+    g.add_argument("--recipe", default=None, choices=("demo", "modelnet40"),
+                   help="defaults: demo = light settings of the generated set (default without --data); "
+                        "modelnet40 = the official recipe (default with --data)")
+    g.add_argument("--projection", default=None, choices=("depth", "learned"),
+                   help="depth = fixed differentiable rendering; learned = the official point-to-pixel encoder")
+    g.add_argument("--num-views", type=int, default=None, help="4 (official)")
+    g.add_argument("--image-size", type=int, default=None, help="view side in pixels (64; modelnet40 224)")
+    g.add_argument("--model", default=None, help="official (S backbone), custom (--model-kwargs) or unireplknet_a … _xl")
+    g.add_argument("--model-kwargs", type=_json_dict, default=None, help="UniRepLKNet arguments (JSON)")
+    g.add_argument("--drop-path", type=float, default=None)
+    g.add_argument("--epochs", type=int, default=None)
+    g.add_argument("--batch-size", type=int, default=None)
+    g.add_argument("--lr", type=float, default=None)
+    g.add_argument("--warmup-epochs", type=float, default=None)
+    g.add_argument("--weight-decay", type=float, default=None)
+    g.add_argument("--smoothing", type=float, default=None, help="official 0.2 (eps/(K-1) off target)")
+    g.add_argument("--test-rotations", type=int, default=None, help="how many of the 8 official test rotations")
+    g = p.add_argument_group("execution")
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--workers", type=int, default=None)
+    g.add_argument("--device", default=None)
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    g.add_argument("--output", "-o", default=None, help="run folder (runs/pointcloud)")
+    g.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pth")
+    p.set_defaults(func=cmd_points_train)
+
+    p = sub.add_parser("points-eval", help="the 8-rotation test of a points-train checkpoint")
+    p.add_argument("checkpoint", help="last.pth of points-train")
+    p.add_argument("--data", default=None, help="ModelNet-40 root (default: the generated held-out shapes)")
+    p.add_argument("--shapes-per-class", type=int, default=8, help="generated set: held-out shapes per class")
+    p.add_argument("--test-rotations", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--skip-unreadable", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_points_eval)
+
+    p = sub.add_parser("points-project", help="save the fixed depth projections of clouds (PNG)")
+    p.add_argument("files", nargs="*", help=".off / .txt / .npy files (default: one generated shape per class)")
+    p.add_argument("--output", "-o", default="projection.png")
+    p.add_argument("--num-points", type=int, default=2048)
+    p.add_argument("--num-views", type=int, default=4)
+    p.add_argument("--image-size", type=int, default=64)
+    p.set_defaults(func=cmd_points_project)

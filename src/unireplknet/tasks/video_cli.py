@@ -1,0 +1,205 @@
+"""``unireplknet video-train | video-eval | video-mosaic`` (registered by :mod:`unireplknet.cli`).
+
+Thin layers over :mod:`unireplknet.tasks.video` and :mod:`unireplknet.modalities.video`.
+``unireplknet video-train`` with no arguments trains the small model on the generated motion clips;
+``unireplknet video-train --data k400/train.csv --data-root k400/videos --val-data k400/val.csv --recipe kinetics``
+runs the official Kinetics-400 recipe (see docs/video.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+__all__ = ["add_subcommands", "clip_picture"]
+
+
+def _json_dict(text: str) -> Dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def _fmt(row: Dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+
+
+def cmd_video_train(args: argparse.Namespace) -> int:
+    from .video import VideoTrainConfig, train_video
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    options = {k: v for k, v in dict(
+        data=args.data, val_data=args.val_data, data_root=args.data_root, val_split=args.val_split,
+        num_frames=args.num_frames, sampling_rate=args.sampling_rate, input_size=args.input_size, layout=args.layout,
+        model=args.model, model_kwargs=args.model_kwargs, drop_path=args.drop_path,
+        clips_per_class=args.clips_per_class, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay, layer_decay=args.layer_decay,
+        smoothing=args.smoothing, mixup=args.mixup, cutmix=args.cutmix, auto_augment=args.aa, hflip=args.hflip,
+        reprob=args.reprob, test_clips=args.test_clips, test_crops=args.test_crops,
+        skip_unreadable=args.skip_unreadable or None, seed=args.seed, workers=args.workers, device=args.device,
+        output=args.output, resume=args.resume or None).items() if v is not None}
+    if args.model not in (None, "custom") and args.model_kwargs is None:
+        options["model_kwargs"] = {}
+    recipe = args.recipe or ("kinetics" if args.data else "demo")
+    cfg = VideoTrainConfig.kinetics(**options) if recipe == "kinetics" else VideoTrainConfig(**options)
+    what = "the generated motion clips" if cfg.data is None else cfg.data
+    print(f"unireplknet video-train: {cfg.model} ({cfg.layout} layout, {cfg.num_frames} frames of "
+          f"{cfg.input_size}px) on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
+    r = train_video(cfg, progress=lambda row: print(f"epoch {row['epoch']}: {_fmt(row)}", file=sys.stderr))
+    f = r["final"]
+    views = cfg.test_clips * cfg.test_crops
+    chance = 100.0 / len(r["classes"])
+    print(f"video classification — {what}: {len(r['classes'])} classes (chance {chance:.1f}%), {r['wall_s']:.0f} s")
+    print(f"held-out top-1 {f['top1']:.2f}% on {f['samples']} clips ({views} view(s) each, softmax averaged)"
+          + (f"; {f['unreadable']} unreadable videos skipped" if f.get("unreadable") else ""))
+    print(f"checkpoint: {r['checkpoint']}")
+    return 0
+
+
+def cmd_video_eval(args: argparse.Namespace) -> int:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from ..modalities.video import ClipEvalTransform, VideoClipDataset, collate_clips, read_kinetics_csv, scan_video_folder
+    from ._clf_loop import evaluate_views
+    from .video import load_video_classifier
+
+    model, mc = load_video_classifier(args.checkpoint)
+    size = args.input_size or mc["input_size"]
+    if args.data is None:
+        from ..data.video import MotionClips
+
+        if mc["classes"] != list(MotionClips().classes):
+            raise ValueError("this checkpoint was not trained on the motion clips; pass --data")
+        tf = ClipEvalTransform(size, 1)
+        ds = MotionClips("val", args.clips_per_class, mc["num_frames"], size, transform=lambda c: tf(c))
+        collate = None
+    else:
+        p = Path(args.data)
+        classes, samples = (scan_video_folder(p, mc["classes"]) if p.is_dir()
+                            else read_kinetics_csv(p, args.data_root, mc["classes"]))
+        ds = VideoClipDataset(samples, classes, False, mc["num_frames"], args.sampling_rate, size,
+                              test_clips=args.test_clips, test_crops=args.test_crops,
+                              on_error="skip" if args.skip_unreadable else "raise")
+        collate = collate_clips
+    loader = DataLoader(ds, batch_size=args.batch_size, collate_fn=collate, num_workers=args.workers)
+    m = evaluate_views(model, loader, torch.device("cpu"), lambda mod, x: mod.forward_views(x))
+    print(json.dumps(m) if args.json else f"top-1 {m['top1']:.2f}% on {m['samples']} clips, loss {m['loss']:.4f}"
+          + (f", single-view top-1 {m['view_top1']:.2f}%" if "view_top1" in m else ""))
+    return 0
+
+
+def clip_picture(frames, layout: str = "mosaic", scale: int = 1, grid: Optional[tuple] = None):
+    """A PIL image of what the backbone sees for uint8 frames (T, H, W, 3) in ``layout`` (pixel values undone)."""
+    import torch
+    from PIL import Image
+
+    from ..modalities.video import clip_to_image
+
+    clip = torch.as_tensor(frames).permute(3, 0, 1, 2)  # C T H W
+    img = clip_to_image(clip, layout, grid).permute(1, 2, 0).numpy()
+    pic = Image.fromarray(img)
+    return pic.resize((pic.width * scale, pic.height * scale), Image.NEAREST) if scale > 1 else pic
+
+
+def cmd_video_mosaic(args: argparse.Namespace) -> int:
+    import random
+
+    import numpy as np
+
+    from ..modalities.video import eval_frame_indices, read_video
+
+    if args.video:
+        frames = read_video(args.video)
+        idx = eval_frame_indices(len(frames), args.num_frames, args.sampling_rate, 0, 1)
+        frames = frames[idx]
+    else:
+        from ..data.video import MotionClips
+
+        frames, _, label = MotionClips("val", 1, args.num_frames, args.input_size).render(args.index)
+    pic = clip_picture(np.asarray(frames), args.layout, args.scale)
+    pic.save(args.output)
+    print(f"{args.output}: {pic.width}x{pic.height} {args.layout} of {len(frames)} frames")
+    return 0
+
+
+def add_subcommands(sub: "argparse._SubParsersAction") -> None:
+    """Add ``video-train``, ``video-eval`` and ``video-mosaic`` to the main parser."""
+    p = sub.add_parser("video-train", help="video classification: clips -> frame mosaic -> UniRepLKNet (default: "
+                       "generated motion clips; a folder root/<class>/<video> or a Kinetics CSV/list)")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default=None, help="video folder (root/<class>/<file>) or Kinetics CSV / VideoMAE list")
+    g.add_argument("--val-data", default=None, help="held-out folder or list (default: --val-split of --data)")
+    g.add_argument("--data-root", default=None, help="where the files of a list live (default: next to the list)")
+    g.add_argument("--val-split", type=float, default=None, help="held-out share without --val-data (0.1)")
+    g.add_argument("--num-frames", type=int, default=None, help="frames per clip, a square number (kinetics 16; demo 4)")
+    g.add_argument("--sampling-rate", type=int, default=None, help="frame stride (4)")
+    g.add_argument("--input-size", type=int, default=None, help="frame side (kinetics 224; demo 32)")
+    g.add_argument("--layout", default=None, choices=("mosaic", "reshape"),
+                   help="mosaic = the paper's frame grid (default); reshape = the official code's memory reshape")
+    g.add_argument("--clips-per-class", type=int, default=None, help="motion set: training clips per class (48)")
+    g.add_argument("--skip-unreadable", action="store_true", help="leave out videos that fail to decode")
+    g = p.add_argument_group("model and recipe")
+    g.add_argument("--recipe", default=None, choices=("demo", "kinetics"),
+                   help="defaults: demo = light settings of the motion set (default without --data); kinetics = "
+                        "the official K400 recipe (default with --data)")
+    g.add_argument("--model", default=None, help="official (K400 network), custom (--model-kwargs) or unireplknet_a … _xl")
+    g.add_argument("--model-kwargs", type=_json_dict, default=None, help="UniRepLKNet arguments (JSON)")
+    g.add_argument("--drop-path", type=float, default=None)
+    g.add_argument("--epochs", type=int, default=None)
+    g.add_argument("--batch-size", type=int, default=None)
+    g.add_argument("--lr", type=float, default=None)
+    g.add_argument("--warmup-epochs", type=float, default=None)
+    g.add_argument("--weight-decay", type=float, default=None)
+    g.add_argument("--layer-decay", type=float, default=None)
+    g.add_argument("--smoothing", type=float, default=None)
+    g.add_argument("--mixup", type=float, default=None)
+    g.add_argument("--cutmix", type=float, default=None)
+    g.add_argument("--aa", default=None, help="RandAugment string, the same ops on every frame ('' = off)")
+    g.add_argument("--hflip", type=float, default=None, help="flip probability (0 for the motion set: it swaps labels)")
+    g.add_argument("--reprob", type=float, default=None)
+    g.add_argument("--test-clips", type=int, default=None, help="temporal test clips (kinetics: 5)")
+    g.add_argument("--test-crops", type=int, default=None, help="spatial test crops (kinetics: 3)")
+    g = p.add_argument_group("execution")
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--workers", type=int, default=None)
+    g.add_argument("--device", default=None)
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    g.add_argument("--output", "-o", default=None, help="run folder (runs/video)")
+    g.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pth")
+    p.set_defaults(func=cmd_video_train)
+
+    p = sub.add_parser("video-eval", help="multi-clip, multi-crop top-1 of a video-train checkpoint")
+    p.add_argument("checkpoint", help="last.pth of video-train")
+    p.add_argument("--data", default=None, help="folder or Kinetics CSV/list (default: the motion set's held-out clips)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--sampling-rate", type=int, default=4)
+    p.add_argument("--input-size", type=int, default=None, help="default: the training frame size")
+    p.add_argument("--test-clips", type=int, default=5)
+    p.add_argument("--test-crops", type=int, default=3)
+    p.add_argument("--clips-per-class", type=int, default=12, help="motion set: held-out clips per class")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--skip-unreadable", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_video_eval)
+
+    p = sub.add_parser("video-mosaic", help="save the image the backbone sees for a clip (PNG)")
+    p.add_argument("video", nargs="?", default=None, help="a video file (default: a generated motion clip)")
+    p.add_argument("--output", "-o", default="mosaic.png")
+    p.add_argument("--layout", default="mosaic", choices=("mosaic", "reshape"))
+    p.add_argument("--num-frames", type=int, default=16)
+    p.add_argument("--sampling-rate", type=int, default=4)
+    p.add_argument("--input-size", type=int, default=32, help="motion clip frame side")
+    p.add_argument("--index", type=int, default=0, help="which motion clip")
+    p.add_argument("--scale", type=int, default=1, help="enlarge the picture (nearest neighbour)")
+    p.set_defaults(func=cmd_video_mosaic)

@@ -1,0 +1,40 @@
+"""The video-* subcommands: train → eval on a checkpoint, the mosaic picture, bad input."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from unireplknet.cli import main
+
+TINY = '{"depths":[1,1,1,1],"dims":[8,16,32,64],"kernel_sizes":[[3],[7],[3],[3]]}'
+
+
+def test_video_train_then_eval(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["video-train", "--num-frames", "4", "--input-size", "16", "--clips-per-class", "1", "--epochs", "1",
+               "--batch-size", "3", "--model-kwargs", TINY, "--output", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "held-out top-1" in text and "chance 16.7%" in text
+    rc = main(["video-eval", str(out / "last.pth"), "--clips-per-class", "1", "--json"])
+    assert rc == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["samples"] == 6 and 0 <= metrics["top1"] <= 100
+
+
+def test_video_mosaic_picture(tmp_path, capsys):
+    from PIL import Image
+
+    path = tmp_path / "m.png"
+    assert main(["video-mosaic", "--num-frames", "9", "--input-size", "12", "-o", str(path)]) == 0
+    assert Image.open(path).size == (36, 36)  # 3 x 3 frames of 12 px
+
+
+def test_video_cli_errors(tmp_path, capsys):
+    assert main(["video-eval", str(tmp_path / "missing.pth")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["video-train", "--data", str(tmp_path / "nothing"), "--epochs", "1"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["video-train", "--layout", "tiles"])
