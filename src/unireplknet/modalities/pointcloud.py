@@ -294,13 +294,14 @@ class LearnedProjection(nn.Module):
     """
 
     def __init__(self, num_views: int = 4, image_size: int = 224, local_size: int = 32, trans_dim: int = 8,
-                 graph_dim: int = 64, fusion: bool = True, view_shift: float = 1.4):
+                 graph_dim: int = 64, fusion: bool = True):
         super().__init__()
         from timm.models.resnet import BasicBlock
 
         if image_size < 7:
             raise ValueError(f"image_size must be at least 7, got {image_size}")
-        self.num_views, self.image_size, self.graph_dim, self.view_shift = num_views, image_size, graph_dim, view_shift
+        # The official views also shift z by 1.4; only x and y reach the image, so the shift is left out.
+        self.num_views, self.image_size, self.graph_dim = num_views, image_size, graph_dim
         self.register_buffer("views", view_rotations(num_views), persistent=False)
         self.points = _EdgeConvFeatures(local_size, trans_dim, graph_dim)
         self.img_block = nn.Sequential(BasicBlock(graph_dim, graph_dim), nn.Conv2d(graph_dim, graph_dim, 1))
@@ -500,6 +501,8 @@ class ModelNet40(Dataset):
                 if self.on_error == "raise":
                     raise
                 _logger.warning("skipping unusable shape %s", self.samples[i][0])
+        else:
+            raise PointCloudError(f"no usable shape in {self.root} ({self.split}): every file failed to load")
         if len(pts) > self.num_points:  # the official random subset of the over-sampled FPS points
             pts = pts[torch.randperm(len(pts))[: self.num_points]]
         return pts, self.samples[i][1]

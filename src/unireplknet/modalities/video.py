@@ -474,7 +474,7 @@ class VideoClipDataset(Dataset):
     def __init__(self, samples: Sequence[Tuple[str, int]], classes: Sequence[str], train: bool,
                  num_frames: int = 16, sampling_rate: int = 4, size: int = 224,
                  transform: Optional[Callable] = None, test_clips: int = 5, test_crops: int = 3,
-                 short_video: str = "repeat_last", on_error: str = "raise", seed: int = 0):
+                 short_video: str = "repeat_last", on_error: str = "raise"):
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.samples, self.classes, self.train = list(samples), list(classes), train
@@ -482,7 +482,6 @@ class VideoClipDataset(Dataset):
         self.test_clips, self.test_crops = test_clips, test_crops
         self.short_video, self.on_error = short_video, on_error
         self.transform = transform or (ClipTransform(size) if train else ClipEvalTransform(size, test_crops))
-        self.rng = random.Random(seed)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -490,7 +489,8 @@ class VideoClipDataset(Dataset):
     def _load(self, path: str) -> torch.Tensor:
         frames = read_video(path)
         if self.train:
-            idx = train_frame_indices(len(frames), self.num_frames, self.sampling_rate, self.rng, self.short_video, path)
+            # The module-level generator: DataLoader workers each get their own seed for it.
+            idx = train_frame_indices(len(frames), self.num_frames, self.sampling_rate, random, self.short_video, path)
             return self.transform(torch.from_numpy(frames[idx]))
         views = []
         for c in range(self.test_clips):

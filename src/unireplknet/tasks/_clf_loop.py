@@ -125,8 +125,14 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Optional[Dataset], cfg: L
     from ..engine.metrics_log import MetricsLogger
     from ..engine.samplers import ShardedBatchSampler
 
+    import random
+
+    import numpy as np
+
     t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the augmentations draw from all three generators
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
     device = torch.device(cfg.device)
     model.to(device)
     opt_cfg = TrainConfig(lr=cfg.lr, min_lr=cfg.min_lr, warmup_epochs=cfg.warmup_epochs, epochs=cfg.epochs,

@@ -231,7 +231,7 @@ def build_video_data(cfg: VideoTrainConfig):
         train_samples, val_samples = split_samples(samples, cfg.val_split, cfg.seed)
     on_error = "skip" if cfg.skip_unreadable else "raise"
     common = dict(num_frames=cfg.num_frames, sampling_rate=cfg.sampling_rate, size=cfg.input_size,
-                  on_error=on_error, seed=cfg.seed)
+                  on_error=on_error)
     train = VideoClipDataset(train_samples, classes, True, transform=train_tf, **common)
     val = VideoClipDataset(val_samples, classes, False, transform=eval_tf, test_clips=cfg.test_clips,
                            test_crops=cfg.test_crops, **common)
