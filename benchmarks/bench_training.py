@@ -45,6 +45,8 @@ BASELINE = "official-style NCHW eager"
 OURS = "unireplknet default"
 OURS_CL = "unireplknet channels_last"
 CONVNEXT_FOR = {"A": "convnext_atto", "T": "convnext_tiny", "S": "convnext_small"}
+#: Label of the timm ConvNeXt reference column (which ConvNeXt is named in the table's "reference" column).
+CONVNEXT = "timm ConvNeXt (NCHW)"
 
 
 @contextlib.contextmanager
@@ -99,7 +101,7 @@ def training_runners(batch: int, image: int, convnext: bool) -> Dict[str, Callab
     ref = _convnext("convnext_tiny") if convnext else None
     if ref is not None:
         ref.train()
-        runners["timm convnext_tiny (NCHW)"] = lambda: step(ref, x, True)
+        runners[CONVNEXT] = lambda: step(ref, x, True)
     return runners
 
 
@@ -122,7 +124,7 @@ def inference_runners(variant: str, batch: int, image: int, convnext: bool) -> D
     ref = _convnext(name) if (convnext and name) else None
     if ref is not None:
         ref.eval()
-        runners[f"timm {name} (NCHW)"] = lambda: run(ref, x, True)
+        runners[CONVNEXT] = lambda: run(ref, x, True)
     return runners
 
 
@@ -136,11 +138,11 @@ def _rows(results: List[Dict[str, object]], kind: str) -> str:
     for r in results:
         ms: Dict[str, float] = r["ms"]  # type: ignore[assignment]
         base = ms[BASELINE]
-        row = [r["variant"], r["batch"]]
+        row = [r["variant"], r["batch"], r.get("reference", "–")]
         row += [f"{ms[lab]:.0f} ({base / ms[lab]:.2f}×)" if lab in ms else "–" for lab in labels]
         row += [f"{r['batch'] * 1000 / min(ms[OURS], ms[OURS_CL]):.1f}"]
         rows.append(row)
-    header = ["variant", "batch"] + [f"{lab} ms (speedup)" for lab in labels] + [f"best ours {kind}/s"]
+    header = ["variant", "batch", "ConvNeXt of similar MACs"] + [f"{lab} ms (speedup)" for lab in labels] + [f"best ours {kind}/s"]
     return markdown_table(header, rows)
 
 
@@ -159,30 +161,40 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: PyTorch's choice)")
     parser.add_argument("--timer", default="wall", choices=["wall", "cpu"],
                         help="wall clock, or this process's CPU time (robust on a shared machine; use with --threads 1)")
-    parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--json", metavar="FILE", help="write the measurements as JSON")
+    parser.add_argument("--from-json", metavar="FILE", help="re-render a previous run's JSON instead of measuring")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     set_clock(args.timer)
     convnext = not args.no_convnext
-    machine = machine_description()
+    train_results: List[Dict[str, object]] = []
+    infer_results: List[Dict[str, object]] = []
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        machine, train_results, infer_results = saved["machine"], saved["training"], saved["inference"]
+        for r in train_results + infer_results:  # older files: timm column named after the model
+            for key in [k for k in r["ms"] if k.startswith("timm ")]:
+                r["reference"] = key.split()[1]
+                r["ms"][CONVNEXT] = r["ms"].pop(key)
+        args.skip_training = args.skip_inference = True
+    else:
+        machine = machine_description()
     print(f"# {machine}", flush=True)
 
-    train_results: List[Dict[str, object]] = []
     if not args.skip_training:
         runners = training_runners(args.train_batch, args.image, convnext)
         ms = interleaved_medians(runners, args.train_reps)
-        train_results.append(dict(variant="T", batch=args.train_batch, ms=ms))
+        train_results.append(dict(variant="T", batch=args.train_batch, ms=ms, reference="convnext_tiny"))
         print(json.dumps(train_results[-1]), flush=True)
 
-    infer_results: List[Dict[str, object]] = []
     if not args.skip_inference:
         for variant in [v.strip().upper() for v in args.infer_variants.split(",") if v.strip()]:
             for batch in [int(b) for b in args.infer_batches.split(",")]:
                 runners = inference_runners(variant, batch, args.image, convnext)
                 reps = args.infer_reps if batch == 1 else max(2, args.infer_reps // 2)
                 ms = interleaved_medians(runners, reps)
-                infer_results.append(dict(variant=variant, batch=batch, ms=ms))
+                infer_results.append(dict(variant=variant, batch=batch, ms=ms, reference=CONVNEXT_FOR.get(variant, "–")))
                 print(json.dumps(infer_results[-1]), flush=True)
 
     parts = [
@@ -198,7 +210,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         parts.append(_rows(infer_results, "img") + "\n")
     body = "\n".join(parts)
     print("\n" + body)
-    if args.json:
+    if args.json and not args.from_json:
         Path(args.json).write_text(json.dumps(dict(machine=machine, training=train_results, inference=infer_results), indent=1))
     if args.update_docs:
         from bench_dwconv import _write_marked_block
