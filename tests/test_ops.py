@@ -244,3 +244,14 @@ def test_torch_compile_traces_a_single_graph_through_the_dispatcher():
     # backend="eager" runs dynamo's tracing without code generation; fullgraph=True fails on any graph break.
     compiled = torch.compile(conv, backend="eager", fullgraph=True)
     assert _rel(compiled(x), F.conv2d(x, conv.weight, conv.bias, 1, 2, 1, 4)) < 1e-6
+
+
+def test_cpu_autocast_is_left_to_pytorch():
+    x, w, b = _inputs((1, 4, 8, 8), 5)
+    w.requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert select_implementation(x, w, 2, 1) == "torch"
+        y = depthwise_conv2d(x, w, b, 2, 1)
+    assert y.dtype == torch.bfloat16
+    y.float().sum().backward()
+    assert w.grad is not None and w.grad.dtype == torch.float32

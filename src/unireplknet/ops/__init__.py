@@ -124,7 +124,8 @@ def _auto(
 ) -> str:
     device = x.device.type
     if device == "cpu":
-        if "cpu" not in excluded and cpu_supports(x, weight, padding, dilation):
+        # Under CPU autocast F.conv2d itself picks the compute dtype; leave that (and its backward) to PyTorch.
+        if "cpu" not in excluded and cpu_supports(x, weight, padding, dilation) and not _cpu_autocast():
             return "cpu"
         return "torch"
     if device == "cuda" and "triton" not in excluded:
@@ -138,11 +139,18 @@ def _auto(
     return "torch"
 
 
+def _cpu_autocast() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # PyTorch < 2.4 has no device argument
+        return torch.is_autocast_cpu_enabled()
+
+
 def _supports(name: str, x: torch.Tensor, weight: torch.Tensor, padding: int, dilation: int) -> bool:
     if name == "torch":
         return True
     if name == "cpu":
-        return cpu_supports(x, weight, padding, dilation)
+        return cpu_supports(x, weight, padding, dilation) and not _cpu_autocast()
     return triton_supports(x, weight, padding, dilation)
 
 
