@@ -110,3 +110,33 @@ def main(names: List[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:] or [*CASES, *GRADCHECK_CASES])
+
+
+def compile_for_gpu(name: str, dtype: str, config, arch: int, kernel_size: int = 13, dilation: int = 1) -> Dict[str, str]:
+    """Compile one kernel ahead of time for an NVIDIA GPU of compute capability ``arch`` (no GPU needed).
+
+    Returns the assembly stages Triton produced (the last one, 'cubin', comes from ptxas); raises on any
+    compile error, which the interpreter would not catch (it never lowers the kernels).
+    """
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from unireplknet.ops.triton_dwconv import _kernels
+
+    fn = _kernels()[name]
+    block_c, block_p, num_warps = config
+    consts = dict(K=kernel_size, DIL=dilation, PAD=(kernel_size - 1) * dilation // 2, ACC_F64=dtype == "fp64",
+                  BLOCK_C=block_c, BLOCK_P=block_p)
+    if name == "forward":
+        consts["HAS_BIAS"] = True
+    signature = {arg: "i32" for arg in fn.arg_names}
+    for arg in ("x_ptr", "w_ptr", "b_ptr", "y_ptr") if name == "forward" else ("x_ptr", "g_ptr"):
+        signature[arg] = "*" + dtype
+    if name != "forward":
+        signature["part_ptr"] = "*fp64" if dtype == "fp64" else "*fp32"
+    for arg in consts:
+        signature[arg] = "constexpr"
+    source = ASTSource(fn, signature, constexprs={(fn.arg_names.index(c),): v for c, v in consts.items()})
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=num_warps))
+    return compiled.asm
