@@ -75,6 +75,24 @@ def test_runtime_backend_matches_pytorch_for_any_batch(backend):
     assert rel_err(got, want) < 1e-4
 
 
+def test_features_mode_backbone_deploys_to_onnxruntime():
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(1)
+    backbone = UniRepLKNet(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (13,), (3,), (3,)),
+                           num_classes=None).eval()
+    # the legacy exporter here (5× faster); the default dynamo exporter is covered by the test above
+    deployed = deploy_model(
+        backbone, "onnxruntime", example_input=torch.randn(1, 3, 64, 64), onnx_exporter="torchscript"
+    )
+    x = torch.randn(2, 3, 64, 64)
+    got = deployed(x)
+    with torch.no_grad():
+        want = backbone(x)
+    assert isinstance(got, list) and len(got) == 4
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and rel_err(g, w) < 1e-4
+
+
 @pytest.mark.slow
 def test_compile_backend_matches_pytorch():
     model = small_trained_model()

@@ -67,7 +67,10 @@ def available_backends() -> List[str]:
 
 
 class DeployedModel:
-    """A deployed model: call it with an (N, C, H, W) float tensor, get the model's output tensor.
+    """A deployed model: call it with an (N, C, H, W) float tensor, get the model's output.
+
+    The output is what the PyTorch model returns: a tensor, or a list of tensors for a features-mode
+    backbone (``num_classes=None``).
 
     Attributes:
         backend: the runtime that runs it.
@@ -124,18 +127,34 @@ def _compiled(module: nn.Module, example: torch.Tensor) -> Callable[[torch.Tenso
     return run
 
 
-def export_onnx_bytes(module: nn.Module, example: torch.Tensor, opset: int = 18) -> bytes:
-    """The ONNX model (input ``images``, output ``logits``, dynamic batch axis) of an eval-mode module.
+def export_onnx_bytes(
+    module: nn.Module, example: torch.Tensor, opset: int = 18, exporter: str = "auto"
+) -> bytes:
+    """The ONNX model (input ``images``, dynamic batch axis) of an eval-mode module.
 
-    Uses the torch.export-based exporter when ``onnxscript`` is installed, else the legacy TorchScript
-    exporter (deprecated in PyTorch ≥ 2.9, still shipped).
+    The output is named ``logits`` for a single-tensor output, ``features0`` … for a list of tensors
+    (features mode).
+
+    ``exporter``: ``"dynamo"`` (the torch.export-based exporter; needs ``onnxscript``), ``"torchscript"``
+    (the legacy exporter: deprecated since PyTorch 2.9 but still shipped, and about 5× faster to run), or
+    ``"auto"``: dynamo when ``onnxscript`` is installed, else torchscript.
     """
+    if exporter not in ("auto", "dynamo", "torchscript"):
+        raise ValueError(f"exporter must be 'auto', 'dynamo' or 'torchscript', got {exporter!r}")
     module = module.eval()
-    try:
-        importlib.import_module("onnxscript")
-        dynamo = True
-    except ImportError:
-        dynamo = False
+    with torch.inference_mode():
+        produced = module(example)
+    outputs = ["logits"] if isinstance(produced, torch.Tensor) else [f"features{i}" for i in range(len(produced))]
+    dynamo = exporter == "dynamo"
+    if exporter != "torchscript":
+        try:
+            importlib.import_module("onnxscript")
+            dynamo = True
+        except ImportError as err:
+            if exporter == "dynamo":
+                raise ImportError(
+                    'the dynamo ONNX exporter needs onnxscript: pip install "unireplknet[onnx]"'
+                ) from err
     if example.shape[0] == 1:  # torch.export specialises a size-1 dimension: trace with a batch of two
         example = example.expand(2, *example.shape[1:]).contiguous()
     with torch.no_grad(), warnings.catch_warnings():
@@ -148,7 +167,7 @@ def export_onnx_bytes(module: nn.Module, example: torch.Tensor, opset: int = 18)
                 None,
                 dynamo=True,
                 input_names=["images"],
-                output_names=["logits"],
+                output_names=outputs,
                 dynamic_shapes=({0: batch},),
                 opset_version=opset,
                 verbose=False,
@@ -161,30 +180,38 @@ def export_onnx_bytes(module: nn.Module, example: torch.Tensor, opset: int = 18)
             buffer,
             dynamo=False,
             input_names=["images"],
-            output_names=["logits"],
-            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+            output_names=outputs,
+            dynamic_axes={"images": {0: "batch"}, **{name: {0: "batch"} for name in outputs}},
             opset_version=opset,
         )
         return buffer.getvalue()
+
+
+def _unpack(outputs: List[torch.Tensor]):
+    return outputs[0] if len(outputs) == 1 else outputs
+
+
+def _as_list(out: Any) -> List[torch.Tensor]:
+    return [out] if isinstance(out, torch.Tensor) else list(out)
 
 
 def _numpy_input(x: torch.Tensor):
     return x.detach().to("cpu", torch.float32).contiguous().numpy()
 
 
-def _onnxruntime(module: nn.Module, example: torch.Tensor, threads: Optional[int]) -> Callable:
+def _onnxruntime(module: nn.Module, example: torch.Tensor, threads: Optional[int], exporter: str) -> Callable:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or torch.get_num_threads()
     session = ort.InferenceSession(
-        export_onnx_bytes(module, example), options, providers=["CPUExecutionProvider"]
+        export_onnx_bytes(module, example, exporter=exporter), options, providers=["CPUExecutionProvider"]
     )
     name = session.get_inputs()[0].name
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {name: _numpy_input(x)})[0])
+        return _unpack([torch.from_numpy(out) for out in session.run(None, {name: _numpy_input(x)})])
 
     return run
 
@@ -203,7 +230,7 @@ def _openvino(module: nn.Module, example: torch.Tensor, threads: Optional[int], 
 
     def run(x: torch.Tensor) -> torch.Tensor:
         result = request.infer([_numpy_input(x)], share_inputs=True)
-        return torch.from_numpy(result[compiled.output(0)].copy())
+        return _unpack([torch.from_numpy(result[out].copy()) for out in compiled.outputs])
 
     return run
 
@@ -216,6 +243,7 @@ def deploy_model(
     rtol: float = 1e-4,
     threads: Optional[int] = None,
     openvino_hint: str = "LATENCY",
+    onnx_exporter: str = "auto",
 ) -> DeployedModel:
     """Turn ``model`` (train or deploy structure; left untouched) into a fast CPU inference callable.
 
@@ -228,6 +256,7 @@ def deploy_model(
         rtol: the largest accepted ``max|out − torch| / max|torch|`` on ``example_input``.
         threads: intra-op threads of ONNX Runtime / OpenVINO (default: ``torch.get_num_threads()``).
         openvino_hint: OpenVINO's ``PERFORMANCE_HINT`` (``"LATENCY"`` or ``"THROUGHPUT"``).
+        onnx_exporter: ``"auto"``, ``"dynamo"`` or ``"torchscript"`` (see :func:`export_onnx_bytes`).
 
     Returns:
         A :class:`DeployedModel`.
@@ -269,16 +298,19 @@ def deploy_model(
     elif backend == "compile":
         run = _compiled(module, example)
     elif backend == "onnxruntime":
-        run = _onnxruntime(module, example, threads)
+        run = _onnxruntime(module, example, threads, onnx_exporter)
     else:
         run = _openvino(module, example, threads, openvino_hint)
 
     deployed = DeployedModel(backend, run, module)
-    got = deployed(example)
-    if got.shape != want.shape:
-        raise RuntimeError(f"{backend} output shape {tuple(got.shape)} differs from PyTorch's {tuple(want.shape)}")
-    scale = want.abs().max().clamp_min(torch.finfo(want.dtype).tiny)
-    deployed.max_rel_error = ((got.to(want.dtype) - want).abs().max() / scale).item()
+    got, wanted = _as_list(deployed(example)), _as_list(want)
+    shapes = [tuple(t.shape) for t in got], [tuple(t.shape) for t in wanted]
+    if shapes[0] != shapes[1]:
+        raise RuntimeError(f"{backend} output shapes {shapes[0]} differ from PyTorch's {shapes[1]}")
+    deployed.max_rel_error = max(
+        ((g.to(w.dtype) - w).abs().max() / w.abs().max().clamp_min(torch.finfo(w.dtype).tiny)).item()
+        for g, w in zip(got, wanted)
+    )
     if not deployed.max_rel_error <= rtol:
         raise RuntimeError(
             f"the {backend} deployment disagrees with PyTorch: max relative error "
