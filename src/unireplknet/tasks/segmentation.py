@@ -273,7 +273,9 @@ class ADE20KDataset(torch.utils.data.Dataset):
     (the ADE20K convention) label 0 ("other") becomes 255 (ignored) and 1 … K become 0 … K−1. Items are
     ``(image float CHW normalised with ImageNet mean/std, label LongTensor HW)``. Training options:
     ``crop_size`` (random crop, labels padded with 255), ``hflip`` probability and ``scale_range`` (random
-    resize of the whole sample before the crop, as the recipe's ratio range 0.5–2.0).
+    resize of the whole sample before the crop, as the recipe's ratio range 0.5–2.0). ``short_side`` resizes
+    every sample (training and held-out) so its shorter side has that length first (the recipe's scale
+    (2048, 512) keeps the ratio, which for ADE20K's images means a shorter side of 512).
     """
 
     MEAN = (0.485, 0.456, 0.406)
@@ -281,7 +283,8 @@ class ADE20KDataset(torch.utils.data.Dataset):
 
     def __init__(self, root: PathLike, split: str = "training", num_classes: Optional[int] = None,
                  reduce_zero_label: bool = True, crop_size: Optional[int] = None, hflip: float = 0.0,
-                 scale_range: Optional[Tuple[float, float]] = None, seed: int = 0):
+                 scale_range: Optional[Tuple[float, float]] = None, short_side: Optional[int] = None,
+                 seed: int = 0):
         root = Path(root)
         split = {"train": "training", "val": "validation"}.get(split, split)
         image_dir, ann_dir = root / "images" / split, root / "annotations" / split
@@ -303,6 +306,7 @@ class ADE20KDataset(torch.utils.data.Dataset):
             _logger.warning("%d images in %s have no label map and are left out", missing, image_dir)
         self.num_classes, self.reduce_zero_label = num_classes, reduce_zero_label
         self.crop_size, self.hflip, self.scale_range = crop_size, hflip, scale_range
+        self.short_side = short_side
         self._rng = np.random.default_rng(seed)
         names_file = root / "classes.json"
         self.class_names: Optional[List[str]] = json.loads(names_file.read_text()) if names_file.exists() else None
@@ -346,8 +350,10 @@ class ADE20KDataset(torch.utils.data.Dataset):
         image, label = self.load(index)
         img = torch.from_numpy(image.copy()).permute(2, 0, 1).float().div_(255)
         lab = torch.from_numpy(label)
+        s = 1.0 if self.short_side is None else self.short_side / min(img.shape[1:])
         if self.scale_range is not None:
-            s = float(self._rng.uniform(*self.scale_range))
+            s *= float(self._rng.uniform(*self.scale_range))
+        if s != 1.0:
             size = (max(1, round(img.shape[1] * s)), max(1, round(img.shape[2] * s)))
             img = F.interpolate(img[None], size=size, mode="bilinear", align_corners=False)[0]
             lab = F.interpolate(lab[None, None].float(), size=size, mode="nearest")[0, 0].long()

@@ -1,0 +1,207 @@
+"""Command line of dense prediction: ``det-train``, ``det-eval``, ``seg-train``, ``seg-eval``, ``dense-scenes``.
+
+Registered in ``unireplknet``'s parser by :func:`add_subcommands`. Under ``torchrun`` the training commands run
+one process per GPU (or CPU worker)::
+
+    torchrun --nproc_per_node 8 -m unireplknet.cli det-train --data /data/coco --model unireplknet_t \\
+        --checkpoint unireplknet_t_in1k_224_acc83.21.pth
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Dict
+
+__all__ = ["add_subcommands"]
+
+
+def _json_arg(text: str) -> Dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err}): {text!r}") from err
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def _int_tuple(text: str):
+    try:
+        return tuple(int(v) for v in text.split(",") if v)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+
+
+def _float_pair(text: str):
+    try:
+        a, b = (float(v) for v in text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected two comma-separated numbers, got {text!r}") from err
+    return (a, b)
+
+
+def _is_main() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _add_common_train_args(p: argparse.ArgumentParser, task: str) -> None:
+    data_help = ("'scenes' (default: the generated scene set, written under OUTPUT/scenes) or a data root in the "
+                 + ("COCO layout: annotations/instances_{train,val}[2017].json + {train,val}[2017]/"
+                    if task == "detection" else
+                    "ADE20K layout: images/{training,validation}/ + annotations/{training,validation}/ (PNG labels)"))
+    p.add_argument("--data", default="scenes", help=data_help)
+    p.add_argument("--output", "-o", default=f"runs/{'det' if task == 'detection' else 'seg'}", help="run folder")
+    p.add_argument("--model", default=None, help="unireplknet_a … unireplknet_xl, or custom with --model-kwargs "
+                   "(default: unireplknet_t; a tiny custom network for --data scenes)")
+    p.add_argument("--model-kwargs", type=_json_arg, default=None, help="UniRepLKNet arguments for 'custom' (JSON)")
+    p.add_argument("--checkpoint", default=None, help="backbone initialisation: an official classification .pth "
+                   "(classifier dropped) or an official detection/segmentation .pth (backbone.* keys)")
+    p.add_argument("--num-classes", type=int, default=None, help="default: from the data")
+    p.add_argument("--head-kwargs", type=_json_arg, default=None, help="head options (JSON), e.g. "
+                   "'{\"fpn_channels\": 256}' or '{\"channels\": 512}'")
+    p.add_argument("--drop-path", type=float, default=None)
+    p.add_argument("--with-cp", action="store_true", help="gradient checkpointing in the backbone blocks")
+    g = p.add_argument_group("optimisation (defaults: the official recipe)")
+    g.add_argument("--epochs", type=int, default=None)
+    g.add_argument("--batch-size", type=int, default=None, help="images per process")
+    g.add_argument("--lr", type=float, default=None, help="AdamW learning rate (1e-4)")
+    g.add_argument("--weight-decay", type=float, default=None, help="(0.05)")
+    g.add_argument("--layer-decay", type=float, default=None, help="layer-wise lr decay rate (det 0.8, seg 1.0)")
+    g.add_argument("--num-layers", type=int, default=None, help="layer-decay depth (12)")
+    g.add_argument("--decay-type", default=None, choices=("layer_wise", "stage_wise"))
+    g.add_argument("--warmup-iters", type=int, default=None)
+    g.add_argument("--warmup-ratio", type=float, default=None)
+    g.add_argument("--clip-grad", type=float, default=None)
+    g = p.add_argument_group("execution")
+    g.add_argument("--device", default="auto")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--workers", type=int, default=0)
+    g.add_argument("--eval-every", type=int, default=1)
+    g.add_argument("--eval-at-start", action="store_true", help="also score the untrained model (a baseline)")
+    g.add_argument("--resume", nargs="?", const="auto", default=None, help="continue from OUTPUT/last.pth or a path")
+    g.add_argument("--no-onnx", dest="export_onnx", action="store_false", help="skip the ONNX export")
+    g.add_argument("--scenes-train", type=int, default=400, help="generated training scenes (--data scenes)")
+    g.add_argument("--scenes-val", type=int, default=100, help="generated held-out scenes (--data scenes)")
+
+
+def _config(args: argparse.Namespace, task: str):
+    from ._dense_loop import DenseTrainConfig
+
+    opts: Dict[str, Any] = dict(task=task)
+    for name in ("data", "output", "model", "checkpoint", "num_classes", "drop_path", "with_cp", "epochs",
+                 "batch_size", "lr", "weight_decay", "layer_decay", "num_layers", "decay_type", "warmup_iters",
+                 "warmup_ratio", "clip_grad", "device", "seed", "workers", "eval_every", "eval_at_start", "resume",
+                 "export_onnx", "scenes_train", "scenes_val", "detector", "min_size", "max_size", "crop_size",
+                 "scale_range", "short_side"):
+        value = getattr(args, name, None)
+        if value is not None:
+            opts[name] = value
+    if args.model_kwargs is not None:
+        opts["model_kwargs"] = args.model_kwargs
+        opts.setdefault("model", "custom")
+    if args.head_kwargs is not None:
+        opts["head_kwargs"] = args.head_kwargs
+    steps = getattr(args, "step_epochs", None)
+    if steps:
+        opts["step_epochs"] = steps
+    return DenseTrainConfig(**opts)
+
+
+def _print_summary(summary: Dict[str, Any]) -> None:
+    key = summary["key_metric"]
+    final = summary.get("final") or {}
+    lines = [f"unireplknet {summary['task']}: {summary['epochs']} epochs in {summary['wall_s']:.0f} s "
+             f"on {summary['world_size']} process(es)"]
+    if summary.get("untrained"):
+        lines.append(f"  untrained model       {key} {summary['untrained'][key]:.2f}")
+    if f"val_{key}" in final:
+        lines.append(f"  after training        {key} {final[f'val_{key}']:.2f}")
+    if summary.get("deploy"):
+        lines.append(f"  re-parameterized      {key} {summary['deploy'][key]:.2f}")
+    for k in ("checkpoint", "deploy_file", "onnx_file"):
+        if summary.get(k):
+            lines.append(f"  {summary[k]}")
+    if summary.get("onnx_max_diff") is not None:
+        lines.append(f"  ONNX vs PyTorch max |difference|: {summary['onnx_max_diff']:.2e}")
+    if summary.get("onnx_skipped"):
+        lines.append(f"  ONNX export skipped: {summary['onnx_skipped']}")
+    print("\n".join(lines))
+
+
+def cmd_train(args: argparse.Namespace, task: str) -> int:
+    from ._dense_loop import train_dense
+
+    cfg = _config(args, task)
+    if _is_main():
+        print(f"unireplknet {task}: data {cfg.data} -> {cfg.output}", file=sys.stderr)
+    summary = train_dense(cfg)
+    if _is_main():
+        _print_summary(summary)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ._dense_loop import evaluate_dense
+
+    metrics = evaluate_dense(args.checkpoint, args.data, args.device, args.batch_size)
+    if _is_main():
+        if args.json:
+            print(json.dumps(metrics, indent=2))
+        else:
+            for k, v in metrics.items():
+                print(f"{k:>14}  {v:.3f}" if isinstance(v, float) else f"{k:>14}  {v}")
+    return 0
+
+
+def cmd_scenes(args: argparse.Namespace) -> int:
+    from ..data import scenes
+
+    for split, n in (("train", args.num_train), ("val", args.num_val)):
+        if args.layout == "coco":
+            path = scenes.write_coco(args.output, split, n, seed=args.seed, size=args.size)
+        else:
+            path = scenes.write_ade20k(args.output, split, n, seed=args.seed, size=args.size)
+        print(f"{split}: {n} scenes -> {path}")
+    return 0
+
+
+def add_subcommands(sub: Any) -> None:
+    """Add ``det-train``, ``det-eval``, ``seg-train``, ``seg-eval`` and ``dense-scenes`` to a subparsers object."""
+    p = sub.add_parser("det-train", help="train a detector (Mask/Faster R-CNN, RetinaNet, FCOS) with COCO mAP; torchrun-ready",
+                       description="Train a torchvision detector on a UniRepLKNet backbone with the official COCO "
+                                   "recipe's optimizer; ends with re-parameterization (score checked) and ONNX export.")
+    _add_common_train_args(p, "detection")
+    p.add_argument("--detector", default="maskrcnn", choices=("maskrcnn", "fasterrcnn", "retinanet", "fcos"))
+    p.add_argument("--min-size", type=int, default=None, help="resize the shorter image side to this (800)")
+    p.add_argument("--max-size", type=int, default=None, help="cap on the longer side (1333)")
+    p.add_argument("--step-epochs", type=_int_tuple, default=None, help="lr x0.1 after these epochs (27,33)")
+    p.set_defaults(func=lambda a: cmd_train(a, "detection"))
+
+    p = sub.add_parser("seg-train", help="train UperNet (+FCN aux head) semantic segmentation with mIoU; torchrun-ready",
+                       description="Train the official UperNet segmenter on ADE20K-layout data (or the generated "
+                                   "scenes); ends with re-parameterization (score checked) and ONNX export.")
+    _add_common_train_args(p, "segmentation")
+    p.add_argument("--crop-size", type=int, default=None, help="training crop (512)")
+    p.add_argument("--short-side", type=int, default=None, help="resize shorter side to this first (512)")
+    p.add_argument("--scale-range", type=_float_pair, default=None, help="random rescale range (0.5,2.0)")
+    p.set_defaults(func=lambda a: cmd_train(a, "segmentation"))
+
+    for name, what in (("det-eval", "COCO box/mask AP"), ("seg-eval", "mIoU / mAcc / aAcc")):
+        p = sub.add_parser(name, help=f"{what} of a det-train/seg-train checkpoint on the held-out split")
+        p.add_argument("checkpoint", help="last.pth or deploy.pth of a run")
+        p.add_argument("--data", default=None, help="data root (default: the run's own data)")
+        p.add_argument("--batch-size", type=int, default=8)
+        p.add_argument("--device", default="auto")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("dense-scenes", help="write the generated scene set in the COCO or ADE20K layout")
+    p.add_argument("output", help="destination folder")
+    p.add_argument("--layout", default="coco", choices=("coco", "ade20k"))
+    p.add_argument("--num-train", type=int, default=400)
+    p.add_argument("--num-val", type=int, default=100)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_scenes)
