@@ -166,6 +166,17 @@ def test_waveform_mixup_gives_soft_labels():
     assert mixed >= 1  # λ ~ Beta(10, 10) is never 0 or 1: a partner other than the clip itself shows up
 
 
+def test_loader_workers_draw_different_augmentations():
+    from unireplknet.tasks.audio import _loader
+
+    clip = torch.from_numpy(_tone(500.0)).float()
+    cfg = AudioConfig(target_frames=32, num_mel_bins=32)
+    ds = AudioClipDataset([clip] * 4, [0] * 4, 1, cfg, AudioAugment(mixup=0, freq_mask=0, time_mask=0, noise=0.1, roll=0))
+    images = [img for img, _ in _loader(ds, 1, False, workers=2, seed=0)]
+    # Worker 0 gets clips 0 and 2, worker 1 clips 1 and 3: same clip, same position in each worker's stream.
+    assert not torch.equal(images[0], images[1])
+
+
 # ----------------------------------------------------------------------------------------------- datasets
 def test_audio_folder_labels_by_subfolder(tmp_path):
     for name, f in (("high", 2000.0), ("low", 200.0)):

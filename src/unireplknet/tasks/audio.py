@@ -34,6 +34,7 @@ from ..modalities.audio import (
     AudioError,
     audio_folder_dataset,
     audio_manifest_datasets,
+    seed_audio_worker,
     compute_norm_stats,
     speech_commands_datasets,
     spoken_digits_datasets,
@@ -304,7 +305,8 @@ def _loader(ds: AudioClipDataset, batch_size: int, shuffle: bool, workers: int, 
     g = torch.Generator().manual_seed(seed)
     # Training drops the incomplete last batch: a batch of one clip breaks BatchNorm on small feature maps.
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=workers, collate_fn=_collate,
-                      generator=g, drop_last=shuffle and len(ds) > batch_size)
+                      generator=g, drop_last=shuffle and len(ds) > batch_size,
+                      worker_init_fn=seed_audio_worker if workers > 0 else None)
 
 
 def _loss(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:
