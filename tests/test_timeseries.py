@@ -146,6 +146,11 @@ def test_embedded_co2_series():
     assert s.values[0, 0] == pytest.approx(weekly[march].mean())
     assert 310 < s.values.min() and s.values.max() < 375  # ppm
     assert np.isnan(weekly).sum() == 59
+    months = dates.astype("datetime64[M]")
+    measured = np.unique(months[np.isfinite(weekly)])
+    assert len(np.unique(months)) - len(measured) == 5  # months with no measured week: interpolated
+    with pytest.raises(SeriesError, match="NaN"):
+        co2_series(monthly=True, nan_policy="error")
     with pytest.raises(SeriesError, match="NaN"):
         co2_series(monthly=False, nan_policy="error")
 

@@ -278,7 +278,8 @@ def co2_series(monthly: bool = True, nan_policy: str = "interpolate") -> Series:
     """The embedded Mauna Loa CO2 record (public domain; ``data/timeseries/co2_mauna_loa.npz``).
 
     Weekly from 1958-03 to 2001-12 with 59 missing weeks; ``monthly=True`` averages the weeks of each month
-    that have a value (every month has at least one), giving 526 months. The weekly series keeps its gaps,
+    that have a value, giving 526 months; the 5 months without any measured week are filled by ``nan_policy``
+    (default: linear interpolation). The weekly series keeps its gaps,
     handled by ``nan_policy``.
     """
     with np.load(DATA_DIR / "co2_mauna_loa.npz", allow_pickle=False) as z:
