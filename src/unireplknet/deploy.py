@@ -22,7 +22,7 @@ import importlib
 import io
 import logging
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from torch import nn

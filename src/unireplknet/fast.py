@@ -9,9 +9,11 @@ same function with as few passes as the math allows in eager PyTorch:
   of the input of a Linear equals the Linear with its weight columns scaled by ``s``
   (``(x·s) Wᵀ = x (W·s)ᵀ``), so each scale is applied to whichever side is smaller — the activation
   (in place) or a per-sample copy of the weight, used by a batched matmul;
-* biases ride inside the matmuls (``addmm`` / ``baddbmm``), the residual add is the accumulate of the
-  last matmul (``beta=1``), and GELU runs in place on the matmul output;
-* GRN's statistic (an L2 norm over H×W) is one reduction pass; nothing else touches the 4C tensor.
+* biases and GELU ride in the first GEMM's epilogue, bias and the residual add in the last one's
+  (oneDNN's fused inner product for float32 CPU inference; ``addmm`` elsewhere);
+* GRN's statistic (an L2 norm over H×W) is one reduction pass; nothing else touches the 4C tensor
+  when its scale is folded into the weight (3 passes: written once, read twice), one more in-place pass
+  when the activation is the smaller side (late stages).
 
 Everything stays in NHWC order on the free view of a channels_last tensor, so no layout copies are made.
 
@@ -19,13 +21,13 @@ The fused forward is used by :class:`unireplknet.model.UniRepLKNetBlock` wheneve
 deploy structure and in eval mode. In-place steps are taken only when autograd is off
 (``torch.no_grad`` / ``torch.inference_mode``); with autograd on, the same folded math runs out of place,
 so gradients stay correct. Set the environment variable ``UNIREPLKNET_FUSED=0`` (read at import) or
-``unireplknet.fast.FUSED = False`` (at any time) to run the plain module-by-module reference forward,
+``unireplknet.fast.set_fused(False)`` (at any time) to run the plain module-by-module reference forward,
 e.g. to benchmark before/after.
 """
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +35,7 @@ import torch.nn.functional as F
 if TYPE_CHECKING:  # pragma: no cover - import cycle only for the type checker
     from .model import UniRepLKNetBlock
 
-__all__ = ["FUSED", "fused_enabled", "set_fused", "deploy_block_forward"]
+__all__ = ["FUSED", "fused_enabled", "set_fused", "use_fused_block", "deploy_block_forward"]
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -67,7 +69,7 @@ def set_fused(enabled: bool) -> bool:
 
 def _tracing() -> bool:
     # Exporters and compilers trace the plain module graph: their own fusion passes work on it, and
-    # the data-dependent choice of the folding side below is not something a traced graph should bake in.
+    # the shape-dependent choice of the folding side below is not something a traced graph should bake in.
     if torch.jit.is_tracing() or torch.jit.is_scripting():
         return True
     compiler = getattr(torch, "compiler", None)
