@@ -174,7 +174,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         saved = json.loads(Path(args.from_json).read_text())
         machine, train_results, infer_results = saved["machine"], saved["training"], saved["inference"]
         for r in train_results + infer_results:  # older files: timm column named after the model
-            for key in [k for k in r["ms"] if k.startswith("timm ")]:
+            for key in [k for k in r["ms"] if k.startswith("timm ") and k != CONVNEXT]:
                 r["reference"] = key.split()[1]
                 r["ms"][CONVNEXT] = r["ms"].pop(key)
         args.skip_training = args.skip_inference = True
