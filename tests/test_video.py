@@ -272,4 +272,6 @@ def test_motion_demo_beats_chance():
     from unireplknet.tasks.video import VideoTrainConfig, train_video
 
     result = train_video(VideoTrainConfig(output=None))
-    assert result["final"]["top1"] > 2 * 100.0 / len(MOTION_CLASS_NAMES)
+    # Opposite classes are time reversals with identically distributed frame sets, so a model blind to frame
+    # order tops out at 50 % (axis right, direction guessed); beating that needs time. Measured: 76.4 %.
+    assert result["final"]["top1"] > 50.0
