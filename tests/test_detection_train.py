@@ -106,6 +106,6 @@ def test_short_run_learns(tmp_path, task):
 
 #: The settings of the demo numbers in docs/dense.md.
 DEMO = {
-    "detection": dict(scenes_train=320, scenes_val=100, epochs=4, step_epochs=(3,)),
-    "segmentation": dict(scenes_train=320, scenes_val=100, epochs=4),
+    "detection": dict(scenes_train=320, scenes_val=100, eval_every=3),
+    "segmentation": dict(scenes_train=320, scenes_val=100, eval_every=3),
 }

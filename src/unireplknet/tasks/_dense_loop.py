@@ -144,17 +144,17 @@ SEGMENTATION_DEFAULTS: Dict[str, Any] = dict(
 )
 #: The generated scenes: a tiny network, small heads, 64-pixel images, a few epochs.
 SCENES_DETECTION: Dict[str, Any] = dict(
-    model="custom", model_kwargs=SCENES_MODEL_KWARGS, epochs=8, batch_size=8, lr=1e-3, layer_decay=1.0,
-    drop_path=0.0, warmup_iters=20, warmup_ratio=1e-3, step_epochs=(6, 7), min_size=64, max_size=64,
+    model="custom", model_kwargs=SCENES_MODEL_KWARGS, epochs=3, batch_size=4, lr=2e-3, layer_decay=1.0,
+    drop_path=0.0, warmup_iters=20, warmup_ratio=1e-3, step_epochs=(2,), min_size=64, max_size=64,
     head_kwargs=dict(fpn_channels=32, anchor_sizes=(8, 16, 32, 64, 128), box_head_convs=1, box_head_channels=32,
                      representation_size=128, mask_head_channels=32,
                      # at most 3 objects in 64x64 pixels: far fewer proposals and sampled RoIs than for COCO
                      rpn_pre_nms_top_n_train=300, rpn_post_nms_top_n_train=100, rpn_pre_nms_top_n_test=300,
                      rpn_post_nms_top_n_test=100, rpn_batch_size_per_image=64, box_batch_size_per_image=64,
-                     box_detections_per_img=20),
+                     box_detections_per_img=20, box_score_thresh=0.01),
 )
 SCENES_SEGMENTATION: Dict[str, Any] = dict(
-    model="custom", model_kwargs=SCENES_MODEL_KWARGS, epochs=8, batch_size=8, lr=1e-3, layer_decay=1.0,
+    model="custom", model_kwargs=SCENES_MODEL_KWARGS, epochs=3, batch_size=4, lr=2e-3, layer_decay=1.0,
     drop_path=0.0, warmup_iters=20, warmup_ratio=1e-3, crop_size=None, short_side=None, scale_range=None,
     head_kwargs=dict(channels=64, aux_channels=32),
 )
