@@ -1,6 +1,5 @@
 """Every `unireplknet` subcommand on small data, and the bad inputs each must explain."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1,7 +1,6 @@
 """Checkpoints: atomic writes that survive a full disk, RNG state round trips, and exact resume."""
 import errno
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -68,8 +68,6 @@ def _is_main_rank() -> bool:
 
 def _load_model(path: str, use_ema: bool = False):
     """A UniRepLKNet rebuilt from any checkpoint file (our .pth / .safetensors or an official one), in eval mode."""
-    import torch
-
     from .checkpoint import load_checkpoint, read_state_dict, infer_config
     from .model import UniRepLKNet
 
@@ -326,7 +324,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                 verify = False
                 print("onnxruntime not installed: exporting without verification (pip install 'unireplknet[onnx]')",
                       file=sys.stderr)
-            info = export_onnx(model, base.with_suffix(".onnx"), input_size, opset=args.opset, verify=verify)
+            info = export_onnx(model, base.with_suffix(".onnx"), input_size, opset=args.opset, verify=verify,
+                               exporter=args.exporter)
             check = f"onnxruntime max |diff| {info['max_abs_diff']:.2e}" if verify else "not verified"
             print(f"wrote {info['path']} (input 'images' N x {' x '.join(map(str, input_size))}, dynamic batch; {check})")
         else:
@@ -554,6 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", default=None, help="destination path without suffix (default: next to the checkpoint)")
     p.add_argument("--format", default="onnx", choices=("onnx", "torch-export", "all"))
     p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--exporter", default="auto", choices=("auto", "dynamo", "torchscript"),
+                   help="ONNX exporter (auto: dynamo when onnxscript is installed)")
     add_data_cfg(p)
     p.set_defaults(func=cmd_export)
 

@@ -5,9 +5,8 @@ Needs the ``onnx`` extra (``pip install 'unireplknet[onnx]'``) for the verificat
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Sequence, Union
 
 import numpy as np
 import torch
@@ -46,24 +45,22 @@ def export_onnx(
     opset: int = 18,
     verify: bool = True,
     atol: float = 1e-3,
+    exporter: str = "auto",
 ) -> Dict[str, Any]:
     """Write ``model`` (in eval mode, on CPU) as ONNX with input ``images`` (dynamic batch) and output ``logits``.
 
-    Re-parameterize first for the fast deploy graph. With ``verify`` the file is run with onnxruntime on a
-    batch of 3 — a batch size other than the one traced, which checks the dynamic axis — and the largest
-    difference to PyTorch is returned (RuntimeError above ``atol``).
+    The graph comes from :func:`unireplknet.deploy.export_onnx_bytes` (``exporter``: ``"auto"``, ``"dynamo"``
+    or ``"torchscript"``) and is written atomically. Re-parameterize first for the fast deploy graph. With
+    ``verify`` the file is run with onnxruntime on a batch of 3 — a batch size other than the one traced, which
+    checks the dynamic axis — and the largest difference to PyTorch is returned (RuntimeError above ``atol``).
     """
+    from .deploy import export_onnx_bytes
+    from .engine.checkpointing import atomic_write_bytes
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().to("cpu")
     example = torch.randn(2, *input_size)
-    with warnings.catch_warnings():
-        # The legacy exporter is deprecated and the model's input checks are traced as constants: both expected.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model, (example,), str(path), input_names=["images"], output_names=["logits"],
-            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False,
-        )
+    atomic_write_bytes(path, export_onnx_bytes(model, example, opset=opset, exporter=exporter))
     info: Dict[str, Any] = dict(path=path, max_abs_diff=None, opset=opset)
     if verify:
         diff = verify_onnx(path, model, torch.randn(3, *input_size))

@@ -554,5 +554,7 @@ def _finish_deploy(final: nn.Module, cfg: TrainConfig, bundle: DataBundle, val_l
             return
         from ..export import export_onnx
 
-        info = export_onnx(cpu_deploy, Path(cfg.output) / "model.onnx", tuple(bundle.data_config["input_size"]))
+        # the TorchScript exporter: about 5x quicker than dynamo and the file is verified with onnxruntime anyway
+        info = export_onnx(cpu_deploy, Path(cfg.output) / "model.onnx", tuple(bundle.data_config["input_size"]),
+                           exporter="torchscript")
         result.onnx_file, result.onnx_max_diff = info["path"], info["max_abs_diff"]
