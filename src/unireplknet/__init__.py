@@ -19,6 +19,21 @@ from .zoo import VARIANTS, count_macs, create_model, variant_config, variants_ta
 
 __version__ = "0.1.0"
 
+# The training engine, data and export helpers are imported on first use: `import unireplknet` stays light.
+_LAZY = {
+    "TrainConfig": "engine", "TrainResult": "engine", "train": "engine", "evaluate": "engine",
+    "load_digits": "data", "DigitsDataset": "data", "build_data": "data", "DataError": "data",
+    "export_onnx": "export", "export_torch_program": "export",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'unireplknet' has no attribute {name!r}")
+
 __all__ = [
     "UniRepLKNet",
     "UniRepLKNetBlock",
@@ -40,4 +55,5 @@ __all__ = [
     "CheckpointError",
     "CheckpointMismatchError",
     "PretrainedWeightsUnavailableError",
+    *_LAZY,
 ]
