@@ -2,7 +2,8 @@
 
     python scripts/make_dense_picture.py --det runs/det/deploy.pth --seg runs/seg/deploy.pth -o docs/img/dense_scenes.png
 
-Rows: the scenes with ground-truth outlines; the detector's boxes, class names, scores and masks (score ≥ 0.5);
+Rows: the scenes with ground-truth outlines; the detector's boxes, class names, scores and masks (score ≥
+--threshold, at most --top-k per image);
 the segmenter's label map. Only Pillow and numpy are needed to draw.
 """
 from __future__ import annotations
@@ -37,6 +38,7 @@ def main() -> None:
     p.add_argument("--num", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--top-k", type=int, default=None, help="draw only the k best detections per image")
     p.add_argument("-o", "--output", default="docs/img/dense_scenes.png")
     args = p.parse_args()
 
@@ -55,6 +57,8 @@ def main() -> None:
             out = det([x])[0]
         pred = _up(s.image)
         keep = out["scores"] >= args.threshold
+        if args.top_k is not None:
+            keep &= torch.arange(len(keep)) < args.top_k  # detections come sorted by score
         for mask, label in zip(out.get("masks", torch.zeros(0, 1, 1, 1))[keep], out["labels"][keep]):
             pred = _overlay(pred, (mask[0] > 0.5).numpy(), COLORS[int(label) - 1])
         d = ImageDraw.Draw(pred)
