@@ -33,7 +33,7 @@ PROJECTIONS = ("depth", "learned")
 
 #: The official ModelNet-40 backbone (S widths and depths, default kernels, drop path 0.4) — SPEC 3.4.
 OFFICIAL_MODELNET_KWARGS: Dict[str, Any] = dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768), drop_path_rate=0.4)
-#: The small backbone of the generated-shapes demo (64² views: stage maps 16, 8, 4, 2).
+#: The small backbone of the generated-shapes demo (32² views: stage maps 8, 4, 2, 1).
 SHAPES_DEMO_KWARGS: Dict[str, Any] = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128),
                                           kernel_sizes=((3,), (7,), (7, 7), (3,)))
 
@@ -144,18 +144,18 @@ class PointCloudTrainConfig:
     """Options of :func:`train_pointcloud`; ``data=None`` is the generated shapes set (light defaults)."""
 
     data: Optional[str] = None  # None | ModelNet-40 root
-    num_points: int = 512
+    num_points: int = 1024
     use_normals: bool = False
     projection: str = "depth"
     num_views: int = 4
-    image_size: int = 64
+    image_size: int = 32
     model: str = "custom"
     model_kwargs: Dict[str, Any] = field(default_factory=lambda: dict(SHAPES_DEMO_KWARGS))
     drop_path: float = 0.0
     shapes_per_class: int = 32  # generated set: training shapes per class (held-out: a quarter)
-    epochs: int = 8
+    epochs: int = 12
     batch_size: int = 16
-    lr: float = 2e-3
+    lr: float = 4e-3
     min_lr: float = 1e-6
     warmup_epochs: float = 1.0
     weight_decay: float = 0.05

@@ -146,7 +146,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
                        "view-pooling head (default: generated shapes; ModelNet-40 layouts)")
     g = p.add_argument_group("data")
     g.add_argument("--data", default=None, help="ModelNet-40 root (modelnet40_normal_resampled or the .off release)")
-    g.add_argument("--num-points", type=int, default=None, help="points per cloud after FPS (512; modelnet40 4096)")
+    g.add_argument("--num-points", type=int, default=None, help="points per cloud after FPS (1024; modelnet40 4096)")
     g.add_argument("--use-normals", action="store_true", help="keep normals (rotated with the points; not projected)")
     g.add_argument("--shapes-per-class", type=int, default=None, help="generated set: training shapes per class (32)")
     g.add_argument("--skip-unreadable", action="store_true", help="replace unreadable/degenerate files (logged)")
@@ -157,7 +157,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--projection", default=None, choices=("depth", "learned"),
                    help="depth = fixed differentiable rendering; learned = the official point-to-pixel encoder")
     g.add_argument("--num-views", type=int, default=None, help="4 (official)")
-    g.add_argument("--image-size", type=int, default=None, help="view side in pixels (64; modelnet40 224)")
+    g.add_argument("--image-size", type=int, default=None, help="view side in pixels (32; modelnet40 224)")
     g.add_argument("--model", default=None, help="official (S backbone), custom (--model-kwargs) or unireplknet_a … _xl")
     g.add_argument("--model-kwargs", type=_json_dict, default=None, help="UniRepLKNet arguments (JSON)")
     g.add_argument("--drop-path", type=float, default=None)
