@@ -12,21 +12,10 @@ import json
 import sys
 from typing import Any, Dict, List
 
+from ._cli_common import json_dict_arg as _json_dict, format_metrics as _fmt
 __all__ = ["add_subcommands"]
 
 
-def _fmt(metrics: Dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
-
-
-def _json_dict(text: str) -> Dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
-    return value
 
 
 def _norm_stats(text: str):

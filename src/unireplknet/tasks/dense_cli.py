@@ -14,17 +14,9 @@ import os
 import sys
 from typing import Any, Dict
 
+from ._cli_common import json_dict_arg as _json_arg
 __all__ = ["add_subcommands"]
 
-
-def _json_arg(text: str) -> Dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({err}): {text!r}") from err
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
-    return value
 
 
 def _int_tuple(text: str):

@@ -9,19 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Dict
 
+from ._cli_common import json_dict_arg as _json_dict
 __all__ = ["add_subcommands"]
 
-
-def _json_dict(text: str) -> Dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
-    return value
 
 
 def cmd_forecast_train(args: argparse.Namespace) -> int:

@@ -10,23 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Dict
 
+from ._cli_common import json_dict_arg as _json_dict, format_metrics as _fmt
 __all__ = ["add_subcommands", "projection_picture"]
 
 
-def _json_dict(text: str) -> Dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
-    return value
-
-
-def _fmt(row: Dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
 
 
 def cmd_points_train(args: argparse.Namespace) -> int:

@@ -11,23 +11,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Optional
 
+from ._cli_common import json_dict_arg as _json_dict, format_metrics as _fmt
 __all__ = ["add_subcommands", "clip_picture"]
 
 
-def _json_dict(text: str) -> Dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
-    return value
-
-
-def _fmt(row: Dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
 
 
 def cmd_video_train(args: argparse.Namespace) -> int:
@@ -112,8 +101,6 @@ def clip_picture(frames, layout: str = "mosaic", scale: int = 1, grid: Optional[
 
 
 def cmd_video_mosaic(args: argparse.Namespace) -> int:
-    import random
-
     import numpy as np
 
     from ..modalities.video import eval_frame_indices, read_video
