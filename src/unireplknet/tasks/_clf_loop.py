@@ -216,8 +216,24 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Optional[Dataset], cfg: L
 
 
 def _plain(obj: Any) -> Any:
+    """Dicts, lists and tuples as plain dicts (string keys) and lists, so weights_only loading accepts them."""
     if isinstance(obj, dict):
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
     return obj
+
+
+def read_task_checkpoint(path: str, task: str, command: str, map_location: str = "cpu"):
+    """(state dict, model config, model kwargs) of a ``last.pth`` written by :func:`fit` for ``task``."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint {p} does not exist; pass the last.pth of a {command} run")
+    ck = torch.load(p, map_location=map_location, weights_only=True)
+    mc = ck.get("model_config") or {}
+    if mc.get("task") != task:
+        raise ValueError(f"{p} is not a {command} checkpoint (task {mc.get('task')!r})")
+    kwargs = dict(mc["model_kwargs"])
+    if kwargs.get("kernel_sizes") is not None:
+        kwargs["kernel_sizes"] = tuple(tuple(k) for k in kwargs["kernel_sizes"])
+    return ck["model"], mc, kwargs

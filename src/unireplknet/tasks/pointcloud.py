@@ -179,7 +179,7 @@ class PointCloudTrainConfig:
 
 def train_pointcloud(cfg: PointCloudTrainConfig, progress=None) -> Dict[str, Any]:
     """Train a :class:`PointCloudClassifier` (see the module docstring); returns history, final metrics, model."""
-    from ._clf_loop import LoopConfig, fit
+    from ._clf_loop import LoopConfig, _plain, fit
 
     if cfg.data is None:
         from ..data.pointcloud import GeneratedShapes
@@ -211,29 +211,12 @@ def train_pointcloud(cfg: PointCloudTrainConfig, progress=None) -> Dict[str, Any
     return result
 
 
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
-
-
 def load_pointcloud_classifier(path: str, map_location: str = "cpu") -> Tuple[PointCloudClassifier, Dict[str, Any]]:
     """Rebuild a :class:`PointCloudClassifier` from a ``last.pth`` of :func:`train_pointcloud`."""
-    from pathlib import Path
+    from ._clf_loop import read_task_checkpoint
 
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint {p} does not exist; pass the last.pth of a points-train run")
-    ck = torch.load(p, map_location=map_location, weights_only=True)
-    mc = ck.get("model_config") or {}
-    if mc.get("task") != "pointcloud":
-        raise ValueError(f"{p} is not a points-train checkpoint (task {mc.get('task')!r})")
-    kwargs = dict(mc["model_kwargs"])
-    if "kernel_sizes" in kwargs and kwargs["kernel_sizes"] is not None:
-        kwargs["kernel_sizes"] = tuple(tuple(k) for k in kwargs["kernel_sizes"])
+    state, mc, kwargs = read_task_checkpoint(path, "pointcloud", "points-train", map_location)
     model = create_pointcloud_classifier(len(mc["classes"]), mc["model"], mc["projection"], mc["num_views"],
                                          mc["image_size"], kwargs)
-    model.load_state_dict(ck["model"])
+    model.load_state_dict(state)
     return model.eval(), mc

@@ -241,7 +241,7 @@ def build_video_data(cfg: VideoTrainConfig):
 def train_video(cfg: VideoTrainConfig, progress=None) -> Dict[str, Any]:
     """Train a :class:`VideoClassifier` (see the module docstring); returns history, final metrics, model."""
     from ..modalities.video import collate_clips
-    from ._clf_loop import LoopConfig, fit
+    from ._clf_loop import LoopConfig, _plain, fit
 
     train, val, classes = build_video_data(cfg)
     model = create_video_classifier(cfg.model, len(classes), cfg.num_frames, cfg.layout, cfg.model_kwargs,
@@ -260,28 +260,11 @@ def train_video(cfg: VideoTrainConfig, progress=None) -> Dict[str, Any]:
     return result
 
 
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
-
-
 def load_video_classifier(path: str, map_location: str = "cpu") -> Tuple[VideoClassifier, Dict[str, Any]]:
     """Rebuild a :class:`VideoClassifier` from a ``last.pth`` of :func:`train_video`; returns (model, model_config)."""
-    from pathlib import Path
+    from ._clf_loop import read_task_checkpoint
 
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint {p} does not exist; pass the last.pth of a video-train run")
-    ck = torch.load(p, map_location=map_location, weights_only=True)
-    mc = ck.get("model_config") or {}
-    if mc.get("task") != "video":
-        raise ValueError(f"{p} is not a video-train checkpoint (task {mc.get('task')!r})")
-    kwargs = dict(mc["model_kwargs"])
-    if "kernel_sizes" in kwargs and kwargs["kernel_sizes"] is not None:
-        kwargs["kernel_sizes"] = tuple(tuple(k) for k in kwargs["kernel_sizes"])
+    state, mc, kwargs = read_task_checkpoint(path, "video", "video-train", map_location)
     model = create_video_classifier(mc["model"], len(mc["classes"]), mc["num_frames"], mc["layout"], kwargs)
-    model.load_state_dict(ck["model"])
+    model.load_state_dict(state)
     return model.eval(), mc
