@@ -20,7 +20,7 @@ import tempfile
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Mapping, MutableMapping, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, MutableMapping, Optional, Union
 
 import torch
 from torch import nn
@@ -61,7 +61,7 @@ class PretrainedWeightsUnavailableError(CheckpointError):
     """Official pretrained weights were asked for but could not be downloaded."""
 
     def __init__(self, variant: str, tag: Optional[str], cause: BaseException):
-        from .zoo import HF_HUB_ID, default_cfgs
+        from .zoo import HF_HUB_ID
 
         name = f"{variant}.{tag}" if tag else variant
         cfg = _find_cfg(variant, tag)
@@ -428,7 +428,9 @@ def save_model(model: nn.Module, path: PathLike, metadata: Optional[Mapping[str,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    meta = {"format": "pt", "unireplknet_config": json.dumps(_config_of(model, tensors))}
+    config = infer_config(tensors)
+    config["kernel_sizes"] = [list(k) for k in config["kernel_sizes"]]
+    meta = {"format": "pt", "unireplknet_config": json.dumps(config)}
     meta.update(metadata or {})
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -442,12 +444,6 @@ def save_model(model: nn.Module, path: PathLike, metadata: Optional[Mapping[str,
             os.unlink(tmp)
         raise
     return path
-
-
-def _config_of(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
-    config = infer_config(tensors)
-    config["kernel_sizes"] = [list(k) for k in config["kernel_sizes"]]
-    return config
 
 
 def load_model(path: PathLike, device: Union[str, torch.device] = "cpu", **overrides: Any) -> nn.Module:
