@@ -140,3 +140,23 @@ def test_fused_model_matches_official_reference_logits(channels_last):
     with fused(True), torch.inference_mode():
         got = model(x)
     assert rel_err(got, want) < 1e-5
+
+
+@pytest.mark.parametrize("chunk_bytes", [1 << 20, 64, 1])
+@pytest.mark.parametrize("shape", [(1, 49, 8), (3, 50, 5), (2, 7, 33)])
+def test_spatial_sum_of_squares_equals_squared_norm(monkeypatch, chunk_bytes, shape):
+    """Σ_hw x² (whole, or in chunks of any size incl. a ragged last one) equals vector_norm(x, dim=1)²."""
+    monkeypatch.setattr(fast, "_SUMSQ_CHUNK_BYTES", chunk_bytes)
+    x = torch.randn(*shape, dtype=torch.float64)
+    want = torch.linalg.vector_norm(x, ord=2, dim=1, keepdim=True) ** 2
+    with torch.no_grad():
+        got = fast.spatial_sum_of_squares(x)
+    assert got.shape == want.shape
+    assert rel_err(got, want) < 1e-12
+
+
+def test_fused_block_with_chunked_grn_statistic_equals_reference(monkeypatch):
+    """The chunked GRN statistic (forced by a tiny chunk) gives the same block output."""
+    monkeypatch.setattr(fast, "_SUMSQ_CHUNK_BYTES", 256)
+    check_block(16, 13, 2, 14, True, False, torch.float64, 1e-12)
+    check_block(16, 13, 2, 14, True, False, torch.float32, 1e-5)
