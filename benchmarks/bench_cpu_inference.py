@@ -3,8 +3,9 @@
 Every model runs in eval mode, with random weights, channels_last, 224×224, under torch.inference_mode,
 at batch 1 and 16. For each UniRepLKNet size the run compares, side by side:
 
-* ``official``  — the official code's forward in channels_last: the module-by-module deploy block and the
-  stem/down-sampling LayerNorms written as element-wise ops (what AILab-CVC/UniRepLKNet runs);
+* ``official``  — the official code's forward in channels_last: the module-by-module deploy block, the
+  stem/down-sampling LayerNorms written as element-wise ops and every depthwise conv a plain ``F.conv2d``
+  (``unireplknet.ops`` forced to ``torch``) — what AILab-CVC/UniRepLKNet runs;
 * ``plain``     — this package's module-by-module forward (``UNIREPLKNET_FUSED=0``; fused LayerNorm);
 * ``fused``     — this package's default eager forward (:mod:`unireplknet.fast`);
 * ``compile``   — :func:`unireplknet.deploy.deploy_model` with ``backend="compile"`` (``--compile``);
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 import timm
 from torch.utils.flop_counter import FlopCounterMode
 
-from unireplknet import UniRepLKNet, fast
+from unireplknet import UniRepLKNet, fast, ops
 from unireplknet.deploy import available_backends, deploy_model
 from unireplknet.model import LayerNorm
 
@@ -120,13 +121,16 @@ def _official_layer_norm(self: LayerNorm, x: torch.Tensor) -> torch.Tensor:
 
 @contextlib.contextmanager
 def official_style():
+    """The official code's forward: no fused block, its LayerNorm, every depthwise conv a plain F.conv2d."""
     previous = fast.set_fused(False)
+    ops.set_default_impl("torch")
     original = LayerNorm.forward
     LayerNorm.forward = _official_layer_norm
     try:
         yield
     finally:
         LayerNorm.forward = original
+        ops.set_default_impl(None)  # this script never sets one itself
         fast.set_fused(previous)
 
 

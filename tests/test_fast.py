@@ -160,3 +160,29 @@ def test_fused_block_with_chunked_grn_statistic_equals_reference(monkeypatch):
     monkeypatch.setattr(fast, "_SUMSQ_CHUNK_BYTES", 256)
     check_block(16, 13, 2, 14, True, False, torch.float64, 1e-12)
     check_block(16, 13, 2, 14, True, False, torch.float32, 1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+def test_sample_groups_give_the_same_model_output(monkeypatch, channels_last, dtype, tol):
+    """Stem and FFN run in groups of samples (forced by a tiny GROUP_BYTES) give the whole-batch result."""
+    torch.manual_seed(0)
+    model = UniRepLKNet(depths=(1, 1, 2, 1), dims=(8, 16, 24, 32), kernel_sizes=((3,), (13,), (13, 3), (7,)),
+                        num_classes=5, deploy=True).eval().to(dtype)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    x = torch.randn(5, 3, 64, 64, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        whole = model(x)
+        stem_whole = model.downsample_layers[0](x)
+        monkeypatch.setattr(fast, "GROUP_BYTES", 1)  # one sample per group
+        assert fast.samples_per_group(5, 16, 32, 4) == 1
+        grouped = model(x)
+        stem_grouped = model.downsample_layers[0](x)
+    assert stem_grouped.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert rel_err(stem_grouped, stem_whole) < tol
+    assert rel_err(grouped, whole) < tol

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 if TYPE_CHECKING:  # pragma: no cover - import cycle only for the type checker
     from .model import UniRepLKNetBlock
 
-__all__ = ["FUSED", "fused_enabled", "set_fused", "use_fused_block", "deploy_block_forward", "spatial_sum_of_squares"]
+__all__ = ["FUSED", "fused_enabled", "set_fused", "use_fused_block", "deploy_block_forward", "spatial_sum_of_squares",
+           "samples_per_group", "GROUP_BYTES", "use_sample_groups", "run_in_sample_groups"]
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -154,6 +155,48 @@ def deploy_block_forward(block: "UniRepLKNetBlock", x: torch.Tensor) -> torch.Te
     hidden = F.relu(F.linear(pooled, se.down.weight.flatten(1), se.down.bias))
     se_scale = torch.sigmoid(F.linear(hidden, se.up.weight.flatten(1), se.up.bias))  # (N, C)
 
+    act = _nhwc(y)  # (N, HW, C): a view of y when y is channels_last, else a fresh copy
+    residual = _nhwc(x)
+    # The C-channel map may be scaled in place when it is this call's own tensor, never when it is x.
+    act_is_own = no_grad and (y is not x or act.data_ptr() != x.data_ptr())
+    ffn = block.pwconv1[1].weight.shape[0]
+    group = samples_per_group(n, hw, ffn, x.element_size()) if no_grad else n
+    if group >= n:
+        out = _ffn_tail(block, act, residual, se_scale, act_is_own, onednn)
+    else:  # sample groups keep the 4C-channel temporaries small (see samples_per_group)
+        out = torch.empty((n, hw, c), dtype=x.dtype, device=x.device)
+        for start in range(0, n, group):
+            stop = min(n, start + group)
+            out[start:stop] = _ffn_tail(
+                block, act[start:stop], residual[start:stop], se_scale[start:stop], act_is_own, onednn
+            )
+    return out.view(n, h, w, c).permute(0, 3, 1, 2)
+
+
+#: Largest 4C-channel temporary (bytes) the fused forward makes at once under no_grad; bigger batches
+#: run the FFN in groups of samples. glibc serves allocations above 32 MiB with fresh mmap()ed pages,
+#: and first-touching them cost a 64 MiB GEMM output about a third of its time (UniRepLKNet-T, stage 1,
+#: batch 16); groups below that size reuse the heap and also keep the GRN statistic's read in cache.
+GROUP_BYTES: int = 16 << 20
+
+
+def samples_per_group(n: int, hw: int, ffn: int, element_size: int) -> int:
+    """How many samples the FFN processes at once so its (g, HW, 4C) temporary stays ≤ GROUP_BYTES."""
+    per_sample = hw * ffn * element_size
+    return max(1, min(n, GROUP_BYTES // max(1, per_sample)))
+
+
+def _ffn_tail(
+    block: "UniRepLKNetBlock",
+    act: torch.Tensor,
+    residual: torch.Tensor,
+    se_scale: torch.Tensor,
+    act_is_own: bool,
+    onednn: bool,
+) -> torch.Tensor:
+    """``residual + pwconv2(GRN(GELU(pwconv1(act · se_scale))))`` on (G, HW, C) maps → (G, HW, C)."""
+    n, hw, c = act.shape
+    no_grad = not torch.is_grad_enabled()
     fc1, fc2 = block.pwconv1[1], block.pwconv2[0]
     w1, b1, w2, b2 = fc1.weight, fc1.bias, fc2.weight, fc2.bias
     ffn = w1.shape[0]
@@ -161,10 +204,9 @@ def deploy_block_forward(block: "UniRepLKNetBlock", x: torch.Tensor) -> torch.Te
     # pwconv1 (C → 4C) on SE's output. SE's scale goes on the smaller side: a batch of one scales the
     # weight's columns when the C-channel map is larger than the weight; otherwise the map is scaled (in
     # place when it is this call's own tensor: a C-channel pass, a quarter of a 4C one).
-    act = _nhwc(y)  # (N, HW, C): a view of y when y is channels_last, else a fresh copy
     if n == 1 and hw > ffn:
         w1 = w1 * se_scale  # (4C, C) * (1, C)
-    elif no_grad and (y is not x or act.data_ptr() != x.data_ptr()):
+    elif act_is_own:
         act = act.mul_(se_scale.unsqueeze(1))
     else:
         act = act * se_scale.unsqueeze(1)
@@ -181,7 +223,7 @@ def deploy_block_forward(block: "UniRepLKNetBlock", x: torch.Tensor) -> torch.Te
     grn_scale = block.act[1].gamma.view(1, 1, ffn) * nx + 1
 
     # pwconv2 (4C → C) on GRN's output, plus bias, plus the residual x.
-    residual = _nhwc(x).reshape(n * hw, c)
+    residual = residual.reshape(n * hw, c)
     if hw > c and (n == 1 or (FOLD_GRN_INTO_WEIGHT and no_grad)):
         if n == 1:  # scale the weight's columns once; the activation is untouched
             w2s = w2 * grn_scale.view(1, ffn)
@@ -191,7 +233,7 @@ def deploy_block_forward(block: "UniRepLKNetBlock", x: torch.Tensor) -> torch.Te
                 out = torch.addmm(residual + b2, hid.view(hw, ffn), w2s.t())
         else:  # per-sample scaled weights (N, 4C, C), accumulated onto residual + bias
             w2s_t = grn_scale.transpose(1, 2) * w2.t()
-            out = torch.empty((n, hw, c), dtype=x.dtype, device=x.device)
+            out = torch.empty((n, hw, c), dtype=act.dtype, device=act.device)
             torch.add(residual.view(n, hw, c), b2, out=out)
             out.baddbmm_(hid, w2s_t)
     else:
@@ -200,4 +242,32 @@ def deploy_block_forward(block: "UniRepLKNetBlock", x: torch.Tensor) -> torch.Te
             out = torch.ops.mkldnn._linear_pointwise.binary(hid.view(n * hw, ffn), residual, w2, b2, "add")
         else:
             out = torch.addmm(residual + b2, hid.view(n * hw, ffn), w2.t())
-    return out.view(n, h, w, c).permute(0, 3, 1, 2)
+    return out.view(n, hw, c)
+
+
+def use_sample_groups(module: torch.nn.Module, x: torch.Tensor) -> bool:
+    """True when ``module`` may run ``x`` in sample groups (fused on, eval, autograd off, batch > 1)."""
+    return (
+        FUSED and not module.training and not torch.is_grad_enabled() and x.dim() == 4 and x.shape[0] > 1
+        and not _tracing()
+    )
+
+
+def run_in_sample_groups(fn, x: torch.Tensor, bytes_per_sample: int) -> torch.Tensor:
+    """``fn(x)`` for a per-sample ``fn``, computed on groups of samples whose temporaries stay ≤ GROUP_BYTES."""
+    n = x.shape[0]
+    group = max(1, min(n, GROUP_BYTES // max(1, bytes_per_sample)))
+    if group >= n:
+        return fn(x)
+    first = fn(x[:group])
+    memory_format = torch.channels_last if first.dim() == 4 and _channels_last(first) else torch.contiguous_format
+    out = torch.empty((n,) + tuple(first.shape[1:]), dtype=first.dtype, device=first.device,
+                      memory_format=memory_format)
+    out[:group] = first
+    for start in range(group, n, group):
+        out[start:start + group] = fn(x[start:start + group])
+    return out
+
+
+def _channels_last(t: torch.Tensor) -> bool:
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()

@@ -132,6 +132,21 @@ class LayerNorm(nn.Module):
         return f"{self.normalized_shape[0]}, eps={self.eps}, data_format={self.data_format}"
 
 
+class Stem(nn.Sequential):
+    """conv3×3/2 → LN → GELU → conv3×3/2 → LN: an ``nn.Sequential`` (official keys), run in sample groups.
+
+    Its first three outputs are the largest tensors of the network (half the first stage's width at half
+    the input resolution); for inference (eval, autograd off) a large batch runs through it in groups of
+    samples (:func:`unireplknet.fast.run_in_sample_groups`), which keeps them out of fresh mmap()ed memory.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if fast.use_sample_groups(self, x):
+            hidden = self[0].out_channels * ((x.shape[2] + 1) // 2) * ((x.shape[3] + 1) // 2)
+            return fast.run_in_sample_groups(super().forward, x, hidden * x.element_size())
+        return super().forward(x)
+
+
 class GRNwithNHWC(nn.Module):
     """Global Response Normalization (ConvNeXt V2) on (N, H, W, C) input.
 
@@ -415,7 +430,7 @@ class UniRepLKNet(nn.Module):
 
         self.downsample_layers = nn.ModuleList()
         self.downsample_layers.append(
-            nn.Sequential(
+            Stem(
                 nn.Conv2d(in_chans, dims[0] // 2, kernel_size=3, stride=2, padding=1),
                 LayerNorm(dims[0] // 2, eps=1e-6, data_format="channels_first"),
                 nn.GELU(),
