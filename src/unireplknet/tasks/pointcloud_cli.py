@@ -11,36 +11,28 @@ import argparse
 import json
 import sys
 
-from ._cli_common import json_dict_arg as _json_dict, format_metrics as _fmt
+from ._cli_common import (add_eval_loader_arguments, add_execution_arguments, add_optimisation_arguments,
+                          clf_train_options, print_epoch, set_torch_threads)
+
 __all__ = ["add_subcommands", "projection_picture"]
-
-
 
 
 def cmd_points_train(args: argparse.Namespace) -> int:
     from .pointcloud import PointCloudTrainConfig, train_pointcloud
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    options = {k: v for k, v in dict(
-        data=args.data, num_points=args.num_points, use_normals=args.use_normals or None, projection=args.projection,
-        num_views=args.num_views, image_size=args.image_size, model=args.model, model_kwargs=args.model_kwargs,
-        drop_path=args.drop_path, shapes_per_class=args.shapes_per_class, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
-        smoothing=args.smoothing, test_rotations=args.test_rotations, skip_unreadable=args.skip_unreadable or None,
-        seed=args.seed, workers=args.workers, device=args.device, output=args.output,
-        resume=args.resume or None).items() if v is not None}
-    if args.model not in (None, "custom") and args.model_kwargs is None:
-        options["model_kwargs"] = {}
+    set_torch_threads(args.threads)
+    options = clf_train_options(
+        args, data=args.data, num_points=args.num_points, use_normals=args.use_normals or None,
+        projection=args.projection, num_views=args.num_views, image_size=args.image_size,
+        shapes_per_class=args.shapes_per_class, smoothing=args.smoothing, test_rotations=args.test_rotations,
+        skip_unreadable=args.skip_unreadable or None)
     recipe = args.recipe or ("modelnet40" if args.data else "demo")
     cfg = (PointCloudTrainConfig.modelnet40(**options) if recipe == "modelnet40"
            else PointCloudTrainConfig(**options))
     what = "the generated shapes" if cfg.data is None else cfg.data
     print(f"unireplknet points-train: {cfg.model}, {cfg.projection} projection, {cfg.num_views} views of "
           f"{cfg.image_size}px, {cfg.num_points} points, on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
-    r = train_pointcloud(cfg, progress=lambda row: print(f"epoch {row['epoch']}: {_fmt(row)}", file=sys.stderr))
+    r = train_pointcloud(cfg, progress=print_epoch)
     f = r["final"]
     print(f"point-cloud classification — {what}: {len(r['classes'])} classes (chance {100 / len(r['classes']):.1f}%), "
           f"{r['wall_s']:.0f} s")
@@ -146,23 +138,10 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
                    help="depth = fixed differentiable rendering; learned = the official point-to-pixel encoder")
     g.add_argument("--num-views", type=int, default=None, help="4 (official)")
     g.add_argument("--image-size", type=int, default=None, help="view side in pixels (32; modelnet40 224)")
-    g.add_argument("--model", default=None, help="official (S backbone), custom (--model-kwargs) or unireplknet_a … _xl")
-    g.add_argument("--model-kwargs", type=_json_dict, default=None, help="UniRepLKNet arguments (JSON)")
-    g.add_argument("--drop-path", type=float, default=None)
-    g.add_argument("--epochs", type=int, default=None)
-    g.add_argument("--batch-size", type=int, default=None)
-    g.add_argument("--lr", type=float, default=None)
-    g.add_argument("--warmup-epochs", type=float, default=None)
-    g.add_argument("--weight-decay", type=float, default=None)
+    add_optimisation_arguments(g, "official (S backbone), custom (--model-kwargs) or unireplknet_a … _xl")
     g.add_argument("--smoothing", type=float, default=None, help="official 0.2 (eps/(K-1) off target)")
     g.add_argument("--test-rotations", type=int, default=None, help="how many of the 8 official test rotations")
-    g = p.add_argument_group("execution")
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--workers", type=int, default=None)
-    g.add_argument("--device", default=None)
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    g.add_argument("--output", "-o", default=None, help="run folder (runs/pointcloud)")
-    g.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pth")
+    add_execution_arguments(p, "run folder (runs/pointcloud)")
     p.set_defaults(func=cmd_points_train)
 
     p = sub.add_parser("points-eval", help="the 8-rotation test of a points-train checkpoint")
@@ -170,10 +149,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--data", default=None, help="ModelNet-40 root (default: the generated held-out shapes)")
     p.add_argument("--shapes-per-class", type=int, default=8, help="generated set: held-out shapes per class")
     p.add_argument("--test-rotations", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--skip-unreadable", action="store_true")
-    p.add_argument("--json", action="store_true")
+    add_eval_loader_arguments(p, batch_size=16)
     p.set_defaults(func=cmd_points_eval)
 
     p = sub.add_parser("points-project", help="save the fixed depth projections of clouds (PNG)")

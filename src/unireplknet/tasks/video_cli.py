@@ -13,37 +13,28 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ._cli_common import json_dict_arg as _json_dict, format_metrics as _fmt
+from ._cli_common import (add_eval_loader_arguments, add_execution_arguments, add_optimisation_arguments,
+                          clf_train_options, print_epoch, set_torch_threads)
+
 __all__ = ["add_subcommands", "clip_picture"]
-
-
 
 
 def cmd_video_train(args: argparse.Namespace) -> int:
     from .video import VideoTrainConfig, train_video
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    options = {k: v for k, v in dict(
-        data=args.data, val_data=args.val_data, data_root=args.data_root, val_split=args.val_split,
+    set_torch_threads(args.threads)
+    options = clf_train_options(
+        args, data=args.data, val_data=args.val_data, data_root=args.data_root, val_split=args.val_split,
         num_frames=args.num_frames, sampling_rate=args.sampling_rate, input_size=args.input_size, layout=args.layout,
-        model=args.model, model_kwargs=args.model_kwargs, drop_path=args.drop_path,
-        clips_per_class=args.clips_per_class, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay, layer_decay=args.layer_decay,
-        smoothing=args.smoothing, mixup=args.mixup, cutmix=args.cutmix, auto_augment=args.aa, hflip=args.hflip,
-        reprob=args.reprob, test_clips=args.test_clips, test_crops=args.test_crops,
-        skip_unreadable=args.skip_unreadable or None, seed=args.seed, workers=args.workers, device=args.device,
-        output=args.output, resume=args.resume or None).items() if v is not None}
-    if args.model not in (None, "custom") and args.model_kwargs is None:
-        options["model_kwargs"] = {}
+        clips_per_class=args.clips_per_class, layer_decay=args.layer_decay, smoothing=args.smoothing,
+        mixup=args.mixup, cutmix=args.cutmix, auto_augment=args.aa, hflip=args.hflip, reprob=args.reprob,
+        test_clips=args.test_clips, test_crops=args.test_crops, skip_unreadable=args.skip_unreadable or None)
     recipe = args.recipe or ("kinetics" if args.data else "demo")
     cfg = VideoTrainConfig.kinetics(**options) if recipe == "kinetics" else VideoTrainConfig(**options)
     what = "the generated motion clips" if cfg.data is None else cfg.data
     print(f"unireplknet video-train: {cfg.model} ({cfg.layout} layout, {cfg.num_frames} frames of "
           f"{cfg.input_size}px) on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
-    r = train_video(cfg, progress=lambda row: print(f"epoch {row['epoch']}: {_fmt(row)}", file=sys.stderr))
+    r = train_video(cfg, progress=print_epoch)
     f = r["final"]
     views = cfg.test_clips * cfg.test_crops
     chance = 100.0 / len(r["classes"])
@@ -139,14 +130,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--recipe", default=None, choices=("demo", "kinetics"),
                    help="defaults: demo = light settings of the motion set (default without --data); kinetics = "
                         "the official K400 recipe (default with --data)")
-    g.add_argument("--model", default=None, help="official (K400 network), custom (--model-kwargs) or unireplknet_a … _xl")
-    g.add_argument("--model-kwargs", type=_json_dict, default=None, help="UniRepLKNet arguments (JSON)")
-    g.add_argument("--drop-path", type=float, default=None)
-    g.add_argument("--epochs", type=int, default=None)
-    g.add_argument("--batch-size", type=int, default=None)
-    g.add_argument("--lr", type=float, default=None)
-    g.add_argument("--warmup-epochs", type=float, default=None)
-    g.add_argument("--weight-decay", type=float, default=None)
+    add_optimisation_arguments(g, "official (K400 network), custom (--model-kwargs) or unireplknet_a … _xl")
     g.add_argument("--layer-decay", type=float, default=None)
     g.add_argument("--smoothing", type=float, default=None)
     g.add_argument("--mixup", type=float, default=None)
@@ -156,13 +140,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--reprob", type=float, default=None)
     g.add_argument("--test-clips", type=int, default=None, help="temporal test clips (kinetics: 5)")
     g.add_argument("--test-crops", type=int, default=None, help="spatial test crops (kinetics: 3)")
-    g = p.add_argument_group("execution")
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--workers", type=int, default=None)
-    g.add_argument("--device", default=None)
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    g.add_argument("--output", "-o", default=None, help="run folder (runs/video)")
-    g.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pth")
+    add_execution_arguments(p, "run folder (runs/video)")
     p.set_defaults(func=cmd_video_train)
 
     p = sub.add_parser("video-eval", help="multi-clip, multi-crop top-1 of a video-train checkpoint")
@@ -174,10 +152,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--test-clips", type=int, default=5)
     p.add_argument("--test-crops", type=int, default=3)
     p.add_argument("--clips-per-class", type=int, default=12, help="motion set: held-out clips per class")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--skip-unreadable", action="store_true")
-    p.add_argument("--json", action="store_true")
+    add_eval_loader_arguments(p, batch_size=8)
     p.set_defaults(func=cmd_video_eval)
 
     p = sub.add_parser("video-mosaic", help="save the image the backbone sees for a clip (PNG)")
