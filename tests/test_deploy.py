@@ -75,6 +75,30 @@ def test_runtime_backend_matches_pytorch_for_any_batch(backend):
     assert rel_err(got, want) < 1e-4
 
 
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason='needs pip install "unireplknet[openvino]"')
+@pytest.mark.parametrize("static_shapes", [True, False])
+def test_openvino_shape_specialised_models_match_pytorch(monkeypatch, caplog, static_shapes):
+    """Per-shape compiled models (and the dynamic one past the shape limit) all give PyTorch's outputs."""
+    import logging
+
+    from unireplknet import deploy as deploy_module
+
+    caplog.set_level(logging.INFO, logger="unireplknet.deploy")
+    monkeypatch.setattr(deploy_module, "OPENVINO_MAX_STATIC_SHAPES", 2)
+    model = small_trained_model()
+    deployed = deploy_model(model, "openvino", example_input=torch.randn(1, 3, 64, 64),
+                            openvino_static_shapes=static_shapes)
+    for batch in (2, 3, 2, 5):  # 1 and 2 fill the two static slots; 3 and 5 run on the dynamic model
+        x = torch.randn(batch, 3, 64, 64)
+        with torch.no_grad():
+            want = model(x)
+        got = deployed(x)
+        assert got.shape == (batch, 10)
+        assert rel_err(got, want) < 1e-4
+    specialised = [r for r in caplog.records if "compiling for input shape" in r.getMessage()]
+    assert len(specialised) == (2 if static_shapes else 0)
+
+
 def test_features_mode_backbone_deploys_to_onnxruntime():
     pytest.importorskip("onnxruntime")
     torch.manual_seed(1)
