@@ -125,3 +125,27 @@ def test_resume_checks(digits_tree, tmp_path):
     torch.save({"model": {}}, tmp_path / "plain.pth")
     with pytest.raises(ValueError, match="not a unireplknet training checkpoint"):
         load_training_checkpoint(tmp_path / "plain.pth")
+
+
+def test_finetune_from_deploy_checkpoint_resumes_exactly(digits_tree, tmp_path):
+    """A deploy-layout --checkpoint trains the deploy structure; a killed run of it resumes in that structure and
+    ends where the uninterrupted one does (the resumed model used to be rebuilt in the training structure)."""
+    from unireplknet import UniRepLKNet, reparameterize
+    from unireplknet.checkpoint import save_model
+
+    torch.manual_seed(3)
+    own = reparameterize(UniRepLKNet(in_chans=1, num_classes=10, **TINY))
+    path = save_model(own, tmp_path / "deploy.safetensors")
+    kw = dict(checkpoint=str(path), model_ema=False, mixup=0.0, cutmix=0.0, drop_path=0.0)
+    full = train(_cfg(digits_tree, tmp_path / "full", **kw))
+    assert full.model.deploy
+    with pytest.raises(_Killed):
+        train(_cfg(digits_tree, tmp_path / "resumed", **kw), callbacks=[_kill_after(1)])
+    resumed = train(_cfg(digits_tree, tmp_path / "resumed", resume="auto", **kw))
+    assert resumed.model.deploy
+    a = load_training_checkpoint(tmp_path / "full" / "last.pth")
+    b = load_training_checkpoint(tmp_path / "resumed" / "last.pth")
+    assert a["model_config"]["deploy"] is True and b["epoch"] == 2
+    assert a["model"].keys() == b["model"].keys() == own.state_dict().keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k

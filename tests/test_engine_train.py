@@ -144,3 +144,34 @@ def test_short_run_deploy_agrees_with_training_structure(tmp_path):
     assert r.params_deploy < r.params_train
     if r.onnx_file is not None:
         assert r.onnx_max_diff < 1e-3
+
+
+def test_metrics_logger_resume_drops_later_epochs_from_csv_and_tensorboard(tmp_path):
+    """A run killed after logging epoch 2 but before saving its checkpoint resumes from epoch 1: epoch 2 is logged
+    again, and both the CSV and the TensorBoard scalars must hold the new value only (the reader's view)."""
+    pytest.importorskip("tensorboard")
+    import csv
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from unireplknet.engine.metrics_log import MetricsLogger
+
+    first = MetricsLogger(tmp_path, tensorboard=True)
+    for epoch, loss in ((1, 2.5), (2, 2.25)):
+        first.log(dict(epoch=epoch, train_loss=loss))
+    first.close()
+    # Readers take event files in name order (events.out.tfevents.<seconds>.<host>.<pid>.<n>); within one second
+    # of one process <n> may sort wrongly (10 < 9), so date the killed run's file back as a real one would be.
+    for f in (tmp_path / "tensorboard").glob("events.out.tfevents.*"):
+        parts = f.name.split(".")
+        parts[3] = f"{int(parts[3]) - 100:010d}"
+        f.rename(f.with_name(".".join(parts)))
+    resumed = MetricsLogger(tmp_path, resume_epoch=1, tensorboard=True)
+    for epoch, loss in ((2, 1.75), (3, 1.5)):
+        resumed.log(dict(epoch=epoch, train_loss=loss))
+    resumed.close()
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [(int(r["epoch"]), float(r["train_loss"])) for r in rows] == [(1, 2.5), (2, 1.75), (3, 1.5)]
+    acc = EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    assert [(s.step, s.value) for s in acc.Scalars("train_loss")] == [(1, 2.5), (2, 1.75), (3, 1.5)]

@@ -228,3 +228,21 @@ def test_pretrained_true_asks_the_hub_for_the_official_file(reference, monkeypat
     assert asked == [("DingXiaoH/UniRepLKNet", "unireplknet_a_in1k_224_acc77.03.pth")]
     with torch.no_grad():
         assert rel_err(model(reference["io"]["input"]), reference["io"]["logits_train"]) < 1e-5
+
+
+@pytest.mark.parametrize("in_chans", [1, 2])
+def test_pretrained_with_other_input_channels_adapts_the_stem(reference, monkeypatch, in_chans):
+    """Grey (or other-channel) fine-tuning from the RGB official weights: timm's first_conv rule applies — one channel
+    gets the sum over RGB, others the RGB weights repeated and scaled by 3/in_chans — everything else loads unchanged."""
+    import timm.models._builder as builder
+
+    monkeypatch.setattr(builder, "load_state_dict_from_hf", lambda *a, **k: {"model": dict(reference["train"])})
+    with pytest.warns(UserWarning, match="1000-class head does not fit the model's 10 classes"):
+        model = timm.create_model("unireplknet_a", pretrained=True, in_chans=in_chans, num_classes=10)
+    sd, rgb = model.state_dict(), reference["train"]["downsample_layers.0.0.weight"]
+    want = rgb.sum(1, keepdim=True) if in_chans == 1 else rgb[:, :in_chans] * (3 / in_chans)
+    torch.testing.assert_close(sd["downsample_layers.0.0.weight"], want, rtol=0, atol=1e-7)
+    for k, v in reference["train"].items():
+        if not k.startswith(("head.", "downsample_layers.0.0.weight")):
+            assert torch.equal(sd[k], v), k
+    assert sd["head.weight"].shape == (10, 320)

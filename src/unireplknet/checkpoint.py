@@ -347,8 +347,23 @@ def _mismatch_message(source, sd, model, missing, unexpected, mis_shaped) -> str
 
 def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> StateDict:
     """timm pretrained filter: official layouts in, exactly the model's keys out (head dropped on class mismatch)."""
-    sd = unwrap_state_dict(state_dict, source="pretrained checkpoint")
-    return _fit_to_model(sd, model, drop_mismatched_head=True, source="the pretrained checkpoint")
+    sd = strip_prefixes(unwrap_state_dict(state_dict, source="pretrained checkpoint"))
+    # A model with another input channel count (e.g. in_chans=1 for grey images): timm adapts the stem conv
+    # (the pretrained cfg's first_conv) after this filter, so let the RGB stem through unchanged here.
+    stem = "downsample_layers.0.0.weight"
+    target = model.state_dict().get(stem)
+    rgb_stem = sd.get(stem)
+    other_chans = (
+        target is not None and rgb_stem is not None and rgb_stem.dim() == 4
+        and rgb_stem.shape[1] != target.shape[1]
+        and rgb_stem.shape[:1] + rgb_stem.shape[2:] == target.shape[:1] + target.shape[2:]
+    )
+    if other_chans:
+        sd[stem] = target
+    sd = _fit_to_model(sd, model, drop_mismatched_head=True, source="the pretrained checkpoint")
+    if other_chans:
+        sd[stem] = rgb_stem
+    return sd
 
 
 def load_checkpoint(

@@ -6,13 +6,33 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-__all__ = ["MetricsLogger"]
+__all__ = ["MetricsLogger", "tensorboard_writer"]
 
 _logger = logging.getLogger(__name__)
 
 
+TENSORBOARD_MISSING = (
+    "TensorBoard logging needs the tensorboard package, which is not installed: "
+    "pip install 'unireplknet[tensorboard]' (or leave out --tensorboard)"
+)
+
+
+def tensorboard_writer(required: bool = False) -> Optional[type]:
+    """torch's ``SummaryWriter`` class, or None when tensorboard is not installed (ImportError if ``required``)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        if required:
+            raise ImportError(TENSORBOARD_MISSING) from None
+        _logger.debug("tensorboard not installed: metrics go to metrics.csv only")
+        return None
+    return SummaryWriter
+
+
 class MetricsLogger:
-    """Appends one row per epoch to ``metrics.csv``; on resume, rows after the resumed epoch are dropped."""
+    """Appends one row per epoch to ``metrics.csv`` and, when tensorboard is installed (``tensorboard=None``) or
+    required (``True``), its numeric values as scalars (step = epoch) to ``tensorboard/`` event files.
+    On resume, rows and events after the resumed epoch are dropped."""
 
     def __init__(self, folder: Path, resume_epoch: int = 0, tensorboard: Optional[bool] = None):
         self.path = Path(folder) / "metrics.csv"
@@ -23,13 +43,12 @@ class MetricsLogger:
                 self.rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= resume_epoch]
         self.tb = None
         if tensorboard is not False:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(Path(folder) / "tensorboard"))
-            except ImportError:
-                if tensorboard:
-                    raise ImportError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+            writer_class = tensorboard_writer(required=bool(tensorboard))
+            if writer_class is not None:
+                # purge_step: a resumed run discards the events of epochs after the checkpoint (a run killed
+                # between logging an epoch and saving its checkpoint logged it once already), as the CSV does.
+                self.tb = writer_class(str(Path(folder) / "tensorboard"),
+                                       purge_step=resume_epoch + 1 if resume_epoch > 0 else None)
 
     def log(self, row: Dict[str, Any]) -> None:
         self.rows.append({k: v for k, v in row.items()})

@@ -33,7 +33,7 @@ from .checkpointing import (
 )
 from .config import TrainConfig
 from .distributed import DistInfo, all_gather_object, all_reduce_sum, average_buffers, barrier, init_distributed
-from .metrics_log import MetricsLogger
+from .metrics_log import MetricsLogger, tensorboard_writer
 from .samplers import ShardedBatchSampler, ShardedEvalSampler
 
 __all__ = ["EpochEnd", "TrainResult", "build_model", "build_optimizer", "build_scheduler", "evaluate", "train", "unknown_variant_message"]
@@ -129,10 +129,33 @@ def build_model(
                             **kwargs, **overrides)
 
 
-def _model_config(cfg: TrainConfig, num_classes: int, in_chans: int) -> Dict[str, Any]:
+def _rgb_stem_adapted(path: str, model: nn.Module) -> Any:
+    """``path``, or its state dict with an RGB stem adapted to the model's input channels the way timm adapts
+    ``--pretrained`` weights (``in_chans=1``: the sum over R, G, B), so a downloaded official file given as
+    ``--checkpoint`` works like ``--pretrained`` for grey images."""
+    from ..checkpoint import read_state_dict, strip_prefixes
+
+    target = model.state_dict().get("downsample_layers.0.0.weight")
+    if target is None or target.shape[1] == 3:
+        return path
+    sd = strip_prefixes(read_state_dict(path))
+    w = sd.get("downsample_layers.0.0.weight")
+    if w is None or w.dim() != 4 or w.shape[1] != 3 or w.shape[:1] + w.shape[2:] != target.shape[:1] + target.shape[2:]:
+        return path  # nothing to adapt, or a real mismatch that load_checkpoint explains with the file's name
+    from timm.models import adapt_input_conv
+
+    _logger.info("%s: RGB stem adapted to %d input channel(s)", path, target.shape[1])
+    sd["downsample_layers.0.0.weight"] = adapt_input_conv(target.shape[1], w).to(w.dtype)
+    return sd
+
+
+def _model_config(cfg: TrainConfig, num_classes: int, in_chans: int, deploy: bool = False) -> Dict[str, Any]:
     """What identifies the architecture (checked on resume)."""
-    return dict(name=cfg.model, model_kwargs=TrainConfig(model_kwargs=cfg.model_kwargs).to_dict()["model_kwargs"],
-                num_classes=num_classes, in_chans=in_chans)
+    config = dict(name=cfg.model, model_kwargs=TrainConfig(model_kwargs=cfg.model_kwargs).to_dict()["model_kwargs"],
+                  num_classes=num_classes, in_chans=in_chans)
+    if deploy:  # only then, so that checkpoints of training-structure runs keep their old model_config
+        config["deploy"] = True
+    return config
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
@@ -328,6 +351,8 @@ def train(cfg: TrainConfig, callbacks: Sequence[Callable[[EpochEnd], None]] = ()
     dist_info = init_distributed(cfg.device)
     device, rank, world = dist_info.device, dist_info.rank, dist_info.world_size
     main = dist_info.is_main
+    if main and cfg.tensorboard:
+        tensorboard_writer(required=True)  # say it now, not after the data and model are built
     out = Path(cfg.output)
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -353,16 +378,40 @@ def train(cfg: TrainConfig, callbacks: Sequence[Callable[[EpochEnd], None]] = ()
     amp_dtype = _amp_dtype(cfg.amp)
     channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
 
-    model = build_model(cfg.model, num_classes, in_chans, cfg.model_kwargs, cfg.pretrained,
+    ckpt = resume_path = None
+    if cfg.resume:
+        # Read before the model is built: the run may have trained the deploy structure (see below).
+        resume_path = out / "last.pth" if cfg.resume == "auto" else Path(cfg.resume)
+        ckpt = load_training_checkpoint(resume_path, map_location=device)
+
+    # A resumed run overwrites every weight from its checkpoint: no need to fetch the pretrained ones again
+    # (which would also fail offline).
+    model = build_model(cfg.model, num_classes, in_chans, cfg.model_kwargs, cfg.pretrained and ckpt is None,
                         drop_path_rate=cfg.drop_path, layer_scale_init_value=cfg.layer_scale_init_value,
                         head_init_scale=cfg.head_init_scale)
-    model_config = _model_config(cfg, num_classes, in_chans)
-    if cfg.checkpoint and not cfg.resume:
-        from ..checkpoint import load_checkpoint
+    if cfg.checkpoint and ckpt is None:
+        from ..checkpoint import CheckpointMismatchError, load_checkpoint
 
-        load_checkpoint(model, cfg.checkpoint, drop_mismatched_head=True)
+        # A deploy-layout file re-parameterizes the model first (its branches cannot be recovered).
+        source = _rgb_stem_adapted(cfg.checkpoint, model)
+        try:
+            load_checkpoint(model, source, drop_mismatched_head=True)
+        except CheckpointMismatchError as e:
+            if isinstance(source, dict):  # the message names "the state dict": say which file it came from
+                raise CheckpointMismatchError(f"{cfg.checkpoint}: {e}") from None
+            raise
         if main:
             _logger.info("initialised from %s", cfg.checkpoint)
+            if getattr(model, "deploy", False):
+                _logger.warning(
+                    "%s is a deploy (re-parameterized) checkpoint: fine-tuning continues in the deploy structure "
+                    "(one fused kernel per block, no parallel dilated branches or block BatchNorms); start from "
+                    "the training checkpoint (e.g. last.pth) to train the Dilated Reparam Blocks", cfg.checkpoint)
+    elif ckpt is not None and ckpt["model_config"].get("deploy") and not getattr(model, "deploy", False):
+        from ..model import reparameterize
+
+        reparameterize(model)
+    model_config = _model_config(cfg, num_classes, in_chans, deploy=getattr(model, "deploy", False))
     if cfg.grad_checkpointing:
         model.set_grad_checkpointing(True)
     if cfg.sync_bn and dist_info.distributed:
@@ -404,9 +453,8 @@ def train(cfg: TrainConfig, callbacks: Sequence[Callable[[EpochEnd], None]] = ()
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
 
     start_epoch, num_updates, best, history = 0, 0, None, []
-    if cfg.resume:
-        path = out / "last.pth" if cfg.resume == "auto" else Path(cfg.resume)
-        ckpt = load_training_checkpoint(path, map_location=device)
+    if ckpt is not None:
+        path = resume_path
         if ckpt["model_config"] != model_config:
             raise ValueError(
                 f"{path} was trained with model {ckpt['model_config']}, these options build {model_config}; "
