@@ -229,3 +229,305 @@ def test_default_digits_run_reaches_95_percent(tmp_path, capsys):
     assert summary["train_structure"]["top1"] >= 95.0
     assert summary["deploy_structure"]["top1"] == pytest.approx(summary["train_structure"]["top1"], abs=0.3)
     assert (tmp_path / "digits" / "deploy.safetensors").exists()
+
+
+# ----------------------------------------------------------------------------------------------- bench: plot, runtimes
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_plot_writes_an_image(tmp_path, capsys):
+    mpl_image = pytest.importorskip("matplotlib.image")
+    path = tmp_path / "bench.png"
+    code = main(["bench", "--models", "unireplknet_a", "--input-size", "32", "--batch-sizes", "1,2", "--iters", "1",
+                 "--warmup", "0", "--memory-formats", "nchw", "--plot", str(path)])
+    assert code == 0 and f"wrote {path}" in capsys.readouterr().out
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    pixels = mpl_image.imread(str(path))
+    assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100
+    assert pixels.reshape(-1, pixels.shape[-1]).std(axis=0).max() > 0.05  # something is drawn on the white canvas
+
+
+def test_bench_plot_without_matplotlib_names_the_extra(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib...` raise ImportError
+    code, err = _err(["bench", "--models", "unireplknet_a", "--input-size", "32", "--batch-sizes", "1",
+                      "--iters", "1", "--plot", str(tmp_path / "b.png")], capsys)
+    assert code == 2 and "pip install 'unireplknet[plot]'" in err
+    assert "images/s" not in capsys.readouterr().out  # refused before measuring anything
+    assert not (tmp_path / "b.png").exists()
+
+
+def test_bench_plot_rejects_unknown_image_suffix(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    code, err = _err(["bench", "--models", "unireplknet_a", "--input-size", "32", "--batch-sizes", "1",
+                      "--plot", str(tmp_path / "b.xyz")], capsys)
+    assert code == 2 and "b.xyz" in err and ".png" in err
+
+
+BENCH_TINY = ["bench", "--models", "custom", "--model-kwargs", json.dumps(TINY), "--input-size", "32",
+              "--batch-sizes", "1,3", "--iters", "1", "--warmup", "0", "--structures", "deploy",
+              "--memory-formats", "nchw"]
+
+
+@pytest.mark.parametrize("backends", ["eager", "onnxruntime", "openvino"])
+def test_bench_times_deploy_model_backends_in_the_same_table(backends, tmp_path, capsys, monkeypatch):
+    for b in backends.split(","):
+        if b in ("onnxruntime", "openvino"):
+            pytest.importorskip(b)
+    from unireplknet import deploy
+
+    built = []
+    real_deploy_model = deploy.deploy_model
+
+    def spy(model, backend="auto", example_input=None, **kw):
+        built.append(backend)
+        return real_deploy_model(model, backend, example_input, **kw)
+
+    monkeypatch.setattr(deploy, "deploy_model", spy)
+    code = main(BENCH_TINY + ["--backends", backends, "--csv", str(tmp_path / "b.csv")])
+    assert code == 0
+    table = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(table) if line.startswith("model"))
+    body = [line.split() for line in table[header + 2:] if line.startswith("custom")]
+    assert [r[1] for r in body] == ["torch", "torch"] + [f"deploy:{backends}"] * 2
+    assert built == [backends]  # one deployment, timed at every batch size
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "b.csv")))
+    assert [(r["runtime"], r["structure"], int(r["batch"])) for r in rows] == [
+        ("torch", "deploy", 1), ("torch", "deploy", 3), (f"deploy:{backends}", "deploy", 1),
+        (f"deploy:{backends}", "deploy", 3)]
+    assert all(float(r["latency_ms"]) > 0 for r in rows)
+    for r in rows:  # images/s is the batch over the median latency
+        assert float(r["images_per_s"]) == pytest.approx(int(r["batch"]) / (float(r["latency_ms"]) / 1000), rel=1e-6)
+
+
+def test_bench_backend_errors(monkeypatch, capsys):
+    import sys
+
+    code, err = _err(BENCH_TINY + ["--backends", "tensorrt"], capsys)
+    assert code == 2 and "'tensorrt'" in err and "onnxruntime" in err
+    monkeypatch.setitem(sys.modules, "openvino", None)  # a machine without OpenVINO
+    code, err = _err(BENCH_TINY + ["--backends", "eager,openvino"], capsys)
+    assert code == 2 and 'pip install "unireplknet[openvino]"' in err
+    assert "images/s" not in capsys.readouterr().out  # refused before measuring anything
+
+
+# ----------------------------------------------------------------------------------------------- train: TensorBoard
+def _with(args, **replace):
+    """TRAIN_ARGS with some option values replaced, e.g. _with(TRAIN_ARGS, epochs="2")."""
+    args = list(args)
+    for k, v in replace.items():
+        args[args.index("--" + k.replace("_", "-")) + 1] = v
+    return args
+
+
+def test_train_tensorboard_scalars_equal_the_csv(digits_tree, tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(digits_tree), "--output", str(out), "--tensorboard", "--no-onnx"]
+                + _with(TRAIN_ARGS, epochs="2")) == 0
+    import csv
+
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file under the run folder"
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    columns = [c for c in rows[0] if c != "epoch"]
+    assert sorted(acc.Tags()["scalars"]) == sorted(columns)
+    assert {"train_loss", "lr", "val_loss", "val_top1", "val_top5"} <= set(columns)
+    for c in columns:
+        scalars = acc.Scalars(c)
+        assert [s.step for s in scalars] == [1, 2], c
+        for s, r in zip(scalars, rows):  # the CSV keeps 6 significant digits, TensorBoard float32
+            assert s.value == pytest.approx(float(r[c]), rel=1e-5, abs=1e-12), c
+
+
+def test_train_tensorboard_required_but_missing_names_the_extra(digits_tree, tmp_path, monkeypatch, capsys):
+    import sys
+
+    # a machine without tensorboard (torch.utils.tensorboard is what imports it)
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    code, err = _err(["train", "--data", str(digits_tree), "--output", str(tmp_path / "r"), "--tensorboard"]
+                     + TRAIN_ARGS, capsys)
+    assert code == 2 and "pip install 'unireplknet[tensorboard]'" in err
+    assert not (tmp_path / "r" / "last.pth").exists()
+    # without --tensorboard the same run goes on, with the CSV only
+    assert main(["train", "--data", str(digits_tree), "--output", str(tmp_path / "r"), "--no-onnx"] + TRAIN_ARGS) == 0
+    assert (tmp_path / "r" / "metrics.csv").exists() and not (tmp_path / "r" / "tensorboard").exists()
+
+
+# ----------------------------------------------------------------------------------------------- train: fine-tuning
+FINETUNE_ARGS = ["--input-size", "32", "--epochs", "1", "--batch-size", "8", "--workers", "0", "--warmup-epochs", "0",
+                 "--no-progress", "--no-onnx", "--no-tensorboard"]
+
+
+def _spy_build_model(monkeypatch):
+    """Record what train() builds: the weights right after creation and the RNG state the head was drawn from."""
+    from unireplknet.engine import trainer
+
+    seen = {}
+    real = trainer.build_model
+
+    def spy(*args, **kwargs):
+        seen.update(rng=torch.get_rng_state(), args=args, kwargs=kwargs, real=real)
+        model = real(*args, **kwargs)
+        seen["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return model
+
+    monkeypatch.setattr(trainer, "build_model", spy)
+    return seen
+
+
+def test_train_pretrained_finetunes_official_weights_with_a_new_head(reference, digits_tree, tmp_path, monkeypatch,
+                                                                      capsys):
+    """--pretrained with the Hugging Face download replaced by the reference checkpoint (the hub is offline here):
+    the backbone starts from the official tensors (the RGB stem summed to one grey channel, timm's rule), the
+    1000-class head is replaced by a freshly initialised 10-class one, and a 1-epoch run completes."""
+    import timm.models._builder as builder
+
+    asked = []
+
+    def fake_hub(repo_id, filename=None, **kwargs):
+        asked.append((repo_id, filename))
+        return {"model": dict(reference["train"])}  # an official pickle keeps its tensors under `model`
+
+    monkeypatch.setattr(builder, "load_state_dict_from_hf", fake_hub)
+    seen = _spy_build_model(monkeypatch)
+    from unireplknet.engine import benchmark
+
+    # the end-of-run speed-up timing of variant A is not under test here and would double the test's time
+    monkeypatch.setattr(benchmark, "compare_latency", lambda models, x, **kw: [1.0] * len(models))
+    out = tmp_path / "ft"
+    code = main(["train", "--data", str(digits_tree), "--output", str(out), "--model", "unireplknet_a",
+                 "--pretrained", "--in-chans", "1"] + FINETUNE_ARGS)
+    assert code == 0
+    assert asked == [("DingXiaoH/UniRepLKNet", "unireplknet_a_in1k_224_acc77.03.pth")]
+    start, ref = seen["state"], reference["train"]
+    assert set(start) == set(ref)
+    for k, v in ref.items():
+        if k.startswith("head."):
+            continue
+        want = v.sum(dim=1, keepdim=True) if k == "downsample_layers.0.0.weight" else v
+        assert torch.equal(start[k], want), k
+    assert start["head.weight"].shape == (10, 320) and start["head.bias"].shape == (10,)
+    # the head is the model's own initialisation: rebuild from the same random state without pretrained weights
+    torch.set_rng_state(seen["rng"])
+    args = list(seen["args"])
+    args[4] = False  # pretrained
+    fresh = seen["real"](*args, **seen["kwargs"]).state_dict()
+    assert torch.equal(start["head.weight"], fresh["head.weight"]) and torch.equal(start["head.bias"], fresh["head.bias"])
+    assert not torch.equal(start["stages.2.0.pwconv1.1.weight"], fresh["stages.2.0.pwconv1.1.weight"])
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 1 and summary["train_structure"]["images"] == 20
+    from unireplknet.checkpoint import load_model
+
+    deployed = load_model(out / "deploy.safetensors")
+    assert deployed.num_classes == 10 and deployed.in_chans == 1 and deployed.dims == (40, 80, 160, 320)
+    # resuming a --pretrained run does not fetch the weights again (they come from last.pth; the run is complete,
+    # so the resume goes straight to the end-of-run evaluation)
+    assert main(["train", "--data", str(digits_tree), "--output", str(out), "--model", "unireplknet_a",
+                 "--pretrained", "--in-chans", "1", "--resume"] + FINETUNE_ARGS) == 0
+    assert len(asked) == 1 and seen["args"][4] is False
+
+
+@pytest.mark.parametrize("layout", ["train", "deploy"])
+def test_train_checkpoint_of_another_class_count(layout, digits_tree, tmp_path, monkeypatch, capsys):
+    """--checkpoint OWN.safetensors with a 5-class head on the 10-class digits: everything but the head loads,
+    the head is the new model's own 10-class initialisation. A deploy-layout file fine-tunes the deploy structure."""
+    from conftest import randomize_bn_and_scales
+    from unireplknet import UniRepLKNet, reparameterize
+    from unireplknet.checkpoint import save_model
+
+    torch.manual_seed(1)
+    kwargs = {**TINY, "kernel_sizes": tuple(map(tuple, TINY["kernel_sizes"]))}
+    own = randomize_bn_and_scales(UniRepLKNet(in_chans=1, num_classes=5, **kwargs), seed=1)
+    if layout == "deploy":
+        reparameterize(own)
+    path = save_model(own, tmp_path / "own5.safetensors")
+    from unireplknet import checkpoint as ckpt_module
+
+    loaded = {}
+    real_load = ckpt_module.load_checkpoint
+
+    def spy(model, checkpoint, **kw):
+        head_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("head.")}
+        real_load(model, checkpoint, **kw)
+        loaded.update(head_before=head_before, state={k: v.clone() for k, v in model.state_dict().items()})
+        return model
+
+    monkeypatch.setattr(ckpt_module, "load_checkpoint", spy)
+    out = tmp_path / "run"
+    with pytest.warns(UserWarning, match="5-class head does not fit the model's 10 classes"):
+        code = main(["train", "--data", str(digits_tree), "--output", str(out), "--checkpoint", str(path)]
+                    + TRAIN_ARGS + ["--no-onnx", "--no-tensorboard"])
+    assert code == 0
+    state, want = loaded["state"], own.state_dict()
+    assert set(state) == set(want)
+    for k, v in want.items():
+        if k.startswith("head."):
+            assert state[k].shape[0] == 10 and torch.equal(state[k], loaded["head_before"][k]), k
+        else:
+            assert torch.equal(state[k], v), k
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 1
+    assert (summary["params_train"] == summary["params_deploy"]) == (layout == "deploy")
+
+
+def test_train_pretrained_offline_names_the_file_and_the_checkpoint_option(digits_tree, tmp_path, monkeypatch, capsys):
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    code, err = _err(["train", "--data", str(digits_tree), "--output", str(tmp_path / "o"), "--model", "unireplknet_a",
+                      "--pretrained"] + FINETUNE_ARGS, capsys)
+    assert code == 2
+    assert "unireplknet_a_in1k_224_acc77.03.pth" in err and "--checkpoint /path/unireplknet_a_in1k_224_acc77.03.pth" in err
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_train_checkpoint_official_file_for_grey_images(reference, digits_tree, tmp_path, monkeypatch, capsys):
+    """The offline replacement of --pretrained: the official file as --checkpoint, with --in-chans 1, starts from
+    the same weights (RGB stem summed, as timm does for --pretrained) and the model's own 10-class head."""
+    from unireplknet import checkpoint as ckpt_module
+
+    official = tmp_path / "unireplknet_a_in1k_224_acc77.03.pth"
+    torch.save({"model": dict(reference["train"])}, official)
+    loaded = {}
+    real_load = ckpt_module.load_checkpoint
+
+    def spy(model, checkpoint, **kw):
+        head = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("head.")}
+        real_load(model, checkpoint, **kw)
+        loaded.update(head=head, state=model.state_dict())
+        raise _Stop  # the weights are what this test is about; the training itself is tested above
+
+    monkeypatch.setattr(ckpt_module, "load_checkpoint", spy)
+    with pytest.raises(_Stop), pytest.warns(UserWarning, match="1000-class head"):
+        main(["train", "--data", str(digits_tree), "--output", str(tmp_path / "o"), "--model", "unireplknet_a",
+              "--checkpoint", str(official), "--in-chans", "1"] + FINETUNE_ARGS)
+    state = loaded["state"]
+    for k, v in reference["train"].items():
+        if k.startswith("head."):
+            assert torch.equal(state[k], loaded["head"][k]) and state[k].shape[0] == 10, k
+        else:
+            want = v.sum(dim=1, keepdim=True) if k == "downsample_layers.0.0.weight" else v
+            assert torch.equal(state[k], want), k
+    # a file that does not fit still names itself, also when its stem was adapted
+    monkeypatch.setattr(ckpt_module, "load_checkpoint", real_load)
+    broken = tmp_path / "broken.pth"
+    torch.save({k: v for k, v in reference["train"].items() if k != "stages.3.1.gamma"}, broken)
+    code, err = _err(["train", "--data", str(digits_tree), "--output", str(tmp_path / "o"), "--model", "unireplknet_a",
+                      "--checkpoint", str(broken), "--in-chans", "1"] + FINETUNE_ARGS, capsys)
+    assert code == 2 and str(broken) in err and "1 missing (stages.3.1.gamma)" in err

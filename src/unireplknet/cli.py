@@ -159,7 +159,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", nargs="?", const="auto", default=None,
                    help="continue a stopped run: its last.pth, or 'auto' (= OUTPUT/last.pth)")
     g.add_argument("--eval-every", type=int, default=None, help="evaluate every N epochs (1)")
-    g.add_argument("--tensorboard", action="store_true", default=None, help="require TensorBoard logging (default: when installed)")
+    g.add_argument("--tensorboard", action="store_true", default=None,
+                   help="require TensorBoard logging to OUTPUT/tensorboard (default: on when tensorboard is installed)")
+    g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", help="no TensorBoard event files")
     g.add_argument("--no-onnx", dest="export_onnx", action="store_false", default=None, help="skip the ONNX export")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=True, help="no progress bars")
 
@@ -180,7 +182,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         what = "the embedded UCI digits" if cfg.data is None else cfg.data
         model = cfg.model if cfg.model != "custom" else f"custom UniRepLKNet {cfg.model_kwargs}"
         print(f"unireplknet train: {model} on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
-    result = train(cfg)
+    from .checkpoint import PretrainedWeightsUnavailableError
+
+    try:
+        result = train(cfg)
+    except PretrainedWeightsUnavailableError as e:
+        raise CLIError(f"{e} On the command line: --checkpoint /path/{e.filename} instead of --pretrained") from e
     if _is_main_rank():
         print(format_train_summary(result))
     return 0
@@ -401,6 +408,38 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- bench
+PLOT_MISSING = "--plot needs matplotlib, which is not installed: pip install 'unireplknet[plot]'"
+
+
+def _check_bench_args(args: argparse.Namespace, device) -> None:
+    """Every option checked before the first measurement, so a bad one does not cost a whole benchmark."""
+    for structure in args.structures:
+        if structure not in ("train", "deploy"):
+            raise CLIError(f"--structures takes train and/or deploy, got {structure!r}")
+    for fmt in args.memory_formats:
+        if fmt not in ("nchw", "nhwc"):
+            raise CLIError(f"--memory-formats takes nchw and/or nhwc, got {fmt!r}")
+    if args.backends:
+        from . import deploy
+
+        for backend in args.backends:
+            if backend not in deploy.BACKENDS:
+                raise CLIError(f"--backends takes {', '.join(deploy.BACKENDS)} (comma-separated), got {backend!r}")
+            if backend in ("onnxruntime", "openvino") and device.type != "cpu":
+                raise CLIError(f"the {backend} backend runs on the CPU: use --device cpu, or leave it out of --backends")
+        for backend in set(args.backends) - set(deploy.available_backends()):
+            deploy._require(backend)  # raises deploy_model's ImportError, which names the pip extra
+    if args.plot:
+        _plot_figure_class()
+        suffix = Path(args.plot).suffix.lstrip(".").lower()
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        supported = FigureCanvasAgg.get_supported_filetypes()
+        if suffix not in supported:
+            raise CLIError(f"--plot {args.plot}: give the file one of the image suffixes "
+                           f"{', '.join('.' + k for k in sorted(supported))}")
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import copy
     import platform
@@ -413,17 +452,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     torch.manual_seed(0)
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    _check_bench_args(args, device)
     rows, records = [], []
+
+    def record(name: str, runtime: str, structure: str, fmt: str, compiled: bool, bs: int, m: Dict[str, float],
+               compiled_cell: Optional[str] = None) -> None:
+        rec = dict(model=name, runtime=runtime, structure=structure, memory_format=fmt, compiled=compiled, batch=bs,
+                   latency_ms=1000 * m["median_s"], images_per_s=m["images_per_s"])
+        records.append(rec)
+        rows.append([name, runtime, structure, fmt, compiled_cell or ("yes" if compiled else "no"), bs,
+                     f"{rec['latency_ms']:.2f}", f"{rec['images_per_s']:.1f}"])
+        print(f"  {name} {runtime} {structure} {fmt} compile={compiled} batch {bs}: {rec['latency_ms']:.2f} ms",
+              file=sys.stderr)
+
     for name in args.models:
         base = build_model(name, args.num_classes, args.in_chans, args.model_kwargs if name == "custom" else None)
         base.eval()
         for structure in args.structures:
-            if structure not in ("train", "deploy"):
-                raise CLIError(f"--structures takes train and/or deploy, got {structure!r}")
             net = reparameterize(copy.deepcopy(base)) if structure == "deploy" else base
             for fmt in args.memory_formats:
-                if fmt not in ("nchw", "nhwc"):
-                    raise CLIError(f"--memory-formats takes nchw and/or nhwc, got {fmt!r}")
                 mf = torch.channels_last if fmt == "nhwc" else torch.contiguous_format
                 net_f = copy.deepcopy(net).to(device, memory_format=mf)
                 for compiled in ([False, True] if args.compile == "both" else [args.compile == "on"]):
@@ -432,19 +479,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
                         x = torch.randn(bs, args.in_chans, args.input_size, args.input_size, device=device)
                         x = x.contiguous(memory_format=mf)
                         m = measure_latency(runner, x, warmup=args.warmup + (2 if compiled else 0), iters=args.iters)
-                        rec = dict(model=name, structure=structure, memory_format=fmt, compiled=compiled, batch=bs,
-                                   latency_ms=1000 * m["median_s"], images_per_s=m["images_per_s"])
-                        records.append(rec)
-                        rows.append([name, structure, fmt, "yes" if compiled else "no", bs,
-                                     f"{rec['latency_ms']:.2f}", f"{rec['images_per_s']:.1f}"])
-                        print(f"  {name} {structure} {fmt} compile={compiled} batch {bs}: "
-                              f"{rec['latency_ms']:.2f} ms", file=sys.stderr)
+                        record(name, "torch", structure, fmt, compiled, bs, m)
+        for backend in args.backends or ():
+            from .deploy import deploy_model
+
+            example = torch.randn(min(args.batch_sizes), args.in_chans, args.input_size, args.input_size,
+                                  device=device)
+            deployed = deploy_model(base.to(device), backend=backend, example_input=example)
+            print(f"  {name} deploy:{backend}: max relative error vs PyTorch {deployed.max_rel_error:.1e}",
+                  file=sys.stderr)
+            # deploy_model hands eager/compile a channels_last module; ONNX Runtime and OpenVINO pick their own layout
+            fmt = "nhwc" if backend in ("eager", "compile") else "-"
+            for bs in args.batch_sizes:
+                x = torch.randn(bs, args.in_chans, args.input_size, args.input_size, device=device)
+                m = measure_latency(deployed, x, warmup=args.warmup + (2 if backend == "compile" else 0),
+                                    iters=args.iters)
+                record(name, f"deploy:{backend}", "deploy", fmt, backend == "compile", bs, m,
+                       compiled_cell=None if backend in ("eager", "compile") else "-")
+    if not records:
+        raise CLIError("nothing to measure: give --structures and --memory-formats, or --backends")
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
     print(f"# {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else cpu}), "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, input {args.input_size}x{args.input_size}, "
           f"median of {args.iters} runs")
-    print(_table(["model", "structure", "format", "compiled", "batch", "latency ms", "images/s"], rows))
+    print(_table(["model", "runtime", "structure", "format", "compiled", "batch", "latency ms", "images/s"], rows))
     if args.csv:
         import csv
 
@@ -459,30 +518,40 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plot_bench(records: List[Dict[str, Any]], path: str) -> None:
+def _plot_figure_class():
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401  (the package itself, even when a submodule is already imported)
+        from matplotlib.figure import Figure
     except ImportError:
-        raise CLIError("--plot needs matplotlib: pip install matplotlib") from None
-    fig, ax = plt.subplots(figsize=(7, 4))
+        raise CLIError(PLOT_MISSING) from None
+    return Figure
+
+
+def _plot_bench(records: List[Dict[str, Any]], path: str) -> None:
+    """Images/s against batch size, one line per configuration, written to ``path`` (format from its suffix)."""
+    # A bare Figure renders with the Agg canvas: no pyplot state and no global backend switch in the caller's process.
+    fig = _plot_figure_class()(figsize=(7, 4))
+    ax = fig.subplots()
     series: Dict[str, List[Any]] = {}
     for r in records:
-        label = f"{r['model']} {r['structure']} {r['memory_format']}" + (" compiled" if r["compiled"] else "")
+        if r["runtime"] == "torch":
+            label = f"{r['model']} {r['structure']} {r['memory_format']}" + (" compiled" if r["compiled"] else "")
+        else:
+            label = f"{r['model']} {r['runtime']}"
         series.setdefault(label, []).append((r["batch"], r["images_per_s"]))
     for label, pts in series.items():
         pts.sort()
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
     ax.set_xscale("log", base=2)
+    batches = sorted({r["batch"] for r in records})
+    ax.set_xticks(batches, labels=[str(b) for b in batches])  # the measured sizes, not powers of two
+    ax.minorticks_off()
     ax.set_xlabel("batch size")
     ax.set_ylabel("images / s")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------------------------- info
@@ -569,7 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_cfg(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("bench", help="latency/throughput: training vs deploy, NCHW vs channels_last, eager vs compile")
+    p = sub.add_parser("bench", help="latency/throughput: training vs deploy, NCHW vs channels_last, eager vs "
+                                     "compile, deployment runtimes")
     p.add_argument("--models", type=_str_list, default=["unireplknet_a"], help="comma-separated variants, or custom")
     p.add_argument("--model-kwargs", type=_json_arg, default=None, help="UniRepLKNet arguments for 'custom'")
     p.add_argument("--batch-sizes", type=_int_list, default=[1, 16])
@@ -579,11 +649,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--structures", type=_str_list, default=["train", "deploy"])
     p.add_argument("--memory-formats", type=_str_list, default=["nchw", "nhwc"])
     p.add_argument("--compile", default="off", choices=("off", "on", "both"), help="torch.compile the model")
+    p.add_argument("--backends", type=_str_list, default=[],
+                   help="also time unireplknet.deploy_model with these runtimes: comma-separated eager, compile, "
+                        "onnxruntime, openvino (rows 'deploy:NAME' in the same table)")
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--device", default="auto")
     p.add_argument("--csv", default=None, help="also write the results to this CSV file")
-    p.add_argument("--plot", default=None, help="also draw throughput vs batch size to this image (matplotlib)")
+    p.add_argument("--plot", default=None,
+                   help="also draw images/s vs batch size to this image file, e.g. bench.png (needs unireplknet[plot])")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("info", help="the variants: parameters, MACs, kernel layout, pretrained tags")
