@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -48,6 +48,33 @@ class LoopConfig:
     resume: bool = False
     eval_every: int = 1
     extra: Dict[str, Any] = field(default_factory=dict)
+
+
+def loop_config_of(task_cfg: Any) -> LoopConfig:
+    """The :class:`LoopConfig` of a task's train config (video, point cloud): each loop option that the task
+    config has a field for takes that field's value, the others keep their defaults."""
+    return LoopConfig(**{f.name: getattr(task_cfg, f.name) for f in fields(LoopConfig) if hasattr(task_cfg, f.name)})
+
+
+def build_task_backbone(model: str, num_classes: int, official_kwargs: Dict[str, Any],
+                        model_kwargs: Optional[Dict[str, Any]] = None, pretrained: bool = False,
+                        **overrides: Any) -> nn.Module:
+    """The 3-channel UniRepLKNet inside a task classifier.
+
+    ``model="official"`` builds the task's official network: ``official_kwargs`` updated by ``model_kwargs``,
+    then by ``overrides`` (so ``drop_path_rate`` from the recipe replaces the official one). Other names go to
+    :func:`unireplknet.engine.build_model` (a variant, or ``"custom"`` with ``model_kwargs``).
+    """
+    if model == "official":
+        from ..model import UniRepLKNet
+
+        kw = dict(official_kwargs)
+        kw.update(model_kwargs or {})
+        kw.update(overrides)
+        return UniRepLKNet(in_chans=3, num_classes=num_classes, **kw)
+    from ..engine import build_model
+
+    return build_model(model, num_classes, 3, model_kwargs, pretrained, **overrides)
 
 
 def _unpack(batch: Any):

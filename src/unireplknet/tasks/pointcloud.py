@@ -105,17 +105,9 @@ def create_pointcloud_classifier(num_classes: int = 40, model: str = "official",
                                  num_views: int = 4, image_size: int = 224,
                                  model_kwargs: Optional[Dict[str, Any]] = None, **overrides: Any) -> PointCloudClassifier:
     """A :class:`PointCloudClassifier` around the official S backbone, a named variant or ``custom`` kwargs."""
-    from ..engine import build_model
+    from ._clf_loop import build_task_backbone
 
-    if model == "official":
-        from ..model import UniRepLKNet
-
-        kw = dict(OFFICIAL_MODELNET_KWARGS)
-        kw.update(model_kwargs or {})
-        kw.update(overrides)
-        backbone = UniRepLKNet(in_chans=3, num_classes=0, **kw)
-    else:
-        backbone = build_model(model, 0, 3, model_kwargs, False, **overrides)
+    backbone = build_task_backbone(model, 0, OFFICIAL_MODELNET_KWARGS, model_kwargs, **overrides)  # head unused
     return PointCloudClassifier(backbone, num_classes, projection, num_views, image_size)
 
 
@@ -179,7 +171,7 @@ class PointCloudTrainConfig:
 
 def train_pointcloud(cfg: PointCloudTrainConfig, progress=None) -> Dict[str, Any]:
     """Train a :class:`PointCloudClassifier` (see the module docstring); returns history, final metrics, model."""
-    from ._clf_loop import LoopConfig, _plain, fit
+    from ._clf_loop import _plain, fit, loop_config_of
 
     if cfg.data is None:
         from ..data.pointcloud import GeneratedShapes
@@ -197,9 +189,7 @@ def train_pointcloud(cfg: PointCloudTrainConfig, progress=None) -> Dict[str, Any
     model = create_pointcloud_classifier(len(classes), cfg.model, cfg.projection, cfg.num_views, cfg.image_size,
                                          cfg.model_kwargs, drop_path_rate=cfg.drop_path)
     rotations = eval_rotations()[: cfg.test_rotations]
-    loop = LoopConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, min_lr=cfg.min_lr,
-                      warmup_epochs=cfg.warmup_epochs, weight_decay=cfg.weight_decay, smoothing=cfg.smoothing,
-                      seed=cfg.seed, workers=cfg.workers, device=cfg.device, output=cfg.output, resume=cfg.resume)
+    loop = loop_config_of(cfg)
     model_config = dict(task="pointcloud", model=cfg.model, model_kwargs=_plain(cfg.model_kwargs), classes=classes,
                         projection=cfg.projection, num_views=cfg.num_views, image_size=cfg.image_size,
                         num_points=cfg.num_points)

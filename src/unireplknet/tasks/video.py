@@ -114,17 +114,9 @@ def create_video_classifier(model: str = "official", num_classes: int = 400, num
     ``model``: ``"official"`` (:data:`OFFICIAL_K400_KWARGS`), ``"custom"`` (``model_kwargs``) or a variant
     name (``unireplknet_s`` … ; ``pretrained`` loads ImageNet weights as an initialisation).
     """
-    from ..engine import build_model
+    from ._clf_loop import build_task_backbone
 
-    if model == "official":
-        kw = dict(OFFICIAL_K400_KWARGS)
-        kw.update(model_kwargs or {})
-        kw.update(overrides)
-        from ..model import UniRepLKNet
-
-        backbone = UniRepLKNet(in_chans=3, num_classes=num_classes, **kw)
-    else:
-        backbone = build_model(model, num_classes, 3, model_kwargs, pretrained, **overrides)
+    backbone = build_task_backbone(model, num_classes, OFFICIAL_K400_KWARGS, model_kwargs, pretrained, **overrides)
     return VideoClassifier(backbone, num_frames, layout)
 
 
@@ -241,16 +233,13 @@ def build_video_data(cfg: VideoTrainConfig):
 def train_video(cfg: VideoTrainConfig, progress=None) -> Dict[str, Any]:
     """Train a :class:`VideoClassifier` (see the module docstring); returns history, final metrics, model."""
     from ..modalities.video import collate_clips
-    from ._clf_loop import LoopConfig, _plain, fit
+    from ._clf_loop import _plain, fit, loop_config_of
 
     train, val, classes = build_video_data(cfg)
     model = create_video_classifier(cfg.model, len(classes), cfg.num_frames, cfg.layout, cfg.model_kwargs,
                                     drop_path_rate=cfg.drop_path)
     mix = clip_mixup(len(classes), cfg.mixup, cfg.cutmix, cfg.smoothing) if (cfg.mixup or cfg.cutmix) else None
-    loop = LoopConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, min_lr=cfg.min_lr,
-                      warmup_epochs=cfg.warmup_epochs, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay,
-                      smoothing=cfg.smoothing, seed=cfg.seed, workers=cfg.workers, device=cfg.device,
-                      output=cfg.output, resume=cfg.resume)
+    loop = loop_config_of(cfg)
     model_config = dict(task="video", model=cfg.model, model_kwargs=_plain(cfg.model_kwargs), classes=classes,
                         num_frames=cfg.num_frames, layout=cfg.layout, input_size=cfg.input_size)
     collate = collate_clips if cfg.data is not None else None
