@@ -316,20 +316,15 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tenso
     return -(targets * F.log_softmax(logits, dim=1)).sum(1).mean()
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 # ----------------------------------------------------------------------------------------------- training
 def train_audio(cfg: AudioTrainConfig, callbacks: Sequence[Callable[[Dict[str, Any]], None]] = ()) -> AudioTrainResult:
     """Train an :class:`AudioClassifier`; checkpoint every epoch (``last.pth``, ``best.pth``); test the best.
 
     ``callbacks`` get each epoch's metrics row. A run stopped at any point continues with ``resume='auto'``.
     """
-    from ..engine.checkpointing import atomic_torch_save, get_rng_state, set_rng_state
+    from ..engine.checkpointing import get_rng_state, set_rng_state
     from ..engine.metrics_log import MetricsLogger
+    from ._epoch_loop import end_epoch, resolve_device, resume_checkpoint, train_one_epoch
 
     if cfg.loss not in ("bce", "ce"):
         raise ValueError(f"loss must be 'bce' or 'ce', got {cfg.loss!r}")
@@ -338,17 +333,14 @@ def train_audio(cfg: AudioTrainConfig, callbacks: Sequence[Callable[[Dict[str, A
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     audio_cfg = AudioConfig.from_dict(cfg.audio)
 
-    resume_ckpt = None
-    if cfg.resume:
-        path = out_dir / "last.pth" if cfg.resume == "auto" else Path(cfg.resume)
-        resume_ckpt = _read_checkpoint(path) if path.exists() or cfg.resume != "auto" else None
-        if resume_ckpt is not None:
-            audio_cfg = AudioConfig.from_dict(resume_ckpt["data_config"])  # keeps the stats of the first run
+    resume_ckpt = resume_checkpoint(cfg.resume, out_dir, _read_checkpoint)
+    if resume_ckpt is not None:
+        audio_cfg = AudioConfig.from_dict(resume_ckpt["data_config"])  # keeps the stats of the first run
 
     datasets = build_audio_datasets(cfg, audio_cfg)
     if resume_ckpt is None:
@@ -398,37 +390,26 @@ def train_audio(cfg: AudioTrainConfig, callbacks: Sequence[Callable[[Dict[str, A
 
     from tqdm.auto import tqdm
 
+    def batch_loss(batch: Tuple[torch.Tensor, torch.Tensor]) -> Tuple[torch.Tensor, int]:
+        images, targets = batch[0].to(device), batch[1].to(device)
+        return _loss(model(images), targets, cfg.loss), len(images)
+
     for epoch in range(start_epoch, cfg.epochs):
-        model.train()
         # Re-seed the augmentation stream per epoch so that a resumed run draws what an uninterrupted one would.
         datasets["train"].rng.seed(cfg.seed * 100003 + epoch)
         loader = _loader(datasets["train"], cfg.batch_size, True, cfg.workers, cfg.seed * 7919 + epoch)
         te = time.perf_counter()
-        loss_sum = n = 0.0
-        for images, targets in tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress,
-                                    leave=False):
-            images, targets = images.to(device), targets.to(device)
-            loss = _loss(model(images), targets, cfg.loss)
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(f"loss is {loss_value} at epoch {epoch + 1}; lower --lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss_value * len(images)
-            n += len(images)
+        batches = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
+        train_loss = train_one_epoch(model, optimizer, batches, batch_loss, epoch)
         scheduler.step()
         val = evaluate_audio(model, val_loader, device, cfg.multilabel, cfg.loss)
-        row = dict(epoch=epoch + 1, train_loss=loss_sum / max(n, 1), val_loss=val["loss"], **{f"val_{key}": val[key]},
+        row = dict(epoch=epoch + 1, train_loss=train_loss, val_loss=val["loss"], **{f"val_{key}": val[key]},
                    lr=optimizer.param_groups[0]["lr"], epoch_s=time.perf_counter() - te)
-        if val[key] > best:
+        improved = val[key] > best
+        if improved:
             best, best_epoch = val[key], epoch + 1
-            atomic_torch_save(checkpoint(epoch + 1), out_dir / "best.pth")
-        atomic_torch_save(checkpoint(epoch + 1), out_dir / "last.pth")
-        log.log(row)
         _logger.debug("epoch %d: %s", epoch + 1, row)
-        for cb in callbacks:
-            cb(row)
+        end_epoch(checkpoint(epoch + 1), out_dir, improved, log, row, callbacks)
     log.close()
 
     best_ckpt = _read_checkpoint(out_dir / "best.pth") if (out_dir / "best.pth").exists() else None
@@ -456,17 +437,10 @@ CHECKPOINT_FORMAT = "unireplknet-audio-v1"
 
 
 def _read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; pass the last.pth or best.pth of an audio run")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, not a torch file, or holds objects that need unpickling
-        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an audio checkpoint written by `unireplknet audio-train` "
-                         f"(no format={CHECKPOINT_FORMAT!r})")
-    return ckpt
+    from ._epoch_loop import read_tagged_checkpoint
+
+    return read_tagged_checkpoint(path, CHECKPOINT_FORMAT, "an audio run",
+                                  "an audio checkpoint written by `unireplknet audio-train`")
 
 
 def load_audio_classifier(path: Union[str, Path]) -> Tuple[AudioClassifier, AudioConfig, List[str], bool]:

@@ -403,16 +403,10 @@ CHECKPOINT_FORMAT = "unireplknet-forecast-v1"
 
 
 def _read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; pass the last.pth or best.pth of a forecast run")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, not a torch file, or holds objects that need unpickling
-        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a forecasting checkpoint written by `unireplknet forecast-train`")
-    return ckpt
+    from ._epoch_loop import read_tagged_checkpoint
+
+    return read_tagged_checkpoint(path, CHECKPOINT_FORMAT, "a forecast run",
+                                  "a forecasting checkpoint written by `unireplknet forecast-train`")
 
 
 def _build(cfg: ForecastTrainConfig, train: Series) -> UniRepLKNetForecaster:
@@ -430,14 +424,14 @@ def train_forecaster(cfg: ForecastTrainConfig, callbacks: Sequence[Callable[[Dic
     ``lr_halving`` the rate halves after every epoch (the official ``type1`` schedule); training stops after
     ``patience`` epochs without a better validation loss. ``resume='auto'`` continues ``output/last.pth``.
     """
-    from ..engine.checkpointing import atomic_torch_save, get_rng_state, set_rng_state
+    from ..engine.checkpointing import get_rng_state, set_rng_state
     from ..engine.metrics_log import MetricsLogger
+    from ._epoch_loop import end_epoch, resolve_device, resume_checkpoint, train_one_epoch
 
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    device = resolve_device(cfg.device)
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     splits, description = build_forecast_splits(cfg)
@@ -451,15 +445,13 @@ def train_forecaster(cfg: ForecastTrainConfig, callbacks: Sequence[Callable[[Dic
     model = _build(cfg, splits["train"]).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start_epoch, best, best_epoch, stale = 0, math.inf, 0, 0
-    if cfg.resume:
-        path = out_dir / "last.pth" if cfg.resume == "auto" else Path(cfg.resume)
-        if path.exists() or cfg.resume != "auto":
-            ckpt = _read_checkpoint(path)
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            start_epoch, best, best_epoch, stale = (int(ckpt["epoch"]), float(ckpt["best"]), int(ckpt["best_epoch"]),
-                                                    int(ckpt["stale"]))
-            set_rng_state(ckpt["rng"])
+    ckpt = resume_checkpoint(cfg.resume, out_dir, _read_checkpoint)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch, best, best_epoch, stale = (int(ckpt["epoch"]), float(ckpt["best"]), int(ckpt["best_epoch"]),
+                                                int(ckpt["stale"]))
+        set_rng_state(ckpt["rng"])
     log = MetricsLogger(out_dir, resume_epoch=start_epoch, tensorboard=False)
     val_loader = _loader(windows["val"], 64, False, 0)
     test_loader = _loader(windows["test"], 64, False, 0)
@@ -471,38 +463,29 @@ def train_forecaster(cfg: ForecastTrainConfig, callbacks: Sequence[Callable[[Dic
                     config={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
                     model_config=model.config, scale=scale, description=description)
 
+    def batch_loss(batch: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor, int]:
+        x, xm, y, _ = batch
+        x, xm, y = x.to(device), xm.to(device), y[:, -cfg.pred_len:].to(device)
+        return ((model(x, xm) - y) / scale_d).pow(2).mean(), len(x)
+
     for epoch in range(start_epoch, cfg.epochs):
         if stale >= cfg.patience:
             _logger.info("early stop: no better validation loss for %d epochs", stale)
             break
         for g in optimizer.param_groups:
             g["lr"] = cfg.lr * (0.5 ** epoch if cfg.lr_halving else 1.0)
-        model.train()
         te = time.perf_counter()
-        loss_sum = n = 0.0
-        for x, xm, y, _ in _loader(windows["train"], cfg.batch_size, True, cfg.seed * 7919 + epoch):
-            x, xm, y = x.to(device), xm.to(device), y[:, -cfg.pred_len:].to(device)
-            loss = ((model(x, xm) - y) / scale_d).pow(2).mean()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise FloatingPointError(f"loss is {value} at epoch {epoch + 1}; lower --lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += value * len(x)
-            n += len(x)
+        batches = _loader(windows["train"], cfg.batch_size, True, cfg.seed * 7919 + epoch)
+        train_loss = train_one_epoch(model, optimizer, batches, batch_loss, epoch)
         val = evaluate_forecaster(model, val_loader, device, scale)
-        row = dict(epoch=epoch + 1, train_loss=loss_sum / max(n, 1), val_loss=val["loss"], val_mse=val["mse"],
+        row = dict(epoch=epoch + 1, train_loss=train_loss, val_loss=val["loss"], val_mse=val["mse"],
                    val_mae=val["mae"], lr=optimizer.param_groups[0]["lr"], epoch_s=time.perf_counter() - te)
-        if val["loss"] < best:
+        improved = val["loss"] < best
+        if improved:
             best, best_epoch, stale = val["loss"], epoch + 1, 0
-            atomic_torch_save(checkpoint(epoch + 1), out_dir / "best.pth")
         else:
             stale += 1
-        atomic_torch_save(checkpoint(epoch + 1), out_dir / "last.pth")
-        log.log(row)
-        for cb in callbacks:
-            cb(row)
+        end_epoch(checkpoint(epoch + 1), out_dir, improved, log, row, callbacks)
     log.close()
     if (out_dir / "best.pth").exists():
         model.load_state_dict(_read_checkpoint(out_dir / "best.pth")["model"])
