@@ -196,6 +196,25 @@ def _dense(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous()
 
 
+def _launch(name: str, args: Tuple[Any, ...], consts: Dict[str, Any], pixels: int, channels: int, grid_z: int,
+            device: torch.device) -> None:
+    """Run kernel ``name`` on a grid of (pixel tiles, channel tiles, ``grid_z``) programs.
+
+    Under TRITON_INTERPRET=1 with the fixed :data:`_INTERPRET_CONFIG` tile; on a GPU through the autotuner,
+    which picks the tile and so the grid (hence the grid as a function of the chosen meta-parameters).
+    """
+    if _interpreting():
+        bc, bp, nw = _INTERPRET_CONFIG
+        grid = (math.ceil(pixels / bp), math.ceil(channels / bc), grid_z)
+        _kernels()[name][grid](*args, **consts, BLOCK_C=bc, BLOCK_P=bp, num_warps=nw)
+    else:
+        def tuned_grid(meta: Dict[str, Any]) -> Tuple[int, int, int]:
+            return math.ceil(pixels / meta["BLOCK_P"]), math.ceil(channels / meta["BLOCK_C"]), grid_z
+
+        with torch.cuda.device(device):
+            _tuned(name)[tuned_grid](*args, **consts)
+
+
 def _launch_forward(
     x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], padding: int, dilation: int
 ) -> torch.Tensor:
@@ -207,14 +226,7 @@ def _launch_forward(
     bias_arg = bias.contiguous() if bias is not None else weight  # dummy pointer when HAS_BIAS is False
     args = (x, weight, bias_arg, y, c, h, w, *x.stride(), *y.stride())
     consts = dict(K=k, DIL=dilation, PAD=padding, HAS_BIAS=bias is not None, ACC_F64=x.dtype == torch.float64)
-    if _interpreting():
-        bc, bp, nw = _INTERPRET_CONFIG
-        grid = (math.ceil(h * w / bp), math.ceil(c / bc), n)
-        _kernels()["forward"][grid](*args, **consts, BLOCK_C=bc, BLOCK_P=bp, num_warps=nw)
-    else:
-        grid = lambda meta: (math.ceil(h * w / meta["BLOCK_P"]), math.ceil(c / meta["BLOCK_C"]), n)  # noqa: E731
-        with torch.cuda.device(x.device):
-            _tuned("forward")[grid](*args, **consts)
+    _launch("forward", args, consts, h * w, c, n, x.device)
     return y
 
 
@@ -231,14 +243,7 @@ def _launch_weight_grad(
     partial = torch.zeros(split_n * rows_per_split, c, k * k, device=x.device, dtype=acc_dtype)
     args = (x, grad_out, partial, n, c, h, w, *x.stride(), *grad_out.stride(), rows_per_split, split_n)
     consts = dict(K=k, DIL=dilation, PAD=padding, ACC_F64=acc_dtype == torch.float64)
-    if _interpreting():
-        bc, bp, nw = _INTERPRET_CONFIG
-        grid = (math.ceil(h * w / bp), math.ceil(c / bc), split_n)
-        _kernels()["weight_grad"][grid](*args, **consts, BLOCK_C=bc, BLOCK_P=bp, num_warps=nw)
-    else:
-        grid = lambda meta: (math.ceil(h * w / meta["BLOCK_P"]), math.ceil(c / meta["BLOCK_C"]), split_n)  # noqa: E731
-        with torch.cuda.device(x.device):
-            _tuned("weight_grad")[grid](*args, **consts)
+    _launch("weight_grad", args, consts, h * w, c, split_n, x.device)
     return partial.sum(0).view(c, 1, k, k).to(out_dtype)
 
 
