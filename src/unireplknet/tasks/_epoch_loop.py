@@ -12,10 +12,12 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["resolve_device", "read_tagged_checkpoint", "resume_checkpoint", "train_one_epoch", "end_epoch"]
+__all__ = ["resolve_device", "start_run", "read_tagged_checkpoint", "resume_checkpoint", "train_one_epoch",
+           "end_epoch"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -23,6 +25,16 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def start_run(seed: int, device: str, output: Union[str, Path]) -> Tuple[torch.device, Path]:
+    """Seed torch and NumPy (the generators the models and data draw from), resolve ``device`` (see
+    :func:`resolve_device`) and create the run folder ``output``; returns (device, run folder)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    out_dir = Path(output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return resolve_device(device), out_dir
 
 
 def read_tagged_checkpoint(path: Union[str, Path], fmt: str, run: str, kind: str) -> Dict[str, Any]:

@@ -324,18 +324,14 @@ def train_audio(cfg: AudioTrainConfig, callbacks: Sequence[Callable[[Dict[str, A
     """
     from ..engine.checkpointing import get_rng_state, set_rng_state
     from ..engine.metrics_log import MetricsLogger
-    from ._epoch_loop import end_epoch, resolve_device, resume_checkpoint, train_one_epoch
+    from ._epoch_loop import end_epoch, resume_checkpoint, start_run, train_one_epoch
 
     if cfg.loss not in ("bce", "ce"):
         raise ValueError(f"loss must be 'bce' or 'ce', got {cfg.loss!r}")
     if cfg.loss == "ce" and cfg.multilabel:
         raise ValueError("multi-label training needs loss='bce' (cross-entropy assumes one label per clip)")
     t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    device = resolve_device(cfg.device)
-    out_dir = Path(cfg.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    device, out_dir = start_run(cfg.seed, cfg.device, cfg.output)
     audio_cfg = AudioConfig.from_dict(cfg.audio)
 
     resume_ckpt = resume_checkpoint(cfg.resume, out_dir, _read_checkpoint)

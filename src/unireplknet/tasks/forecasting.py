@@ -426,14 +426,10 @@ def train_forecaster(cfg: ForecastTrainConfig, callbacks: Sequence[Callable[[Dic
     """
     from ..engine.checkpointing import get_rng_state, set_rng_state
     from ..engine.metrics_log import MetricsLogger
-    from ._epoch_loop import end_epoch, resolve_device, resume_checkpoint, train_one_epoch
+    from ._epoch_loop import end_epoch, resume_checkpoint, start_run, train_one_epoch
 
     t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    device = resolve_device(cfg.device)
-    out_dir = Path(cfg.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    device, out_dir = start_run(cfg.seed, cfg.device, cfg.output)
     splits, description = build_forecast_splits(cfg)
     if cfg.freq is None:
         cfg.freq = splits["train"].freq
