@@ -91,32 +91,49 @@ def test_torchrun_two_processes(tmp_path):
     assert summary["world_size"] == 2 and summary["final"]["epoch"] == 1
 
 
+def _constant_detections(train_set, val_set):
+    """The best answer that ignores the image: for every class its mean training box, with score 1, everywhere."""
+    sums = {}
+    for i in range(len(train_set)):
+        for ann in train_set.anns[train_set.images[i]["id"]]:
+            acc = sums.setdefault(ann["category_id"], [torch.zeros(4, dtype=torch.float64), 0])
+            acc[0] += torch.tensor(ann["bbox"], dtype=torch.float64)
+            acc[1] += 1
+    return [{"image_id": int(im["id"]), "category_id": cid, "bbox": (total / n).tolist(), "score": 1.0}
+            for im in val_set.images for cid, (total, n) in sums.items()]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["detection", "segmentation"])
 def test_short_run_learns(tmp_path, task):
-    """The demo of docs/dense.md (about 6 CPU-minutes each): scores clearly above the untrained model's.
+    """The demo of docs/dense.md with its defaults (about 5 CPU-minutes each): scores far above the untrained
+    model's and a constant answer's.
 
-    Segmentation must also beat the best constant answer (everything background), whose mIoU is the background
-    pixel share divided by the 4 classes present.
+    Detection's constant answer puts every class's mean training box, with score 1, on every held-out image;
+    segmentation's (everything background) scores the background pixel share divided by the 4 classes present.
+    The demo measured box AP / AP50 65.3 / 93.2, mask AP 67.0 and mIoU 88.3 (docs/dense.md); the margins
+    leave 22 to 30 points for other machines and library versions.
     """
     from unireplknet.data import scenes
-    from unireplknet.tasks._dense_loop import DenseTrainConfig, train_dense
+    from unireplknet.tasks._dense_loop import DenseTrainConfig, _coco_files, train_dense
 
     summary = train_dense(DenseTrainConfig(task=task, output=str(tmp_path), eval_at_start=True, export_onnx=False,
-                                           **DEMO[task]))
+                                           eval_every=1000))  # the demo's defaults, scored before and after
     key = summary["key_metric"]
     before, after = summary["untrained"], summary["final"]
     if task == "detection":
-        assert after["val_box_AP"] > before["box_AP"] + 0.3, (before, after)
-        assert after["val_box_AP50"] > before["box_AP50"] + 2.0, (before, after)
+        from unireplknet.tasks import detection as det
+
+        sets = [det.CocoDetectionDataset(*_coco_files(tmp_path / "scenes", split), masks=False)
+                for split in ("train", "val")]
+        constant = det._score(sets[1], _constant_detections(*sets))
+        for metric, margin in (("box_AP", 35.0), ("box_AP50", 65.0)):
+            floor = max(before[metric], constant[metric]) + margin
+            assert after[f"val_{metric}"] > floor, (metric, before, constant, after)
+        assert after["val_mask_AP"] > before["mask_AP"] + 35.0, (before, after)
     else:
-        background = scenes.scene_stats(DEMO[task]["scenes_val"], split="val")["pixels_background"]
+        background = scenes.scene_stats(100, split="val")["pixels_background"]
         constant = 100 * background / 4
-        assert after[f"val_{key}"] > max(before[key] + 15.0, constant + 5.0), (before, after, constant)
-
-
-#: The settings of the demo numbers in docs/dense.md.
-DEMO = {
-    "detection": dict(scenes_train=320, scenes_val=100, eval_every=3),
-    "segmentation": dict(scenes_train=320, scenes_val=100, eval_every=3),
-}
+        assert after[f"val_{key}"] > max(before[key] + 50.0, constant + 45.0), (before, after, constant)
+    # the re-parameterized model scores what the trained one scored
+    assert summary["deploy"][key] == pytest.approx(after[f"val_{key}"], abs=0.5)

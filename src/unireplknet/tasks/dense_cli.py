@@ -74,7 +74,8 @@ def _add_common_train_args(p: argparse.ArgumentParser, task: str) -> None:
     g.add_argument("--eval-at-start", action="store_true", help="also score the untrained model (a baseline)")
     g.add_argument("--resume", nargs="?", const="auto", default=None, help="continue from OUTPUT/last.pth or a path")
     g.add_argument("--no-onnx", dest="export_onnx", action="store_false", help="skip the ONNX export")
-    g.add_argument("--scenes-train", type=int, default=400, help="generated training scenes (--data scenes)")
+    g.add_argument("--scenes-train", type=int, default=None,
+                   help=f"generated training scenes (--data scenes; default {640 if task == 'detection' else 1600})")
     g.add_argument("--scenes-val", type=int, default=100, help="generated held-out scenes (--data scenes)")
 
 
