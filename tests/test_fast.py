@@ -180,7 +180,7 @@ def test_sample_groups_give_the_same_model_output(monkeypatch, channels_last, dt
         whole = model(x)
         stem_whole = model.downsample_layers[0](x)
         monkeypatch.setattr(fast, "GROUP_BYTES", 1)  # one sample per group
-        assert fast.samples_per_group(5, 16, 32, 4) == 1
+        assert fast.samples_per_group(5, 16 * 32 * 4) == 1
         grouped = model(x)
         stem_grouped = model.downsample_layers[0](x)
     assert stem_grouped.is_contiguous(memory_format=torch.channels_last) == channels_last

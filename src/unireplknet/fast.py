@@ -27,10 +27,12 @@ e.g. to benchmark before/after.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from .ops.cpu import is_channels_last
 
 if TYPE_CHECKING:  # pragma: no cover - import cycle only for the type checker
     from .model import UniRepLKNetBlock
@@ -159,17 +161,14 @@ def deploy_block_forward(block: "UniRepLKNetBlock", x: torch.Tensor) -> torch.Te
     residual = _nhwc(x)
     # The C-channel map may be scaled in place when it is this call's own tensor, never when it is x.
     act_is_own = no_grad and (y is not x or act.data_ptr() != x.data_ptr())
-    ffn = block.pwconv1[1].weight.shape[0]
-    group = samples_per_group(n, hw, ffn, x.element_size()) if no_grad else n
-    if group >= n:
-        out = _ffn_tail(block, act, residual, se_scale, act_is_own, onednn)
-    else:  # sample groups keep the 4C-channel temporaries small (see samples_per_group)
-        out = torch.empty((n, hw, c), dtype=x.dtype, device=x.device)
-        for start in range(0, n, group):
-            stop = min(n, start + group)
-            out[start:stop] = _ffn_tail(
-                block, act[start:stop], residual[start:stop], se_scale[start:stop], act_is_own, onednn
-            )
+    def tail(act: torch.Tensor, residual: torch.Tensor, se_scale: torch.Tensor) -> torch.Tensor:
+        return _ffn_tail(block, act, residual, se_scale, act_is_own, onednn)
+
+    if no_grad:  # sample groups keep the 4C-channel temporaries small (see GROUP_BYTES)
+        ffn = block.pwconv1[1].weight.shape[0]
+        out = run_in_sample_groups(tail, (act, residual, se_scale), hw * ffn * x.element_size())
+    else:
+        out = tail(act, residual, se_scale)
     return out.view(n, h, w, c).permute(0, 3, 1, 2)
 
 
@@ -180,10 +179,9 @@ def deploy_block_forward(block: "UniRepLKNetBlock", x: torch.Tensor) -> torch.Te
 GROUP_BYTES: int = 16 << 20
 
 
-def samples_per_group(n: int, hw: int, ffn: int, element_size: int) -> int:
-    """How many samples the FFN processes at once so its (g, HW, 4C) temporary stays ≤ GROUP_BYTES."""
-    per_sample = hw * ffn * element_size
-    return max(1, min(n, GROUP_BYTES // max(1, per_sample)))
+def samples_per_group(n: int, bytes_per_sample: int) -> int:
+    """How many of ``n`` samples to process at once so a temporary of ``bytes_per_sample`` each stays ≤ GROUP_BYTES."""
+    return max(1, min(n, GROUP_BYTES // max(1, bytes_per_sample)))
 
 
 def _ffn_tail(
@@ -253,21 +251,20 @@ def use_sample_groups(module: torch.nn.Module, x: torch.Tensor) -> bool:
     )
 
 
-def run_in_sample_groups(fn, x: torch.Tensor, bytes_per_sample: int) -> torch.Tensor:
-    """``fn(x)`` for a per-sample ``fn``, computed on groups of samples whose temporaries stay ≤ GROUP_BYTES."""
-    n = x.shape[0]
-    group = max(1, min(n, GROUP_BYTES // max(1, bytes_per_sample)))
+def run_in_sample_groups(
+    fn: Callable[..., torch.Tensor], tensors: Sequence[torch.Tensor], bytes_per_sample: int
+) -> torch.Tensor:
+    """``fn(*tensors)`` for a per-sample ``fn``, computed on groups of samples (dim 0 of every tensor)
+    whose temporaries stay ≤ GROUP_BYTES; the result keeps ``fn``'s memory format."""
+    n = tensors[0].shape[0]
+    group = samples_per_group(n, bytes_per_sample)
     if group >= n:
-        return fn(x)
-    first = fn(x[:group])
-    memory_format = torch.channels_last if first.dim() == 4 and _channels_last(first) else torch.contiguous_format
+        return fn(*tensors)
+    first = fn(*(t[:group] for t in tensors))
+    memory_format = torch.channels_last if is_channels_last(first) else torch.contiguous_format
     out = torch.empty((n,) + tuple(first.shape[1:]), dtype=first.dtype, device=first.device,
                       memory_format=memory_format)
     out[:group] = first
     for start in range(group, n, group):
-        out[start:start + group] = fn(x[start:start + group])
+        out[start:start + group] = fn(*(t[start:start + group] for t in tensors))
     return out
-
-
-def _channels_last(t: torch.Tensor) -> bool:
-    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()

@@ -28,6 +28,7 @@ from timm.models._features import feature_take_indices
 from . import fast, reparam
 from .checkpoint import load_state_dict_pre_hook
 from .ops import create_depthwise_conv2d
+from .ops.cpu import is_channels_last as _is_channels_last
 
 __all__ = [
     "UniRepLKNet",
@@ -80,10 +81,6 @@ def default_kernel_sizes(depths: Sequence[int]) -> Tuple[Tuple[int, ...], ...]:
 
 def _batch_norm(dim: int, use_sync_bn: bool) -> nn.Module:
     return nn.SyncBatchNorm(dim) if use_sync_bn else nn.BatchNorm2d(dim)
-
-
-def _is_channels_last(x: torch.Tensor) -> bool:
-    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 class NCHWtoNHWC(nn.Module):
@@ -143,7 +140,7 @@ class Stem(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         if fast.use_sample_groups(self, x):
             hidden = self[0].out_channels * ((x.shape[2] + 1) // 2) * ((x.shape[3] + 1) // 2)
-            return fast.run_in_sample_groups(super().forward, x, hidden * x.element_size())
+            return fast.run_in_sample_groups(super().forward, (x,), hidden * x.element_size())
         return super().forward(x)
 
 

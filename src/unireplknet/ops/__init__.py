@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cpu import cpu_depthwise_conv2d, cpu_supports
+from .cpu import is_channels_last as _is_channels_last
 from .triton_dwconv import triton_depthwise_conv2d, triton_supports
 
 __all__ = [
@@ -113,10 +114,6 @@ def get_default_impl() -> str:
     if _default_impl is not None:
         return _default_impl
     return _parse_env(os.environ.get(ENV_VAR, ""))[0]
-
-
-def _is_channels_last(x: torch.Tensor) -> bool:
-    return (not x.is_contiguous()) and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def _auto(

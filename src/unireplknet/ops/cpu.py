@@ -33,6 +33,7 @@ __all__ = [
     "LARGE_KERNEL_MIN",
     "NATIVE_WGRAD_MIN_DILATION",
     "cpu_supports",
+    "is_channels_last",
     "compute_layout",
     "cpu_depthwise_conv2d",
     "depthwise_input_grad",
@@ -47,9 +48,10 @@ _CL = torch.channels_last
 _SUPPORTED_DTYPES = (torch.float32, torch.float64)
 
 
-def _is_channels_last(x: torch.Tensor) -> bool:
+def is_channels_last(x: torch.Tensor) -> bool:
+    """True for a 4-D tensor laid out channels_last (and not also plain contiguous)."""
     # A 1×1 map or a single channel is both layouts at once; count it as whatever is_contiguous says first.
-    return (not x.is_contiguous()) and x.is_contiguous(memory_format=_CL)
+    return x.dim() == 4 and (not x.is_contiguous()) and x.is_contiguous(memory_format=_CL)
 
 
 def cpu_supports(x: torch.Tensor, weight: torch.Tensor, padding: int, dilation: int) -> bool:
@@ -89,7 +91,7 @@ def _conv_in_layout(
 def depthwise_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, padding: int, dilation: int) -> torch.Tensor:
     """dL/dx of a stride-1 'same' depthwise conv: the output gradient convolved with the rotated kernel."""
     return _conv_in_layout(
-        grad_out, weight.flip(-2, -1), None, padding, dilation, out_channels_last=_is_channels_last(grad_out)
+        grad_out, weight.flip(-2, -1), None, padding, dilation, out_channels_last=is_channels_last(grad_out)
     )
 
 
@@ -124,13 +126,13 @@ def depthwise_weight_grad(
             f"the CPU weight gradient needs stride 1 and 'same' padding (K-1)*dilation/2 = {(k - 1) * d // 2}, "
             f"got padding={padding} and output {tuple(grad_out.shape)} for input {tuple(x.shape)}"
         )
-    if not _native_weight_grad_is_faster(k, d, _is_channels_last(x)):
+    if not _native_weight_grad_is_faster(k, d, is_channels_last(x)):
         # Batch folded into channels: one group per (n, c) plane, whose "kernel" is that plane's output gradient.
         planes = x.reshape(1, n * c, h, w)
         kernels = grad_out.reshape(n * c, 1, h, w)
         taps = F.conv2d(planes, kernels, None, d, padding, 1, n * c)
         return taps.reshape(n, c, k, k).sum(0).unsqueeze(1)
-    if d >= NATIVE_WGRAD_MIN_DILATION and h * w <= _SUBSAMPLE_MAX_PIXELS and not _is_channels_last(x):
+    if d >= NATIVE_WGRAD_MIN_DILATION and h * w <= _SUBSAMPLE_MAX_PIXELS and not is_channels_last(x):
         # Dilation ≥ 4 on a small map: the full stride-1 correlation over all (K-1)·d+1 offsets, then every
         # d-th offset, is more arithmetic but runs on oneDNN's fast path (measured 1.1–2× faster than PyTorch).
         taps = F.conv2d(x.reshape(1, n * c, h, w), grad_out.reshape(n * c, 1, h, w), None, 1, padding, 1, n * c)
@@ -160,7 +162,7 @@ class _CPUDepthwiseConv2dFunction(torch.autograd.Function):
         padding: int,
         dilation: int,
     ) -> torch.Tensor:
-        channels_last = _is_channels_last(x)
+        channels_last = is_channels_last(x)
         x_compute = _as_layout(x, compute_layout(weight.shape[-1], channels_last))
         ctx.save_for_backward(x_compute, weight)
         ctx.padding, ctx.dilation, ctx.has_bias, ctx.channels_last = padding, dilation, bias is not None, channels_last
@@ -170,7 +172,7 @@ class _CPUDepthwiseConv2dFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:  # type: ignore[override]
         x, weight = ctx.saved_tensors
-        fmt = _CL if _is_channels_last(x) else torch.contiguous_format
+        fmt = _CL if is_channels_last(x) else torch.contiguous_format
         grad = _as_layout(grad_out, fmt)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
@@ -206,5 +208,5 @@ def cpu_depthwise_conv2d(
         x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
     )
     if not needs_grad:
-        return _conv_in_layout(x, weight, bias, padding, dilation, _is_channels_last(x))
+        return _conv_in_layout(x, weight, bias, padding, dilation, is_channels_last(x))
     return _CPUDepthwiseConv2dFunction.apply(x, weight, bias, padding, dilation)
