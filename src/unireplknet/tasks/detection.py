@@ -194,6 +194,16 @@ def _check_num_classes(num_classes: int) -> None:
         raise ValueError(f"num_classes (object categories, without background) must be >= 1, got {num_classes!r}")
 
 
+def _check_detector_args(
+    num_classes: int, min_size: int, max_size: int, anchor_sizes: Sequence[int], levels: str
+) -> None:
+    """The argument checks every detector builder shares (``levels`` names its five pyramid levels)."""
+    _check_num_classes(num_classes)
+    _check_sizes(min_size, max_size)
+    if len(anchor_sizes) != 5:
+        raise ValueError(f"anchor_sizes needs one base size per pyramid level (5: {levels}), got {len(anchor_sizes)}")
+
+
 def _body(model: Union[str, UniRepLKNet], checkpoint, model_kwargs, drop_path_rate, with_cp, deploy) -> UniRepLKNet:
     if isinstance(model, UniRepLKNet):
         if checkpoint is not None:
@@ -228,10 +238,7 @@ def _rcnn(
     from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
     from torchvision.ops import MultiScaleRoIAlign
 
-    _check_num_classes(num_classes)
-    _check_sizes(min_size, max_size)
-    if len(anchor_sizes) != 5:
-        raise ValueError(f"anchor_sizes needs one base size per pyramid level (5: P2-P6), got {len(anchor_sizes)}")
+    _check_detector_args(num_classes, min_size, max_size, anchor_sizes, "P2-P6")
     backbone = UniRepLKNetFPN(_body(model, checkpoint, model_kwargs, drop_path_rate, with_cp, deploy),
                               fpn_channels, (0, 1, 2, 3), "maxpool")
     # The recipe's 4conv-1fc box head with normalisation (ConvFCBBoxHead; torchvision's "v2" head).
@@ -289,10 +296,7 @@ def _single_stage(
 ) -> nn.Module:
     from torchvision.models.detection import FCOS, RetinaNet
 
-    _check_num_classes(num_classes)
-    _check_sizes(min_size, max_size)
-    if len(anchor_sizes) != 5:
-        raise ValueError(f"anchor_sizes needs one base size per pyramid level (5: P3-P7), got {len(anchor_sizes)}")
+    _check_detector_args(num_classes, min_size, max_size, anchor_sizes, "P3-P7")
     # P3–P7: stages 1–3 (strides 8–32) and two extra levels from P5, as torchvision's own RetinaNet/FCOS.
     backbone = UniRepLKNetFPN(_body(model, checkpoint, model_kwargs, drop_path_rate, with_cp, deploy),
                               fpn_channels, (1, 2, 3), "p6p7")
