@@ -345,19 +345,28 @@ def _mismatch_message(source, sd, model, missing, unexpected, mis_shaped) -> str
     return "; ".join(parts)
 
 
+#: The first (stem) convolution's weight: the one tensor whose shape depends on the input channel count.
+STEM_WEIGHT = "downsample_layers.0.0.weight"
+
+
+def differs_only_in_input_channels(weight: Optional[torch.Tensor], target: Optional[torch.Tensor]) -> bool:
+    """True when both conv weights exist and have the same shape except their input-channel dimension."""
+    return (
+        weight is not None and target is not None and weight.dim() == 4 and target.dim() == 4
+        and weight.shape[1] != target.shape[1]
+        and weight.shape[:1] + weight.shape[2:] == target.shape[:1] + target.shape[2:]
+    )
+
+
 def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> StateDict:
     """timm pretrained filter: official layouts in, exactly the model's keys out (head dropped on class mismatch)."""
     sd = strip_prefixes(unwrap_state_dict(state_dict, source="pretrained checkpoint"))
     # A model with another input channel count (e.g. in_chans=1 for grey images): timm adapts the stem conv
     # (the pretrained cfg's first_conv) after this filter, so let the RGB stem through unchanged here.
-    stem = "downsample_layers.0.0.weight"
+    stem = STEM_WEIGHT
     target = model.state_dict().get(stem)
     rgb_stem = sd.get(stem)
-    other_chans = (
-        target is not None and rgb_stem is not None and rgb_stem.dim() == 4
-        and rgb_stem.shape[1] != target.shape[1]
-        and rgb_stem.shape[:1] + rgb_stem.shape[2:] == target.shape[:1] + target.shape[2:]
-    )
+    other_chans = differs_only_in_input_channels(rgb_stem, target)
     if other_chans:
         sd[stem] = target
     sd = _fit_to_model(sd, model, drop_mismatched_head=True, source="the pretrained checkpoint")

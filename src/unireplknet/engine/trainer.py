@@ -133,19 +133,19 @@ def _rgb_stem_adapted(path: str, model: nn.Module) -> Any:
     """``path``, or its state dict with an RGB stem adapted to the model's input channels the way timm adapts
     ``--pretrained`` weights (``in_chans=1``: the sum over R, G, B), so a downloaded official file given as
     ``--checkpoint`` works like ``--pretrained`` for grey images."""
-    from ..checkpoint import read_state_dict, strip_prefixes
+    from ..checkpoint import STEM_WEIGHT, differs_only_in_input_channels, read_state_dict, strip_prefixes
 
-    target = model.state_dict().get("downsample_layers.0.0.weight")
+    target = model.state_dict().get(STEM_WEIGHT)
     if target is None or target.shape[1] == 3:
         return path
     sd = strip_prefixes(read_state_dict(path))
-    w = sd.get("downsample_layers.0.0.weight")
-    if w is None or w.dim() != 4 or w.shape[1] != 3 or w.shape[:1] + w.shape[2:] != target.shape[:1] + target.shape[2:]:
+    w = sd.get(STEM_WEIGHT)
+    if not differs_only_in_input_channels(w, target) or w.shape[1] != 3:
         return path  # nothing to adapt, or a real mismatch that load_checkpoint explains with the file's name
     from timm.models import adapt_input_conv
 
     _logger.info("%s: RGB stem adapted to %d input channel(s)", path, target.shape[1])
-    sd["downsample_layers.0.0.weight"] = adapt_input_conv(target.shape[1], w).to(w.dtype)
+    sd[STEM_WEIGHT] = adapt_input_conv(target.shape[1], w).to(w.dtype)
     return sd
 
 
