@@ -228,11 +228,10 @@ def format_train_summary(r) -> str:
 
 # ----------------------------------------------------------------------------------------------- eval
 def cmd_eval(args: argparse.Namespace) -> int:
-    import torch
-
     from .data import DigitsDataset, SafeImageFolder, collate_drop_unreadable, collate_tensors, find_image_folders
     from .data.build import eval_transform
     from .engine import make_eval_loader, read_run_metadata
+    from .engine.distributed import resolve_device
     from .engine.trainer import _amp_dtype, evaluate
 
     model = _load_model(args.checkpoint, use_ema=args.ema)
@@ -256,7 +255,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 f"{where} has {len(dataset.classes)} classes but the checkpoint's head has {model.num_classes}; "
                 "evaluate on data with the classes the model was trained on"
             )
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device)
     model.to(device)
     loader = make_eval_loader(dataset, args.batch_size, collate, args.workers)
     m = evaluate(model, loader, device, _amp_dtype(args.amp), progress=not args.no_progress)
@@ -448,10 +447,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from .engine import build_model
     from .engine.benchmark import measure_latency
+    from .engine.distributed import resolve_device
     from .model import reparameterize
 
     torch.manual_seed(0)
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device)
     _check_bench_args(args, device)
     rows, records = [], []
 

@@ -12,7 +12,7 @@ from typing import Any, List
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "is_main_process", "all_reduce_sum", "all_gather_object", "barrier",
+__all__ = ["DistInfo", "init_distributed", "resolve_device", "is_main_process", "all_reduce_sum", "all_gather_object", "barrier",
            "average_buffers"]
 
 _logger = logging.getLogger(__name__)
@@ -36,9 +36,16 @@ class DistInfo:
         return self.rank == 0
 
 
+def resolve_device(name: str) -> torch.device:
+    """``'auto'`` (or empty): the GPU when CUDA is available, else the CPU; any other name as given."""
+    if name in ("", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def _pick_device(requested: str, local_rank: int) -> torch.device:
     if requested in ("", "auto"):
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
+        requested = resolve_device(requested).type
     if requested.startswith("cuda"):
         if not torch.cuda.is_available():
             raise RuntimeError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")

@@ -16,15 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..engine.distributed import resolve_device
+
 __all__ = ["resolve_device", "start_run", "read_tagged_checkpoint", "resume_checkpoint", "train_one_epoch",
            "end_epoch"]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``'auto'``: the GPU when CUDA is available, else the CPU; any other name as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def start_run(seed: int, device: str, output: Union[str, Path]) -> Tuple[torch.device, Path]:

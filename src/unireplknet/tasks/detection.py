@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
