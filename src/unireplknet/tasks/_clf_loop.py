@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -253,11 +253,11 @@ def _plain(obj: Any) -> Any:
 
 def read_task_checkpoint(path: str, task: str, command: str, map_location: str = "cpu"):
     """(state dict, model config, model kwargs) of a ``last.pth`` written by :func:`fit` for ``task``."""
+    from ._epoch_loop import load_checkpoint_file
+
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint {p} does not exist; pass the last.pth of a {command} run")
-    ck = torch.load(p, map_location=map_location, weights_only=True)
-    mc = ck.get("model_config") or {}
+    ck = load_checkpoint_file(p, f"the last.pth of a {command} run", map_location)
+    mc = (ck.get("model_config") if isinstance(ck, dict) else None) or {}
     if mc.get("task") != task:
         raise ValueError(f"{p} is not a {command} checkpoint (task {mc.get('task')!r})")
     kwargs = dict(mc["model_kwargs"])

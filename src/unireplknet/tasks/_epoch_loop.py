@@ -18,7 +18,7 @@ from torch import nn
 
 from ..engine.distributed import resolve_device
 
-__all__ = ["resolve_device", "start_run", "read_tagged_checkpoint", "resume_checkpoint", "train_one_epoch",
+__all__ = ["resolve_device", "start_run", "load_checkpoint_file", "read_tagged_checkpoint", "resume_checkpoint", "train_one_epoch",
            "end_epoch"]
 
 
@@ -32,6 +32,18 @@ def start_run(seed: int, device: str, output: Union[str, Path]) -> Tuple[torch.d
     return resolve_device(device), out_dir
 
 
+def load_checkpoint_file(path: Union[str, Path], expected: str, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with clear errors: a missing file names ``expected`` (what to
+    pass instead), an unreadable one (truncated, not a torch file, pickled objects) says so."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; pass {expected}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or holds objects that need unpickling
+        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from e
+
+
 def read_tagged_checkpoint(path: Union[str, Path], fmt: str, run: str, kind: str) -> Dict[str, Any]:
     """Load ``path`` (``weights_only``) and check that its ``format`` entry is ``fmt``.
 
@@ -39,12 +51,7 @@ def read_tagged_checkpoint(path: Union[str, Path], fmt: str, run: str, kind: str
     ``"an audio checkpoint written by `unireplknet audio-train`"``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; pass the last.pth or best.pth of {run}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, not a torch file, or holds objects that need unpickling
-        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from e
+    ckpt = load_checkpoint_file(path, f"the last.pth or best.pth of {run}")
     if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
         raise ValueError(f"{path} is not {kind} (no format={fmt!r})")
     return ckpt
