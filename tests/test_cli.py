@@ -531,3 +531,14 @@ def test_train_checkpoint_official_file_for_grey_images(reference, digits_tree, 
     code, err = _err(["train", "--data", str(digits_tree), "--output", str(tmp_path / "o"), "--model", "unireplknet_a",
                       "--checkpoint", str(broken), "--in-chans", "1"] + FINETUNE_ARGS, capsys)
     assert code == 2 and str(broken) in err and "1 missing (stages.3.1.gamma)" in err
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{depths: 1}", "not valid JSON"),
+    ("[1, 1, 1, 1]", "expected a JSON object like"),
+])
+def test_model_kwargs_that_is_not_a_json_object_is_a_usage_error(capsys, text, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--models", "custom", "--model-kwargs", text])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

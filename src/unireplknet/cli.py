@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from .tasks._cli_common import json_dict_arg
+
 __all__ = ["main", "build_parser"]
 
 _logger = logging.getLogger("unireplknet.cli")
@@ -28,16 +30,6 @@ class CLIError(Exception):
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def _json_arg(text: str) -> Dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"depths\": [1,1,1,1]}}', got {text!r}")
-    return value
-
-
 def _int_list(text: str) -> List[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
@@ -119,7 +111,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", default=None, help="unireplknet_a … unireplknet_xl, or 'custom' (default: "
                    "unireplknet_a; digits: a small custom net)")
-    g.add_argument("--model-kwargs", type=_json_arg, default=None,
+    g.add_argument("--model-kwargs", type=json_dict_arg, default=None,
                    help='UniRepLKNet arguments for --model custom, e.g. \'{"depths":[1,1,1,1],"dims":[8,16,32,64]}\'')
     g.add_argument("--pretrained", action="store_true", default=None, help="start from the official weights (timm)")
     g.add_argument("--checkpoint", default=None,
@@ -641,7 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="latency/throughput: training vs deploy, NCHW vs channels_last, eager vs "
                                      "compile, deployment runtimes")
     p.add_argument("--models", type=_str_list, default=["unireplknet_a"], help="comma-separated variants, or custom")
-    p.add_argument("--model-kwargs", type=_json_arg, default=None, help="UniRepLKNet arguments for 'custom'")
+    p.add_argument("--model-kwargs", type=json_dict_arg, default=None, help="UniRepLKNet arguments for 'custom'")
     p.add_argument("--batch-sizes", type=_int_list, default=[1, 16])
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--in-chans", type=int, default=3)

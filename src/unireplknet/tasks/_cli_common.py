@@ -17,7 +17,7 @@ def json_dict_arg(text: str) -> Dict[str, Any]:
     except json.JSONDecodeError as e:
         raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {text!r}") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"depths\": [1,1,1,1]}}', got {text!r}")
     return value
 
 
