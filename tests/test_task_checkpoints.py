@@ -1,4 +1,4 @@
-"""Task checkpoint readers (shared loading in tasks._epoch_loop) refuse missing, foreign and truncated files."""
+"""Shared task-loop parts (tasks._epoch_loop): checkpoint readers refuse missing, foreign and truncated files; the training step."""
 from __future__ import annotations
 
 import pytest
@@ -40,3 +40,20 @@ def test_video_and_pointcloud_readers_refuse_missing_foreign_and_truncated_files
     (tmp_path / "cut.pth").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(ValueError, match="is not a readable checkpoint"):
         load(str(tmp_path / "cut.pth"))
+
+
+def test_optimizer_step_stops_on_a_non_finite_loss_and_clips_otherwise():
+    """The shared training step: NaN loss → FloatingPointError naming epoch and advice, no update; else one
+    SGD step on gradients clipped to the given norm."""
+    from unireplknet.tasks._epoch_loop import optimizer_step
+
+    w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    model = torch.nn.Module()
+    model.w = w
+    opt = torch.optim.SGD([w], lr=1.0)
+    with pytest.raises(FloatingPointError, match=r"loss is nan at epoch 3; try less"):
+        optimizer_step(model, opt, (w * float("nan")).sum(), 2, advice="try less")
+    assert torch.equal(w.detach(), torch.tensor([3.0, 4.0]))
+    value = optimizer_step(model, opt, (w * w).sum(), 0, clip_grad=1.0)  # grad (6, 8), norm 10 → (0.6, 0.8)
+    assert value == 25.0
+    assert torch.allclose(w.detach(), torch.tensor([2.4, 3.2]))

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ._epoch_loop import optimizer_step
+
 __all__ = ["LoopConfig", "fit", "predict_views"]
 
 _logger = logging.getLogger(__name__)
@@ -208,16 +210,10 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Optional[Dataset], cfg: L
             if batch_transform is not None:
                 x, y = batch_transform(x, y)
             loss = loss_fn(model(x), y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}; lower the learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            optimizer.step()
+            loss_sum += optimizer_step(model, optimizer, loss, epoch, clip_grad=cfg.clip_grad,
+                                       advice="lower the learning rate")
             updates += 1
             scheduler.step_update(num_updates=updates)
-            loss_sum += float(loss.detach())
             steps += 1
         row: Dict[str, Any] = dict(epoch=epoch + 1, train_loss=loss_sum / max(steps, 1),
                                    epoch_s=time.perf_counter() - te, lr=optimizer.param_groups[0]["lr"])

@@ -21,7 +21,6 @@ import copy
 import dataclasses
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+
+from ._epoch_loop import optimizer_step
 
 __all__ = [
     "DenseTrainConfig",
@@ -397,15 +398,8 @@ def train_dense(cfg: DenseTrainConfig) -> Dict[str, Any]:
             steps = 0
             for batch in loader:
                 losses = task.loss(net, batch, device)
-                loss = sum(losses.values())
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"loss is {value} at epoch {epoch + 1}; lower --lr or use --clip-grad")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.clip_grad:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                optimizer.step()
+                value = optimizer_step(model, optimizer, sum(losses.values()), epoch, clip_grad=cfg.clip_grad,
+                                       advice="lower --lr or use --clip-grad")
                 scheduler.step()
                 steps += 1
                 for k, v in losses.items():

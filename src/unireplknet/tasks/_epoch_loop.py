@@ -18,7 +18,7 @@ from torch import nn
 
 from ..engine.distributed import resolve_device
 
-__all__ = ["resolve_device", "start_run", "load_checkpoint_file", "read_tagged_checkpoint", "resume_checkpoint", "train_one_epoch",
+__all__ = ["resolve_device", "start_run", "load_checkpoint_file", "read_tagged_checkpoint", "resume_checkpoint", "optimizer_step", "train_one_epoch",
            "end_epoch"]
 
 
@@ -72,6 +72,22 @@ def resume_checkpoint(resume: Optional[str], out_dir: Path,
     return read(path)
 
 
+def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, epoch: int, *,
+                   clip_grad: float = 0.0, advice: str = "lower --lr") -> float:
+    """One plain step on ``loss``: zero the gradients, backward, clip their norm to ``clip_grad`` (when > 0),
+    step; returns the loss value. A NaN or infinite loss stops the run first with :class:`FloatingPointError`
+    naming the epoch (``epoch`` counts from 0) and ``advice``."""
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise FloatingPointError(f"loss is {value} at epoch {epoch + 1}; {advice}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_grad:
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    optimizer.step()
+    return value
+
+
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[Any],
                     batch_loss: Callable[[Any], Tuple[torch.Tensor, int]], epoch: int) -> float:
     """One epoch of plain steps (zero_grad, backward, step) in training mode; returns the mean loss per sample.
@@ -83,12 +99,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches:
     loss_sum = n = 0.0
     for batch in batches:
         loss, size = batch_loss(batch)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"loss is {value} at epoch {epoch + 1}; lower --lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        value = optimizer_step(model, optimizer, loss, epoch)
         loss_sum += value * size
         n += size
     return loss_sum / max(n, 1)
