@@ -234,7 +234,7 @@ def _openvino(
     config["INFERENCE_NUM_THREADS"] = threads or torch.get_num_threads()
     core = ov.Core()
     # One compiled model (and infer request) per input shape: OpenVINO's CPU plugin runs a model compiled
-    # for a static shape 10-20% faster than the dynamic-batch one (docs/deploy.md); the first call with a
+    # for a static shape 6-17% faster than the dynamic-batch one (docs/deploy.md); the first call with a
     # new shape pays its compile (about a second for UniRepLKNet-T).
     compiled: Dict[Any, Tuple[Any, Any]] = {}
 

@@ -109,8 +109,8 @@ def _mkldnn_fusable(x: torch.Tensor) -> bool:
 
 #: Fold GRN's scale into per-sample copies of the last Linear's weight (a batched matmul) when the
 #: activation is larger than the weight, instead of scaling the 4C-channel activation in place. Off by
-#: default: measured on AVX-512 CPUs (docs/performance.md), the in-place scale is a cheap streaming pass
-#: while the batched matmul is 1.1-1.5x slower than oneDNN's fused GEMM, so folding loses overall.
+#: default: in-place scaling followed by oneDNN's fused GEMM measured 1.1-4.6x faster at every A/T stage at
+#: batch 16 except A's first (0.85-0.89x) (benchmarks/bench_cpu_details.py, docs/performance.md).
 FOLD_GRN_INTO_WEIGHT: bool = False
 
 #: Rows (H·W positions, all samples at once) per chunk of the GRN statistic: a chunk's squares stay in
@@ -121,8 +121,8 @@ _SUMSQ_CHUNK_BYTES = 1 << 20
 def spatial_sum_of_squares(hid: torch.Tensor) -> torch.Tensor:
     """Σ_hw hid[n, hw, c]² for (N, HW, C) → (N, 1, C); equal to ``vector_norm(hid, 2, dim=1)²``.
 
-    ``torch.linalg.vector_norm`` over a non-innermost dimension is 3-20x slower than a plain square-and-sum
-    on CPU; squaring in cache-sized chunks keeps the temporary small, so this is one read of ``hid``.
+    ``torch.linalg.vector_norm`` over a non-innermost dimension measured 2.3-8.8x slower than this on CPU
+    (benchmarks/bench_cpu_details.py); squaring in cache-sized chunks keeps the temporary small, so this is one read of ``hid``.
     """
     n, hw, c = hid.shape
     if torch.is_grad_enabled() and hid.requires_grad:
@@ -173,9 +173,9 @@ def deploy_block_forward(block: "UniRepLKNetBlock", x: torch.Tensor) -> torch.Te
 
 
 #: Largest 4C-channel temporary (bytes) the fused forward makes at once under no_grad; bigger batches
-#: run the FFN in groups of samples. glibc serves allocations above 32 MiB with fresh mmap()ed pages,
-#: and first-touching them cost a 64 MiB GEMM output about a third of its time (UniRepLKNet-T, stage 1,
-#: batch 16); groups below that size reuse the heap and also keep the GRN statistic's read in cache.
+#: run the FFN in groups of samples. glibc serves allocations above 32 MiB with fresh mmap()ed pages;
+#: smaller groups reuse the heap (a T batch-16 forward: 4k-18k page faults instead of 47k-88k) and keep the
+#: peak temporary small; the forward's time changed by 0-14% at 2 threads (benchmarks/bench_cpu_details.py).
 GROUP_BYTES: int = 16 << 20
 
 
