@@ -183,7 +183,7 @@ class SEBlock(nn.Module):
 
 
 class DilatedReparamBlock(nn.Module):
-    """A depthwise K×K conv with BN plus parallel dilated depthwise small convs, each with BN (SPEC 1.4).
+    """A depthwise K×K conv with BN plus parallel dilated depthwise small convs, each with BN (paper §3.2.2, "Dilated Reparam Block").
 
     After :meth:`merge_dilated_branches` (or built with ``deploy=True``) it is a single K×K depthwise conv
     with bias, ``lk_origin``.
@@ -318,7 +318,7 @@ class UniRepLKNetBlock(nn.Module):
 
     @torch.no_grad()
     def reparameterize(self) -> None:
-        """Fuse this block into its deploy structure in place (idempotent; see SPEC 1.6)."""
+        """Fuse this block into its deploy structure in place (idempotent; docs/reparameterization.md)."""
         if self.deployed:
             return
         if isinstance(self.dwconv, DilatedReparamBlock):

@@ -2,7 +2,7 @@
 
 ``import unireplknet`` registers ``unireplknet_a`` … ``unireplknet_xl`` with timm, so
 ``timm.create_model('unireplknet_t', pretrained=True)`` works, with a pretrained config for every official
-checkpoint of the Hugging Face repo ``DingXiaoH/UniRepLKNet`` (SPEC 2.1).
+checkpoint of the Hugging Face repo ``DingXiaoH/UniRepLKNet`` (the file names of the official `huggingface_file_names`; docs/checkpoints.md).
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ VARIANTS: Dict[str, Variant] = {
     "xl": Variant((3, 3, 27, 3), (256, 512, 1024, 2048), 386.53, None, 187.0),
 }
 
-# Official checkpoint files (SPEC 2.1), by variant and pretrained tag.
+# Official checkpoint files (the official repository's `huggingface_file_names`), by variant and pretrained tag.
 _IN1K_FILES = {
     "a": "unireplknet_a_in1k_224_acc77.03.pth",
     "f": "unireplknet_f_in1k_224_acc78.58.pth",
@@ -67,7 +67,7 @@ _IN22K_FT_FILES = {
     "xl": "unireplknet_xl_in22k_to_in1k_384_acc87.96.pth",
 }
 _IN22K_FILES = {v: f"unireplknet_{v}_in22k_pretrain.pth" for v in ("s", "b", "l", "xl")}
-# 22K pretraining resolution (SPEC 4): 224 for S/B, 192 for L/XL.
+# 22K pretraining resolution (the official Image/README.md): 224 for S/B, 192 for L/XL.
 _IN22K_RES = {"s": 224, "b": 224, "l": 192, "xl": 192}
 
 #: The official constructor flags and the pretrained tag each one selects.
