@@ -11,9 +11,13 @@ Module layout (state-dict prefixes in brackets):
 * four stages [``stages.{i}.{j}``] of :class:`UniRepLKNetBlock`;
 * logits mode: global average pool → LayerNorm [``norm``] → Linear [``head``];
   features mode (``num_classes=None``): a channels-first LayerNorm per stage [``norm0`` … ``norm3``].
-"""
-from __future__ import annotations
 
+Scripting and tracing (``torch.jit.script``, ``torch.fx.symbolic_trace``, timm's feature extractors, ONNX and
+``torch.export``) see only the plain module graph: every Python-level choice — the input check, the fused
+inference forward of :mod:`unireplknet.fast`, sample groups in the stem, the depthwise-conv implementation —
+sits behind ``torch.jit.is_scripting()`` / :func:`python_dispatch_allowed`. This module does not use
+``from __future__ import annotations``, which TorchScript cannot read in a module that defines ``forward``.
+"""
 import logging
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -22,11 +26,10 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath, SelectAdaptivePool2d, trunc_normal_
 from timm.models._features import feature_take_indices
 
 from . import fast, reparam
-from .checkpoint import load_state_dict_pre_hook
 from .ops import create_depthwise_conv2d
 from .ops.cpu import is_channels_last as _is_channels_last
 
@@ -63,6 +66,10 @@ _DEFAULT_KERNEL_SIZES: Dict[Tuple[int, ...], Tuple[Tuple[int, ...], ...]] = {
     (3, 3, 27, 3): ((3, 3, 3), (13, 13, 13), (13, 3, 3) * 9, (13, 13, 13)),
 }
 
+#: Global pooling types of the classifier (timm's SelectAdaptivePool2d; '' keeps the (N, C, H, W) map).
+#: 'catavgmax' is left out: it doubles the width that the official final LayerNorm [``norm``] normalises.
+GLOBAL_POOL_TYPES = ("", "avg", "max", "avgmax")
+
 #: Constructor keywords that official downstream code passes and the official model ignores.
 _IGNORED_OFFICIAL_KWARGS = ("attempt_use_lk_impl", "disable_iGEMM", "custom_set", "use_checkpoint")
 
@@ -77,6 +84,23 @@ def default_kernel_sizes(depths: Sequence[int]) -> Tuple[Tuple[int, ...], ...]:
             "pass kernel_sizes=(stage1, stage2, stage3, stage4) with one kernel size per block"
         )
     return _DEFAULT_KERNEL_SIZES[key]
+
+
+def _fx_symbolic_tracing() -> bool:
+    fx_trace = torch.fx._symbolic_trace
+    probe = getattr(fx_trace, "is_fx_symbolic_tracing", None) or getattr(fx_trace, "_get_is_fx_tracing")
+    return bool(probe())
+
+
+@torch.jit.unused
+def python_dispatch_allowed(x: torch.Tensor) -> bool:
+    """True in plain eager execution: not under FX symbolic tracing (``x`` a Proxy) or another graph capture.
+
+    Callers test ``torch.jit.is_scripting()`` first, so TorchScript never compiles this (or what it guards).
+    """
+    if isinstance(x, torch.fx.Proxy) or _fx_symbolic_tracing():
+        return False
+    return not (torch.jit.is_tracing() or fast.graph_capture_active())
 
 
 def _batch_norm(dim: int, use_sync_bn: bool) -> nn.Module:
@@ -117,7 +141,11 @@ class LayerNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.data_format == "channels_last":
             return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        if _is_channels_last(x):
+        if torch.jit.is_scripting():
+            channels_last = _is_channels_last(x)
+        else:  # a traced graph takes the formula, which is right for every layout
+            channels_last = python_dispatch_allowed(x) and _is_channels_last(x)
+        if channels_last:
             y = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
             return y.permute(0, 3, 1, 2)
         mean = x.mean(1, keepdim=True)
@@ -138,10 +166,18 @@ class Stem(nn.Sequential):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        if fast.use_sample_groups(self, x):
-            hidden = self[0].out_channels * ((x.shape[2] + 1) // 2) * ((x.shape[3] + 1) // 2)
-            return fast.run_in_sample_groups(super().forward, (x,), hidden * x.element_size())
-        return super().forward(x)
+        if torch.jit.is_scripting():
+            return self._run_layers(x)
+        else:
+            if python_dispatch_allowed(x) and fast.use_sample_groups(self, x):
+                hidden = self[0].out_channels * ((x.shape[2] + 1) // 2) * ((x.shape[3] + 1) // 2)
+                return fast.run_in_sample_groups(self._run_layers, (x,), hidden * x.element_size())
+            return self._run_layers(x)
+
+    def _run_layers(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self:
+            x = layer(x)
+        return x
 
 
 class GRNwithNHWC(nn.Module):
@@ -161,7 +197,7 @@ class GRNwithNHWC(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gx = torch.norm(x, p=2, dim=(1, 2), keepdim=True)
         nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
-        if self.use_bias:
+        if hasattr(self, "beta"):  # hasattr, not use_bias: TorchScript resolves it when compiling
             return (self.gamma * nx + 1) * x + self.beta
         return (self.gamma * nx + 1) * x
 
@@ -209,11 +245,39 @@ class DilatedReparamBlock(nn.Module):
         return not hasattr(self, "origin_bn")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.merged:
+        if not hasattr(self, "origin_bn"):  # merged
             return self.lk_origin(x)
         out = self.origin_bn(self.lk_origin(x))
-        for k, r in zip(self.kernel_sizes, self.dilates):
-            out = out + getattr(self, f"dil_bn_k{k}_{r}")(getattr(self, f"dil_conv_k{k}_{r}")(x))
+        if torch.jit.is_scripting():
+            return self._add_branches_scripted(x, out)
+        else:
+            for k, r in zip(self.kernel_sizes, self.dilates):
+                out = out + getattr(self, f"dil_bn_k{k}_{r}")(getattr(self, f"dil_conv_k{k}_{r}")(x))
+            return out
+
+    def _add_branches_scripted(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        # TorchScript cannot look modules up by a computed name; it resolves hasattr() when compiling, so each
+        # branch name that DILATED_BRANCHES uses is spelled out, in the table's order for every kernel size.
+        if hasattr(self, "dil_conv_k3_1"):
+            out = out + self.dil_bn_k3_1(self.dil_conv_k3_1(x))
+        if hasattr(self, "dil_conv_k5_1"):
+            out = out + self.dil_bn_k5_1(self.dil_conv_k5_1(x))
+        if hasattr(self, "dil_conv_k9_2"):
+            out = out + self.dil_bn_k9_2(self.dil_conv_k9_2(x))
+        if hasattr(self, "dil_conv_k7_2"):
+            out = out + self.dil_bn_k7_2(self.dil_conv_k7_2(x))
+        if hasattr(self, "dil_conv_k5_2"):
+            out = out + self.dil_bn_k5_2(self.dil_conv_k5_2(x))
+        if hasattr(self, "dil_conv_k3_2"):
+            out = out + self.dil_bn_k3_2(self.dil_conv_k3_2(x))
+        if hasattr(self, "dil_conv_k3_3"):
+            out = out + self.dil_bn_k3_3(self.dil_conv_k3_3(x))
+        if hasattr(self, "dil_conv_k3_4"):
+            out = out + self.dil_bn_k3_4(self.dil_conv_k3_4(x))
+        if hasattr(self, "dil_conv_k3_5"):
+            out = out + self.dil_bn_k3_5(self.dil_conv_k3_5(x))
+        if hasattr(self, "dil_conv_k3_7"):
+            out = out + self.dil_bn_k3_7(self.dil_conv_k3_7(x))
         return out
 
     def equivalent_kernel_bias(self) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -295,6 +359,8 @@ class UniRepLKNetBlock(nn.Module):
             self.gamma = None
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
 
+    __jit_unused_properties__ = ["deployed"]
+
     @property
     def deployed(self) -> bool:
         return len(self.pwconv2) == 2
@@ -310,11 +376,15 @@ class UniRepLKNetBlock(nn.Module):
         return x + self.compute_residual(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fast.use_fused_block(self, x):  # deploy structure in eval: the same math in fewer passes
-            return fast.deploy_block_forward(self, x)
-        if self.with_cp and x.requires_grad and not torch.jit.is_scripting():
-            return torch.utils.checkpoint.checkpoint(self._forward, x, use_reentrant=False)
-        return self._forward(x)
+        if torch.jit.is_scripting():
+            return self._forward(x)
+        else:
+            if python_dispatch_allowed(x):
+                if fast.use_fused_block(self, x):  # deploy structure, eval, fp32 CPU inference: fewer passes
+                    return fast.deploy_block_forward(self, x)
+                if self.with_cp and x.requires_grad:
+                    return torch.utils.checkpoint.checkpoint(self._forward, x, use_reentrant=False)
+            return self._forward(x)
 
     @torch.no_grad()
     def reparameterize(self) -> None:
@@ -377,7 +447,13 @@ class UniRepLKNet(nn.Module):
             loaded (classifier keys dropped).
         attempt_use_lk_impl: accepted for compatibility; :mod:`unireplknet.ops` chooses the kernel.
         use_sync_bn: SyncBatchNorm instead of BatchNorm2d in the blocks.
+        global_pool: the classifier's pooling (timm's convention): ``'avg'`` (official), ``'max'``,
+            ``'avgmax'``, or ``''`` for no pooling — the (N, C, H, W) map, each pixel through the final
+            LayerNorm (only with ``num_classes=0``).
+        drop_rate: dropout before the classifier (timm's ``drop_rate``; 0 in the official recipe).
     """
+
+    __jit_unused_properties__ = ["deploy"]
 
     def __init__(
         self,
@@ -394,6 +470,8 @@ class UniRepLKNet(nn.Module):
         init_cfg: Optional[Dict[str, Any]] = None,
         attempt_use_lk_impl: bool = True,
         use_sync_bn: bool = False,
+        global_pool: str = "avg",
+        drop_rate: float = 0.0,
         **kwargs: Any,
     ):
         super().__init__()
@@ -413,6 +491,8 @@ class UniRepLKNet(nn.Module):
             )
         if in_chans < 1:
             raise ValueError(f"in_chans must be >= 1, got {in_chans}")
+        if not 0.0 <= drop_rate < 1.0:
+            raise ValueError(f"drop_rate is a dropout probability in [0, 1), got {drop_rate}")
 
         self.in_chans = in_chans
         self.depths, self.dims, self.kernel_sizes = depths, dims, kernel_sizes
@@ -422,6 +502,8 @@ class UniRepLKNet(nn.Module):
         if self.output_mode == "features" and num_classes not in (None, 0):
             raise ValueError("features mode (init_cfg given) has no classifier: pass num_classes=None")
         self.num_classes = 0 if num_classes is None else int(num_classes)
+        _check_global_pool(global_pool, self.num_classes)
+        self.drop_rate = drop_rate
         self.num_features = self.head_hidden_size = dims[-1]
         self.grad_checkpointing = with_cp
 
@@ -465,17 +547,24 @@ class UniRepLKNet(nn.Module):
             )
             cur += depths[i]
 
+        # The modules whose outputs are the features: in features mode each stage's own LayerNorm (so timm's
+        # hook-based extractor returns what forward_intermediates returns), else the stage itself.
+        feature_module = "norm{}" if self.output_mode == "features" else "stages.{}"
         self.feature_info = [
-            dict(num_chs=dims[i], reduction=4 * 2**i, module=f"stages.{i}") for i in range(4)
+            dict(num_chs=dims[i], reduction=4 * 2**i, module=feature_module.format(i)) for i in range(4)
         ]
         if self.output_mode == "logits":
+            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
             self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
+            self.head_drop = nn.Dropout(drop_rate)
             self.head = nn.Linear(dims[-1], self.num_classes) if self.num_classes > 0 else nn.Identity()
         else:
             for i in range(4):
                 self.add_module(f"norm{i}", LayerNorm(dims[i], eps=1e-6, data_format="channels_first"))
 
         self.apply(self._init_weights)
+        from .checkpoint import load_state_dict_pre_hook
+
         self.register_load_state_dict_pre_hook(load_state_dict_pre_hook)
         if isinstance(getattr(self, "head", None), nn.Linear):
             self.head.weight.data.mul_(head_init_scale)
@@ -517,12 +606,25 @@ class UniRepLKNet(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.head if self.output_mode == "logits" else nn.Identity()
 
+    @torch.jit.ignore
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        """Replace the head by a fresh ``num_classes``-way Linear (0 → pooled features, no head)."""
+        """Replace the head by a fresh ``num_classes``-way Linear (0 → features, no head), and optionally the
+        pooling (``global_pool``: see the constructor; ``''`` needs ``num_classes=0``).
+
+        A features-mode backbone has no classifier: ``reset_classifier(0)`` leaves it as it is (timm's feature
+        wrappers call it), anything else is an error.
+        """
         if self.output_mode != "logits":
-            raise RuntimeError("a features-mode backbone has no classifier to reset")
-        if global_pool not in (None, "avg"):
-            raise ValueError(f"UniRepLKNet pools by global average only, got global_pool={global_pool!r}")
+            if num_classes == 0:
+                return
+            raise RuntimeError(
+                "a features-mode backbone (num_classes=None / init_cfg / features_only) has no classifier; "
+                f"build the model with num_classes={num_classes} instead"
+            )
+        pool_type = self.global_pool.pool_type if global_pool is None else global_pool
+        _check_global_pool(pool_type, num_classes)
+        if global_pool is not None:
+            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
         self.num_classes = num_classes
         head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         if isinstance(head, nn.Linear):
@@ -530,10 +632,26 @@ class UniRepLKNet(nn.Module):
             head = head.to(device=self.norm.weight.device, dtype=self.norm.weight.dtype)
         self.head = head
 
+    @torch.jit.unused
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise a ValueError naming the problem when ``x`` is not a batch this network can take."""
+        """Raise a ValueError naming the problem when ``x`` is not a batch this network can take.
+
+        Eager only: scripted and traced graphs leave it out (see the module docstring).
+        """
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"UniRepLKNet expects a torch.Tensor, got {type(x).__name__}")
+        if not (x.is_floating_point() or x.is_complex()):
+            raise TypeError(
+                f"UniRepLKNet expects a floating-point image tensor, got {x.dtype}; convert it first, e.g. "
+                "x.float() / 255 for 8-bit images (then normalise with the model's mean and std)"
+            )
+        weight = self.downsample_layers[0][0].weight
+        if x.dtype != weight.dtype and not _autocast_enabled(x.device.type):
+            raise TypeError(
+                f"the input is {x.dtype} but the model's weights are {weight.dtype}; convert one to the other, "
+                f"e.g. x.to({weight.dtype}) (x.float() for float32), or model.to({x.dtype}), or run under "
+                "torch.autocast"
+            )
         if x.dim() != 4:
             raise ValueError(
                 f"UniRepLKNet expects a 4-D (batch, channels, height, width) tensor, got shape {tuple(x.shape)}; "
@@ -552,12 +670,17 @@ class UniRepLKNet(nn.Module):
                 "resize or pad it to at least 32x32"
             )
 
+    def _check_input_eager(self, x: torch.Tensor) -> None:
+        if not torch.jit.is_scripting():
+            if python_dispatch_allowed(x):
+                self.check_input(x)
+
     def forward_stages(self, x: torch.Tensor) -> List[torch.Tensor]:
         """The output of every stage (down-sampling then blocks, before any final norm)."""
-        self.check_input(x)
-        outs = []
-        for i in range(4):
-            x = self.stages[i](self.downsample_layers[i](x))
+        self._check_input_eager(x)
+        outs: List[torch.Tensor] = []
+        for downsample, stage in zip(self.downsample_layers, self.stages):
+            x = stage(downsample(x))
             outs.append(x)
         return outs
 
@@ -572,12 +695,14 @@ class UniRepLKNet(nn.Module):
     ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
         """Stage outputs at ``indices`` (features mode: through their ``norm{i}``), and the final map.
 
+        ``indices``: an int n takes the last n stages, a list the stages it names (negative from the end).
+
         ``norm`` is accepted for timm compatibility; the final LayerNorm of the logits mode acts on pooled
         features, so there is no map-level final norm to apply.
         """
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        self.check_input(x)
+        self._check_input_eager(x)
         take_indices, max_index = feature_take_indices(len(self.stages), indices)
         intermediates = []
         last = max_index if stop_early else len(self.stages) - 1
@@ -608,20 +733,42 @@ class UniRepLKNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's (N, dims[-1], H/32, W/32) feature map."""
-        self.check_input(x)
-        for i in range(len(self.stages)):
-            x = self.stages[i](self.downsample_layers[i](x))
+        self._check_input_eager(x)
+        for downsample, stage in zip(self.downsample_layers, self.stages):
+            x = stage(downsample(x))
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Global average pool → LayerNorm → head (``pre_logits=True`` stops before the head)."""
-        x = self.norm(x.mean((-2, -1)))
+        """Global pool → LayerNorm → dropout → head (``pre_logits=True`` stops before the head).
+
+        With ``global_pool=''`` the map stays (N, C, H, W) and the LayerNorm normalises each pixel's channels.
+        """
+        x = self.global_pool(x)
+        if self.global_pool.is_identity():
+            x = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        else:
+            x = self.norm(x)
+        x = self.head_drop(x)
         return x if pre_logits else self.head(x)
 
+    def _feature_maps(self, x: torch.Tensor) -> List[torch.Tensor]:
+        # Features mode, written for TorchScript too: hasattr() on a literal name is resolved when compiling.
+        outs = self.forward_stages(x)
+        normed: List[torch.Tensor] = []
+        if hasattr(self, "norm0") and len(outs) > 0:
+            normed.append(self.norm0(outs[0]))
+        if hasattr(self, "norm1") and len(outs) > 1:
+            normed.append(self.norm1(outs[1]))
+        if hasattr(self, "norm2") and len(outs) > 2:
+            normed.append(self.norm2(outs[2]))
+        if hasattr(self, "norm3") and len(outs) > 3:
+            normed.append(self.norm3(outs[3]))
+        return normed
+
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:
-        if self.output_mode == "features":
-            return self.forward_intermediates(x, intermediates_only=True)
-        return self.forward_head(self.forward_features(x))
+        if hasattr(self, "head"):  # logits mode (hasattr: resolved when scripting)
+            return self.forward_head(self.forward_features(x))
+        return self._feature_maps(x)
 
     # ---------------------------------------------------------------- re-parameterization
     def reparameterize_unireplknet(self) -> None:
@@ -630,10 +777,31 @@ class UniRepLKNet(nn.Module):
             if isinstance(m, UniRepLKNetBlock):
                 m.reparameterize()
 
-    @property
+    @property  # type: ignore[misc]
     def deploy(self) -> bool:
         """True when every block is in the deploy (re-parameterized) structure."""
         return all(block.deployed for stage in self.stages for block in stage)
+
+
+def _check_global_pool(global_pool: str, num_classes: int) -> None:
+    if global_pool not in GLOBAL_POOL_TYPES:
+        raise ValueError(
+            f"global_pool={global_pool!r} is not supported; choose one of "
+            + ", ".join(repr(p) for p in GLOBAL_POOL_TYPES)
+            + " ('' keeps the unpooled map and needs num_classes=0)"
+        )
+    if global_pool == "" and num_classes > 0:
+        raise ValueError(
+            "global_pool='' (no pooling) leaves a (N, C, H, W) map, which a Linear classifier cannot take; "
+            "pass num_classes=0 with it (timm.create_model(name, num_classes=0, global_pool=''))"
+        )
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # PyTorch < 2.4 has no device argument
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
 
 
 def reparameterize(model: nn.Module, inplace: bool = True) -> nn.Module:

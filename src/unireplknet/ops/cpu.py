@@ -51,7 +51,8 @@ _SUPPORTED_DTYPES = (torch.float32, torch.float64)
 def is_channels_last(x: torch.Tensor) -> bool:
     """True for a 4-D tensor laid out channels_last (and not also plain contiguous)."""
     # A 1×1 map or a single channel is both layouts at once; count it as whatever is_contiguous says first.
-    return x.dim() == 4 and (not x.is_contiguous()) and x.is_contiguous(memory_format=_CL)
+    # torch.channels_last spelled out (not _CL): TorchScript compiles this function and resolves no such global.
+    return x.dim() == 4 and (not x.is_contiguous()) and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def cpu_supports(x: torch.Tensor, weight: torch.Tensor, padding: int, dilation: int) -> bool:
