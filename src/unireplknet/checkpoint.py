@@ -360,7 +360,13 @@ def differs_only_in_input_channels(weight: Optional[torch.Tensor], target: Optio
 
 def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> StateDict:
     """timm pretrained filter: official layouts in, exactly the model's keys out (head dropped on class mismatch)."""
+    from .model import UniRepLKNet, reparameterize
+
     sd = strip_prefixes(unwrap_state_dict(state_dict, source="pretrained checkpoint"))
+    if isinstance(model, UniRepLKNet) and not model.deploy and is_deploy_layout(sd):
+        # A re-parameterized file (e.g. timm's save_for_hf of a deploy model): the model takes its structure.
+        _logger.info("the pretrained checkpoint is in the deploy layout: re-parameterizing the model to load it")
+        reparameterize(model)
     # A model with another input channel count (e.g. in_chans=1 for grey images): timm adapts the stem conv
     # (the pretrained cfg's first_conv) after this filter, so let the RGB stem through unchanged here.
     stem = STEM_WEIGHT

@@ -453,7 +453,7 @@ class UniRepLKNet(nn.Module):
         drop_rate: dropout before the classifier (timm's ``drop_rate``; 0 in the official recipe).
     """
 
-    __jit_unused_properties__ = ["deploy"]
+    __jit_unused_properties__ = ["deploy", "_model_args"]
 
     def __init__(
         self,
@@ -554,7 +554,7 @@ class UniRepLKNet(nn.Module):
             dict(num_chs=dims[i], reduction=4 * 2**i, module=feature_module.format(i)) for i in range(4)
         ]
         if self.output_mode == "logits":
-            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
+            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))
             self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
             self.head_drop = nn.Dropout(drop_rate)
             self.head = nn.Linear(dims[-1], self.num_classes) if self.num_classes > 0 else nn.Identity()
@@ -624,7 +624,7 @@ class UniRepLKNet(nn.Module):
         pool_type = self.global_pool.pool_type if global_pool is None else global_pool
         _check_global_pool(pool_type, num_classes)
         if global_pool is not None:
-            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
+            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))
         self.num_classes = num_classes
         head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         if isinstance(head, nn.Linear):
@@ -769,6 +769,19 @@ class UniRepLKNet(nn.Module):
         if hasattr(self, "head"):  # logits mode (hasattr: resolved when scripting)
             return self.forward_head(self.forward_features(x))
         return self._feature_maps(x)
+
+    @property
+    def _model_args(self) -> Dict[str, Any]:
+        """timm's record of the constructor arguments (``timm.models.get_model_args``, ``save_for_hf``), with the
+        current structure: a re-parameterized model records ``deploy=True``, so it is rebuilt as one."""
+        args = dict(self.__dict__.get("_timm_model_args", {}))
+        if self.deploy:
+            args["deploy"] = True
+        return args
+
+    @_model_args.setter
+    def _model_args(self, value: Dict[str, Any]) -> None:
+        self.__dict__["_timm_model_args"] = dict(value)
 
     # ---------------------------------------------------------------- re-parameterization
     def reparameterize_unireplknet(self) -> None:

@@ -7,6 +7,7 @@ checkpoint of the Hugging Face repo ``DingXiaoH/UniRepLKNet`` (the file names of
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -15,6 +16,7 @@ from torch import nn
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models._features import FeatureGetterNet, FeatureHookNet
 
 from .checkpoint import PretrainedWeightsUnavailableError, checkpoint_filter_fn
 from .model import UniRepLKNet, default_kernel_sizes
@@ -155,6 +157,11 @@ def _create_unireplknet(variant: str, pretrained: bool = False, **kwargs: Any) -
     if features_only:
         # The official features mode: a channels-first LayerNorm on every stage output, no classifier.
         model_kwargs["num_classes"] = None
+        for unused in ("global_pool", "drop_rate"):  # timm's scripts pass them to every model
+            model_kwargs.pop(unused, None)
+        feature_cls = model_kwargs.get("feature_cls")
+        if isinstance(feature_cls, str) and feature_cls.lower() in _FEATURE_CLASSES:
+            model_kwargs["feature_cls"] = _FEATURE_CLASSES[feature_cls.lower()]
     try:
         return build_model_with_cfg(
             UniRepLKNet,
@@ -168,6 +175,38 @@ def _create_unireplknet(variant: str, pretrained: bool = False, **kwargs: Any) -
         if pretrained and _is_download_failure(err):
             raise PretrainedWeightsUnavailableError(variant, kwargs.get("pretrained_cfg"), err) from err
         raise
+
+
+class FeatureDictGetterNet(FeatureGetterNet):
+    """``features_only=True, feature_cls='dict'``: the stage features as an ordered dict, keyed like timm's
+    ``FeatureDictNet`` (``out_map`` entries, else the stage index as a string).
+
+    timm's ``FeatureDictNet`` re-runs a model's direct children in registration order, which the official
+    layout cannot offer (the down-sampling layers and the stages are two separate lists, run interleaved);
+    the same features come from ``forward_intermediates`` instead.
+    """
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:  # type: ignore[override]
+        features = super().forward(x)
+        names = self.out_map if self.out_map is not None else self.feature_info.out_indices
+        return OrderedDict((str(name), feat) for name, feat in zip(names, features))
+
+
+class FeatureHookListNet(FeatureHookNet):
+    """``features_only=True, feature_cls='hook'``: timm's ``FeatureHookNet`` (forward hooks on each stage's
+    LayerNorm ``norm{i}``), for a backbone whose own output is a list of maps rather than one tensor
+    (timm's class reads the device off that output)."""
+
+    def forward(self, x: torch.Tensor):  # type: ignore[override]
+        device = x.device
+        for module in self.values():  # no_rewrite: the one entry is the whole backbone
+            x = module(x)
+        out = self.hooks.get_output(device)
+        return out if self.return_dict else list(out.values())
+
+
+#: feature_cls names that need an adapter for the official layout (the others are timm's own classes).
+_FEATURE_CLASSES = {"dict": FeatureDictGetterNet, "hook": FeatureHookListNet}
 
 
 def _is_download_failure(err: BaseException) -> bool:
