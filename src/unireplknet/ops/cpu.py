@@ -154,9 +154,12 @@ class _CPUDepthwiseConv2dFunction(torch.autograd.Function):
     both gradients. ``backward`` is built from differentiable torch ops, so double backward works too.
     """
 
+    # forward / setup_context kept apart (PyTorch's functorch-ready form), so torch.func transforms
+    # (vmap, grad, jacrev …) can run it; vmap's batching rule is derived from the torch ops inside.
+    generate_vmap_rule = True
+
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx,
         x: torch.Tensor,
         weight: torch.Tensor,
         bias: Optional[torch.Tensor],
@@ -165,10 +168,17 @@ class _CPUDepthwiseConv2dFunction(torch.autograd.Function):
     ) -> torch.Tensor:
         channels_last = is_channels_last(x)
         x_compute = _as_layout(x, compute_layout(weight.shape[-1], channels_last))
-        ctx.save_for_backward(x_compute, weight)
-        ctx.padding, ctx.dilation, ctx.has_bias, ctx.channels_last = padding, dilation, bias is not None, channels_last
         y = F.conv2d(x_compute, weight, bias, 1, padding, dilation, x.shape[1])
         return _as_layout(y, _CL if channels_last else torch.contiguous_format)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
+        x, weight, bias, padding, dilation = inputs
+        channels_last = is_channels_last(x)
+        # The input is saved in the layout the forward computed in (a view when it already was, else the
+        # forward's copy is made once more here, which only large-kernel channels_last inputs need).
+        ctx.save_for_backward(_as_layout(x, compute_layout(weight.shape[-1], channels_last)), weight)
+        ctx.padding, ctx.dilation, ctx.has_bias, ctx.channels_last = padding, dilation, bias is not None, channels_last
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:  # type: ignore[override]
