@@ -113,23 +113,62 @@ def read_state_dict(path: PathLike, use_ema: bool = False) -> StateDict:
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
+            if not _holds_disallowed_objects(err):  # garbage that happens to start like a pickle
+                raise _unreadable(path, err) from err
             raise CheckpointError(
-                f"{path} holds Python objects other than tensors and plain containers, which are not unpickled "
-                f"for safety ({err}). If you trust the file, re-save just its tensors: "
-                "torch.save(torch.load(path, weights_only=False)['model'], 'weights.pth'), or convert it to "
-                "safetensors"
+                f"{path} is a PyTorch checkpoint that also holds Python objects other than tensors and plain "
+                f"containers, which are not unpickled for safety ({_first_line(err)}). If you trust the file, "
+                "re-save just its tensors: torch.save(torch.load(path, weights_only=False)['model'], "
+                "'weights.pth'), or convert it to safetensors"
             ) from err
-        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
-            raise CheckpointError(
-                f"{path} is not a readable PyTorch checkpoint ({err}); it is probably truncated or corrupt — "
-                "download or save it again"
-            ) from err
+        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, KeyError, ValueError, TypeError, IndexError,
+                AttributeError) as err:
+            raise _unreadable(path, err) from err
     else:
         raise CheckpointError(
-            f"{path} is neither a PyTorch (.pth) nor a safetensors checkpoint (first bytes {_head(path)!r}); "
-            "pass the weights file, e.g. unireplknet_t_in1k_224_acc83.21.pth or model.safetensors"
+            f"{path} is not a readable checkpoint: it is neither a PyTorch (.pth) nor a safetensors file "
+            f"({_describe_head(path)}); pass the weights file, e.g. unireplknet_t_in1k_224_acc83.21.pth or "
+            "model.safetensors (a download that failed can leave an HTML error page under the file's name)"
         )
     return unwrap_state_dict(obj, use_ema=use_ema, source=str(path))
+
+
+def _first_line(err: BaseException) -> str:
+    """The informative line of a (possibly long, multi-line) torch.load error."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    # never the generic weights_only advice torch.load prepends: for a file that is no checkpoint it misleads
+    lines = [line for line in lines if "weights_only" not in line and "file an issue" not in line] or lines
+    for marker in ("Unsupported global", "GLOBAL", "Unsupported operand", "Unpickler error", "failed"):
+        for line in lines:
+            if marker in line:
+                return line[:300]
+    return lines[0][:300] if lines else type(err).__name__
+
+
+def _holds_disallowed_objects(err: BaseException) -> bool:
+    """A weights_only refusal of a real pickle names the global it refused; corrupt bytes fail otherwise."""
+    text = str(err)
+    return "Unsupported global" in text or "GLOBAL" in text
+
+
+def _unreadable(path: Path, err: BaseException) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is not a readable checkpoint ({type(err).__name__}: {_first_line(err)}; {_describe_head(path)}): "
+        "it is truncated, corrupt or not a checkpoint at all — download or save it again"
+    )
+
+
+def _describe_head(path: Path) -> str:
+    head = _head(path, 64)
+    if head.lstrip().lower().startswith((b"<!doctype", b"<html", b"<?xml", b"<")):
+        return f"it starts like an HTML/XML page: {head[:32]!r}"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"first bytes {head[:16]!r}"
+    if text.isprintable() or all(c.isprintable() or c in "\r\n\t" for c in text):
+        return f"it is a text file starting {text[:32]!r}"
+    return f"first bytes {head[:16]!r}"
 
 
 def _head(path: Path, n: int = 8) -> bytes:
@@ -149,8 +188,8 @@ def _sniff(path: Path) -> str:
             return "safetensors"
     if path.suffix == ".safetensors":
         return "safetensors"  # let the reader produce the precise corruption message
-    if path.suffix in (".pth", ".pt", ".bin", ".ckpt"):
-        return "torch"
+    # Every torch.save file starts with a zip header or a pickle protocol byte: anything else is not one,
+    # whatever its name says.
     return "unknown"
 
 
