@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from .ops.cpu import is_channels_last
 
-if TYPE_CHECKING:  # pragma: no cover - import cycle only for the type checker
+if TYPE_CHECKING:  # pragma: no cover - the model imports this module, never the other way round
     from .model import UniRepLKNetBlock
 
 __all__ = ["FUSED", "fused_enabled", "set_fused", "use_fused_block", "deploy_block_forward", "spatial_sum_of_squares",
@@ -125,31 +125,6 @@ def _global_hooks() -> bool:
     )
 
 
-def _bypassed_modules_as_built(block: "UniRepLKNetBlock") -> bool:
-    """The modules the fused forward reads weights from instead of calling: exactly the built types, fp32,
-    with no hooks (a quantized / NNCF-wrapped Linear, a hook of thop / torchinfo must be called)."""
-    from torch import nn
-
-    from .model import GRNwithNHWC, NCHWtoNHWC, NHWCtoNCHW
-
-    se, pw1, act, pw2 = block.se, block.pwconv1, block.act, block.pwconv2
-    if not (len(pw1) == 2 and len(act) == 2 and len(pw2) == 2):
-        return False
-    expected = (
-        (se.down, nn.Conv2d), (se.up, nn.Conv2d), (se.nonlinear, nn.ReLU), (pw1[0], NCHWtoNHWC),
-        (pw1[1], nn.Linear), (act[0], nn.GELU), (act[1], GRNwithNHWC), (pw2[0], nn.Linear), (pw2[1], NHWCtoNCHW),
-        (block.norm, nn.Identity),
-    )
-    if any(type(module) is not kind for module, kind in expected):
-        return False
-    if act[0].approximate != "none" or hasattr(act[1], "beta"):
-        return False
-    if any(_hooked(m) for m in (se, pw1, act, pw2) + tuple(m for m, _ in expected)):
-        return False
-    weights = (se.down.weight, se.up.weight, pw1[1].weight, pw1[1].bias, pw2[0].weight, pw2[0].bias, act[1].gamma)
-    return all(w is not None and w.dtype == torch.float32 and type(w) is torch.nn.Parameter for w in weights)
-
-
 def use_fused_block(block: "UniRepLKNetBlock", x: torch.Tensor) -> bool:
     """True when ``block`` may run :func:`deploy_block_forward` on ``x``: only where it is exactly the module
     graph's result and no tool watches or changed that graph (see the module docstring for the list)."""
@@ -165,7 +140,7 @@ def use_fused_block(block: "UniRepLKNetBlock", x: torch.Tensor) -> bool:
         and not _autocast_active()
         and not graph_capture_active()
         and not _global_hooks()
-        and _bypassed_modules_as_built(block)
+        and block.runs_as_built()
     )
 
 

@@ -18,8 +18,9 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import FeatureGetterNet, FeatureHookNet
 
-from .checkpoint import PretrainedWeightsUnavailableError, checkpoint_filter_fn
-from .model import UniRepLKNet, default_kernel_sizes
+from .checkpoint import load_checkpoint
+from .checkpoint_io import PretrainedWeightsUnavailableError
+from .model import ARCHITECTURES, UniRepLKNet, checkpoint_filter_fn, default_kernel_sizes
 
 __all__ = [
     "VARIANTS", "HF_HUB_ID", "variant_config", "create_model", "count_macs", "variants_table", "pretrained_tags",
@@ -41,16 +42,13 @@ class Variant:
     paper_gmacs_384: Optional[float] = None
 
 
+# (params M, GMACs @224, GMACs @384) from the official README; depths and dims from the model's table.
+_PAPER_NUMBERS = {
+    "a": (4.44, 0.64), "f": (6.24, 0.91), "p": (10.74, 1.57), "n": (18.32, 2.77), "t": (31.04, 4.90),
+    "s": (55.65, 9.09, 26.7), "b": (98.01, None, 47.2), "l": (218.45, None, 105.4), "xl": (386.53, None, 187.0),
+}
 VARIANTS: Dict[str, Variant] = {
-    "a": Variant((2, 2, 6, 2), (40, 80, 160, 320), 4.44, 0.64),
-    "f": Variant((2, 2, 6, 2), (48, 96, 192, 384), 6.24, 0.91),
-    "p": Variant((2, 2, 6, 2), (64, 128, 256, 512), 10.74, 1.57),
-    "n": Variant((2, 2, 8, 2), (80, 160, 320, 640), 18.32, 2.77),
-    "t": Variant((3, 3, 18, 3), (80, 160, 320, 640), 31.04, 4.90),
-    "s": Variant((3, 3, 27, 3), (96, 192, 384, 768), 55.65, 9.09, 26.7),
-    "b": Variant((3, 3, 27, 3), (128, 256, 512, 1024), 98.01, None, 47.2),
-    "l": Variant((3, 3, 27, 3), (192, 384, 768, 1536), 218.45, None, 105.4),
-    "xl": Variant((3, 3, 27, 3), (256, 512, 1024, 2048), 386.53, None, 187.0),
+    name: Variant(*ARCHITECTURES[name], *numbers) for name, numbers in _PAPER_NUMBERS.items()
 }
 
 # Official checkpoint files (the official repository's `huggingface_file_names`), by variant and pretrained tag.
@@ -173,8 +171,19 @@ def _create_unireplknet(variant: str, pretrained: bool = False, **kwargs: Any) -
         )
     except Exception as err:  # only download failures are rewrapped; everything else propagates unchanged
         if pretrained and _is_download_failure(err):
-            raise PretrainedWeightsUnavailableError(variant, kwargs.get("pretrained_cfg"), err) from err
+            tag = kwargs.get("pretrained_cfg")
+            cfg = _find_cfg(variant, tag if isinstance(tag, str) else None)
+            filename = getattr(cfg, "hf_hub_filename", None)
+            raise PretrainedWeightsUnavailableError(variant, tag, err, filename=filename, hub_id=HF_HUB_ID) from err
         raise
+
+
+def _find_cfg(variant: str, tag: Optional[str]) -> Any:
+    """The pretrained config of ``variant`` with ``tag`` (its default tag when None)."""
+    entry = default_cfgs.get(variant)
+    if entry is None:
+        return None
+    return entry.cfgs.get(tag or entry.tags[0])
 
 
 class FeatureDictGetterNet(FeatureGetterNet):
@@ -293,8 +302,6 @@ def create_model(
     variant_config(full)  # validates the name with a helpful error
     model = timm.create_model(f"{full}.{tag}" if tag else full, pretrained=pretrained, **kwargs)
     if checkpoint_path is not None:
-        from .checkpoint import load_checkpoint
-
         load_checkpoint(model, checkpoint_path)
     return model
 
