@@ -104,13 +104,14 @@ def _fx_symbolic_tracing() -> bool:
 
 @torch.jit.unused
 def python_dispatch_allowed(x: torch.Tensor) -> bool:
-    """True in plain eager execution: not under FX symbolic tracing (``x`` a Proxy) or another graph capture.
+    """False under FX symbolic tracing (``x`` a Proxy), where Python cannot branch on tensor properties.
 
+    The model's Python-level choices (input check, fused forward, sample groups, checkpointing, LayerNorm's
+    layout branch) are taken only when this is True; the fused forward and sample groups also step aside for
+    every other tracer, compiler, exporter and dispatch mode (:func:`unireplknet.fast.use_fused_block`).
     Callers test ``torch.jit.is_scripting()`` first, so TorchScript never compiles this (or what it guards).
     """
-    if isinstance(x, torch.fx.Proxy) or _fx_symbolic_tracing():
-        return False
-    return not (torch.jit.is_tracing() or fast.graph_capture_active())
+    return not (isinstance(x, torch.fx.Proxy) or _fx_symbolic_tracing())
 
 
 def _batch_norm(dim: int, use_sync_bn: bool) -> nn.Module:
