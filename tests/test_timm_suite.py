@@ -350,3 +350,28 @@ def tiny():
         return randomize_bn_and_scales(tiny_model(**kwargs))
 
     return make
+
+
+# ---------------------------------------------------------------------------------------- every variant (slow)
+ALL_VARIANTS = [f"unireplknet_{v}" for v in unireplknet.VARIANTS]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ALL_VARIANTS)
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_every_variant_forward_backward_script_fx_features(name, structure):
+    """timm's per-model checks on all nine variants (minutes and several GB for L/XL: run with -m slow)."""
+    model = _model(name, structure, num_classes=42)
+    x = _input(batch=2)
+    out = model.train()(x)
+    out.mean().backward()
+    assert out.shape == (2, 42) and all(p.grad is not None for p in model.parameters())
+    model.eval()
+    with torch.no_grad():
+        want = model(x)
+        assert rel_err(torch.jit.script(model)(x), want) < 1e-5
+        assert rel_err(torch.fx.symbolic_trace(model)(x), want) < 1e-5
+    feats = timm.create_model(name, features_only=True, deploy=structure == "deploy").eval()
+    with torch.no_grad():
+        maps = feats(x)
+    assert [m.shape[1] for m in maps] == feats.feature_info.channels()
