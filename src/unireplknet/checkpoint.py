@@ -1,4 +1,9 @@
-"""Reading and writing UniRepLKNet weights, safely and with errors that say what to do.
+"""UniRepLKNet weights to and from files: the package's user-facing checkpoint API.
+
+:func:`load_model` builds the model a file was saved from, :func:`save_model` writes one; the reading and
+writing itself is :mod:`unireplknet.checkpoint_io` (a leaf that imports no model code), the mapping of the
+official layouts onto the model (``load_checkpoint``, ``checkpoint_filter_fn``, ``infer_config`` …) lives beside
+the model in :mod:`unireplknet.model`; both are re-exported here.
 
 * Files are read with ``torch.load(weights_only=True)`` or from safetensors — never by unpickling arbitrary
   objects.
@@ -12,7 +17,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
@@ -61,9 +65,6 @@ __all__ = [
     "load_model",
     "to_deploy_state_dict",
 ]
-
-_logger = logging.getLogger(__name__)
-
 
 # ----------------------------------------------------------------------------------------------- saving
 def save_model(model: nn.Module, path: PathLike, metadata: Optional[Mapping[str, str]] = None) -> Path:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover - the model imports this module, never the
     from .model import UniRepLKNetBlock
 
 __all__ = ["FUSED", "fused_enabled", "set_fused", "use_fused_block", "deploy_block_forward", "spatial_sum_of_squares",
-           "samples_per_group", "GROUP_BYTES", "use_sample_groups", "run_in_sample_groups"]
+           "samples_per_group", "GROUP_BYTES", "use_sample_groups", "run_in_sample_groups", "graph_capture_active"]
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -93,9 +93,6 @@ def graph_capture_active() -> bool:
     # A mode on the dispatch / function stacks sees every operator; the fused path calls private oneDNN ops
     # that such modes (e.g. FlopCounterMode) do not know, so they get the modules' plain operators instead.
     return torch._C._len_torch_dispatch_stack() > 0 or torch._C._is_torch_function_mode_enabled()
-
-
-_tracing = graph_capture_active  # the name the module used before
 
 
 def _autocast_active() -> bool:

@@ -53,6 +53,19 @@ __all__ = [
     "DILATED_BRANCHES",
     "default_kernel_sizes",
     "reparameterize",
+    "GLOBAL_POOL_TYPES",
+    "ARCHITECTURES",
+    "python_dispatch_allowed",
+    # checkpoint layouts (re-exported by unireplknet.checkpoint)
+    "checkpoint_filter_fn",
+    "load_checkpoint",
+    "load_state_dict_pre_hook",
+    "infer_config",
+    "is_deploy_layout",
+    "strip_prefixes",
+    "to_deploy_state_dict",
+    "STEM_WEIGHT",
+    "differs_only_in_input_channels",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -402,14 +415,13 @@ class UniRepLKNetBlock(nn.Module):
         """Whether the modules that :func:`unireplknet.fast.deploy_block_forward` reads weights from instead of
         calling are still exactly the built types, fp32 and without hooks (a quantized or NNCF-wrapped Linear,
         a hook of thop / torchinfo must be called, so the fused forward steps aside)."""
-        block = self
-        se, pw1, act, pw2 = block.se, block.pwconv1, block.act, block.pwconv2
+        se, pw1, act, pw2 = self.se, self.pwconv1, self.act, self.pwconv2
         if not (len(pw1) == 2 and len(act) == 2 and len(pw2) == 2):
             return False
         expected = (
             (se.down, nn.Conv2d), (se.up, nn.Conv2d), (se.nonlinear, nn.ReLU), (pw1[0], NCHWtoNHWC),
             (pw1[1], nn.Linear), (act[0], nn.GELU), (act[1], GRNwithNHWC), (pw2[0], nn.Linear), (pw2[1], NHWCtoNCHW),
-            (block.norm, nn.Identity),
+            (self.norm, nn.Identity),
         )
         if any(type(module) is not kind for module, kind in expected):
             return False
