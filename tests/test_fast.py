@@ -215,16 +215,20 @@ DTYPE_CASES = [
     (torch.float64, None, False, 0.0),
     (torch.float32, torch.bfloat16, False, 0.0),
 ]
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])  # CUDA: always the module graph
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype, autocast, fuses, tol", DTYPE_CASES)
-def test_fused_model_equals_plain_model_where_it_runs(monkeypatch, dtype, autocast, fuses, tol):
-    """Fused on vs off at model level: fp32 runs the fused path and agrees to float noise; fp64 and CPU bf16
-    autocast (where oneDNN's fused op cannot run) fall back to the module graph and agree exactly."""
-    model = _deploy_model().to(dtype)
-    x = torch.randn(3, 3, 64, 64, dtype=dtype)
+def test_fused_model_equals_plain_model_where_it_runs(monkeypatch, device, dtype, autocast, fuses, tol):
+    """Fused on vs off at model level: fp32 on the CPU runs the fused path and agrees to float noise; fp64,
+    CPU bf16 autocast (where oneDNN's fused op cannot run) and CUDA fall back to the module graph exactly."""
+    fuses = fuses and device == "cpu"
+    tol = tol if fuses else 0.0
+    model = _deploy_model().to(device=device, dtype=dtype)
+    x = torch.randn(3, 3, 64, 64, dtype=dtype, device=device)
     calls = _count_fused(monkeypatch)
-    context = torch.autocast("cpu", dtype=autocast) if autocast else contextlib.nullcontext()
+    context = torch.autocast(device, dtype=autocast) if autocast else contextlib.nullcontext()
     with torch.no_grad(), context:
         with fused(False):
             want = model(x)
