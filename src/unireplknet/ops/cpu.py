@@ -149,9 +149,10 @@ def depthwise_weight_grad(
 class _CPUDepthwiseConv2dFunction(torch.autograd.Function):
     """Forward in the layout that is fastest for the kernel size; backward as forward convolutions.
 
-    The input is saved in the layout the forward computed in, so a channels_last input of a large kernel is
-    converted to NCHW once (not again in backward), and the output gradient is converted at most once for
-    both gradients. ``backward`` is built from differentiable torch ops, so double backward works too.
+    The input is saved as given and put into the compute layout in backward (a channels_last input of a large
+    kernel is converted to NCHW once in forward and once in backward, and no copy is held in between); the
+    output gradient is converted at most once for both gradients. ``backward`` is built from differentiable
+    torch ops, so double backward works too.
     """
 
     # forward / setup_context kept apart (PyTorch's functorch-ready form), so torch.func transforms
@@ -175,14 +176,14 @@ class _CPUDepthwiseConv2dFunction(torch.autograd.Function):
     def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
         x, weight, bias, padding, dilation = inputs
         channels_last = is_channels_last(x)
-        # The input is saved in the layout the forward computed in (a view when it already was, else the
-        # forward's copy is made once more here, which only large-kernel channels_last inputs need).
-        ctx.save_for_backward(_as_layout(x, compute_layout(weight.shape[-1], channels_last)), weight)
+        # The input is saved as given (no copy held until backward); backward puts it into the compute layout.
+        ctx.save_for_backward(x, weight)
         ctx.padding, ctx.dilation, ctx.has_bias, ctx.channels_last = padding, dilation, bias is not None, channels_last
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:  # type: ignore[override]
         x, weight = ctx.saved_tensors
+        x = _as_layout(x, compute_layout(weight.shape[-1], ctx.channels_last))
         fmt = _CL if is_channels_last(x) else torch.contiguous_format
         grad = _as_layout(grad_out, fmt)
         grad_x = grad_w = grad_b = None
