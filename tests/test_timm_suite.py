@@ -185,20 +185,21 @@ def test_torchscript_equals_eager(name, structure):
         assert rel_err(scripted(xc), model(x)) < 1e-5
 
 
-def test_torchscript_of_every_block_kind_and_features_mode(tiny):
+def test_torchscript_fx_and_fx_then_script_of_every_block_kind_and_features_mode(tiny):
     for structure in STRUCTURES:
         for num_classes in (5, None):
             model = copy.deepcopy(tiny(num_classes=num_classes)).eval()
             if structure == "deploy":
                 unireplknet.reparameterize(model)
-            scripted = torch.jit.script(model)
+            traced = torch.fx.symbolic_trace(model)
             x = _input()
-            with torch.no_grad():
-                want, got = model(x), scripted(x)
-            if num_classes is None:
-                assert len(got) == 4 and all(rel_err(g, w) < 1e-5 for g, w in zip(got, want))
-            else:
-                assert rel_err(got, want) < 1e-5
+            for graph in (torch.jit.script(model), traced, torch.jit.script(traced)):
+                with torch.no_grad():
+                    want, got = model(x), graph(x)
+                if num_classes is None:
+                    assert len(got) == 4 and all(rel_err(g, w) < 1e-5 for g, w in zip(got, want))
+                else:
+                    assert rel_err(got, want) < 1e-5
 
 
 def _fx_model(model: torch.nn.Module) -> torch.nn.Module:
