@@ -1,44 +1,67 @@
-"""Shared fixtures: the official reference data (../shared/reference) and small models."""
+"""Shared fixtures: the official reference data (tests/data/reference, made by scripts/make_test_fixtures.py)
+and small models."""
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from typing import Any, Dict, List
 
 import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: The trimmed official reference data that ships with the repository (always present).
+FIXTURE_DIR = REPO_ROOT / "tests" / "data" / "reference"
 
 
-def reference_dir() -> Path:
+def full_reference_dir() -> Path:
+    """Where the complete official reference data may be (``UNIREPLKNET_REFERENCE_DIR`` or ../shared/reference)."""
     env = os.environ.get("UNIREPLKNET_REFERENCE_DIR")
     return Path(env) if env else REPO_ROOT.parent / "shared" / "reference"
 
 
-@pytest.fixture(scope="session")
-def reference():
-    """The official implementation's UniRepLKNet-A data: config, train/deploy state dicts, inputs and outputs."""
+def reference_dirs() -> List[Path]:
+    """The repository's fixture, plus the complete official data when it is present (an extra check, never a skip)."""
+    dirs = [FIXTURE_DIR]
+    full = full_reference_dir()
+    if (full / "unireplknet_a.deploy.safetensors").exists() and full.resolve() != FIXTURE_DIR.resolve():
+        dirs.append(full)
+    return dirs
+
+
+def load_reference(ref: Path) -> Dict[str, Any]:
+    """The official UniRepLKNet-A data in ``ref``: config, train state dict, official deploy tensors, inputs/outputs.
+
+    ``deploy`` holds the official deploy tensors that folder has (the fixture: stem, stages 0-1; the complete
+    data: all); ``deploy_keys`` is the complete official deploy key list.
+    """
     from safetensors.torch import load_file
 
-    ref = reference_dir()
-    if not (ref / "unireplknet_a.train.safetensors").exists():
-        message = (
-            f"reference data not found in {ref}; set UNIREPLKNET_REFERENCE_DIR to the folder holding "
-            "unireplknet_a.*.safetensors"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message)  # in CI the reference data must be there: a skip would hide a failure
-        pytest.skip(message)
     meta = json.loads((ref / "unireplknet_a.json").read_text())
+    keys = json.loads((ref / "official_state_dict_keys.json").read_text())
+    full_deploy = ref / "unireplknet_a.deploy.safetensors"
+    deploy = load_file(str(full_deploy if full_deploy.exists() else ref / "unireplknet_a.deploy.stages01.safetensors"))
     return dict(
         dir=ref,
         kwargs=meta["constructor_kwargs"],
         train=load_file(str(ref / "unireplknet_a.train.safetensors")),
-        deploy=load_file(str(ref / "unireplknet_a.deploy.safetensors")),
+        deploy=deploy,
+        deploy_keys=[k for k, _ in keys["unireplknet_a"]["deploy"]],
         io=load_file(str(ref / "unireplknet_a.io.safetensors")),
-        keys=json.loads((ref / "official_state_dict_keys.json").read_text()),
+        keys=keys,
     )
+
+
+def reference_dir() -> Path:
+    """The folder of the repository's reference fixture (kept for tests that read its files by path)."""
+    return FIXTURE_DIR
+
+
+@pytest.fixture(scope="session")
+def reference():
+    """The official implementation's UniRepLKNet-A data from the repository's fixture (tests/data/reference)."""
+    return load_reference(FIXTURE_DIR)
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

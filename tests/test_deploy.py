@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +10,6 @@ from unireplknet import UniRepLKNet
 from unireplknet import deploy as deploy_mod
 from unireplknet.deploy import DeployedModel, available_backends, deploy_model
 
-REFERENCE = Path("/work/shared/reference")
 
 
 def small_trained_model(seed: int = 0) -> UniRepLKNet:
@@ -33,13 +31,10 @@ def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
     return ((got - want).abs().max() / want.abs().max()).item()
 
 
-@pytest.mark.skipif(not (REFERENCE / "unireplknet_a.io.safetensors").exists(), reason="reference data absent")
-def test_eager_deploy_of_official_training_weights_matches_official_logits():
-    from safetensors.torch import load_file
-
-    model = UniRepLKNet(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320))
-    model.load_state_dict(load_file(str(REFERENCE / "unireplknet_a.train.safetensors")))
-    io = load_file(str(REFERENCE / "unireplknet_a.io.safetensors"))
+def test_eager_deploy_of_official_training_weights_matches_official_logits(reference):
+    model = UniRepLKNet(**reference["kwargs"])
+    model.load_state_dict(reference["train"])
+    io = reference["io"]
     before = {k: v.clone() for k, v in model.state_dict().items()}
     deployed = deploy_model(model, "eager", example_input=io["input"])
     assert isinstance(deployed, DeployedModel) and deployed.backend == "eager"

@@ -84,7 +84,7 @@ def test_checkpoint_of_another_class_count(reference, tmp_path):
 def test_wrong_file_types(tmp_path, model):
     text = tmp_path / "notes.txt"
     text.write_text("not weights")
-    with pytest.raises(CheckpointError, match="neither a PyTorch.*nor a safetensors"):
+    with pytest.raises(CheckpointError, match="not a readable checkpoint.*neither a PyTorch.*nor a safetensors"):
         unireplknet.load_checkpoint(model, text)
     empty = tmp_path / "empty.pth"
     empty.write_bytes(b"")
@@ -104,8 +104,60 @@ def test_truncated_files(tmp_path, model):
         data = good.read_bytes()
         cut = tmp_path / f"cut{good.suffix}"
         cut.write_bytes(data[: len(data) // 2])
-        with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        with pytest.raises(CheckpointError, match="truncated.*corrupt"):
             unireplknet.load_checkpoint(tiny_model(), cut)
+
+
+def _bad_files(tmp_path):
+    """Files named like checkpoints that are none: what a failed download or a mix-up leaves behind."""
+    files = {
+        "text": b"hello world\nthese are my notes\n",
+        "html": b"<!DOCTYPE html><html><head><title>404</title></head><body>Not Found</body></html>",
+        "random": bytes((i * 197 + 89) % 256 for i in range(4096)),
+        "pickle-like garbage": b"\x80\x02" + bytes((i * 31 + 7) % 256 for i in range(2000)),
+    }
+    paths = {}
+    for name, data in files.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.pth"
+        path.write_bytes(data)
+        paths[name] = path
+    return paths
+
+
+@pytest.mark.parametrize("kind", ["text", "html", "random", "pickle-like garbage"])
+def test_files_that_are_no_checkpoint_are_called_so(tmp_path, model, kind):
+    """A text file renamed .pth used to raise KeyError: 101, HTML or random bytes advice to pass
+    weights_only=False; the error says the file is not a readable checkpoint, and never advises unpickling."""
+    path = _bad_files(tmp_path)[kind]
+    with pytest.raises(CheckpointError, match="not a readable checkpoint") as info:
+        unireplknet.load_checkpoint(tiny_model(), path)
+    message = str(info.value)
+    assert "weights_only" not in message
+    assert str(path) in message
+    if kind == "html":
+        assert "HTML" in message
+    if kind == "text":
+        assert "text file" in message
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        unireplknet.load_model(path)
+
+
+@pytest.mark.parametrize("dtype, fix", [(torch.uint8, r"x\.float\(\) / 255"), (torch.int64, r"x\.float\(\)"),
+                                        (torch.float64, r"x\.to\(torch\.float32\)"),
+                                        (torch.float16, r"x\.to\(torch\.float32\)")])
+def test_input_of_another_dtype_names_the_dtype_and_the_fix(model, dtype, fix):
+    x = torch.zeros(1, 3, 64, 64).to(dtype)
+    with pytest.raises(TypeError, match=str(dtype).replace(".", r"\.")) as info:
+        model(x)
+    assert info.match(fix)
+
+
+def test_autocast_input_of_another_dtype_is_accepted(model):
+    """Under autocast the operators choose the compute dtype: a bfloat16 batch into an fp32 model runs."""
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x.bfloat16())
+    assert out.shape == (1, 5) and torch.isfinite(out).all()
 
 
 class UnsafePayload:

@@ -17,12 +17,16 @@ same function with as few passes as the math allows in eager PyTorch:
 
 Everything stays in NHWC order on the free view of a channels_last tensor, so no layout copies are made.
 
-The fused forward is used by :class:`unireplknet.model.UniRepLKNetBlock` whenever the block is in its
-deploy structure and in eval mode. In-place steps are taken only when autograd is off
-(``torch.no_grad`` / ``torch.inference_mode``); with autograd on, the same folded math runs out of place,
-so gradients stay correct. Set the environment variable ``UNIREPLKNET_FUSED=0`` (read at import) or
-``unireplknet.fast.set_fused(False)`` (at any time) to run the plain module-by-module reference forward,
-e.g. to benchmark before/after.
+When it runs (:func:`use_fused_block`): only where its result is exactly the module graph's and nobody is
+watching that graph — a deploy-structure block in eval mode, autograd off, a plain float32 CPU tensor,
+float32 weights in the modules the block was built with (``nn.Linear``, ``nn.GELU``, … — not a quantized or
+wrapped replacement), no autocast, no forward/backward hooks on the modules it bypasses (nor global ones),
+no ``TorchDispatchMode`` / ``TorchFunctionMode`` active (``FlopCounterMode``, fake tensors …), and no tracing,
+scripting, compiling or exporting. Everywhere else the block runs module by module, so flop counters,
+quantizers, hooks, autocast and tracers see and get exactly the modules they expect.
+
+Set the environment variable ``UNIREPLKNET_FUSED=0`` (read at import) or ``unireplknet.fast.set_fused(False)``
+(at any time) to run the plain module-by-module reference forward everywhere, e.g. to benchmark before/after.
 """
 from __future__ import annotations
 
@@ -34,11 +38,11 @@ import torch.nn.functional as F
 
 from .ops.cpu import is_channels_last
 
-if TYPE_CHECKING:  # pragma: no cover - import cycle only for the type checker
+if TYPE_CHECKING:  # pragma: no cover - the model imports this module, never the other way round
     from .model import UniRepLKNetBlock
 
 __all__ = ["FUSED", "fused_enabled", "set_fused", "use_fused_block", "deploy_block_forward", "spatial_sum_of_squares",
-           "samples_per_group", "GROUP_BYTES", "use_sample_groups", "run_in_sample_groups"]
+           "samples_per_group", "GROUP_BYTES", "use_sample_groups", "run_in_sample_groups", "graph_capture_active"]
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -70,7 +74,10 @@ def set_fused(enabled: bool) -> bool:
     return previous
 
 
-def _tracing() -> bool:
+def graph_capture_active() -> bool:
+    """True while a tracer, compiler or exporter records the model (``torch.jit``, ``torch.compile``,
+    ``torch.export``, ONNX) or a ``TorchDispatchMode`` / ``TorchFunctionMode`` (``FlopCounterMode``, fake
+    tensors, ``make_fx`` …) intercepts operators: all of them must see the plain module graph."""
     # Exporters and compilers trace the plain module graph: their own fusion passes work on it, and
     # the shape-dependent choice of the folding side below is not something a traced graph should bake in.
     if torch.jit.is_tracing() or torch.jit.is_scripting():
@@ -81,12 +88,57 @@ def _tracing() -> bool:
     ):
         return True
     onnx = getattr(torch, "onnx", None)
-    return bool(onnx is not None and hasattr(onnx, "is_in_onnx_export") and onnx.is_in_onnx_export())
+    if onnx is not None and hasattr(onnx, "is_in_onnx_export") and onnx.is_in_onnx_export():
+        return True
+    # A mode on the dispatch / function stacks sees every operator; the fused path calls private oneDNN ops
+    # that such modes (e.g. FlopCounterMode) do not know, so they get the modules' plain operators instead.
+    return torch._C._len_torch_dispatch_stack() > 0 or torch._C._is_torch_function_mode_enabled()
+
+
+def _autocast_active() -> bool:
+    for device_type in ("cpu", "cuda"):
+        try:
+            if torch.is_autocast_enabled(device_type):
+                return True
+        except (TypeError, RuntimeError):  # PyTorch < 2.4 has no device argument
+            return torch.is_autocast_cpu_enabled() or torch.is_autocast_enabled()
+    return False
+
+
+def _hooked(module: torch.nn.Module) -> bool:
+    return bool(
+        module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+        or getattr(module, "_backward_pre_hooks", None)
+    )
+
+
+def _global_hooks() -> bool:
+    from torch.nn.modules import module as nn_module
+
+    return any(
+        getattr(nn_module, name, None)
+        for name in ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                     "_global_backward_pre_hooks")
+    )
 
 
 def use_fused_block(block: "UniRepLKNetBlock", x: torch.Tensor) -> bool:
-    """True when ``block`` should run :func:`deploy_block_forward` on ``x`` (deployed, eval, fused on)."""
-    return FUSED and (not block.training) and block.deployed and x.dim() == 4 and not _tracing()
+    """True when ``block`` may run :func:`deploy_block_forward` on ``x``: only where it is exactly the module
+    graph's result and no tool watches or changed that graph (see the module docstring for the list)."""
+    return (
+        FUSED
+        and not block.training
+        and not torch.is_grad_enabled()
+        and type(x) is torch.Tensor
+        and x.dim() == 4
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and block.deployed
+        and not _autocast_active()
+        and not graph_capture_active()
+        and not _global_hooks()
+        and block.runs_as_built()
+    )
 
 
 def _nhwc(x: torch.Tensor) -> torch.Tensor:
@@ -246,8 +298,8 @@ def _ffn_tail(
 def use_sample_groups(module: torch.nn.Module, x: torch.Tensor) -> bool:
     """True when ``module`` may run ``x`` in sample groups (fused on, eval, autograd off, batch > 1)."""
     return (
-        FUSED and not module.training and not torch.is_grad_enabled() and x.dim() == 4 and x.shape[0] > 1
-        and not _tracing()
+        FUSED and not module.training and not torch.is_grad_enabled() and type(x) is torch.Tensor
+        and x.dim() == 4 and x.shape[0] > 1 and not graph_capture_active()
     )
 
 

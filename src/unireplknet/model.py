@@ -11,22 +11,35 @@ Module layout (state-dict prefixes in brackets):
 * four stages [``stages.{i}.{j}``] of :class:`UniRepLKNetBlock`;
 * logits mode: global average pool → LayerNorm [``norm``] → Linear [``head``];
   features mode (``num_classes=None``): a channels-first LayerNorm per stage [``norm0`` … ``norm3``].
-"""
-from __future__ import annotations
 
+Scripting and tracing (``torch.jit.script``, ``torch.fx.symbolic_trace``, timm's feature extractors, ONNX and
+``torch.export``) see only the plain module graph: every Python-level choice — the input check, the fused
+inference forward of :mod:`unireplknet.fast`, sample groups in the stem, the depthwise-conv implementation —
+sits behind ``torch.jit.is_scripting()`` / :func:`python_dispatch_allowed`. This module does not use
+``from __future__ import annotations``, which TorchScript cannot read in a module that defines ``forward``.
+"""
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+import re
+import warnings
+from typing import Any, Dict, List, Mapping, MutableMapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath, SelectAdaptivePool2d, trunc_normal_
 from timm.models._features import feature_take_indices
 
 from . import fast, reparam
-from .checkpoint import load_state_dict_pre_hook
+from .checkpoint_io import (
+    CheckpointError,
+    CheckpointMismatchError,
+    PathLike,
+    StateDict,
+    read_state_dict,
+    unwrap_state_dict,
+)
 from .ops import create_depthwise_conv2d
 from .ops.cpu import is_channels_last as _is_channels_last
 
@@ -40,6 +53,19 @@ __all__ = [
     "DILATED_BRANCHES",
     "default_kernel_sizes",
     "reparameterize",
+    "GLOBAL_POOL_TYPES",
+    "ARCHITECTURES",
+    "python_dispatch_allowed",
+    # checkpoint layouts (re-exported by unireplknet.checkpoint)
+    "checkpoint_filter_fn",
+    "load_checkpoint",
+    "load_state_dict_pre_hook",
+    "infer_config",
+    "is_deploy_layout",
+    "strip_prefixes",
+    "to_deploy_state_dict",
+    "STEM_WEIGHT",
+    "differs_only_in_input_channels",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -63,6 +89,10 @@ _DEFAULT_KERNEL_SIZES: Dict[Tuple[int, ...], Tuple[Tuple[int, ...], ...]] = {
     (3, 3, 27, 3): ((3, 3, 3), (13, 13, 13), (13, 3, 3) * 9, (13, 13, 13)),
 }
 
+#: Global pooling types of the classifier (timm's SelectAdaptivePool2d; '' keeps the (N, C, H, W) map).
+#: 'catavgmax' is left out: it doubles the width that the official final LayerNorm [``norm``] normalises.
+GLOBAL_POOL_TYPES = ("", "avg", "max", "avgmax")
+
 #: Constructor keywords that official downstream code passes and the official model ignores.
 _IGNORED_OFFICIAL_KWARGS = ("attempt_use_lk_impl", "disable_iGEMM", "custom_set", "use_checkpoint")
 
@@ -77,6 +107,24 @@ def default_kernel_sizes(depths: Sequence[int]) -> Tuple[Tuple[int, ...], ...]:
             "pass kernel_sizes=(stage1, stage2, stage3, stage4) with one kernel size per block"
         )
     return _DEFAULT_KERNEL_SIZES[key]
+
+
+def _fx_symbolic_tracing() -> bool:
+    fx_trace = torch.fx._symbolic_trace
+    probe = getattr(fx_trace, "is_fx_symbolic_tracing", None) or getattr(fx_trace, "_get_is_fx_tracing")
+    return bool(probe())
+
+
+@torch.jit.unused
+def python_dispatch_allowed(x: torch.Tensor) -> bool:
+    """False under FX symbolic tracing (``x`` a Proxy), where Python cannot branch on tensor properties.
+
+    The model's Python-level choices (input check, fused forward, sample groups, checkpointing, LayerNorm's
+    layout branch) are taken only when this is True; the fused forward and sample groups also step aside for
+    every other tracer, compiler, exporter and dispatch mode (:func:`unireplknet.fast.use_fused_block`).
+    Callers test ``torch.jit.is_scripting()`` first, so TorchScript never compiles this (or what it guards).
+    """
+    return not (isinstance(x, torch.fx.Proxy) or _fx_symbolic_tracing())
 
 
 def _batch_norm(dim: int, use_sync_bn: bool) -> nn.Module:
@@ -117,7 +165,11 @@ class LayerNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.data_format == "channels_last":
             return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        if _is_channels_last(x):
+        if torch.jit.is_scripting():
+            channels_last = _is_channels_last(x)
+        else:  # a traced graph takes the formula, which is right for every layout
+            channels_last = python_dispatch_allowed(x) and _is_channels_last(x)
+        if channels_last:
             y = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
             return y.permute(0, 3, 1, 2)
         mean = x.mean(1, keepdim=True)
@@ -138,10 +190,18 @@ class Stem(nn.Sequential):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        if fast.use_sample_groups(self, x):
-            hidden = self[0].out_channels * ((x.shape[2] + 1) // 2) * ((x.shape[3] + 1) // 2)
-            return fast.run_in_sample_groups(super().forward, (x,), hidden * x.element_size())
-        return super().forward(x)
+        if torch.jit.is_scripting():
+            return self._run_layers(x)
+        else:
+            if python_dispatch_allowed(x) and fast.use_sample_groups(self, x):
+                hidden = self[0].out_channels * ((x.shape[2] + 1) // 2) * ((x.shape[3] + 1) // 2)
+                return fast.run_in_sample_groups(self._run_layers, (x,), hidden * x.element_size())
+            return self._run_layers(x)
+
+    def _run_layers(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self:
+            x = layer(x)
+        return x
 
 
 class GRNwithNHWC(nn.Module):
@@ -161,7 +221,7 @@ class GRNwithNHWC(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gx = torch.norm(x, p=2, dim=(1, 2), keepdim=True)
         nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
-        if self.use_bias:
+        if hasattr(self, "beta"):  # hasattr, not use_bias: TorchScript resolves it when compiling
             return (self.gamma * nx + 1) * x + self.beta
         return (self.gamma * nx + 1) * x
 
@@ -183,7 +243,7 @@ class SEBlock(nn.Module):
 
 
 class DilatedReparamBlock(nn.Module):
-    """A depthwise K×K conv with BN plus parallel dilated depthwise small convs, each with BN (SPEC 1.4).
+    """A depthwise K×K conv with BN plus parallel dilated depthwise small convs, each with BN (paper §3.2.2, "Dilated Reparam Block").
 
     After :meth:`merge_dilated_branches` (or built with ``deploy=True``) it is a single K×K depthwise conv
     with bias, ``lk_origin``.
@@ -209,11 +269,39 @@ class DilatedReparamBlock(nn.Module):
         return not hasattr(self, "origin_bn")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.merged:
+        if not hasattr(self, "origin_bn"):  # merged
             return self.lk_origin(x)
         out = self.origin_bn(self.lk_origin(x))
-        for k, r in zip(self.kernel_sizes, self.dilates):
-            out = out + getattr(self, f"dil_bn_k{k}_{r}")(getattr(self, f"dil_conv_k{k}_{r}")(x))
+        if torch.jit.is_scripting():
+            return self._add_branches_scripted(x, out)
+        else:
+            for k, r in zip(self.kernel_sizes, self.dilates):
+                out = out + getattr(self, f"dil_bn_k{k}_{r}")(getattr(self, f"dil_conv_k{k}_{r}")(x))
+            return out
+
+    def _add_branches_scripted(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        # TorchScript cannot look modules up by a computed name; it resolves hasattr() when compiling, so each
+        # branch name that DILATED_BRANCHES uses is spelled out, in the table's order for every kernel size.
+        if hasattr(self, "dil_conv_k3_1"):
+            out = out + self.dil_bn_k3_1(self.dil_conv_k3_1(x))
+        if hasattr(self, "dil_conv_k5_1"):
+            out = out + self.dil_bn_k5_1(self.dil_conv_k5_1(x))
+        if hasattr(self, "dil_conv_k9_2"):
+            out = out + self.dil_bn_k9_2(self.dil_conv_k9_2(x))
+        if hasattr(self, "dil_conv_k7_2"):
+            out = out + self.dil_bn_k7_2(self.dil_conv_k7_2(x))
+        if hasattr(self, "dil_conv_k5_2"):
+            out = out + self.dil_bn_k5_2(self.dil_conv_k5_2(x))
+        if hasattr(self, "dil_conv_k3_2"):
+            out = out + self.dil_bn_k3_2(self.dil_conv_k3_2(x))
+        if hasattr(self, "dil_conv_k3_3"):
+            out = out + self.dil_bn_k3_3(self.dil_conv_k3_3(x))
+        if hasattr(self, "dil_conv_k3_4"):
+            out = out + self.dil_bn_k3_4(self.dil_conv_k3_4(x))
+        if hasattr(self, "dil_conv_k3_5"):
+            out = out + self.dil_bn_k3_5(self.dil_conv_k3_5(x))
+        if hasattr(self, "dil_conv_k3_7"):
+            out = out + self.dil_bn_k3_7(self.dil_conv_k3_7(x))
         return out
 
     def equivalent_kernel_bias(self) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -295,6 +383,8 @@ class UniRepLKNetBlock(nn.Module):
             self.gamma = None
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
 
+    __jit_unused_properties__ = ["deployed"]
+
     @property
     def deployed(self) -> bool:
         return len(self.pwconv2) == 2
@@ -310,15 +400,41 @@ class UniRepLKNetBlock(nn.Module):
         return x + self.compute_residual(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fast.use_fused_block(self, x):  # deploy structure in eval: the same math in fewer passes
-            return fast.deploy_block_forward(self, x)
-        if self.with_cp and x.requires_grad and not torch.jit.is_scripting():
-            return torch.utils.checkpoint.checkpoint(self._forward, x, use_reentrant=False)
-        return self._forward(x)
+        if torch.jit.is_scripting():
+            return self._forward(x)
+        else:
+            if python_dispatch_allowed(x):
+                if fast.use_fused_block(self, x):  # deploy structure, eval, fp32 CPU inference: fewer passes
+                    return fast.deploy_block_forward(self, x)
+                if self.with_cp and x.requires_grad:
+                    return torch.utils.checkpoint.checkpoint(self._forward, x, use_reentrant=False)
+            return self._forward(x)
+
+    @torch.jit.unused
+    def runs_as_built(self) -> bool:
+        """Whether the modules that :func:`unireplknet.fast.deploy_block_forward` reads weights from instead of
+        calling are still exactly the built types, fp32 and without hooks (a quantized or NNCF-wrapped Linear,
+        a hook of thop / torchinfo must be called, so the fused forward steps aside)."""
+        se, pw1, act, pw2 = self.se, self.pwconv1, self.act, self.pwconv2
+        if not (len(pw1) == 2 and len(act) == 2 and len(pw2) == 2):
+            return False
+        expected = (
+            (se.down, nn.Conv2d), (se.up, nn.Conv2d), (se.nonlinear, nn.ReLU), (pw1[0], NCHWtoNHWC),
+            (pw1[1], nn.Linear), (act[0], nn.GELU), (act[1], GRNwithNHWC), (pw2[0], nn.Linear), (pw2[1], NHWCtoNCHW),
+            (self.norm, nn.Identity),
+        )
+        if any(type(module) is not kind for module, kind in expected):
+            return False
+        if act[0].approximate != "none" or hasattr(act[1], "beta"):
+            return False
+        if any(fast._hooked(m) for m in (se, pw1, act, pw2) + tuple(m for m, _ in expected)):
+            return False
+        weights = (se.down.weight, se.up.weight, pw1[1].weight, pw1[1].bias, pw2[0].weight, pw2[0].bias, act[1].gamma)
+        return all(w is not None and w.dtype == torch.float32 and type(w) is torch.nn.Parameter for w in weights)
 
     @torch.no_grad()
     def reparameterize(self) -> None:
-        """Fuse this block into its deploy structure in place (idempotent; see SPEC 1.6)."""
+        """Fuse this block into its deploy structure in place (idempotent; docs/reparameterization.md)."""
         if self.deployed:
             return
         if isinstance(self.dwconv, DilatedReparamBlock):
@@ -377,7 +493,13 @@ class UniRepLKNet(nn.Module):
             loaded (classifier keys dropped).
         attempt_use_lk_impl: accepted for compatibility; :mod:`unireplknet.ops` chooses the kernel.
         use_sync_bn: SyncBatchNorm instead of BatchNorm2d in the blocks.
+        global_pool: the classifier's pooling (timm's convention): ``'avg'`` (official), ``'max'``,
+            ``'avgmax'``, or ``''`` for no pooling — the (N, C, H, W) map, each pixel through the final
+            LayerNorm (only with ``num_classes=0``).
+        drop_rate: dropout before the classifier (timm's ``drop_rate``; 0 in the official recipe).
     """
+
+    __jit_unused_properties__ = ["deploy", "_model_args"]
 
     def __init__(
         self,
@@ -394,6 +516,8 @@ class UniRepLKNet(nn.Module):
         init_cfg: Optional[Dict[str, Any]] = None,
         attempt_use_lk_impl: bool = True,
         use_sync_bn: bool = False,
+        global_pool: str = "avg",
+        drop_rate: float = 0.0,
         **kwargs: Any,
     ):
         super().__init__()
@@ -413,6 +537,8 @@ class UniRepLKNet(nn.Module):
             )
         if in_chans < 1:
             raise ValueError(f"in_chans must be >= 1, got {in_chans}")
+        if not 0.0 <= drop_rate < 1.0:
+            raise ValueError(f"drop_rate is a dropout probability in [0, 1), got {drop_rate}")
 
         self.in_chans = in_chans
         self.depths, self.dims, self.kernel_sizes = depths, dims, kernel_sizes
@@ -422,6 +548,8 @@ class UniRepLKNet(nn.Module):
         if self.output_mode == "features" and num_classes not in (None, 0):
             raise ValueError("features mode (init_cfg given) has no classifier: pass num_classes=None")
         self.num_classes = 0 if num_classes is None else int(num_classes)
+        _check_global_pool(global_pool, self.num_classes)
+        self.drop_rate = drop_rate
         self.num_features = self.head_hidden_size = dims[-1]
         self.grad_checkpointing = with_cp
 
@@ -465,11 +593,16 @@ class UniRepLKNet(nn.Module):
             )
             cur += depths[i]
 
+        # The modules whose outputs are the features: in features mode each stage's own LayerNorm (so timm's
+        # hook-based extractor returns what forward_intermediates returns), else the stage itself.
+        feature_module = "norm{}" if self.output_mode == "features" else "stages.{}"
         self.feature_info = [
-            dict(num_chs=dims[i], reduction=4 * 2**i, module=f"stages.{i}") for i in range(4)
+            dict(num_chs=dims[i], reduction=4 * 2**i, module=feature_module.format(i)) for i in range(4)
         ]
         if self.output_mode == "logits":
+            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))
             self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
+            self.head_drop = nn.Dropout(drop_rate)
             self.head = nn.Linear(dims[-1], self.num_classes) if self.num_classes > 0 else nn.Identity()
         else:
             for i in range(4):
@@ -481,8 +614,6 @@ class UniRepLKNet(nn.Module):
             self.head.weight.data.mul_(head_init_scale)
             self.head.bias.data.mul_(head_init_scale)
         if init_cfg is not None and init_cfg.get("checkpoint"):
-            from .checkpoint import load_checkpoint
-
             load_checkpoint(self, init_cfg["checkpoint"], drop_head=True)
 
     @staticmethod
@@ -517,12 +648,25 @@ class UniRepLKNet(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.head if self.output_mode == "logits" else nn.Identity()
 
+    @torch.jit.ignore
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        """Replace the head by a fresh ``num_classes``-way Linear (0 → pooled features, no head)."""
+        """Replace the head by a fresh ``num_classes``-way Linear (0 → features, no head), and optionally the
+        pooling (``global_pool``: see the constructor; ``''`` needs ``num_classes=0``).
+
+        A features-mode backbone has no classifier: ``reset_classifier(0)`` leaves it as it is (timm's feature
+        wrappers call it), anything else is an error.
+        """
         if self.output_mode != "logits":
-            raise RuntimeError("a features-mode backbone has no classifier to reset")
-        if global_pool not in (None, "avg"):
-            raise ValueError(f"UniRepLKNet pools by global average only, got global_pool={global_pool!r}")
+            if num_classes == 0:
+                return
+            raise RuntimeError(
+                "a features-mode backbone (num_classes=None / init_cfg / features_only) has no classifier; "
+                f"build the model with num_classes={num_classes} instead"
+            )
+        pool_type = self.global_pool.pool_type if global_pool is None else global_pool
+        _check_global_pool(pool_type, num_classes)
+        if global_pool is not None:
+            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))
         self.num_classes = num_classes
         head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         if isinstance(head, nn.Linear):
@@ -530,10 +674,26 @@ class UniRepLKNet(nn.Module):
             head = head.to(device=self.norm.weight.device, dtype=self.norm.weight.dtype)
         self.head = head
 
+    @torch.jit.unused
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise a ValueError naming the problem when ``x`` is not a batch this network can take."""
+        """Raise a ValueError naming the problem when ``x`` is not a batch this network can take.
+
+        Eager only: scripted and traced graphs leave it out (see the module docstring).
+        """
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"UniRepLKNet expects a torch.Tensor, got {type(x).__name__}")
+        if not (x.is_floating_point() or x.is_complex()):
+            raise TypeError(
+                f"UniRepLKNet expects a floating-point image tensor, got {x.dtype}; convert it first, e.g. "
+                "x.float() / 255 for 8-bit images (then normalise with the model's mean and std)"
+            )
+        weight = self.downsample_layers[0][0].weight
+        if x.dtype != weight.dtype and not _autocast_enabled(x.device.type):
+            raise TypeError(
+                f"the input is {x.dtype} but the model's weights are {weight.dtype}; convert one to the other, "
+                f"e.g. x.to({weight.dtype}) (x.float() for float32), or model.to({x.dtype}), or run under "
+                "torch.autocast"
+            )
         if x.dim() != 4:
             raise ValueError(
                 f"UniRepLKNet expects a 4-D (batch, channels, height, width) tensor, got shape {tuple(x.shape)}; "
@@ -552,12 +712,17 @@ class UniRepLKNet(nn.Module):
                 "resize or pad it to at least 32x32"
             )
 
+    def _check_input_eager(self, x: torch.Tensor) -> None:
+        if not torch.jit.is_scripting():
+            if python_dispatch_allowed(x):
+                self.check_input(x)
+
     def forward_stages(self, x: torch.Tensor) -> List[torch.Tensor]:
         """The output of every stage (down-sampling then blocks, before any final norm)."""
-        self.check_input(x)
-        outs = []
-        for i in range(4):
-            x = self.stages[i](self.downsample_layers[i](x))
+        self._check_input_eager(x)
+        outs: List[torch.Tensor] = []
+        for downsample, stage in zip(self.downsample_layers, self.stages):
+            x = stage(downsample(x))
             outs.append(x)
         return outs
 
@@ -572,12 +737,14 @@ class UniRepLKNet(nn.Module):
     ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
         """Stage outputs at ``indices`` (features mode: through their ``norm{i}``), and the final map.
 
+        ``indices``: an int n takes the last n stages, a list the stages it names (negative from the end).
+
         ``norm`` is accepted for timm compatibility; the final LayerNorm of the logits mode acts on pooled
         features, so there is no map-level final norm to apply.
         """
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        self.check_input(x)
+        self._check_input_eager(x)
         take_indices, max_index = feature_take_indices(len(self.stages), indices)
         intermediates = []
         last = max_index if stop_early else len(self.stages) - 1
@@ -608,20 +775,55 @@ class UniRepLKNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's (N, dims[-1], H/32, W/32) feature map."""
-        self.check_input(x)
-        for i in range(len(self.stages)):
-            x = self.stages[i](self.downsample_layers[i](x))
+        self._check_input_eager(x)
+        for downsample, stage in zip(self.downsample_layers, self.stages):
+            x = stage(downsample(x))
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Global average pool → LayerNorm → head (``pre_logits=True`` stops before the head)."""
-        x = self.norm(x.mean((-2, -1)))
+        """Global pool → LayerNorm → dropout → head (``pre_logits=True`` stops before the head).
+
+        With ``global_pool=''`` the map stays (N, C, H, W) and the LayerNorm normalises each pixel's channels.
+        """
+        x = self.global_pool(x)
+        if self.global_pool.is_identity():
+            x = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        else:
+            x = self.norm(x)
+        x = self.head_drop(x)
         return x if pre_logits else self.head(x)
 
+    def _feature_maps(self, x: torch.Tensor) -> List[torch.Tensor]:
+        # Features mode, written for TorchScript too: hasattr() on a literal name is resolved when compiling.
+        outs = self.forward_stages(x)
+        normed: List[torch.Tensor] = []
+        if hasattr(self, "norm0") and len(outs) > 0:
+            normed.append(self.norm0(outs[0]))
+        if hasattr(self, "norm1") and len(outs) > 1:
+            normed.append(self.norm1(outs[1]))
+        if hasattr(self, "norm2") and len(outs) > 2:
+            normed.append(self.norm2(outs[2]))
+        if hasattr(self, "norm3") and len(outs) > 3:
+            normed.append(self.norm3(outs[3]))
+        return normed
+
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:
-        if self.output_mode == "features":
-            return self.forward_intermediates(x, intermediates_only=True)
-        return self.forward_head(self.forward_features(x))
+        if hasattr(self, "head"):  # logits mode (hasattr: resolved when scripting)
+            return self.forward_head(self.forward_features(x))
+        return self._feature_maps(x)
+
+    @property
+    def _model_args(self) -> Dict[str, Any]:
+        """timm's record of the constructor arguments (``timm.models.get_model_args``, ``save_for_hf``), with the
+        current structure: a re-parameterized model records ``deploy=True``, so it is rebuilt as one."""
+        args = dict(self.__dict__.get("_timm_model_args", {}))
+        if self.deploy:
+            args["deploy"] = True
+        return args
+
+    @_model_args.setter
+    def _model_args(self, value: Dict[str, Any]) -> None:
+        self.__dict__["_timm_model_args"] = dict(value)
 
     # ---------------------------------------------------------------- re-parameterization
     def reparameterize_unireplknet(self) -> None:
@@ -630,10 +832,31 @@ class UniRepLKNet(nn.Module):
             if isinstance(m, UniRepLKNetBlock):
                 m.reparameterize()
 
-    @property
+    @property  # type: ignore[misc]
     def deploy(self) -> bool:
         """True when every block is in the deploy (re-parameterized) structure."""
         return all(block.deployed for stage in self.stages for block in stage)
+
+
+def _check_global_pool(global_pool: str, num_classes: int) -> None:
+    if global_pool not in GLOBAL_POOL_TYPES:
+        raise ValueError(
+            f"global_pool={global_pool!r} is not supported; choose one of "
+            + ", ".join(repr(p) for p in GLOBAL_POOL_TYPES)
+            + " ('' keeps the unpooled map and needs num_classes=0)"
+        )
+    if global_pool == "" and num_classes > 0:
+        raise ValueError(
+            "global_pool='' (no pooling) leaves a (N, C, H, W) map, which a Linear classifier cannot take; "
+            "pass num_classes=0 with it (timm.create_model(name, num_classes=0, global_pool=''))"
+        )
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # PyTorch < 2.4 has no device argument
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
 
 
 def reparameterize(model: nn.Module, inplace: bool = True) -> nn.Module:
@@ -650,3 +873,287 @@ def reparameterize(model: nn.Module, inplace: bool = True) -> nn.Module:
         if isinstance(m, UniRepLKNetBlock):
             m.reparameterize()
     return model
+
+
+# ==================================================================================== checkpoint layouts
+# The official state-dict layouts and how they map onto this model: timm's pretrained filter, the
+# load_state_dict pre-hook, structure detection and conversion. File reading lives in checkpoint_io.
+
+_PREFIXES = ("module.", "_orig_mod.")
+
+#: depths and dims of the official variants (the zoo adds the paper's numbers), to name a checkpoint's variant.
+ARCHITECTURES: Dict[str, Tuple[Tuple[int, int, int, int], Tuple[int, int, int, int]]] = {
+    "a": ((2, 2, 6, 2), (40, 80, 160, 320)),
+    "f": ((2, 2, 6, 2), (48, 96, 192, 384)),
+    "p": ((2, 2, 6, 2), (64, 128, 256, 512)),
+    "n": ((2, 2, 8, 2), (80, 160, 320, 640)),
+    "t": ((3, 3, 18, 3), (80, 160, 320, 640)),
+    "s": ((3, 3, 27, 3), (96, 192, 384, 768)),
+    "b": ((3, 3, 27, 3), (128, 256, 512, 1024)),
+    "l": ((3, 3, 27, 3), (192, 384, 768, 1536)),
+    "xl": ((3, 3, 27, 3), (256, 512, 1024, 2048)),
+}
+
+
+def strip_prefixes(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """Remove DDP/compile prefixes; keep only the ``backbone.`` part of a detector/segmenter checkpoint."""
+    out: StateDict = {}
+    has_backbone = any(k.startswith("backbone.") for k in state_dict)
+    for k, v in state_dict.items():
+        for prefix in _PREFIXES:
+            if k.startswith(prefix):
+                k = k[len(prefix):]
+        if has_backbone:
+            if not k.startswith("backbone."):
+                continue  # neck / heads of a detector or segmenter
+            k = k[len("backbone."):]
+        out[k] = v
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- structure
+def is_deploy_layout(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """True for the deploy (re-parameterized) key layout, False for the training layout."""
+    has_train = any(k.endswith((".act.1.beta", ".pwconv2.2.running_mean")) for k in state_dict)
+    has_deploy = any(k.endswith(".pwconv2.0.bias") for k in state_dict)
+    return has_deploy and not has_train
+
+
+def infer_config(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
+    """Constructor arguments of the model a state dict was saved from, read off its keys and shapes."""
+    sd = strip_prefixes(state_dict)
+    if "downsample_layers.0.0.weight" not in sd:
+        raise CheckpointMismatchError("not a UniRepLKNet state dict: it has no 'downsample_layers.0.0.weight'")
+    in_chans = sd["downsample_layers.0.0.weight"].shape[1]
+    dims, depths, kernel_sizes = [], [], []
+    for i in range(4):
+        key = f"downsample_layers.{i}.0.weight" if i else "downsample_layers.0.3.weight"
+        if key not in sd:
+            raise CheckpointMismatchError(f"not a complete UniRepLKNet state dict: '{key}' is missing")
+        dims.append(sd[key].shape[0])
+        blocks = sorted({int(m.group(1)) for k in sd for m in [re.match(rf"stages\.{i}\.(\d+)\.", k)] if m})
+        depths.append(len(blocks))
+        stage_ks = []
+        for j in blocks:
+            w = sd.get(f"stages.{i}.{j}.dwconv.lk_origin.weight", sd.get(f"stages.{i}.{j}.dwconv.weight"))
+            stage_ks.append(0 if w is None else int(w.shape[-1]))
+        kernel_sizes.append(tuple(stage_ks))
+    config: Dict[str, Any] = dict(
+        in_chans=int(in_chans), depths=tuple(depths), dims=tuple(int(d) for d in dims),
+        kernel_sizes=tuple(kernel_sizes), deploy=is_deploy_layout(sd),
+    )
+    if "head.weight" in sd:
+        config["num_classes"] = int(sd["head.weight"].shape[0])
+    elif "norm0.weight" in sd:
+        config["num_classes"] = None
+    else:
+        config["num_classes"] = 0
+    if not config["deploy"]:
+        has_ls = any(re.fullmatch(r"stages\.\d+\.\d+\.gamma", k) for k in sd)
+        config["layer_scale_init_value"] = 1e-6 if has_ls else None
+    return config
+
+
+def _variant_name(config: Mapping[str, Any]) -> Optional[str]:
+    for name, (depths, dims) in ARCHITECTURES.items():
+        if tuple(config["depths"]) == depths and tuple(config["dims"]) == dims:
+            return f"unireplknet_{name}"
+    return None
+
+
+def to_deploy_state_dict(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """Convert a training-layout state dict into the deploy layout (re-parameterizes a temporary model)."""
+    sd = strip_prefixes(state_dict)
+    if is_deploy_layout(sd):
+        return dict(sd)
+    config = infer_config(sd)
+    dtype = sd["downsample_layers.0.0.weight"].dtype
+    model = UniRepLKNet(**config).to(dtype)
+    model.load_state_dict(_fit_to_model(sd, model, drop_mismatched_head=False, source="the state dict"), strict=True)
+    return {k: v.detach().clone() for k, v in reparameterize(model).state_dict().items()}
+
+
+# ----------------------------------------------------------------------------------------------- loading
+def _fit_to_model(
+    state_dict: Mapping[str, torch.Tensor], model: nn.Module, drop_mismatched_head: bool, source: str
+) -> StateDict:
+    """Adapt a UniRepLKNet state dict to ``model`` (prefixes, structure, head) and check it fits exactly."""
+    sd = strip_prefixes(state_dict)
+    target = model.state_dict()
+    model_deploy = isinstance(model, UniRepLKNet) and model.deploy
+    if model_deploy and not is_deploy_layout(sd) and any(k.endswith(".act.1.beta") for k in sd):
+        _logger.info("converting a training-structure checkpoint to the deploy structure of the model")
+        sd = to_deploy_state_dict(sd)
+    elif not model_deploy and is_deploy_layout(sd) and any(k.endswith(".act.1.beta") for k in target):
+        raise CheckpointMismatchError(
+            f"{source} is in the deploy (re-parameterized) layout but the model has the training structure; "
+            "build the model with deploy=True (e.g. timm.create_model(name, deploy=True)), or use "
+            "unireplknet.load_model(path), which builds the right structure by itself"
+        )
+
+    # Classifier of another class count / a model without classifier / features mode.
+    head_keys = [k for k in ("head.weight", "head.bias") if k in sd]
+    if (
+        head_keys
+        and "head.weight" in target
+        and "head.weight" in sd
+        and sd["head.weight"].shape[1:] == target["head.weight"].shape[1:]  # same width: only the classes differ
+        and sd["head.weight"].shape[0] != target["head.weight"].shape[0]
+    ):
+        if not drop_mismatched_head:
+            raise CheckpointMismatchError(
+                f"{source} has a {sd['head.weight'].shape[0]}-class head, the model "
+                f"{target['head.weight'].shape[0]} classes: create the model with "
+                f"num_classes={sd['head.weight'].shape[0]}, or drop the head to fine-tune "
+                "(load_checkpoint(..., drop_mismatched_head=True); timm.create_model(..., num_classes=N) does this)"
+            )
+        warnings.warn(
+            f"the checkpoint's {sd['head.weight'].shape[0]}-class head does not fit the model's "
+            f"{target['head.weight'].shape[0]} classes; the head is newly initialised, everything else is loaded",
+            stacklevel=3,
+        )
+        for k in head_keys:
+            sd[k] = target[k]
+    if "head.weight" not in target:
+        for k in head_keys:
+            sd.pop(k)
+        if "norm.weight" not in target:  # features mode: the classifier's final LayerNorm is not used
+            sd.pop("norm.weight", None)
+            sd.pop("norm.bias", None)
+    for i in range(4):  # features-mode norms that a classifier checkpoint does not have
+        for p in ("weight", "bias"):
+            key = f"norm{i}.{p}"
+            if key in target and key not in sd:
+                sd[key] = target[key]
+            elif key in sd and key not in target:
+                sd.pop(key)
+
+    missing = [k for k in target if k not in sd]
+    unexpected = [k for k in sd if k not in target]
+    mis_shaped = [
+        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(target[k].shape)}"
+        for k in target
+        if k in sd and sd[k].shape != target[k].shape
+    ]
+    if missing or unexpected or mis_shaped:
+        raise CheckpointMismatchError(_mismatch_message(source, sd, model, missing, unexpected, mis_shaped))
+    return sd
+
+
+def _mismatch_message(source, sd, model, missing, unexpected, mis_shaped) -> str:
+    parts = [f"{source} does not fit the model:"]
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mis_shaped)):
+        if items:
+            shown = ", ".join(items[:6]) + (f" … (+{len(items) - 6} more)" if len(items) > 6 else "")
+            parts.append(f"{len(items)} {label} ({shown})")
+    try:
+        ckpt_cfg = infer_config(sd)
+        ckpt_name = _variant_name(ckpt_cfg) or f"depths={ckpt_cfg['depths']}, dims={ckpt_cfg['dims']}"
+        model_desc = ""
+        if hasattr(model, "depths") and hasattr(model, "dims"):
+            model_name = _variant_name(dict(depths=model.depths, dims=model.dims))
+            model_desc = model_name or f"depths={model.depths}, dims={model.dims}"
+        if model_desc and model_desc != ckpt_name:
+            parts.append(f"the checkpoint is {ckpt_name} but the model is {model_desc}: create {ckpt_name} instead")
+        elif ckpt_cfg["in_chans"] != getattr(model, "in_chans", ckpt_cfg["in_chans"]):
+            parts.append(f"the checkpoint takes in_chans={ckpt_cfg['in_chans']}, the model {model.in_chans}")
+    except CheckpointError:
+        parts.append("it does not look like a UniRepLKNet checkpoint at all")
+    return "; ".join(parts)
+
+
+#: The first (stem) convolution's weight: the one tensor whose shape depends on the input channel count.
+STEM_WEIGHT = "downsample_layers.0.0.weight"
+
+
+def differs_only_in_input_channels(weight: Optional[torch.Tensor], target: Optional[torch.Tensor]) -> bool:
+    """True when both conv weights exist and have the same shape except their input-channel dimension."""
+    return (
+        weight is not None and target is not None and weight.dim() == 4 and target.dim() == 4
+        and weight.shape[1] != target.shape[1]
+        and weight.shape[:1] + weight.shape[2:] == target.shape[:1] + target.shape[2:]
+    )
+
+
+def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> StateDict:
+    """timm pretrained filter: official layouts in, exactly the model's keys out (head dropped on class mismatch)."""
+    sd = strip_prefixes(unwrap_state_dict(state_dict, source="pretrained checkpoint"))
+    if isinstance(model, UniRepLKNet) and not model.deploy and is_deploy_layout(sd):
+        # A re-parameterized file (e.g. timm's save_for_hf of a deploy model): the model takes its structure.
+        _logger.info("the pretrained checkpoint is in the deploy layout: re-parameterizing the model to load it")
+        reparameterize(model)
+    # A model with another input channel count (e.g. in_chans=1 for grey images): timm adapts the stem conv
+    # (the pretrained cfg's first_conv) after this filter, so let the RGB stem through unchanged here.
+    stem = STEM_WEIGHT
+    target = model.state_dict().get(stem)
+    rgb_stem = sd.get(stem)
+    other_chans = differs_only_in_input_channels(rgb_stem, target)
+    if other_chans:
+        sd[stem] = target
+    sd = _fit_to_model(sd, model, drop_mismatched_head=True, source="the pretrained checkpoint")
+    if other_chans:
+        sd[stem] = rgb_stem
+    return sd
+
+
+def load_checkpoint(
+    model: nn.Module,
+    checkpoint: Union[PathLike, Mapping[str, Any]],
+    drop_mismatched_head: bool = False,
+    drop_head: bool = False,
+    use_ema: bool = False,
+) -> nn.Module:
+    """Load an official or own checkpoint (file path or state dict) into ``model`` strictly.
+
+    A training-layout checkpoint loads into a deploy model (it is re-parameterized on the fly); a deploy-layout
+    checkpoint loaded into a training-structure UniRepLKNet re-parameterizes the model first. ``drop_head``
+    ignores the checkpoint's classifier entirely (backbone initialisation); ``drop_mismatched_head`` only when
+    its class count differs (fine-tuning, with a warning).
+    """
+    if isinstance(checkpoint, Mapping):
+        sd, source = unwrap_state_dict(checkpoint, use_ema=use_ema), "the state dict"
+    else:
+        sd, source = read_state_dict(checkpoint, use_ema=use_ema), str(checkpoint)
+    sd = strip_prefixes(sd)
+    if drop_head:
+        sd = {k: v for k, v in sd.items() if not k.startswith("head.")}
+        target = model.state_dict()
+        for k in ("head.weight", "head.bias"):
+            if k in target:
+                sd[k] = target[k]
+    if isinstance(model, UniRepLKNet) and not model.deploy and is_deploy_layout(sd):
+        _logger.info("%s is in the deploy layout: re-parameterizing the model before loading", source)
+        reparameterize(model)
+    sd = _fit_to_model(sd, model, drop_mismatched_head=drop_mismatched_head, source=source)
+    model.load_state_dict(sd, strict=True)
+    return model
+
+
+def load_state_dict_pre_hook(
+    module: nn.Module,
+    state_dict: MutableMapping[str, Any],
+    prefix: str,
+    local_metadata: Any,
+    strict: bool,
+    missing_keys: list,
+    unexpected_keys: list,
+    error_msgs: list,
+) -> None:
+    """Let ``model.load_state_dict`` accept DDP/compile prefixes and MMDet/MMSeg ``backbone.`` checkpoints,
+    and explain a training/deploy structure mismatch."""
+    keys = [k for k in state_dict if k.startswith(prefix)]
+    rel = {k[len(prefix):]: state_dict[k] for k in keys}
+    tensors = {k: v for k, v in rel.items() if isinstance(v, torch.Tensor)}
+    if is_deploy_layout(tensors) and not getattr(module, "deploy", True):
+        error_msgs.append(
+            "the state dict is in the deploy (re-parameterized) layout but the model has the training structure: "
+            "build it with deploy=True, call unireplknet.reparameterize(model) first, or use "
+            "unireplknet.load_checkpoint(model, state_dict), which does this for you"
+        )
+    if not any(k.startswith(_PREFIXES + ("backbone.",)) for k in rel):
+        return
+    cleaned = strip_prefixes(rel)
+    for k in keys:
+        del state_dict[k]
+    for k, v in cleaned.items():
+        state_dict[prefix + k] = v

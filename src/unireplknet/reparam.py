@@ -1,6 +1,6 @@
 """The linear algebra of structural re-parameterization, as pure functions from tensors to tensors.
 
-Training structure → deploy structure (SPEC 1.6) is a composition of four identities:
+Training structure → deploy structure (the official `reparameterize_unireplknet()`; docs/reparameterization.md) is a composition of four identities:
 
 * :func:`fuse_conv_bn` — a convolution followed by an eval-mode BatchNorm is one convolution with a bias;
 * :func:`dilate_kernel` — a dilated convolution is a dense convolution whose kernel has zeros between taps;

@@ -2,11 +2,12 @@
 
 ``import unireplknet`` registers ``unireplknet_a`` … ``unireplknet_xl`` with timm, so
 ``timm.create_model('unireplknet_t', pretrained=True)`` works, with a pretrained config for every official
-checkpoint of the Hugging Face repo ``DingXiaoH/UniRepLKNet`` (SPEC 2.1).
+checkpoint of the Hugging Face repo ``DingXiaoH/UniRepLKNet`` (the file names of the official `huggingface_file_names`; docs/checkpoints.md).
 """
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -15,9 +16,11 @@ from torch import nn
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models._features import FeatureGetterNet, FeatureHookNet
 
-from .checkpoint import PretrainedWeightsUnavailableError, checkpoint_filter_fn
-from .model import UniRepLKNet, default_kernel_sizes
+from .checkpoint import load_checkpoint
+from .checkpoint_io import PretrainedWeightsUnavailableError
+from .model import ARCHITECTURES, UniRepLKNet, checkpoint_filter_fn, default_kernel_sizes
 
 __all__ = [
     "VARIANTS", "HF_HUB_ID", "variant_config", "create_model", "count_macs", "variants_table", "pretrained_tags",
@@ -39,19 +42,16 @@ class Variant:
     paper_gmacs_384: Optional[float] = None
 
 
+# (params M, GMACs @224, GMACs @384) from the official README; depths and dims from the model's table.
+_PAPER_NUMBERS = {
+    "a": (4.44, 0.64), "f": (6.24, 0.91), "p": (10.74, 1.57), "n": (18.32, 2.77), "t": (31.04, 4.90),
+    "s": (55.65, 9.09, 26.7), "b": (98.01, None, 47.2), "l": (218.45, None, 105.4), "xl": (386.53, None, 187.0),
+}
 VARIANTS: Dict[str, Variant] = {
-    "a": Variant((2, 2, 6, 2), (40, 80, 160, 320), 4.44, 0.64),
-    "f": Variant((2, 2, 6, 2), (48, 96, 192, 384), 6.24, 0.91),
-    "p": Variant((2, 2, 6, 2), (64, 128, 256, 512), 10.74, 1.57),
-    "n": Variant((2, 2, 8, 2), (80, 160, 320, 640), 18.32, 2.77),
-    "t": Variant((3, 3, 18, 3), (80, 160, 320, 640), 31.04, 4.90),
-    "s": Variant((3, 3, 27, 3), (96, 192, 384, 768), 55.65, 9.09, 26.7),
-    "b": Variant((3, 3, 27, 3), (128, 256, 512, 1024), 98.01, None, 47.2),
-    "l": Variant((3, 3, 27, 3), (192, 384, 768, 1536), 218.45, None, 105.4),
-    "xl": Variant((3, 3, 27, 3), (256, 512, 1024, 2048), 386.53, None, 187.0),
+    name: Variant(*ARCHITECTURES[name], *numbers) for name, numbers in _PAPER_NUMBERS.items()
 }
 
-# Official checkpoint files (SPEC 2.1), by variant and pretrained tag.
+# Official checkpoint files (the official repository's `huggingface_file_names`), by variant and pretrained tag.
 _IN1K_FILES = {
     "a": "unireplknet_a_in1k_224_acc77.03.pth",
     "f": "unireplknet_f_in1k_224_acc78.58.pth",
@@ -67,7 +67,7 @@ _IN22K_FT_FILES = {
     "xl": "unireplknet_xl_in22k_to_in1k_384_acc87.96.pth",
 }
 _IN22K_FILES = {v: f"unireplknet_{v}_in22k_pretrain.pth" for v in ("s", "b", "l", "xl")}
-# 22K pretraining resolution (SPEC 4): 224 for S/B, 192 for L/XL.
+# 22K pretraining resolution (the official Image/README.md): 224 for S/B, 192 for L/XL.
 _IN22K_RES = {"s": 224, "b": 224, "l": 192, "xl": 192}
 
 #: The official constructor flags and the pretrained tag each one selects.
@@ -155,6 +155,11 @@ def _create_unireplknet(variant: str, pretrained: bool = False, **kwargs: Any) -
     if features_only:
         # The official features mode: a channels-first LayerNorm on every stage output, no classifier.
         model_kwargs["num_classes"] = None
+        for unused in ("global_pool", "drop_rate"):  # timm's scripts pass them to every model
+            model_kwargs.pop(unused, None)
+        feature_cls = model_kwargs.get("feature_cls")
+        if isinstance(feature_cls, str) and feature_cls.lower() in _FEATURE_CLASSES:
+            model_kwargs["feature_cls"] = _FEATURE_CLASSES[feature_cls.lower()]
     try:
         return build_model_with_cfg(
             UniRepLKNet,
@@ -166,8 +171,51 @@ def _create_unireplknet(variant: str, pretrained: bool = False, **kwargs: Any) -
         )
     except Exception as err:  # only download failures are rewrapped; everything else propagates unchanged
         if pretrained and _is_download_failure(err):
-            raise PretrainedWeightsUnavailableError(variant, kwargs.get("pretrained_cfg"), err) from err
+            tag = kwargs.get("pretrained_cfg")
+            cfg = _find_cfg(variant, tag if isinstance(tag, str) else None)
+            filename = getattr(cfg, "hf_hub_filename", None)
+            raise PretrainedWeightsUnavailableError(variant, tag, err, filename=filename, hub_id=HF_HUB_ID) from err
         raise
+
+
+def _find_cfg(variant: str, tag: Optional[str]) -> Any:
+    """The pretrained config of ``variant`` with ``tag`` (its default tag when None)."""
+    entry = default_cfgs.get(variant)
+    if entry is None:
+        return None
+    return entry.cfgs.get(tag or entry.tags[0])
+
+
+class FeatureDictGetterNet(FeatureGetterNet):
+    """``features_only=True, feature_cls='dict'``: the stage features as an ordered dict, keyed like timm's
+    ``FeatureDictNet`` (``out_map`` entries, else the stage index as a string).
+
+    timm's ``FeatureDictNet`` re-runs a model's direct children in registration order, which the official
+    layout cannot offer (the down-sampling layers and the stages are two separate lists, run interleaved);
+    the same features come from ``forward_intermediates`` instead.
+    """
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:  # type: ignore[override]
+        features = super().forward(x)
+        names = self.out_map if self.out_map is not None else self.feature_info.out_indices
+        return OrderedDict((str(name), feat) for name, feat in zip(names, features))
+
+
+class FeatureHookListNet(FeatureHookNet):
+    """``features_only=True, feature_cls='hook'``: timm's ``FeatureHookNet`` (forward hooks on each stage's
+    LayerNorm ``norm{i}``), for a backbone whose own output is a list of maps rather than one tensor
+    (timm's class reads the device off that output)."""
+
+    def forward(self, x: torch.Tensor):  # type: ignore[override]
+        device = x.device
+        for module in self.values():  # no_rewrite: the one entry is the whole backbone
+            x = module(x)
+        out = self.hooks.get_output(device)
+        return out if self.return_dict else list(out.values())
+
+
+#: feature_cls names that need an adapter for the official layout (the others are timm's own classes).
+_FEATURE_CLASSES = {"dict": FeatureDictGetterNet, "hook": FeatureHookListNet}
 
 
 def _is_download_failure(err: BaseException) -> bool:
@@ -254,8 +302,6 @@ def create_model(
     variant_config(full)  # validates the name with a helpful error
     model = timm.create_model(f"{full}.{tag}" if tag else full, pretrained=pretrained, **kwargs)
     if checkpoint_path is not None:
-        from .checkpoint import load_checkpoint
-
         load_checkpoint(model, checkpoint_path)
     return model
 

@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..data.folder import DataError
+from ..data.pointcloud.shapes import PointCloudError, check_points, normalize_unit_sphere, sample_surface
 
 __all__ = [
     "PointCloudError", "check_points", "farthest_point_sample", "gather_points", "normalize_unit_sphere",
@@ -43,27 +44,7 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 
 
-class PointCloudError(DataError):
-    """A point cloud that cannot be used: empty, NaN/inf coordinates, or all points at one place."""
-
-
 # ----------------------------------------------------------------------------------------------- checks
-def check_points(points: torch.Tensor, what: str = "point cloud") -> torch.Tensor:
-    """Return ``points`` if it is a usable (…, N, 3+) cloud, else raise :class:`PointCloudError` saying why."""
-    if not isinstance(points, torch.Tensor):
-        points = torch.as_tensor(np.asarray(points))
-    if points.dim() < 2 or points.shape[-1] < 3:
-        raise PointCloudError(f"{what}: expected points of shape (N, 3) or (N, 6) (xyz [+ normals]), "
-                              f"got {tuple(points.shape)}")
-    if points.shape[-2] == 0:
-        raise PointCloudError(f"{what} has no points")
-    if not torch.isfinite(points).all():
-        bad = int((~torch.isfinite(points)).any(-1).sum())
-        raise PointCloudError(f"{what} has {bad} points with NaN or infinite coordinates; drop them first "
-                              "(e.g. points[torch.isfinite(points).all(-1)])")
-    return points
-
-
 # ----------------------------------------------------------------------------------------------- sampling
 def farthest_point_sample(xyz: torch.Tensor, num: int, start: int = 0) -> torch.Tensor:
     """Indices (…, num) of greedy farthest point sampling, starting from point ``start`` (official: 0).
@@ -94,21 +75,6 @@ def gather_points(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     if points.dim() == 2:
         return points[idx]
     return torch.gather(points, 1, idx.unsqueeze(-1).expand(-1, -1, points.shape[-1]))
-
-
-def normalize_unit_sphere(points: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Centre the xyz at their mean and scale so the farthest point lies on the unit sphere (normals kept).
-
-    A cloud whose points all coincide has no scale and raises :class:`PointCloudError`.
-    """
-    points = check_points(points)
-    xyz = points[..., :3]
-    centred = xyz - xyz.mean(-2, keepdim=True)
-    radius = centred.norm(dim=-1).amax(-1, keepdim=True).unsqueeze(-1)
-    if bool((radius <= eps).any()):
-        raise PointCloudError("degenerate point cloud: all points are at the same place, so it has no size to "
-                              "normalise; check the file (a mesh with zero area?)")
-    return torch.cat([centred / radius, points[..., 3:]], dim=-1)
 
 
 # ----------------------------------------------------------------------------------------------- rotations
@@ -471,8 +437,6 @@ class ModelNet40(Dataset):
             return self._cache[index]
         path, _ = self.samples[index]
         if path.lower().endswith(".off"):
-            from ..data.pointcloud.shapes import sample_surface
-
             v, f = read_off(path)
             try:
                 pts = sample_surface(v, f, self.mesh_samples, np.random.default_rng(index)).astype(np.float32)

@@ -29,9 +29,9 @@ ValueError when forced by the ``impl=`` argument.
 
 While tracing, scripting, compiling or exporting (``torch.jit``, ``torch.compile``, ``torch.export``,
 ONNX), and for tensor subclasses (fake / functional tensors of those tracers), the call is always the
-plain ``F.conv2d``, so graphs contain one standard convolution node.
+plain ``F.conv2d``, so graphs contain one standard convolution node. (No ``from __future__ import
+annotations`` here: TorchScript compiles :meth:`DepthwiseConv2d.forward` from this module's source.)
 """
-from __future__ import annotations
 
 import os
 import warnings
@@ -242,7 +242,10 @@ class DepthwiseConv2d(nn.Conv2d):
     impl: Optional[str] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return depthwise_conv2d(x, self.weight, self.bias, self.padding[0], self.dilation[0], self.impl)
+        if torch.jit.is_scripting():  # the choice of implementation is Python: a script holds the plain conv
+            return F.conv2d(x, self.weight, self.bias, 1, self.padding[0], self.dilation[0], self.groups)
+        else:
+            return depthwise_conv2d(x, self.weight, self.bias, self.padding[0], self.dilation[0], self.impl)
 
 
 def create_depthwise_conv2d(

@@ -51,7 +51,8 @@ _SUPPORTED_DTYPES = (torch.float32, torch.float64)
 def is_channels_last(x: torch.Tensor) -> bool:
     """True for a 4-D tensor laid out channels_last (and not also plain contiguous)."""
     # A 1×1 map or a single channel is both layouts at once; count it as whatever is_contiguous says first.
-    return x.dim() == 4 and (not x.is_contiguous()) and x.is_contiguous(memory_format=_CL)
+    # torch.channels_last spelled out (not _CL): TorchScript compiles this function and resolves no such global.
+    return x.dim() == 4 and (not x.is_contiguous()) and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def cpu_supports(x: torch.Tensor, weight: torch.Tensor, padding: int, dilation: int) -> bool:
@@ -148,14 +149,18 @@ def depthwise_weight_grad(
 class _CPUDepthwiseConv2dFunction(torch.autograd.Function):
     """Forward in the layout that is fastest for the kernel size; backward as forward convolutions.
 
-    The input is saved in the layout the forward computed in, so a channels_last input of a large kernel is
-    converted to NCHW once (not again in backward), and the output gradient is converted at most once for
-    both gradients. ``backward`` is built from differentiable torch ops, so double backward works too.
+    The input is saved as given and put into the compute layout in backward (a channels_last input of a large
+    kernel is converted to NCHW once in forward and once in backward, and no copy is held in between); the
+    output gradient is converted at most once for both gradients. ``backward`` is built from differentiable
+    torch ops, so double backward works too.
     """
+
+    # forward / setup_context kept apart (PyTorch's functorch-ready form), so torch.func transforms
+    # (vmap, grad, jacrev …) can run it; vmap's batching rule is derived from the torch ops inside.
+    generate_vmap_rule = True
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx,
         x: torch.Tensor,
         weight: torch.Tensor,
         bias: Optional[torch.Tensor],
@@ -164,14 +169,21 @@ class _CPUDepthwiseConv2dFunction(torch.autograd.Function):
     ) -> torch.Tensor:
         channels_last = is_channels_last(x)
         x_compute = _as_layout(x, compute_layout(weight.shape[-1], channels_last))
-        ctx.save_for_backward(x_compute, weight)
-        ctx.padding, ctx.dilation, ctx.has_bias, ctx.channels_last = padding, dilation, bias is not None, channels_last
         y = F.conv2d(x_compute, weight, bias, 1, padding, dilation, x.shape[1])
         return _as_layout(y, _CL if channels_last else torch.contiguous_format)
 
     @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
+        x, weight, bias, padding, dilation = inputs
+        channels_last = is_channels_last(x)
+        # The input is saved as given (no copy held until backward); backward puts it into the compute layout.
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.dilation, ctx.has_bias, ctx.channels_last = padding, dilation, bias is not None, channels_last
+
+    @staticmethod
     def backward(ctx, grad_out: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:  # type: ignore[override]
         x, weight = ctx.saved_tensors
+        x = _as_layout(x, compute_layout(weight.shape[-1], ctx.channels_last))
         fmt = _CL if is_channels_last(x) else torch.contiguous_format
         grad = _as_layout(grad_out, fmt)
         grad_x = grad_w = grad_b = None

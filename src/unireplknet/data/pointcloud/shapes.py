@@ -14,7 +14,47 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["SHAPE_CLASS_NAMES", "SHAPE_SPLIT_SEEDS", "shape_mesh", "sample_surface", "random_rotation",
+from ..folder import DataError
+
+
+# Point-cloud checks live here, below the modalities layer that re-exports them
+# (unireplknet.modalities.pointcloud), so that the generated data set needs nothing from above it.
+class PointCloudError(DataError):
+    """A point cloud that cannot be used: empty, NaN/inf coordinates, or all points at one place."""
+
+
+def check_points(points: torch.Tensor, what: str = "point cloud") -> torch.Tensor:
+    """Return ``points`` if it is a usable (…, N, 3+) cloud, else raise :class:`PointCloudError` saying why."""
+    if not isinstance(points, torch.Tensor):
+        points = torch.as_tensor(np.asarray(points))
+    if points.dim() < 2 or points.shape[-1] < 3:
+        raise PointCloudError(f"{what}: expected points of shape (N, 3) or (N, 6) (xyz [+ normals]), "
+                              f"got {tuple(points.shape)}")
+    if points.shape[-2] == 0:
+        raise PointCloudError(f"{what} has no points")
+    if not torch.isfinite(points).all():
+        bad = int((~torch.isfinite(points)).any(-1).sum())
+        raise PointCloudError(f"{what} has {bad} points with NaN or infinite coordinates; drop them first "
+                              "(e.g. points[torch.isfinite(points).all(-1)])")
+    return points
+
+
+def normalize_unit_sphere(points: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Centre the xyz at their mean and scale so the farthest point lies on the unit sphere (normals kept).
+
+    A cloud whose points all coincide has no scale and raises :class:`PointCloudError`.
+    """
+    points = check_points(points)
+    xyz = points[..., :3]
+    centred = xyz - xyz.mean(-2, keepdim=True)
+    radius = centred.norm(dim=-1).amax(-1, keepdim=True).unsqueeze(-1)
+    if bool((radius <= eps).any()):
+        raise PointCloudError("degenerate point cloud: all points are at the same place, so it has no size to "
+                              "normalise; check the file (a mesh with zero area?)")
+    return torch.cat([centred / radius, points[..., 3:]], dim=-1)
+
+__all__ = ["PointCloudError", "check_points", "normalize_unit_sphere",
+           "SHAPE_CLASS_NAMES", "SHAPE_SPLIT_SEEDS", "shape_mesh", "sample_surface", "random_rotation",
            "render_shape", "GeneratedShapes"]
 
 SHAPE_CLASS_NAMES: Tuple[str, ...] = ("box", "sphere", "cylinder", "cone", "torus", "pyramid", "octahedron", "capsule")
@@ -147,8 +187,6 @@ class GeneratedShapes(Dataset):
     def __getitem__(self, index: int):
         if not 0 <= index < len(self):
             raise IndexError(f"shape index {index} out of range for {len(self)} shapes")
-        from ...modalities.pointcloud import normalize_unit_sphere
-
         label = self.targets[index]
         rng = np.random.default_rng([SHAPE_SPLIT_SEEDS[self.split], self.seed, index])
         pts = torch.from_numpy(render_shape(label, rng, self.num_points)).float()

@@ -1,0 +1,206 @@
+"""Reading checkpoint files and writing safetensors files, safely: the package's only file I/O for weights.
+
+A leaf module: it imports no model code, so the model, the loaders and the task loops all build on it.
+
+* Files are read with ``torch.load(weights_only=True)`` or from safetensors — never by unpickling arbitrary
+  objects. A file that is no checkpoint at all (text, an HTML error page, random bytes) is called so, with
+  no advice to unpickle it.
+* Writes are atomic: the file is written next to its destination and renamed into place, so an interrupted
+  save never destroys an earlier file.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Union
+
+import torch
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "PretrainedWeightsUnavailableError",
+    "read_state_dict",
+    "unwrap_state_dict",
+    "write_safetensors",
+]
+
+PathLike = Union[str, os.PathLike]
+StateDict = Dict[str, torch.Tensor]
+
+_CONTAINER_KEYS = ("model", "state_dict", "model_ema", "state_dict_ema", "module")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file could not be read (missing, corrupt, truncated, unsafe or of an unknown type)."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint does not fit the model it is loaded into."""
+
+
+class PretrainedWeightsUnavailableError(CheckpointError):
+    """Official pretrained weights were asked for but could not be downloaded."""
+
+    def __init__(self, variant: str, tag: Optional[str], cause: BaseException, filename: Optional[str] = None,
+                 hub_id: str = "DingXiaoH/UniRepLKNet"):
+        name = f"{variant}.{tag}" if tag else variant
+        filename = filename or "the checkpoint file"
+        super().__init__(
+            f"could not download the pretrained weights for {name}: {filename} from the Hugging Face repo "
+            f"{hub_id} ({type(cause).__name__}: {cause}). If this machine is offline, download the file "
+            f"elsewhere (https://huggingface.co/{hub_id}/blob/main/{filename}) and pass it locally: "
+            f"timm.create_model('{variant}', pretrained=True, pretrained_cfg_overlay=dict(file='/path/{filename}')) "
+            f"or unireplknet.create_model('{variant}', checkpoint_path='/path/{filename}')."
+        )
+        self.filename = filename
+
+
+# ----------------------------------------------------------------------------------------------- reading
+def read_state_dict(path: PathLike, use_ema: bool = False) -> StateDict:
+    """Read a checkpoint file (.pth/.pt/.bin or .safetensors) and return its flat tensor state dict."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory; pass the checkpoint file inside it")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint file {path} is empty (an interrupted download or save?); get it again")
+    kind = _sniff(path)
+    if kind == "safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            obj: Any = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CheckpointError(
+                f"{path} is not a readable safetensors file ({err}); it is probably truncated or corrupt — "
+                "download or export it again"
+            ) from err
+    elif kind == "torch":
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            if not _holds_disallowed_objects(err):  # garbage that happens to start like a pickle
+                raise _unreadable(path, err) from err
+            raise CheckpointError(
+                f"{path} is a PyTorch checkpoint that also holds Python objects other than tensors and plain "
+                f"containers, which are not unpickled for safety ({_first_line(err)}). If you trust the file, "
+                "re-save just its tensors: torch.save(torch.load(path, weights_only=False)['model'], "
+                "'weights.pth'), or convert it to safetensors"
+            ) from err
+        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, KeyError, ValueError, TypeError, IndexError,
+                AttributeError) as err:
+            raise _unreadable(path, err) from err
+    else:
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint: it is neither a PyTorch (.pth) nor a safetensors file "
+            f"({_describe_head(path)}); pass the weights file, e.g. unireplknet_t_in1k_224_acc83.21.pth or "
+            "model.safetensors (a download that failed can leave an HTML error page under the file's name)"
+        )
+    return unwrap_state_dict(obj, use_ema=use_ema, source=str(path))
+
+
+def _first_line(err: BaseException) -> str:
+    """The informative line of a (possibly long, multi-line) torch.load error."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    # never the generic weights_only advice torch.load prepends: for a file that is no checkpoint it misleads
+    lines = [line for line in lines if "weights_only" not in line and "file an issue" not in line] or lines
+    for marker in ("Unsupported global", "GLOBAL", "Unsupported operand", "Unpickler error", "failed"):
+        for line in lines:
+            if marker in line:
+                return line[:300]
+    return lines[0][:300] if lines else type(err).__name__
+
+
+def _holds_disallowed_objects(err: BaseException) -> bool:
+    """A weights_only refusal of a real pickle names the global it refused; corrupt bytes fail otherwise."""
+    text = str(err)
+    return "Unsupported global" in text or "GLOBAL" in text
+
+
+def _unreadable(path: Path, err: BaseException) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is not a readable checkpoint ({type(err).__name__}: {_first_line(err)}; {_describe_head(path)}): "
+        "it is truncated, corrupt or not a checkpoint at all — download or save it again"
+    )
+
+
+def _describe_head(path: Path) -> str:
+    head = _head(path, 64)
+    if head.lstrip().lower().startswith((b"<!doctype", b"<html", b"<?xml", b"<")):
+        return f"it starts like an HTML/XML page: {head[:32]!r}"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"first bytes {head[:16]!r}"
+    if text.isprintable() or all(c.isprintable() or c in "\r\n\t" for c in text):
+        return f"it is a text file starting {text[:32]!r}"
+    return f"first bytes {head[:16]!r}"
+
+
+def _head(path: Path, n: int = 8) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+def _sniff(path: Path) -> str:
+    head = _head(path, 16)
+    if head.startswith(b"PK\x03\x04"):
+        return "torch"  # zip-based torch.save format
+    if head[:1] == b"\x80":
+        return "torch"  # legacy pickle-based torch.save format
+    if len(head) >= 9:
+        header_len = int.from_bytes(head[:8], "little")
+        if 0 < header_len < 100_000_000 and head[8:9] == b"{":
+            return "safetensors"
+    if path.suffix == ".safetensors":
+        return "safetensors"  # let the reader produce the precise corruption message
+    # Every torch.save file starts with a zip header or a pickle protocol byte: anything else is not one,
+    # whatever its name says.
+    return "unknown"
+
+
+def unwrap_state_dict(obj: Any, use_ema: bool = False, source: str = "checkpoint") -> StateDict:
+    """The flat tensor dict inside an official or own checkpoint (``model``, ``state_dict``, EMA …)."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{source} holds a {type(obj).__name__}, not a state dict")
+    containers = ("model_ema", "state_dict_ema") + _CONTAINER_KEYS if use_ema else _CONTAINER_KEYS
+    for key in containers:
+        if isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(
+            f"{source} is not a tensor state dict: entries {bad[:5]} are not tensors "
+            f"(top-level keys: {list(obj)[:8]})"
+        )
+    return dict(obj)
+
+
+# ----------------------------------------------------------------------------------------------- writing
+def write_safetensors(tensors: Mapping[str, torch.Tensor], path: PathLike,
+                      metadata: Optional[Mapping[str, str]] = None) -> Path:
+    """Write ``tensors`` to ``path`` as safetensors, atomically (temporary file beside it, fsync, rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=dict(metadata or {}))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
