@@ -85,6 +85,22 @@ def test_stacked_3x3_convs_give_the_trinomial_profile(n):
     assert (support.max(0) - support.min(0) + 1).tolist() == [2 * n + 1, 2 * n + 1]
 
 
+def test_relu_variant_differs_from_abs_where_channels_cancel():
+    # Two output channels +x and -x at each pixel: their sum is 0, so 'abs' (gradient of the channel sum) sees
+    # no contribution at all, while 'relu' (RepLKNet's script: ReLU before the sum) keeps the positive channel.
+    # The same cancellation makes the channel sum of a freshly initialised LayerNorm output constant.
+    conv = nn.Conv2d(1, 2, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+    x = torch.rand(1, 1, 9, 9) + 0.5
+    with pytest.warns(UserWarning, match="contribution='relu'"):
+        flat = erf(conv, x, stage=None, contribution="abs")
+    assert not flat.scores.any() and all(math.isnan(r) for r in flat.area_ratios.values())
+    expected = np.zeros((9, 9))
+    expected[4, 4] = 1.0
+    np.testing.assert_array_equal(erf(conv, x, stage=None, contribution="relu").scores, expected)
+
+
 # ----------------------------------------------------------------------------------------------- area ratios
 @pytest.mark.parametrize("k,size", [(21, 101), (9, 64)])
 def test_area_ratio_of_a_uniform_square(k, size):

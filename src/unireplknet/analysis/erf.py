@@ -1,10 +1,10 @@
 """Effective receptive field (ERF): how much each input pixel contributes to the central output of a stage.
 
-The large-kernel papers argue with this measurement (RepLKNet, CVPR 2022, Sec. 5 "Large-kernel CNNs have
-larger ERF"; UniRepLKNet, CVPR 2024, its ERF figure and table). For each image, the contribution score of
-an input pixel is the gradient of the sum of the central point of the chosen stage's output feature map
-with respect to that pixel, made non-negative and summed over the input channels; the scores are averaged
-over images. For the picture the average is log-scaled, ``log10(x + 1)``, and rescaled to [0, 1] so that
+The large-kernel papers argue with this measurement (RepLKNet, CVPR 2022, Sec. 5.1 and Fig. 1, with its
+released ``erf/`` scripts; UniRepLKNet, CVPR 2024, its ERF figure and area-ratio table). For each image,
+the contribution score of an input pixel is the gradient of the sum of the central point of the chosen
+stage's output feature map with respect to that pixel, made non-negative and summed over the input
+channels; the scores are averaged over images. For the picture the average is log-scaled, ``log10(x + 1)``, and rescaled to [0, 1] so that
 models share one colour scale; the *high-contribution area ratio* at threshold ``t`` is the area of the
 smallest centred square holding ``t`` of the total score, as a share of the input area (thresholds 20 %,
 30 %, 50 %, 75 %, 99 %). As in RepLKNet's analysis script, the ratio is taken on the log-scaled map by
@@ -149,7 +149,7 @@ class ERFResult:
             images=self.images, skipped=self.skipped, stage=self.stage, module=self.module,
             input_size=list(self.scores.shape), feature_size=list(self.feature_size),
             contribution=self.contribution, ratio_on=self.ratio_on,
-            area_ratio={f"{t:g}": ratio for t, (_, ratio) in self.area.items()},
+            area_ratio={f"{t:g}": (None if math.isnan(ratio) else ratio) for t, (_, ratio) in self.area.items()},
             square_side={f"{t:g}": side for t, (side, _) in self.area.items()},
         )
 
@@ -378,7 +378,14 @@ def erf(
         raise ValueError("no image gave a finite gradient map (no images given, or every gradient overflowed)")
     scores = (acc / used).numpy()
     ratio_map = log_scale(scores) if ratio_on == "log" else scores
-    area = high_contribution_area(ratio_map, thresholds) if float(ratio_map.sum()) > 0 else {
-        float(t): (0, math.nan) for t in thresholds}
+    if float(ratio_map.sum()) > 0:
+        area = high_contribution_area(ratio_map, thresholds)
+    else:
+        # Not an error: in a side-by-side comparison one degenerate model should not stop the others.
+        warnings.warn(
+            f"the ERF of {type(model).__name__} at stage {stage} is all zeros: the sum of the central point's "
+            "channels does not depend on the input (channels that cancel, e.g. a LayerNorm output with unit weight "
+            "and zero bias); measure with contribution='relu' (RepLKNet's script) instead", stacklevel=2)
+        area = {float(t): (0, math.nan) for t in thresholds}
     return ERFResult(scores=scores, images=used, skipped=skipped, stage=stage, module=module_name,
                      feature_size=feature_size, contribution=contribution, ratio_on=ratio_on, area=area)

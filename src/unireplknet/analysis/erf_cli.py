@@ -270,12 +270,16 @@ def plot_erf(maps: Sequence[Any], titles: Sequence[str], path: Path, caption: st
     _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=130, format=suffix))
 
 
+def _ratio(value: Optional[float], digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"  # None: an all-zero map has no ratios
+
+
 def format_table(rows: Sequence[Dict[str, Any]]) -> str:
     """The area-ratio table (one row per model) as aligned text."""
     thresholds = list(rows[0]["area_ratio"]) if rows else []
     headers = ["model", "stage", "images", "input", *(f"r({float(t) * 100:g}%)" for t in thresholds), "seconds"]
     cells = [headers] + [[r["label"], r["module"] or "output", str(r["images"]), "x".join(map(str, r["input_size"])),
-                          *(f"{r['area_ratio'][t]:.4f}" for t in thresholds), f"{r['seconds']:.1f}"] for r in rows]
+                          *(_ratio(r["area_ratio"][t]) for t in thresholds), f"{r['seconds']:.1f}"] for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -381,8 +385,8 @@ def run(args: argparse.Namespace) -> int:
     if draw:
         from .erf import log_scale
 
-        titles = [f"{r['label']}\nr(50%)={r['area_ratio']['0.5']:.3f}  r(99%)={r['area_ratio']['0.99']:.3f}"
-                  for r in rows]
+        titles = [f"{r['label']}\nr(50%)={_ratio(r['area_ratio']['0.5'], 3)}  "
+                  f"r(99%)={_ratio(r['area_ratio']['0.99'], 3)}" for r in rows]
         caption = (f"ERF at stage {args.stage}, {rows[0]['images']} image(s) of {args.data}, "
                    f"{args.input_size}x{args.input_size}")
         plot_erf([log_scale(m) for m in maps.values()], titles, output, caption)
