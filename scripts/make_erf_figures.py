@@ -87,8 +87,8 @@ def memory(out: Path, size: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/erf_study", help="work folder (weights, tables, maps)")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--train-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--train-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--images", type=int, default=16)
     p.add_argument("--erf-size", type=int, default=256)

@@ -54,7 +54,7 @@ def add_parser(subparsers: Any) -> None:
                     "UniRepLKNet, CVPR 2024): the gradient of the central point of a stage's output with respect "
                     "to the input, |.| summed over channels, averaged over images; drawn on log10(x+1) scale "
                     "and summarised by the share of the input area of the smallest centred square holding "
-                    "20/30/50/75/99%% of the total score. Several models share one figure and one colour scale.")
+                    "20/30/50/75/99% of the total score. Several models share one figure and one colour scale.")
     p.add_argument("--model", type=_names, required=True,
                    help="comma-separated timm model names, e.g. unireplknet_t,convnext_tiny,resnet50")
     p.add_argument("--checkpoint", type=_names, default=None,
