@@ -1,6 +1,7 @@
 """Make the ERF study of docs/erf.md: UniRepLKNet-A/T vs ConvNeXt-T vs ResNet-50, random and digits-trained.
 
     python scripts/make_erf_figures.py --out runs/erf_study            # the study (both figures + tables)
+    python scripts/make_erf_figures.py --out runs/erf_study --reuse --contribution relu   # RepLKNet's formula
     python scripts/make_erf_figures.py --out runs/erf_study --memory    # peak RSS of T at 1024x1024, batch 1
 
 Every model is built with one input channel and ten classes. "Random" is timm's initialisation (seed 0);
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import shutil
 import subprocess
 import sys
@@ -75,13 +76,14 @@ def memory(out: Path, size: int) -> None:
     for extra in ([], ["--grad-checkpointing"]):
         cmd = [sys.executable, "-m", "unireplknet.analysis.erf_cli", "--model", "unireplknet_t", "--images", "1",
                "--input-size", str(size), "--output", str(out / "memory.json"), "--no-progress", *extra]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True)
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        note = "" if peak_kib > before else " (not above an earlier child's peak: run --memory on its own)"
+        child = subprocess.Popen(cmd)
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own peak, not the maximum over all children
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode:
+            raise subprocess.CalledProcessError(child.returncode, cmd)
         print(f"unireplknet_t {size}x{size} batch 1 {' '.join(extra) or '(no checkpointing)'}: peak RSS "
-              f"{peak_kib / 2**20:.2f} GiB, {time.perf_counter() - t0:.0f} s{note}", flush=True)
+              f"{usage.ru_maxrss / 2**20:.2f} GiB, {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 def main() -> None:
