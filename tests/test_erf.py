@@ -294,3 +294,21 @@ def test_image_folder_input(tmp_path):
                        "--input-size", "64", "--output", str(out), "--no-progress", "--sample", "first"])
     assert rc == 0
     assert json.loads(out.with_suffix(".json").read_text())["models"][0]["images"] == 3
+
+
+# 11 sorted files: 0…4, the broken one (index 5), 5…9. 'spread' picks indices 0, 5, 10; the broken pick is
+# replaced by the first file not picked (level 1).
+@pytest.mark.parametrize("how,levels", [("first", [0, 1, 2]), ("spread", [0, 9, 1])])
+def test_folder_images_are_picked_first_or_evenly_spread(tmp_path, how, levels):
+    import timm
+    from PIL import Image
+
+    for i in range(10):  # file i is a flat grey image of level 20·i: its mean identifies it after loading
+        (tmp_path / f"c{i}").mkdir()
+        Image.new("L", (40, 40), color=20 * i).save(tmp_path / f"c{i}" / f"{i}.png")
+    (tmp_path / "c4" / "x_broken.png").write_bytes(b"not an image")
+    model = timm.create_model("resnet18", in_chans=1, num_classes=0)
+    x = erf_cli.folder_images(str(tmp_path), 3, 32, model, how)
+    assert x.shape == (3, 1, 32, 32)
+    got = (x.mean((1, 2, 3)) * 0.5 + 0.5) * 255 / 20  # undo the 0.5/0.5 grey normalisation
+    np.testing.assert_allclose(got.numpy(), levels, atol=0.05)

@@ -133,9 +133,7 @@ def _timm_model_from_file(name: str, path: str) -> Any:
     sd = {k: v for k, v in sd.items() if not any(k.startswith(c + ".") for c in classifiers)}
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if missing or unexpected:
-        import sys as _sys
-
-        filter_fn = getattr(_sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+        filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
         if filter_fn is not None:  # an official (non-timm) layout, e.g. facebookresearch/ConvNeXt files
             sd = {k: v for k, v in filter_fn(sd, model).items()
                   if not any(k.startswith(c + ".") for c in classifiers)}
@@ -199,8 +197,11 @@ def folder_images(root: str, count: int, size: int, model: Any, how: str) -> Any
         dc["mean"], dc["std"] = (0.5,) * in_chans, (0.5,) * in_chans
     dc.update(input_size=(in_chans, size, size), crop_pct=1.0)
     transform = eval_transform(dc)
+    picked = _pick(count, len(files), how)
+    # Unreadable files are replaced by the next files not picked, so the count holds when there are enough.
+    order = picked + sorted(set(range(len(files))) - set(picked))
     out, unreadable = [], 0
-    for p in (files[i] for i in _pick(len(files), len(files), how)):
+    for p in (files[i] for i in order):
         if len(out) == count:
             break
         try:
