@@ -256,7 +256,7 @@ def plot_erf(maps: Sequence[Any], titles: Sequence[str], path: Path, caption: st
     """One panel per map (each already on the [0, 1] log scale), one shared colour bar, written to ``path``."""
     Figure = _figure_class()
     n = len(maps)
-    fig = Figure(figsize=(3.1 * n + 0.9, 3.6))
+    fig = Figure(figsize=(3.1 * n + 0.9, 3.4))
     axes = fig.subplots(1, n, squeeze=False)[0]
     image = None
     for ax, m, title in zip(axes, maps, titles):
@@ -268,7 +268,7 @@ def plot_erf(maps: Sequence[Any], titles: Sequence[str], path: Path, caption: st
     if caption:
         fig.suptitle(caption, fontsize=8)
     suffix = path.suffix.lstrip(".").lower() or "png"
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=130, format=suffix))
+    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=130, format=suffix, bbox_inches="tight"))
 
 
 def _ratio(value: Optional[float], digits: int = 4) -> str:
@@ -388,8 +388,9 @@ def run(args: argparse.Namespace) -> int:
 
         titles = [f"{r['label']}\nr(50%)={_ratio(r['area_ratio']['0.5'], 3)}  "
                   f"r(99%)={_ratio(r['area_ratio']['0.99'], 3)}" for r in rows]
-        caption = (f"ERF at stage {args.stage}, {rows[0]['images']} image(s) of {args.data}, "
-                   f"{args.input_size}x{args.input_size}")
+        source = "held-out embedded digits" if args.data == "embedded" else f"image(s) of {args.data}"
+        caption = (f"ERF at stage {args.stage}, mean over {rows[0]['images']} {source} at "
+                   f"{args.input_size}x{args.input_size} ({args.contribution})")
         plot_erf([log_scale(m) for m in maps.values()], titles, output, caption)
         written.insert(0, output)
     print("wrote " + ", ".join(str(p) for p in written))
