@@ -156,22 +156,35 @@ def fill_missing(values: np.ndarray, policy: str = "error", what: str = "series"
 
 # ----------------------------------------------------------------------------------------------- loaders
 def _load_npy(path: Path) -> np.ndarray:
+    """Read a ``.npy`` file without ever unpickling it.
+
+    An object array is stored as a pickle, and unpickling runs whatever code the file names, so it is refused
+    with advice to re-save the data as plain numbers or strings; timestamps saved as strings (``<U…``) or
+    ``datetime64`` are plain arrays and load as usual.
+    """
     if not path.is_file():
         raise SeriesError(f"missing file {path}")
     try:
         return np.load(path, allow_pickle=False)
-    except ValueError:
-        # The official timestamp files are object arrays of strings/datetimes; only those need pickle.
-        arr = np.load(path, allow_pickle=True)
-        return np.asarray(arr.astype(str) if arr.dtype == object else arr)
+    except ValueError as e:
+        if "allow_pickle" not in str(e) and "Object arrays" not in str(e):
+            raise SeriesError(f"{path} is not a readable .npy file ({e}); re-save it with numpy.save") from e
+        raise SeriesError(
+            f"{path} holds a numpy object array, which can only be read by unpickling it, and unpickling a data "
+            "file can run arbitrary code, so it is refused. Re-save it as plain values, e.g. timestamps as "
+            "strings or datetime64: np.save(path, np.asarray(times, dtype='datetime64[s]')) (or "
+            "arr.astype(str)); numbers as float32: np.save(path, arr.astype(np.float32))"
+        ) from None
+    except OSError as e:
+        raise SeriesError(f"cannot read {path} ({e}); check that it is a .npy file written by numpy.save") from e
 
 
 def load_global_station_folder(root: Union[str, Path], variable: str = "temp", split: str = "train",
-                               nan_policy: str = "error", feature: int = 0) -> Series:
+                               nan_policy: str = "error", feature: Optional[int] = 0) -> Series:
     """One split of the Corrformer Global Temp / Global Wind layout (the data of the paper):
 
     * ``{variable}_global_hourly_{split}.npy``: (hours, stations) or (hours, stations, features) — ``feature``
-      selects one;
+      selects one, ``None`` keeps all, flattened station-major as the official loader's ``features='M'`` does;
     * ``data_time_{split}.npy``: (hours,) timestamps (strings or datetimes);
     * ``stations_sorted.npy``: (stations, k) station coordinates (optional: missing → no geo embedding).
     """
@@ -180,7 +193,7 @@ def load_global_station_folder(root: Union[str, Path], variable: str = "temp", s
         raise SeriesError(f"{root} is not a folder; expected the Global Temp/Wind files there")
     values = _load_npy(root / f"{variable}_global_hourly_{split}.npy")
     if values.ndim == 3:
-        values = values[:, :, feature]
+        values = values.reshape(values.shape[0], -1) if feature is None else values[:, :, feature]
     if values.ndim != 2:
         raise SeriesError(f"{variable}_global_hourly_{split}.npy has shape {values.shape}; expected (hours, stations)")
     times = _load_npy(root / f"data_time_{split}.npy")
