@@ -171,9 +171,11 @@ def _load_npy(path: Path) -> np.ndarray:
             raise SeriesError(f"{path} is not a readable .npy file ({e}); re-save it with numpy.save") from e
         raise SeriesError(
             f"{path} holds a numpy object array, which can only be read by unpickling it, and unpickling a data "
-            "file can run arbitrary code, so it is refused. Re-save it as plain values, e.g. timestamps as "
-            "strings or datetime64: np.save(path, np.asarray(times, dtype='datetime64[s]')) (or "
-            "arr.astype(str)); numbers as float32: np.save(path, arr.astype(np.float32))"
+            "file can run arbitrary code, so it is refused. Re-save it as plain values: timestamps as "
+            "datetime64 or strings, numbers as float32. For a file from a source you trust (released timestamp "
+            "files may be stored this way), convert it once: python -c \"import numpy as np; "
+            f"a = np.load('{path.name}', allow_pickle=True); np.save('{path.name}', a.astype('datetime64[s]'))\" "
+            "(numbers: a.astype(np.float32))"
         ) from None
     except OSError as e:
         raise SeriesError(f"cannot read {path} ({e}); check that it is a .npy file written by numpy.save") from e
@@ -192,8 +194,13 @@ def load_global_station_folder(root: Union[str, Path], variable: str = "temp", s
     if not root.is_dir():
         raise SeriesError(f"{root} is not a folder; expected the Global Temp/Wind files there")
     values = _load_npy(root / f"{variable}_global_hourly_{split}.npy")
+    features_per_station = 1
     if values.ndim == 3:
-        values = values.reshape(values.shape[0], -1) if feature is None else values[:, :, feature]
+        if feature is None:
+            features_per_station = values.shape[2]
+            values = values.reshape(values.shape[0], -1)
+        else:
+            values = values[:, :, feature]
     if values.ndim != 2:
         raise SeriesError(f"{variable}_global_hourly_{split}.npy has shape {values.shape}; expected (hours, stations)")
     times = _load_npy(root / f"data_time_{split}.npy")
@@ -206,6 +213,7 @@ def load_global_station_folder(root: Union[str, Path], variable: str = "temp", s
         coords = np.asarray(_load_npy(root / "stations_sorted.npy"), dtype=np.float32)
         if coords.ndim == 1:
             coords = coords[:, None]
+        coords = np.repeat(coords, features_per_station, axis=0)  # one row per series, station-major
     values = fill_missing(values, nan_policy, f"{variable}_global_hourly_{split}.npy")
     return Series(values, times, "h", coords, description=f"{root.name} {variable} {split}")
 
