@@ -33,9 +33,9 @@ until the ``forecast-train --preset paper`` task is wired there.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ from ..modalities.timeseries import (
     WindowDataset,
     load_global_station_folder,
 )
-from .forecasting import SeriesNormalizer, TokenEmbedding, forecast_metrics, image_shape
+from .forecasting import TINY_FORECAST_MODEL_KWARGS, SeriesNormalizer, TokenEmbedding, forecast_metrics, image_shape
 
 __all__ = [
     "CorrformerConfig",
@@ -425,18 +425,15 @@ class CorrformerDecoderLayer(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------- encoder
-#: A UniRepLKNet far below variant A (depths 1-1-2-1, dims 16…128) for CPU demos and tests on small images.
-TINY_ENCODER = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128))
-
-
 def encoder_kernel_sizes(size: str, stage4_kernel: int = 11) -> Tuple[Tuple[int, ...], ...]:
     """The variant's official kernel layout with stage 4 set to ``stage4_kernel`` (the time-series code uses
-    K = 11 there; SPEC.md §3.1 step 5). ``'tiny'``: 3 / 7 / 3,3 / 3, for 48 × 48 images."""
+    K = 11 there; SPEC.md §3.1 step 5). ``'tiny'``: the small forecasting encoder (depths 1-1-2-1, dims
+    16…128, kernels 3 / 7 / 3,3 / 3) for CPU demos and tests on 48 × 48 images."""
     from ..model import default_kernel_sizes
     from ..zoo import VARIANTS
 
     if size == "tiny":
-        return ((3,), (7,), (3, 3), (3,))
+        return TINY_FORECAST_MODEL_KWARGS["kernel_sizes"]
     if size not in VARIANTS:
         raise ValueError(f"unknown encoder size {size!r}; choose 'tiny' or one of {', '.join(VARIANTS)}")
     depths = VARIANTS[size].depths
@@ -451,8 +448,8 @@ def _build_encoder(cfg: CorrformerConfig) -> nn.Module:
 
     kernels = encoder_kernel_sizes(cfg.encoder_size, cfg.encoder_stage4_kernel)
     if cfg.encoder_size == "tiny":
-        encoder = UniRepLKNet(in_chans=1, num_classes=0, kernel_sizes=kernels, drop_path_rate=cfg.drop_path,
-                              with_cp=cfg.with_cp, **TINY_ENCODER)
+        encoder = UniRepLKNet(in_chans=1, num_classes=0, drop_path_rate=cfg.drop_path, with_cp=cfg.with_cp,
+                              **TINY_FORECAST_MODEL_KWARGS)
     else:
         encoder = create_model(f"unireplknet_{cfg.encoder_size}", num_classes=0, in_chans=1, kernel_sizes=kernels,
                                drop_path_rate=cfg.drop_path, with_cp=cfg.with_cp)
