@@ -294,3 +294,17 @@ def test_raw_memory_layout_is_one_flag_away(weather_dir):
     assert mem.shape[-1] == 64
     with pytest.raises(ValueError, match="memory_layout"):
         cf.build_model("demo", coords=coords, memory_layout="flat")
+
+
+def test_array_series_files_with_object_arrays_are_refused(tmp_path):
+    from unireplknet.modalities.timeseries import load_array_series
+
+    marker = tmp_path / "pwned"
+    payload = np.empty(1, dtype=object)
+    payload[0] = _WritesAFile(marker)
+    np.savez(tmp_path / "s.npz", values=np.ones((60, 2), np.float32), timestamps=payload)
+    np.save(tmp_path / "s.npy", payload, allow_pickle=True)
+    for name in ("s.npz", "s.npy"):
+        with pytest.raises(SeriesError, match="object array"):
+            load_array_series(tmp_path / name)
+    assert not marker.exists()

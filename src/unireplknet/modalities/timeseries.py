@@ -171,11 +171,9 @@ def _load_npy(path: Path) -> np.ndarray:
             raise SeriesError(f"{path} is not a readable .npy file ({e}); re-save it with numpy.save") from e
         raise SeriesError(
             f"{path} holds a numpy object array, which can only be read by unpickling it, and unpickling a data "
-            "file can run arbitrary code, so it is refused. Re-save it as plain values: timestamps as "
-            "datetime64 or strings, numbers as float32. For a file from a source you trust (released timestamp "
-            "files may be stored this way), convert it once: python -c \"import numpy as np; "
-            f"a = np.load('{path.name}', allow_pickle=True); np.save('{path.name}', a.astype('datetime64[s]'))\" "
-            "(numbers: a.astype(np.float32))"
+            "file can run arbitrary code, so it is refused. Re-save it without the object dtype, with the "
+            "program that wrote it: timestamps as datetime64 or strings (np.save(path, times.astype("
+            "'datetime64[s]'))), values as float32 (np.save(path, values.astype(np.float32)))"
         ) from None
     except OSError as e:
         raise SeriesError(f"cannot read {path} ({e}); check that it is a .npy file written by numpy.save") from e
@@ -281,11 +279,17 @@ def load_array_series(path: Union[str, Path], freq: str = "h", start: str = "200
         with np.load(path, allow_pickle=False) as z:
             if "values" not in z:
                 raise SeriesError(f"{path} has no 'values' array (has: {', '.join(z.files)})")
-            values = z["values"]
-            times = z["timestamps"] if "timestamps" in z else None
-            coords = z["coords"] if "coords" in z else None
+            try:
+                values = z["values"]
+                times = z["timestamps"] if "timestamps" in z else None
+                coords = z["coords"] if "coords" in z else None
+            except ValueError:
+                raise SeriesError(
+                    f"{path} holds a numpy object array, which can only be read by unpickling it, and unpickling a "
+                    "data file can run arbitrary code, so it is refused; re-save it with plain dtypes (values "
+                    "float32, timestamps datetime64 or strings)") from None
     else:
-        values, times = np.load(path, allow_pickle=False), None
+        values, times = _load_npy(path), None
     values = np.asarray(values, dtype=np.float32)
     if values.ndim == 1:
         values = values[:, None]
