@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     p.add_argument("--variable", default="temp", choices=("temp", "wind"))
     p.add_argument("--preset", default="demo", choices=sorted(PRESETS))
     p.add_argument("--encoder-size", default=None)
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--patience", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-3, help="first-epoch rate, halved after every epoch")
     p.add_argument("--batch-size", type=int, default=4)
