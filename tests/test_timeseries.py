@@ -101,8 +101,13 @@ def test_global_layout_round_trip_and_errors(tmp_path):
     # The official files: (hours, stations, features) values and string timestamps.
     np.save(tmp_path / "wind_global_hourly_train.npy", np.stack([grid.values, -grid.values], -1))
     np.save(tmp_path / "data_time_train.npy", np.array([str(t) for t in grid.timestamps], dtype=object))
+    with pytest.raises(SeriesError, match="object array"):  # never unpickled (tests/test_corrformer.py)
+        load_global_station_folder(tmp_path, "wind", "train", feature=1)
+    np.save(tmp_path / "data_time_train.npy", np.array([str(t) for t in grid.timestamps]))
     wind = load_global_station_folder(tmp_path, "wind", "train", feature=1)
     np.testing.assert_array_equal(wind.values, -grid.values)
+    both = load_global_station_folder(tmp_path, "wind", "train", feature=None)  # station-major, as 'M'
+    np.testing.assert_array_equal(both.values[:, 1::2], -grid.values)
     np.save(tmp_path / "stations_sorted.npy", grid.coords[:5])
     with pytest.raises(SeriesError, match="station counts differ"):
         load_global_station_folder(tmp_path, "temp", "test")

@@ -156,22 +156,35 @@ def fill_missing(values: np.ndarray, policy: str = "error", what: str = "series"
 
 # ----------------------------------------------------------------------------------------------- loaders
 def _load_npy(path: Path) -> np.ndarray:
+    """Read a ``.npy`` file without ever unpickling it.
+
+    An object array is stored as a pickle, and unpickling runs whatever code the file names, so it is refused
+    with advice to re-save the data as plain numbers or strings; timestamps saved as strings (``<U…``) or
+    ``datetime64`` are plain arrays and load as usual.
+    """
     if not path.is_file():
         raise SeriesError(f"missing file {path}")
     try:
         return np.load(path, allow_pickle=False)
-    except ValueError:
-        # The official timestamp files are object arrays of strings/datetimes; only those need pickle.
-        arr = np.load(path, allow_pickle=True)
-        return np.asarray(arr.astype(str) if arr.dtype == object else arr)
+    except ValueError as e:
+        if "allow_pickle" not in str(e) and "Object arrays" not in str(e):
+            raise SeriesError(f"{path} is not a readable .npy file ({e}); re-save it with numpy.save") from e
+        raise SeriesError(
+            f"{path} holds a numpy object array, which can only be read by unpickling it, and unpickling a data "
+            "file can run arbitrary code, so it is refused. Re-save it without the object dtype, with the "
+            "program that wrote it: timestamps as datetime64 or strings (np.save(path, times.astype("
+            "'datetime64[s]'))), values as float32 (np.save(path, values.astype(np.float32)))"
+        ) from None
+    except OSError as e:
+        raise SeriesError(f"cannot read {path} ({e}); check that it is a .npy file written by numpy.save") from e
 
 
 def load_global_station_folder(root: Union[str, Path], variable: str = "temp", split: str = "train",
-                               nan_policy: str = "error", feature: int = 0) -> Series:
+                               nan_policy: str = "error", feature: Optional[int] = 0) -> Series:
     """One split of the Corrformer Global Temp / Global Wind layout (the data of the paper):
 
     * ``{variable}_global_hourly_{split}.npy``: (hours, stations) or (hours, stations, features) — ``feature``
-      selects one;
+      selects one, ``None`` keeps all, flattened station-major as the official loader's ``features='M'`` does;
     * ``data_time_{split}.npy``: (hours,) timestamps (strings or datetimes);
     * ``stations_sorted.npy``: (stations, k) station coordinates (optional: missing → no geo embedding).
     """
@@ -179,8 +192,13 @@ def load_global_station_folder(root: Union[str, Path], variable: str = "temp", s
     if not root.is_dir():
         raise SeriesError(f"{root} is not a folder; expected the Global Temp/Wind files there")
     values = _load_npy(root / f"{variable}_global_hourly_{split}.npy")
+    features_per_station = 1
     if values.ndim == 3:
-        values = values[:, :, feature]
+        if feature is None:
+            features_per_station = values.shape[2]
+            values = values.reshape(values.shape[0], -1)
+        else:
+            values = values[:, :, feature]
     if values.ndim != 2:
         raise SeriesError(f"{variable}_global_hourly_{split}.npy has shape {values.shape}; expected (hours, stations)")
     times = _load_npy(root / f"data_time_{split}.npy")
@@ -193,6 +211,7 @@ def load_global_station_folder(root: Union[str, Path], variable: str = "temp", s
         coords = np.asarray(_load_npy(root / "stations_sorted.npy"), dtype=np.float32)
         if coords.ndim == 1:
             coords = coords[:, None]
+        coords = np.repeat(coords, features_per_station, axis=0)  # one row per series, station-major
     values = fill_missing(values, nan_policy, f"{variable}_global_hourly_{split}.npy")
     return Series(values, times, "h", coords, description=f"{root.name} {variable} {split}")
 
@@ -260,11 +279,17 @@ def load_array_series(path: Union[str, Path], freq: str = "h", start: str = "200
         with np.load(path, allow_pickle=False) as z:
             if "values" not in z:
                 raise SeriesError(f"{path} has no 'values' array (has: {', '.join(z.files)})")
-            values = z["values"]
-            times = z["timestamps"] if "timestamps" in z else None
-            coords = z["coords"] if "coords" in z else None
+            try:
+                values = z["values"]
+                times = z["timestamps"] if "timestamps" in z else None
+                coords = z["coords"] if "coords" in z else None
+            except ValueError:
+                raise SeriesError(
+                    f"{path} holds a numpy object array, which can only be read by unpickling it, and unpickling a "
+                    "data file can run arbitrary code, so it is refused; re-save it with plain dtypes (values "
+                    "float32, timestamps datetime64 or strings)") from None
     else:
-        values, times = np.load(path, allow_pickle=False), None
+        values, times = _load_npy(path), None
     values = np.asarray(values, dtype=np.float32)
     if values.ndim == 1:
         values = values[:, None]
