@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 __all__ = ["EngineConfig", "TrainConfig", "DIGITS_DEFAULTS", "DIGITS_MODEL_KWARGS"]
 
@@ -64,9 +64,18 @@ class EngineConfig:
     min_lr: float = 1e-6
     warmup_epochs: float = 5.0
     weight_decay: float = 0.05
+    opt: str = "adamw"  # any optimizer name of timm's factory (audio and forecasting: "adam")
     opt_eps: float = 1e-8
+    opt_betas: Optional[Tuple[float, float]] = None  # None: the optimizer's default
     layer_decay: Optional[float] = None
     clip_grad: Optional[float] = None
+    #: "cosine": warmup then cosine to min_lr; "step": the rate times decay_rate after every epoch from
+    #: decay_start on (the official audio recipe; forecasting's halving is decay_start 1, decay_rate 0.5)
+    sched: str = "cosine"
+    decay_start: int = 1
+    decay_rate: float = 1.0
+    #: stop after this many evaluations without a better held-out metric (None: never)
+    patience: Optional[int] = None
     model_ema: bool = False
     model_ema_decay: float = 0.9999
     # execution

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .checkpointing import CHECKPOINT_FORMAT, atomic_torch_save, atomic_write, get_rng_state, load_training_checkpoint, set_rng_state
+from .checkpointing import CHECKPOINT_FORMAT, atomic_torch_save, atomic_write, atomic_write_bytes, get_rng_state, load_training_checkpoint, set_rng_state
 from .distributed import DistInfo, all_gather_object, all_reduce_sum, average_buffers, barrier, init_distributed
 from .metrics_log import MetricsLogger, tensorboard_writer
 from .samplers import ShardedBatchSampler, ShardedEvalSampler
@@ -111,22 +111,34 @@ def amp_dtype_of(amp: str) -> Optional[torch.dtype]:
 
 
 def build_optimizer(model: nn.Module, cfg: Any) -> torch.optim.Optimizer:
-    """AdamW through timm: no weight decay on 1-D parameters and biases; layer decay via ``group_matcher``."""
+    """``cfg.opt`` (AdamW by default) through timm's factory: no weight decay on 1-D parameters and biases;
+    layer decay via the model's ``group_matcher``."""
     from timm.optim import create_optimizer_v2
 
-    return create_optimizer_v2(model, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay,
-                               layer_decay=cfg.layer_decay, eps=cfg.opt_eps)
+    extra = {"betas": tuple(cfg.opt_betas)} if getattr(cfg, "opt_betas", None) else {}
+    return create_optimizer_v2(model, opt=getattr(cfg, "opt", "adamw"), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                               layer_decay=cfg.layer_decay, eps=cfg.opt_eps, **extra)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Any, steps_per_epoch: int) -> Any:
-    """Per-iteration schedule: linear warmup 0 → lr over ``warmup_epochs``, then cosine to ``min_lr``.
+    """Per-iteration schedule: linear warmup 0 → lr over ``warmup_epochs``, then cosine to ``min_lr``
+    (``cfg.sched="cosine"``) or the rate times ``decay_rate`` after every epoch from ``decay_start`` on
+    (``"step"``: epoch e trains at lr · decay_rate^max(0, e − decay_start + 1), e counted from 0).
 
     Call ``step_update(num_updates)`` after every optimizer step (timm's convention).
     """
-    from timm.scheduler import CosineLRScheduler
+    from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler
 
     warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
     total_steps = cfg.epochs * steps_per_epoch
+    sched = getattr(cfg, "sched", "cosine")
+    if sched == "step":
+        # timm applies milestone m at step m - 1 (its historical convention), hence the + 1.
+        decay_t = [e * steps_per_epoch + 1 for e in range(max(1, cfg.decay_start), cfg.epochs + 1)]
+        return MultiStepLRScheduler(optimizer, decay_t=decay_t, decay_rate=cfg.decay_rate, warmup_t=warmup_steps,
+                                    warmup_lr_init=0.0, warmup_prefix=True, t_in_epochs=False)
+    if sched != "cosine":
+        raise ValueError(f"the schedule must be 'cosine' or 'step', got {sched!r}")
     return CosineLRScheduler(optimizer, t_initial=max(1, total_steps - warmup_steps), lr_min=cfg.min_lr,
                              warmup_t=warmup_steps, warmup_lr_init=0.0, warmup_prefix=True, t_in_epochs=False)
 
@@ -258,6 +270,13 @@ def _resume_path(cfg: Any, out: Path) -> Optional[Path]:
 def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], dist_info: DistInfo, out: Path,
          t_start: float) -> TrainResult:
     device, rank, world, main = dist_info.device, dist_info.rank, dist_info.world_size, dist_info.is_main
+    resume_path = _resume_path(cfg, out)
+    ckpt = load_training_checkpoint(resume_path, map_location=device) if resume_path is not None else None
+    if ckpt is not None and ckpt["model_config"].get("task", "image") != task.name:
+        raise ValueError(f"{resume_path} is a checkpoint of the {ckpt['model_config'].get('task', 'image')!r} task, "
+                         f"not of {task.name!r}; resume with the command that wrote it")
+    if ckpt is not None and hasattr(task, "restore"):
+        task.restore(ckpt)  # e.g. data statistics computed by the first run
     # Every rank builds the same data and initial model (and EMA copy) from the same seed ...
     _seed_all(cfg.seed)
     data = task.build_data(cfg, cfg.seed)
@@ -266,12 +285,6 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
     amp_dtype = amp_dtype_of(cfg.amp)
     channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
     ctx = StepContext(device, channels_last, amp_dtype)
-
-    resume_path = _resume_path(cfg, out)
-    ckpt = load_training_checkpoint(resume_path, map_location=device) if resume_path is not None else None
-    if ckpt is not None and ckpt["model_config"].get("task", "image") != task.name:
-        raise ValueError(f"{resume_path} is a checkpoint of the {ckpt['model_config'].get('task', 'image')!r} task, "
-                         f"not of {task.name!r}; resume with the command that wrote it")
     # A resumed run overwrites every weight from its checkpoint: no need to fetch pretrained ones (offline too).
     model = task.build_model(cfg, data, cfg.pretrained and ckpt is None)
     if ckpt is not None:
@@ -312,14 +325,15 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
             f"the training set has {len(data.train)} samples, fewer than one step needs (batch {cfg.batch_size} x "
             f"accumulation {cfg.accum_steps} x {world} processes); lower --batch-size or --accum-steps")
     train_loader = DataLoader(data.train, batch_sampler=train_sampler, num_workers=cfg.workers,
-                              collate_fn=data.train_collate, pin_memory=device.type == "cuda")
+                              collate_fn=data.train_collate, pin_memory=device.type == "cuda",
+                              worker_init_fn=data.worker_init_fn if cfg.workers > 0 else None)
     eval_bs = data.eval_batch_size or max(1, int(cfg.batch_size * 1.5))  # the official validation batch
     val_loader = (make_eval_loader(data.val, eval_bs, data.eval_collate, cfg.workers, dist_info)
                   if data.val is not None else None)
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
 
-    start_epoch, num_updates, best, history = 0, 0, None, []
+    start_epoch, num_updates, best, history, stale = 0, 0, None, [], 0
     if ckpt is not None:
         if ckpt["model_config"] != model_config:
             raise ValueError(f"{resume_path} was trained with model {ckpt['model_config']}, these options build "
@@ -334,7 +348,7 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
                 raise ValueError(f"{resume_path} has no EMA weights but --model-ema is on; resume without --model-ema")
             _load_state(ema.module, ckpt["model_ema"], "EMA model")
         start_epoch, num_updates, best = int(ckpt["epoch"]), int(ckpt["num_updates"]), ckpt.get("best")
-        history = list(ckpt.get("history", []))
+        history, stale = list(ckpt.get("history", [])), int(ckpt.get("stale", 0))
         rng = ckpt.get("rng") or []
         if len(rng) == world:
             set_rng_state(rng[rank])
@@ -357,6 +371,7 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
                                       **{buffers: False})
 
     metric_key = f"val_{task.metric}"
+    patience = getattr(cfg, "patience", None)
     higher = task_attr(task, "higher_is_better", True)
     logger = MetricsLogger(out, start_epoch, cfg.tensorboard) if main else None
     total_unreadable = 0
@@ -364,7 +379,12 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
     metadata = dict(class_names=list(data.class_names), data_config=plain(data.data_config))
     try:
         for epoch in range(start_epoch, cfg.epochs):
+            if patience is not None and stale >= patience:
+                _logger.info("early stop: no better %s for %d evaluations", metric_key, stale)
+                break
             train_sampler.set_epoch(epoch)
+            if hasattr(task, "start_epoch"):
+                task.start_epoch(epoch)
             stats = _train_one_epoch(task, model, ddp, train_loader, optimizer, scheduler, scaler, ema, cfg, epoch,
                                      num_updates, ctx, cfg.progress and main)
             num_updates = stats.pop("num_updates")
@@ -381,7 +401,9 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
                 value = row.get(metric_key)
                 if value is not None and (best is None or (value > best[metric_key] if higher
                                                            else value < best[metric_key])):
-                    best, improved = {"epoch": epoch + 1, metric_key: value}, True
+                    best, improved, stale = {"epoch": epoch + 1, metric_key: value}, True, 0
+                else:
+                    stale += 1
             history.append(row)
             if main:
                 logger.log(row)
@@ -395,7 +417,7 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
                     scheduler=scheduler.state_dict(), scaler=scaler.state_dict() if scaler is not None else None,
                     model_ema=ema.module.state_dict() if ema is not None else None,
                     rng=rng_states, config=plain(_config_dict(cfg)), model_config=model_config,
-                    best=best, history=history, **metadata)
+                    best=best, history=history, stale=stale, **metadata)
                 atomic_torch_save(state, last_path)
                 del state
                 if improved:  # a byte copy of last.pth (atomic too), not a second serialisation
@@ -408,7 +430,7 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
         if logger is not None:
             logger.close()
 
-    result = TrainResult(output=out, epochs=cfg.epochs, history=history, train_structure={},
+    result = TrainResult(output=out, epochs=len(history), history=history, train_structure={},
                          checkpoint=last_path if main else None, world_size=world, best=best,
                          best_checkpoint=best_path if main and best_path.exists() else None,
                          unreadable_images=total_unreadable, data_description=data.description,
@@ -520,28 +542,38 @@ def _finish_deploy(task: Task, final: nn.Module, cfg: Any, data: TaskData, val_l
     example = task.deploy_example(data)
     if example is None:
         return
+    inputs = tuple(example) if isinstance(example, (tuple, list)) else (example,)
     train_net = final.eval()
     deploy = reparameterize(copy.deepcopy(train_net), inplace=True).eval()
     result.params_deploy = sum(p.numel() for p in deploy.parameters())
     if val_loader is not None:
         result.deploy_structure = task.evaluate(deploy, val_loader, ctx)
-    x = ctx.to_device(example, image=True)
+    xs = tuple(ctx.to_device(x, image=True) for x in inputs)
     with torch.no_grad():
-        result.max_logit_diff = float((train_net(x).float() - deploy(x).float()).abs().max())
+        result.max_logit_diff = float((train_net(*xs).float() - deploy(*xs).float()).abs().max())
     if not math.isfinite(result.max_logit_diff):
         raise FloatingPointError("the trained model gives non-finite outputs; no deploy file written")
-    if main:
+    if main and len(xs) == 1:
         from .benchmark import compare_latency
 
-        result.latency_train_s, result.latency_deploy_s = compare_latency([train_net, deploy], x)
+        result.latency_train_s, result.latency_deploy_s = compare_latency([train_net, deploy], xs[0])
     if not main:
         return
     from ..checkpoint import save_model
+    from ..model import UniRepLKNet
 
     cpu_deploy = copy.deepcopy(deploy).to("cpu", memory_format=torch.contiguous_format)
-    result.deploy_file = save_model(cpu_deploy, out / "deploy.safetensors",
-                                    metadata={k: json.dumps(v) for k, v in metadata.items()})
-    if cfg.export_onnx:
+    meta = {k: json.dumps(v) for k, v in metadata.items()}
+    if isinstance(cpu_deploy, UniRepLKNet):  # load_model rebuilds it from the file alone
+        result.deploy_file = save_model(cpu_deploy, out / "deploy.safetensors", metadata=meta)
+    else:  # a task model around the backbone: its model_config (in the metadata) says how to rebuild it
+        from safetensors.torch import save
+
+        tensors = {k: v.detach().contiguous() for k, v in cpu_deploy.state_dict().items()}
+        result.deploy_file = atomic_write_bytes(out / "deploy.safetensors", save(tensors, dict(meta, format="pt")))
+    if cfg.export_onnx and len(inputs) > 1:
+        result.onnx_skipped = f"the {task.name} model takes {len(inputs)} inputs; the ONNX export takes one"
+    elif cfg.export_onnx:
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
@@ -550,5 +582,5 @@ def _finish_deploy(task: Task, final: nn.Module, cfg: Any, data: TaskData, val_l
         from ..export import export_onnx
 
         # the TorchScript exporter: about 5x quicker than dynamo and the file is verified with onnxruntime anyway
-        info = export_onnx(cpu_deploy, out / "model.onnx", tuple(example.shape[1:]), exporter="torchscript")
+        info = export_onnx(cpu_deploy, out / "model.onnx", tuple(inputs[0].shape[1:]), exporter="torchscript")
         result.onnx_file, result.onnx_max_diff = info["path"], info["max_abs_diff"]

@@ -34,6 +34,7 @@ class TaskData:
     class_names: List[str] = field(default_factory=list)
     data_config: Dict[str, Any] = field(default_factory=dict)
     eval_batch_size: Optional[int] = None
+    worker_init_fn: Optional[Callable[[int], None]] = None
 
 
 @dataclass
