@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from unireplknet.data import scenes
-from unireplknet.tasks._dense_loop import load_dense_model
+from unireplknet.tasks.dense import load_dense_model
 
 COLORS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48)]  # per class (1-based for shapes)
 SCALE = 3

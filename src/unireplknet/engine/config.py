@@ -73,7 +73,10 @@ class EngineConfig:
     #: decay_start on (the official audio recipe; forecasting's halving is decay_start 1, decay_rate 0.5)
     sched: str = "cosine"
     decay_start: int = 1
+    decay_epochs: Optional[Tuple[int, ...]] = None  # "step": decay after these epochs instead
     decay_rate: float = 1.0
+    warmup_steps: Optional[int] = None  # instead of warmup_epochs ("step"/"poly" warm up from warmup_ratio × lr)
+    warmup_ratio: float = 0.0
     #: stop after this many evaluations without a better held-out metric (None: never)
     patience: Optional[int] = None
     model_ema: bool = False
@@ -88,6 +91,7 @@ class EngineConfig:
     resume: Optional[str] = None  # None: a fresh run; "auto": OUTPUT/last.pth; else a checkpoint path
     overwrite: bool = False
     eval_every: int = 1
+    eval_at_start: bool = False  # also score the untrained model (a baseline in the summary)
     tensorboard: Optional[bool] = None  # None: when installed
     progress: bool = False
     # the end of training

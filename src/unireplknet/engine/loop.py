@@ -76,6 +76,7 @@ class TrainResult:
     checkpoint: Optional[Path] = None
     best_checkpoint: Optional[Path] = None
     best: Optional[Dict[str, Any]] = None
+    untrained: Optional[Dict[str, float]] = None
     deploy_file: Optional[Path] = None
     onnx_file: Optional[Path] = None
     onnx_max_diff: Optional[float] = None
@@ -110,35 +111,84 @@ def amp_dtype_of(amp: str) -> Optional[torch.dtype]:
     return choices[amp]
 
 
-def build_optimizer(model: nn.Module, cfg: Any) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: Any, task: Any = None) -> torch.optim.Optimizer:
     """``cfg.opt`` (AdamW by default) through timm's factory: no weight decay on 1-D parameters and biases;
-    layer decay via the model's ``group_matcher``."""
+    layer decay via the model's ``group_matcher``, or the task's own ``param_groups(model, cfg)`` (each with an
+    ``lr_scale`` and ``weight_decay``; the detectors' layer decay)."""
     from timm.optim import create_optimizer_v2
 
     extra = {"betas": tuple(cfg.opt_betas)} if getattr(cfg, "opt_betas", None) else {}
+    groups = task.param_groups(model, cfg) if task is not None and hasattr(task, "param_groups") else None
+    if groups is not None:
+        groups = [{k: v for k, v in g.items() if k not in ("lr", "param_names")} for g in groups]
+        return create_optimizer_v2(groups, opt=getattr(cfg, "opt", "adamw"), lr=cfg.lr,
+                                   weight_decay=cfg.weight_decay, eps=cfg.opt_eps, **extra)
     return create_optimizer_v2(model, opt=getattr(cfg, "opt", "adamw"), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                layer_decay=cfg.layer_decay, eps=cfg.opt_eps, **extra)
 
 
+def lr_factor(iteration: int, total: int, warmup_iters: int, warmup_ratio: float, schedule: str,
+              milestones: Sequence[int] = (), gamma: float = 0.1, power: float = 1.0) -> float:
+    """The lr multiplier at ``iteration`` (0-based) of the ``step`` and ``poly`` schedules: a step (× ``gamma`` at
+    each of ``milestones``) or poly decay to 0, times a linear warmup from ``warmup_ratio`` over ``warmup_iters``
+    (as MMEngine's LinearLR chained with MultiStepLR / PolyLR)."""
+    if schedule == "step":
+        base = gamma ** sum(1 for m in milestones if iteration >= m)
+    elif schedule == "poly":
+        base = (1 - min(iteration, total) / max(total, 1)) ** power
+    else:
+        raise ValueError(f"schedule must be 'step' or 'poly', got {schedule!r}")
+    if iteration < warmup_iters:
+        base *= warmup_ratio + (1 - warmup_ratio) * iteration / warmup_iters
+    return base
+
+
+class FactorScheduler:
+    """Per-step ``lr = base lr × group lr_scale × factor(step)``, with timm's ``step_update`` interface and a
+    state dict (for resume)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, factor: Callable[[int], float]):
+        self.optimizer, self.base_lr, self.factor = optimizer, base_lr, factor
+        self.step_update(0)
+
+    def step_update(self, num_updates: int, metric: Any = None) -> None:
+        f = self.factor(num_updates)
+        for g in self.optimizer.param_groups:
+            g["lr"] = self.base_lr * g.get("lr_scale", 1.0) * f
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {}  # a pure function of the step, which the checkpoint holds
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        pass
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Any, steps_per_epoch: int) -> Any:
-    """Per-iteration schedule: linear warmup 0 → lr over ``warmup_epochs``, then cosine to ``min_lr``
-    (``cfg.sched="cosine"``) or the rate times ``decay_rate`` after every epoch from ``decay_start`` on
-    (``"step"``: epoch e trains at lr · decay_rate^max(0, e − decay_start + 1), e counted from 0).
+    """The per-step learning-rate schedule (``cfg.sched``):
 
-    Call ``step_update(num_updates)`` after every optimizer step (timm's convention).
+    * ``cosine``: linear warmup 0 → lr over ``warmup_epochs``, then cosine to ``min_lr`` (timm; the image recipe);
+    * ``step``: × ``decay_rate`` at the end of each of ``decay_epochs`` (default: every epoch from ``decay_start``
+      on — the audio recipe; forecasting's halving is decay_start 1, decay_rate 0.5);
+    * ``poly``: linear decay to 0 (the segmentation recipe).
+
+    ``step`` and ``poly`` warm up linearly from ``warmup_ratio`` × lr over ``warmup_steps`` steps (or
+    ``warmup_epochs``). Call ``step_update(num_updates)`` after every optimizer step (timm's convention).
     """
-    from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler
+    from timm.scheduler import CosineLRScheduler
 
-    warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
+    warmup_steps = getattr(cfg, "warmup_steps", None)
+    if warmup_steps is None:
+        warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
     total_steps = cfg.epochs * steps_per_epoch
     sched = getattr(cfg, "sched", "cosine")
-    if sched == "step":
-        # timm applies milestone m at step m - 1 (its historical convention), hence the + 1.
-        decay_t = [e * steps_per_epoch + 1 for e in range(max(1, cfg.decay_start), cfg.epochs + 1)]
-        return MultiStepLRScheduler(optimizer, decay_t=decay_t, decay_rate=cfg.decay_rate, warmup_t=warmup_steps,
-                                    warmup_lr_init=0.0, warmup_prefix=True, t_in_epochs=False)
+    if sched in ("step", "poly"):
+        epochs = getattr(cfg, "decay_epochs", None) or range(max(1, cfg.decay_start), cfg.epochs + 1)
+        milestones = [e * steps_per_epoch for e in epochs]
+        ratio, rate = getattr(cfg, "warmup_ratio", 0.0), cfg.decay_rate
+        return FactorScheduler(optimizer, cfg.lr, lambda t: lr_factor(t, total_steps, warmup_steps, ratio, sched,
+                                                                      milestones, rate))
     if sched != "cosine":
-        raise ValueError(f"the schedule must be 'cosine' or 'step', got {sched!r}")
+        raise ValueError(f"the schedule must be 'cosine', 'step' or 'poly', got {sched!r}")
     return CosineLRScheduler(optimizer, t_initial=max(1, total_steps - warmup_steps), lr_min=cfg.min_lr,
                              warmup_t=warmup_steps, warmup_lr_init=0.0, warmup_prefix=True, t_in_epochs=False)
 
@@ -284,7 +334,7 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
         _logger.info("data: %s", data.description)
     amp_dtype = amp_dtype_of(cfg.amp)
     channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
-    ctx = StepContext(device, channels_last, amp_dtype)
+    ctx = StepContext(device, channels_last, amp_dtype, dist_info)
     # A resumed run overwrites every weight from its checkpoint: no need to fetch pretrained ones (offline too).
     model = task.build_model(cfg, data, cfg.pretrained and ckpt is None)
     if ckpt is not None:
@@ -314,7 +364,7 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
 
         ema = ModelEmaV3(model, decay=cfg.model_ema_decay)  # after .to(device), before DDP, as the official code
 
-    optimizer = build_optimizer(model, cfg)
+    optimizer = build_optimizer(model, cfg, task)
     # ... then ranks differ in augmentation and drop-path randomness, like independent workers of one big batch.
     _seed_all(cfg.seed + rank)
 
@@ -368,11 +418,15 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
         buffers = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
                    else "broadcast_buffers")
         ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                      find_unused_parameters=task_attr(task, "find_unused_parameters", False),
                                       **{buffers: False})
 
     metric_key = f"val_{task.metric}"
     patience = getattr(cfg, "patience", None)
     higher = task_attr(task, "higher_is_better", True)
+    untrained = None
+    if getattr(cfg, "eval_at_start", False) and start_epoch == 0 and val_loader is not None:
+        untrained = task.evaluate(model, val_loader, ctx)
     logger = MetricsLogger(out, start_epoch, cfg.tensorboard) if main else None
     total_unreadable = 0
     last_path, best_path = out / "last.pth", out / "best.pth"
@@ -431,7 +485,7 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
             logger.close()
 
     result = TrainResult(output=out, epochs=len(history), history=history, train_structure={},
-                         checkpoint=last_path if main else None, world_size=world, best=best,
+                         checkpoint=last_path if main else None, world_size=world, best=best, untrained=untrained,
                          best_checkpoint=best_path if main and best_path.exists() else None,
                          unreadable_images=total_unreadable, data_description=data.description,
                          class_names=list(data.class_names), model_config=model_config)
@@ -473,6 +527,7 @@ def _train_one_epoch(task: Task, model: nn.Module, ddp: Optional[nn.Module], loa
     net.train()
     accum = cfg.accum_steps
     loss_sum, micro, samples, unreadable = 0.0, 0, 0, 0
+    parts: Dict[str, float] = {}
     bar = tqdm(total=len(loader) // accum, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
                disable=not show_progress, dynamic_ncols=True)
     t0 = time.perf_counter()
@@ -492,6 +547,8 @@ def _train_one_epoch(task: Task, model: nn.Module, ddp: Optional[nn.Module], loa
             scaled = step.loss / accum
             (scaler.scale(scaled) if scaler is not None else scaled).backward()
         loss_sum += loss_value
+        for k, v in step.parts.items():
+            parts[k] = parts.get(k, 0.0) + float(v)
         micro += 1
         samples += step.samples
         unreadable += step.unreadable
@@ -516,9 +573,12 @@ def _train_one_epoch(task: Task, model: nn.Module, ddp: Optional[nn.Module], loa
         bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{optimizer.param_groups[-1]['lr']:.2e}")
     bar.close()
     elapsed = time.perf_counter() - t0
-    loss_sum, micro, samples, unreadable = all_reduce_sum([loss_sum, micro, samples, unreadable], ctx.device)
-    return dict(train_loss=loss_sum / max(micro, 1), num_updates=num_updates, samples_per_s=samples / elapsed,
-                epoch_s=elapsed, unreadable=int(unreadable), lr=max(g["lr"] for g in optimizer.param_groups))
+    keys = sorted(parts)
+    loss_sum, micro, samples, unreadable, *part_sums = all_reduce_sum(
+        [loss_sum, micro, samples, unreadable] + [parts[k] for k in keys], ctx.device)
+    return dict(train_loss=loss_sum / max(micro, 1), **{f"train_{k}": v / max(micro, 1) for k, v in zip(keys, part_sums)},
+                num_updates=num_updates, samples_per_s=samples / elapsed, epoch_s=elapsed, unreadable=int(unreadable),
+                lr=max(g["lr"] for g in optimizer.param_groups))
 
 
 def _null():
@@ -540,23 +600,22 @@ def _finish_deploy(task: Task, final: nn.Module, cfg: Any, data: TaskData, val_l
     from ..model import reparameterize
 
     example = task.deploy_example(data)
-    if example is None:
-        return
-    inputs = tuple(example) if isinstance(example, (tuple, list)) else (example,)
+    inputs = (tuple(example) if isinstance(example, (tuple, list)) else (example,)) if example is not None else ()
     train_net = final.eval()
     deploy = reparameterize(copy.deepcopy(train_net), inplace=True).eval()
     result.params_deploy = sum(p.numel() for p in deploy.parameters())
     if val_loader is not None:
         result.deploy_structure = task.evaluate(deploy, val_loader, ctx)
-    xs = tuple(ctx.to_device(x, image=True) for x in inputs)
-    with torch.no_grad():
-        result.max_logit_diff = float((train_net(*xs).float() - deploy(*xs).float()).abs().max())
-    if not math.isfinite(result.max_logit_diff):
-        raise FloatingPointError("the trained model gives non-finite outputs; no deploy file written")
-    if main and len(xs) == 1:
-        from .benchmark import compare_latency
+    if inputs:
+        xs = tuple(ctx.to_device(x, image=True) for x in inputs)
+        with torch.no_grad():
+            result.max_logit_diff = float((train_net(*xs).float() - deploy(*xs).float()).abs().max())
+        if not math.isfinite(result.max_logit_diff):
+            raise FloatingPointError("the trained model gives non-finite outputs; no deploy file written")
+        if main and len(xs) == 1:
+            from .benchmark import compare_latency
 
-        result.latency_train_s, result.latency_deploy_s = compare_latency([train_net, deploy], xs[0])
+            result.latency_train_s, result.latency_deploy_s = compare_latency([train_net, deploy], xs[0])
     if not main:
         return
     from ..checkpoint import save_model
@@ -571,16 +630,20 @@ def _finish_deploy(task: Task, final: nn.Module, cfg: Any, data: TaskData, val_l
 
         tensors = {k: v.detach().contiguous() for k, v in cpu_deploy.state_dict().items()}
         result.deploy_file = atomic_write_bytes(out / "deploy.safetensors", save(tensors, dict(meta, format="pt")))
-    if cfg.export_onnx and len(inputs) > 1:
-        result.onnx_skipped = f"the {task.name} model takes {len(inputs)} inputs; the ONNX export takes one"
+    own_export = getattr(task, "export_onnx", None)
+    if cfg.export_onnx and own_export is None and len(inputs) != 1:
+        result.onnx_skipped = f"the {task.name} model has no single fixed-shape input; no ONNX export"
     elif cfg.export_onnx:
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
             result.onnx_skipped = "onnxruntime not installed (pip install 'unireplknet[onnx]')"
             return
-        from ..export import export_onnx
+        if own_export is not None:  # e.g. a detector: list inputs, its own graph and check
+            info = own_export(cpu_deploy, out / "model.onnx")
+        else:
+            from ..export import export_onnx
 
-        # the TorchScript exporter: about 5x quicker than dynamo and the file is verified with onnxruntime anyway
-        info = export_onnx(cpu_deploy, out / "model.onnx", tuple(inputs[0].shape[1:]), exporter="torchscript")
+            # the TorchScript exporter: about 5x quicker than dynamo; the file is verified with onnxruntime anyway
+            info = export_onnx(cpu_deploy, out / "model.onnx", tuple(inputs[0].shape[1:]), exporter="torchscript")
         result.onnx_file, result.onnx_max_diff = info["path"], info["max_abs_diff"]

@@ -44,6 +44,7 @@ class StepContext:
     device: torch.device
     channels_last: bool = False
     amp_dtype: Optional[torch.dtype] = None
+    dist: Any = None  # the run's DistInfo (rank, world_size) for tasks that shard their own evaluation
 
     def autocast(self) -> ContextManager:
         if self.amp_dtype is None:
@@ -64,6 +65,7 @@ class StepOutput:
     loss: torch.Tensor
     samples: int
     unreadable: int = 0
+    parts: Dict[str, float] = field(default_factory=dict)  # loss components, logged as train_<name>
 
 
 @runtime_checkable
