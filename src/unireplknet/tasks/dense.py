@@ -241,10 +241,17 @@ class DenseTask:
             train_set.num_classes = val_set.num_classes = num_classes
             self.num_classes, names, collate = num_classes, train_set.class_names or \
                 [str(i) for i in range(num_classes)], seg.segmentation_collate
-        self.val_set = val_set
+        self.train_set, self.val_set = train_set, val_set
         return TaskData(train_set, val_set, collate, collate, f"{cfg.data}: {len(train_set)} training / "
                         f"{len(val_set)} held-out images, {self.num_classes} classes", list(names),
                         dict(config=cfg.to_dict()), eval_batch_size=cfg.eval_batch_size)
+
+    def start_epoch(self, epoch: int) -> None:
+        # The datasets draw flips/crops from their own generator: re-seed it per epoch so that a resumed run
+        # draws what an uninterrupted one would.
+        import numpy as np
+
+        self.train_set._rng = np.random.default_rng([self.cfg.seed, epoch])
 
     def build_model(self, cfg: DenseTrainConfig, data: TaskData, pretrained: bool) -> nn.Module:
         if pretrained:

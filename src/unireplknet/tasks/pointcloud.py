@@ -149,6 +149,7 @@ class PointCloudTrainConfig(EngineConfig):
     image_size: int = 32
     shapes_per_class: int = 32  # generated set: training shapes per class (held-out: a quarter)
     smoothing: float = 0.2
+    augment: bool = True  # the official random rotation + scale/shift per step
     test_rotations: int = 8
     skip_unreadable: bool = False
     # engine options with the demo's values
@@ -192,7 +193,7 @@ class PointCloudClassification(ViewClassification):
             val = ModelNet40(cfg.data, "test", cfg.num_points, cfg.use_normals, on_error=on_error,
                              classes=train.classes)
         self.smoothing = cfg.smoothing
-        self.augment = PointCloudAugment()
+        self.augment = PointCloudAugment() if cfg.augment else None
         self.rotations = eval_rotations()[: cfg.test_rotations]
         what = "the generated shapes" if cfg.data is None else cfg.data
         channels = 6 if cfg.use_normals else 3
@@ -211,7 +212,7 @@ class PointCloudClassification(ViewClassification):
                     image_size=cfg.image_size, num_points=cfg.num_points)
 
     def batch_transform(self, x: torch.Tensor, y: torch.Tensor):
-        return self.augment(x, y)
+        return self.augment(x, y) if self.augment is not None else (x, y)
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return smoothed_cross_entropy(logits, y, self.smoothing)
