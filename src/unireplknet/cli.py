@@ -640,6 +640,12 @@ SUBCOMMAND_MODULES = (
 )
 
 
+def _subcommand_names(parser: argparse.ArgumentParser) -> List[str]:
+    """The registered subcommands (for tests and shell completion)."""
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return list(action.choices)
+
+
 def _register(sub: "argparse._SubParsersAction", module_name: str) -> None:
     import importlib
 

@@ -49,9 +49,16 @@ def build_model(
     ``'custom'`` passes ``model_kwargs`` (depths, dims, kernel_sizes …) to :class:`~unireplknet.UniRepLKNet`;
     ``overrides`` (drop_path_rate, layer_scale_init_value, head_init_scale, use_sync_bn, deploy) go to both.
     """
+    import inspect
+
     from ..model import UniRepLKNet
 
     kwargs = dict(model_kwargs or {})
+    known = set(inspect.signature(UniRepLKNet.__init__).parameters) - {"self", "in_chans", "num_classes"}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise ValueError(f"--model-kwargs: unknown UniRepLKNet argument(s) {', '.join(unknown)}; the known ones are "
+                         f"{', '.join(sorted(known))}")
     if name == "custom":
         if pretrained:
             raise ValueError("--pretrained needs a named variant (e.g. unireplknet_a), not 'custom'")

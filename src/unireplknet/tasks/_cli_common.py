@@ -51,8 +51,10 @@ ENGINE_FLAGS = (
     "workers", "output", "resume", "overwrite", "eval_every", "tensorboard", "export_onnx", "progress",
 )
 
-_MODEL_KWARGS_HELP = ('UniRepLKNet arguments as JSON, for --model custom (or to change a named variant), e.g. '
-                      '\'{"depths":[1,1,1,1],"dims":[8,16,32,64]}\'')
+#: The example in the help text (a test runs it): one kernel size per block, as UniRepLKNet requires.
+MODEL_KWARGS_EXAMPLE = '{"depths":[1,1,1,1],"dims":[8,16,32,64],"kernel_sizes":[[3],[7],[3],[3]]}'
+_MODEL_KWARGS_HELP = ("UniRepLKNet arguments as JSON, for --model custom (a named variant takes them as overrides), "
+                      f"e.g. '{MODEL_KWARGS_EXAMPLE}'")
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser, defaults: Optional[Dict[str, str]] = None) -> None:
