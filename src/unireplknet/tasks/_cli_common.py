@@ -62,8 +62,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser, defaults: Optional[Dic
     task's default, shown in its help text (e.g. ``{"epochs": "300; digits 12"}``)."""
     d = dict(defaults or {})
 
-    def h(text: str, dest: str) -> str:
-        return f"{text} ({d[dest]})" if dest in d else text
+    def h(text: str, dest: str, fallback: Optional[str] = None) -> str:
+        value = d.get(dest, fallback)
+        return f"{text} [default: {value}]" if value is not None else text
 
     g = parser.add_argument_group("model (engine)")
     g.add_argument("--model", default=None, help=h("unireplknet_a … unireplknet_xl, or 'custom' with --model-kwargs",
@@ -82,30 +83,30 @@ def add_engine_arguments(parser: argparse.ArgumentParser, defaults: Optional[Dic
     g.add_argument("--epochs", type=int, default=None, help=h("training epochs, at least 1", "epochs"))
     g.add_argument("--batch-size", type=int, default=None, help=h("micro-batch per process", "batch_size"))
     g.add_argument("--accum-steps", type=int, default=None,
-                   help="gradient accumulation: micro-batches per optimizer step (official update_freq; 1)")
-    g.add_argument("--lr", type=float, default=None, help=h("peak learning rate of the warmup + cosine schedule", "lr"))
-    g.add_argument("--min-lr", type=float, default=None, help="learning rate at the end of the cosine (1e-6)")
+                   help="gradient accumulation: micro-batches per optimizer step (official update_freq) [default: 1]")
+    g.add_argument("--lr", type=float, default=None, help=h("peak learning rate (after the warmup)", "lr"))
+    g.add_argument("--min-lr", type=float, default=None, help=h("learning rate at the end of the cosine schedule", "min_lr", "1e-6"))
     g.add_argument("--warmup-epochs", type=float, default=None,
                    help=h("linear warmup from 0, updated every step", "warmup_epochs"))
     g.add_argument("--weight-decay", type=float, default=None,
-                   help="AdamW decay, not on 1-D parameters and biases (0.05)")
+                   help=h("weight decay, not on 1-D parameters and biases", "weight_decay", "0.05"))
     g.add_argument("--layer-decay", type=float, default=None,
                    help=h("layer-wise learning-rate decay, e.g. 0.8 for fine-tuning", "layer_decay"))
-    g.add_argument("--clip-grad", type=float, default=None, help="clip the gradient norm to this value (off)")
+    g.add_argument("--clip-grad", type=float, default=None, help="clip the gradient norm to this value [default: off]")
     g.add_argument("--model-ema", action="store_true", default=None, help="keep an exponential moving average of the "
                    "weights (evaluated next to the model)")
-    g.add_argument("--model-ema-decay", type=float, default=None, help="EMA decay per step (0.9999)")
+    g.add_argument("--model-ema-decay", type=float, default=None, help="EMA decay per step [default: 0.9999]")
     g.add_argument("--deploy-from-ema", action="store_true", default=None,
                    help="re-parameterize and export the EMA weights (needs --model-ema)")
     g = parser.add_argument_group("execution (engine)")
-    g.add_argument("--device", default=None, help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1 … (auto)")
+    g.add_argument("--device", default=None, help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1 … [default: auto]")
     g.add_argument("--amp", default=None, choices=("none", "bf16", "fp16"),
-                   help="autocast dtype: bf16 on CPU or GPU, fp16 on GPU only (none)")
+                   help="autocast dtype: bf16 on CPU or GPU, fp16 on GPU only [default: none]")
     g.add_argument("--channels-last", dest="channels_last", action="store_true", default=None,
-                   help="NHWC memory format (default: on with CUDA, off on CPU)")
+                   help="NHWC memory format [default: on with CUDA, off on CPU]")
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="NCHW memory format")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads per process (default: torch's choice)")
-    g.add_argument("--seed", type=int, default=None, help="seed of every random stream (0)")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads per process [default: torch's choice]")
+    g.add_argument("--seed", type=int, default=None, help="seed of every random stream [default: 0]")
     g.add_argument("--workers", type=int, default=None, help=h("data-loading processes per rank", "workers"))
     g.add_argument("--output", "-o", default=None, help=h("run folder", "output"))
     g.add_argument("--resume", nargs="?", const="auto", default=None,
@@ -113,9 +114,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser, defaults: Optional[Dic
     g.add_argument("--overwrite", action="store_true", default=None,
                    help="start afresh in an --output folder that holds another run (its files are replaced)")
     g.add_argument("--eval-every", type=int, default=None,
-                   help="evaluate every N epochs, at least 1; the last epoch always (1)")
+                   help="evaluate every N epochs, at least 1; the last epoch always [default: 1]")
     g.add_argument("--tensorboard", action="store_true", default=None,
-                   help="require TensorBoard logging to OUTPUT/tensorboard (default: on when tensorboard is installed)")
+                   help="require TensorBoard logging to OUTPUT/tensorboard [default: on when tensorboard is installed]")
     g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", help="no TensorBoard event files")
     g.add_argument("--no-onnx", dest="export_onnx", action="store_false", default=None,
                    help="skip the ONNX export at the end (the deploy .safetensors is still written)")

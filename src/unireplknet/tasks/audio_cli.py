@@ -170,6 +170,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--noise", type=float, default=None, help="additive noise amplitude on the log-mel image (0.1)")
     g.add_argument("--roll", type=int, default=None, help="random time shift in frames (10; digits 4)")
     add_engine_arguments(p, dict(
+        weight_decay="5e-7", min_lr="unused: a step schedule", 
         model="unireplknet_s as in the paper; digits: a small custom net", drop_path="0.4; digits 0",
         epochs="100; digits 60", batch_size="128; digits 16", lr="Adam, 2.5e-4; digits 2e-3",
         warmup_epochs="0", workers="0", output="runs/audio; digits runs/audio-digits"))

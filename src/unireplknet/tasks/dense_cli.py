@@ -60,6 +60,7 @@ def _add_common_train_args(p: argparse.ArgumentParser, task: str) -> None:
                    help=f"generated training scenes (--data scenes; default {640 if task == 'detection' else 1600})")
     g.add_argument("--scenes-val", type=int, default=None, help="generated held-out scenes (--data scenes; 100)")
     add_engine_arguments(p, dict(
+        min_lr="unused: a step or poly schedule", 
         model="unireplknet_t; a tiny custom network for --data scenes",
         drop_path=f"{'0.3' if task == 'detection' else '0.2'}; scenes 0",
         epochs=f"{36 if task == 'detection' else 128}; scenes 10", batch_size="2; scenes 4",

@@ -106,6 +106,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
                    help="early stop after N evaluations without a better validation loss (3)")
     g.add_argument("--train-stride", type=int, default=None, help="use every N-th training window (1)")
     add_engine_arguments(p, dict(
+        weight_decay="0", min_lr="unused: a step schedule", 
         model="custom (a tiny net) or unireplknet_a … unireplknet_s", drop_path="0; paper 0.4",
         epochs="co2 15; synthetic-grid 6; paper 10", batch_size="co2 16; synthetic-grid 8; paper 1",
         lr="Adam, 1e-3; paper 1e-4; halved every epoch", warmup_epochs="0", workers="0",
