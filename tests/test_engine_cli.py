@@ -250,3 +250,18 @@ def test_cli_option_pages_are_generated_from_the_parser():
 
     for path, text in render().items():
         assert path.read_text() == text, f"{path.name} is out of date: run python scripts/make_cli_docs.py"
+
+
+def test_the_worked_example_of_docs_architecture_trains_a_new_task(capsys):
+    """docs/architecture.md's new task (under 60 lines) trains on the engine, deploy check and ONNX included."""
+    import re
+
+    text = (Path(__file__).parent.parent / "docs" / "architecture.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    assert len(code.strip().splitlines()) < 60
+    namespace: dict = {}
+    exec(compile(code, "docs/architecture.md", "exec"), namespace)
+    result = namespace["result"]
+    assert result.best["epoch"] in (1, 2) and result.best["val_mse"] >= 0.0
+    assert result.deploy_structure["mse"] == pytest.approx(result.train_structure["mse"], rel=1e-4, abs=1e-7)
+    assert result.onnx_max_diff is not None and result.onnx_max_diff < 1e-3
