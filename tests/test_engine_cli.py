@@ -265,3 +265,14 @@ def test_the_worked_example_of_docs_architecture_trains_a_new_task(capsys):
     assert result.best["epoch"] in (1, 2) and result.best["val_mse"] >= 0.0
     assert result.deploy_structure["mse"] == pytest.approx(result.train_structure["mse"], rel=1e-4, abs=1e-7)
     assert result.onnx_max_diff is not None and result.onnx_max_diff < 1e-3
+
+
+def test_a_named_variant_takes_model_kwargs_as_overrides_and_names_bad_keys():
+    """`--model unireplknet_a --model-kwargs …` is honoured (the variant's depths and kernels, these widths), and an
+    unknown key is a clear error rather than a TypeError deep in the constructor."""
+    from unireplknet.engine import build_model
+
+    model = build_model("unireplknet_a", 10, 1, {"dims": [8, 16, 32, 64]})
+    assert model.num_features == 64 and [len(s) for s in model.stages] == [2, 2, 6, 2]  # A's depths
+    with pytest.raises(ValueError, match="unknown UniRepLKNet argument"):
+        build_model("unireplknet_a", 10, 1, {"widths": [8, 16, 32, 64]})

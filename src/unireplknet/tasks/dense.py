@@ -16,14 +16,12 @@ import copy
 import dataclasses
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from ..engine.config import EngineConfig
 from ..engine.loop import lr_factor
