@@ -14,7 +14,8 @@ import os
 import sys
 from typing import Any, Dict
 
-from ._cli_common import add_engine_arguments, engine_options, json_dict_arg as _json_arg, print_epoch_end
+from ._cli_common import (add_engine_arguments, engine_options, json_dict_arg as _json_arg, print_epoch_end,
+                          set_torch_threads)
 
 __all__ = ["add_subcommands"]
 
@@ -110,6 +111,7 @@ def _print_summary(summary: Dict[str, Any]) -> None:
 def cmd_train(args: argparse.Namespace, task: str) -> int:
     from .dense import train_dense
 
+    set_torch_threads(args.threads)
     cfg = _config(args, task)
     if _is_main():
         print(f"unireplknet {task}: data {cfg.data} -> {cfg.output}", file=sys.stderr)
