@@ -185,3 +185,21 @@ def test_two_gloo_processes_equal_one_with_accumulation_pointcloud(data_root, tm
 @pytest.mark.parametrize("task", ["video", "audio", "forecast", "segmentation"])
 def test_two_gloo_processes_equal_one_with_accumulation(task, data_root, tmp_path):
     _ddp_matches_accumulation(task, data_root, tmp_path)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_trains_with_bf16_autocast_ema_and_accumulation(task, data_root, tmp_path):
+    """The engine features a task gets for free: AMP (bf16 on the CPU), model EMA (evaluated and checkpointed)
+    and gradient accumulation (one optimizer step per two micro-batches)."""
+    fn, cfg = make(task, data_root, tmp_path, epochs=1, amp="bf16", model_ema=True, model_ema_decay=0.5,
+                   accum_steps=2, export_deploy=False)
+    fn(cfg)
+    ckpt = load_training_checkpoint(tmp_path / "last.pth")
+    assert ckpt["model_ema"] is not None and ckpt["model_ema"].keys() == ckpt["model"].keys()
+    row = ckpt["history"][-1]
+    assert any(k.startswith("ema_val_") for k in row)
+    train_samples = ckpt["history"][-1]["samples_per_s"] * ckpt["history"][-1]["epoch_s"]
+    # one optimizer step per accumulated pair of micro-batches: floor(samples / (2 * batch)) steps
+    assert ckpt["num_updates"] == round(train_samples) // (2 * cfg.batch_size) >= 1
+    first = next(iter(ckpt["optimizer"]["state"].values()))
+    assert int(first["step"]) == ckpt["num_updates"]

@@ -93,7 +93,10 @@ class PointCloudClassifier(nn.Module):
         if points.dim() != 3:
             raise ValueError(f"expected a batch of clouds (B, N, 3[+3]), got shape {tuple(points.shape)}")
         check_points(points, "input point cloud")
-        return self.projection(points)
+        # The projection renders with scatter ops that need one dtype: run it in float32 outside any autocast
+        # (under --amp the backbone still gets the reduced precision).
+        with torch.autocast(points.device.type, enabled=False):
+            return self.projection(points.float())
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone.forward_features(self.images(points)))
