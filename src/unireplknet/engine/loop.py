@@ -301,7 +301,15 @@ def fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]] = 
         tensorboard_writer(required=True)  # say it now, not after the data and model are built
     temp_out = tempfile.mkdtemp(prefix="unireplknet-run-") if cfg.output is None else None
     out = Path(temp_out or cfg.output)
-    lock = prepare_output(out, cfg.resume, cfg.overwrite) if main else None
+    lock, refusal = None, None
+    if main:
+        try:
+            lock = prepare_output(out, cfg.resume, cfg.overwrite)
+        except RunFolderError as e:
+            refusal = str(e)
+    refusals = [r for r in all_gather_object(refusal) if r]  # every rank stops, not only rank 0
+    if refusals:
+        raise RunFolderError(refusals[0])
     try:
         return _fit(task, cfg, callbacks, dist_info, out, t_start)
     finally:
