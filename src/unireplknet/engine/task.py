@@ -76,6 +76,11 @@ class Task(Protocol):
         name: stored as ``model_config["task"]`` in checkpoints; a checkpoint of another task is refused.
         metric: the key of :meth:`evaluate`'s result that picks ``best.pth`` (logged as ``val_<metric>``).
         higher_is_better: whether a larger ``metric`` is better (accuracy) or a smaller one (an error).
+
+    Optional hooks, looked up with ``getattr``: ``param_groups(model, cfg)`` (own optimizer groups with
+    ``lr_scale``), ``load_initial_weights(model, path)`` (``--checkpoint``), ``adapt_to_checkpoint(model,
+    model_config)`` and ``restore(checkpoint)`` (on resume), ``start_epoch(epoch)`` (per-epoch re-seeding),
+    ``export_onnx(model, path)`` (own exporter) and ``find_unused_parameters`` (for DDP).
     """
 
     name: str
