@@ -1,6 +1,6 @@
 """Draw predicted boxes and masks (detector) and label maps (segmenter) on held-out generated scenes.
 
-    python scripts/make_dense_picture.py --det runs/det/deploy.pth --seg runs/seg/deploy.pth -o docs/img/dense_scenes.png
+    python scripts/make_dense_picture.py --det runs/det/deploy.safetensors --seg runs/seg/deploy.safetensors -o docs/img/dense_scenes.png
 
 Rows: the scenes with ground-truth outlines; the detector's boxes, class names, scores and masks (score ≥
 --threshold, at most --top-k per image);
@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from unireplknet.data import scenes
-from unireplknet.tasks._dense_loop import load_dense_model
+from unireplknet.tasks.dense import load_dense_model
 
 COLORS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48)]  # per class (1-based for shapes)
 SCALE = 3
@@ -33,8 +33,8 @@ def _overlay(base: Image.Image, mask: np.ndarray, color, alpha: float = 0.45) ->
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--det", required=True, help="deploy.pth of a det-train run on the scenes")
-    p.add_argument("--seg", default=None, help="deploy.pth of a seg-train run on the scenes")
+    p.add_argument("--det", required=True, help="deploy.safetensors of a det-train run on the scenes")
+    p.add_argument("--seg", default=None, help="deploy.safetensors of a seg-train run on the scenes")
     p.add_argument("--num", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threshold", type=float, default=0.5)

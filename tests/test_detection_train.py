@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from unireplknet.cli import main
-from unireplknet.tasks._dense_loop import lr_factor
+from unireplknet.engine.loop import lr_factor
 
 TINY = json.dumps(dict(depths=[1, 1, 1, 1], dims=[8, 16, 32, 64], kernel_sizes=[[3], [7], [5], [3]]))
 DET_HEADS = json.dumps(dict(fpn_channels=16, anchor_sizes=[8, 16, 32, 64, 128], box_head_convs=1,
@@ -42,30 +42,30 @@ def _run(tmp_path, *argv):
 
 def test_det_train_resume_and_eval(tmp_path, capsys):
     assert _run(tmp_path, "det-train", "--epochs", "1", "--head-kwargs", DET_HEADS) == 0
-    first = json.loads((tmp_path / "summary.json").read_text())
-    assert first["final"]["epoch"] == 1 and "val_box_AP" in first["final"]
+    first = json.loads((tmp_path / "summary.json").read_text())  # the engine's TrainResult
+    assert first["history"][-1]["epoch"] == 1 and "val_box_AP" in first["history"][-1]
     # the deploy (re-parameterized) model scores what the training structure scored
-    assert first["deploy"]["box_AP"] == pytest.approx(first["final"]["val_box_AP"], abs=1.0)
+    assert first["deploy_structure"]["box_AP"] == pytest.approx(first["train_structure"]["box_AP"], abs=1e-6)
     assert _run(tmp_path, "det-train", "--epochs", "2", "--head-kwargs", DET_HEADS, "--resume") == 0
     second = json.loads((tmp_path / "summary.json").read_text())
     ckpt = torch.load(tmp_path / "last.pth", weights_only=True)
     assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2
-    assert second["final"]["epoch"] == 2
+    assert second["history"][-1]["epoch"] == 2
     capsys.readouterr()
-    assert main(["det-eval", str(tmp_path / "deploy.pth"), "--json"]) == 0
+    assert main(["det-eval", str(tmp_path / "deploy.safetensors"), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["box_AP"] == pytest.approx(second["deploy"]["box_AP"], abs=1e-6)
+    assert metrics["box_AP"] == pytest.approx(second["deploy_structure"]["box_AP"], abs=1e-6)
 
 
 def test_seg_train_and_eval(tmp_path, capsys):
     assert _run(tmp_path, "seg-train", "--epochs", "1", "--head-kwargs", SEG_HEADS, "--eval-at-start") == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert 0 <= summary["untrained"]["mIoU"] <= 100
-    assert summary["deploy"]["mIoU"] == pytest.approx(summary["final"]["val_mIoU"], abs=0.5)
+    assert summary["deploy_structure"]["mIoU"] == pytest.approx(summary["train_structure"]["mIoU"], abs=1e-6)
     capsys.readouterr()
     assert main(["seg-eval", str(tmp_path / "last.pth"), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["mIoU"] == pytest.approx(summary["final"]["val_mIoU"], abs=1e-6)
+    assert metrics["mIoU"] == pytest.approx(summary["history"][-1]["val_mIoU"], abs=1e-6)
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):
@@ -88,7 +88,7 @@ def test_torchrun_two_processes(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["world_size"] == 2 and summary["final"]["epoch"] == 1
+    assert summary["world_size"] == 2 and summary["history"][-1]["epoch"] == 1
 
 
 def _constant_detections(train_set, val_set):
@@ -115,7 +115,7 @@ def test_short_run_learns(tmp_path, task):
     leave 22 to 30 points for other machines and library versions.
     """
     from unireplknet.data import scenes
-    from unireplknet.tasks._dense_loop import DenseTrainConfig, _coco_files, train_dense
+    from unireplknet.tasks.dense import DenseTrainConfig, _coco_files, train_dense
 
     summary = train_dense(DenseTrainConfig(task=task, output=str(tmp_path), eval_at_start=True, export_onnx=False,
                                            eval_every=1000))  # the demo's defaults, scored before and after

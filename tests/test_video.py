@@ -253,17 +253,32 @@ def test_empty_folder_errors(tmp_path):
 
 # ----------------------------------------------------------------------------------------------- training loop
 def test_training_loop_checkpoints_and_resumes(tmp_path):
+    """A 2-epoch run stopped after epoch 1 and resumed ends with the weights of an uninterrupted 2-epoch run."""
+    from unireplknet.engine import load_training_checkpoint
     from unireplknet.tasks.video import VideoTrainConfig, train_video
 
-    cfg = VideoTrainConfig(num_frames=4, input_size=16, clips_per_class=1, epochs=1, batch_size=3,
-                           model_kwargs=TINY, output=str(tmp_path / "run"))
-    first = train_video(cfg)
-    assert (tmp_path / "run" / "last.pth").exists() and len(first["history"]) == 1
-    assert 0.0 <= first["final"]["top1"] <= 100.0
-    cfg.epochs, cfg.resume = 2, True
-    second = train_video(cfg)
-    assert [r["epoch"] for r in second["history"]] == [1, 2]
-    assert second["history"][0] == first["history"][0]  # epoch 1 restored from the checkpoint, not re-run
+    def cfg(out, **kw):
+        return VideoTrainConfig(num_frames=4, input_size=16, clips_per_class=1, epochs=2, batch_size=3,
+                                model_kwargs=TINY, output=str(tmp_path / out), progress=False, export_onnx=False, **kw)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_epoch_1(end):
+        if end.epoch == 1:
+            raise Stop
+
+    full = train_video(cfg("full"))
+    with pytest.raises(Stop):
+        train_video(cfg("run"), callbacks=[stop_after_epoch_1])
+    assert load_training_checkpoint(tmp_path / "run" / "last.pth")["epoch"] == 1
+    resumed = train_video(cfg("run", resume=True))
+    assert [r["epoch"] for r in resumed["history"]] == [1, 2]
+    assert resumed["history"][0]["train_loss"] == full["history"][0]["train_loss"]
+    a = load_training_checkpoint(tmp_path / "full" / "last.pth")["model"]
+    b = load_training_checkpoint(tmp_path / "run" / "last.pth")["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .tasks._cli_common import json_dict_arg
+from .tasks._cli_common import add_engine_arguments, engine_options, json_dict_arg, set_torch_threads
 
 __all__ = ["main", "build_parser"]
 
@@ -107,28 +107,6 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--val-split", type=float, default=None, help="held-out share when there is no val/ folder (0.1)")
     g.add_argument("--input-size", type=int, default=None, help="input side in pixels (224; digits 32)")
     g.add_argument("--in-chans", type=int, default=None, choices=(1, 3), help="3 = RGB (default), 1 = grey")
-    g.add_argument("--workers", type=int, default=None, help="data-loading processes per rank (4; digits 0)")
-    g = p.add_argument_group("model")
-    g.add_argument("--model", default=None, help="unireplknet_a … unireplknet_xl, or 'custom' (default: "
-                   "unireplknet_a; digits: a small custom net)")
-    g.add_argument("--model-kwargs", type=json_dict_arg, default=None,
-                   help='UniRepLKNet arguments for --model custom, e.g. \'{"depths":[1,1,1,1],"dims":[8,16,32,64]}\'')
-    g.add_argument("--pretrained", action="store_true", default=None, help="start from the official weights (timm)")
-    g.add_argument("--checkpoint", default=None,
-                   help="start from these weights (official or own .pth/.safetensors; a head of another class count is replaced)")
-    g.add_argument("--drop-path", type=float, default=None, help="stochastic depth rate (0.1; digits 0)")
-    g.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm across GPUs under torchrun")
-    g.add_argument("--grad-checkpointing", action="store_true", default=None, help="trade compute for memory")
-    g = p.add_argument_group("optimisation (official recipe defaults)")
-    g.add_argument("--epochs", type=int, default=None, help="300 (digits 12)")
-    g.add_argument("--batch-size", type=int, default=None, help="per process (64; digits 32)")
-    g.add_argument("--accum-steps", type=int, default=None, help="gradient accumulation (official update_freq; 1)")
-    g.add_argument("--lr", type=float, default=None, help="peak learning rate (4e-3)")
-    g.add_argument("--min-lr", type=float, default=None, help="end of the cosine (1e-6)")
-    g.add_argument("--warmup-epochs", type=float, default=None, help="linear warmup, per iteration (5; digits 1)")
-    g.add_argument("--weight-decay", type=float, default=None, help="AdamW decay, not on 1-D params/biases (0.05)")
-    g.add_argument("--layer-decay", type=float, default=None, help="layer-wise lr decay, e.g. 0.8 for fine-tuning")
-    g.add_argument("--clip-grad", type=float, default=None, help="clip the gradient norm (off)")
     g = p.add_argument_group("augmentation and regularisation")
     g.add_argument("--mixup", type=float, default=None, help="mixup alpha (0.8; digits 0)")
     g.add_argument("--cutmix", type=float, default=None, help="cutmix alpha (1.0; digits 0)")
@@ -137,38 +115,19 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--reprob", type=float, default=None, help="random erasing probability (0.25; digits 0)")
     g.add_argument("--no-augment", dest="train_augment", action="store_false", default=None,
                    help="train on the evaluation transform (no random crops, flips, RandAugment …)")
-    g.add_argument("--model-ema", action="store_true", default=None, help="keep an EMA of the weights")
-    g.add_argument("--model-ema-decay", type=float, default=None, help="0.9999")
-    g.add_argument("--deploy-from-ema", action="store_true", default=None, help="fuse and export the EMA weights")
-    g = p.add_argument_group("execution")
-    g.add_argument("--device", default=None, help="auto (cuda if present), cpu, cuda, cuda:1 …")
-    g.add_argument("--amp", default=None, choices=("none", "bf16", "fp16"), help="autocast dtype (none)")
-    g.add_argument("--channels-last", dest="channels_last", action="store_true", default=None,
-                   help="NHWC memory format (default: on with CUDA, off on CPU)")
-    g.add_argument("--no-channels-last", dest="channels_last", action="store_false")
-    g.add_argument("--seed", type=int, default=None, help="0")
-    g.add_argument("--output", "-o", default=None, help="run folder (runs/train; digits runs/digits)")
-    g.add_argument("--resume", nargs="?", const="auto", default=None,
-                   help="continue a stopped run: its last.pth, or 'auto' (= OUTPUT/last.pth)")
-    g.add_argument("--eval-every", type=int, default=None, help="evaluate every N epochs (1)")
-    g.add_argument("--tensorboard", action="store_true", default=None,
-                   help="require TensorBoard logging to OUTPUT/tensorboard (default: on when tensorboard is installed)")
-    g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", help="no TensorBoard event files")
-    g.add_argument("--no-onnx", dest="export_onnx", action="store_false", default=None, help="skip the ONNX export")
-    g.add_argument("--no-progress", dest="progress", action="store_false", default=True, help="no progress bars")
+    add_engine_arguments(p, dict(
+        model="default: unireplknet_a; digits: a small custom net", drop_path="0.1; digits 0",
+        epochs="300; digits 12", batch_size="64; digits 32", lr="4e-3", warmup_epochs="5; digits 1",
+        workers="4; digits 0", output="runs/train; digits runs/digits"))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .engine import TrainConfig, train
 
-    options = {k: getattr(args, k) for k in (
-        "data", "val_split", "input_size", "in_chans", "workers", "model", "model_kwargs", "pretrained", "checkpoint",
-        "drop_path", "sync_bn", "grad_checkpointing", "epochs", "batch_size", "accum_steps", "lr", "min_lr",
-        "warmup_epochs", "weight_decay", "layer_decay", "clip_grad", "mixup", "cutmix", "smoothing", "auto_augment",
-        "reprob", "train_augment", "model_ema", "model_ema_decay", "deploy_from_ema", "device", "amp", "channels_last", "seed",
-        "output", "resume", "eval_every", "tensorboard", "export_onnx", "progress")}
-    if options["data"] is None and options.get("model") not in (None, "custom") and options.get("model_kwargs") is None:
-        options["model_kwargs"] = {}
+    set_torch_threads(args.threads)
+    options = engine_options(args, **{k: getattr(args, k) for k in (
+        "data", "val_split", "input_size", "in_chans", "mixup", "cutmix", "smoothing", "auto_augment", "reprob",
+        "train_augment")})
     cfg = TrainConfig.for_data(**options)
     if _is_main_rank():
         what = "the embedded UCI digits" if cfg.data is None else cfg.data
@@ -372,6 +331,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     dc = _data_config_for(model, args.checkpoint, meta, args)
     transform = eval_transform(dc)
     mode = "L" if model.in_chans == 1 else "RGB"
+    from .engine.distributed import resolve_device
+
+    device = resolve_device(args.device)
+    model.to(device)
     k = min(args.top_k, model.num_classes)
     results, failed = [], 0
     for path in args.images:
@@ -383,7 +346,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"{path}: cannot read image ({e})", file=sys.stderr)
             continue
         with torch.no_grad():
-            probs = model(x).softmax(-1)[0]
+            probs = model(x.to(device)).float().softmax(-1)[0].cpu()
         top = probs.topk(k)
         preds = [dict(index=int(i), label=names[int(i)], probability=float(p)) for p, i in zip(top.values, top.indices)]
         results.append(dict(image=str(path), top_k=preds))
@@ -594,12 +557,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="image folder (root/<class>/... or root/val/<class>/...); "
                    "default for digits models: the embedded held-out split")
     add_data_cfg(p)
-    p.add_argument("--batch-size", type=int, default=96)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
+    p.add_argument("--batch-size", type=int, default=96, help="images per batch (96)")
+    p.add_argument("--workers", type=int, default=2, help="data-loading processes (2)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
+    p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"), help="autocast dtype (none)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("reparam", help="training checkpoint -> deploy checkpoint (safetensors), verified")
@@ -612,8 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="ONNX (dynamic batch, onnxruntime-verified) or torch.export of the deploy model")
     add_ckpt(p)
     p.add_argument("--output", "-o", default=None, help="destination path without suffix (default: next to the checkpoint)")
-    p.add_argument("--format", default="onnx", choices=("onnx", "torch-export", "all"))
-    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--format", default="onnx", choices=("onnx", "torch-export", "all"),
+                   help="onnx (default), torch-export (.pt2) or both")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (18)")
     p.add_argument("--exporter", default="auto", choices=("auto", "dynamo", "torchscript"),
                    help="ONNX exporter (auto: dynamo when onnxscript is installed)")
     add_data_cfg(p)
@@ -624,9 +588,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--model", default=None, help="variant for official pretrained weights instead of a file")
     p.add_argument("--pretrained", action="store_true", help="with --model: download the official weights")
-    p.add_argument("--ema", action="store_true")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--ema", action="store_true", help="use the EMA weights of a training checkpoint")
+    p.add_argument("--top-k", type=int, default=5, help="labels per image (5)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_data_cfg(p)
     p.set_defaults(func=cmd_predict)
 
@@ -634,34 +599,63 @@ def build_parser() -> argparse.ArgumentParser:
                                      "compile, deployment runtimes")
     p.add_argument("--models", type=_str_list, default=["unireplknet_a"], help="comma-separated variants, or custom")
     p.add_argument("--model-kwargs", type=json_dict_arg, default=None, help="UniRepLKNet arguments for 'custom'")
-    p.add_argument("--batch-sizes", type=_int_list, default=[1, 16])
-    p.add_argument("--input-size", type=int, default=224)
-    p.add_argument("--in-chans", type=int, default=3)
-    p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--structures", type=_str_list, default=["train", "deploy"])
-    p.add_argument("--memory-formats", type=_str_list, default=["nchw", "nhwc"])
+    p.add_argument("--batch-sizes", type=_int_list, default=[1, 16], help="comma-separated batch sizes (1,16)")
+    p.add_argument("--input-size", type=int, default=224, help="input side in pixels (224)")
+    p.add_argument("--in-chans", type=int, default=3, help="input channels (3)")
+    p.add_argument("--num-classes", type=int, default=1000, help="classifier outputs (1000)")
+    p.add_argument("--structures", type=_str_list, default=["train", "deploy"],
+                   help="comma-separated: train, deploy (both)")
+    p.add_argument("--memory-formats", type=_str_list, default=["nchw", "nhwc"],
+                   help="comma-separated: nchw, nhwc (both)")
     p.add_argument("--compile", default="off", choices=("off", "on", "both"), help="torch.compile the model")
     p.add_argument("--backends", type=_str_list, default=[],
                    help="also time unireplknet.deploy_model with these runtimes: comma-separated eager, compile, "
                         "onnxruntime, openvino (rows 'deploy:NAME' in the same table)")
-    p.add_argument("--iters", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--iters", type=int, default=10, help="timed iterations (10)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed warm-up iterations (3)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
     p.add_argument("--csv", default=None, help="also write the results to this CSV file")
     p.add_argument("--plot", default=None,
                    help="also draw images/s vs batch size to this image file, e.g. bench.png (needs unireplknet[plot])")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("info", help="the variants: parameters, MACs, kernel layout, pretrained tags")
-    p.add_argument("--resolution", type=int, default=224)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--resolution", type=int, default=224, help="input side for the MAC count (224)")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.set_defaults(func=cmd_info)
-    from .tasks import audio_cli, forecasting_cli  # audio-* and forecast-* subcommands (issue 5)
-    audio_cli.add_subcommands(sub)
-    forecasting_cli.add_subcommands(sub)
-    from .tasks import dense_cli; dense_cli.add_subcommands(sub)  # det-*, seg-*, dense-scenes (issue 7)
-    from .tasks import pointcloud_cli, video_cli; video_cli.add_subcommands(sub); pointcloud_cli.add_subcommands(sub)  # video-*, points-* (issue 6)
+    for module in SUBCOMMAND_MODULES:
+        _register(sub, module)
     return parser
+
+
+#: Modules that add subcommands: each has ``add_subcommands(subparsers)`` (several commands, each with its
+#: ``func`` default) or ``add_parser(subparsers)`` + ``run(args)`` (one command). A new one plugs in with one
+#: line here. None of them may import torch or timm at module level (``unireplknet --help`` stays instant).
+SUBCOMMAND_MODULES = (
+    "unireplknet.tasks.audio_cli",  # audio-train, audio-eval, audio-stats, audio-predict
+    "unireplknet.tasks.forecasting_cli",  # forecast-train, forecast-eval, forecast-make-grid
+    "unireplknet.tasks.dense_cli",  # det-train, det-eval, seg-train, seg-eval, dense-scenes
+    "unireplknet.tasks.video_cli",  # video-train, video-eval, video-mosaic
+    "unireplknet.tasks.pointcloud_cli",  # points-train, points-eval, points-project
+)
+
+
+def _subcommand_names(parser: argparse.ArgumentParser) -> List[str]:
+    """The registered subcommands (for tests and shell completion)."""
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return list(action.choices)
+
+
+def _register(sub: "argparse._SubParsersAction", module_name: str) -> None:
+    import importlib
+
+    module = importlib.import_module(module_name)
+    if hasattr(module, "add_subcommands"):
+        module.add_subcommands(sub)
+        return
+    parser = module.add_parser(sub)
+    if parser is not None and parser.get_default("func") is None:
+        parser.set_defaults(func=module.run)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -677,12 +671,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     from .checkpoint import CheckpointError
     from .data import DataError
-    from .engine import CheckpointWriteError
+    from .engine import CheckpointWriteError, RunFolderError
 
     try:
         return args.func(args)
-    except (CLIError, DataError, CheckpointError, CheckpointWriteError, FileNotFoundError, ImportError,
-            ValueError, FloatingPointError) as e:
+    except (CLIError, DataError, CheckpointError, CheckpointWriteError, RunFolderError, FileNotFoundError,
+            ImportError, ValueError, FloatingPointError) as e:
         if args.verbose:
             raise
         print(f"unireplknet {args.command}: error: {e}", file=sys.stderr)

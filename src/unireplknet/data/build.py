@@ -21,7 +21,8 @@ from .folder import (
     scan_image_folder,
 )
 
-__all__ = ["DataBundle", "build_data", "eval_transform", "train_transform", "split_samples"]
+__all__ = ["DataBundle", "build_data", "eval_transform", "train_transform", "split_samples", "SkipUnreadable",
+           "collate_counting_unreadable"]
 
 _logger = logging.getLogger(__name__)
 
@@ -221,3 +222,44 @@ def build_data(
     val = SafeImageFolder(val_dir or train_dir, t_eval, class_names, val_samples, mode) if val_samples else None
     desc = f"{where}: {len(class_names)} classes, {len(train)} train / {len(val) if val else 0} held-out images"
     return DataBundle(train, val, class_names, data_config, collate_replace_unreadable, collate_drop_unreadable, desc)
+
+
+class SkipUnreadable(Dataset):
+    """A dataset whose unreadable samples (``errors`` raised by ``__getitem__``) come back as None, to be left
+    out and counted by :func:`collate_counting_unreadable` (``--skip-unreadable`` of the task commands).
+
+    A sample that failed once is remembered and not read again in later epochs (per data-loading process).
+    """
+
+    def __init__(self, dataset: Dataset, errors: Tuple[type, ...] = (OSError,)):
+        self.dataset, self.errors = dataset, errors
+        self.bad: set = set()
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str) -> Any:  # class_names, rng, … of the wrapped dataset
+        if name in ("dataset", "errors", "bad"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, i: int) -> Any:
+        if i in self.bad:
+            return None
+        try:
+            return self.dataset[i]
+        except self.errors as e:
+            self.bad.add(i)
+            _logger.warning("skipped unreadable sample %d: %s", i, e)
+            return None
+
+
+def collate_counting_unreadable(batch: List[Any]) -> Tuple[Any, ...]:
+    """Stack ``(input, target)`` samples, leaving out the None of unreadable ones: ``(inputs, targets, count)``."""
+    import torch
+
+    kept = [b for b in batch if b is not None]
+    missing = len(batch) - len(kept)
+    if not kept:
+        return torch.zeros(0), torch.zeros(0), missing
+    return torch.stack([b[0] for b in kept]), torch.stack([b[1] for b in kept]), missing

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
-__all__ = ["TrainConfig", "DIGITS_DEFAULTS", "DIGITS_MODEL_KWARGS"]
+__all__ = ["EngineConfig", "TrainConfig", "DIGITS_DEFAULTS", "DIGITS_MODEL_KWARGS"]
 
 #: The network of the embedded-digits default: a four-stage UniRepLKNet scaled down from variant A
 #: (dims 40-80-160-320, depths 2-2-6-2), so it trains in minutes on two CPU cores. At 32x32 input the stage
@@ -41,8 +41,69 @@ DIGITS_DEFAULTS: Dict[str, Any] = dict(
 
 
 @dataclass
-class TrainConfig:
-    """Every option of :func:`unireplknet.engine.train`; the defaults are the official recipe (SPEC section 4).
+class EngineConfig:
+    """The options the engine owns, shared by every task (the ``*-train`` engine flags, docs/cli/engine.md).
+
+    Task configs subclass it and add their own options (and their own defaults for these). The defaults here
+    are the official ImageNet recipe (paper, section 4: AdamW, lr 4e-3 at batch 4096, wd 0.05, cosine to 1e-6).
+    """
+
+    # model
+    model: str = "unireplknet_a"
+    model_kwargs: Dict[str, Any] = field(default_factory=dict)
+    pretrained: bool = False
+    checkpoint: Optional[str] = None
+    drop_path: float = 0.1
+    grad_checkpointing: bool = False
+    sync_bn: bool = False
+    # optimisation
+    epochs: int = 300
+    batch_size: int = 64
+    accum_steps: int = 1
+    lr: float = 4e-3
+    min_lr: float = 1e-6
+    warmup_epochs: float = 5.0
+    weight_decay: float = 0.05
+    opt: str = "adamw"  # any optimizer name of timm's factory (audio and forecasting: "adam")
+    opt_eps: float = 1e-8
+    opt_betas: Optional[Tuple[float, float]] = None  # None: the optimizer's default
+    layer_decay: Optional[float] = None
+    clip_grad: Optional[float] = None
+    #: "cosine": warmup then cosine to min_lr; "step": the rate times decay_rate after every epoch from
+    #: decay_start on (the official audio recipe; forecasting's halving is decay_start 1, decay_rate 0.5)
+    sched: str = "cosine"
+    decay_start: int = 1
+    decay_epochs: Optional[Tuple[int, ...]] = None  # "step": decay after these epochs instead
+    decay_rate: float = 1.0
+    warmup_steps: Optional[int] = None  # instead of warmup_epochs ("step"/"poly" warm up from warmup_ratio × lr)
+    warmup_ratio: float = 0.0
+    #: stop after this many evaluations without a better held-out metric (None: never)
+    patience: Optional[int] = None
+    model_ema: bool = False
+    model_ema_decay: float = 0.9999
+    # execution
+    device: str = "auto"
+    amp: str = "none"  # none | bf16 | fp16
+    channels_last: Optional[bool] = None  # None: on for CUDA, off for CPU
+    seed: int = 0
+    workers: int = 4
+    output: Optional[str] = "runs/train"  # None: a temporary folder, removed at the end
+    resume: Optional[str] = None  # None: a fresh run; "auto": OUTPUT/last.pth; else a checkpoint path
+    overwrite: bool = False
+    eval_every: int = 1
+    eval_at_start: bool = False  # also score the untrained model (a baseline in the summary)
+    tensorboard: Optional[bool] = None  # None: when installed
+    progress: bool = False
+    # the end of training
+    export_deploy: bool = True
+    export_onnx: bool = True
+    deploy_from_ema: bool = False
+
+
+@dataclass
+class TrainConfig(EngineConfig):
+    """Every option of :func:`unireplknet.engine.train` (image classification); the defaults are the official
+    recipe (paper, section 4).
 
     ``data=None`` selects the embedded digits; :meth:`for_data` fills in the digits defaults for options the
     caller left unset.
@@ -55,29 +116,10 @@ class TrainConfig:
     in_chans: int = 3
     crop_pct: float = 0.875
     interpolation: str = "bicubic"
-    workers: int = 4
     # model
-    model: str = "unireplknet_a"
-    model_kwargs: Dict[str, Any] = field(default_factory=dict)
-    pretrained: bool = False
-    checkpoint: Optional[str] = None
     num_classes: Optional[int] = None
-    drop_path: float = 0.1
     layer_scale_init_value: float = 1e-6
     head_init_scale: float = 1.0
-    sync_bn: bool = False
-    grad_checkpointing: bool = False
-    # optimisation (official: AdamW, eps 1e-8, lr 4e-3 at total batch 4096, wd 0.05, cosine to 1e-6)
-    epochs: int = 300
-    batch_size: int = 64
-    accum_steps: int = 1
-    lr: float = 4e-3
-    min_lr: float = 1e-6
-    warmup_epochs: float = 5.0
-    weight_decay: float = 0.05
-    opt_eps: float = 1e-8
-    layer_decay: Optional[float] = None
-    clip_grad: Optional[float] = None
     # augmentation / regularisation
     mixup: float = 0.8
     cutmix: float = 1.0
@@ -92,23 +134,6 @@ class TrainConfig:
     #: False: the training set gets the deterministic evaluation transform (no random augmentation at all).
     train_augment: bool = True
     recount: int = 1
-    # EMA
-    model_ema: bool = False
-    model_ema_decay: float = 0.9999
-    # execution
-    device: str = "auto"
-    amp: str = "none"  # none | bf16 | fp16
-    channels_last: Optional[bool] = None  # None: on for CUDA, off for CPU
-    seed: int = 0
-    output: str = "runs/train"
-    resume: Optional[str] = None
-    eval_every: int = 1
-    tensorboard: Optional[bool] = None  # None: when installed
-    progress: bool = False
-    # the end of training
-    export_deploy: bool = True
-    export_onnx: bool = True
-    deploy_from_ema: bool = False
 
     @classmethod
     def for_data(cls, **options: Any) -> "TrainConfig":

@@ -1,1 +1,1 @@
-"""Task models, heads and training loops built on the UniRepLKNet backbone."""
+"""Task models, heads and the task objects that the engine (:func:`unireplknet.engine.fit`) trains."""

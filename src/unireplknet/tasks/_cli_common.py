@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Dict, Optional
 
-__all__ = ["json_dict_arg", "format_metrics", "print_epoch", "set_torch_threads", "add_optimisation_arguments",
-           "add_execution_arguments", "add_eval_loader_arguments", "clf_train_options"]
+__all__ = ["json_dict_arg", "format_metrics", "print_epoch", "print_epoch_end", "set_torch_threads", "ENGINE_FLAGS",
+           "add_engine_arguments", "engine_options", "add_eval_loader_arguments"]
 
 
 def json_dict_arg(text: str) -> Dict[str, Any]:
@@ -39,51 +40,112 @@ def set_torch_threads(threads: Optional[int]) -> None:
         torch.set_num_threads(threads)
 
 
-# The clip and point-cloud train commands (video-train, points-train) share the options below. Every one
-# defaults to None so that an unset option takes the value of the chosen recipe (demo or official), which
-# the task's config class holds; clf_train_options drops the unset ones.
+# ----------------------------------------------------------------------------------------------- engine flags
+#: The options every ``*-train`` subcommand takes, with the same names and meaning (the engine owns them,
+#: docs/cli/engine.md). Each defaults to None on the command line, so an unset option takes the value of the
+#: task's recipe (its config class); :func:`engine_options` drops the unset ones.
+ENGINE_FLAGS = (
+    "model", "model_kwargs", "pretrained", "checkpoint", "drop_path", "grad_checkpointing", "sync_bn",
+    "epochs", "batch_size", "accum_steps", "lr", "min_lr", "warmup_epochs", "weight_decay", "layer_decay",
+    "clip_grad", "model_ema", "model_ema_decay", "deploy_from_ema", "device", "amp", "channels_last", "seed",
+    "workers", "output", "resume", "overwrite", "eval_every", "tensorboard", "export_onnx", "progress",
+)
 
-def add_optimisation_arguments(group: argparse._ActionsContainer, model_help: str) -> None:
-    """``--model`` … ``--weight-decay`` (in this order) for a train command built on ``tasks._clf_loop``."""
-    group.add_argument("--model", default=None, help=model_help)
-    group.add_argument("--model-kwargs", type=json_dict_arg, default=None, help="UniRepLKNet arguments (JSON)")
-    group.add_argument("--drop-path", type=float, default=None)
-    group.add_argument("--epochs", type=int, default=None)
-    group.add_argument("--batch-size", type=int, default=None)
-    group.add_argument("--lr", type=float, default=None)
-    group.add_argument("--warmup-epochs", type=float, default=None)
-    group.add_argument("--weight-decay", type=float, default=None)
+#: The example in the help text (a test runs it): one kernel size per block, as UniRepLKNet requires.
+MODEL_KWARGS_EXAMPLE = '{"depths":[1,1,1,1],"dims":[8,16,32,64],"kernel_sizes":[[3],[7],[3],[3]]}'
+_MODEL_KWARGS_HELP = ("UniRepLKNet arguments as JSON, for --model custom (a named variant takes them as overrides), "
+                      f"e.g. '{MODEL_KWARGS_EXAMPLE}'")
 
 
-def add_execution_arguments(parser: argparse.ArgumentParser, output_help: str) -> None:
-    """The "execution" group: ``--seed --workers --device --threads --output/-o --resume`` (a flag)."""
-    g = parser.add_argument_group("execution")
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--workers", type=int, default=None)
-    g.add_argument("--device", default=None)
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    g.add_argument("--output", "-o", default=None, help=output_help)
-    g.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pth")
+def add_engine_arguments(parser: argparse.ArgumentParser, defaults: Optional[Dict[str, str]] = None) -> None:
+    """Add the engine flags (see :data:`ENGINE_FLAGS`) in three groups. ``defaults`` maps a flag's dest to the
+    task's default, shown in its help text (e.g. ``{"epochs": "300; digits 12"}``)."""
+    d = dict(defaults or {})
+
+    def h(text: str, dest: str, fallback: Optional[str] = None) -> str:
+        value = d.get(dest, fallback)
+        return f"{text} [default: {value}]" if value is not None else text
+
+    g = parser.add_argument_group("model (engine)")
+    g.add_argument("--model", default=None, help=h("unireplknet_a … unireplknet_xl, or 'custom' with --model-kwargs",
+                                                   "model"))
+    g.add_argument("--model-kwargs", type=json_dict_arg, default=None, help=_MODEL_KWARGS_HELP)
+    g.add_argument("--pretrained", action="store_true", default=None,
+                   help="start from the official ImageNet weights of a named variant (timm / Hugging Face)")
+    g.add_argument("--checkpoint", default=None,
+                   help="start from these weights (official or own .pth/.safetensors; a head of another class count "
+                        "is replaced)")
+    g.add_argument("--drop-path", type=float, default=None, help=h("stochastic depth rate", "drop_path"))
+    g.add_argument("--grad-checkpointing", "--with-cp", dest="grad_checkpointing", action="store_true", default=None,
+                   help="recompute activations in the backward pass: less memory, more compute")
+    g.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm across GPUs under torchrun")
+    g = parser.add_argument_group("optimisation (engine)")
+    g.add_argument("--epochs", type=int, default=None, help=h("training epochs, at least 1", "epochs"))
+    g.add_argument("--batch-size", type=int, default=None, help=h("micro-batch per process", "batch_size"))
+    g.add_argument("--accum-steps", type=int, default=None,
+                   help="gradient accumulation: micro-batches per optimizer step (official update_freq) [default: 1]")
+    g.add_argument("--lr", type=float, default=None, help=h("peak learning rate (after the warmup)", "lr"))
+    g.add_argument("--min-lr", type=float, default=None, help=h("learning rate at the end of the cosine schedule", "min_lr", "1e-6"))
+    g.add_argument("--warmup-epochs", type=float, default=None,
+                   help=h("linear warmup from 0, updated every step", "warmup_epochs"))
+    g.add_argument("--weight-decay", type=float, default=None,
+                   help=h("weight decay, not on 1-D parameters and biases", "weight_decay", "0.05"))
+    g.add_argument("--layer-decay", type=float, default=None,
+                   help=h("layer-wise learning-rate decay, e.g. 0.8 for fine-tuning", "layer_decay"))
+    g.add_argument("--clip-grad", type=float, default=None, help="clip the gradient norm to this value [default: off]")
+    g.add_argument("--model-ema", action="store_true", default=None, help="keep an exponential moving average of the "
+                   "weights (evaluated next to the model)")
+    g.add_argument("--model-ema-decay", type=float, default=None, help="EMA decay per step [default: 0.9999]")
+    g.add_argument("--deploy-from-ema", action="store_true", default=None,
+                   help="re-parameterize and export the EMA weights (needs --model-ema)")
+    g = parser.add_argument_group("execution (engine)")
+    g.add_argument("--device", default=None, help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1 … [default: auto]")
+    g.add_argument("--amp", default=None, choices=("none", "bf16", "fp16"),
+                   help="autocast dtype: bf16 on CPU or GPU, fp16 on GPU only [default: none]")
+    g.add_argument("--channels-last", dest="channels_last", action="store_true", default=None,
+                   help="NHWC memory format [default: on with CUDA, off on CPU]")
+    g.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="NCHW memory format")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads per process [default: torch's choice]")
+    g.add_argument("--seed", type=int, default=None, help="seed of every random stream [default: 0]")
+    g.add_argument("--workers", type=int, default=None, help=h("data-loading processes per rank", "workers"))
+    g.add_argument("--output", "-o", default=None, help=h("run folder", "output"))
+    g.add_argument("--resume", nargs="?", const="auto", default=None,
+                   help="continue a stopped run: a last.pth path, or no value / 'auto' for OUTPUT/last.pth")
+    g.add_argument("--overwrite", action="store_true", default=None,
+                   help="start afresh in an --output folder that holds another run (its files are replaced)")
+    g.add_argument("--eval-every", type=int, default=None,
+                   help="evaluate every N epochs, at least 1; the last epoch always [default: 1]")
+    g.add_argument("--tensorboard", action="store_true", default=None,
+                   help="require TensorBoard logging to OUTPUT/tensorboard [default: on when tensorboard is installed]")
+    g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", help="no TensorBoard event files")
+    g.add_argument("--no-onnx", dest="export_onnx", action="store_false", default=None,
+                   help="skip the ONNX export at the end (the deploy .safetensors is still written)")
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bars")
+
+
+def engine_options(args: argparse.Namespace, **task_options: Any) -> Dict[str, Any]:
+    """Config keyword arguments of a ``*-train`` command: the engine flags and ``task_options`` that were set
+    (None = unset: the recipe's value applies). ``--progress`` is on unless ``--no-progress``."""
+    options = {k: getattr(args, k, None) for k in ENGINE_FLAGS}
+    options["progress"] = options["progress"] is not False
+    options.update(task_options)
+    options = {k: v for k, v in options.items() if v is not None}
+    # A named network must not inherit a demo recipe's custom model_kwargs (its default).
+    if options.get("model") not in (None, "custom", "official") and "model_kwargs" not in options:
+        options["model_kwargs"] = {}
+    return options
+
+
+def print_epoch_end(end: Any) -> None:
+    """Engine callback of the train commands: 'epoch N: metrics' on stderr (stdout keeps the summary)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        print_epoch(end.metrics)
 
 
 def add_eval_loader_arguments(parser: argparse.ArgumentParser, batch_size: int) -> None:
-    """The options that end video-eval and points-eval: ``--batch-size --workers --skip-unreadable --json``."""
-    parser.add_argument("--batch-size", type=int, default=batch_size)
-    parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--skip-unreadable", action="store_true")
-    parser.add_argument("--json", action="store_true")
-
-
-def clf_train_options(args: argparse.Namespace, **task_options: Any) -> Dict[str, Any]:
-    """Config keyword arguments of a clip/point-cloud train command: the options added by
-    :func:`add_optimisation_arguments` and :func:`add_execution_arguments` (``--threads`` aside) plus
-    ``task_options``, leaving out those that are None (unset: the recipe's value applies)."""
-    options = dict(
-        task_options, model=args.model, model_kwargs=args.model_kwargs, drop_path=args.drop_path, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
-        seed=args.seed, workers=args.workers, device=args.device, output=args.output, resume=args.resume or None)
-    options = {k: v for k, v in options.items() if v is not None}
-    # A named network must not inherit the demo recipe's custom model_kwargs (its default).
-    if args.model not in (None, "custom") and args.model_kwargs is None:
-        options["model_kwargs"] = {}
-    return options
+    """The options that end the ``*-eval`` commands: ``--batch-size --workers --device --skip-unreadable --json``."""
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"samples per batch ({batch_size})")
+    parser.add_argument("--workers", type=int, default=0, help="data-loading processes (0)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
+    parser.add_argument("--skip-unreadable", action="store_true", help="leave out files that fail to load (counted)")
+    parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")

@@ -16,8 +16,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -27,6 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..engine.checkpointing import load_training_checkpoint
+from ..engine.config import EngineConfig
+from ..engine.distributed import all_gather_object
+from ..engine.task import StepContext, StepOutput, TaskData
 from ..modalities.audio import (
     AudioAugment,
     AudioClipDataset,
@@ -50,6 +53,7 @@ __all__ = [
     "audio_metrics",
     "build_audio_datasets",
     "evaluate_audio",
+    "AudioClassification",
     "train_audio",
     "load_audio_classifier",
 ]
@@ -74,7 +78,7 @@ class AudioClassifier(nn.Module):
     """
 
     def __init__(self, num_classes: int, model: str = "unireplknet_s", model_kwargs: Optional[Dict[str, Any]] = None,
-                 drop_path_rate: float = 0.0):
+                 drop_path_rate: float = 0.0, pretrained: bool = False):
         super().__init__()
         from ..engine.trainer import build_model
 
@@ -83,7 +87,7 @@ class AudioClassifier(nn.Module):
         self.config = dict(num_classes=int(num_classes), model=model, model_kwargs=dict(model_kwargs or {}),
                            drop_path_rate=float(drop_path_rate))
         self.backbone = build_model(model, num_classes=0, in_chans=1, model_kwargs=model_kwargs,
-                                    drop_path_rate=drop_path_rate)
+                                    pretrained=pretrained, drop_path_rate=drop_path_rate)
         width = self.backbone.num_features
         self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, num_classes))
         nn.init.trunc_normal_(self.head[1].weight, std=0.02)
@@ -143,10 +147,16 @@ def evaluate_audio(model: nn.Module, loader: DataLoader, device: Union[str, torc
     was_training = model.training
     model.eval()
     all_logits, all_targets = [], []
-    for images, targets in loader:
+    for batch in loader:
+        images, targets = batch[0], batch[1]  # (images, targets[, unreadable])
+        if len(images) == 0:
+            continue
         all_logits.append(model(images.to(device)).float().cpu())
-        all_targets.append(targets)
+        all_targets.append(targets.cpu())
     model.train(was_training)
+    gathered = all_gather_object((all_logits, all_targets))  # mAP needs every clip's scores: gather, not sum
+    all_logits = [t for logits, _ in gathered for t in logits]
+    all_targets = [t for _, targets in gathered for t in targets]
     if not all_logits:
         raise AudioError("no clip to evaluate on")
     metrics = audio_metrics(torch.cat(all_logits), torch.cat(all_targets), multilabel, loss)
@@ -156,15 +166,18 @@ def evaluate_audio(model: nn.Module, loader: DataLoader, device: Union[str, torc
 
 # ----------------------------------------------------------------------------------------------- config
 @dataclass
-class AudioTrainConfig:
-    """Options of :func:`train_audio`. Defaults: the official Speech Commands V2 recipe (SPEC.md §3.2).
+class AudioTrainConfig(EngineConfig):
+    """Options of :func:`train_audio`: the engine options (defaults: the official Speech Commands V2 recipe,
+    paper section 3.2 — Adam, betas 0.95/0.999, lr 2.5e-4 times 0.85 every epoch from epoch 5) and the audio ones.
 
     ``data``: ``None`` = the embedded spoken digits (then :meth:`for_data` applies lighter defaults), a Speech
     Commands v2 folder (has ``validation_list.txt``), a folder of ``<class>/<clip>`` audio files
     (``root/train``, ``root/val`` [, ``root/test``] when present, else split by ``val_split``), or a ``.csv``
     manifest ``file,labels[,split]`` with ``;``-separated labels (multi-label data such as AudioSet).
+
     ``loss``: ``'bce'`` (official: binary cross-entropy with logits on the (mixed) targets; required for
     multi-label data) or ``'ce'`` (soft-target cross-entropy, single-label only).
+
     ``norm_stats``: ``'auto'`` computes the mean/std of the training log-mels; ``'official'`` uses the
     Speech Commands values; or ``(mean, std)``; ``None`` = official for Speech Commands, auto otherwise.
     """
@@ -175,27 +188,28 @@ class AudioTrainConfig:
     loss: str = "bce"
     audio: Dict[str, Any] = field(default_factory=lambda: AudioConfig().to_dict())
     norm_stats: Optional[Union[str, Tuple[float, float]]] = None
-    model: str = "unireplknet_s"
-    model_kwargs: Optional[Dict[str, Any]] = None
-    drop_path: float = 0.4
-    epochs: int = 100
-    batch_size: int = 128
-    lr: float = 2.5e-4
-    betas: Tuple[float, float] = (0.95, 0.999)
-    weight_decay: float = 5e-7
-    lr_decay_start: int = 5
-    lr_decay: float = 0.85
     mixup: float = 0.6
     freq_mask: int = 48
     time_mask: int = 48
     noise: float = 0.1
     roll: int = 10
+    skip_unreadable: bool = False
+    # engine options with the official audio recipe's values
+    model: str = "unireplknet_s"
+    model_kwargs: Dict[str, Any] = field(default_factory=dict)
+    drop_path: float = 0.4
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 2.5e-4
+    warmup_epochs: float = 0.0
+    opt: str = "adam"
+    opt_betas: Optional[Tuple[float, float]] = (0.95, 0.999)
+    weight_decay: float = 5e-7
+    sched: str = "step"
+    decay_start: int = 5
+    decay_rate: float = 0.85
     workers: int = 0
-    device: str = "auto"
-    seed: int = 0
-    output: str = "runs/audio"
-    resume: Optional[str] = None
-    progress: bool = False
+    output: Optional[str] = "runs/audio"
 
     @classmethod
     def for_data(cls, **options: Any) -> "AudioTrainConfig":
@@ -227,8 +241,8 @@ SPOKEN_DIGITS_DEFAULTS: Dict[str, Any] = dict(
     epochs=60,
     batch_size=16,
     lr=2e-3,
-    lr_decay_start=40,
-    lr_decay=0.85,
+    decay_start=40,
+    decay_rate=0.85,
     mixup=0.0,
     freq_mask=8,
     time_mask=8,
@@ -250,6 +264,7 @@ class AudioTrainResult:
     wall_s: float
     chance: float
     model: Optional[nn.Module] = None
+    result: Any = None  # the engine's TrainResult (deploy file, ONNX, …)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -317,108 +332,108 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tenso
 
 
 # ----------------------------------------------------------------------------------------------- training
-def train_audio(cfg: AudioTrainConfig, callbacks: Sequence[Callable[[Dict[str, Any]], None]] = ()) -> AudioTrainResult:
-    """Train an :class:`AudioClassifier`; checkpoint every epoch (``last.pth``, ``best.pth``); test the best.
+class AudioClassification:
+    """The engine task of :func:`train_audio`: log-mel images, waveform mixup in the dataset, BCE (or soft
+    cross-entropy), accuracy or mAP as the key metric."""
 
-    ``callbacks`` get each epoch's metrics row. A run stopped at any point continues with ``resume='auto'``.
-    """
-    from ..engine.checkpointing import get_rng_state, set_rng_state
-    from ..engine.metrics_log import MetricsLogger
-    from ._epoch_loop import end_epoch, resume_checkpoint, start_run, train_one_epoch
+    name = "audio"
+    higher_is_better = True
 
-    if cfg.loss not in ("bce", "ce"):
-        raise ValueError(f"loss must be 'bce' or 'ce', got {cfg.loss!r}")
-    if cfg.loss == "ce" and cfg.multilabel:
-        raise ValueError("multi-label training needs loss='bce' (cross-entropy assumes one label per clip)")
-    t0 = time.perf_counter()
-    device, out_dir = start_run(cfg.seed, cfg.device, cfg.output)
-    audio_cfg = AudioConfig.from_dict(cfg.audio)
+    def __init__(self, cfg: AudioTrainConfig):
+        if cfg.loss not in ("bce", "ce"):
+            raise ValueError(f"loss must be 'bce' or 'ce', got {cfg.loss!r}")
+        if cfg.loss == "ce" and cfg.multilabel:
+            raise ValueError("multi-label training needs loss='bce' (cross-entropy assumes one label per clip)")
+        self.cfg = cfg
+        self.metric = "mAP" if cfg.multilabel else "acc"
+        self.audio_cfg = AudioConfig.from_dict(cfg.audio)
+        self.restored = False
+        self.datasets: Dict[str, Any] = {}
 
-    resume_ckpt = resume_checkpoint(cfg.resume, out_dir, _read_checkpoint)
-    if resume_ckpt is not None:
-        audio_cfg = AudioConfig.from_dict(resume_ckpt["data_config"])  # keeps the stats of the first run
+    def restore(self, ckpt: Dict[str, Any]) -> None:
+        """Keep the normalisation statistics of the first run (they were computed on its training set)."""
+        self.audio_cfg = AudioConfig.from_dict(ckpt["data_config"])
+        self.restored = True
 
-    datasets = build_audio_datasets(cfg, audio_cfg)
-    if resume_ckpt is None:
-        stats = cfg.norm_stats
-        if stats is None:
-            stats = "official" if cfg.data is not None and (Path(cfg.data) / "validation_list.txt").is_file() else "auto"
-        if stats == "auto":
-            audio_cfg.norm_mean, audio_cfg.norm_std = compute_norm_stats(datasets["train"])
-        elif stats != "official":
-            audio_cfg.norm_mean, audio_cfg.norm_std = (float(v) for v in stats)
-    for ds in datasets.values():
-        ds.cfg = audio_cfg
-    class_names = datasets["train"].class_names
-    num_classes = len(class_names)
-    if not cfg.multilabel and any(not isinstance(l, (int, np.integer)) and len(l) != 1
-                                  for l in datasets["train"].labels):
-        raise AudioError("the training data has clips with several (or no) labels: pass --multilabel "
-                         "(multilabel=True), which trains with BCE and reports mAP")
+    def build_data(self, cfg: AudioTrainConfig, seed: int) -> TaskData:
+        from ..data.build import SkipUnreadable, collate_counting_unreadable
 
-    model = AudioClassifier(num_classes, cfg.model, cfg.model_kwargs, cfg.drop_path).to(device)
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    optimizer = torch.optim.Adam([dict(params=decay, weight_decay=cfg.weight_decay),
-                                  dict(params=no_decay, weight_decay=0.0)], lr=cfg.lr, betas=tuple(cfg.betas))
-    # Official: MultiStepLR(milestones=range(start, 1000), gamma) stepped once per epoch.
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(range(cfg.lr_decay_start, 1000)), cfg.lr_decay)
+        datasets = build_audio_datasets(cfg, self.audio_cfg)
+        audio_cfg = self.audio_cfg
+        if not self.restored:
+            stats = cfg.norm_stats
+            if stats is None:
+                official = cfg.data is not None and (Path(cfg.data) / "validation_list.txt").is_file()
+                stats = "official" if official else "auto"
+            if stats == "auto":
+                audio_cfg.norm_mean, audio_cfg.norm_std = compute_norm_stats(datasets["train"])
+            elif stats != "official":
+                audio_cfg.norm_mean, audio_cfg.norm_std = (float(v) for v in stats)
+        for ds in datasets.values():
+            ds.cfg = audio_cfg
+        class_names = datasets["train"].class_names
+        if not cfg.multilabel and any(not isinstance(l, (int, np.integer)) and len(l) != 1
+                                      for l in datasets["train"].labels):
+            raise AudioError("the training data has clips with several (or no) labels: pass --multilabel "
+                             "(multilabel=True), which trains with BCE and reports mAP")
+        self.datasets = datasets
+        train, val = datasets["train"], datasets["val"]
+        if cfg.skip_unreadable:
+            train, val = SkipUnreadable(train, (AudioError, OSError)), SkipUnreadable(val, (AudioError, OSError))
+        what = "the embedded spoken digits" if cfg.data is None else cfg.data
+        return TaskData(train, val, collate_counting_unreadable, collate_counting_unreadable,
+                        f"{what}: {len(train)} training / {len(val)} held-out clips, {len(class_names)} classes",
+                        list(class_names), audio_cfg.to_dict(), eval_batch_size=cfg.batch_size,
+                        worker_init_fn=seed_audio_worker)
 
-    start_epoch, best, best_epoch = 0, -math.inf, 0
-    if resume_ckpt is not None:
-        model.load_state_dict(resume_ckpt["model"])
-        optimizer.load_state_dict(resume_ckpt["optimizer"])
-        scheduler.load_state_dict(resume_ckpt["scheduler"])
-        start_epoch, best, best_epoch = int(resume_ckpt["epoch"]), float(resume_ckpt["best"]), int(resume_ckpt["best_epoch"])
-        set_rng_state(resume_ckpt["rng"][0])
-        _logger.info("resumed %s at epoch %d", cfg.output, start_epoch)
-
-    key = "mAP" if cfg.multilabel else "acc"
-    log = MetricsLogger(out_dir, resume_epoch=start_epoch, tensorboard=False)
-    val_loader = _loader(datasets["val"], cfg.batch_size, False, cfg.workers, cfg.seed)
-
-    def checkpoint(epoch: int) -> Dict[str, Any]:
-        return dict(format=CHECKPOINT_FORMAT, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                    scheduler=scheduler.state_dict(), epoch=epoch, best=best, best_epoch=best_epoch,
-                    rng=[get_rng_state()], config=_plain(asdict(cfg)), model_config=model.config,
-                    data_config=audio_cfg.to_dict(), class_names=class_names, multilabel=cfg.multilabel)
-
-    from tqdm.auto import tqdm
-
-    def batch_loss(batch: Tuple[torch.Tensor, torch.Tensor]) -> Tuple[torch.Tensor, int]:
-        images, targets = batch[0].to(device), batch[1].to(device)
-        return _loss(model(images), targets, cfg.loss), len(images)
-
-    for epoch in range(start_epoch, cfg.epochs):
+    def start_epoch(self, epoch: int) -> None:
         # Re-seed the augmentation stream per epoch so that a resumed run draws what an uninterrupted one would.
-        datasets["train"].rng.seed(cfg.seed * 100003 + epoch)
-        loader = _loader(datasets["train"], cfg.batch_size, True, cfg.workers, cfg.seed * 7919 + epoch)
-        te = time.perf_counter()
-        batches = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
-        train_loss = train_one_epoch(model, optimizer, batches, batch_loss, epoch)
-        scheduler.step()
-        val = evaluate_audio(model, val_loader, device, cfg.multilabel, cfg.loss)
-        row = dict(epoch=epoch + 1, train_loss=train_loss, val_loss=val["loss"], **{f"val_{key}": val[key]},
-                   lr=optimizer.param_groups[0]["lr"], epoch_s=time.perf_counter() - te)
-        improved = val[key] > best
-        if improved:
-            best, best_epoch = val[key], epoch + 1
-        _logger.debug("epoch %d: %s", epoch + 1, row)
-        end_epoch(checkpoint(epoch + 1), out_dir, improved, log, row, callbacks)
-    log.close()
+        self.datasets["train"].rng.seed(self.cfg.seed * 100003 + epoch)
 
-    best_ckpt = _read_checkpoint(out_dir / "best.pth") if (out_dir / "best.pth").exists() else None
-    if best_ckpt is not None:
-        model.load_state_dict(best_ckpt["model"])
-    val = evaluate_audio(model, val_loader, device, cfg.multilabel, cfg.loss)
-    test = None
-    if "test" in datasets:
-        test = evaluate_audio(model, _loader(datasets["test"], cfg.batch_size, False, cfg.workers, 0), device,
-                              cfg.multilabel, cfg.loss)
-    return AudioTrainResult(history=log.rows, best_epoch=best_epoch, val=val, test=test, class_names=class_names,
-                            checkpoint=out_dir / "last.pth", best_checkpoint=out_dir / "best.pth",
-                            wall_s=time.perf_counter() - t0, chance=100.0 / num_classes, model=model)
+    def build_model(self, cfg: AudioTrainConfig, data: TaskData, pretrained: bool) -> nn.Module:
+        return AudioClassifier(len(data.class_names), cfg.model, cfg.model_kwargs, cfg.drop_path, pretrained)
+
+    def load_initial_weights(self, model: nn.Module, path: str) -> None:
+        from ..checkpoint import load_checkpoint
+
+        load_checkpoint(model.backbone, path, drop_mismatched_head=True)
+
+    def model_config(self, cfg: AudioTrainConfig, data: TaskData, model: nn.Module) -> Dict[str, Any]:
+        return dict(_plain(model.config), task="audio", multilabel=bool(cfg.multilabel), loss=cfg.loss)
+
+    def training_loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
+        images, targets, bad = batch
+        images, targets = ctx.to_device(images, image=True), ctx.to_device(targets)
+        return StepOutput(_loss(model(images), targets, self.cfg.loss), len(images), bad)
+
+    def evaluate(self, model: nn.Module, loader: Any, ctx: StepContext) -> Dict[str, float]:
+        return evaluate_audio(model, loader, ctx.device, self.cfg.multilabel, self.cfg.loss)
+
+    def deploy_example(self, data: TaskData) -> torch.Tensor:
+        a = self.audio_cfg
+        return torch.randn(2, 1, a.num_mel_bins, a.target_frames)
+
+
+def train_audio(cfg: AudioTrainConfig, callbacks: Sequence[Callable[[Any], None]] = ()) -> AudioTrainResult:
+    """Train an :class:`AudioClassifier` on the engine (``last.pth``, ``best.pth``, deploy file, ONNX); then
+    evaluate the best checkpoint on the held-out (and test) split. ``callbacks`` get the engine's
+    :class:`~unireplknet.engine.EpochEnd` after each epoch."""
+    from ..engine import fit
+
+    task = AudioClassification(cfg)
+    r = fit(task, cfg, callbacks)
+    model = r.model
+    if r.best_checkpoint is not None:
+        model.load_state_dict(load_training_checkpoint(r.best_checkpoint)["model"])
+    device = next(model.parameters()).device
+    loader = lambda ds: _loader(ds, cfg.batch_size, False, cfg.workers, 0)  # noqa: E731
+    val = evaluate_audio(model, loader(task.datasets["val"]), device, cfg.multilabel, cfg.loss)
+    test = (evaluate_audio(model, loader(task.datasets["test"]), device, cfg.multilabel, cfg.loss)
+            if "test" in task.datasets else None)
+    best_epoch = int(r.best["epoch"]) if r.best else 0
+    return AudioTrainResult(history=r.history, best_epoch=best_epoch, val=val, test=test, class_names=r.class_names,
+                            checkpoint=r.checkpoint, best_checkpoint=r.best_checkpoint, wall_s=r.wall_s,
+                            chance=100.0 / len(r.class_names), model=model, result=r)
 
 
 def _plain(obj: Any) -> Any:
@@ -429,14 +444,12 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-CHECKPOINT_FORMAT = "unireplknet-audio-v1"
-
-
 def _read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
-    from ._epoch_loop import read_tagged_checkpoint
-
-    return read_tagged_checkpoint(path, CHECKPOINT_FORMAT, "an audio run",
-                                  "an audio checkpoint written by `unireplknet audio-train`")
+    ckpt = load_training_checkpoint(path)
+    if ckpt["model_config"].get("task") != "audio":
+        raise ValueError(f"{path} is not an audio checkpoint written by `unireplknet audio-train` (task "
+                         f"{ckpt['model_config'].get('task', 'image')!r})")
+    return ckpt
 
 
 def load_audio_classifier(path: Union[str, Path]) -> Tuple[AudioClassifier, AudioConfig, List[str], bool]:
@@ -445,4 +458,4 @@ def load_audio_classifier(path: Union[str, Path]) -> Tuple[AudioClassifier, Audi
     mc = ckpt["model_config"]
     model = AudioClassifier(mc["num_classes"], mc["model"], mc["model_kwargs"], 0.0)
     model.load_state_dict(ckpt["model"])
-    return model.eval(), AudioConfig.from_dict(ckpt["data_config"]), list(ckpt["class_names"]), bool(ckpt["multilabel"])
+    return model.eval(), AudioConfig.from_dict(ckpt["data_config"]), list(ckpt["class_names"]), bool(mc["multilabel"])

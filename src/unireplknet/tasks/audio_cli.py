@@ -12,10 +12,9 @@ import json
 import sys
 from typing import Any, Dict, List
 
-from ._cli_common import json_dict_arg as _json_dict, format_metrics as _fmt
+from ._cli_common import add_engine_arguments, engine_options, format_metrics as _fmt, print_epoch_end
+
 __all__ = ["add_subcommands"]
-
-
 
 
 def _norm_stats(text: str):
@@ -50,18 +49,15 @@ def cmd_audio_train(args: argparse.Namespace) -> int:
                            ("sample_rate", args.sample_rate)):
             if value is not None:
                 audio[key] = value
-    options = dict(
-        data=args.data, val_split=args.val_split, multilabel=args.multilabel or None, loss=args.loss, audio=audio,
-        norm_stats=args.norm_stats, model=args.model, model_kwargs=args.model_kwargs, drop_path=args.drop_path,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        lr_decay_start=args.lr_decay_start, lr_decay=args.lr_decay, mixup=args.mixup, freq_mask=args.freq_mask,
-        time_mask=args.time_mask, noise=args.noise, roll=args.roll, workers=args.workers, device=args.device,
-        seed=args.seed, output=args.output, resume=args.resume, progress=not args.no_progress,
-    )
+    options = engine_options(
+        args, data=args.data, val_split=args.val_split, multilabel=args.multilabel, loss=args.loss, audio=audio,
+        norm_stats=args.norm_stats, decay_start=args.lr_decay_start, decay_rate=args.lr_decay, mixup=args.mixup,
+        freq_mask=args.freq_mask, time_mask=args.time_mask, noise=args.noise, roll=args.roll,
+        skip_unreadable=args.skip_unreadable)
     cfg = AudioTrainConfig.for_data(**options)
     what = "the embedded spoken digits" if cfg.data is None else cfg.data
     print(f"unireplknet audio-train: {cfg.model} on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
-    r = train_audio(cfg, callbacks=[lambda row: print(f"epoch {row['epoch']}: {_fmt(row)}", file=sys.stderr)])
+    r = train_audio(cfg, callbacks=[print_epoch_end])
     key = "mAP" if cfg.multilabel else "acc"
     lines = [f"audio classification — {what}: {len(r.class_names)} classes (chance {r.chance:.1f}%)",
              f"best epoch {r.best_epoch} of {cfg.epochs}, {r.wall_s:.0f} s",
@@ -69,6 +65,8 @@ def cmd_audio_train(args: argparse.Namespace) -> int:
     if r.test is not None:
         lines.append(f"test {key}: {r.test[key]:.2f}% on {r.test['clips']} clips")
     lines.append(f"checkpoints: {r.best_checkpoint} (best), {r.checkpoint} (last)")
+    if r.result is not None and r.result.deploy_file:
+        lines.append(f"deploy model: {r.result.deploy_file}" + (f", ONNX {r.result.onnx_file}" if r.result.onnx_file else ""))
     print("\n".join(lines))
     return 0
 
@@ -86,7 +84,10 @@ def cmd_audio_eval(args: argparse.Namespace) -> int:
     ds.augment = None
     if ds.class_names != names:
         raise ValueError(f"the data's classes {ds.class_names[:5]}… differ from the checkpoint's {names[:5]}…")
-    metrics = evaluate_audio(model, _loader(ds, args.batch_size, False, 0, 0), "cpu", multilabel)
+    from ..engine.distributed import resolve_device
+
+    device = resolve_device(args.device)
+    metrics = evaluate_audio(model.to(device), _loader(ds, args.batch_size, False, 0, 0), device, multilabel)
     print(json.dumps(metrics) if args.json else f"{args.split}: {_fmt(metrics)}")
     return 0
 
@@ -115,12 +116,16 @@ def cmd_audio_predict(args: argparse.Namespace) -> int:
     from ..modalities.audio import load_audio, waveform_to_image
     from .audio import load_audio_classifier
 
+    from ..engine.distributed import resolve_device
+
+    device = resolve_device(args.device)
     model, audio_cfg, names, multilabel = load_audio_classifier(args.checkpoint)
+    model.to(device)
     results: List[Dict[str, Any]] = []
     with torch.no_grad():
         for path in args.files:
             wave, _ = load_audio(path, audio_cfg.sample_rate, audio_cfg.on_rate_mismatch)
-            logits = model(waveform_to_image(wave[0], audio_cfg)[None])[0]
+            logits = model(waveform_to_image(wave[0], audio_cfg)[None].to(device))[0].cpu()
             probs = torch.sigmoid(logits) if multilabel else torch.softmax(logits, 0)
             top = torch.topk(probs, min(args.top_k, len(names)))
             results.append(dict(file=str(path), top=[dict(label=names[i], score=float(p))
@@ -143,7 +148,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--data", default=None, help="Speech Commands v2 folder, folder of <class>/<clip>.wav "
                    "(root/train + root/val[/test] or split by --val-split), or a CSV manifest file,labels[,split] "
                    "(labels ';'-separated, for --multilabel); default: embedded spoken digits")
-    g.add_argument("--val-split", type=float, default=None)
+    g.add_argument("--val-split", type=float, default=None, help="held-out share without a val split (0.1)")
     g.add_argument("--multilabel", action="store_true", help="multi-label targets: BCE loss, mAP metric")
     g.add_argument("--sample-rate", type=int, default=None, help="16000 (other rates are resampled)")
     g.add_argument("--mel-bins", type=int, default=None, help="128")
@@ -151,55 +156,49 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--norm-stats", type=_norm_stats, default=None,
                    help="auto (compute on the training set), official (SC v2: -6.845978,5.5654526) or MEAN,STD; "
                         "default: official for Speech Commands, auto otherwise")
-    g.add_argument("--workers", type=int, default=None)
-    g = p.add_argument_group("model")
-    g.add_argument("--model", default=None, help="unireplknet_s (paper) … or custom (digits default)")
-    g.add_argument("--model-kwargs", type=_json_dict, default=None, help="UniRepLKNet arguments for custom")
-    g.add_argument("--drop-path", type=float, default=None, help="0.4 (digits 0)")
-    g = p.add_argument_group("optimisation (official recipe defaults)")
+    g.add_argument("--skip-unreadable", action="store_true", default=None,
+                   help="leave out clips that fail to load (counted and logged; not read again)")
+    g = p.add_argument_group("audio recipe (official defaults)")
     g.add_argument("--loss", default=None, choices=("bce", "ce"), help="bce (official) or ce (digits default)")
-    g.add_argument("--epochs", type=int, default=None, help="100 (digits 30)")
-    g.add_argument("--batch-size", type=int, default=None, help="128 (digits 16)")
-    g.add_argument("--lr", type=float, default=None, help="Adam, 2.5e-4 (digits 2e-3)")
-    g.add_argument("--weight-decay", type=float, default=None, help="5e-7")
-    g.add_argument("--lr-decay-start", type=int, default=None, help="first epoch of the ×lr-decay steps (5)")
-    g.add_argument("--lr-decay", type=float, default=None, help="per-epoch factor (0.85)")
+    g.add_argument("--lr-decay-start", type=int, default=None,
+                   help="first epoch after which the rate is multiplied by --lr-decay every epoch (5; digits 40)")
+    g.add_argument("--lr-decay", type=float, default=None, help="per-epoch factor of the rate (0.85)")
     g = p.add_argument_group("augmentation (official: mixup 0.6, masks 48/48, noise 0.1, roll 10)")
-    g.add_argument("--mixup", type=float, default=None, help="probability of waveform mixup")
-    g.add_argument("--freq-mask", type=int, default=None)
-    g.add_argument("--time-mask", type=int, default=None)
-    g.add_argument("--noise", type=float, default=None)
-    g.add_argument("--roll", type=int, default=None)
-    g = p.add_argument_group("execution")
-    g.add_argument("--device", default=None, help="auto, cpu, cuda …")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--output", "-o", default=None, help="run folder (runs/audio; digits runs/audio-digits)")
-    g.add_argument("--resume", nargs="?", const="auto", default=None, help="continue from OUTPUT/last.pth or a file")
-    g.add_argument("--no-progress", action="store_true")
+    g.add_argument("--mixup", type=float, default=None, help="probability of waveform mixup (0.6; digits 0)")
+    g.add_argument("--freq-mask", type=int, default=None, help="SpecAugment frequency mask width (48; digits 8)")
+    g.add_argument("--time-mask", type=int, default=None, help="SpecAugment time mask width (48; digits 8)")
+    g.add_argument("--noise", type=float, default=None, help="additive noise amplitude on the log-mel image (0.1)")
+    g.add_argument("--roll", type=int, default=None, help="random time shift in frames (10; digits 4)")
+    add_engine_arguments(p, dict(
+        weight_decay="5e-7", min_lr="unused: a step schedule", 
+        model="unireplknet_s as in the paper; digits: a small custom net", drop_path="0.4; digits 0",
+        epochs="100; digits 60", batch_size="128; digits 16", lr="Adam, 2.5e-4; digits 2e-3",
+        warmup_epochs="0", workers="0", output="runs/audio; digits runs/audio-digits"))
     p.set_defaults(func=cmd_audio_train)
 
     p = sub.add_parser("audio-eval", help="accuracy/mAP of an audio checkpoint on a split")
     p.add_argument("checkpoint", help="best.pth or last.pth of an audio-train run")
     p.add_argument("--data", default=None, help="as for audio-train (default: embedded spoken digits)")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="which split to score (test)")
+    p.add_argument("--batch-size", type=int, default=64, help="clips per batch (64)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(func=cmd_audio_eval)
 
     p = sub.add_parser("audio-stats", help="mean/std of the training log-mels, for --norm-stats")
     p.add_argument("--data", default=None, help="as for audio-train (default: embedded spoken digits)")
-    p.add_argument("--frames", type=int, default=None)
-    p.add_argument("--mel-bins", type=int, default=None)
+    p.add_argument("--frames", type=int, default=None, help="fixed time length in 10 ms frames (128; digits 64)")
+    p.add_argument("--mel-bins", type=int, default=None, help="mel bands (128)")
     p.add_argument("--max-clips", type=int, default=None, help="use only the first N training clips")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_audio_stats)
 
     p = sub.add_parser("audio-predict", help="top-k labels for audio files")
     p.add_argument("checkpoint", help="best.pth of an audio-train run")
     p.add_argument("files", nargs="+", help="audio files (WAV; FLAC/OGG/MP3 with the audio extra)")
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--top-k", type=int, default=3, help="labels per file (3)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_audio_predict)

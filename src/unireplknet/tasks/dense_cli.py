@@ -14,10 +14,10 @@ import os
 import sys
 from typing import Any, Dict
 
-from ._cli_common import json_dict_arg as _json_arg
+from ._cli_common import (add_engine_arguments, engine_options, json_dict_arg as _json_arg, print_epoch_end,
+                          set_torch_threads)
+
 __all__ = ["add_subcommands"]
-
-
 
 def _int_tuple(text: str):
     try:
@@ -43,62 +43,47 @@ def _add_common_train_args(p: argparse.ArgumentParser, task: str) -> None:
                  + ("COCO layout: annotations/instances_{train,val}[2017].json + {train,val}[2017]/"
                     if task == "detection" else
                     "ADE20K layout: images/{training,validation}/ + annotations/{training,validation}/ (PNG labels)"))
-    p.add_argument("--data", default="scenes", help=data_help)
-    p.add_argument("--output", "-o", default=f"runs/{'det' if task == 'detection' else 'seg'}", help="run folder")
-    p.add_argument("--model", default=None, help="unireplknet_a … unireplknet_xl, or custom with --model-kwargs "
-                   "(default: unireplknet_t; a tiny custom network for --data scenes)")
-    p.add_argument("--model-kwargs", type=_json_arg, default=None, help="UniRepLKNet arguments for 'custom' (JSON)")
-    p.add_argument("--checkpoint", default=None, help="backbone initialisation: an official classification .pth "
-                   "(classifier dropped) or an official detection/segmentation .pth (backbone.* keys)")
-    p.add_argument("--num-classes", type=int, default=None, help="default: from the data")
-    p.add_argument("--head-kwargs", type=_json_arg, default=None, help="head options (JSON), e.g. "
+    g = p.add_argument_group("data and head")
+    g.add_argument("--data", default="scenes", help=data_help)
+    g.add_argument("--num-classes", type=int, default=None, help="default: from the data")
+    g.add_argument("--head-kwargs", type=_json_arg, default=None, help="head options (JSON), e.g. "
                    "'{\"fpn_channels\": 256}' or '{\"channels\": 512}'")
-    p.add_argument("--drop-path", type=float, default=None)
-    p.add_argument("--with-cp", action="store_true", help="gradient checkpointing in the backbone blocks")
-    g = p.add_argument_group("optimisation (defaults: the official recipe)")
-    g.add_argument("--epochs", type=int, default=None)
-    g.add_argument("--batch-size", type=int, default=None, help="images per process")
-    g.add_argument("--lr", type=float, default=None, help="AdamW learning rate (1e-4)")
-    g.add_argument("--weight-decay", type=float, default=None, help="(0.05)")
-    g.add_argument("--layer-decay", type=float, default=None, help="layer-wise lr decay rate (det 0.8, seg 1.0)")
     g.add_argument("--num-layers", type=int, default=None, help="layer-decay depth (12)")
-    g.add_argument("--decay-type", default=None, choices=("layer_wise", "stage_wise"))
-    g.add_argument("--warmup-iters", type=int, default=None)
-    g.add_argument("--warmup-ratio", type=float, default=None)
-    g.add_argument("--clip-grad", type=float, default=None)
-    g = p.add_argument_group("execution")
-    g.add_argument("--device", default="auto")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--workers", type=int, default=0)
-    g.add_argument("--eval-every", type=int, default=1)
-    g.add_argument("--eval-at-start", action="store_true", help="also score the untrained model (a baseline)")
-    g.add_argument("--resume", nargs="?", const="auto", default=None, help="continue from OUTPUT/last.pth or a path")
-    g.add_argument("--no-onnx", dest="export_onnx", action="store_false", help="skip the ONNX export")
+    g.add_argument("--decay-type", default=None, choices=("layer_wise", "stage_wise"),
+                   help="layer decay per block (layer_wise) or per stage (stage_wise)")
+    g.add_argument("--warmup-iters", dest="warmup_steps", type=int, default=None,
+                   help=f"linear warmup steps ({500 if task == 'detection' else 1500}; scenes 20)")
+    g.add_argument("--warmup-ratio", type=float, default=None,
+                   help=f"warmup start as a share of the lr ({'1e-3' if task == 'detection' else '1e-6'})")
+    g.add_argument("--eval-at-start", action="store_true", default=None,
+                   help="also score the untrained model (a baseline)")
     g.add_argument("--scenes-train", type=int, default=None,
                    help=f"generated training scenes (--data scenes; default {640 if task == 'detection' else 1600})")
-    g.add_argument("--scenes-val", type=int, default=100, help="generated held-out scenes (--data scenes)")
+    g.add_argument("--scenes-val", type=int, default=None, help="generated held-out scenes (--data scenes; 100)")
+    add_engine_arguments(p, dict(
+        min_lr="unused: a step or poly schedule", 
+        model="unireplknet_t; a tiny custom network for --data scenes",
+        drop_path=f"{'0.3' if task == 'detection' else '0.2'}; scenes 0",
+        epochs=f"{36 if task == 'detection' else 128}; scenes 10", batch_size="2; scenes 4",
+        lr="AdamW, 1e-4; scenes 2e-3", layer_decay=f"{'0.8' if task == 'detection' else '1.0'}; scenes 1.0",
+        workers="0", output=f"runs/{'det' if task == 'detection' else 'seg'}"))
 
 
 def _config(args: argparse.Namespace, task: str):
-    from ._dense_loop import DenseTrainConfig
+    from .dense import DenseTrainConfig
 
-    opts: Dict[str, Any] = dict(task=task)
-    for name in ("data", "output", "model", "checkpoint", "num_classes", "drop_path", "with_cp", "epochs",
-                 "batch_size", "lr", "weight_decay", "layer_decay", "num_layers", "decay_type", "warmup_iters",
-                 "warmup_ratio", "clip_grad", "device", "seed", "workers", "eval_every", "eval_at_start", "resume",
-                 "export_onnx", "scenes_train", "scenes_val", "detector", "min_size", "max_size", "crop_size",
-                 "scale_range", "short_side"):
-        value = getattr(args, name, None)
-        if value is not None:
-            opts[name] = value
+    opts: Dict[str, Any] = engine_options(args, task=task, **{k: getattr(args, k, None) for k in (
+        "data", "num_classes", "head_kwargs", "num_layers", "decay_type", "warmup_steps", "warmup_ratio",
+        "eval_at_start", "scenes_train", "scenes_val", "detector", "min_size", "max_size", "crop_size", "scale_range",
+        "short_side")})
+    opts.setdefault("output", f"runs/{'det' if task == 'detection' else 'seg'}")
     if args.model_kwargs is not None:
-        opts["model_kwargs"] = args.model_kwargs
         opts.setdefault("model", "custom")
-    if args.head_kwargs is not None:
-        opts["head_kwargs"] = args.head_kwargs
+    elif opts.get("model_kwargs") == {}:
+        opts.pop("model_kwargs")  # resolved() fills the scene network only for an unset model
     steps = getattr(args, "step_epochs", None)
     if steps:
-        opts["step_epochs"] = steps
+        opts["decay_epochs"] = steps
     return DenseTrainConfig(**opts)
 
 
@@ -124,19 +109,20 @@ def _print_summary(summary: Dict[str, Any]) -> None:
 
 
 def cmd_train(args: argparse.Namespace, task: str) -> int:
-    from ._dense_loop import train_dense
+    from .dense import train_dense
 
+    set_torch_threads(args.threads)
     cfg = _config(args, task)
     if _is_main():
         print(f"unireplknet {task}: data {cfg.data} -> {cfg.output}", file=sys.stderr)
-    summary = train_dense(cfg)
+    summary = train_dense(cfg, callbacks=[print_epoch_end])
     if _is_main():
         _print_summary(summary)
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ._dense_loop import evaluate_dense
+    from .dense import evaluate_dense
 
     metrics = evaluate_dense(args.checkpoint, args.data, args.device, args.batch_size)
     if _is_main():
@@ -166,7 +152,8 @@ def add_subcommands(sub: Any) -> None:
                        description="Train a torchvision detector on a UniRepLKNet backbone with the official COCO "
                                    "recipe's optimizer; ends with re-parameterization (score checked) and ONNX export.")
     _add_common_train_args(p, "detection")
-    p.add_argument("--detector", default="maskrcnn", choices=("maskrcnn", "fasterrcnn", "retinanet", "fcos"))
+    p.add_argument("--detector", default="maskrcnn", choices=("maskrcnn", "fasterrcnn", "retinanet", "fcos"),
+                   help="torchvision detector on the UniRepLKNet FPN (maskrcnn)")
     p.add_argument("--min-size", type=int, default=None, help="resize the shorter image side to this (800)")
     p.add_argument("--max-size", type=int, default=None, help="cap on the longer side (1333)")
     p.add_argument("--step-epochs", type=_int_tuple, default=None, help="lr x0.1 after these epochs (27,33)")
@@ -183,18 +170,18 @@ def add_subcommands(sub: Any) -> None:
 
     for name, what in (("det-eval", "COCO box/mask AP"), ("seg-eval", "mIoU / mAcc / aAcc")):
         p = sub.add_parser(name, help=f"{what} of a det-train/seg-train checkpoint on the held-out split")
-        p.add_argument("checkpoint", help="last.pth or deploy.pth of a run")
+        p.add_argument("checkpoint", help="last.pth, best.pth or deploy.safetensors of a run")
         p.add_argument("--data", default=None, help="data root (default: the run's own data)")
-        p.add_argument("--batch-size", type=int, default=8)
-        p.add_argument("--device", default="auto")
-        p.add_argument("--json", action="store_true")
+        p.add_argument("--batch-size", type=int, default=8, help="images per batch (8)")
+        p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
+        p.add_argument("--json", action="store_true", help="print the metrics as JSON")
         p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("dense-scenes", help="write the generated scene set in the COCO or ADE20K layout")
     p.add_argument("output", help="destination folder")
-    p.add_argument("--layout", default="coco", choices=("coco", "ade20k"))
-    p.add_argument("--num-train", type=int, default=400)
-    p.add_argument("--num-val", type=int, default=100)
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layout", default="coco", choices=("coco", "ade20k"), help="annotation layout (coco)")
+    p.add_argument("--num-train", type=int, default=400, help="training scenes (400)")
+    p.add_argument("--num-val", type=int, default=100, help="held-out scenes (100)")
+    p.add_argument("--size", type=int, default=64, help="image side in pixels (64)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.set_defaults(func=cmd_scenes)

@@ -23,8 +23,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -33,6 +32,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..engine.checkpointing import load_training_checkpoint
+from ..engine.config import EngineConfig
+from ..engine.distributed import all_gather_object
+from ..engine.task import StepContext, StepOutput, TaskData
 from ..modalities.timeseries import (
     TIME_FEATURE_DIMS,
     Series,
@@ -251,13 +254,16 @@ def forecast_metrics(pred: torch.Tensor, target: torch.Tensor) -> Dict[str, floa
 
 # ----------------------------------------------------------------------------------------------- config
 @dataclass
-class ForecastTrainConfig:
-    """Options of :func:`train_forecaster`.
+class ForecastTrainConfig(EngineConfig):
+    """Options of :func:`train_forecaster`: the engine options (defaults: Adam, no weight decay, the rate halved
+    after every epoch — the official ``type1`` schedule — and early stopping after ``patience`` evaluations
+    without a better validation loss) and the forecasting ones.
 
     ``data``: ``None`` or ``'co2'`` = the embedded Mauna Loa CO2 (monthly); ``'synthetic-grid'`` = the synthetic
     hourly station grid; a folder in the Global Temp/Wind layout (``variable`` selects temp or wind); a
     ``.csv`` (``time_column`` + one column per variable); or a ``.npy``/``.npz`` array. Single-file and
     synthetic data are split chronologically 70/10/20 (Informer).
+
     Unset (None) options take the defaults of the data: :data:`EMBEDDED_DEFAULTS` or :data:`PAPER_GLOBAL_TEMP`.
     """
 
@@ -273,20 +279,29 @@ class ForecastTrainConfig:
     d_model: int = 48
     use_coords: bool = True
     seasonal_period: Optional[int] = None
-    model: str = "custom"
-    model_kwargs: Optional[Dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(TINY_FORECAST_MODEL_KWARGS))
-    drop_path: float = 0.0
     dropout: float = 0.05
+    lr_halving: bool = True  # False: a constant rate (decay_rate 1)
+    train_stride: int = 1
+    # engine options with the forecasting recipe's values
+    model: str = "custom"
+    model_kwargs: Dict[str, Any] = field(default_factory=lambda: copy.deepcopy(TINY_FORECAST_MODEL_KWARGS))
+    drop_path: float = 0.0
     epochs: int = 10
     batch_size: int = 16
     lr: float = 1e-3
-    lr_halving: bool = True
-    patience: int = 3
-    train_stride: int = 1
-    device: str = "auto"
-    seed: int = 0
-    output: str = "runs/forecast"
-    resume: Optional[str] = None
+    warmup_epochs: float = 0.0
+    opt: str = "adam"
+    weight_decay: float = 0.0
+    sched: str = "step"
+    decay_start: int = 1
+    decay_rate: float = 0.5
+    patience: Optional[int] = 3
+    workers: int = 0
+    output: Optional[str] = "runs/forecast"
+
+    def __post_init__(self) -> None:
+        if not self.lr_halving:
+            self.decay_rate = 1.0
 
     @classmethod
     def for_data(cls, **options: Any) -> "ForecastTrainConfig":
@@ -322,6 +337,7 @@ class ForecastResult:
     wall_s: float
     description: str
     model: Optional[nn.Module] = None
+    result: Any = None  # the engine's TrainResult (deploy file, …)
 
     def table(self) -> str:
         """Model and baselines side by side on the test windows (original units)."""
@@ -375,10 +391,12 @@ def evaluate_forecaster(model: nn.Module, loader: DataLoader, device: Union[str,
     model.eval()
     preds, targets = [], []
     for x, xm, y, _ in loader:
-        preds.append(model(x.to(device), xm.to(device)).cpu())
+        preds.append(model(x.to(device), xm.to(device)).float().cpu())
         targets.append(y[:, -model.pred_len:])
     model.train(was)
-    pred, target = torch.cat(preds), torch.cat(targets)
+    gathered = all_gather_object((preds, targets))  # every rank's windows (one process: just its own)
+    pred = torch.cat([t for p, _ in gathered for t in p])
+    target = torch.cat([t for _, tg in gathered for t in tg])
     out = forecast_metrics(pred, target)
     if scale is not None:
         out["loss"] = float(((pred - target) / scale).pow(2).mean())
@@ -399,14 +417,12 @@ def evaluate_baselines(loader: DataLoader, pred_len: int, period: Optional[int])
     return out
 
 
-CHECKPOINT_FORMAT = "unireplknet-forecast-v1"
-
-
 def _read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
-    from ._epoch_loop import read_tagged_checkpoint
-
-    return read_tagged_checkpoint(path, CHECKPOINT_FORMAT, "a forecast run",
-                                  "a forecasting checkpoint written by `unireplknet forecast-train`")
+    ckpt = load_training_checkpoint(path)
+    if ckpt["model_config"].get("task") != "forecast":
+        raise ValueError(f"{path} is not a forecasting checkpoint written by `unireplknet forecast-train` (task "
+                         f"{ckpt['model_config'].get('task', 'image')!r})")
+    return ckpt
 
 
 def _build(cfg: ForecastTrainConfig, train: Series) -> UniRepLKNetForecaster:
@@ -415,81 +431,75 @@ def _build(cfg: ForecastTrainConfig, train: Series) -> UniRepLKNetForecaster:
         train.coords if cfg.use_coords else None, cfg.model, cfg.model_kwargs, cfg.drop_path, cfg.dropout)
 
 
-def train_forecaster(cfg: ForecastTrainConfig, callbacks: Sequence[Callable[[Dict[str, Any]], None]] = ()
-                     ) -> ForecastResult:
-    """Train with MSE, keep the best-on-validation weights, report test MSE/MAE next to the naive baselines.
+class Forecasting:
+    """The engine task of :func:`train_forecaster`: sliding windows, MSE in units of each variable's training
+    standard deviation (so variables of different units weigh alike), the validation loss as the key metric."""
 
-    The loss is the MSE of forecasts divided by each variable's training-set standard deviation (so variables
-    of different units weigh alike); the reported metrics are in the data's own units. Optimiser: Adam; with
-    ``lr_halving`` the rate halves after every epoch (the official ``type1`` schedule); training stops after
-    ``patience`` epochs without a better validation loss. ``resume='auto'`` continues ``output/last.pth``.
-    """
-    from ..engine.checkpointing import get_rng_state, set_rng_state
-    from ..engine.metrics_log import MetricsLogger
-    from ._epoch_loop import end_epoch, resume_checkpoint, start_run, train_one_epoch
+    name = "forecast"
+    metric = "loss"
+    higher_is_better = False
+    find_unused_parameters = True  # the backbone's final norm is not used by the forecasting head
 
-    t0 = time.perf_counter()
-    device, out_dir = start_run(cfg.seed, cfg.device, cfg.output)
-    splits, description = build_forecast_splits(cfg)
-    if cfg.freq is None:
-        cfg.freq = splits["train"].freq
-    if cfg.seasonal_period is None:
-        cfg.seasonal_period = DEFAULT_SEASONAL_PERIOD[cfg.freq]
-    windows = {k: WindowDataset(s, cfg.seq_len, cfg.label_len, cfg.pred_len, cfg.train_stride if k == "train" else 1)
-               for k, s in splits.items()}
-    scale = torch.from_numpy(np.maximum(splits["train"].values.std(0), 1e-6)).float()
-    model = _build(cfg, splits["train"]).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    start_epoch, best, best_epoch, stale = 0, math.inf, 0, 0
-    ckpt = resume_checkpoint(cfg.resume, out_dir, _read_checkpoint)
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start_epoch, best, best_epoch, stale = (int(ckpt["epoch"]), float(ckpt["best"]), int(ckpt["best_epoch"]),
-                                                int(ckpt["stale"]))
-        set_rng_state(ckpt["rng"])
-    log = MetricsLogger(out_dir, resume_epoch=start_epoch, tensorboard=False)
-    val_loader = _loader(windows["val"], 64, False, 0)
-    test_loader = _loader(windows["test"], 64, False, 0)
-    scale_d = scale.to(device)
+    def build_data(self, cfg: ForecastTrainConfig, seed: int) -> TaskData:
+        splits, description = build_forecast_splits(cfg)
+        if cfg.freq is None:
+            cfg.freq = splits["train"].freq
+        if cfg.seasonal_period is None:
+            cfg.seasonal_period = DEFAULT_SEASONAL_PERIOD[cfg.freq]
+        self.splits, self.description = splits, description
+        self.windows = {k: WindowDataset(s, cfg.seq_len, cfg.label_len, cfg.pred_len,
+                                         cfg.train_stride if k == "train" else 1) for k, s in splits.items()}
+        self.scale = torch.from_numpy(np.maximum(splits["train"].values.std(0), 1e-6)).float()
+        self.pred_len = cfg.pred_len
+        return TaskData(self.windows["train"], self.windows["val"], _collate, _collate, description,
+                        data_config=dict(scale=self.scale.tolist(), description=description), eval_batch_size=64)
 
-    def checkpoint(epoch: int) -> Dict[str, Any]:
-        return dict(format=CHECKPOINT_FORMAT, model=model.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch,
-                    best=best, best_epoch=best_epoch, stale=stale, rng=get_rng_state(),
-                    config={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
-                    model_config=model.config, scale=scale, description=description)
+    def build_model(self, cfg: ForecastTrainConfig, data: TaskData, pretrained: bool) -> nn.Module:
+        if pretrained:
+            raise ValueError("--pretrained: the forecaster's backbone takes embedded series, not images; "
+                             "use --checkpoint to start from other forecasting weights")
+        return _build(cfg, self.splits["train"])
 
-    def batch_loss(batch: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor, int]:
+    def model_config(self, cfg: ForecastTrainConfig, data: TaskData, model: nn.Module) -> Dict[str, Any]:
+        return dict(_plain(model.config), task="forecast")
+
+    def training_loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
         x, xm, y, _ = batch
-        x, xm, y = x.to(device), xm.to(device), y[:, -cfg.pred_len:].to(device)
-        return ((model(x, xm) - y) / scale_d).pow(2).mean(), len(x)
+        x, xm, y = ctx.to_device(x), ctx.to_device(xm), ctx.to_device(y[:, -self.pred_len:])
+        return StepOutput(((model(x, xm) - y) / self.scale.to(ctx.device)).pow(2).mean(), len(x))
 
-    for epoch in range(start_epoch, cfg.epochs):
-        if stale >= cfg.patience:
-            _logger.info("early stop: no better validation loss for %d epochs", stale)
-            break
-        for g in optimizer.param_groups:
-            g["lr"] = cfg.lr * (0.5 ** epoch if cfg.lr_halving else 1.0)
-        te = time.perf_counter()
-        batches = _loader(windows["train"], cfg.batch_size, True, cfg.seed * 7919 + epoch)
-        train_loss = train_one_epoch(model, optimizer, batches, batch_loss, epoch)
-        val = evaluate_forecaster(model, val_loader, device, scale)
-        row = dict(epoch=epoch + 1, train_loss=train_loss, val_loss=val["loss"], val_mse=val["mse"],
-                   val_mae=val["mae"], lr=optimizer.param_groups[0]["lr"], epoch_s=time.perf_counter() - te)
-        improved = val["loss"] < best
-        if improved:
-            best, best_epoch, stale = val["loss"], epoch + 1, 0
-        else:
-            stale += 1
-        end_epoch(checkpoint(epoch + 1), out_dir, improved, log, row, callbacks)
-    log.close()
-    if (out_dir / "best.pth").exists():
-        model.load_state_dict(_read_checkpoint(out_dir / "best.pth")["model"])
-    test = evaluate_forecaster(model, test_loader, device, scale)
+    def evaluate(self, model: nn.Module, loader: Any, ctx: StepContext) -> Dict[str, float]:
+        return evaluate_forecaster(model, loader, ctx.device, self.scale)
+
+    def deploy_example(self, data: TaskData) -> Tuple[torch.Tensor, torch.Tensor]:
+        x, xm, _, _ = _collate([self.windows["val"][0], self.windows["val"][min(1, len(self.windows["val"]) - 1)]])
+        return x, xm
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def train_forecaster(cfg: ForecastTrainConfig, callbacks: Sequence[Callable[[Any], None]] = ()) -> ForecastResult:
+    """Train on the engine (``last.pth``, ``best.pth``, deploy file), then report the best checkpoint's test
+    MSE/MAE (the data's own units) next to the naive baselines. ``resume='auto'`` continues ``output/last.pth``."""
+    from ..engine import fit
+
+    task = Forecasting()
+    r = fit(task, cfg, callbacks)
+    model = r.model
+    if r.best_checkpoint is not None:
+        model.load_state_dict(load_training_checkpoint(r.best_checkpoint)["model"])
+    test_loader = _loader(task.windows["test"], 64, False, 0)
+    test = evaluate_forecaster(model, test_loader, next(model.parameters()).device, task.scale)
     baselines = evaluate_baselines(test_loader, cfg.pred_len, cfg.seasonal_period)
-    return ForecastResult(history=log.rows, best_epoch=best_epoch, test=test, baselines=baselines,
-                          checkpoint=out_dir / "last.pth", best_checkpoint=out_dir / "best.pth",
-                          wall_s=time.perf_counter() - t0, description=description, model=model)
+    return ForecastResult(history=r.history, best_epoch=int(r.best["epoch"]) if r.best else 0, test=test,
+                          baselines=baselines, checkpoint=r.checkpoint, best_checkpoint=r.best_checkpoint,
+                          wall_s=r.wall_s, description=task.description, model=model, result=r)
 
 
 def load_forecaster(path: Union[str, Path]) -> Tuple[UniRepLKNetForecaster, ForecastTrainConfig]:

@@ -21,11 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..engine.config import EngineConfig
+from ..engine.task import TaskData, plain
 from ..modalities.pointcloud import (DepthProjection, LearnedProjection, check_points, eval_rotations,
                                      random_train_rotations, rotate, scale_and_translate)
+from .classification import ViewClassification, task_data
 
 __all__ = ["ViewPoolingHead", "PointCloudClassifier", "create_pointcloud_classifier", "PROJECTIONS",
-           "OFFICIAL_MODELNET_KWARGS", "SHAPES_DEMO_KWARGS", "PointCloudTrainConfig", "train_pointcloud",
+           "OFFICIAL_MODELNET_KWARGS", "SHAPES_DEMO_KWARGS", "PointCloudTrainConfig", "PointCloudClassification", "train_pointcloud",
            "smoothed_cross_entropy", "PointCloudAugment", "load_pointcloud_classifier"]
 
 _logger = logging.getLogger(__name__)
@@ -90,7 +93,10 @@ class PointCloudClassifier(nn.Module):
         if points.dim() != 3:
             raise ValueError(f"expected a batch of clouds (B, N, 3[+3]), got shape {tuple(points.shape)}")
         check_points(points, "input point cloud")
-        return self.projection(points)
+        # The projection renders with scatter ops that need one dtype: run it in float32 outside any autocast
+        # (under --amp the backbone still gets the reduced precision).
+        with torch.autocast(points.device.type, enabled=False):
+            return self.projection(points.float())
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone.forward_features(self.images(points)))
@@ -103,11 +109,13 @@ class PointCloudClassifier(nn.Module):
 
 def create_pointcloud_classifier(num_classes: int = 40, model: str = "official", projection: str = "depth",
                                  num_views: int = 4, image_size: int = 224,
-                                 model_kwargs: Optional[Dict[str, Any]] = None, **overrides: Any) -> PointCloudClassifier:
+                                 model_kwargs: Optional[Dict[str, Any]] = None, pretrained: bool = False,
+                                 **overrides: Any) -> PointCloudClassifier:
     """A :class:`PointCloudClassifier` around the official S backbone, a named variant or ``custom`` kwargs."""
-    from ._clf_loop import build_task_backbone
+    from .classification import build_task_backbone
 
-    backbone = build_task_backbone(model, 0, OFFICIAL_MODELNET_KWARGS, model_kwargs, **overrides)  # head unused
+    backbone = build_task_backbone(model, 0, OFFICIAL_MODELNET_KWARGS, model_kwargs, pretrained,
+                                   **overrides)  # head unused
     return PointCloudClassifier(backbone, num_classes, projection, num_views, image_size)
 
 
@@ -132,8 +140,9 @@ class PointCloudAugment:
 
 
 @dataclass
-class PointCloudTrainConfig:
-    """Options of :func:`train_pointcloud`; ``data=None`` is the generated shapes set (light defaults)."""
+class PointCloudTrainConfig(EngineConfig):
+    """Options of :func:`train_pointcloud`: the engine options (defaults of the generated-shapes demo here) and
+    the point-cloud ones. ``data=None`` is the generated shapes set; :meth:`modelnet40` the official recipe."""
 
     data: Optional[str] = None  # None | ModelNet-40 root
     num_points: int = 1024
@@ -141,24 +150,21 @@ class PointCloudTrainConfig:
     projection: str = "depth"
     num_views: int = 4
     image_size: int = 32
+    shapes_per_class: int = 32  # generated set: training shapes per class (held-out: a quarter)
+    smoothing: float = 0.2
+    augment: bool = True  # the official random rotation + scale/shift per step
+    test_rotations: int = 8
+    skip_unreadable: bool = False
+    # engine options with the demo's values
     model: str = "custom"
     model_kwargs: Dict[str, Any] = field(default_factory=lambda: dict(SHAPES_DEMO_KWARGS))
     drop_path: float = 0.0
-    shapes_per_class: int = 32  # generated set: training shapes per class (held-out: a quarter)
     epochs: int = 12
     batch_size: int = 16
     lr: float = 4e-3
-    min_lr: float = 1e-6
     warmup_epochs: float = 1.0
-    weight_decay: float = 0.05
-    smoothing: float = 0.2
-    test_rotations: int = 8
-    skip_unreadable: bool = False
-    seed: int = 0
     workers: int = 0
-    device: str = "cpu"
     output: Optional[str] = "runs/pointcloud"
-    resume: bool = False
 
     @classmethod
     def modelnet40(cls, **options: Any) -> "PointCloudTrainConfig":
@@ -169,41 +175,73 @@ class PointCloudTrainConfig:
         return cls(**base)
 
 
-def train_pointcloud(cfg: PointCloudTrainConfig, progress=None) -> Dict[str, Any]:
-    """Train a :class:`PointCloudClassifier` (see the module docstring); returns history, final metrics, model."""
-    from ._clf_loop import _plain, fit, loop_config_of
+class PointCloudClassification(ViewClassification):
+    """The engine task of :func:`train_pointcloud`: clouds → projected views → backbone → view-pooling head; the
+    official augmentation and smoothed loss; the test averages over rotations."""
 
-    if cfg.data is None:
-        from ..data.pointcloud import GeneratedShapes
+    name = "pointcloud"
+    find_unused_parameters = True  # the backbone's own final norm is not used by the view-pooling head
 
-        train = GeneratedShapes("train", cfg.shapes_per_class, cfg.num_points, cfg.seed)
-        val = GeneratedShapes("val", max(1, cfg.shapes_per_class // 4), cfg.num_points, cfg.seed)
-    else:
-        from ..modalities.pointcloud import ModelNet40
+    def build_data(self, cfg: PointCloudTrainConfig, seed: int) -> TaskData:
+        if cfg.data is None:
+            from ..data.pointcloud import GeneratedShapes
 
-        on_error = "skip" if cfg.skip_unreadable else "raise"
-        oversample = 4800 / 4096  # the official FPS-then-random-subset ratio
-        train = ModelNet40(cfg.data, "train", cfg.num_points, cfg.use_normals, oversample, on_error=on_error)
-        val = ModelNet40(cfg.data, "test", cfg.num_points, cfg.use_normals, on_error=on_error, classes=train.classes)
-    classes = list(train.classes)
-    model = create_pointcloud_classifier(len(classes), cfg.model, cfg.projection, cfg.num_views, cfg.image_size,
-                                         cfg.model_kwargs, drop_path_rate=cfg.drop_path)
-    rotations = eval_rotations()[: cfg.test_rotations]
-    loop = loop_config_of(cfg)
-    model_config = dict(task="pointcloud", model=cfg.model, model_kwargs=_plain(cfg.model_kwargs), classes=classes,
-                        projection=cfg.projection, num_views=cfg.num_views, image_size=cfg.image_size,
-                        num_points=cfg.num_points)
-    result = fit(model, train, val, loop, batch_transform=PointCloudAugment(),
-                 loss_fn=lambda logits, y: smoothed_cross_entropy(logits, y, cfg.smoothing),
-                 forward_views=lambda m, x: m.forward_views(x, rotations.to(x.device)), model_config=model_config,
-                 progress=progress)
-    result.update(model=model, classes=classes, model_config=model_config)
-    return result
+            train = GeneratedShapes("train", cfg.shapes_per_class, cfg.num_points, cfg.seed)
+            val = GeneratedShapes("val", max(1, cfg.shapes_per_class // 4), cfg.num_points, cfg.seed)
+        else:
+            from ..modalities.pointcloud import ModelNet40
+
+            on_error = "skip" if cfg.skip_unreadable else "raise"
+            oversample = 4800 / 4096  # the official FPS-then-random-subset ratio
+            train = ModelNet40(cfg.data, "train", cfg.num_points, cfg.use_normals, oversample, on_error=on_error)
+            val = ModelNet40(cfg.data, "test", cfg.num_points, cfg.use_normals, on_error=on_error,
+                             classes=train.classes)
+        self.smoothing = cfg.smoothing
+        self.augment = PointCloudAugment() if cfg.augment else None
+        self.rotations = eval_rotations()[: cfg.test_rotations]
+        what = "the generated shapes" if cfg.data is None else cfg.data
+        channels = 6 if cfg.use_normals else 3
+        return task_data(train, val, train.classes, None,
+                         f"{what}: {len(train)} training / {len(val)} held-out clouds, {len(train.classes)} classes",
+                         dict(num_points=cfg.num_points, channels=channels), cfg.batch_size)
+
+    def build_model(self, cfg: PointCloudTrainConfig, data: TaskData, pretrained: bool) -> nn.Module:
+        return create_pointcloud_classifier(len(data.class_names), cfg.model, cfg.projection, cfg.num_views,
+                                            cfg.image_size, cfg.model_kwargs, pretrained=pretrained,
+                                            drop_path_rate=cfg.drop_path)
+
+    def model_config(self, cfg: PointCloudTrainConfig, data: TaskData, model: nn.Module) -> Dict[str, Any]:
+        return dict(task="pointcloud", model=cfg.model, model_kwargs=plain(cfg.model_kwargs),
+                    classes=data.class_names, projection=cfg.projection, num_views=cfg.num_views,
+                    image_size=cfg.image_size, num_points=cfg.num_points)
+
+    def batch_transform(self, x: torch.Tensor, y: torch.Tensor):
+        return self.augment(x, y) if self.augment is not None else (x, y)
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return smoothed_cross_entropy(logits, y, self.smoothing)
+
+    def forward_views(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return model.forward_views(x, self.rotations.to(x.device))
+
+    def deploy_example(self, data: TaskData) -> torch.Tensor:
+        dc = data.data_config
+        return torch.rand(2, dc["num_points"], dc["channels"]) - 0.5
+
+
+def train_pointcloud(cfg: PointCloudTrainConfig, callbacks=()) -> Dict[str, Any]:
+    """Train a :class:`PointCloudClassifier` on the engine (see the module docstring); returns history, final
+    metrics (of the trained structure on the held-out set), the model and the engine's full result."""
+    from ..engine import fit
+
+    r = fit(PointCloudClassification(), cfg, callbacks)
+    return dict(history=r.history, final=r.train_structure, wall_s=r.wall_s, model=r.model, classes=r.class_names,
+                model_config=r.model_config, checkpoint=str(r.checkpoint) if cfg.output else None, result=r)
 
 
 def load_pointcloud_classifier(path: str, map_location: str = "cpu") -> Tuple[PointCloudClassifier, Dict[str, Any]]:
     """Rebuild a :class:`PointCloudClassifier` from a ``last.pth`` of :func:`train_pointcloud`."""
-    from ._clf_loop import read_task_checkpoint
+    from .classification import read_task_checkpoint
 
     state, mc, kwargs = read_task_checkpoint(path, "pointcloud", "points-train", map_location)
     model = create_pointcloud_classifier(len(mc["classes"]), mc["model"], mc["projection"], mc["num_views"],

@@ -11,8 +11,8 @@ import argparse
 import json
 import sys
 
-from ._cli_common import (add_eval_loader_arguments, add_execution_arguments, add_optimisation_arguments,
-                          clf_train_options, print_epoch, set_torch_threads)
+from ._cli_common import (add_engine_arguments, add_eval_loader_arguments, engine_options, print_epoch_end,
+                          set_torch_threads)
 
 __all__ = ["add_subcommands", "projection_picture"]
 
@@ -21,18 +21,18 @@ def cmd_points_train(args: argparse.Namespace) -> int:
     from .pointcloud import PointCloudTrainConfig, train_pointcloud
 
     set_torch_threads(args.threads)
-    options = clf_train_options(
-        args, data=args.data, num_points=args.num_points, use_normals=args.use_normals or None,
+    options = engine_options(
+        args, data=args.data, num_points=args.num_points, use_normals=args.use_normals,
         projection=args.projection, num_views=args.num_views, image_size=args.image_size,
         shapes_per_class=args.shapes_per_class, smoothing=args.smoothing, test_rotations=args.test_rotations,
-        skip_unreadable=args.skip_unreadable or None)
+        skip_unreadable=args.skip_unreadable)
     recipe = args.recipe or ("modelnet40" if args.data else "demo")
     cfg = (PointCloudTrainConfig.modelnet40(**options) if recipe == "modelnet40"
            else PointCloudTrainConfig(**options))
     what = "the generated shapes" if cfg.data is None else cfg.data
     print(f"unireplknet points-train: {cfg.model}, {cfg.projection} projection, {cfg.num_views} views of "
           f"{cfg.image_size}px, {cfg.num_points} points, on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
-    r = train_pointcloud(cfg, progress=print_epoch)
+    r = train_pointcloud(cfg, callbacks=[print_epoch_end])
     f = r["final"]
     print(f"point-cloud classification — {what}: {len(r['classes'])} classes (chance {100 / len(r['classes']):.1f}%), "
           f"{r['wall_s']:.0f} s")
@@ -47,10 +47,14 @@ def cmd_points_eval(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from ..modalities.pointcloud import ModelNet40, eval_rotations
-    from ._clf_loop import evaluate_views
+    from .classification import evaluate_views
     from .pointcloud import load_pointcloud_classifier
 
+    from ..engine.distributed import resolve_device
+
+    device = resolve_device(args.device)
     model, mc = load_pointcloud_classifier(args.checkpoint)
+    model.to(device)
     if args.data is None:
         from ..data.pointcloud import GeneratedShapes
 
@@ -62,7 +66,7 @@ def cmd_points_eval(args: argparse.Namespace) -> int:
         raise ValueError(f"the data's classes {list(ds.classes)[:5]}… differ from the checkpoint's {mc['classes'][:5]}…")
     rotations = eval_rotations()[: args.test_rotations]
     loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers)
-    m = evaluate_views(model, loader, torch.device("cpu"), lambda mod, x: mod.forward_views(x, rotations))
+    m = evaluate_views(model, loader, device, lambda mod, x: mod.forward_views(x, rotations.to(x.device)))
     print(json.dumps(m) if args.json else
           f"OA over all {len(rotations)} rotations {m.get('view_top1', m['top1']):.2f}%, rotation-voted "
           f"{m['top1']:.2f}% on {m['samples']} shapes")
@@ -127,35 +131,37 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", default=None, help="ModelNet-40 root (modelnet40_normal_resampled or the .off release)")
     g.add_argument("--num-points", type=int, default=None, help="points per cloud after FPS (1024; modelnet40 4096)")
-    g.add_argument("--use-normals", action="store_true", help="keep normals (rotated with the points; not projected)")
+    g.add_argument("--use-normals", action="store_true", default=None, help="keep normals (rotated with the points; not projected)")
     g.add_argument("--shapes-per-class", type=int, default=None, help="generated set: training shapes per class (32)")
-    g.add_argument("--skip-unreadable", action="store_true", help="replace unreadable/degenerate files (logged)")
+    g.add_argument("--skip-unreadable", action="store_true", default=None, help="replace unreadable/degenerate files (logged)")
     g = p.add_argument_group("model and recipe")
-    g.add_argument("--recipe", default=None, choices=("demo", "modelnet40"),
+    g.add_argument("--recipe", "--preset", dest="recipe", default=None, choices=("demo", "modelnet40"),
                    help="defaults: demo = light settings of the generated set (default without --data); "
                         "modelnet40 = the official recipe (default with --data)")
     g.add_argument("--projection", default=None, choices=("depth", "learned"),
                    help="depth = fixed differentiable rendering; learned = the official point-to-pixel encoder")
     g.add_argument("--num-views", type=int, default=None, help="4 (official)")
     g.add_argument("--image-size", type=int, default=None, help="view side in pixels (32; modelnet40 224)")
-    add_optimisation_arguments(g, "official (S backbone), custom (--model-kwargs) or unireplknet_a … _xl")
     g.add_argument("--smoothing", type=float, default=None, help="official 0.2 (eps/(K-1) off target)")
     g.add_argument("--test-rotations", type=int, default=None, help="how many of the 8 official test rotations")
-    add_execution_arguments(p, "run folder (runs/pointcloud)")
+    add_engine_arguments(p, dict(
+        model="official = the S backbone of the paper; demo: a small custom net", drop_path="demo 0; modelnet40 0.4",
+        epochs="demo 12; modelnet40 300", batch_size="16", lr="demo 4e-3; modelnet40 5e-4",
+        warmup_epochs="demo 1; modelnet40 0", workers="demo 0; modelnet40 4", output="runs/pointcloud"))
     p.set_defaults(func=cmd_points_train)
 
     p = sub.add_parser("points-eval", help="the 8-rotation test of a points-train checkpoint")
     p.add_argument("checkpoint", help="last.pth of points-train")
     p.add_argument("--data", default=None, help="ModelNet-40 root (default: the generated held-out shapes)")
     p.add_argument("--shapes-per-class", type=int, default=8, help="generated set: held-out shapes per class")
-    p.add_argument("--test-rotations", type=int, default=8)
+    p.add_argument("--test-rotations", type=int, default=8, help="how many of the 8 official test rotations (8)")
     add_eval_loader_arguments(p, batch_size=16)
     p.set_defaults(func=cmd_points_eval)
 
     p = sub.add_parser("points-project", help="save the fixed depth projections of clouds (PNG)")
     p.add_argument("files", nargs="*", help=".off / .txt / .npy files (default: one generated shape per class)")
-    p.add_argument("--output", "-o", default="projection.png")
-    p.add_argument("--num-points", type=int, default=2048)
-    p.add_argument("--num-views", type=int, default=4)
-    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--output", "-o", default="projection.png", help="destination PNG (projection.png)")
+    p.add_argument("--num-points", type=int, default=2048, help="points sampled from a mesh (2048)")
+    p.add_argument("--num-views", type=int, default=4, help="views per cloud (4)")
+    p.add_argument("--image-size", type=int, default=64, help="view side in pixels (64)")
     p.set_defaults(func=cmd_points_project)

@@ -445,26 +445,10 @@ def evaluate_miou(model: nn.Module, dataset: torch.utils.data.Dataset, num_class
 # ----------------------------------------------------------------------------------------------- ONNX
 def export_onnx(model: nn.Module, path: PathLike, image_size: Tuple[int, int] = (512, 512), opset: int = 17,
                 verify: bool = True, atol: float = 1e-3) -> Dict[str, Any]:
-    """Export a segmenter to ONNX: input ``images`` (dynamic batch, fixed H×W as the official static
-    512×512 deploy config), output ``logits``; verified with onnxruntime on a batch of 3 (RuntimeError above
-    ``atol``). Re-parameterize first for the deploy graph."""
-    import warnings
+    """Export a segmenter to ONNX with the package's one exporter (:func:`unireplknet.export.export_onnx`):
+    input ``images`` (dynamic batch, fixed H×W as the official static 512×512 deploy config), output ``logits``;
+    verified with onnxruntime on a batch of 3 (RuntimeError above ``atol``). Re-parameterize first for the
+    deploy graph."""
+    from ..export import export_onnx as export_model
 
-    from ..export import verify_onnx
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval().to("cpu")
-    example = torch.randn(2, 3, *image_size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # shape arithmetic traced as constants: expected for a static size
-        torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=["logits"],
-                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
-                          dynamo=False)
-    info: Dict[str, Any] = dict(path=path, opset=opset, max_abs_diff=None)
-    if verify:
-        diff = verify_onnx(path, model, torch.randn(3, 3, *image_size))
-        info["max_abs_diff"] = diff
-        if diff > atol:
-            raise RuntimeError(f"ONNX segmenter {path} differs from PyTorch by {diff:.3g} (> {atol})")
-    return info
+    return export_model(model, path, (3, *image_size), opset=opset, verify=verify, atol=atol, exporter="torchscript")

@@ -17,10 +17,13 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from ..engine.config import EngineConfig
+from ..engine.task import TaskData, plain
 from ..modalities.video import LAYOUTS, clip_to_image, mosaic_grid
+from .classification import ViewClassification, task_data
 
 __all__ = ["OFFICIAL_K400_KWARGS", "MOTION_DEMO_KWARGS", "VideoClassifier", "create_video_classifier",
-           "VideoTrainConfig", "train_video", "clip_mixup", "load_video_classifier", "build_video_data",
+           "VideoTrainConfig", "VideoClassification", "train_video", "clip_mixup", "load_video_classifier", "build_video_data",
            "prefixed_group_matcher"]
 
 _logger = logging.getLogger(__name__)
@@ -114,7 +117,7 @@ def create_video_classifier(model: str = "official", num_classes: int = 400, num
     ``model``: ``"official"`` (:data:`OFFICIAL_K400_KWARGS`), ``"custom"`` (``model_kwargs``) or a variant
     name (``unireplknet_s`` … ; ``pretrained`` loads ImageNet weights as an initialisation).
     """
-    from ._clf_loop import build_task_backbone
+    from .classification import build_task_backbone
 
     backbone = build_task_backbone(model, num_classes, OFFICIAL_K400_KWARGS, model_kwargs, pretrained, **overrides)
     return VideoClassifier(backbone, num_frames, layout)
@@ -141,8 +144,11 @@ def clip_mixup(num_classes: int, mixup: float = 0.8, cutmix: float = 1.0, smooth
 
 
 @dataclass
-class VideoTrainConfig:
-    """Options of :func:`train_video`. ``data=None`` is the generated motion set (its light defaults below)."""
+class VideoTrainConfig(EngineConfig):
+    """Options of :func:`train_video`: the engine options (defaults of the motion demo here) and the clip ones.
+
+    ``data=None`` is the generated motion set; :meth:`kinetics` is the official Kinetics-400 recipe.
+    """
 
     data: Optional[str] = None  # None | folder root | Kinetics CSV / list file
     val_data: Optional[str] = None  # folder or list of the held-out videos (default: split off --val-split)
@@ -152,17 +158,7 @@ class VideoTrainConfig:
     sampling_rate: int = 4
     input_size: int = 32  # frame side (Kinetics recipe: 224)
     layout: str = "mosaic"
-    model: str = "custom"
-    model_kwargs: Dict[str, Any] = field(default_factory=lambda: dict(MOTION_DEMO_KWARGS))
-    drop_path: float = 0.0
     clips_per_class: int = 48  # motion set: training clips per class (held-out: a quarter of it)
-    epochs: int = 8
-    batch_size: int = 16
-    lr: float = 2e-3
-    min_lr: float = 1e-6
-    warmup_epochs: float = 1.0
-    weight_decay: float = 0.05
-    layer_decay: Optional[float] = None
     smoothing: float = 0.1
     mixup: float = 0.0
     cutmix: float = 0.0
@@ -173,11 +169,16 @@ class VideoTrainConfig:
     test_clips: int = 1
     test_crops: int = 1
     skip_unreadable: bool = False
-    seed: int = 0
+    # engine options with the motion demo's values
+    model: str = "custom"
+    model_kwargs: Dict[str, Any] = field(default_factory=lambda: dict(MOTION_DEMO_KWARGS))
+    drop_path: float = 0.0
+    epochs: int = 8
+    batch_size: int = 16
+    lr: float = 2e-3
+    warmup_epochs: float = 1.0
     workers: int = 0
-    device: str = "cpu"
     output: Optional[str] = "runs/video"
-    resume: bool = False
 
     @classmethod
     def kinetics(cls, **options: Any) -> "VideoTrainConfig":
@@ -230,28 +231,54 @@ def build_video_data(cfg: VideoTrainConfig):
     return train, val, classes
 
 
-def train_video(cfg: VideoTrainConfig, progress=None) -> Dict[str, Any]:
-    """Train a :class:`VideoClassifier` (see the module docstring); returns history, final metrics, model."""
-    from ..modalities.video import collate_clips
-    from ._clf_loop import _plain, fit, loop_config_of
+class VideoClassification(ViewClassification):
+    """The engine task of :func:`train_video`: clips → :class:`VideoClassifier`, mixup on the clip, multi-view test."""
 
-    train, val, classes = build_video_data(cfg)
-    model = create_video_classifier(cfg.model, len(classes), cfg.num_frames, cfg.layout, cfg.model_kwargs,
-                                    drop_path_rate=cfg.drop_path)
-    mix = clip_mixup(len(classes), cfg.mixup, cfg.cutmix, cfg.smoothing) if (cfg.mixup or cfg.cutmix) else None
-    loop = loop_config_of(cfg)
-    model_config = dict(task="video", model=cfg.model, model_kwargs=_plain(cfg.model_kwargs), classes=classes,
-                        num_frames=cfg.num_frames, layout=cfg.layout, input_size=cfg.input_size)
-    collate = collate_clips if cfg.data is not None else None
-    result = fit(model, train, val, loop, collate=collate, batch_transform=mix,
-                 forward_views=lambda m, x: m.forward_views(x), model_config=model_config, progress=progress)
-    result.update(model=model, classes=classes, model_config=model_config)
-    return result
+    name = "video"
+
+    def build_data(self, cfg: VideoTrainConfig, seed: int) -> TaskData:
+        from ..modalities.video import collate_clips
+
+        train, val, classes = build_video_data(cfg)
+        self.smoothing = cfg.smoothing
+        self.mix = clip_mixup(len(classes), cfg.mixup, cfg.cutmix, cfg.smoothing) if (cfg.mixup or cfg.cutmix) else None
+        what = "the generated motion clips" if cfg.data is None else cfg.data
+        return task_data(train, val, classes, collate_clips if cfg.data is not None else None,
+                         f"{what}: {len(train)} training / {len(val)} held-out clips, {len(classes)} classes",
+                         dict(num_frames=cfg.num_frames, input_size=cfg.input_size, layout=cfg.layout), cfg.batch_size)
+
+    def build_model(self, cfg: VideoTrainConfig, data: TaskData, pretrained: bool) -> nn.Module:
+        return create_video_classifier(cfg.model, len(data.class_names), cfg.num_frames, cfg.layout, cfg.model_kwargs,
+                                       pretrained, drop_path_rate=cfg.drop_path)
+
+    def model_config(self, cfg: VideoTrainConfig, data: TaskData, model: nn.Module) -> Dict[str, Any]:
+        return dict(task="video", model=cfg.model, model_kwargs=plain(cfg.model_kwargs), classes=data.class_names,
+                    num_frames=cfg.num_frames, layout=cfg.layout, input_size=cfg.input_size)
+
+    def batch_transform(self, x: torch.Tensor, y: torch.Tensor):
+        return self.mix(x, y) if self.mix is not None else (x, y)
+
+    def forward_views(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return model.forward_views(x)
+
+    def deploy_example(self, data: TaskData) -> torch.Tensor:
+        dc = data.data_config
+        return torch.randn(2, 3, dc["num_frames"], dc["input_size"], dc["input_size"])
+
+
+def train_video(cfg: VideoTrainConfig, callbacks=()) -> Dict[str, Any]:
+    """Train a :class:`VideoClassifier` on the engine (see the module docstring); returns history, final
+    metrics (of the trained structure on the held-out set), the model and the engine's full result."""
+    from ..engine import fit
+
+    r = fit(VideoClassification(), cfg, callbacks)
+    return dict(history=r.history, final=r.train_structure, wall_s=r.wall_s, model=r.model, classes=r.class_names,
+                model_config=r.model_config, checkpoint=str(r.checkpoint) if cfg.output else None, result=r)
 
 
 def load_video_classifier(path: str, map_location: str = "cpu") -> Tuple[VideoClassifier, Dict[str, Any]]:
     """Rebuild a :class:`VideoClassifier` from a ``last.pth`` of :func:`train_video`; returns (model, model_config)."""
-    from ._clf_loop import read_task_checkpoint
+    from .classification import read_task_checkpoint
 
     state, mc, kwargs = read_task_checkpoint(path, "video", "video-train", map_location)
     model = create_video_classifier(mc["model"], len(mc["classes"]), mc["num_frames"], mc["layout"], kwargs)

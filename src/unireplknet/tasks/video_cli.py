@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ._cli_common import (add_eval_loader_arguments, add_execution_arguments, add_optimisation_arguments,
-                          clf_train_options, print_epoch, set_torch_threads)
+from ._cli_common import (add_engine_arguments, add_eval_loader_arguments, engine_options, print_epoch_end,
+                          set_torch_threads)
 
 __all__ = ["add_subcommands", "clip_picture"]
 
@@ -23,18 +23,18 @@ def cmd_video_train(args: argparse.Namespace) -> int:
     from .video import VideoTrainConfig, train_video
 
     set_torch_threads(args.threads)
-    options = clf_train_options(
+    options = engine_options(
         args, data=args.data, val_data=args.val_data, data_root=args.data_root, val_split=args.val_split,
         num_frames=args.num_frames, sampling_rate=args.sampling_rate, input_size=args.input_size, layout=args.layout,
-        clips_per_class=args.clips_per_class, layer_decay=args.layer_decay, smoothing=args.smoothing,
+        clips_per_class=args.clips_per_class, smoothing=args.smoothing,
         mixup=args.mixup, cutmix=args.cutmix, auto_augment=args.aa, hflip=args.hflip, reprob=args.reprob,
-        test_clips=args.test_clips, test_crops=args.test_crops, skip_unreadable=args.skip_unreadable or None)
+        test_clips=args.test_clips, test_crops=args.test_crops, skip_unreadable=args.skip_unreadable)
     recipe = args.recipe or ("kinetics" if args.data else "demo")
     cfg = VideoTrainConfig.kinetics(**options) if recipe == "kinetics" else VideoTrainConfig(**options)
     what = "the generated motion clips" if cfg.data is None else cfg.data
     print(f"unireplknet video-train: {cfg.model} ({cfg.layout} layout, {cfg.num_frames} frames of "
           f"{cfg.input_size}px) on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
-    r = train_video(cfg, progress=print_epoch)
+    r = train_video(cfg, callbacks=[print_epoch_end])
     f = r["final"]
     views = cfg.test_clips * cfg.test_crops
     chance = 100.0 / len(r["classes"])
@@ -50,10 +50,14 @@ def cmd_video_eval(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from ..modalities.video import ClipEvalTransform, VideoClipDataset, collate_clips, read_kinetics_csv, scan_video_folder
-    from ._clf_loop import evaluate_views
+    from .classification import evaluate_views
     from .video import load_video_classifier
 
+    from ..engine.distributed import resolve_device
+
+    device = resolve_device(args.device)
     model, mc = load_video_classifier(args.checkpoint)
+    model.to(device)
     size = args.input_size or mc["input_size"]
     if args.data is None:
         from ..data.video import MotionClips
@@ -72,7 +76,7 @@ def cmd_video_eval(args: argparse.Namespace) -> int:
                               on_error="skip" if args.skip_unreadable else "raise")
         collate = collate_clips
     loader = DataLoader(ds, batch_size=args.batch_size, collate_fn=collate, num_workers=args.workers)
-    m = evaluate_views(model, loader, torch.device("cpu"), lambda mod, x: mod.forward_views(x))
+    m = evaluate_views(model, loader, device, lambda mod, x: mod.forward_views(x))
     print(json.dumps(m) if args.json else f"top-1 {m['top1']:.2f}% on {m['samples']} clips, loss {m['loss']:.4f}"
           + (f", single-view top-1 {m['view_top1']:.2f}%" if "view_top1" in m else ""))
     return 0
@@ -125,42 +129,45 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--layout", default=None, choices=("mosaic", "reshape"),
                    help="mosaic = the paper's frame grid (default); reshape = the official code's memory reshape")
     g.add_argument("--clips-per-class", type=int, default=None, help="motion set: training clips per class (48)")
-    g.add_argument("--skip-unreadable", action="store_true", help="leave out videos that fail to decode")
+    g.add_argument("--skip-unreadable", action="store_true", default=None, help="leave out videos that fail to decode")
     g = p.add_argument_group("model and recipe")
-    g.add_argument("--recipe", default=None, choices=("demo", "kinetics"),
+    g.add_argument("--recipe", "--preset", dest="recipe", default=None, choices=("demo", "kinetics"),
                    help="defaults: demo = light settings of the motion set (default without --data); kinetics = "
                         "the official K400 recipe (default with --data)")
-    add_optimisation_arguments(g, "official (K400 network), custom (--model-kwargs) or unireplknet_a … _xl")
-    g.add_argument("--layer-decay", type=float, default=None)
-    g.add_argument("--smoothing", type=float, default=None)
-    g.add_argument("--mixup", type=float, default=None)
-    g.add_argument("--cutmix", type=float, default=None)
+    g.add_argument("--smoothing", type=float, default=None, help="label smoothing (0.1)")
+    g.add_argument("--mixup", type=float, default=None, help="mixup alpha on the clip (demo 0; kinetics 0.8)")
+    g.add_argument("--cutmix", type=float, default=None, help="cutmix alpha on the clip, the same box in every frame (demo 0; kinetics 1.0)")
     g.add_argument("--aa", default=None, help="RandAugment string, the same ops on every frame ('' = off)")
     g.add_argument("--hflip", type=float, default=None, help="flip probability (0 for the motion set: it swaps labels)")
-    g.add_argument("--reprob", type=float, default=None)
+    g.add_argument("--reprob", type=float, default=None, help="random erasing probability (demo 0; kinetics 0.25)")
     g.add_argument("--test-clips", type=int, default=None, help="temporal test clips (kinetics: 5)")
     g.add_argument("--test-crops", type=int, default=None, help="spatial test crops (kinetics: 3)")
-    add_execution_arguments(p, "run folder (runs/video)")
+    add_engine_arguments(p, dict(
+        model="official = the K400 network of the paper; demo: a small custom net", drop_path="demo 0; kinetics 0.4",
+        epochs="demo 8; kinetics 90", batch_size="demo 16; kinetics 8", lr="demo 2e-3; kinetics 1e-3",
+        warmup_epochs="demo 1; kinetics 5", layer_decay="kinetics 0.75", workers="demo 0; kinetics 4",
+        output="runs/video"))
     p.set_defaults(func=cmd_video_train)
 
     p = sub.add_parser("video-eval", help="multi-clip, multi-crop top-1 of a video-train checkpoint")
     p.add_argument("checkpoint", help="last.pth of video-train")
     p.add_argument("--data", default=None, help="folder or Kinetics CSV/list (default: the motion set's held-out clips)")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--sampling-rate", type=int, default=4)
+    p.add_argument("--data-root", default=None, help="where the files of a list live (default: next to the list)")
+    p.add_argument("--sampling-rate", type=int, default=4, help="frame stride (4)")
     p.add_argument("--input-size", type=int, default=None, help="default: the training frame size")
-    p.add_argument("--test-clips", type=int, default=5)
-    p.add_argument("--test-crops", type=int, default=3)
+    p.add_argument("--test-clips", type=int, default=5, help="temporal test clips per video (5)")
+    p.add_argument("--test-crops", type=int, default=3, help="spatial test crops per clip (3)")
     p.add_argument("--clips-per-class", type=int, default=12, help="motion set: held-out clips per class")
     add_eval_loader_arguments(p, batch_size=8)
     p.set_defaults(func=cmd_video_eval)
 
     p = sub.add_parser("video-mosaic", help="save the image the backbone sees for a clip (PNG)")
     p.add_argument("video", nargs="?", default=None, help="a video file (default: a generated motion clip)")
-    p.add_argument("--output", "-o", default="mosaic.png")
-    p.add_argument("--layout", default="mosaic", choices=("mosaic", "reshape"))
-    p.add_argument("--num-frames", type=int, default=16)
-    p.add_argument("--sampling-rate", type=int, default=4)
+    p.add_argument("--output", "-o", default="mosaic.png", help="destination PNG (mosaic.png)")
+    p.add_argument("--layout", default="mosaic", choices=("mosaic", "reshape"),
+                   help="mosaic = the paper's frame grid; reshape = the official code's memory reshape (mosaic)")
+    p.add_argument("--num-frames", type=int, default=16, help="frames in the picture, a square number (16)")
+    p.add_argument("--sampling-rate", type=int, default=4, help="frame stride of a video file (4)")
     p.add_argument("--input-size", type=int, default=32, help="motion clip frame side")
     p.add_argument("--index", type=int, default=0, help="which motion clip")
     p.add_argument("--scale", type=int, default=1, help="enlarge the picture (nearest neighbour)")
