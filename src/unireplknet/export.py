@@ -65,7 +65,7 @@ def export_onnx(
     if verify:
         diff = verify_onnx(path, model, torch.randn(3, *input_size))
         info["max_abs_diff"] = diff
-        if diff > atol:
+        if not diff <= atol:  # written so that NaN fails too
             raise RuntimeError(f"ONNX model {path} differs from PyTorch by {diff:.3g} (> {atol}); please report this")
     return info
 
@@ -82,6 +82,6 @@ def export_torch_program(model: nn.Module, path: Union[str, Path], input_size: S
     x = torch.randn(3, *input_size)
     with torch.no_grad():
         diff = float((torch.export.load(str(path)).module()(x) - model(x)).abs().max())
-    if diff > atol:
+    if not diff <= atol:  # written so that NaN fails too
         raise RuntimeError(f"torch.export program {path} differs from eager PyTorch by {diff:.3g}")
     return dict(path=path, max_abs_diff=diff)

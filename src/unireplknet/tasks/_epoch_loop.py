@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..engine.distributed import resolve_device
+from ..guards import describe_unreadable_checkpoint
 
 __all__ = ["resolve_device", "start_run", "load_checkpoint_file", "read_tagged_checkpoint", "resume_checkpoint", "optimizer_step", "train_one_epoch",
            "end_epoch"]
@@ -41,7 +42,7 @@ def load_checkpoint_file(path: Union[str, Path], expected: str, map_location: An
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated, not a torch file, or holds objects that need unpickling
-        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from e
+        raise ValueError(describe_unreadable_checkpoint(path, e, expected)) from e  # one paragraph, by file kind
 
 
 def read_tagged_checkpoint(path: Union[str, Path], fmt: str, run: str, kind: str) -> Dict[str, Any]:

@@ -136,8 +136,12 @@ def cmd_train(args: argparse.Namespace, task: str) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ._dense_loop import evaluate_dense
+    from ._dense_loop import DENSE_CHECKPOINT_FORMAT, evaluate_dense
+    from ._epoch_loop import read_tagged_checkpoint
 
+    # Read (weights_only) and check the file first, so a wrong or broken one is a one-line error, not a traceback.
+    read_tagged_checkpoint(args.checkpoint, DENSE_CHECKPOINT_FORMAT, "a det-train/seg-train run",
+                           "a detection/segmentation checkpoint written by `unireplknet det-train`/`seg-train`")
     metrics = evaluate_dense(args.checkpoint, args.data, args.device, args.batch_size)
     if _is_main():
         if args.json:
