@@ -385,3 +385,18 @@ def test_corpus_through_every_subcommand_in_subprocesses(corpus, tmp_path):
         assert "Traceback" not in proc.stderr, (argv, proc.stderr)
     assert _tree_digests(corpus["root"]) == before
     assert not corpus["marker"].exists()
+
+
+@pytest.mark.parametrize("fmt,suffix", [("onnx", ".onnx"), pytest.param("torch-export", ".pt2", marks=pytest.mark.slow)])
+def test_failed_export_check_leaves_the_earlier_file(corpus, negative_variance_checkpoint, tmp_path, fmt, suffix):
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    code, _, err = _run(["export", corpus["good_train_pth"], "-o", tmp_path / "m", "--format", fmt,
+                         "--exporter", "torchscript"])
+    assert code == 0, err
+    before = _digest(tmp_path / f"m{suffix}")
+    code, _, err = _run(["export", negative_variance_checkpoint, "-o", tmp_path / "m", "--format", fmt,
+                         "--exporter", "torchscript"])
+    assert code == 2 and "differs" in _one_paragraph_error(err, "export")
+    assert _digest(tmp_path / f"m{suffix}") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"m{suffix}"]  # no temporary file left behind
