@@ -17,10 +17,10 @@ import math
 import os
 import zipfile
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import TYPE_CHECKING, Iterable, Optional, Union
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where it is used, so that `unireplknet --help` stays quick
+    from torch import nn
 
 __all__ = ["GuardError", "file_kind", "check_output_file", "check_finite_model", "check_finite"]
 
@@ -140,11 +140,13 @@ def _suffix(kind: str) -> str:
     return {"safetensors": ".safetensors", "torch": ".pth", "pt2": ".pt2", "onnx": ".onnx"}.get(kind, "")
 
 
-def check_finite_model(model: nn.Module, source: PathLike) -> None:
+def check_finite_model(model: "nn.Module", source: PathLike) -> None:
     """Refuse a model whose weights or BatchNorm statistics hold NaN or Inf (a diverged run's checkpoint).
 
     Such a model produces NaN for every input, so every number reported from it would be meaningless.
     """
+    import torch
+
     bad = [name for name, t in list(model.named_parameters()) + list(model.named_buffers())
            if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
