@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from .guards import check_finite, check_finite_model, check_output_file, non_negative_int, positive_int
 from .tasks._cli_common import add_engine_arguments, engine_options, json_dict_arg, set_torch_threads
 
 __all__ = ["main", "build_parser"]
@@ -67,6 +68,7 @@ def _load_model(path: str, use_ema: bool = False):
     config = infer_config(sd)
     model = UniRepLKNet(**config)
     load_checkpoint(model, sd)
+    check_finite_model(model, path)  # a diverged run's NaN weights would make every reported number meaningless
     return model.eval()
 
 
@@ -210,6 +212,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model.to(device)
     loader = make_eval_loader(dataset, args.batch_size, collate, args.workers)
     m = evaluate(model, loader, device, _amp_dtype(args.amp), progress=not args.no_progress)
+    check_finite(m["loss"], "the evaluation loss", args.checkpoint)
     m.update(checkpoint=str(args.checkpoint), data=where, input_size=list(dc["input_size"]),
              crop_pct=dc.get("crop_pct"), interpolation=dc.get("interpolation"))
     if args.json:
@@ -233,6 +236,9 @@ def cmd_reparam(args: argparse.Namespace) -> int:
     from .engine import read_run_metadata
     from .model import reparameterize
 
+    out_path = Path(args.output) if args.output else Path(args.checkpoint).with_name(
+        Path(args.checkpoint).stem + "_deploy.safetensors")
+    check_output_file(out_path, "safetensors", [args.checkpoint], args.overwrite)
     model = _load_model(args.checkpoint, use_ema=args.ema)
     if model.deploy:
         raise CLIError(f"{args.checkpoint} is already in the deploy (re-parameterized) layout; nothing to do")
@@ -244,11 +250,10 @@ def cmd_reparam(args: argparse.Namespace) -> int:
         ref, out = model(x), deploy(x)
     diff = float((ref - out).abs().max())
     scale = float(ref.abs().max())
+    check_finite(diff, "the re-parameterization check's output difference", args.checkpoint)
     if diff > args.atol * max(1.0, scale):
         raise CLIError(f"re-parameterized outputs differ by {diff:.3g} (> {args.atol}); the checkpoint may hold "
                        "non-finite BatchNorm statistics — please report this")
-    out_path = Path(args.output) if args.output else Path(args.checkpoint).with_name(
-        Path(args.checkpoint).stem + "_deploy.safetensors")
     metadata = {k: json.dumps(v) for k, v in meta.items()}
     save_model(deploy, out_path, metadata=metadata)
     n_train, n_deploy = sum(p.numel() for p in model.parameters()), sum(p.numel() for p in deploy.parameters())
@@ -262,14 +267,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .engine import read_run_metadata
     from .model import reparameterize
 
+    base = Path(args.output) if args.output else Path(args.checkpoint).with_suffix("")
+    formats = ["onnx", "torch-export"] if args.format == "all" else [args.format]
+    for fmt in formats:
+        kind = "onnx" if fmt == "onnx" else "pt2"
+        check_output_file(base.with_suffix("." + kind), kind, [args.checkpoint], args.overwrite)
     model = _load_model(args.checkpoint, use_ema=args.ema)
     if not model.deploy:
         reparameterize(model)
     meta = read_run_metadata(args.checkpoint)
     dc = _data_config_for(model, args.checkpoint, meta, args)
     input_size = tuple(int(v) for v in dc["input_size"])
-    base = Path(args.output) if args.output else Path(args.checkpoint).with_suffix("")
-    formats = ["onnx", "torch-export"] if args.format == "all" else [args.format]
     for fmt in formats:
         if fmt == "onnx":
             from .export import export_onnx
@@ -312,9 +320,9 @@ def _class_names_for(model, meta: Dict[str, Any]) -> List[str]:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import torch
-    from PIL import Image, UnidentifiedImageError
 
     from .data.build import eval_transform
+    from .data.folder import UNREADABLE_IMAGE_ERRORS, open_image
     from .engine import read_run_metadata
 
     if args.checkpoint is None and not args.model:
@@ -339,14 +347,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     results, failed = [], 0
     for path in args.images:
         try:
-            with Image.open(path) as img:
-                x = transform(img.convert(mode)).unsqueeze(0)
-        except (OSError, UnidentifiedImageError, ValueError) as e:
+            x = transform(open_image(path, mode)).unsqueeze(0)
+        except UNREADABLE_IMAGE_ERRORS as e:
             failed += 1
             print(f"{path}: cannot read image ({e})", file=sys.stderr)
             continue
         with torch.no_grad():
             probs = model(x.to(device)).float().softmax(-1)[0].cpu()
+        check_finite(float(probs.sum()), f"the class probabilities for {path}", args.checkpoint or args.model)
         top = probs.topk(k)
         preds = [dict(index=int(i), label=names[int(i)], probability=float(p)) for p, i in zip(top.values, top.indices)]
         results.append(dict(image=str(path), top_k=preds))
@@ -367,6 +375,8 @@ PLOT_MISSING = "--plot needs matplotlib, which is not installed: pip install 'un
 
 def _check_bench_args(args: argparse.Namespace, device) -> None:
     """Every option checked before the first measurement, so a bad one does not cost a whole benchmark."""
+    if any(bs < 1 for bs in args.batch_sizes):
+        raise CLIError(f"--batch-sizes must all be at least 1, got {','.join(map(str, args.batch_sizes))}")
     for structure in args.structures:
         if structure not in ("train", "deploy"):
             raise CLIError(f"--structures takes train and/or deploy, got {structure!r}")
@@ -548,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--ema", action="store_true", help="use the EMA weights of a training checkpoint")
 
     def add_data_cfg(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--input-size", type=int, default=None, help="override the checkpoint's input size")
+        q.add_argument("--input-size", type=positive_int, default=None, help="override the checkpoint's input size")
         q.add_argument("--crop-pct", type=float, default=None, help="override the centre-crop fraction")
         q.add_argument("--interpolation", default=None, help="override the resize interpolation")
 
@@ -557,8 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="image folder (root/<class>/... or root/val/<class>/...); "
                    "default for digits models: the embedded held-out split")
     add_data_cfg(p)
-    p.add_argument("--batch-size", type=int, default=96, help="images per batch (96)")
-    p.add_argument("--workers", type=int, default=2, help="data-loading processes (2)")
+    p.add_argument("--batch-size", type=positive_int, default=96, help="images per batch (96)")
+    p.add_argument("--workers", type=non_negative_int, default=2, help="data-loading processes (2)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
     p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"), help="autocast dtype (none)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -568,8 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reparam", help="training checkpoint -> deploy checkpoint (safetensors), verified")
     add_ckpt(p)
     p.add_argument("--output", "-o", default=None, help="destination .safetensors (default: <checkpoint>_deploy.safetensors)")
-    p.add_argument("--input-size", type=int, default=224, help="side of the random check inputs when the checkpoint does not say")
+    p.add_argument("--input-size", type=positive_int, default=224, help="side of the random check inputs when the checkpoint does not say")
     p.add_argument("--atol", type=float, default=1e-3, help="largest accepted output difference (relative to the output scale)")
+    p.add_argument("--overwrite", action="store_true", help="allow --output to be the input or a file of another kind")
     p.set_defaults(func=cmd_reparam)
 
     p = sub.add_parser("export", help="ONNX (dynamic batch, onnxruntime-verified) or torch.export of the deploy model")
@@ -580,6 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (18)")
     p.add_argument("--exporter", default="auto", choices=("auto", "dynamo", "torchscript"),
                    help="ONNX exporter (auto: dynamo when onnxscript is installed)")
+    p.add_argument("--overwrite", action="store_true", help="allow replacing an existing file of another kind")
     add_data_cfg(p)
     p.set_defaults(func=cmd_export)
 
@@ -589,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="variant for official pretrained weights instead of a file")
     p.add_argument("--pretrained", action="store_true", help="with --model: download the official weights")
     p.add_argument("--ema", action="store_true", help="use the EMA weights of a training checkpoint")
-    p.add_argument("--top-k", type=int, default=5, help="labels per image (5)")
+    p.add_argument("--top-k", type=positive_int, default=5, help="labels per image (5)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_data_cfg(p)
@@ -600,8 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", type=_str_list, default=["unireplknet_a"], help="comma-separated variants, or custom")
     p.add_argument("--model-kwargs", type=json_dict_arg, default=None, help="UniRepLKNet arguments for 'custom'")
     p.add_argument("--batch-sizes", type=_int_list, default=[1, 16], help="comma-separated batch sizes (1,16)")
-    p.add_argument("--input-size", type=int, default=224, help="input side in pixels (224)")
-    p.add_argument("--in-chans", type=int, default=3, help="input channels (3)")
+    p.add_argument("--input-size", type=positive_int, default=224, help="input side in pixels (224)")
+    p.add_argument("--in-chans", type=positive_int, default=3, help="input channels (3)")
     p.add_argument("--num-classes", type=int, default=1000, help="classifier outputs (1000)")
     p.add_argument("--structures", type=_str_list, default=["train", "deploy"],
                    help="comma-separated: train, deploy (both)")
@@ -611,8 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", type=_str_list, default=[],
                    help="also time unireplknet.deploy_model with these runtimes: comma-separated eager, compile, "
                         "onnxruntime, openvino (rows 'deploy:NAME' in the same table)")
-    p.add_argument("--iters", type=int, default=10, help="timed iterations (10)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed warm-up iterations (3)")
+    p.add_argument("--iters", type=positive_int, default=10, help="timed iterations (10)")
+    p.add_argument("--warmup", type=non_negative_int, default=3, help="untimed warm-up iterations (3)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
     p.add_argument("--csv", default=None, help="also write the results to this CSV file")
     p.add_argument("--plot", default=None,
@@ -620,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("info", help="the variants: parameters, MACs, kernel layout, pretrained tags")
-    p.add_argument("--resolution", type=int, default=224, help="input side for the MAC count (224)")
+    p.add_argument("--resolution", type=positive_int, default=224, help="input side for the MAC count (224)")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.set_defaults(func=cmd_info)
     for module in SUBCOMMAND_MODULES:
@@ -676,7 +688,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         return args.func(args)
-    except (CLIError, DataError, CheckpointError, CheckpointWriteError, RunFolderError, FileNotFoundError,
+    except (CLIError, DataError, CheckpointError, CheckpointWriteError, RunFolderError, OSError,
             ImportError, ValueError, FloatingPointError) as e:
         if args.verbose:
             raise

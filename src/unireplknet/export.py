@@ -4,6 +4,7 @@ Needs the ``onnx`` extra (``pip install 'unireplknet[onnx]'``) for the verificat
 """
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Any, Dict, Sequence, Union
@@ -12,9 +13,16 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["export_onnx", "verify_onnx", "export_torch_program"]
+__all__ = ["ExportCheckError", "export_onnx", "verify_onnx", "export_torch_program"]
 
 _logger = logging.getLogger(__name__)
+
+
+class ExportCheckError(RuntimeError, ValueError):
+    """The exported program's outputs differ from PyTorch's (or are NaN); nothing was written.
+
+    A RuntimeError as before, and a ValueError so that the command line reports it as one line, not a traceback.
+    """
 
 
 def _require_onnxruntime():
@@ -25,10 +33,12 @@ def _require_onnxruntime():
     return onnxruntime
 
 
-def verify_onnx(path: Union[str, Path], model: nn.Module, x: torch.Tensor) -> float:
-    """Largest absolute difference between onnxruntime's and PyTorch's outputs for ``x``."""
+def verify_onnx(path: Union[str, Path, bytes], model: nn.Module, x: torch.Tensor) -> float:
+    """Largest absolute difference between onnxruntime's and PyTorch's outputs for ``x`` (``path``: a file or
+    the serialized model itself)."""
     ort = _require_onnxruntime()
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    source = path if isinstance(path, bytes) else str(path)
+    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     got = session.run(None, {name: x.numpy()})[0]
     with torch.no_grad():
@@ -60,28 +70,37 @@ def export_onnx(
     path = Path(path)
     model = model.eval().to("cpu")
     example = torch.randn(2, *input_size)
-    atomic_write_bytes(path, export_onnx_bytes(model, example, opset=opset, exporter=exporter))
+    graph = export_onnx_bytes(model, example, opset=opset, exporter=exporter)
     info: Dict[str, Any] = dict(path=path, max_abs_diff=None, opset=opset)
     if verify:
-        diff = verify_onnx(path, model, torch.randn(3, *input_size))
+        # Verified before it is written, so a failed check leaves an earlier file at ``path`` as it was.
+        diff = verify_onnx(graph, model, torch.randn(3, *input_size))
         info["max_abs_diff"] = diff
-        if diff > atol:
-            raise RuntimeError(f"ONNX model {path} differs from PyTorch by {diff:.3g} (> {atol}); please report this")
+        if not diff <= atol:  # written so that NaN fails too
+            raise ExportCheckError(f"ONNX model for {path} differs from PyTorch by {diff:.3g} (> {atol}); nothing was "
+                               "written; please report this")
+    atomic_write_bytes(path, graph)
     return info
 
 
 def export_torch_program(model: nn.Module, path: Union[str, Path], input_size: Sequence[int] = (3, 224, 224),
                          atol: float = 1e-4) -> Dict[str, Any]:
     """Save a ``torch.export`` program (``.pt2``) with a dynamic batch axis, checked against eager PyTorch."""
+    from .engine.checkpointing import atomic_write_bytes
+
     path = Path(path)
     model = model.eval().to("cpu")
     batch = torch.export.Dim("batch", min=1, max=4096)
     example = torch.randn(2, *input_size)
     program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
-    torch.export.save(program, str(path))
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
     x = torch.randn(3, *input_size)
     with torch.no_grad():
-        diff = float((torch.export.load(str(path)).module()(x) - model(x)).abs().max())
-    if diff > atol:
-        raise RuntimeError(f"torch.export program {path} differs from eager PyTorch by {diff:.3g}")
+        diff = float((torch.export.load(io.BytesIO(buffer.getvalue())).module()(x) - model(x)).abs().max())
+    if not diff <= atol:  # written so that NaN fails too
+        raise ExportCheckError(f"torch.export program for {path} differs from eager PyTorch by {diff:.3g}; nothing "
+                           "was written")
+    # Checked before it is written (atomically), so a failure leaves an earlier file at ``path`` as it was.
+    atomic_write_bytes(path, buffer.getvalue())
     return dict(path=path, max_abs_diff=diff)

@@ -3,14 +3,20 @@
 Reading goes through torchvision's folder scanning and PIL; a file that cannot be decoded is
 replaced (training) or dropped (evaluation) by the collate function, and counted, so a few corrupt
 files in a large tree cost a warning rather than a crashed epoch.
+
+:func:`open_image` is the one place an image file becomes a PIL image: it refuses images above a pixel limit
+(``UNIREPLKNET_MAX_IMAGE_PIXELS``, default Pillow's decompression-bomb limit) with an ``OSError`` like any
+other unreadable file, and scales 16-bit grey images to 8 bits instead of letting PIL clip them to 255.
 """
 from __future__ import annotations
 
 import logging
+import os
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.utils.data import Dataset
@@ -18,6 +24,10 @@ from torch.utils.data import Dataset
 __all__ = [
     "DataError",
     "IMAGE_EXTENSIONS",
+    "ImageTooLargeError",
+    "UNREADABLE_IMAGE_ERRORS",
+    "max_image_pixels",
+    "open_image",
     "Batch",
     "SafeImageFolder",
     "collate_drop_unreadable",
@@ -32,7 +42,85 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 
 
 class DataError(ValueError):
-    """The data given cannot be used; the message names the problem and the fix."""
+    """The data given cannot be used; the message names the problem and the fix.
+
+    Raised inside a DataLoader worker process, PyTorch re-creates the error in the main process with the
+    worker's whole traceback as its message; that is cut back to the original message here, so that
+    ``--workers 2`` reports a bad file exactly as ``--workers 0`` does.
+    """
+
+    def __init__(self, *args: Any):
+        if len(args) == 1 and isinstance(args[0], str) and args[0].startswith("Caught ") \
+                and "\nOriginal Traceback" in args[0]:
+            text, marker = args[0].rstrip(), f"{type(self).__name__}: "
+            if marker in text:
+                args = (text[text.rindex(marker) + len(marker):] + " (in a data-loading worker)",)
+        super().__init__(*args)
+
+
+class ImageTooLargeError(OSError):
+    """An image with more pixels than the limit (a decompression bomb, or simply too large to load safely)."""
+
+
+MAX_IMAGE_PIXELS_ENV = "UNIREPLKNET_MAX_IMAGE_PIXELS"
+# Pillow refuses (DecompressionBombError) above twice its MAX_IMAGE_PIXELS; that is the default limit here too.
+DEFAULT_MAX_IMAGE_PIXELS = 2 * 89_478_485
+
+#: What reading one image may raise; every one of them means "skip and count this file" (or, in predict, a
+#: per-file error). SyntaxError and ValueError come from some of PIL's decoders on malformed headers.
+UNREADABLE_IMAGE_ERRORS = (OSError, ValueError, SyntaxError)
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def max_image_pixels() -> int:
+    """The largest image (width × height) that is read: ``UNIREPLKNET_MAX_IMAGE_PIXELS`` or 178,956,970."""
+    text = os.environ.get(MAX_IMAGE_PIXELS_ENV)
+    if not text:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        value = int(text)
+        if value <= 0:
+            raise ValueError
+    except ValueError:
+        raise DataError(f"{MAX_IMAGE_PIXELS_ENV}={text!r} is not a positive whole number of pixels "
+                        f"(e.g. {MAX_IMAGE_PIXELS_ENV}=400000000)") from None
+    return value
+
+
+def open_image(path: Union[str, Path], mode: str = "RGB") -> Any:
+    """Read ``path`` as a PIL image in ``mode``; every failure is an ``OSError`` subclass or in
+    :data:`UNREADABLE_IMAGE_ERRORS`, with the path in the message.
+
+    Images over :func:`max_image_pixels` raise :class:`ImageTooLargeError` before their pixels are decoded.
+    16-bit grey images (PNG/TIFF ``I;16``) are mapped to 0..255 by /257, the exact rescaling of 0..65535; PIL's
+    own ``convert`` would clip every value above 255, turning almost the whole image white.
+    """
+    import numpy as np
+    from PIL import Image
+
+    limit = max_image_pixels()
+    saved = Image.MAX_IMAGE_PIXELS
+    try:
+        # Pillow's own check would refuse above twice its limit even when ours is higher; ours runs below.
+        Image.MAX_IMAGE_PIXELS = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError as e:  # raised by Pillow where another thread restored its check
+        raise ImageTooLargeError(f"{path}: image too large to read safely ({e}); raise the limit with "
+                                 f"{MAX_IMAGE_PIXELS_ENV}=<pixels> if the file is trusted") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    with img:
+        if img.width * img.height > limit:
+            raise ImageTooLargeError(
+                f"{path}: {img.width}x{img.height} = {img.width * img.height:,} pixels, over the limit of "
+                f"{limit:,}; raise it with {MAX_IMAGE_PIXELS_ENV}=<pixels> if the file is trusted")
+        if img.mode in _SIXTEEN_BIT_MODES:
+            grey = np.asarray(img, dtype=np.float64) / 257.0
+            return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), "L").convert(mode)
+        return img.convert(mode)
 
 
 def _is_image(path: Path) -> bool:
@@ -69,16 +157,25 @@ def scan_image_folder(root: Path, class_names: Optional[Sequence[str]] = None) -
                 "every split needs the same class sub-folders"
             )
     samples: List[Tuple[str, int]] = []
+    empty: List[str] = []
     for idx, name in enumerate(class_names):
         folder = root / name
         if not folder.is_dir():
             continue
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and _is_image(path):
-                samples.append((str(path), idx))
+        found_here = [(str(path), idx) for path in sorted(folder.rglob("*")) if path.is_file() and _is_image(path)]
+        if not found_here:
+            empty.append(name)
+        samples.extend(found_here)
     if not samples:
         raise DataError(
             f"no images found under {root} (looked for {', '.join(IMAGE_EXTENSIONS)} files in its class sub-folders)"
+        )
+    if empty:
+        # An empty folder would silently become a class the model can never learn or be scored on.
+        raise DataError(
+            f"class folder{'s' if len(empty) > 1 else ''} {', '.join(str(root / n) for n in empty[:5])} "
+            f"hold{'' if len(empty) > 1 else 's'} no images (looked for {', '.join(IMAGE_EXTENSIONS)}); "
+            "add images or remove the folder"
         )
     return list(class_names), samples
 
@@ -139,13 +236,12 @@ class SafeImageFolder(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> Tuple[Optional[torch.Tensor], int, str]:
-        from PIL import Image, UnidentifiedImageError
-
         path, target = self.samples[index]
         try:
-            with Image.open(path) as img:
-                img = img.convert(self.mode)
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+            img = open_image(path, self.mode)
+        except DataError:
+            raise  # a setting that is wrong for every file (the pixel limit), not a bad file
+        except UNREADABLE_IMAGE_ERRORS as e:
             # A truncated or non-image file: leave it to the collate function to skip and count.
             _logger.debug("unreadable image %s: %s", path, e)
             return None, target, path

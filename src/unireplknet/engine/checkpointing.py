@@ -134,7 +134,10 @@ def load_training_checkpoint(path: Union[str, Path], map_location: Union[str, to
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated, not a torch file, or holds objects that need unpickling
-        raise ValueError(f"{path} is not a readable training checkpoint ({type(e).__name__}: {e})") from e
+        from ..guards import describe_unreadable_checkpoint
+
+        raise ValueError(describe_unreadable_checkpoint(
+            path, e, "the last.pth or best.pth written by a unireplknet training run")) from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
             f"{path} is not a unireplknet training checkpoint (no format={CHECKPOINT_FORMAT!r}); "

@@ -427,6 +427,9 @@ class ModelNet40(Dataset):
         if not self.samples:
             raise DataError(f"no {split} shapes found under {self.root}")
         self._cache = {} if cache else None
+        # Shapes that failed to load, remembered so that on_error="skip" reads a bad file once, not every epoch.
+        # In shared memory, so that DataLoader worker processes (forked from this object) see each other's finds.
+        self._unusable = torch.zeros(len(self.samples), dtype=torch.bool).share_memory_()
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -458,12 +461,16 @@ class ModelNet40(Dataset):
     def __getitem__(self, index: int):
         for attempt in range(len(self)):
             i = (index + attempt) % len(self)
+            if bool(self._unusable[i]):
+                continue  # failed before: not read again every epoch
             try:
                 pts = self.load(i)
                 break
-            except PointCloudError:
+            except PointCloudError as e:
                 if self.on_error == "raise":
-                    raise
+                    raise PointCloudError(f"{e}; to replace unusable shapes (logged) instead, pass "
+                                          "--skip-unreadable (on_error='skip')") from None
+                self._unusable[i] = True
                 _logger.warning("skipping unusable shape %s", self.samples[i][0])
         else:
             raise PointCloudError(f"no usable shape in {self.root} ({self.split}): every file failed to load")

@@ -504,9 +504,10 @@ class VideoClipDataset(Dataset):
         path, label = self.samples[index]
         try:
             return self._load(path), label
-        except VideoDecodeError:
+        except VideoDecodeError as e:
             if self.on_error == "raise":
-                raise
+                raise VideoDecodeError(f"{e}; to leave unreadable videos out (counted) instead, pass "
+                                       "--skip-unreadable (on_error='skip')") from None
             _logger.warning("skipping unreadable video %s", path)
             return None, label
 

@@ -113,7 +113,7 @@ def cmd_audio_stats(args: argparse.Namespace) -> int:
 def cmd_audio_predict(args: argparse.Namespace) -> int:
     import torch
 
-    from ..modalities.audio import load_audio, waveform_to_image
+    from ..modalities.audio import AudioError, load_audio, waveform_to_image
     from .audio import load_audio_classifier
 
     from ..engine.distributed import resolve_device
@@ -122,10 +122,17 @@ def cmd_audio_predict(args: argparse.Namespace) -> int:
     model, audio_cfg, names, multilabel = load_audio_classifier(args.checkpoint)
     model.to(device)
     results: List[Dict[str, Any]] = []
+    failed = 0
     with torch.no_grad():
         for path in args.files:
-            wave, _ = load_audio(path, audio_cfg.sample_rate, audio_cfg.on_rate_mismatch)
-            logits = model(waveform_to_image(wave[0], audio_cfg)[None].to(device))[0].cpu()
+            try:  # like image `predict`: one bad file is reported and the others are still classified
+                wave, _ = load_audio(path, audio_cfg.sample_rate, audio_cfg.on_rate_mismatch)
+                image = waveform_to_image(wave[0], audio_cfg)
+            except AudioError as e:
+                failed += 1
+                print(f"{path}: cannot read audio ({e})", file=sys.stderr)
+                continue
+            logits = model(image[None].to(device))[0].cpu()
             probs = torch.sigmoid(logits) if multilabel else torch.softmax(logits, 0)
             top = torch.topk(probs, min(args.top_k, len(names)))
             results.append(dict(file=str(path), top=[dict(label=names[i], score=float(p))
@@ -135,7 +142,9 @@ def cmd_audio_predict(args: argparse.Namespace) -> int:
     else:
         for r in results:
             print(r["file"] + ": " + ", ".join(f"{t['label']} {t['score']:.3f}" for t in r["top"]))
-    return 0
+    if failed and not results:
+        raise AudioError(f"none of the {failed} audio files could be read")
+    return 1 if failed else 0
 
 
 def add_subcommands(sub: "argparse._SubParsersAction") -> None:
