@@ -340,7 +340,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..engine.distributed import resolve_device
     from ..model import UniRepLKNet, reparameterize
-    from .erf import ERF_THRESHOLDS, erf
+    from .receptive_field import ERF_THRESHOLDS, erf
 
     device = resolve_device(args.device)
     checkpoints = [None if c.lower() == "none" else c for c in (args.checkpoint or ["none"] * len(args.model))]
@@ -384,7 +384,7 @@ def run(args: argparse.Namespace) -> int:
     _atomic_write(npz, write_npz)
     written.append(npz)
     if draw:
-        from .erf import log_scale
+        from .receptive_field import log_scale
 
         titles = [f"{r['label']}\nr(50%)={_ratio(r['area_ratio']['0.5'], 3)}  "
                   f"r(99%)={_ratio(r['area_ratio']['0.99'], 3)}" for r in rows]
