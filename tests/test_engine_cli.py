@@ -276,3 +276,24 @@ def test_a_named_variant_takes_model_kwargs_as_overrides_and_names_bad_keys():
     assert model.num_features == 64 and [len(s) for s in model.stages] == [2, 2, 6, 2]  # A's depths
     with pytest.raises(ValueError, match="unknown UniRepLKNet argument"):
         build_model("unireplknet_a", 10, 1, {"widths": [8, 16, 32, 64]})
+
+
+def test_the_installed_command_answers_help_without_torch():
+    """What a user runs: the console script itself, package __init__ included (python -X importtime lists imports)."""
+    import shutil
+
+    script = shutil.which("unireplknet")
+    if script is None:  # the README installs the package, which installs the script
+        pytest.fail("the unireplknet console script is not on PATH; install the package as the README says")
+    for argv in (["--help"], ["train", "--help"], ["erf", "--help"]):
+        proc = subprocess.run([sys.executable, "-X", "importtime", script, *argv], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
+        assert not imported & {"torch", "timm", "numpy"}, (argv, sorted(imported & {"torch", "timm", "numpy"}))
+
+
+def test_import_unireplknet_still_registers_the_variants_with_timm():
+    code = "import unireplknet, timm; print(timm.is_model('unireplknet_xl'), unireplknet.UniRepLKNet.__name__)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["True", "UniRepLKNet"], proc.stderr[-2000:]

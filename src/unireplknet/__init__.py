@@ -1,59 +1,49 @@
 """UniRepLKNet: a universal large-kernel ConvNet for images, audio, video, point clouds and time series.
 
-``import unireplknet`` registers the variants ``unireplknet_a`` … ``unireplknet_xl`` with timm.
+``import unireplknet`` registers the variants ``unireplknet_a`` … ``unireplknet_xl`` with timm. The public names
+below are imported on first use, so the ``unireplknet`` command answers ``--help`` without loading torch.
 """
-from .checkpoint import (
-    CheckpointError,
-    CheckpointMismatchError,
-    PretrainedWeightsUnavailableError,
-    infer_config,
-    load_checkpoint,
-    load_model,
-    read_state_dict,
-    save_model,
-    to_deploy_state_dict,
-)
-from .deploy import DeployedModel, deploy_model
-from .model import DilatedReparamBlock, UniRepLKNet, UniRepLKNetBlock, reparameterize
-from .zoo import VARIANTS, count_macs, create_model, variant_config, variants_table
+import importlib
+import sys
+from pathlib import PurePath
 
 __version__ = "0.1.0"
 
-# The training engine, data and export helpers are imported on first use: `import unireplknet` stays light.
-_LAZY = {
-    "TrainConfig": "engine", "TrainResult": "engine", "train": "engine", "evaluate": "engine",
-    "load_digits": "data", "DigitsDataset": "data", "build_data": "data", "DataError": "data",
-    "export_onnx": "export", "export_torch_program": "export",
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    **dict.fromkeys(("CheckpointError", "CheckpointMismatchError", "PretrainedWeightsUnavailableError",
+                     "infer_config", "load_checkpoint", "load_model", "read_state_dict", "save_model",
+                     "to_deploy_state_dict"), "checkpoint"),
+    **dict.fromkeys(("DeployedModel", "deploy_model"), "deploy"),
+    **dict.fromkeys(("DilatedReparamBlock", "UniRepLKNet", "UniRepLKNetBlock", "reparameterize"), "model"),
+    **dict.fromkeys(("VARIANTS", "count_macs", "create_model", "variant_config", "variants_table"), "zoo"),
+    **dict.fromkeys(("TrainConfig", "TrainResult", "train", "evaluate"), "engine"),
+    **dict.fromkeys(("load_digits", "DigitsDataset", "build_data", "DataError"), "data"),
+    **dict.fromkeys(("export_onnx", "export_torch_program"), "export"),
 }
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'unireplknet' has no attribute {name!r}")
 
-__all__ = [
-    "UniRepLKNet",
-    "UniRepLKNetBlock",
-    "DilatedReparamBlock",
-    "reparameterize",
-    "deploy_model",
-    "DeployedModel",
-    "create_model",
-    "variant_config",
-    "variants_table",
-    "count_macs",
-    "VARIANTS",
-    "load_checkpoint",
-    "load_model",
-    "save_model",
-    "read_state_dict",
-    "infer_config",
-    "to_deploy_state_dict",
-    "CheckpointError",
-    "CheckpointMismatchError",
-    "PretrainedWeightsUnavailableError",
-    *_LAZY,
-]
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+def _console_script_start() -> bool:
+    """True while the ``unireplknet`` console script imports the package (its argv[0] is the script itself).
+
+    The command line then registers the timm variants itself before running a command (``cli.main``), so that
+    ``unireplknet --help`` stays instant; every other import registers them here.
+    """
+    return bool(sys.argv) and PurePath(sys.argv[0]).stem == "unireplknet"
+
+
+if not _console_script_start():
+    from . import zoo as _zoo  # noqa: F401  registers unireplknet_a … unireplknet_xl with timm

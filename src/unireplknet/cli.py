@@ -682,6 +682,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # timm and PIL are chatty at INFO; the run's own messages are what matter here.
     for noisy in ("timm", "PIL", "torch"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    from . import zoo  # noqa: F401  registers the variants with timm (the console script defers it past --help)
     from .checkpoint import CheckpointError
     from .data import DataError
     from .engine import CheckpointWriteError, RunFolderError
