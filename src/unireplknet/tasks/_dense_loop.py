@@ -234,7 +234,7 @@ def _coco_files(root: Path, split: str) -> Tuple[Path, Path]:
 def _head_kwargs_for(detector: str, head_kwargs: Dict[str, Any]) -> Dict[str, Any]:
     """The head options that apply to ``detector`` (the scene defaults are written for Mask R-CNN)."""
     head = dict(head_kwargs)
-    if detector != "maskrcnn":
+    if detector not in ("maskrcnn", "cascade_mask_rcnn"):
         head.pop("mask_head_channels", None)
     if detector in ("retinanet", "fcos"):
         for k in list(head):
@@ -250,7 +250,7 @@ def _detection_task(cfg: DenseTrainConfig, root: Path, device: torch.device) -> 
 
     train_images, train_ann = _coco_files(root, "train")
     val_images, val_ann = _coco_files(root, "val")
-    with_masks = cfg.detector == "maskrcnn"
+    with_masks = cfg.detector in det.MASK_DETECTORS
     train_set = det.CocoDetectionDataset(train_images, train_ann, masks=with_masks, num_classes=cfg.num_classes,
                                          hflip=cfg.hflip, seed=cfg.seed)
     val_set = det.CocoDetectionDataset(val_images, val_ann, masks=False, num_classes=cfg.num_classes)
