@@ -502,13 +502,19 @@ def convert_mmdet_cascade_state_dict(state_dict: Mapping[str, Tensor], num_stage
 
     Every tensor has a counterpart of the same shape but two: mmdet's classifiers put background *last*
     (81 = 80 + 1) where torchvision puts it first (rows rotated), and mmdet's mask logits have 80 channels where
-    ours have 81 (a zero background channel is added; it is never read). See docs/dense.md for the table.
+    ours have 81 (a zero background channel is added; it is never read). mmcv ``EMAHook`` buffers (``ema_*``)
+    are skipped. See docs/dense.md for the table.
     Raises ``KeyError`` naming any official tensor without a place here.
     """
+    import re
+
     out: Dict[str, Tensor] = {}
     unmapped: List[str] = []
+    convs = {m[1] for k in state_dict if (m := re.match(r"roi_head\.bbox_head\.0\.shared_convs\.(\d+)\.", k))}
     for key, value in state_dict.items():
-        new = _map_mmdet_key(key, num_stages)
+        if key.startswith("ema_"):
+            continue  # mmcv EMAHook's shadow copies (22K rows); the regular tensors are the ones loaded
+        new = _map_mmdet_key(key, num_stages, len(convs))
         if new is None:
             unmapped.append(key)
             continue
@@ -523,7 +529,7 @@ def convert_mmdet_cascade_state_dict(state_dict: Mapping[str, Tensor], num_stage
     return out
 
 
-def _map_mmdet_key(key: str, num_stages: int) -> Optional[str]:
+def _map_mmdet_key(key: str, num_stages: int, num_convs: int = 4) -> Optional[str]:
     import re
 
     if key.startswith("backbone."):
@@ -536,22 +542,22 @@ def _map_mmdet_key(key: str, num_stages: int) -> Optional[str]:
     for old, new in rpn.items():
         if key.startswith(old + "."):
             return new + key[len(old):]
-    m = re.fullmatch(r"roi_head\.bbox_head\.(\d)\.(.+)", key)
+    m = re.fullmatch(r"roi_head\.bbox_head\.(\d+)\.(.+)", key)
     if m and int(m[1]) < num_stages:
         t, rest = m[1], m[2]
-        c = re.fullmatch(r"shared_convs\.(\d)\.(conv|bn)\.(.+)", rest)
+        c = re.fullmatch(r"shared_convs\.(\d+)\.(conv|bn)\.(.+)", rest)
         if c:  # FastRCNNConvFCHead: head.<i> = Conv2dNormActivation(conv 0, bn 1)
             return f"roi_heads.stages.{t}.head.{c[1]}.{0 if c[2] == 'conv' else 1}.{c[3]}"
         f = re.fullmatch(r"shared_fcs\.0\.(weight|bias)", rest)
-        if f:  # FastRCNNConvFCHead: the four conv blocks, Flatten (4), Linear (5), ReLU
-            return f"roi_heads.stages.{t}.head.5.{f[1]}"
+        if f:  # FastRCNNConvFCHead: the conv blocks 0 … n-1, Flatten (n), Linear (n + 1), ReLU
+            return f"roi_heads.stages.{t}.head.{num_convs + 1}.{f[1]}"
         f = re.fullmatch(r"fc_(cls|reg)\.(weight|bias)", rest)
         if f:
             return f"roi_heads.stages.{t}.{'cls_score' if f[1] == 'cls' else 'bbox_pred'}.{f[2]}"
-    m = re.fullmatch(r"roi_head\.mask_head\.(\d)\.(.+)", key)
+    m = re.fullmatch(r"roi_head\.mask_head\.(\d+)\.(.+)", key)
     if m and int(m[1]) < num_stages:
         t, rest = m[1], m[2]
-        c = re.fullmatch(r"convs\.(\d)\.conv\.(weight|bias)", rest)
+        c = re.fullmatch(r"convs\.(\d+)\.conv\.(weight|bias)", rest)
         if c:
             return f"roi_heads.mask_branches.{t}.head.{c[1]}.0.{c[2]}"
         if rest.startswith("upsample."):
