@@ -305,3 +305,16 @@ def test_recipe_presets_follow_the_official_configs():
     assert t["min_size"][0] == 480 and t["min_size"][-1] == 800 and len(t["min_size"]) == 11
     with pytest.raises(ValueError, match="no Cascade"):
         cascade.cascade_recipe("unireplknet_a")
+
+
+@pytest.mark.slow
+def test_flops_at_1280x800_match_the_official_readme():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "cascade_size", Path(__file__).resolve().parents[1] / "benchmarks" / "cascade_size.py")
+    size = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(size)
+    got = size.count("unireplknet_t")["total"]
+    assert abs(got - cascade.OFFICIAL_GFLOPS["unireplknet_t"]) / cascade.OFFICIAL_GFLOPS["unireplknet_t"] < 0.01
