@@ -302,9 +302,32 @@ def test_recipe_presets_follow_the_official_configs():
     t, xl = cascade.cascade_recipe("unireplknet_t"), cascade.cascade_recipe("unireplknet_xl")
     assert (t["drop_path"], t["layer_decay"], xl["drop_path"], xl["layer_decay"]) == (0.3, 0.8, 0.7, 0.7)
     assert t["step_epochs"] == (27, 33) and t["epochs"] == 36 and t["lr"] == 1e-4 and t["weight_decay"] == 0.05
-    assert t["min_size"][0] == 480 and t["min_size"][-1] == 800 and len(t["min_size"]) == 11
+    sizes = t["head_kwargs"]["train_min_sizes"]
+    assert sizes[0] == 480 and sizes[-1] == 800 and len(sizes) == 11 and t["min_size"] == 800
     with pytest.raises(ValueError, match="no Cascade"):
         cascade.cascade_recipe("unireplknet_a")
+
+
+def test_det_train_on_real_data_takes_the_recipe_of_the_variant():
+    from unireplknet.tasks._dense_loop import DenseTrainConfig
+
+    cfg = DenseTrainConfig(data="/data/coco", detector="cascade_mask_rcnn", model="unireplknet_l").resolved()
+    assert (cfg.drop_path, cfg.layer_decay, cfg.epochs, cfg.step_epochs) == (0.7, 0.7, 36, (27, 33))
+    assert cfg.head_kwargs["train_min_sizes"][0] == 480 and cfg.min_size == 800
+    mine = DenseTrainConfig(data="/data/coco", detector="cascade_mask_rcnn", model="unireplknet_l",
+                            drop_path=0.1).resolved()
+    assert mine.drop_path == 0.1  # the command line wins over the preset
+    scenes = DenseTrainConfig(detector="cascade_mask_rcnn").resolved()
+    assert "train_min_sizes" not in scenes.head_kwargs and scenes.min_size == 64  # the demo keeps its sizes
+
+
+def test_multi_scale_training_sizes():
+    model = tiny_cascade(min_size=64, train_min_sizes=(32, 48, 64))
+    assert model.transform.min_size == (32, 48, 64)
+    model.eval()
+    with torch.no_grad():
+        image, _ = model.transform([torch.rand(3, 100, 100)])
+    assert image.tensors.shape[-2:] == (64, 64)  # evaluation: the last (test) size
 
 
 @pytest.mark.slow

@@ -110,6 +110,10 @@ class DenseTrainConfig:
         if self.task not in ("detection", "segmentation"):
             raise ValueError(f"task must be 'detection' or 'segmentation', got {self.task!r}")
         defaults = dict(DETECTION_DEFAULTS if self.task == "detection" else SEGMENTATION_DEFAULTS)
+        if self.task == "detection" and self.detector == "cascade_mask_rcnn" and self.data != "scenes":
+            from .cascade import cascade_recipe  # the paper's per-variant Cascade Mask R-CNN recipe
+
+            defaults.update(cascade_recipe(self.model))
         if self.data == "scenes":
             defaults.update(SCENES_DETECTION if self.task == "detection" else SCENES_SEGMENTATION)
         cfg = copy.deepcopy(self)

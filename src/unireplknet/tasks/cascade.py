@@ -389,8 +389,9 @@ def cascade_mask_rcnn(
     representation_size: int = 1024,
     mask_head_channels: int = 256,
     with_masks: bool = True,
-    min_size: Union[int, Sequence[int]] = 800,
+    min_size: int = 800,
     max_size: int = 1333,
+    train_min_sizes: Optional[Sequence[int]] = None,
     stage_iou_thresholds: Sequence[float] = CASCADE_STAGE_IOUS,
     stage_box_weights: Sequence[Sequence[float]] = CASCADE_BOX_WEIGHTS,
     stage_loss_weights: Sequence[float] = CASCADE_STAGE_LOSS_WEIGHTS,
@@ -408,8 +409,9 @@ def cascade_mask_rcnn(
     ``drop_path_rate``, ``with_cp``, ``deploy``); head sizes ``fpn_channels``, ``anchor_sizes``,
     ``box_head_convs``, ``box_head_channels``, ``representation_size``, ``mask_head_channels``; the cascade
     ``stage_iou_thresholds``, ``stage_box_weights``, ``stage_loss_weights``, ``giou_loss_weight``; RoI sampling
-    and test ``box_*``; ``min_size`` may be a tuple (a random one per training batch: multi-scale training; the
-    last one at test time). Other keywords starting with ``rpn_`` go to torchvision's RPN. ``with_masks=False``
+    and test ``box_*``; ``min_size`` is the shorter side at test time and ``train_min_sizes`` (optional) the
+    shorter sides training draws from, one per batch (the recipe's multi-scale training, 480 … 800; torchvision's
+    transform picks a random entry in training and the last one, ``min_size``, in evaluation). Other keywords starting with ``rpn_`` go to torchvision's RPN. ``with_masks=False``
     gives Cascade R-CNN (boxes only).
 
     The result is torchvision's ``GeneralizedRCNN`` (transform, backbone, ``rpn``, ``roi_heads`` =
@@ -422,7 +424,7 @@ def cascade_mask_rcnn(
     from . import detection as det
 
     det._require_torchvision()
-    sizes = (min_size,) if isinstance(min_size, int) else tuple(int(s) for s in min_size)
+    sizes = tuple(sorted({int(s) for s in (train_min_sizes or ())} - {int(min_size)})) + (int(min_size),)
     det._check_detector_args(num_classes, min(sizes), max_size, anchor_sizes, "P2-P6")
     n = len(stage_iou_thresholds)
     if not (len(stage_box_weights) == len(stage_loss_weights) == n) or n < 1:
@@ -482,17 +484,19 @@ CASCADE_RECIPE: Dict[str, Any] = dict(
 
 
 def cascade_recipe(model: str = "unireplknet_t") -> Dict[str, Any]:
-    """The recipe for one variant as flat ``DenseTrainConfig``-style options (``drop_path``, ``layer_decay``,
-    ``epochs`` …, ``min_size`` the multi-scale tuple, ``head_kwargs``)."""
-    key = model if model in CASCADE_RECIPE["variants"] else None
-    if key is None:
-        raise ValueError(f"no Cascade Mask R-CNN recipe for {model!r}; the paper trains "
-                         f"{', '.join(CASCADE_RECIPE['variants'])}")
+    """The recipe for one variant as ``det-train`` (``DenseTrainConfig``) defaults: ``drop_path``,
+    ``layer_decay``, ``epochs``, ``step_epochs``, ``lr`` …, and ``head_kwargs`` with the multi-scale training
+    sizes. A custom backbone gets the shared part with the T row's drop path and layer decay."""
+    variants = CASCADE_RECIPE["variants"]
+    if model not in variants and model != "custom":
+        raise ValueError(f"no Cascade Mask R-CNN recipe for {model!r}; the paper trains {', '.join(variants)} "
+                         "(or pass --drop-path and --layer-decay yourself with a custom backbone)")
     r = CASCADE_RECIPE
-    out = {k: r[k] for k in ("epochs", "step_epochs", "lr", "betas", "weight_decay", "warmup_iters", "warmup_ratio",
-                             "schedule", "batch_size", "num_layers", "decay_type", "with_cp", "hflip", "max_size")}
-    out.update(drop_path=r["variants"][key]["drop_path"], layer_decay=r["variants"][key]["layer_decay"],
-               min_size=r["train_min_sizes"], ema=r["variants"][key]["ema"])
+    out = {k: r[k] for k in ("epochs", "step_epochs", "lr", "weight_decay", "warmup_iters", "warmup_ratio",
+                             "schedule", "batch_size", "max_size")}
+    row = variants.get(model, variants["unireplknet_t"])
+    out.update(drop_path=row["drop_path"], layer_decay=row["layer_decay"], min_size=r["test_min_size"],
+               head_kwargs=dict(train_min_sizes=r["train_min_sizes"]))
     return out
 
 
