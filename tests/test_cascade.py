@@ -341,3 +341,35 @@ def test_flops_at_1280x800_match_the_official_readme():
     spec.loader.exec_module(size)
     got = size.count("unireplknet_t")["total"]
     assert abs(got - cascade.OFFICIAL_GFLOPS["unireplknet_t"]) / cascade.OFFICIAL_GFLOPS["unireplknet_t"] < 0.01
+
+
+def test_detr_style_crop_resizes_crops_and_clips_by_hand():
+    class One(torch.utils.data.Dataset):
+        class_names = ["a", "b"]
+
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            masks = torch.zeros(2, 200, 400, dtype=torch.uint8)
+            masks[0, 0:100, 0:100] = 1
+            masks[1, 150:200, 350:400] = 1
+            return torch.rand(3, 200, 400), dict(boxes=torch.tensor([[0.0, 0, 100, 100], [350, 150, 400, 200]]),
+                                                 labels=torch.tensor([1, 2]), masks=masks)
+
+    aug = cascade.DetrStyleCrop(One(), p=1.0, resize_min_sizes=(400,), crop_range=(384, 600))
+    assert aug.class_names == ["a", "b"] and len(aug) == 1
+    for seed in range(5):
+        aug._rng = __import__("numpy").random.default_rng(seed)
+        image, target = aug[0]
+        # shorter side 200 → 400: the image is 400 x 800, boxes x2; the crop is 384 … 400 high, 384 … 600 wide
+        h, w = image.shape[-2:]
+        assert 384 <= h <= 400 and 384 <= w <= 600
+        assert target["masks"].shape[1:] == (h, w) and len(target["masks"]) == len(target["boxes"])
+        for box, mask in zip(target["boxes"], target["masks"]):
+            ys, xs = torch.nonzero(mask, as_tuple=True)  # the clipped box is the cropped mask's extent
+            assert box.tolist() == [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1]
+        assert ((target["boxes"] >= 0).all() and (target["boxes"][:, 2] <= w).all()
+                and (target["boxes"][:, 3] <= h).all())
+    aug.p = 0.0
+    assert aug[0][0].shape[-2:] == (200, 400)

@@ -257,6 +257,10 @@ def _detection_task(cfg: DenseTrainConfig, root: Path, device: torch.device) -> 
     with_masks = cfg.detector in det.MASK_DETECTORS
     train_set = det.CocoDetectionDataset(train_images, train_ann, masks=with_masks, num_classes=cfg.num_classes,
                                          hflip=cfg.hflip, seed=cfg.seed)
+    if cfg.detector == "cascade_mask_rcnn" and cfg.data != "scenes":
+        from .cascade import DetrStyleCrop  # the recipe's DETR-style resize + crop branch (p 0.5)
+
+        train_set = DetrStyleCrop(train_set, seed=cfg.seed)
     val_set = det.CocoDetectionDataset(val_images, val_ann, masks=False, num_classes=cfg.num_classes)
     if val_set.cat_ids != train_set.cat_ids:
         raise det.DetectionDataError(f"{train_ann} and {val_ann} have different categories "
