@@ -354,6 +354,8 @@ def train_dense(cfg: DenseTrainConfig) -> Dict[str, Any]:
     task = _build_task(cfg, root, device)
     torch.manual_seed(cfg.seed + rank)  # ranks differ in drop-path randomness
     model = task.model.to(device)
+    if dist_info.distributed and device.type == "cuda" and cfg.task == "detection" and cfg.detector == "cascade_mask_rcnn":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # the recipe's SyncBN (backbone and box heads)
     groups = layer_decay_param_groups(model, cfg.lr, cfg.weight_decay, cfg.layer_decay, cfg.num_layers,
                                       cfg.decay_type, prefix=task.backbone_prefix)
     for g in groups:
