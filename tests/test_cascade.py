@@ -373,3 +373,19 @@ def test_detr_style_crop_resizes_crops_and_clips_by_hand():
                 and (target["boxes"][:, 3] <= h).all())
     aug.p = 0.0
     assert aug[0][0].shape[-2:] == (200, 400)
+
+
+def test_roi_pooling_is_aligned_and_uses_mmdets_levels():
+    from torchvision.ops import MultiScaleRoIAlign, roi_align
+
+    feats = features(channels=4)
+    small, large = torch.tensor([[3.0, 5, 23, 25]]), torch.tensor([[0.0, 0, 60, 60]])  # sides 20 and 60
+    pool = cascade.AlignedMultiScaleRoIAlign(["0", "1", "2", "3"], 7)
+    got = pool(feats, [torch.cat([small, large])], [(64, 64)])
+    # floor(log2(20 / 56)) → level 0 (stride 4), floor(log2(60 / 56)) = 0 as well; 120 would be level 1
+    want_small = roi_align(feats["0"], [small], 7, 1 / 4, 0, aligned=True)
+    torch.testing.assert_close(got[:1], want_small)
+    big = torch.tensor([[0.0, 0, 120, 120]])
+    torch.testing.assert_close(pool(feats, [big], [(64, 64)]), roi_align(feats["1"], [big], 7, 1 / 8, 0, aligned=True))
+    unaligned = MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 0)(feats, [small], [(64, 64)])
+    assert not torch.allclose(unaligned, want_small)  # the half-pixel offset matters

@@ -368,12 +368,6 @@ class CascadeRoIHeads(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------- detector
-def _generalized_rcnn():
-    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
-
-    return GeneralizedRCNN
-
-
 def cascade_mask_rcnn(
     model: Union[str, UniRepLKNet] = "unireplknet_t",
     num_classes: int = 80,
@@ -419,6 +413,7 @@ def cascade_mask_rcnn(
     :class:`CascadeRoIHeads`): its ``forward``, resizing and post-processing (box rescaling, mask pasting) are
     torchvision's.
     """
+    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
     from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
@@ -460,7 +455,7 @@ def cascade_mask_rcnn(
         box_batch_size_per_image, box_positive_fraction, giou_loss_weight, box_score_thresh, box_nms_thresh,
         box_detections_per_img)
     transform = GeneralizedRCNNTransform(sizes, max_size, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-    return _generalized_rcnn()(backbone, rpn, heads, transform)
+    return GeneralizedRCNN(backbone, rpn, heads, transform)
 
 
 # ----------------------------------------------------------------------------------------------- the recipe
