@@ -109,7 +109,7 @@ class AlignedMultiScaleRoIAlign(nn.Module):
         rois = _convert_to_roi_format(boxes)
         levels = pool.map_levels(boxes)
         tracing = torchvision._is_tracing()
-        result = feats[0].new_zeros((len(rois), feats[0].shape[1]) + self.output_size)
+        result = feats[0].new_zeros((0 if tracing else rois.shape[0], feats[0].shape[1]) + self.output_size)
         traced: List[Tensor] = []
         for level, (feat, scale) in enumerate(zip(feats, pool.scales)):
             idx = torch.where(levels == level)[0]
@@ -325,8 +325,8 @@ class CascadeRoIHeads(nn.Module):
 
         Returns (logits of stage 0 … T-1, each (sum N_i, C+1)), and the final boxes split per image.
         """
-        counts = [len(p) for p in proposals]
-        rois = torch.cat(proposals) if proposals else torch.zeros(0, 4)
+        counts = [p.shape[0] for p in proposals]  # shape, not len(): traced as dynamic sizes in ONNX export
+        rois = torch.cat(proposals)
         all_logits: List[Tensor] = []
         boxes = rois
         for stage in self.stages:
@@ -342,7 +342,7 @@ class CascadeRoIHeads(nn.Module):
 
         all_logits, final_boxes = self.stage_predictions(features, proposals, image_shapes)
         # The test-time ensemble of the stages' classifiers: mean of the logits, then softmax (mmdet).
-        scores = F.softmax(torch.stack(all_logits).mean(0), -1).split([len(b) for b in final_boxes])
+        scores = F.softmax(torch.stack(all_logits).mean(0), -1).split([b.shape[0] for b in final_boxes])
         results: List[Dict[str, Tensor]] = []
         for boxes, score in zip(final_boxes, scores):
             num_classes = score.shape[1]
@@ -361,8 +361,8 @@ class CascadeRoIHeads(nn.Module):
             # Every stage's mask head on the final boxes, probabilities averaged (mmdet merge_aug_masks).
             probs = torch.stack([branch(feats).sigmoid() for branch in self.mask_branches]).mean(0)
             labels = torch.cat([r["labels"] for r in results])
-            probs = probs[torch.arange(len(labels), device=labels.device), labels][:, None]
-            for r, p in zip(results, probs.split([len(b) for b in mask_rois])):
+            probs = probs[torch.arange(labels.shape[0], device=labels.device), labels][:, None]
+            for r, p in zip(results, probs.split([b.shape[0] for b in mask_rois])):
                 r["masks"] = p
         return results
 
