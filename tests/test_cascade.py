@@ -395,3 +395,19 @@ def test_roi_pooling_is_aligned_and_uses_mmdets_levels():
     torch.testing.assert_close(pool(feats, [big], [(64, 64)]), roi_align(feats["1"], [big], 7, 1 / 8, 0, aligned=True))
     unaligned = MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 0)(feats, [small], [(64, 64)])
     assert not torch.allclose(unaligned, want_small)  # the half-pixel offset matters
+
+
+def test_det_train_offers_the_cascade_with_the_scene_heads():
+    from unireplknet.cli import build_parser
+    from unireplknet.tasks import _dense_loop, dense_cli
+    from unireplknet.tasks._dense_loop import SCENES_DETECTION
+
+    args = build_parser().parse_args(["det-train", "--detector", "cascade_mask_rcnn"])
+    cfg = dense_cli._config(args, "detection").resolved()
+    assert cfg.detector == "cascade_mask_rcnn"
+    head = _dense_loop._head_kwargs_for(cfg.detector, cfg.head_kwargs)
+    assert head["mask_head_channels"] == SCENES_DETECTION["head_kwargs"]["mask_head_channels"]  # masks kept
+    model = det.build_detector(cfg.detector, cfg.model, 3, model_kwargs=cfg.model_kwargs,
+                               min_size=cfg.min_size, max_size=cfg.max_size, **head)
+    assert model.roi_heads.has_mask() and len(model.roi_heads.stages) == 3
+    assert model.roi_heads.sampler.batch_size_per_image == SCENES_DETECTION["head_kwargs"]["box_batch_size_per_image"]
