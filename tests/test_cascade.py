@@ -258,7 +258,8 @@ def _mmdet_names(model):
         elif key.startswith("roi_heads.stages."):
             t, rest = parts[2], parts[3:]
             if rest[0] == "head" and len(rest) == 4:
-                names[key] = f"roi_head.bbox_head.{t}.shared_convs.{rest[1]}.{'conv' if rest[2] == '0' else 'bn'}.{rest[3]}"
+                layer = "conv" if rest[2] == "0" else "bn"
+                names[key] = f"roi_head.bbox_head.{t}.shared_convs.{rest[1]}.{layer}.{rest[3]}"
             elif rest[0] == "head":
                 names[key] = f"roi_head.bbox_head.{t}.shared_fcs.0.{rest[2]}"
             else:

@@ -27,7 +27,8 @@ What the cascade does (Cai & Vasconcelos, "Cascade R-CNN", CVPR 2018, sections 4
   are averaged (as mmdet's ``CascadeRoIHead.simple_test``: the mean of the logits, then softmax) and the boxes
   are the last stage's regression;
 * RoIAlign 7x7 for boxes, 14x14 for masks, with ``aligned=True`` and adaptive sampling as mmcv's ``RoIAlign``
-  in the configs (torchvision's ``MultiScaleRoIAlign`` hard-codes ``aligned=False``: :class:`AlignedMultiScaleRoIAlign`);
+  in the configs (torchvision's ``MultiScaleRoIAlign`` hard-codes ``aligned=False``; see
+  :class:`AlignedMultiScaleRoIAlign`);
 * one FCN mask head (4 conv 256 + deconv + 1x1) *per stage*, as mmdet builds it when a config gives a single
   ``mask_head`` dict: each is trained on its stage's positive RoIs, and at test time all three run on the final
   boxes and their mask probabilities are averaged. (The official parameter counts, 89M for T, include the three.)
@@ -37,7 +38,6 @@ per variant, gradient checkpointing) is data: :data:`CASCADE_RECIPE` and :func:`
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
@@ -406,8 +406,8 @@ def cascade_mask_rcnn(
     ``stage_iou_thresholds``, ``stage_box_weights``, ``stage_loss_weights``, ``giou_loss_weight``; RoI sampling
     and test ``box_*``; ``min_size`` is the shorter side at test time and ``train_min_sizes`` (optional) the
     shorter sides training draws from, one per batch (the recipe's multi-scale training, 480 … 800; torchvision's
-    transform picks a random entry in training and the last one, ``min_size``, in evaluation). Other keywords starting with ``rpn_`` go to torchvision's RPN. ``with_masks=False``
-    gives Cascade R-CNN (boxes only).
+    transform picks a random entry in training and the last one, ``min_size``, in evaluation). Other keywords
+    starting with ``rpn_`` go to torchvision's RPN. ``with_masks=False`` gives Cascade R-CNN (boxes only).
 
     The result is torchvision's ``GeneralizedRCNN`` (transform, backbone, ``rpn``, ``roi_heads`` =
     :class:`CascadeRoIHeads`): its ``forward``, resizing and post-processing (box rescaling, mask pasting) are
