@@ -94,6 +94,10 @@ class DenseTrainConfig(EngineConfig):
         if self.task not in ("detection", "segmentation"):
             raise ValueError(f"task must be 'detection' or 'segmentation', got {self.task!r}")
         defaults = dict(DETECTION_DEFAULTS if self.task == "detection" else SEGMENTATION_DEFAULTS)
+        if self.task == "detection" and self.detector == "cascade_mask_rcnn" and self.data != "scenes":
+            from .cascade import cascade_recipe  # the paper's per-variant Cascade Mask R-CNN recipe
+
+            defaults.update(cascade_recipe(self.model))
         if self.data == "scenes":
             defaults.update(SCENES_DETECTION if self.task == "detection" else SCENES_SEGMENTATION)
         cfg = copy.deepcopy(self)
@@ -185,8 +189,10 @@ def _coco_files(root: Path, split: str) -> Tuple[Path, Path]:
 
 def _head_kwargs_for(detector: str, head_kwargs: Dict[str, Any]) -> Dict[str, Any]:
     """The head options that apply to ``detector`` (the scene defaults are written for Mask R-CNN)."""
+    from .detection import MASK_DETECTORS
+
     head = dict(head_kwargs)
-    if detector != "maskrcnn":
+    if detector not in MASK_DETECTORS:
         head.pop("mask_head_channels", None)
     if detector in ("retinanet", "fcos"):
         for k in list(head):
@@ -218,8 +224,12 @@ class DenseTask:
 
             train_images, train_ann = _coco_files(root, "train")
             val_images, val_ann = _coco_files(root, "val")
-            train_set = det.CocoDetectionDataset(train_images, train_ann, masks=cfg.detector == "maskrcnn",
+            train_set = det.CocoDetectionDataset(train_images, train_ann, masks=cfg.detector in det.MASK_DETECTORS,
                                                  num_classes=cfg.num_classes, hflip=cfg.hflip, seed=cfg.seed)
+            if cfg.detector == "cascade_mask_rcnn" and cfg.data != "scenes":
+                from .cascade import DetrStyleCrop  # the recipe's DETR-style resize + crop branch (p 0.5)
+
+                train_set = DetrStyleCrop(train_set, seed=cfg.seed)
             val_set = det.CocoDetectionDataset(val_images, val_ann, masks=False, num_classes=cfg.num_classes)
             if val_set.cat_ids != train_set.cat_ids:
                 raise det.DetectionDataError(f"{train_ann} and {val_ann} have different categories "

@@ -152,8 +152,9 @@ def add_subcommands(sub: Any) -> None:
                        description="Train a torchvision detector on a UniRepLKNet backbone with the official COCO "
                                    "recipe's optimizer; ends with re-parameterization (score checked) and ONNX export.")
     _add_common_train_args(p, "detection")
-    p.add_argument("--detector", default="maskrcnn", choices=("maskrcnn", "fasterrcnn", "retinanet", "fcos"),
-                   help="torchvision detector on the UniRepLKNet FPN (maskrcnn)")
+    p.add_argument("--detector", default="maskrcnn", choices=("maskrcnn", "fasterrcnn", "retinanet", "fcos",
+                                                                 "cascade_mask_rcnn"),
+                   help="detector on the UniRepLKNet FPN: torchvision's, or the paper's cascade_mask_rcnn (maskrcnn)")
     p.add_argument("--min-size", type=int, default=None, help="resize the shorter image side to this (800)")
     p.add_argument("--max-size", type=int, default=None, help="cap on the longer side (1333)")
     p.add_argument("--step-epochs", type=_int_tuple, default=None, help="lr x0.1 after these epochs (27,33)")

@@ -322,12 +322,22 @@ def fcos(model: Union[str, UniRepLKNet] = "unireplknet_t", num_classes: int = 80
     return _single_stage("fcos", model, num_classes, **kwargs)
 
 
+def cascade_mask_rcnn(model: Union[str, UniRepLKNet] = "unireplknet_t", num_classes: int = 80, **kwargs: Any) -> nn.Module:
+    """Cascade Mask R-CNN, the paper's COCO detector (:func:`unireplknet.tasks.cascade.cascade_mask_rcnn`)."""
+    from .cascade import cascade_mask_rcnn as build
+
+    return build(model, num_classes, **kwargs)
+
+
 #: Detector builders by name (the ``--detector`` choices of the command line).
-DETECTORS = {"fasterrcnn": fasterrcnn, "maskrcnn": maskrcnn, "retinanet": retinanet, "fcos": fcos}
+DETECTORS = {"fasterrcnn": fasterrcnn, "maskrcnn": maskrcnn, "retinanet": retinanet, "fcos": fcos,
+             "cascade_mask_rcnn": cascade_mask_rcnn}
+#: The detectors that predict (and train on) instance masks.
+MASK_DETECTORS = ("maskrcnn", "cascade_mask_rcnn")
 
 
 def build_detector(name: str, model: Union[str, UniRepLKNet], num_classes: int, **kwargs: Any) -> nn.Module:
-    """A detector by name: ``fasterrcnn``, ``maskrcnn``, ``retinanet`` or ``fcos``."""
+    """A detector by name: ``fasterrcnn``, ``maskrcnn``, ``retinanet``, ``fcos`` or ``cascade_mask_rcnn``."""
     if name not in DETECTORS:
         raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
     return DETECTORS[name](model, num_classes, **kwargs)
