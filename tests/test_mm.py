@@ -17,7 +17,7 @@ from conftest import randomize_bn_and_scales, rel_err
 
 TINY = dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (13,), (13,), (3,)))
 
-# The official layer ids (SPEC section 5): stem 0, stage0 1, ds1/stage1 2, ds2 3, stage2 block j 3 + j//3,
+# The official layer ids (the official `detection/` and `segmentation/` configs, docs/dense.md): stem 0, stage0 1, ds1/stage1 2, ds2 3, stage2 block j 3 + j//3,
 # ds3/stage3 num_layers, everything else num_layers + 1.
 OFFICIAL_LAYER_WISE = {
     "backbone.downsample_layers.0.0.weight": 0,

@@ -1,6 +1,6 @@
 """Audio classification: UniRepLKNet on 1-channel log-mel images, single-label (accuracy) or multi-label (mAP).
 
-The model is the official audio model (SPEC.md §3.2) with its published bug fixed: the backbone
+The model is the official audio model (official `Audio/` code, described in docs/audio.md) with its published bug fixed: the backbone
 (``in_chans=1``) returns pooled features — global average pool and the backbone's own LayerNorm — and AST's
 ``mlp_head`` (LayerNorm → Linear) maps them to class scores. Training follows the official recipe
 (``run_sc.sh``/``traintest.py``): BCE-with-logits on (mixed) one-hot targets, Adam (lr 2.5e-4, betas

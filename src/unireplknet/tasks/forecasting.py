@@ -1,4 +1,4 @@
-"""Time-series forecasting with UniRepLKNet as the encoder (SPEC.md §3.1, the paper's Global Temp/Wind model).
+"""Time-series forecasting with UniRepLKNet as the encoder (paper Table 12; official `Time-Series/` code, described in docs/timeseries.md, the paper's Global Temp/Wind model).
 
 Per forward pass (``x``: B × L × V, V = nodes × ``enc_in`` variables):
 
@@ -11,7 +11,7 @@ Per forward pass (``x``: B × L × V, V = nodes × ``enc_in`` variables):
 4. the (L × d_model) embedding is reshaped into a 1-channel image of H × W = L · d_model (192 × 192 for the
    paper's 48 × 768);
 5. the UniRepLKNet backbone (``in_chans=1``) encodes it; its last-stage map (C × h × w) is the encoder output
-   (the official code needs exactly this but its backbone returns 1000 logits — SPEC.md §3.1 step 6);
+   (the official code needs exactly this but its backbone returns 1000 logits — docs/timeseries.md, pipeline step 6);
 6. the forecasting head maps it to (pred_len × enc_in); the affine and the normalisation are undone.
 
 The head here is a linear projection of the flattened last-stage map. The paper feeds the map as memory into
@@ -74,7 +74,7 @@ _logger = logging.getLogger(__name__)
 TINY_FORECAST_MODEL_KWARGS: Dict[str, Any] = dict(
     depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), kernel_sizes=((3,), (7,), (3, 3), (3,)))
 
-#: The paper's configuration (SPEC.md §3.1): UniRepLKNet-S dims/depths, stage-4 kernels 11, d_model 768,
+#: The paper's configuration (paper Table 12; official `Time-Series/` code, described in docs/timeseries.md): UniRepLKNet-S dims/depths, stage-4 kernels 11, d_model 768,
 #: 11 stations per node, input 48 / label 24 / forecast 24 hours, Adam 1e-4 halved every epoch, 10 epochs,
 #: early stop after 3 epochs without improvement, batch 1 (all 350 nodes of one window).
 PAPER_GLOBAL_TEMP: Dict[str, Any] = dict(
