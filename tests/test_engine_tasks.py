@@ -20,7 +20,7 @@ import torch
 from unireplknet.engine import load_training_checkpoint
 
 TINY = dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (7,), (3,), (3,)))
-TASKS = ["image", "video", "pointcloud", "audio", "forecast", "segmentation"]
+TASKS = ["image", "video", "pointcloud", "audio", "forecast", "segmentation", "detection"]
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,12 @@ def make(task: str, root: Path, out: Path, **kw):
         return train_dense, DenseTrainConfig(**merge(dict(
             task="segmentation", model="custom", model_kwargs=TINY, head_kwargs=dict(channels=16, aux_channels=8),
             scenes_train=4, scenes_val=2, batch_size=2), common))
+    if task == "detection":
+        from unireplknet.tasks.dense import DenseTrainConfig, train_dense
+
+        return train_dense, DenseTrainConfig(**merge(dict(
+            task="detection", detector="maskrcnn", model="custom", model_kwargs=TINY, scenes_train=4, scenes_val=2,
+            batch_size=2), common))
     raise KeyError(task)
 
 
