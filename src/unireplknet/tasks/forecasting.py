@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..engine.checkpointing import load_training_checkpoint
-from ..engine.config import EngineConfig
+from ..engine.config import EngineConfig, plain
 from ..engine.distributed import all_gather_object
 from ..engine.task import StepContext, StepOutput, TaskData
 from ..modalities.timeseries import (
@@ -461,7 +461,7 @@ class Forecasting:
         return _build(cfg, self.splits["train"])
 
     def model_config(self, cfg: ForecastTrainConfig, data: TaskData, model: nn.Module) -> Dict[str, Any]:
-        return dict(_plain(model.config), task="forecast")
+        return dict(plain(model.config), task="forecast")
 
     def training_loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
         x, xm, y, _ = batch
@@ -475,13 +475,6 @@ class Forecasting:
         x, xm, _, _ = _collate([self.windows["val"][0], self.windows["val"][min(1, len(self.windows["val"]) - 1)]])
         return x, xm
 
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def train_forecaster(cfg: ForecastTrainConfig, callbacks: Sequence[Callable[[Any], None]] = ()) -> ForecastResult:
