@@ -297,3 +297,23 @@ def test_import_unireplknet_still_registers_the_variants_with_timm():
     code = "import unireplknet, timm; print(timm.is_model('unireplknet_xl'), unireplknet.UniRepLKNet.__name__)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.split() == ["True", "UniRepLKNet"], proc.stderr[-2000:]
+
+
+def test_any_timm_model_trains_as_a_peer_backbone_and_evaluates_from_its_files(digits, tmp_path, capsys):
+    """`train --model resnet10t`: the same task pipeline with timm's ResNet; eval of last.pth and of the deploy file
+    rebuilds it from the run's metadata and scores exactly what training reported."""
+    out = tmp_path / "peer"
+    fast = [a for a in FAST if a not in ("--model", "custom", "--model-kwargs", json.dumps(TINY))]
+    assert main(["train", "--data", str(digits), "--output", str(out), *fast, "--model", "resnet10t",
+                 "--no-onnx"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    ckpt = torch.load(out / "last.pth", weights_only=True)
+    assert ckpt["model_config"]["name"] == "resnet10t" and "fc.weight" in ckpt["model"]  # timm's own ResNet
+    capsys.readouterr()
+    for path in (out / "last.pth", out / "deploy.safetensors"):
+        assert main(["eval", str(path), "--data", str(digits), "--json", "--no-progress"]) == 0
+        metrics = json.loads(capsys.readouterr().out)
+        assert metrics["top1"] == pytest.approx(summary["train_structure"]["top1"], abs=1e-9), path
+    assert main(["train", "--data", str(digits), "--output", str(tmp_path / "bad"), *fast, "--model", "resnet10t",
+                 "--model-kwargs", '{"no_such_option": 1}', "--no-onnx"]) == 2
+    assert "--model resnet10t --model-kwargs" in capsys.readouterr().err

@@ -61,9 +61,18 @@ def _is_main_rank() -> bool:
 
 def _load_model(path: str, use_ema: bool = False):
     """A UniRepLKNet rebuilt from any checkpoint file (our .pth / .safetensors or an official one), in eval mode."""
-    from .checkpoint import load_model
+    from .checkpoint import load_model, read_state_dict
+    from .engine import build_model, read_run_metadata
 
-    model = load_model(path, use_ema=use_ema)
+    config = read_run_metadata(path).get("model_config") or {}
+    name = str(config.get("name", ""))
+    if name and name != "custom" and not name.startswith("unireplknet") and len(name) > 2:
+        # a run of `train --model <timm model>` (a peer backbone): rebuilt by the training engine's factory
+        model = build_model(name, config["num_classes"], config["in_chans"], config.get("model_kwargs"))
+        model.load_state_dict(read_state_dict(path, use_ema=use_ema))
+        model.eval()
+    else:  # UniRepLKNet: the structure is read off the tensors, so official files need no metadata
+        model = load_model(path, use_ema=use_ema)
     check_finite_model(model, path)  # a diverged run's NaN weights would make every reported number meaningless
     return model.eval()
 
@@ -144,7 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def format_train_summary(r) -> str:
     """The end-of-training table: training vs deploy structure, speed-up, files."""
-    lines = [f"UniRepLKNet training summary — {r.data_description}",
+    lines = [f"Training summary — {r.data_description}",
              f"{r.epochs} epochs in {_fmt_duration(r.wall_s)} on {r.world_size} process(es)"
              + (f"; {r.unreadable_images} unreadable images skipped" if r.unreadable_images else "")]
     rows = []

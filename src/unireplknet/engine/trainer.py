@@ -33,7 +33,8 @@ def unknown_variant_message(name: str) -> str:
     import timm
 
     known = ", ".join(timm.list_models("unireplknet_*")) or "unireplknet_a … unireplknet_xl"
-    return f"unknown model {name!r}; choose one of: {known} (or 'custom' with --model-kwargs)"
+    return (f"unknown model {name!r}; choose one of: {known} ('custom' with --model-kwargs), or any timm model name "
+            "(timm.list_models(), e.g. convnext_tiny) as a peer backbone")
 
 
 def build_model(
@@ -44,16 +45,28 @@ def build_model(
     pretrained: bool = False,
     **overrides: Any,
 ) -> nn.Module:
-    """A UniRepLKNet by variant name (``unireplknet_a`` … ``unireplknet_xl``, via timm) or ``'custom'``.
+    """A UniRepLKNet by variant name (``unireplknet_a`` … ``unireplknet_xl``, via timm), ``'custom'``, or any
+    other timm model (``convnext_tiny``, ``resnet50`` …) as a peer backbone for the same task.
 
     ``'custom'`` passes ``model_kwargs`` (depths, dims, kernel_sizes …) to :class:`~unireplknet.UniRepLKNet`;
     ``overrides`` (drop_path_rate, layer_scale_init_value, head_init_scale, use_sync_bn, deploy) go to both.
+    Another timm model gets ``model_kwargs`` and ``drop_path_rate`` (its own constructor checks them).
     """
     import inspect
 
+    import timm
+
+    from .. import zoo  # registers the variants with timm
     from ..model import UniRepLKNet
 
     kwargs = dict(model_kwargs or {})
+    if name != "custom" and not name.startswith("unireplknet") and not name.split(".")[0] in zoo.VARIANTS \
+            and timm.is_model(name.split(".")[0]):
+        try:
+            return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans,
+                                     drop_path_rate=overrides.get("drop_path_rate", 0.0), **kwargs)
+        except TypeError as e:  # an option that model does not take
+            raise ValueError(f"--model {name} --model-kwargs: {e}") from None
     known = set(inspect.signature(UniRepLKNet.__init__).parameters) - {"self", "in_chans", "num_classes"}
     unknown = sorted(set(kwargs) - known)
     if unknown:
@@ -65,10 +78,6 @@ def build_model(
         if "kernel_sizes" in kwargs and kwargs["kernel_sizes"] is not None:
             kwargs["kernel_sizes"] = tuple(tuple(k) for k in kwargs["kernel_sizes"])
         return UniRepLKNet(in_chans=in_chans, num_classes=num_classes, **kwargs, **overrides)
-    import timm
-
-    from .. import zoo  # registers the variants with timm
-
     full = name if name.startswith("unireplknet_") else f"unireplknet_{name}"
     if full.split(".")[0] not in timm.list_models("unireplknet_*"):
         raise ValueError(unknown_variant_message(name))

@@ -67,7 +67,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser, defaults: Optional[Dic
         return f"{text} [default: {value}]" if value is not None else text
 
     g = parser.add_argument_group("model (engine)")
-    g.add_argument("--model", default=None, help=h("unireplknet_a … unireplknet_xl, or 'custom' with --model-kwargs",
+    g.add_argument("--model", default=None, help=h("unireplknet_a … unireplknet_xl, 'custom' with --model-kwargs, or "
+                                                   "another timm model (e.g. convnext_tiny, resnet50) as a peer "
+                                                   "backbone of the classification tasks",
                                                    "model"))
     g.add_argument("--model-kwargs", type=json_dict_arg, default=None, help=_MODEL_KWARGS_HELP)
     g.add_argument("--pretrained", action="store_true", default=None,
