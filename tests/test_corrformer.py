@@ -419,3 +419,14 @@ def test_corrformer_resume_equals_uninterrupted_run(small_station_dir, tmp_path)
     assert [h["val_loss"] for h in full.history] == [h["val_loss"] for h in resumed.history]
     # the rate after epoch e is the paper's 'type1' rate of epoch e + 1 (halved after every epoch)
     assert [h["lr"] for h in full.history] == pytest.approx([cf.paper_learning_rate(e + 2, 1e-3) for e in range(2)])
+
+
+def test_presets_refuse_data_that_does_not_fit(small_station_dir):
+    from unireplknet.tasks.forecasting import ForecastTrainConfig, build_forecast_model
+
+    with pytest.raises(SeriesError, match=r"--node-list A,B with A·B = 4"):  # 44 stations = 4 nodes, not 7 × 50
+        build_forecast_model(ForecastTrainConfig.for_data(data=str(small_station_dir), preset="paper"))
+    with pytest.raises(SeriesError, match="must be a folder in the Global Temp/Wind layout"):
+        build_forecast_model(ForecastTrainConfig.for_data(data="synthetic-grid", preset="demo"))
+    with pytest.raises(ValueError, match="add --preset paper"):
+        _cli(["forecast-train", "--data", str(small_station_dir), "--encoder-size", "a", "--dry-run"])

@@ -404,6 +404,11 @@ def metrics_table(rows: Sequence[Tuple[str, Dict[str, float]]], data_scale: floa
 def build_forecast_splits(cfg: ForecastTrainConfig) -> Tuple[Dict[str, Series], str]:
     """``{'train', 'val', 'test'}`` series and a description, for the config's data source."""
     data = cfg.data
+    if cfg.preset and (data is None or not Path(data).is_dir()):
+        raise SeriesError(f"--preset {cfg.preset} trains the Corrformer on station data: --data must be a folder in the "
+                          f"Global Temp/Wind layout ({cfg.variable}_global_hourly_{{train,val,test}}.npy, "
+                          f"data_time_*.npy, stations_sorted.npy), not {data or 'the default co2'!r}; "
+                          "scripts/make_global_weather.py OUT or `unireplknet forecast-make-grid OUT` writes one")
     if data in (None, "co2"):
         s = co2_series(monthly=True)
         return chronological_split(s, cfg.seq_len), "Mauna Loa CO2, monthly (ppm)"
@@ -411,11 +416,6 @@ def build_forecast_splits(cfg: ForecastTrainConfig) -> Tuple[Dict[str, Series], 
         s = make_synthetic_station_grid()
         return chronological_split(s, cfg.seq_len), s.description + " (°C)"
     path = Path(data)
-    if cfg.preset and not path.is_dir():
-        raise SeriesError(f"--preset {cfg.preset} trains the Corrformer on station data: --data must be a folder in the "
-                          f"Global Temp/Wind layout ({cfg.variable}_global_hourly_{{train,val,test}}.npy, "
-                          f"data_time_*.npy, stations_sorted.npy), not {data!r}; scripts/make_global_weather.py OUT "
-                          "or `unireplknet forecast-make-grid OUT` writes one")
     if path.is_dir():
         # the Corrformer keeps every feature of every station, station-major, as the official loader does
         feature = None if cfg.preset else 0
