@@ -66,6 +66,8 @@ __all__ = [
     "evaluate_forecaster",
     "evaluate_baselines",
     "CORRFORMER_PRESETS",
+    "corrformer_defaults",
+    "metrics_table",
     "build_forecast_model",
     "evaluate_run",
     "train_forecaster",
