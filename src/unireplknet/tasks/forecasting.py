@@ -270,7 +270,8 @@ class ForecastTrainConfig(EngineConfig):
     ``.csv`` (``time_column`` + one column per variable); or a ``.npy``/``.npz`` array. Single-file and
     synthetic data are split chronologically 70/10/20 (Informer).
 
-    Unset (None) options take the defaults of the data: :data:`EMBEDDED_DEFAULTS` or :data:`PAPER_GLOBAL_TEMP`.
+    Unset (None) options take the defaults of the data (:data:`EMBEDDED_DEFAULTS`) or, with ``preset``
+    'paper' / 'demo' (the paper's Corrformer model), of :func:`corrformer_defaults`.
     """
 
     data: Optional[str] = None
@@ -339,8 +340,8 @@ def corrformer_defaults(preset: str) -> Dict[str, Any]:
     """The options a Corrformer preset sets unless given: the model sizes of ``corrformer.PRESETS[preset]`` and
     the training recipe. ``paper``: the official run (TPAMI Table 12; ``PAPER_RECIPE``: MSE, Adam 1e-4 halved
     after every epoch, 10 epochs, early stop after 3, batch 1 window, files ×10). ``demo``: the generated-data
-    run of docs/timeseries.md (the stand-in script's settings: Adam 1e-3, 6 epochs, batch 4, every 4th
-    training and validation window, 1 thread)."""
+    run of docs/timeseries.md (Adam 1e-3, 6 epochs, batch 4, every 4th training and validation window; the
+    documented numbers used ``--threads 1``)."""
     from .corrformer import PAPER_DATA_SCALE, PAPER_RECIPE, PRESETS
 
     c = PRESETS[preset]
