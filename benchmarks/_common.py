@@ -14,7 +14,7 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-#: depths and dims of the variants (SPEC 1.1), kept here so the benchmarks need nothing but the model class.
+#: depths and dims of the variants (TPAMI Table 4), kept here so the benchmarks need nothing but the model class.
 VARIANTS: Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {
     "A": ((2, 2, 6, 2), (40, 80, 160, 320)),
     "F": ((2, 2, 6, 2), (48, 96, 192, 384)),

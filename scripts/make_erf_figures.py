@@ -5,8 +5,8 @@
     python scripts/make_erf_figures.py --out runs/erf_study --memory    # peak RSS of T at 1024x1024, batch 1
 
 Every model is built with one input channel and ten classes. "Random" is timm's initialisation (seed 0);
-"trained" is that model after ``--epochs`` of the library's classification loop
-(:func:`unireplknet.tasks._clf_loop.fit`: AdamW, warmup + cosine, label smoothing) on the embedded digits at
+"trained" is that model after ``--epochs`` of the training engine (:func:`unireplknet.engine.train`, the loop of
+``unireplknet train``: AdamW, warmup + cosine, label smoothing) on the embedded digits at
 ``--train-size`` pixels. The ERF is then measured by the ``unireplknet erf`` command itself on ``--images``
 held-out digits at ``--erf-size`` pixels, and the figures are copied to docs/img/erf_{random,trained}.png.
 These weights are not the papers' ImageNet weights: see docs/erf.md for the command that redraws the papers'
@@ -29,30 +29,30 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def train_models(out: Path, epochs: int, size: int, lr: float) -> list:
-    """Train each model briefly on the digits; save the weights as safetensors; return (paths, accuracies)."""
-    import timm
-    import torch
+    """Train each model briefly on the digits with the training engine (``unireplknet train``'s loop); save the
+    weights as safetensors; return (paths, accuracies)."""
     from safetensors.torch import save_file
 
-    import unireplknet  # noqa: F401  (registers unireplknet_* with timm)
-    from unireplknet.data import DigitsDataset
-    from unireplknet.tasks._clf_loop import LoopConfig, fit
+    from unireplknet.engine import TrainConfig, load_training_checkpoint, train
 
-    train, val = DigitsDataset("train", image_size=size), DigitsDataset("val", image_size=size)
     results = []
     for name in MODELS:
-        torch.manual_seed(0)
-        model = timm.create_model(name, in_chans=1, num_classes=10)
-        cfg = LoopConfig(epochs=epochs, batch_size=32, lr=lr, warmup_epochs=min(0.5, epochs / 4), device="cpu",
-                         seed=0)
+        # AdamW, warmup + cosine, label smoothing 0.1; no mixup or image augmentation (8x8 digits, one epoch).
+        cfg = TrainConfig.for_data(
+            model=name, model_kwargs={}, input_size=size, epochs=epochs, batch_size=32, lr=lr,
+            warmup_epochs=min(0.5, epochs / 4), drop_path=0.0, mixup=0.0, cutmix=0.0, auto_augment="", reprob=0.0,
+            hflip=0.0, color_jitter=0.0, smoothing=0.1, seed=0, device="cpu", workers=0,
+            output=str(out / f"train_{name}"), overwrite=True, export_deploy=False, export_onnx=False,
+            tensorboard=False)
         t0 = time.perf_counter()
-        history = fit(model, train, val, cfg)
+        result = train(cfg)
+        state = load_training_checkpoint(result.checkpoint)["model"]
         path = out / f"{name}_digits.safetensors"
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-        results.append(dict(model=name, checkpoint=str(path), val_top1=history["final"]["top1"],
-                            train_seconds=time.perf_counter() - t0))
-        print(f"{name}: held-out top-1 {history['final']['top1']:.1f}% after {epochs} epoch(s), "
-              f"{time.perf_counter() - t0:.0f} s", flush=True)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+        top1 = float(result.history[-1]["val_top1"])
+        results.append(dict(model=name, checkpoint=str(path), val_top1=top1, train_seconds=time.perf_counter() - t0))
+        print(f"{name}: held-out top-1 {top1:.1f}% after {epochs} epoch(s), {time.perf_counter() - t0:.0f} s",
+              flush=True)
     return results
 
 

@@ -2,7 +2,7 @@
 
     python scripts/make_global_weather.py OUT_DIR [--stations 308] [--days 120] [--seed 0]
 
-writes, like the Corrformer/UniRepLKNet release (SPEC.md §3.1), values ×10 (the release's convention):
+writes, like the Corrformer/UniRepLKNet release (paper Table 12; official `Time-Series/` code, described in docs/timeseries.md), values ×10 (the release's convention):
 
 * ``temp_global_hourly_{train,val,test}.npy``: (hours, stations, 1) float32, °C × 10;
 * ``wind_global_hourly_{train,val,test}.npy``: (hours, stations, 1) float32, m/s × 10;

@@ -349,6 +349,7 @@ def _sweep_cases(c, out):
         ("args", ["predict", c["good_train_pth"], c["png8"], "--top-k", "0"]),
         ("args", ["bench", "--models", "nonsense"]),
         ("args", ["bench", "--batch-sizes", "0"]),
+        ("args", ["bench", "--models", "custom", "--model-kwargs", '{"bogus": 1}']),
         ("args", ["info", "--resolution", "-5"]),
     ]
     if importlib.util.find_spec("av") is not None:

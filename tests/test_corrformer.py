@@ -376,7 +376,7 @@ def _demo_cfg(data, out, **kw):
     from unireplknet.tasks.forecasting import ForecastTrainConfig
 
     base = dict(data=str(data), preset="demo", node_list=(2, 2), d_model=32, train_stride=40, val_stride=8,
-                epochs=2, output=str(out), export_onnx=False, export_deploy=False)  # the CLI test covers deploy
+                epochs=2, output=str(out), export_deploy=False)  # the CLI test covers deploy
     base.update(kw)
     return ForecastTrainConfig.for_data(**base)
 
@@ -384,10 +384,11 @@ def _demo_cfg(data, out, **kw):
 def test_cli_one_epoch_run_and_forecast_eval_per_group(small_station_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert _cli(["forecast-train", "--data", str(small_station_dir), "--preset", "demo", "--node-list", "2,2",
-                 "--d-model", "32", "--epochs", "1", "--train-stride", "40", "--val-stride", "8", "--no-onnx",
+                 "--d-model", "32", "--epochs", "1", "--train-stride", "40", "--val-stride", "8",
                  "-o", str(run), "--json"]) == 0
     trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert (run / "last.pth").is_file() and (run / "best.pth").is_file()
+    assert (run / "last.pth").is_file() and (run / "best.pth").is_file() and (run / "deploy.safetensors").is_file()
+    assert not (run / "model.onnx").exists()  # the preset turns ONNX off: the FFT has no ONNX export
     assert _cli(["forecast-eval", str(run / "best.pth"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     groups = out["groups"]

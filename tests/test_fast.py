@@ -330,3 +330,14 @@ def test_vmap_over_the_model_equals_the_batched_forward():
         w = weight.clone().requires_grad_()
         (torch.nn.functional.conv2d(xi, w, None, 1, 2, 1, 4).square().sum()).backward()
         assert rel_err(grad, w.grad) < 1e-12
+
+
+@pytest.mark.parametrize("variant, paper_gmacs", [("a", 0.64), ("t", 4.90)])
+def test_fvcore_counts_the_paper_macs_of_a_real_cpu_model(variant, paper_gmacs):
+    """fvcore traces the model (a tracer: the fused path steps aside) and counts one 'flop' per multiply-add."""
+    from fvcore.nn import FlopCountAnalysis
+
+    model = unireplknet.create_model(variant, deploy=True).eval()
+    analysis = FlopCountAnalysis(model, torch.randn(1, 3, 224, 224))
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    assert round(analysis.total() / 1e9, 2) == paper_gmacs

@@ -17,7 +17,7 @@ from conftest import randomize_bn_and_scales, rel_err
 
 TINY = dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (13,), (13,), (3,)))
 
-# The official layer ids (SPEC section 5): stem 0, stage0 1, ds1/stage1 2, ds2 3, stage2 block j 3 + j//3,
+# The official layer ids (the official `detection/` and `segmentation/` configs, docs/dense.md): stem 0, stage0 1, ds1/stage1 2, ds2 3, stage2 block j 3 + j//3,
 # ds3/stage3 num_layers, everything else num_layers + 1.
 OFFICIAL_LAYER_WISE = {
     "backbone.downsample_layers.0.0.weight": 0,
@@ -95,6 +95,10 @@ def test_backbone_has_the_official_interface(tmp_path):
     path = tmp_path / "det.pth"
     torch.save({"state_dict": {f"backbone.{k}": v for k, v in b.state_dict().items()}}, path)
     loaded = mm.UniRepLKNetBackbone(**TINY, init_cfg=dict(type="Pretrained", checkpoint=str(path))).eval()
+    assert not loaded.is_init  # the constructor only builds modules
+    assert not all(torch.equal(loaded.state_dict()[k], v) for k, v in b.state_dict().items())
+    loaded.init_weights()  # what MMEngine's runner calls
+    assert loaded.is_init
     for k, v in b.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v), k
     with pytest.raises(ValueError, match="Pretrained"):
@@ -157,7 +161,7 @@ def test_official_config_keys_through_the_mmengine_registry(reference):
                kernel_sizes=None, deploy=False, with_cp=True, attempt_use_lk_impl=False, use_sync_bn=False,
                init_cfg=dict(type="Pretrained", checkpoint=ckpt))
     backbone = MODELS.build(cfg)
-    backbone.init_weights()  # what mmengine's runner calls: must keep the loaded weights
+    backbone.init_weights()  # what mmengine's runner calls: it loads init_cfg['checkpoint']
     # kernel_sizes=None: the official default, read off the official state-dict shapes of UniRepLKNet-A
     shapes = dict(reference["keys"]["unireplknet_a"]["train"])
     for i, depth in enumerate(kw["depths"]):
@@ -184,6 +188,7 @@ def test_official_config_keys_through_the_mmengine_registry(reference):
     x = reference["io"]["input"][:1, :, :64, :64]
     plain = MODELS.build({**cfg, "with_cp": False, "drop_path_rate": 0.0})
     cp = MODELS.build({**cfg, "drop_path_rate": 0.0})
+    plain.init_weights(), cp.init_weights()  # both from the official checkpoint
     calls = []
     original = torch.utils.checkpoint.checkpoint
 
@@ -215,6 +220,7 @@ def test_deploy_key_builds_the_fused_structure(reference):
     backbone = MODELS.build(dict(type="UniRepLKNet", depths=kw["depths"], dims=kw["dims"], deploy=True,
                                  use_sync_bn=False, init_cfg=dict(
                                      type="Pretrained", checkpoint=str(reference["dir"] / "unireplknet_a.train.safetensors"))))
+    backbone.init_weights()  # what MMEngine's runner calls after building the model
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in backbone.modules())
     with torch.no_grad():
         out = backbone.eval()(reference["io"]["input"])

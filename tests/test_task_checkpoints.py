@@ -23,7 +23,7 @@ def test_reader_refuses_missing_truncated_foreign_and_other_task_files(tmp_path,
     with pytest.raises(FileNotFoundError, match="does not exist; pass the last.pth"):
         load(str(tmp_path / "missing.pth"))
     (tmp_path / "cut.pth").write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(ValueError, match="is not a readable training checkpoint"):
+    with pytest.raises(ValueError, match="is not a readable checkpoint.*truncated or corrupt.*last.pth"):
         load(str(tmp_path / "cut.pth"))
     torch.save({"model": {}}, tmp_path / "foreign.pth")  # a plain state-dict file, not written by the engine
     with pytest.raises(ValueError, match="is not a unireplknet training checkpoint"):

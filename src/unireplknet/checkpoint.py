@@ -81,13 +81,15 @@ def save_model(model: nn.Module, path: PathLike, metadata: Optional[Mapping[str,
     return write_safetensors(tensors, path, meta)
 
 
-def load_model(path: PathLike, device: Union[str, torch.device] = "cpu", **overrides: Any) -> nn.Module:
+def load_model(path: PathLike, device: Union[str, torch.device] = "cpu", use_ema: bool = False,
+               **overrides: Any) -> nn.Module:
     """Build the UniRepLKNet a checkpoint was saved from and load it (any official or own file).
 
     The structure (variant, training or deploy, class count, input channels) is inferred from the keys and
-    shapes of its tensors, so official files need no metadata either.
+    shapes of its tensors, so official files need no metadata either. ``use_ema`` takes the EMA weights of a
+    training checkpoint that has them.
     """
-    sd = read_state_dict(path)
+    sd = read_state_dict(path, use_ema=use_ema)
     config = infer_config(sd)
     config.update(overrides)
     model = UniRepLKNet(**config)

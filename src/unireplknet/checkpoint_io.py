@@ -89,7 +89,7 @@ def read_state_dict(path: PathLike, use_ema: bool = False) -> StateDict:
                 raise _unreadable(path, err) from err
             raise CheckpointError(
                 f"{path} is a PyTorch checkpoint that also holds Python objects other than tensors and plain "
-                f"containers, which are not unpickled for safety ({_first_line(err)}). If you trust the file, "
+                f"containers, which are not unpickled for safety ({first_error_line(err)}). If you trust the file, "
                 "re-save just its tensors: torch.save(torch.load(path, weights_only=False)['model'], "
                 "'weights.pth'), or convert it to safetensors"
             ) from err
@@ -99,13 +99,13 @@ def read_state_dict(path: PathLike, use_ema: bool = False) -> StateDict:
     else:
         raise CheckpointError(
             f"{path} is not a readable checkpoint: it is neither a PyTorch (.pth) nor a safetensors file "
-            f"({_describe_head(path)}); pass the weights file, e.g. unireplknet_t_in1k_224_acc83.21.pth or "
+            f"({describe_head(path)}); pass the weights file, e.g. unireplknet_t_in1k_224_acc83.21.pth or "
             "model.safetensors (a download that failed can leave an HTML error page under the file's name)"
         )
     return unwrap_state_dict(obj, use_ema=use_ema, source=str(path))
 
 
-def _first_line(err: BaseException) -> str:
+def first_error_line(err: BaseException) -> str:
     """The informative line of a (possibly long, multi-line) torch.load error."""
     lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
     # never the generic weights_only advice torch.load prepends: for a file that is no checkpoint it misleads
@@ -125,12 +125,13 @@ def _holds_disallowed_objects(err: BaseException) -> bool:
 
 def _unreadable(path: Path, err: BaseException) -> CheckpointError:
     return CheckpointError(
-        f"{path} is not a readable checkpoint ({type(err).__name__}: {_first_line(err)}; {_describe_head(path)}): "
+        f"{path} is not a readable checkpoint ({type(err).__name__}: {first_error_line(err)}; {describe_head(path)}): "
         "it is truncated, corrupt or not a checkpoint at all — download or save it again"
     )
 
 
-def _describe_head(path: Path) -> str:
+def describe_head(path: Path) -> str:
+    """What a file that is no checkpoint looks like, from its first bytes (HTML page, text, or the bytes)."""
     head = _head(path, 64)
     if head.lstrip().lower().startswith((b"<!doctype", b"<html", b"<?xml", b"<")):
         return f"it starts like an HTML/XML page: {head[:32]!r}"

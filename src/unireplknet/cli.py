@@ -61,13 +61,9 @@ def _is_main_rank() -> bool:
 
 def _load_model(path: str, use_ema: bool = False):
     """A UniRepLKNet rebuilt from any checkpoint file (our .pth / .safetensors or an official one), in eval mode."""
-    from .checkpoint import load_checkpoint, read_state_dict, infer_config
-    from .model import UniRepLKNet
+    from .checkpoint import load_model
 
-    sd = read_state_dict(path, use_ema=use_ema)
-    config = infer_config(sd)
-    model = UniRepLKNet(**config)
-    load_checkpoint(model, sd)
+    model = load_model(path, use_ema=use_ema)
     check_finite_model(model, path)  # a diverged run's NaN weights would make every reported number meaningless
     return model.eval()
 

@@ -22,7 +22,7 @@ import importlib
 import io
 import logging
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -127,10 +127,17 @@ def _compiled(module: nn.Module, example: torch.Tensor) -> Callable[[torch.Tenso
     return run
 
 
+def onnx_input_names(count: int) -> List[str]:
+    """``images`` for a one-input model (the classifiers), ``input0`` … for several (e.g. values + time marks)."""
+    return ["images"] if count == 1 else [f"input{i}" for i in range(count)]
+
+
 def export_onnx_bytes(
-    module: nn.Module, example: torch.Tensor, opset: int = 18, exporter: str = "auto"
+    module: nn.Module, example: Union[torch.Tensor, Tuple[torch.Tensor, ...]], opset: int = 18,
+    exporter: str = "auto"
 ) -> bytes:
-    """The ONNX model (input ``images``, dynamic batch axis) of an eval-mode module.
+    """The ONNX model (input ``images``, or ``input0`` … for a tuple of inputs; dynamic batch axis) of an
+    eval-mode module.
 
     The output is named ``logits`` for a single-tensor output, ``features0`` … for a list of tensors
     (features mode).
@@ -142,8 +149,10 @@ def export_onnx_bytes(
     if exporter not in ("auto", "dynamo", "torchscript"):
         raise ValueError(f"exporter must be 'auto', 'dynamo' or 'torchscript', got {exporter!r}")
     module = module.eval()
+    examples = (example,) if isinstance(example, torch.Tensor) else tuple(example)
+    names = onnx_input_names(len(examples))
     with torch.inference_mode():
-        produced = module(example)
+        produced = module(*examples)
     outputs = ["logits"] if isinstance(produced, torch.Tensor) else [f"features{i}" for i in range(len(produced))]
     dynamo = exporter == "dynamo"
     if exporter != "torchscript":
@@ -155,20 +164,20 @@ def export_onnx_bytes(
                 raise ImportError(
                     'the dynamo ONNX exporter needs onnxscript: pip install "unireplknet[onnx]"'
                 ) from err
-    if example.shape[0] == 1:  # torch.export specialises a size-1 dimension: trace with a batch of two
-        example = example.expand(2, *example.shape[1:]).contiguous()
+    # torch.export specialises a size-1 dimension: trace with a batch of two
+    examples = tuple(x.expand(2, *x.shape[1:]).contiguous() if x.shape[0] == 1 else x for x in examples)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer/deprecation chatter; the result is checked numerically
         if dynamo:
             batch = torch.export.Dim("batch")
             program = torch.onnx.export(
                 module,
-                (example,),
+                examples,
                 None,
                 dynamo=True,
-                input_names=["images"],
+                input_names=names,
                 output_names=outputs,
-                dynamic_shapes=({0: batch},),
+                dynamic_shapes=tuple({0: batch} for _ in examples),
                 opset_version=opset,
                 verbose=False,
             )
@@ -176,12 +185,12 @@ def export_onnx_bytes(
         buffer = io.BytesIO()
         torch.onnx.export(
             module,
-            (example,),
+            examples,
             buffer,
             dynamo=False,
-            input_names=["images"],
+            input_names=names,
             output_names=outputs,
-            dynamic_axes={"images": {0: "batch"}, **{name: {0: "batch"} for name in outputs}},
+            dynamic_axes={name: {0: "batch"} for name in (*names, *outputs)},
             opset_version=opset,
         )
         return buffer.getvalue()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
-from typing import Any, Dict, Sequence, Union
+from typing import Any, Dict, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -33,16 +33,17 @@ def _require_onnxruntime():
     return onnxruntime
 
 
-def verify_onnx(path: Union[str, Path, bytes], model: nn.Module, x: torch.Tensor) -> float:
-    """Largest absolute difference between onnxruntime's and PyTorch's outputs for ``x`` (``path``: a file or
-    the serialized model itself)."""
+def verify_onnx(path: Union[str, Path, bytes], model: nn.Module,
+                x: Union[torch.Tensor, Tuple[torch.Tensor, ...]]) -> float:
+    """Largest absolute difference between onnxruntime's and PyTorch's outputs for ``x`` (a tensor, or a tuple
+    for a model of several inputs; ``path``: a file or the serialized model itself)."""
     ort = _require_onnxruntime()
+    xs = (x,) if isinstance(x, torch.Tensor) else tuple(x)
     source = path if isinstance(path, bytes) else str(path)
     session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    got = session.run(None, {name: x.numpy()})[0]
+    got = session.run(None, {i.name: t.numpy() for i, t in zip(session.get_inputs(), xs)})[0]
     with torch.no_grad():
-        want = model(x).float().numpy()
+        want = model(*xs).float().numpy()
     if got.shape != want.shape:
         raise RuntimeError(f"ONNX output shape {got.shape} differs from PyTorch's {want.shape}")
     return float(np.abs(got - want).max())
@@ -51,13 +52,16 @@ def verify_onnx(path: Union[str, Path, bytes], model: nn.Module, x: torch.Tensor
 def export_onnx(
     model: nn.Module,
     path: Union[str, Path],
-    input_size: Sequence[int] = (3, 224, 224),
+    input_size: Union[Sequence[int], Sequence[Sequence[int]]] = (3, 224, 224),
     opset: int = 18,
     verify: bool = True,
     atol: float = 1e-3,
     exporter: str = "auto",
 ) -> Dict[str, Any]:
     """Write ``model`` (in eval mode, on CPU) as ONNX with input ``images`` (dynamic batch) and output ``logits``.
+
+    ``input_size`` is one input's shape without the batch axis, or a list of such shapes for a model of several
+    inputs (named ``input0`` … then).
 
     The graph comes from :func:`unireplknet.deploy.export_onnx_bytes` (``exporter``: ``"auto"``, ``"dynamo"``
     or ``"torchscript"``) and is written atomically. Re-parameterize first for the fast deploy graph. With
@@ -69,12 +73,17 @@ def export_onnx(
 
     path = Path(path)
     model = model.eval().to("cpu")
-    example = torch.randn(2, *input_size)
-    graph = export_onnx_bytes(model, example, opset=opset, exporter=exporter)
+    shapes = [tuple(input_size)] if isinstance(input_size[0], int) else [tuple(s) for s in input_size]
+
+    def batch(n: int):
+        xs = tuple(torch.randn(n, *s) for s in shapes)
+        return xs[0] if len(xs) == 1 else xs
+
+    graph = export_onnx_bytes(model, batch(2), opset=opset, exporter=exporter)
     info: Dict[str, Any] = dict(path=path, max_abs_diff=None, opset=opset)
     if verify:
         # Verified before it is written, so a failed check leaves an earlier file at ``path`` as it was.
-        diff = verify_onnx(graph, model, torch.randn(3, *input_size))
+        diff = verify_onnx(graph, model, batch(3))
         info["max_abs_diff"] = diff
         if not diff <= atol:  # written so that NaN fails too
             raise ExportCheckError(f"ONNX model for {path} differs from PyTorch by {diff:.3g} (> {atol}); nothing was "

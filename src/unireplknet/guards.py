@@ -192,23 +192,23 @@ def describe_unreadable_checkpoint(path: PathLike, error: BaseException, expecte
     """One paragraph for a checkpoint that ``torch.load(weights_only=True)`` refused, by what the file is.
 
     torch's own message runs to many lines and suggests ``weights_only=False``, which is wrong advice for a text
-    or HTML page saved as ``.pth`` and dangerous advice for a file of unknown origin.
+    or HTML page saved as ``.pth`` and dangerous advice for a file of unknown origin. What the file looks like and
+    the informative line of torch's error come from the checkpoint reader (:mod:`unireplknet.checkpoint_io`).
     """
     import pickle
+
+    from .checkpoint_io import describe_head, first_error_line
 
     path = Path(path)
     kind = file_kind(path) if path.is_file() and path.stat().st_size else "empty"
     if kind == "empty":
         return f"{path} is empty (an interrupted download or save?); pass {expected}"
     if kind != "torch":
-        with open(path, "rb") as f:
-            head = f.read(12)
-        what = ("text, a web page or random bytes?" if kind == "other" else _KIND_NAMES[kind])
-        return f"{path} is not a PyTorch checkpoint (it starts with {head!r}: {what}); pass {expected}"
+        what = describe_head(path) if kind == "other" else f"it is {_KIND_NAMES[kind]}"
+        return f"{path} is not a PyTorch checkpoint ({what}); pass {expected}"
     if isinstance(error, pickle.UnpicklingError):
-        detail = next((line.strip() for line in str(error).splitlines() if "Unsupported" in line), "")
-        return (f"{path} holds pickled Python objects that are never loaded, for safety ({detail.rstrip('.')}); "
-                f"it is not a checkpoint written by unireplknet — pass {expected}")
-    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return (f"{path} is not a readable checkpoint ({type(error).__name__}: {first}); it is probably truncated or "
-            f"corrupt — pass {expected}")
+        return (f"{path} holds pickled Python objects that are never loaded, for safety "
+                f"({first_error_line(error).rstrip('.')}); it is not a checkpoint written by unireplknet — pass "
+                f"{expected}")
+    return (f"{path} is not a readable checkpoint ({type(error).__name__}: {first_error_line(error)}); it is "
+            f"probably truncated or corrupt — pass {expected}")

@@ -489,8 +489,8 @@ class UniRepLKNet(nn.Module):
             ``depths``.
         deploy: build the re-parameterized (inference) structure.
         with_cp: gradient checkpointing of every block.
-        init_cfg: official MMDet/MMSeg-style dict; selects features mode, and ``init_cfg['checkpoint']`` is
-            loaded (classifier keys dropped).
+        init_cfg: official MMDet/MMSeg-style dict; selects features mode; :meth:`init_weights` loads
+            ``init_cfg['checkpoint']`` (classifier keys dropped) — the constructor itself only builds modules.
         attempt_use_lk_impl: accepted for compatibility; :mod:`unireplknet.ops` chooses the kernel.
         use_sync_bn: SyncBatchNorm instead of BatchNorm2d in the blocks.
         global_pool: the classifier's pooling (timm's convention): ``'avg'`` (official), ``'max'``,
@@ -613,8 +613,16 @@ class UniRepLKNet(nn.Module):
         if isinstance(getattr(self, "head", None), nn.Linear):
             self.head.weight.data.mul_(head_init_scale)
             self.head.bias.data.mul_(head_init_scale)
-        if init_cfg is not None and init_cfg.get("checkpoint"):
-            load_checkpoint(self, init_cfg["checkpoint"], drop_head=True)
+        self.init_cfg = dict(init_cfg) if init_cfg is not None else None
+
+    def init_weights(self) -> None:
+        """Load ``init_cfg['checkpoint']`` (classifier keys dropped), as MMEngine's initialisation asks.
+
+        The constructor only builds modules; MMDet/MMSeg runners call this once the model is built (the official
+        backbone loads its checkpoint at the same point), and so can any user of ``init_cfg``.
+        """
+        if self.init_cfg is not None and self.init_cfg.get("checkpoint"):
+            load_checkpoint(self, self.init_cfg["checkpoint"], drop_head=True)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:

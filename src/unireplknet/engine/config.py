@@ -153,13 +153,14 @@ class TrainConfig(EngineConfig):
     def to_dict(self) -> Dict[str, Any]:
         """Plain types only (JSON-able, ``weights_only``-loadable)."""
         d = dataclasses.asdict(self)
-        d["model_kwargs"] = _plain(d["model_kwargs"])
+        d["model_kwargs"] = plain(d["model_kwargs"])
         return d
 
 
-def _plain(obj: Any) -> Any:
+def plain(obj: Any) -> Any:
+    """Dicts, lists and tuples as plain dicts (string keys) and lists, so ``weights_only`` loading and JSON take them."""
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain(v) for v in obj]
     return obj

@@ -639,8 +639,8 @@ def _finish_deploy(task: Task, final: nn.Module, cfg: Any, data: TaskData, val_l
         tensors = {k: v.detach().contiguous() for k, v in cpu_deploy.state_dict().items()}
         result.deploy_file = atomic_write_bytes(out / "deploy.safetensors", save(tensors, dict(meta, format="pt")))
     own_export = getattr(task, "export_onnx", None)
-    if cfg.export_onnx and own_export is None and len(inputs) != 1:
-        result.onnx_skipped = f"the {task.name} model has no single fixed-shape input; no ONNX export"
+    if cfg.export_onnx and own_export is None and not inputs:
+        result.onnx_skipped = f"the {task.name} task gives no example input (deploy_example); no ONNX export"
     elif cfg.export_onnx:
         try:
             import onnxruntime  # noqa: F401
@@ -653,5 +653,6 @@ def _finish_deploy(task: Task, final: nn.Module, cfg: Any, data: TaskData, val_l
             from ..export import export_onnx
 
             # the TorchScript exporter: about 5x quicker than dynamo; the file is verified with onnxruntime anyway
-            info = export_onnx(cpu_deploy, out / "model.onnx", tuple(inputs[0].shape[1:]), exporter="torchscript")
+            info = export_onnx(cpu_deploy, out / "model.onnx", [tuple(x.shape[1:]) for x in inputs],
+                               exporter="torchscript")
         result.onnx_file, result.onnx_max_diff = info["path"], info["max_abs_diff"]

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from .config import plain  # noqa: F401  (re-exported: tasks import it from here)
+
 __all__ = ["Task", "TaskData", "StepContext", "StepOutput"]
 
 
@@ -115,10 +117,4 @@ def task_attr(task: Any, name: str, default: Any) -> Any:
     return getattr(task, name, default)
 
 
-def plain(obj: Any) -> Any:
-    """Dicts, lists and tuples as plain dicts (string keys) and lists, so ``weights_only`` loading and JSON take them."""
-    if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    return obj
+

@@ -1,6 +1,6 @@
 """Audio → 1-channel image: Kaldi-compatible log-mel filterbank, normalisation, augmentation, datasets.
 
-The preprocessing follows the official audio code (SPEC.md §3.2, built on AST's ``src/dataloader.py``):
+The preprocessing follows the official audio code (official `Audio/` code, described in docs/audio.md, built on AST's ``src/dataloader.py``):
 
 1. waveform (mono, float in [-1, 1], 16 kHz) minus its mean;
 2. Kaldi ``fbank`` (:func:`kaldi_fbank`): 25 ms frames every 10 ms (``snip_edges``), per-frame DC removal,
@@ -340,7 +340,7 @@ class AudioConfig:
         return (1, self.num_mel_bins, self.target_frames)
 
 
-#: The official Speech Commands V2 settings (SPEC.md §3.2).
+#: The official Speech Commands V2 settings (official `Audio/` code, described in docs/audio.md).
 SPEECH_COMMANDS_CONFIG = AudioConfig()
 
 
@@ -401,7 +401,7 @@ def spec_augment(image: torch.Tensor, freq_mask: int, time_mask: int, generator:
 
 @dataclass
 class AudioAugment:
-    """The official training augmentations (AST recipe, SPEC.md §3.2), applied in the official order.
+    """The official training augmentations (AST recipe, official `Audio/` code, described in docs/audio.md), applied in the official order.
 
     ``mixup``: probability of mixing the waveform with a random other clip of the training set (λ ~ Beta(10, 10),
     soft labels λ·y₁ + (1-λ)·y₂); ``freq_mask``/``time_mask``: SpecAugment widths (before normalisation, as

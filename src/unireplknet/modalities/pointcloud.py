@@ -1,6 +1,6 @@
 """Point cloud → images for UniRepLKNet: sampling, normalisation, augmentation, projections, ModelNet-40 files.
 
-Pipeline (SPEC 3.4; the official ``Point/`` code, a P2P-style projection):
+Pipeline (official `Point/` code, described in docs/pointcloud.md; the official ``Point/`` code, a P2P-style projection):
 
 1. points (N, 3) [+ normals] → farthest point sampling to ``num_points`` → centred and scaled into the
    unit sphere (:func:`farthest_point_sample`, :func:`normalize_unit_sphere`);

@@ -2,7 +2,7 @@
 
 A series is a :class:`Series`: ``values`` (T × V float32, V variables such as stations), ``timestamps``
 (T ``datetime64``) and optional per-variable ``coords`` (V × k, e.g. latitude/longitude/elevation). Windows
-follow the Informer/Corrformer convention used by the official code (SPEC.md §3.1): the input is
+follow the Informer/Corrformer convention used by the official code (paper Table 12; official `Time-Series/` code, described in docs/timeseries.md): the input is
 ``seq_len`` steps, the decoder target ``label_len + pred_len`` steps starting ``label_len`` steps before the
 end of the input; the forecast is the last ``pred_len`` steps.
 

@@ -13,7 +13,7 @@ Decoding uses PyAV (``pip install 'unireplknet[video]'``): torchvision 0.29 no l
 torchcodec needs a system FFmpeg, while PyAV wheels carry their own.
 
 Clip sampling, augmentation and the 5-clip × 3-crop test follow the official Kinetics recipe (VideoMAE v2
-fine-tuning code, SPEC 3.3): T frames with a fixed stride, a random window for training; RandAugment
+fine-tuning code, official `Video/` code, described in docs/video.md): T frames with a fixed stride, a random window for training; RandAugment
 ``rand-m7-n4-mstd0.5-inc1`` with the *same* operations on every frame; random resized crop (scale
 0.08–1, ratio 3/4–4/3, the same box on every frame) and horizontal flip; random erasing with one box
 through all frames; ImageNet mean/std. Evaluation resizes the short side to the input size and takes

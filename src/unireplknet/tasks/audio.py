@@ -1,6 +1,6 @@
 """Audio classification: UniRepLKNet on 1-channel log-mel images, single-label (accuracy) or multi-label (mAP).
 
-The model is the official audio model (SPEC.md §3.2) with its published bug fixed: the backbone
+The model is the official audio model (official `Audio/` code, described in docs/audio.md) with its published bug fixed: the backbone
 (``in_chans=1``) returns pooled features — global average pool and the backbone's own LayerNorm — and AST's
 ``mlp_head`` (LayerNorm → Linear) maps them to class scores. Training follows the official recipe
 (``run_sc.sh``/``traintest.py``): BCE-with-logits on (mixed) one-hot targets, Adam (lr 2.5e-4, betas
@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..engine.checkpointing import load_training_checkpoint
-from ..engine.config import EngineConfig
+from ..engine.config import EngineConfig, plain
 from ..engine.distributed import all_gather_object
 from ..engine.task import StepContext, StepOutput, TaskData
 from ..modalities.audio import (
@@ -399,7 +399,7 @@ class AudioClassification:
         load_checkpoint(model.backbone, path, drop_mismatched_head=True)
 
     def model_config(self, cfg: AudioTrainConfig, data: TaskData, model: nn.Module) -> Dict[str, Any]:
-        return dict(_plain(model.config), task="audio", multilabel=bool(cfg.multilabel), loss=cfg.loss)
+        return dict(plain(model.config), task="audio", multilabel=bool(cfg.multilabel), loss=cfg.loss)
 
     def training_loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
         images, targets, bad = batch
@@ -435,13 +435,6 @@ def train_audio(cfg: AudioTrainConfig, callbacks: Sequence[Callable[[Any], None]
                             checkpoint=r.checkpoint, best_checkpoint=r.best_checkpoint, wall_s=r.wall_s,
                             chance=100.0 / len(r.class_names), model=model, result=r)
 
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def _read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:

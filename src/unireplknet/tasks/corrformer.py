@@ -106,7 +106,7 @@ def paper_learning_rate(epoch: int, base_lr: float = PAPER_RECIPE["lr"]) -> floa
 # ----------------------------------------------------------------------------------------------- config
 @dataclass
 class CorrformerConfig:
-    """Every size of the model. The defaults are the paper's (SPEC of the official scripts, see module doc).
+    """Every size of the model. The defaults are the paper's (the official `Time-Series/` scripts, see module doc).
 
     ``memory_layout``: how the stage-4 map (N, C, h, w) becomes memory tokens. ``'tokens'`` (default): one
     token per position, its C channels as features (then a Linear to d_model if C ≠ d_model). ``'raw'``: the
@@ -427,7 +427,7 @@ class CorrformerDecoderLayer(nn.Module):
 # ----------------------------------------------------------------------------------------------- encoder
 def encoder_kernel_sizes(size: str, stage4_kernel: int = 11) -> Tuple[Tuple[int, ...], ...]:
     """The variant's official kernel layout with stage 4 set to ``stage4_kernel`` (the time-series code uses
-    K = 11 there; SPEC.md §3.1 step 5). ``'tiny'``: the small forecasting encoder (depths 1-1-2-1, dims
+    K = 11 there; docs/timeseries.md, pipeline step 5). ``'tiny'``: the small forecasting encoder (depths 1-1-2-1, dims
     16…128, kernels 3 / 7 / 3,3 / 3) for CPU demos and tests on 48 × 48 images."""
     from ..model import default_kernel_sizes
     from ..zoo import VARIANTS

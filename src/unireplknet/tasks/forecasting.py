@@ -1,4 +1,4 @@
-"""Time-series forecasting with UniRepLKNet as the encoder (SPEC.md §3.1, the paper's Global Temp/Wind model).
+"""Time-series forecasting with UniRepLKNet as the encoder (paper Table 12; official `Time-Series/` code, described in docs/timeseries.md, the paper's Global Temp/Wind model).
 
 Per forward pass (``x``: B × L × V, V = nodes × ``enc_in`` variables):
 
@@ -11,7 +11,7 @@ Per forward pass (``x``: B × L × V, V = nodes × ``enc_in`` variables):
 4. the (L × d_model) embedding is reshaped into a 1-channel image of H × W = L · d_model (192 × 192 for the
    paper's 48 × 768);
 5. the UniRepLKNet backbone (``in_chans=1``) encodes it; its last-stage map (C × h × w) is the encoder output
-   (the official code needs exactly this but its backbone returns 1000 logits — SPEC.md §3.1 step 6);
+   (the official code needs exactly this but its backbone returns 1000 logits — docs/timeseries.md, pipeline step 6);
 6. the forecasting head maps it to (pred_len × enc_in); the affine and the normalisation are undone.
 
 The head here is a linear projection of the flattened last-stage map. The paper (TPAMI §3.3, Table 12) feeds
@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..engine.checkpointing import load_training_checkpoint
-from ..engine.config import EngineConfig
+from ..engine.config import EngineConfig, plain
 from ..engine.distributed import all_gather_object
 from ..engine.task import StepContext, StepOutput, TaskData
 from ..modalities.timeseries import (
@@ -80,7 +80,7 @@ _logger = logging.getLogger(__name__)
 TINY_FORECAST_MODEL_KWARGS: Dict[str, Any] = dict(
     depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), kernel_sizes=((3,), (7,), (3, 3), (3,)))
 
-#: The paper's configuration (SPEC.md §3.1): UniRepLKNet-S dims/depths, stage-4 kernels 11, d_model 768,
+#: The paper's configuration (paper Table 12; official `Time-Series/` code, described in docs/timeseries.md): UniRepLKNet-S dims/depths, stage-4 kernels 11, d_model 768,
 #: 11 stations per node, input 48 / label 24 / forecast 24 hours, Adam 1e-4 halved every epoch, 10 epochs,
 #: early stop after 3 epochs without improvement, batch 1 (all 350 nodes of one window).
 PAPER_GLOBAL_TEMP: Dict[str, Any] = dict(
@@ -349,7 +349,10 @@ def corrformer_defaults(preset: str) -> Dict[str, Any]:
                dropout=c.dropout, drop_path=c.drop_path, freq=c.freq, seasonal_period=24, use_coords=c.use_geo,
                data_scale=PAPER_DATA_SCALE, lr=PAPER_RECIPE["lr"], epochs=PAPER_RECIPE["epochs"],
                patience=PAPER_RECIPE["patience"], batch_size=PAPER_RECIPE["batch_size"],
-               decay_rate=PAPER_RECIPE["lr_decay_per_epoch"], output=f"runs/corrformer-{preset}")
+               decay_rate=PAPER_RECIPE["lr_decay_per_epoch"], output=f"runs/corrformer-{preset}",
+               # the FFT of the auto-correlation (aten::fft_rfft) has no ONNX export in torch's exporter
+               # (opset 18); the run ends with deploy.safetensors only
+               export_onnx=False)
     if preset == "demo":
         out.update(lr=1e-3, epochs=6, batch_size=4, train_stride=4, val_stride=4)
     return out
@@ -609,8 +612,8 @@ class Forecasting:
             from dataclasses import asdict
 
             return dict(task="forecast", architecture="corrformer", preset=cfg.preset, coord_dim=model.coord_dim,
-                        corrformer=_plain(asdict(model.cfg)))
-        return dict(_plain(model.config), task="forecast")
+                        corrformer=plain(asdict(model.cfg)))
+        return dict(plain(model.config), task="forecast")
 
     def training_loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
         y = ctx.to_device(batch[2][:, -self.pred_len:])
@@ -628,13 +631,6 @@ class Forecasting:
         x, xm, _, ym = _collate([self.windows["val"][0], self.windows["val"][min(1, len(self.windows["val"]) - 1)]])
         return (x, xm, ym) if self.corrformer else (x, xm)
 
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def build_forecast_model(cfg: ForecastTrainConfig) -> Tuple[nn.Module, "Forecasting"]:

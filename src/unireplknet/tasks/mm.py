@@ -118,8 +118,9 @@ def layer_decay_param_groups(
 class UniRepLKNetBackbone(UniRepLKNet):
     """The official MMDet/MMSeg backbone: features mode, 3 input channels, SyncBN in the blocks.
 
-    The constructor keeps the official keywords; ``init_cfg=dict(type='Pretrained', checkpoint=path)`` loads an
-    official classification checkpoint (classifier dropped, everything else strict) or a detection/segmentation
+    The constructor keeps the official keywords; with ``init_cfg=dict(type='Pretrained', checkpoint=path)``,
+    :meth:`init_weights` (which MMEngine's runner calls after building the model) loads an official classification
+    checkpoint (classifier dropped, everything else strict) or a detection/segmentation
     checkpoint (``backbone.`` keys). ``forward`` returns a tuple of the four stage maps (strides 4–32).
     """
 
@@ -147,11 +148,12 @@ class UniRepLKNetBackbone(UniRepLKNet):
             deploy=deploy, with_cp=with_cp, init_cfg=init_cfg, attempt_use_lk_impl=attempt_use_lk_impl,
             use_sync_bn=use_sync_bn,
         )
-        self.init_cfg = init_cfg
-        self.is_init = True  # the checkpoint (if any) was loaded in the constructor
+        self.is_init = False  # MMEngine's runner calls init_weights(), which loads init_cfg['checkpoint']
 
     def init_weights(self) -> None:
-        """Called by MMEngine's model initialisation; the weights were set up in the constructor."""
+        """Called by MMEngine's model initialisation: loads ``init_cfg['checkpoint']`` (official or own layout)."""
+        super().init_weights()
+        self.is_init = True
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:  # type: ignore[override]
         return tuple(self.forward_intermediates(x, intermediates_only=True))

@@ -4,7 +4,7 @@
 official learnable :class:`~unireplknet.modalities.pointcloud.LearnedProjection`) → backbone
 ``forward_features`` on all B·V images → :class:`ViewPoolingHead` (the official ``PoolingClsHead``: the V
 stage-4 maps side by side as V·C channels, global average pool, LayerNorm, Linear). The official script
-fails exactly here (SPEC 3.4, issue #23): its backbone returns logits where this head needs the map.
+fails exactly here (official `Point/` code, issue #23): its backbone returns logits where this head needs the map.
 
 :func:`train_pointcloud` trains on the generated shapes (default) or ModelNet-40 with the official recipe
 where it applies: random (θ, φ) rotation + per-axis scale/shift each step, label smoothing 0.2 (ε/(K−1)
@@ -34,7 +34,7 @@ __all__ = ["ViewPoolingHead", "PointCloudClassifier", "create_pointcloud_classif
 _logger = logging.getLogger(__name__)
 PROJECTIONS = ("depth", "learned")
 
-#: The official ModelNet-40 backbone (S widths and depths, default kernels, drop path 0.4) — SPEC 3.4.
+#: The official ModelNet-40 backbone (S widths and depths, default kernels, drop path 0.4) — official `Point/` code, described in docs/pointcloud.md.
 OFFICIAL_MODELNET_KWARGS: Dict[str, Any] = dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768), drop_path_rate=0.4)
 #: The small backbone of the generated-shapes demo (32² views: stage maps 8, 4, 2, 1).
 SHAPES_DEMO_KWARGS: Dict[str, Any] = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128),
@@ -168,7 +168,7 @@ class PointCloudTrainConfig(EngineConfig):
 
     @classmethod
     def modelnet40(cls, **options: Any) -> "PointCloudTrainConfig":
-        """The official ModelNet-40 recipe (SPEC 3.4)."""
+        """The official ModelNet-40 recipe (official `Point/` code, described in docs/pointcloud.md)."""
         base = dict(model="official", model_kwargs={}, drop_path=0.4, num_points=4096, projection="learned",
                     image_size=224, epochs=300, batch_size=16, lr=5e-4, warmup_epochs=0.0, workers=4)
         base.update(options)

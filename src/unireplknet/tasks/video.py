@@ -28,7 +28,7 @@ __all__ = ["OFFICIAL_K400_KWARGS", "MOTION_DEMO_KWARGS", "VideoClassifier", "cre
 
 _logger = logging.getLogger(__name__)
 
-#: The network of the official Kinetics-400 script (SPEC 3.3): B-width dims with S depths, stage-4 kernels 11,
+#: The network of the official Kinetics-400 script (official `Video/` code, described in docs/video.md): B-width dims with S depths, stage-4 kernels 11,
 #: drop path 0.4. The paper's table calls it "UniRepLKNet-S, 55.5M"; build ``unireplknet_s`` for that.
 OFFICIAL_K400_KWARGS: Dict[str, Any] = dict(
     depths=(3, 3, 27, 3), dims=(128, 256, 512, 1024),
@@ -182,7 +182,7 @@ class VideoTrainConfig(EngineConfig):
 
     @classmethod
     def kinetics(cls, **options: Any) -> "VideoTrainConfig":
-        """The official Kinetics-400 recipe (SPEC 3.3), for a real data set."""
+        """The official Kinetics-400 recipe (official `Video/` code, described in docs/video.md), for a real data set."""
         base = dict(model="official", model_kwargs={}, drop_path=0.4, num_frames=16, input_size=224, epochs=90,
                     batch_size=8, lr=1e-3, warmup_epochs=5.0, layer_decay=0.75, mixup=0.8, cutmix=1.0,
                     auto_augment="rand-m7-n4-mstd0.5-inc1", hflip=0.5, reprob=0.25, crop_scale=(0.08, 1.0),
