@@ -1,7 +1,9 @@
 """The Corrformer + UniRepLKNet forecaster, part by part against independent computations, and end to end."""
 from __future__ import annotations
 
+import argparse
 import importlib.util
+import json
 import math
 import pickle
 from pathlib import Path
@@ -308,3 +310,126 @@ def test_array_series_files_with_object_arrays_are_refused(tmp_path):
         with pytest.raises(SeriesError, match="object array"):
             load_array_series(tmp_path / name)
     assert not marker.exists()
+
+
+# ----------------------------------------------------------------------------------------------- engine task / CLI
+@pytest.fixture(scope="module")
+def small_station_dir(tmp_path_factory):
+    """44 stations (4 nodes of 11, node tree 2,2), 32 days of hourly values in the official layout."""
+    from unireplknet.modalities.timeseries import (chronological_split, make_synthetic_station_grid,
+                                                   write_global_station_folder)
+
+    out = tmp_path_factory.mktemp("stations44")
+    write_global_station_folder(out, chronological_split(make_synthetic_station_grid(44, 32, 3), 0), "temp")
+    return out
+
+
+def _cli(argv):
+    from unireplknet.tasks import forecasting_cli
+
+    parser = argparse.ArgumentParser()
+    forecasting_cli.add_subcommands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_builds_the_paper_model_with_a_small_encoder(small_station_dir, monkeypatch, capsys):
+    from unireplknet.model import UniRepLKNet
+    from unireplknet.tasks import forecasting_cli
+    from unireplknet.zoo import VARIANTS
+
+    built = []
+    announce = forecasting_cli._announce
+    monkeypatch.setattr(forecasting_cli, "_announce", lambda m: (built.append(m), announce(m)))
+    assert _cli(["forecast-train", "--data", str(small_station_dir), "--preset", "paper", "--encoder-size", "a",
+                 "--node-list", "2,2", "--dry-run"]) == 0
+    (model,) = built
+    assert isinstance(model, cf.CorrformerUniRepLKNet) and isinstance(model.encoder, UniRepLKNet)
+    assert model.encoder.dims == VARIANTS["a"].dims and model.encoder.kernel_sizes[3] == (11,) * VARIANTS["a"].depths[3]
+    assert model.cfg.d_model == 768 and model.image_hw == (192, 192) and model.cfg.with_cp  # paper eq. (2): 48·768
+    err = capsys.readouterr().err
+    assert f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters" in err and "132 M" in err
+    # the memory is the encoder's stage-4 map (6 × 6 = 36 tokens of the last stage), not logits
+    model.eval()
+    x = torch.randn(4, 48, 11)
+    with torch.no_grad():
+        memory = model.memory(x, None)
+        fmap = model.encoder.forward_features(cf.tokens_to_image(model.enc_embedding(x, None, model._geo(4)),
+                                                                 (192, 192)))
+    assert fmap.shape == (4, VARIANTS["a"].dims[3], 6, 6)
+    torch.testing.assert_close(memory, model.memory_projection(fmap.flatten(2).transpose(1, 2)))
+
+
+def test_paper_preset_takes_the_papers_recipe():
+    from unireplknet.tasks.forecasting import ForecastTrainConfig
+
+    cfg = ForecastTrainConfig.for_data(data="x", preset="paper")
+    assert (cfg.lr, cfg.epochs, cfg.patience, cfg.batch_size) == (1e-4, 10, 3, 1)
+    assert (cfg.opt, cfg.sched, cfg.decay_start, cfg.decay_rate, cfg.weight_decay) == ("adam", "step", 1, 0.5, 0.0)
+    assert cfg.d_model == 768 and cfg.drop_path == 0.4 and cfg.data_scale == 10.0
+    assert ForecastTrainConfig.for_data(data="x", preset="paper", lr=3e-4).lr == 3e-4  # a flag still wins
+    with pytest.raises(ValueError, match="unknown preset"):
+        ForecastTrainConfig.for_data(preset="papr")
+
+
+def _demo_cfg(data, out, **kw):
+    from unireplknet.tasks.forecasting import ForecastTrainConfig
+
+    base = dict(data=str(data), preset="demo", node_list=(2, 2), d_model=32, train_stride=40, val_stride=8,
+                epochs=2, output=str(out), export_deploy=False)  # the CLI test covers deploy
+    base.update(kw)
+    return ForecastTrainConfig.for_data(**base)
+
+
+def test_cli_one_epoch_run_and_forecast_eval_per_group(small_station_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _cli(["forecast-train", "--data", str(small_station_dir), "--preset", "demo", "--node-list", "2,2",
+                 "--d-model", "32", "--epochs", "1", "--train-stride", "40", "--val-stride", "8",
+                 "-o", str(run), "--json"]) == 0
+    trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (run / "last.pth").is_file() and (run / "best.pth").is_file() and (run / "deploy.safetensors").is_file()
+    assert not (run / "model.onnx").exists()  # the preset turns ONNX off: the FFT has no ONNX export
+    assert _cli(["forecast-eval", str(run / "best.pth"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    groups = out["groups"]
+    assert list(groups) == ["temp", "region 1/2 (series 0-21)", "region 2/2 (series 22-43)"]
+    assert groups["temp"]["mse"] == pytest.approx(trained["test"]["mse"], rel=1e-5)
+    # equal-sized regions: the overall MSE/MAE is their mean; physical units are the files' ÷ 10 (÷ 100 for MSE)
+    regions = [groups[k] for k in list(groups)[1:]]
+    assert groups["temp"]["mse"] == pytest.approx(sum(g["mse"] for g in regions) / 2, rel=1e-9)
+    assert groups["temp"]["mae"] == pytest.approx(sum(g["mae"] for g in regions) / 2, rel=1e-9)
+    assert groups["temp"]["mse_physical"] == pytest.approx(groups["temp"]["mse"] / 100)
+    assert groups["temp"]["mae_physical"] == pytest.approx(groups["temp"]["mae"] / 10)
+    assert "seasonal naive (period 24)" in out["baselines"]
+    assert _cli(["forecast-eval", str(run / "best.pth")]) == 0
+    text = capsys.readouterr().out
+    assert "region 2/2" in text and "MSE phys." in text
+
+
+def test_corrformer_resume_equals_uninterrupted_run(small_station_dir, tmp_path):
+    from unireplknet.engine import fit
+    from unireplknet.tasks.forecasting import Forecasting
+
+    # the engine alone (train_forecaster adds the test-set report, covered by the CLI test)
+    full = fit(Forecasting(), _demo_cfg(small_station_dir, tmp_path / "full"))
+    fit(Forecasting(), _demo_cfg(small_station_dir, tmp_path / "part", epochs=1))
+    resumed = fit(Forecasting(), _demo_cfg(small_station_dir, tmp_path / "part", resume="auto"))
+    a = torch.load(tmp_path / "full" / "last.pth", weights_only=True)
+    b = torch.load(tmp_path / "part" / "last.pth", weights_only=True)
+    assert a["model_config"]["architecture"] == "corrformer" and a["model_config"] == b["model_config"]
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0, msg=k)
+    assert [h["val_loss"] for h in full.history] == [h["val_loss"] for h in resumed.history]
+    # the rate after epoch e is the paper's 'type1' rate of epoch e + 1 (halved after every epoch)
+    assert [h["lr"] for h in full.history] == pytest.approx([cf.paper_learning_rate(e + 2, 1e-3) for e in range(2)])
+
+
+def test_presets_refuse_data_that_does_not_fit(small_station_dir):
+    from unireplknet.tasks.forecasting import ForecastTrainConfig, build_forecast_model
+
+    with pytest.raises(SeriesError, match=r"--node-list A,B with A·B = 4"):  # 44 stations = 4 nodes, not 7 × 50
+        build_forecast_model(ForecastTrainConfig.for_data(data=str(small_station_dir), preset="paper"))
+    with pytest.raises(SeriesError, match="must be a folder in the Global Temp/Wind layout"):
+        build_forecast_model(ForecastTrainConfig.for_data(data="synthetic-grid", preset="demo"))
+    with pytest.raises(ValueError, match="add --preset paper"):
+        _cli(["forecast-train", "--data", str(small_station_dir), "--encoder-size", "a", "--dry-run"])

@@ -26,9 +26,9 @@ and a causal TCN runs along the sorted node axis, so a node only receives inform
 leads it; the result is shifted back. The TCN's channels are head_dim × decoder length (48 · 48 = 2304 in the
 paper), which is where most of the paper's 132 M parameters sit (see docs/timeseries.md).
 
-This module is the model, the data windows, the loss, the evaluation and the recipe constants; the training
-loop belongs to the engine (``unireplknet.engine``); ``scripts/train_corrformer_demo.py`` stands in for it
-until the ``forecast-train --preset paper`` task is wired there.
+This module is the model, the data windows, the loss, the evaluation and the recipe constants; it trains
+through the engine as the forecasting task's model choice (:mod:`unireplknet.tasks.forecasting`):
+``unireplknet forecast-train --data DIR --preset paper [--encoder-size a|t|s]`` (or ``--preset demo``).
 """
 from __future__ import annotations
 
@@ -510,6 +510,11 @@ class CorrformerUniRepLKNet(nn.Module):
         self.decoder_layers = nn.ModuleList([CorrformerDecoderLayer(cfg, cfg.enc_in) for _ in range(cfg.d_layers)])
         self.decoder_norm = SeasonalLayerNorm(cfg.d_model)
         self.projection = nn.Linear(cfg.d_model, cfg.enc_in)
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute the encoder blocks in backward (the official run's ``with_cp``; numbers unchanged)."""
+        self.encoder.set_grad_checkpointing(enable)
 
     def memory(self, x_nodes: torch.Tensor, x_mark: Optional[torch.Tensor]) -> torch.Tensor:
         """(B·nodes, L, enc_in) normalised input → (B·nodes, h·w, d_model) encoder memory."""

@@ -14,9 +14,10 @@ Per forward pass (``x``: B × L × V, V = nodes × ``enc_in`` variables):
    (the official code needs exactly this but its backbone returns 1000 logits — docs/timeseries.md, pipeline step 6);
 6. the forecasting head maps it to (pred_len × enc_in); the affine and the normalisation are undone.
 
-The head here is a linear projection of the flattened last-stage map. The paper feeds the map as memory into
-one Corrformer decoder layer (multi-correlation + TCN); that decoder is not built here — see docs/timeseries.md
-for what would reproduce the paper exactly.
+The head here is a linear projection of the flattened last-stage map. The paper (TPAMI §3.3, Table 12) feeds
+the map as memory into one Corrformer decoder layer (multi-correlation + TCN): ``--preset paper`` / ``demo``
+make this task train that model instead (:mod:`unireplknet.tasks.corrformer`), on the same engine loop, with
+the paper's recipe as defaults; docs/timeseries.md has both.
 """
 from __future__ import annotations
 
@@ -64,6 +65,11 @@ __all__ = [
     "build_forecast_splits",
     "evaluate_forecaster",
     "evaluate_baselines",
+    "CORRFORMER_PRESETS",
+    "corrformer_defaults",
+    "metrics_table",
+    "build_forecast_model",
+    "evaluate_run",
     "train_forecaster",
     "load_forecaster",
 ]
@@ -264,7 +270,8 @@ class ForecastTrainConfig(EngineConfig):
     ``.csv`` (``time_column`` + one column per variable); or a ``.npy``/``.npz`` array. Single-file and
     synthetic data are split chronologically 70/10/20 (Informer).
 
-    Unset (None) options take the defaults of the data: :data:`EMBEDDED_DEFAULTS` or :data:`PAPER_GLOBAL_TEMP`.
+    Unset (None) options take the defaults of the data (:data:`EMBEDDED_DEFAULTS`) or, with ``preset``
+    'paper' / 'demo' (the paper's Corrformer model), of :func:`corrformer_defaults`.
     """
 
     data: Optional[str] = None
@@ -282,6 +289,13 @@ class ForecastTrainConfig(EngineConfig):
     dropout: float = 0.05
     lr_halving: bool = True  # False: a constant rate (decay_rate 1)
     train_stride: int = 1
+    val_stride: int = 1
+    # The Corrformer model of the paper (``preset`` 'paper' or 'demo'; None: the linear-head forecaster above).
+    preset: Optional[str] = None
+    encoder_size: Optional[str] = None  # 'a' … 's' or 'tiny'; None: the preset's
+    node_list: Optional[Tuple[int, ...]] = None  # the multiscale node tree; None: the preset's
+    memory_layout: Optional[str] = None  # 'tokens' or 'raw' (CorrformerConfig.memory_layout); None: the preset's
+    data_scale: float = 1.0  # the files' values / physical units (the released Global Temp/Wind files: 10)
     # engine options with the forecasting recipe's values
     model: str = "custom"
     model_kwargs: Dict[str, Any] = field(default_factory=lambda: copy.deepcopy(TINY_FORECAST_MODEL_KWARGS))
@@ -307,11 +321,41 @@ class ForecastTrainConfig(EngineConfig):
     def for_data(cls, **options: Any) -> "ForecastTrainConfig":
         options = {k: v for k, v in options.items() if v is not None}
         data = options.get("data")
-        preset = options.pop("preset", None)
-        defaults = dict(PAPER_GLOBAL_TEMP) if preset == "paper" else EMBEDDED_DEFAULTS.get(data or "co2", {})
+        preset = options.get("preset")
+        if preset is not None and preset not in CORRFORMER_PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(CORRFORMER_PRESETS)}")
+        defaults = corrformer_defaults(preset) if preset else EMBEDDED_DEFAULTS.get(data or "co2", {})
         for k, v in defaults.items():
             options.setdefault(k, copy.deepcopy(v))
+        if options.get("node_list") is not None:
+            options["node_list"] = tuple(int(n) for n in options["node_list"])
         return cls(**options)
+
+
+#: The presets that train the paper's Corrformer + UniRepLKNet model (``unireplknet.tasks.corrformer.PRESETS``).
+CORRFORMER_PRESETS = ("paper", "demo")
+
+
+def corrformer_defaults(preset: str) -> Dict[str, Any]:
+    """The options a Corrformer preset sets unless given: the model sizes of ``corrformer.PRESETS[preset]`` and
+    the training recipe. ``paper``: the official run (TPAMI Table 12; ``PAPER_RECIPE``: MSE, Adam 1e-4 halved
+    after every epoch, 10 epochs, early stop after 3, batch 1 window, files ×10). ``demo``: the generated-data
+    run of docs/timeseries.md (Adam 1e-3, 6 epochs, batch 4, every 4th training and validation window; the
+    documented numbers used ``--threads 1``)."""
+    from .corrformer import PAPER_DATA_SCALE, PAPER_RECIPE, PRESETS
+
+    c = PRESETS[preset]
+    out = dict(seq_len=c.seq_len, label_len=c.label_len, pred_len=c.pred_len, enc_in=c.enc_in, d_model=c.d_model,
+               dropout=c.dropout, drop_path=c.drop_path, freq=c.freq, seasonal_period=24, use_coords=c.use_geo,
+               data_scale=PAPER_DATA_SCALE, lr=PAPER_RECIPE["lr"], epochs=PAPER_RECIPE["epochs"],
+               patience=PAPER_RECIPE["patience"], batch_size=PAPER_RECIPE["batch_size"],
+               decay_rate=PAPER_RECIPE["lr_decay_per_epoch"], output=f"runs/corrformer-{preset}",
+               # the FFT of the auto-correlation (aten::fft_rfft) has no ONNX export in torch's exporter
+               # (opset 18); the run ends with deploy.safetensors only
+               export_onnx=False)
+    if preset == "demo":
+        out.update(lr=1e-3, epochs=6, batch_size=4, train_stride=4, val_stride=4)
+    return out
 
 
 #: Defaults of the embedded data. CO2: monthly, season 12; the grid: hourly, 11 stations per node, season 24.
@@ -338,19 +382,39 @@ class ForecastResult:
     description: str
     model: Optional[nn.Module] = None
     result: Any = None  # the engine's TrainResult (deploy file, …)
+    groups: Dict[str, Dict[str, float]] = field(default_factory=dict)  # Corrformer runs: per variable group
+    data_scale: float = 1.0
 
     def table(self) -> str:
-        """Model and baselines side by side on the test windows (original units)."""
-        rows = [("UniRepLKNet forecaster", self.test)] + [(k, v) for k, v in self.baselines.items()]
-        lines = [f"{'method':<28}{'MSE':>12}{'MAE':>10}", "-" * 50]
-        lines += [f"{name:<28}{m['mse']:>12.4f}{m['mae']:>10.4f}" for name, m in rows]
-        return "\n".join(lines)
+        """Model and baselines side by side on the test windows (original units; with ``data_scale`` ≠ 1 also
+        in physical units, i.e. MSE / scale², MAE / scale)."""
+        name = "UniRepLKNet-Corrformer" if self.groups else "UniRepLKNet forecaster"
+        rows = [(name, self.test)] + [(k, v) for k, v in self.baselines.items()]
+        return metrics_table(rows, self.data_scale)
+
+
+def metrics_table(rows: Sequence[Tuple[str, Dict[str, float]]], data_scale: float = 1.0) -> str:
+    """One line per (name, metrics) with MSE/MAE on the data's scale, and physical ones when it is not 1."""
+    physical = data_scale != 1.0
+    head = f"{'':<34}{'MSE':>12}{'MAE':>10}" + (f"{'MSE phys.':>12}{'MAE phys.':>11}" if physical else "")
+    lines = [head, "-" * len(head)]
+    for name, m in rows:
+        line = f"{name:<34}{m['mse']:>12.4f}{m['mae']:>10.4f}"
+        if physical:
+            line += f"{m['mse'] / data_scale ** 2:>12.4f}{m['mae'] / data_scale:>11.4f}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------- data
 def build_forecast_splits(cfg: ForecastTrainConfig) -> Tuple[Dict[str, Series], str]:
     """``{'train', 'val', 'test'}`` series and a description, for the config's data source."""
     data = cfg.data
+    if cfg.preset and (data is None or not Path(data).is_dir()):
+        raise SeriesError(f"--preset {cfg.preset} trains the Corrformer on station data: --data must be a folder in the "
+                          f"Global Temp/Wind layout ({cfg.variable}_global_hourly_{{train,val,test}}.npy, "
+                          f"data_time_*.npy, stations_sorted.npy), not {data or 'the default co2'!r}; "
+                          "scripts/make_global_weather.py OUT or `unireplknet forecast-make-grid OUT` writes one")
     if data in (None, "co2"):
         s = co2_series(monthly=True)
         return chronological_split(s, cfg.seq_len), "Mauna Loa CO2, monthly (ppm)"
@@ -359,7 +423,10 @@ def build_forecast_splits(cfg: ForecastTrainConfig) -> Tuple[Dict[str, Series], 
         return chronological_split(s, cfg.seq_len), s.description + " (°C)"
     path = Path(data)
     if path.is_dir():
-        splits = {k: load_global_station_folder(path, cfg.variable, k, cfg.nan_policy) for k in ("train", "val", "test")}
+        # the Corrformer keeps every feature of every station, station-major, as the official loader does
+        feature = None if cfg.preset else 0
+        splits = {k: load_global_station_folder(path, cfg.variable, k, cfg.nan_policy, feature=feature)
+                  for k in ("train", "val", "test")}
         counts = {k: s.num_variables for k, s in splits.items()}
         if len(set(counts.values())) != 1:
             raise SeriesError(f"station counts differ between splits: {counts}")
@@ -383,23 +450,40 @@ def _loader(ds: WindowDataset, batch_size: int, shuffle: bool, seed: int) -> Dat
                       generator=torch.Generator().manual_seed(seed))
 
 
+def _is_corrformer(model: nn.Module) -> bool:
+    from .corrformer import CorrformerUniRepLKNet
+
+    return isinstance(getattr(model, "module", model), CorrformerUniRepLKNet)
+
+
+def _forecast(model: nn.Module, batch: Sequence[torch.Tensor], device: Union[str, torch.device],
+              corrformer: bool) -> torch.Tensor:
+    """The model's forecast of a ``(x, x_mark, y, y_mark)`` batch: the Corrformer decoder also reads the
+    calendar features of its label + forecast span."""
+    x, xm, _, ym = batch
+    if corrformer:
+        return model(x.to(device), xm.to(device), ym.to(device))
+    return model(x.to(device), xm.to(device))
+
+
 @torch.no_grad()
 def evaluate_forecaster(model: nn.Module, loader: DataLoader, device: Union[str, torch.device] = "cpu",
                         scale: Optional[torch.Tensor] = None) -> Dict[str, float]:
-    """MSE/MAE of the model's forecasts (original units) and ``loss`` (MSE in units of ``scale``)."""
+    """MSE/MAE of the model's forecasts (original units) and ``loss`` (MSE in units of ``scale``; without a
+    ``scale``, the plain MSE — the paper's loss for the Corrformer)."""
     was = model.training
     model.eval()
+    corrformer = _is_corrformer(model)
     preds, targets = [], []
-    for x, xm, y, _ in loader:
-        preds.append(model(x.to(device), xm.to(device)).float().cpu())
-        targets.append(y[:, -model.pred_len:])
+    for batch in loader:
+        preds.append(_forecast(model, batch, device, corrformer).float().cpu())
+        targets.append(batch[2][:, -model.pred_len:])
     model.train(was)
     gathered = all_gather_object((preds, targets))  # every rank's windows (one process: just its own)
     pred = torch.cat([t for p, _ in gathered for t in p])
     target = torch.cat([t for _, tg in gathered for t in tg])
     out = forecast_metrics(pred, target)
-    if scale is not None:
-        out["loss"] = float(((pred - target) / scale).pow(2).mean())
+    out["loss"] = float(((pred - target) / scale).pow(2).mean()) if scale is not None else out["mse"]
     out["windows"] = int(pred.shape[0])
     return out
 
@@ -425,20 +509,73 @@ def _read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
     return ckpt
 
 
-def _build(cfg: ForecastTrainConfig, train: Series) -> UniRepLKNetForecaster:
+def _build(cfg: ForecastTrainConfig, train: Series) -> nn.Module:
+    if cfg.preset:
+        return _build_corrformer(cfg, train)
     return UniRepLKNetForecaster(
         train.num_variables, cfg.seq_len, cfg.pred_len, cfg.enc_in, cfg.d_model, cfg.freq or train.freq,
         train.coords if cfg.use_coords else None, cfg.model, cfg.model_kwargs, cfg.drop_path, cfg.dropout)
 
 
+def _resolve_node_list(cfg: ForecastTrainConfig, num_variables: int) -> Tuple[int, ...]:
+    """The preset's node tree when it fits the data's station count, else ``cfg.node_list`` (checked)."""
+    from .corrformer import PRESETS
+
+    enc_in = cfg.enc_in or PRESETS[cfg.preset].enc_in
+    if num_variables % enc_in:
+        raise SeriesError(f"{num_variables} station series cannot be grouped into nodes of {enc_in} (--enc-in); pass "
+                          "an --enc-in that divides the number of stations")
+    nodes = num_variables // enc_in
+    node_list = tuple(cfg.node_list or PRESETS[cfg.preset].node_list)
+    if int(np.prod(node_list)) != nodes:
+        raise SeriesError(
+            f"the data has {num_variables} station series = {nodes} nodes of {enc_in}, but the node tree "
+            f"{','.join(map(str, node_list))} holds {int(np.prod(node_list))} nodes (the paper: 7,50 = 350 nodes of "
+            f"11 = 3,850 stations); pass --node-list A,B with A·B = {nodes}, stations ordered so that each group of "
+            f"B consecutive nodes is a region")
+    return node_list
+
+
+def _build_corrformer(cfg: ForecastTrainConfig, train: Series) -> nn.Module:
+    """The paper's Corrformer + UniRepLKNet of ``cfg.preset`` with the sizes the options override."""
+    from .corrformer import PRESETS, build_model
+
+    preset = PRESETS[cfg.preset]
+    overrides: Dict[str, Any] = dict(
+        seq_len=cfg.seq_len, label_len=cfg.label_len, pred_len=cfg.pred_len, enc_in=cfg.enc_in or preset.enc_in,
+        d_model=cfg.d_model, dropout=cfg.dropout, drop_path=cfg.drop_path, freq=cfg.freq or train.freq,
+        use_geo=cfg.use_coords, node_list=_resolve_node_list(cfg, train.num_variables),
+        with_cp=preset.with_cp or cfg.grad_checkpointing, memory_layout=cfg.memory_layout or preset.memory_layout)
+    return build_model(cfg.preset, cfg.encoder_size, train.coords if cfg.use_coords else None, **overrides)
+
+
+def _variable_groups(cfg: ForecastTrainConfig, model: nn.Module) -> Dict[str, List[int]]:
+    """The variable groups that forecast-eval reports: all series, then each region of the node tree's first
+    level (the paper's 7 × 50: 7 regions of 50 nodes; the generated data: 4 latitude bands of 7 nodes)."""
+    groups: Dict[str, List[int]] = {cfg.variable: list(range(model.num_variables))}
+    regions = model.cfg.node_list[0]
+    if regions > 1:
+        per = model.num_variables // regions
+        for r in range(regions):
+            groups[f"region {r + 1}/{regions} (series {r * per}-{(r + 1) * per - 1})"] = list(range(r * per, (r + 1) * per))
+    return groups
+
+
 class Forecasting:
-    """The engine task of :func:`train_forecaster`: sliding windows, MSE in units of each variable's training
-    standard deviation (so variables of different units weigh alike), the validation loss as the key metric."""
+    """The engine task of :func:`train_forecaster`: sliding windows and the validation loss as the key metric.
+
+    Two models: the linear-head forecaster, trained on the MSE in units of each variable's training standard
+    deviation (so variables of different units weigh alike); or, with ``cfg.preset`` ('paper', 'demo'), the
+    paper's Corrformer + UniRepLKNet, trained on the plain MSE on the files' scale (the paper's loss).
+    ``announce(model)`` is called once the model is built (the command line prints its size there)."""
 
     name = "forecast"
     metric = "loss"
     higher_is_better = False
     find_unused_parameters = True  # the backbone's final norm is not used by the forecasting head
+
+    def __init__(self, announce: Optional[Callable[[nn.Module], None]] = None):
+        self.announce = announce
 
     def build_data(self, cfg: ForecastTrainConfig, seed: int) -> TaskData:
         splits, description = build_forecast_splits(cfg)
@@ -446,64 +583,138 @@ class Forecasting:
             cfg.freq = splits["train"].freq
         if cfg.seasonal_period is None:
             cfg.seasonal_period = DEFAULT_SEASONAL_PERIOD[cfg.freq]
+        self.corrformer = bool(cfg.preset)
+        if self.corrformer:
+            cfg.node_list = _resolve_node_list(cfg, splits["train"].num_variables)  # stored in the checkpoint
         self.splits, self.description = splits, description
-        self.windows = {k: WindowDataset(s, cfg.seq_len, cfg.label_len, cfg.pred_len,
-                                         cfg.train_stride if k == "train" else 1) for k, s in splits.items()}
-        self.scale = torch.from_numpy(np.maximum(splits["train"].values.std(0), 1e-6)).float()
+        strides = dict(train=cfg.train_stride, val=cfg.val_stride, test=1)
+        self.windows = {k: WindowDataset(s, cfg.seq_len, cfg.label_len, cfg.pred_len, strides[k])
+                        for k, s in splits.items()}
+        self.scale = None if self.corrformer else torch.from_numpy(
+            np.maximum(splits["train"].values.std(0), 1e-6)).float()
         self.pred_len = cfg.pred_len
+        data_config = dict(description=description, scale=None if self.scale is None else self.scale.tolist(),
+                           data_scale=cfg.data_scale)
         return TaskData(self.windows["train"], self.windows["val"], _collate, _collate, description,
-                        data_config=dict(scale=self.scale.tolist(), description=description), eval_batch_size=64)
+                        data_config=data_config, eval_batch_size=8 if self.corrformer else 64)
 
     def build_model(self, cfg: ForecastTrainConfig, data: TaskData, pretrained: bool) -> nn.Module:
         if pretrained:
             raise ValueError("--pretrained: the forecaster's backbone takes embedded series, not images; "
                              "use --checkpoint to start from other forecasting weights")
-        return _build(cfg, self.splits["train"])
+        model = _build(cfg, self.splits["train"])
+        if self.announce is not None:
+            self.announce(model)
+        return model
 
     def model_config(self, cfg: ForecastTrainConfig, data: TaskData, model: nn.Module) -> Dict[str, Any]:
+        if self.corrformer:
+            from dataclasses import asdict
+
+            return dict(task="forecast", architecture="corrformer", preset=cfg.preset, coord_dim=model.coord_dim,
+                        corrformer=plain(asdict(model.cfg)))
         return dict(plain(model.config), task="forecast")
 
     def training_loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
-        x, xm, y, _ = batch
-        x, xm, y = ctx.to_device(x), ctx.to_device(xm), ctx.to_device(y[:, -self.pred_len:])
-        return StepOutput(((model(x, xm) - y) / self.scale.to(ctx.device)).pow(2).mean(), len(x))
+        y = ctx.to_device(batch[2][:, -self.pred_len:])
+        pred = _forecast(model, batch, ctx.device, self.corrformer)
+        if self.corrformer:
+            from .corrformer import forecast_loss
+
+            return StepOutput(forecast_loss(pred, y), len(y))
+        return StepOutput(((pred - y) / self.scale.to(ctx.device)).pow(2).mean(), len(y))
 
     def evaluate(self, model: nn.Module, loader: Any, ctx: StepContext) -> Dict[str, float]:
         return evaluate_forecaster(model, loader, ctx.device, self.scale)
 
-    def deploy_example(self, data: TaskData) -> Tuple[torch.Tensor, torch.Tensor]:
-        x, xm, _, _ = _collate([self.windows["val"][0], self.windows["val"][min(1, len(self.windows["val"]) - 1)]])
-        return x, xm
+    def deploy_example(self, data: TaskData) -> Tuple[torch.Tensor, ...]:
+        x, xm, _, ym = _collate([self.windows["val"][0], self.windows["val"][min(1, len(self.windows["val"]) - 1)]])
+        return (x, xm, ym) if self.corrformer else (x, xm)
 
 
 
-def train_forecaster(cfg: ForecastTrainConfig, callbacks: Sequence[Callable[[Any], None]] = ()) -> ForecastResult:
+def build_forecast_model(cfg: ForecastTrainConfig) -> Tuple[nn.Module, "Forecasting"]:
+    """The model a ``forecast-train`` run with these options trains (and its task, with the data loaded),
+    without training; ``forecast-train --dry-run`` prints its size."""
+    task = Forecasting()
+    data = task.build_data(cfg, cfg.seed)
+    return task.build_model(cfg, data, False), task
+
+
+@torch.no_grad()
+def evaluate_run(model: nn.Module, cfg: ForecastTrainConfig, windows: WindowDataset,
+                 device: Union[str, torch.device] = "cpu", train_windows: Optional[WindowDataset] = None
+                 ) -> Tuple[Dict[str, Dict[str, float]], Dict[str, Dict[str, float]]]:
+    """A trained model on ``windows``: its metrics per variable group (``mse``/``mae`` on the data's scale and
+    ``mse_physical``/``mae_physical``; the linear-head forecaster has one group) and the baselines' (last value,
+    seasonal naive, and for the Corrformer the ridge linear model of the same inputs fitted on
+    ``train_windows``)."""
+    loader = _loader(windows, 8 if _is_corrformer(model) else 64, False, 0)
+    baselines = evaluate_baselines(loader, cfg.pred_len, cfg.seasonal_period)
+    if not _is_corrformer(model):
+        m = evaluate_forecaster(model.to(device), loader, device)
+        m.update(mse_physical=m["mse"] / cfg.data_scale ** 2, mae_physical=m["mae"] / cfg.data_scale)
+        return {cfg.variable: m}, baselines
+    from .corrformer import LinearWindowBaseline, evaluate
+
+    groups = evaluate(model.to(device), windows, _variable_groups(cfg, model), cfg.data_scale, device, batch_size=8)
+    if train_windows is not None:
+        coords = train_windows.series.coords if cfg.use_coords else None
+        linear = LinearWindowBaseline(model.cfg, coords).fit(train_windows)
+        baselines["linear (ridge, same inputs)"] = evaluate(linear, windows, None, cfg.data_scale,
+                                                            batch_size=64)["all"]
+    return groups, baselines
+
+
+def train_forecaster(cfg: ForecastTrainConfig, callbacks: Sequence[Callable[[Any], None]] = (),
+                     announce: Optional[Callable[[nn.Module], None]] = None) -> ForecastResult:
     """Train on the engine (``last.pth``, ``best.pth``, deploy file), then report the best checkpoint's test
-    MSE/MAE (the data's own units) next to the naive baselines. ``resume='auto'`` continues ``output/last.pth``."""
+    MSE/MAE (the data's own units) next to the naive baselines (and, for the Corrformer presets, per variable
+    group and next to the ridge linear model). ``resume='auto'`` continues ``output/last.pth``."""
     from ..engine import fit
 
-    task = Forecasting()
+    task = Forecasting(announce)
     r = fit(task, cfg, callbacks)
     model = r.model
     if r.best_checkpoint is not None:
         model.load_state_dict(load_training_checkpoint(r.best_checkpoint)["model"])
-    test_loader = _loader(task.windows["test"], 64, False, 0)
-    test = evaluate_forecaster(model, test_loader, next(model.parameters()).device, task.scale)
-    baselines = evaluate_baselines(test_loader, cfg.pred_len, cfg.seasonal_period)
+    device = next(model.parameters()).device
+    groups: Dict[str, Dict[str, float]] = {}
+    if task.corrformer:
+        train_all = WindowDataset(task.splits["train"], cfg.seq_len, cfg.label_len, cfg.pred_len)
+        groups, baselines = evaluate_run(model, cfg, task.windows["test"], device, train_all)
+        test = dict(groups[cfg.variable])
+    else:
+        test_loader = _loader(task.windows["test"], 64, False, 0)
+        test = evaluate_forecaster(model, test_loader, device, task.scale)
+        baselines = evaluate_baselines(test_loader, cfg.pred_len, cfg.seasonal_period)
     return ForecastResult(history=r.history, best_epoch=int(r.best["epoch"]) if r.best else 0, test=test,
                           baselines=baselines, checkpoint=r.checkpoint, best_checkpoint=r.best_checkpoint,
-                          wall_s=r.wall_s, description=task.description, model=model, result=r)
+                          wall_s=r.wall_s, description=task.description, model=model, result=r, groups=groups,
+                          data_scale=cfg.data_scale)
 
 
-def load_forecaster(path: Union[str, Path]) -> Tuple[UniRepLKNetForecaster, ForecastTrainConfig]:
-    """Model (eval mode) and training config from a forecasting checkpoint."""
+def load_forecaster(path: Union[str, Path]) -> Tuple[nn.Module, ForecastTrainConfig]:
+    """Model (eval mode) and training config from a forecasting checkpoint (either model)."""
     ckpt = _read_checkpoint(path)
     cfg = ForecastTrainConfig(**{k: v for k, v in ckpt["config"].items()
                                  if k in ForecastTrainConfig.__dataclass_fields__})
+    if cfg.node_list is not None:
+        cfg.node_list = tuple(cfg.node_list)
     mc = ckpt["model_config"]
-    # The geo buffer (standardised coordinates) comes from the state dict; zeros only give it its shape.
-    coords = np.zeros((mc["num_variables"], mc["coord_dim"]), np.float32) if mc["coord_dim"] else None
-    model = UniRepLKNetForecaster(mc["num_variables"], mc["seq_len"], mc["pred_len"], mc["enc_in"], mc["d_model"],
-                                  mc["freq"], coords, mc["model"], mc["model_kwargs"], 0.0, 0.0, mc["affine"])
+    if mc.get("architecture") == "corrformer":
+        from .corrformer import CorrformerConfig, CorrformerUniRepLKNet
+
+        sizes = dict(mc["corrformer"], node_list=tuple(mc["corrformer"]["node_list"]))
+        sizes["with_cp"] = False  # inference: checkpointing saves nothing
+        c = CorrformerConfig(**sizes)
+        coords = np.zeros((c.num_variables, mc["coord_dim"]), np.float32) if mc["coord_dim"] else None
+        model: nn.Module = CorrformerUniRepLKNet(c, coords)
+    else:
+        # The geo buffer (standardised coordinates) comes from the state dict; zeros only give it its shape.
+        coords = np.zeros((mc["num_variables"], mc["coord_dim"]), np.float32) if mc["coord_dim"] else None
+        model = UniRepLKNetForecaster(mc["num_variables"], mc["seq_len"], mc["pred_len"], mc["enc_in"],
+                                      mc["d_model"], mc["freq"], coords, mc["model"], mc["model_kwargs"], 0.0, 0.0,
+                                      mc["affine"])
     model.load_state_dict(ckpt["model"])
     return model.eval(), cfg

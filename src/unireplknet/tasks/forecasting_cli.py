@@ -2,7 +2,8 @@
 
 ``unireplknet forecast-train`` with no arguments trains on the embedded Mauna Loa CO2 series and prints the
 test MSE/MAE next to the last-value and seasonal-naive baselines; ``--data synthetic-grid`` uses the synthetic
-hourly station grid; ``--data /path/to/global_temp --preset paper`` runs the paper's Global Temp setting.
+hourly station grid; ``--data /path/to/global_temp --preset paper`` trains the paper's Corrformer + UniRepLKNet
+with the paper's recipe (``--preset demo``: the same pipeline sized for the generated data set).
 """
 from __future__ import annotations
 
@@ -14,8 +15,32 @@ from ._cli_common import add_engine_arguments, engine_options, print_epoch_end
 
 __all__ = ["add_subcommands"]
 
+def _node_list(text: str):
+    try:
+        nodes = tuple(int(n) for n in text.replace("x", ",").split(","))
+    except ValueError:
+        nodes = ()
+    if not nodes or min(nodes) < 1:
+        raise argparse.ArgumentTypeError(f"--node-list {text!r}: expected positive integers separated by commas, "
+                                         "e.g. 7,50 (the paper's 350 nodes)")
+    return nodes
+
+
+def _announce(model) -> None:
+    """The size of the model just built, beside the paper's (TPAMI Table 12: 132 M for UniRepLKNet-S)."""
+    params = sum(p.numel() for p in model.parameters())
+    line = f"model: {type(model).__name__}, {params / 1e6:.2f} M parameters"
+    if hasattr(model, "cfg"):
+        from .corrformer import PAPER_PARAMS_M
+
+        c = model.cfg
+        line += (f" (paper, UniRepLKNet-S encoder on 350 nodes: {PAPER_PARAMS_M:.0f} M); encoder {c.encoder_size}, "
+                 f"{c.node_num} nodes of {c.enc_in} ({','.join(map(str, c.node_list))}), d_model {c.d_model}")
+    print(line, file=sys.stderr, flush=True)
+
+
 def cmd_forecast_train(args: argparse.Namespace) -> int:
-    from .forecasting import ForecastTrainConfig, train_forecaster
+    from .forecasting import ForecastTrainConfig, build_forecast_model, metrics_table, train_forecaster
 
     if args.threads:
         import torch
@@ -23,47 +48,60 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     options = engine_options(args, **{k: getattr(args, k) for k in (
         "data", "variable", "time_column", "freq", "nan_policy", "seq_len", "label_len", "pred_len", "enc_in",
-        "d_model", "seasonal_period", "dropout", "patience", "train_stride", "preset")})
+        "d_model", "seasonal_period", "dropout", "patience", "train_stride", "val_stride", "preset", "encoder_size",
+        "node_list", "memory_layout", "data_scale")})
     if args.no_coords:
         options["use_coords"] = False
     if args.constant_lr:
         options["lr_halving"] = False
+    if args.encoder_size and not args.preset:
+        raise ValueError("--encoder-size sizes the Corrformer's encoder: add --preset paper (or demo); the linear-head "
+                         "forecaster takes --model unireplknet_a … unireplknet_s instead")
     cfg = ForecastTrainConfig.for_data(**options)
+    if args.dry_run:
+        model, task = build_forecast_model(cfg)
+        _announce(model)
+        print(f"{task.description}: {len(task.windows['train'])} training windows per epoch; --dry-run: not trained")
+        return 0
     print(f"unireplknet forecast-train: {cfg.data or 'co2'}, input {cfg.seq_len} -> forecast {cfg.pred_len}, "
           f"{cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
-    r = train_forecaster(cfg, callbacks=[print_epoch_end])
+    r = train_forecaster(cfg, callbacks=[print_epoch_end], announce=_announce)
     print(f"{r.description}: test windows {r.test['windows']}, best epoch {r.best_epoch}, {r.wall_s:.0f} s")
     print(r.table())
+    if r.groups:
+        print(metrics_table(list(r.groups.items()), cfg.data_scale))
     if args.json:
-        print(json.dumps(dict(test=r.test, baselines=r.baselines, best_epoch=r.best_epoch)))
+        print(json.dumps(dict(test=r.test, baselines=r.baselines, best_epoch=r.best_epoch, groups=r.groups)))
     return 0
 
 
 def cmd_forecast_eval(args: argparse.Namespace) -> int:
+    from ..engine.distributed import resolve_device
     from ..modalities.timeseries import WindowDataset
-    from .forecasting import _loader, build_forecast_splits, evaluate_baselines, evaluate_forecaster, load_forecaster
+    from .forecasting import build_forecast_splits, evaluate_run, load_forecaster, metrics_table
 
     model, cfg = load_forecaster(args.checkpoint)
     if args.data is not None:
         cfg.data = args.data
+    if args.data_scale is not None:
+        cfg.data_scale = args.data_scale
     splits, description = build_forecast_splits(cfg)
     series = splits[args.split]
     if series.num_variables != model.num_variables:
         raise ValueError(f"station counts differ: the checkpoint forecasts {model.num_variables} variables, "
-                         f"the data has {series.num_variables}")
-    loader = _loader(WindowDataset(series, cfg.seq_len, cfg.label_len, cfg.pred_len), 64, False, 0)
-    from ..engine.distributed import resolve_device
-
-    device = resolve_device(args.device)
-    metrics = evaluate_forecaster(model.to(device), loader, device)
-    baselines = evaluate_baselines(loader, cfg.pred_len, cfg.seasonal_period)
+                         f"the data has {series.num_variables}; pass the --data folder it was trained on")
+    windows = WindowDataset(series, cfg.seq_len, cfg.label_len, cfg.pred_len)
+    train = WindowDataset(splits["train"], cfg.seq_len, cfg.label_len, cfg.pred_len) if args.linear_baseline else None
+    groups, baselines = evaluate_run(model, cfg, windows, resolve_device(args.device), train)
+    metrics = groups[cfg.variable]
     if args.json:
-        print(json.dumps(dict(model=metrics, baselines=baselines)))
+        print(json.dumps(dict(model=metrics, groups=groups, baselines=baselines)))
     else:
-        print(f"{description} [{args.split}]: MSE {metrics['mse']:.4f}, MAE {metrics['mae']:.4f} "
-              f"on {metrics['windows']} windows")
-        for name, m in baselines.items():
-            print(f"  {name}: MSE {m['mse']:.4f}, MAE {m['mae']:.4f}")
+        scale = f"; physical units = the files' / {cfg.data_scale:g}" if cfg.data_scale != 1 else ""
+        print(f"{description} [{args.split}]: {metrics['windows']} windows{scale}")
+        print(metrics_table(list(groups.items()), cfg.data_scale))
+        print("baselines on the same windows:")
+        print(metrics_table(list(baselines.items()), cfg.data_scale))
     return 0
 
 
@@ -94,23 +132,38 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--pred-len", type=int, default=None, help="forecast steps (24)")
     g.add_argument("--seasonal-period", type=int, default=None, help="for the seasonal-naive baseline (24 hourly, 12 monthly)")
     g = p.add_argument_group("model")
-    g.add_argument("--preset", "--recipe", dest="preset", default=None, choices=("paper",),
-                   help="the paper's Global Temp/Wind configuration")
+    g.add_argument("--preset", "--recipe", dest="preset", default=None, choices=("paper", "demo"),
+                   help="train the paper's Corrformer + UniRepLKNet (TPAMI Table 12) with the paper's recipe on a "
+                        "Global Temp/Wind folder; demo: the same pipeline sized for scripts/make_global_weather.py data")
+    g.add_argument("--encoder-size", default=None,
+                   help="Corrformer encoder: a, f, p, n, t, s (the paper) … or tiny (default: the preset's)")
+    g.add_argument("--node-list", type=_node_list, default=None,
+                   help="Corrformer node tree, e.g. 7,50 (the paper: 350 nodes of 11 stations); its product × "
+                        "--enc-in must equal the number of station series")
+    g.add_argument("--memory-layout", default=None, choices=("tokens", "raw"),
+                   help="Corrformer memory from the stage-4 map: one token per position (tokens, default) or the "
+                        "official code's plain reshape (raw)")
+    g.add_argument("--dry-run", action="store_true", help="build the model, print its size and stop")
     g.add_argument("--enc-in", type=int, default=None, help="stations per node (paper: 11)")
     g.add_argument("--d-model", type=int, default=None, help="embedding width (paper 768; default 48)")
     g.add_argument("--no-coords", action="store_true", help="no station-coordinate embedding")
     g.add_argument("--dropout", type=float, default=None, help="dropout of the embedding and the head (0.05)")
+    g.add_argument("--data-scale", type=float, default=None,
+                   help="the files' values per physical unit, for the physical-unit metrics (Corrformer presets 10, "
+                        "as the released files; else 1)")
     g = p.add_argument_group("forecasting recipe")
     g.add_argument("--constant-lr", action="store_true", help="do not halve the learning rate every epoch")
     g.add_argument("--patience", type=int, default=None,
                    help="early stop after N evaluations without a better validation loss (3)")
-    g.add_argument("--train-stride", type=int, default=None, help="use every N-th training window (1)")
+    g.add_argument("--train-stride", type=int, default=None, help="use every N-th training window (1; demo 4)")
+    g.add_argument("--val-stride", type=int, default=None, help="use every N-th validation window (1; demo 4)")
     add_engine_arguments(p, dict(
         weight_decay="0", min_lr="unused: a step schedule", 
         model="custom (a tiny net) or unireplknet_a … unireplknet_s", drop_path="0; paper 0.4",
-        epochs="co2 15; synthetic-grid 6; paper 10", batch_size="co2 16; synthetic-grid 8; paper 1",
+        epochs="co2 15; synthetic-grid 6; paper 10; demo 6",
+        batch_size="co2 16; synthetic-grid 8; paper 1; demo 4",
         lr="Adam, 1e-3; paper 1e-4; halved every epoch", warmup_epochs="0", workers="0",
-        output="runs/forecast-co2, runs/forecast-grid or runs/forecast"))
+        output="runs/forecast-co2, runs/forecast-grid, runs/forecast or runs/corrformer-PRESET"))
     g.add_argument("--json", action="store_true", help="also print the results as JSON")
     p.set_defaults(func=cmd_forecast_train)
 
@@ -119,6 +172,10 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--data", default=None, help="default: the data the checkpoint was trained on")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="which split to score (test)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
+    p.add_argument("--data-scale", type=float, default=None,
+                   help="the files' values per physical unit (default: the run's; the released files: 10)")
+    p.add_argument("--linear-baseline", action="store_true",
+                   help="Corrformer runs: also fit and score the ridge linear model of the same inputs")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=cmd_forecast_eval)
 
