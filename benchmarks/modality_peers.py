@@ -21,7 +21,7 @@ process here adds that one case: a name timm knows that is not a UniRepLKNet goe
 the same ``num_classes`` / ``in_chans`` / ``--model-kwargs`` / ``drop_path_rate``. Nothing else in the pipeline
 changes; both heads only use timm's ``forward_features`` / ``forward_head`` / ``num_features`` interface.
 
-Run (measured 20-80 s per training with one thread on a shared 2-core machine, about 10 minutes for all
+Run (measured 20-80 s per training with one thread on a shared 2-core machine, about 13 minutes for all
 three demos x 2 models x 3 seeds; ``--epochs N`` overrides the demos' epochs for every run)::
 
     python benchmarks/modality_peers.py audio points video --seeds 0 1 2 \\
