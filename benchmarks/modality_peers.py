@@ -15,11 +15,11 @@ Every run is its own process with ``--threads 1 --seed S --no-onnx`` (the ONNX c
 compared), writes into ``--work-dir`` and is parsed from the command's own summary lines; parameters come from
 the run's ``summary.json`` (training-time structure, head included).
 
-**Engine gap.** ``unireplknet.engine.build_model`` accepts only UniRepLKNet names (a variant or ``custom``), so
-``--model convnext_atto`` is refused by every ``*-train``. Until the engine builds timm models itself, the child
-process here adds that one case: a name timm knows that is not a UniRepLKNet goes to ``timm.create_model`` with
-the same ``num_classes`` / ``in_chans`` / ``--model-kwargs`` / ``drop_path_rate``. Nothing else in the pipeline
-changes; both heads only use timm's ``forward_features`` / ``forward_head`` / ``num_features`` interface.
+Every task's ``--model`` takes a timm model name too (the engine's one model factory,
+``unireplknet.engine.build_model``, passes ``--model-kwargs`` and ``drop_path_rate`` to ``timm.create_model``);
+both heads only use timm's ``forward_features`` / ``forward_head`` / ``num_features`` interface. (The committed
+results were made while the engine still lacked that case, by a child process that added exactly that
+``timm.create_model`` call; the models built are the same.)
 
 Run (measured 20-80 s per training with one thread on a shared 2-core machine, about 13 minutes for all
 three demos x 2 models x 3 seeds; ``--epochs N`` overrides the demos' epochs for every run)::
@@ -38,7 +38,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 PEER_MODEL = "convnext_atto"
 #: The demos' depths and widths (SHAPES_DEMO_KWARGS, MOTION_DEMO_KWARGS, TINY_AUDIO_MODEL_KWARGS).
@@ -53,37 +53,6 @@ DEMOS: Dict[str, Dict[str, str]] = {
     "video": dict(command="video-train", pattern=r"^held-out top-1 ([0-9.]+)%",
                   metric="held-out top-1 on the validation clips (last epoch)"),
 }
-
-
-# ----------------------------------------------------------------------------------------------- child process
-def _install_timm_fallback() -> None:
-    """Let the engine's ``build_model`` build a plain timm model for a name that is not a UniRepLKNet."""
-    import timm
-
-    from unireplknet import engine
-    from unireplknet.engine import trainer
-
-    original = trainer.build_model
-
-    def build_model(name: str, num_classes: int, in_chans: int = 3, model_kwargs: Optional[Dict[str, Any]] = None,
-                    pretrained: bool = False, **overrides: Any):
-        if name in ("custom", "official") or name.startswith("unireplknet") or not timm.is_model(name):
-            return original(name, num_classes, in_chans, model_kwargs, pretrained, **overrides)
-        unsupported = sorted(set(overrides) - {"drop_path_rate"})
-        if unsupported:
-            raise ValueError(f"{name}: the peer fallback passes only drop_path_rate, not {', '.join(unsupported)}")
-        return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans,
-                                 **dict(model_kwargs or {}), **overrides)
-
-    trainer.build_model = build_model
-    engine.build_model = build_model
-
-
-def _child(argv: List[str]) -> int:
-    _install_timm_fallback()
-    from unireplknet.cli import main
-
-    return main(argv)
 
 
 # ----------------------------------------------------------------------------------------------- parent
@@ -102,7 +71,8 @@ def run_one(demo: str, peer: bool, seed: int, work_dir: Path, extra: Sequence[st
         args += ["--model", PEER_MODEL, "--model-kwargs", json.dumps(PEER_KWARGS)]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, env=env)
+    # the installed command itself: the engine's model factory builds the timm peer (engine.build_model)
+    proc = subprocess.run([sys.executable, "-m", "unireplknet.cli", *args], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{demo} ({'peer' if peer else 'ours'}, seed {seed}) failed with exit code "
@@ -136,8 +106,6 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    if argv[:1] == ["--child"]:
-        return _child(list(argv[1:]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("demos", nargs="*", metavar="DEMO", help=f"of {', '.join(DEMOS)} (default: audio points)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

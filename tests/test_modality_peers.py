@@ -1,5 +1,5 @@
-"""The peer-backbone benchmark's pieces (benchmarks/modality_peers.py): the timm fallback builds exactly the
-model timm builds, inside the real task classifiers, and leaves UniRepLKNet names to the engine."""
+"""The peer-backbone benchmark (benchmarks/modality_peers.py): its peer is exactly timm's own model, built by the
+engine's one model factory inside the real task classifiers, and UniRepLKNet names still build UniRepLKNet."""
 import importlib.util
 import statistics
 from pathlib import Path
@@ -13,24 +13,11 @@ mp = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(mp)
 
 
-@pytest.fixture
-def fallback(monkeypatch):
-    """Install the fallback for one test; monkeypatch puts the engine's own build_model back afterwards."""
-    from unireplknet import engine
-    from unireplknet.engine import trainer
-
-    monkeypatch.setattr(trainer, "build_model", trainer.build_model)
-    monkeypatch.setattr(engine, "build_model", engine.build_model)
-    original = trainer.build_model
-    mp._install_timm_fallback()
-    yield original
-
-
 def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def test_peer_backbone_is_timms_own_convnext_inside_the_audio_classifier(fallback):
+def test_peer_backbone_is_timms_own_convnext_inside_the_audio_classifier():
     import timm
 
     from unireplknet.tasks.audio import AudioClassifier
@@ -43,14 +30,13 @@ def test_peer_backbone_is_timms_own_convnext_inside_the_audio_classifier(fallbac
     assert clf(torch.zeros(2, 1, 128, 64)).shape == (2, 10)
 
 
-def test_unireplknet_names_still_go_to_the_engine(fallback):
+def test_unireplknet_names_still_build_unireplknet():
     from unireplknet import UniRepLKNet
     from unireplknet.engine import build_model
 
     kwargs = dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (7,), (7,), (3,)))
-    net = build_model("custom", 3, 3, kwargs)
-    assert isinstance(net, UniRepLKNet)
-    assert _count(net) == _count(fallback("custom", 3, 3, kwargs))
+    assert isinstance(build_model("custom", 3, 3, kwargs), UniRepLKNet)
+    assert isinstance(build_model("unireplknet_a", 3, 3), UniRepLKNet)
     with pytest.raises(ValueError, match="unknown model"):
         build_model("no_such_network", 3)  # neither timm nor UniRepLKNet: the engine's own message
 
