@@ -412,3 +412,18 @@ def test_det_train_offers_the_cascade_with_the_scene_heads():
                                min_size=cfg.min_size, max_size=cfg.max_size, **head)
     assert model.roi_heads.has_mask() and len(model.roi_heads.stages) == 3
     assert model.roi_heads.sampler.batch_size_per_image == SCENES_DETECTION["head_kwargs"]["box_batch_size_per_image"]
+
+
+def test_cascade_recipe_turns_on_syncbn_only_under_torchrun_on_gpus(monkeypatch):
+    from unireplknet.tasks.dense import DenseTrainConfig
+
+    cfg = dict(data="/data/coco", detector="cascade_mask_rcnn", model="unireplknet_t")
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert DenseTrainConfig(**cfg).resolved().sync_bn
+    assert not DenseTrainConfig(**{**cfg, "detector": "maskrcnn"}).resolved().sync_bn  # the cascade's recipe only
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert not DenseTrainConfig(**cfg).resolved().sync_bn  # torch's SyncBatchNorm has no CPU implementation
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert not DenseTrainConfig(**cfg).resolved().sync_bn

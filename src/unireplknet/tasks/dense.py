@@ -16,6 +16,7 @@ import copy
 import dataclasses
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -114,6 +115,9 @@ class DenseTrainConfig(EngineConfig):
                 setattr(cfg, k, v)
         if cfg.model == "custom" and not cfg.model_kwargs:
             raise ValueError("--model custom needs --model-kwargs (depths, dims, kernel_sizes)")
+        if (self.task == "detection" and self.detector == "cascade_mask_rcnn" and self.data != "scenes"
+                and int(os.environ.get("WORLD_SIZE", "1")) > 1 and torch.cuda.is_available()):
+            cfg.sync_bn = True  # the recipe's SyncBN (backbone and 4conv-1fc box heads) under torchrun on GPUs
         return cfg
 
     def to_dict(self) -> Dict[str, Any]:
