@@ -153,8 +153,11 @@ def read_run_metadata(path: Union[str, Path]) -> Dict[str, Any]:
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt") as f:
-            raw = f.metadata() or {}
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                raw = f.metadata() or {}
+        except Exception:  # unreadable: no metadata; the weights reader gives the one-paragraph error
+            return meta
         for key in ("class_names", "data_config", "model_config"):
             if key in raw:
                 meta[key] = json.loads(raw[key])
