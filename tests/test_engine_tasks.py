@@ -157,7 +157,7 @@ fn(cfg)
 #: Randomness that differs between ranks by design (augmentation, dropout) off for the DDP comparison.
 DETERMINISTIC = dict(pointcloud=dict(augment=False), video=dict(mixup=0.0, crop_scale=(1.0, 1.0)),
                      audio=dict(mixup=0.0, freq_mask=0, time_mask=0, noise=0.0, roll=0), forecast=dict(dropout=0.0),
-                     segmentation=dict(hflip=0.0))
+                     segmentation=dict(hflip=0.0), detection=dict(hflip=0.0))
 
 
 def _ddp_matches_accumulation(task, data_root, tmp_path):
@@ -186,7 +186,7 @@ def test_two_gloo_processes_equal_one_with_accumulation_pointcloud(data_root, tm
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["video", "audio", "forecast", "segmentation"])
+@pytest.mark.parametrize("task", ["video", "audio", "forecast", "segmentation", "detection"])
 def test_two_gloo_processes_equal_one_with_accumulation(task, data_root, tmp_path):
     _ddp_matches_accumulation(task, data_root, tmp_path)
 
