@@ -89,6 +89,12 @@ class TrainResult:
     model_config: Dict[str, Any] = field(default_factory=dict)
     model: Optional[nn.Module] = None
 
+    def best_model(self) -> Optional[nn.Module]:
+        """The trained model with the weights of ``best.pth`` (its last weights when no best was written)."""
+        if self.model is not None and self.best_checkpoint is not None:
+            self.model.load_state_dict(load_training_checkpoint(self.best_checkpoint)["model"])
+        return self.model
+
     @property
     def speedup(self) -> Optional[float]:
         if self.latency_train_s and self.latency_deploy_s:

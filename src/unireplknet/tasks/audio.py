@@ -422,9 +422,7 @@ def train_audio(cfg: AudioTrainConfig, callbacks: Sequence[Callable[[Any], None]
 
     task = AudioClassification(cfg)
     r = fit(task, cfg, callbacks)
-    model = r.model
-    if r.best_checkpoint is not None:
-        model.load_state_dict(load_training_checkpoint(r.best_checkpoint)["model"])
+    model = r.best_model()
     device = next(model.parameters()).device
     loader = lambda ds: _loader(ds, cfg.batch_size, False, cfg.workers, 0)  # noqa: E731
     val = evaluate_audio(model, loader(task.datasets["val"]), device, cfg.multilabel, cfg.loss)

@@ -675,9 +675,7 @@ def train_forecaster(cfg: ForecastTrainConfig, callbacks: Sequence[Callable[[Any
 
     task = Forecasting(announce)
     r = fit(task, cfg, callbacks)
-    model = r.model
-    if r.best_checkpoint is not None:
-        model.load_state_dict(load_training_checkpoint(r.best_checkpoint)["model"])
+    model = r.best_model()
     device = next(model.parameters()).device
     groups: Dict[str, Dict[str, float]] = {}
     if task.corrformer:
