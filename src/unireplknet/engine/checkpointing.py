@@ -126,8 +126,10 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- reading
-def load_training_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
-    """Read a training checkpoint written by :func:`unireplknet.engine.train` (``weights_only=True``)."""
+def load_training_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu",
+                             task: Optional[str] = None, command: Optional[str] = None) -> Dict[str, Any]:
+    """Read a training checkpoint written by the engine (``weights_only=True``); with ``task``, refuse one that
+    another task wrote (``command``, e.g. ``audio-train``, names the run to pass instead)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; pass the last.pth of a training run")
@@ -143,6 +145,10 @@ def load_training_checkpoint(path: Union[str, Path], map_location: Union[str, to
             f"{path} is not a unireplknet training checkpoint (no format={CHECKPOINT_FORMAT!r}); "
             "--resume needs the last.pth written by `unireplknet train` (use --checkpoint to start from other weights)"
         )
+    written_for = (ckpt.get("model_config") or {}).get("task", "image")
+    if task is not None and written_for != task:
+        raise ValueError(f"{path} is not a {command or task} checkpoint (task {written_for!r}); pass the last.pth or "
+                         f"best.pth of a {command or task} run")
     return ckpt
 
 

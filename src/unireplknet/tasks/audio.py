@@ -435,17 +435,10 @@ def train_audio(cfg: AudioTrainConfig, callbacks: Sequence[Callable[[Any], None]
 
 
 
-def _read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
-    ckpt = load_training_checkpoint(path)
-    if ckpt["model_config"].get("task") != "audio":
-        raise ValueError(f"{path} is not an audio checkpoint written by `unireplknet audio-train` (task "
-                         f"{ckpt['model_config'].get('task', 'image')!r})")
-    return ckpt
-
 
 def load_audio_classifier(path: Union[str, Path]) -> Tuple[AudioClassifier, AudioConfig, List[str], bool]:
     """Model (eval mode), preprocessing config, class names and multilabel flag from an audio checkpoint."""
-    ckpt = _read_checkpoint(path)
+    ckpt = load_training_checkpoint(path, task="audio", command="audio-train")
     mc = ckpt["model_config"]
     model = AudioClassifier(mc["num_classes"], mc["model"], mc["model_kwargs"], 0.0)
     model.load_state_dict(ckpt["model"])

@@ -150,12 +150,8 @@ def read_task_checkpoint(path: str, task: str, command: str, map_location: str =
     """(state dict, model config, model kwargs) of a ``last.pth``/``best.pth`` that ``command`` wrote for ``task``."""
     from ..engine.checkpointing import load_training_checkpoint
 
-    p = Path(path)
-    ck = load_training_checkpoint(p, map_location)
-    mc = ck.get("model_config") or {}
-    if mc.get("task") != task:
-        raise ValueError(f"{p} is not a {command} checkpoint (task {mc.get('task', 'image')!r}); pass the last.pth "
-                         f"or best.pth of a {command} run")
+    ck = load_training_checkpoint(Path(path), map_location, task=task, command=command)
+    mc = ck["model_config"]
     kwargs = dict(mc["model_kwargs"])
     if kwargs.get("kernel_sizes") is not None:
         kwargs["kernel_sizes"] = tuple(tuple(k) for k in kwargs["kernel_sizes"])

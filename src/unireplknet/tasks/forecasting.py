@@ -501,13 +501,6 @@ def evaluate_baselines(loader: DataLoader, pred_len: int, period: Optional[int])
     return out
 
 
-def _read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
-    ckpt = load_training_checkpoint(path)
-    if ckpt["model_config"].get("task") != "forecast":
-        raise ValueError(f"{path} is not a forecasting checkpoint written by `unireplknet forecast-train` (task "
-                         f"{ckpt['model_config'].get('task', 'image')!r})")
-    return ckpt
-
 
 def _build(cfg: ForecastTrainConfig, train: Series) -> nn.Module:
     if cfg.preset:
@@ -694,7 +687,7 @@ def train_forecaster(cfg: ForecastTrainConfig, callbacks: Sequence[Callable[[Any
 
 def load_forecaster(path: Union[str, Path]) -> Tuple[nn.Module, ForecastTrainConfig]:
     """Model (eval mode) and training config from a forecasting checkpoint (either model)."""
-    ckpt = _read_checkpoint(path)
+    ckpt = load_training_checkpoint(path, task="forecast", command="forecast-train")
     cfg = ForecastTrainConfig(**{k: v for k, v in ckpt["config"].items()
                                  if k in ForecastTrainConfig.__dataclass_fields__})
     if cfg.node_list is not None:
