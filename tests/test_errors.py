@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
+from torch import nn
 
 import unireplknet
 from unireplknet import CheckpointError, CheckpointMismatchError, UniRepLKNet
@@ -106,6 +107,19 @@ def test_truncated_files(tmp_path, model):
         cut.write_bytes(data[: len(data) // 2])
         with pytest.raises(CheckpointError, match="truncated.*corrupt"):
             unireplknet.load_checkpoint(tiny_model(), cut)
+
+
+def test_exported_programs_are_not_read_as_checkpoints(tmp_path, model):
+    """A torch.export archive is a zip like a torch.save file, and an ONNX file is a protobuf; both are named."""
+    program = torch.export.export(nn.Conv2d(1, 1, 1).eval(), (torch.zeros(1, 1, 2, 2),))
+    pt2 = tmp_path / "model.pth"  # misnamed on purpose: the header decides, not the suffix
+    torch.export.save(program, pt2)
+    with pytest.raises(CheckpointError, match=r"torch\.export program.*not a checkpoint"):
+        unireplknet.load_checkpoint(model, pt2)
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"\x08\x08\x12\x07pytorch")  # field 1 (ir_version = 8), then producer_name
+    with pytest.raises(CheckpointError, match="ONNX model, not a checkpoint"):
+        unireplknet.load_checkpoint(model, onnx_file)
 
 
 def _bad_files(tmp_path):

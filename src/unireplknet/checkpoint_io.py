@@ -69,7 +69,9 @@ def read_state_dict(path: PathLike, use_ema: bool = False) -> StateDict:
         raise CheckpointError(f"{path} is a directory; pass the checkpoint file inside it")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint file {path} is empty (an interrupted download or save?); get it again")
-    kind = _sniff(path)
+    kind = file_kind(path)
+    if kind == "other" and path.suffix == ".safetensors":
+        kind = "safetensors"  # let the safetensors reader produce the precise corruption message
     if kind == "safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -96,6 +98,12 @@ def read_state_dict(path: PathLike, use_ema: bool = False) -> StateDict:
         except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, KeyError, ValueError, TypeError, IndexError,
                 AttributeError) as err:
             raise _unreadable(path, err) from err
+    elif kind in ("pt2", "onnx"):
+        what = "a torch.export program (.pt2)" if kind == "pt2" else "an ONNX model"
+        raise CheckpointError(
+            f"{path} is {what}, not a checkpoint: exported programs hold no state dict to load. Pass the "
+            "training checkpoint (.pth) or the weights file (.safetensors) the export was made from"
+        )
     else:
         raise CheckpointError(
             f"{path} is not a readable checkpoint: it is neither a PyTorch (.pth) nor a safetensors file "
@@ -149,21 +157,34 @@ def _head(path: Path, n: int = 8) -> bytes:
         return f.read(n)
 
 
-def _sniff(path: Path) -> str:
-    head = _head(path, 16)
+def file_kind(path: Union[str, Path]) -> str:
+    """What an existing file holds, from its first bytes: safetensors, torch, pt2, onnx or other.
+
+    Only headers are read (never unpickled): safetensors starts with an 8-byte header length and ``{``; a
+    torch.save file is a zip holding ``data.pkl`` (or a legacy pickle, ``0x80``); a torch.export program is a
+    zip holding ``archive_format``; an ONNX model is a protobuf whose first field is ``ir_version`` (``0x08``).
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if len(head) >= 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < 100_000_000:
+        return "safetensors"
     if head.startswith(b"PK\x03\x04"):
-        return "torch"  # zip-based torch.save format
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return "torch"  # a zip cut short: most likely a truncated torch.save file
+        if any(n == "archive_format" or n.endswith("/archive_format") for n in names):
+            return "pt2"
+        if any(n.endswith("data.pkl") for n in names):
+            return "torch"
+        return "other"
     if head[:1] == b"\x80":
-        return "torch"  # legacy pickle-based torch.save format
-    if len(head) >= 9:
-        header_len = int.from_bytes(head[:8], "little")
-        if 0 < header_len < 100_000_000 and head[8:9] == b"{":
-            return "safetensors"
-    if path.suffix == ".safetensors":
-        return "safetensors"  # let the reader produce the precise corruption message
-    # Every torch.save file starts with a zip header or a pickle protocol byte: anything else is not one,
-    # whatever its name says.
-    return "unknown"
+        return "torch"
+    if head[:1] == b"\x08":
+        return "onnx"
+    return "other"
 
 
 def unwrap_state_dict(obj: Any, use_ema: bool = False, source: str = "checkpoint") -> StateDict:

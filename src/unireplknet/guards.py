@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import math
 import os
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional, Union
 
 if TYPE_CHECKING:  # torch is imported where it is used, so that `unireplknet --help` stays quick
     from torch import nn
 
-__all__ = ["GuardError", "file_kind", "check_output_file", "check_finite_model", "check_finite"]
+__all__ = ["GuardError", "check_output_file", "check_finite_model", "check_finite"]
 
 PathLike = Union[str, Path]
 
+# What each kind of unireplknet.checkpoint_io.file_kind() is, in words.
 _KIND_NAMES = {
     "safetensors": "a safetensors weights file",
     "torch": "a PyTorch checkpoint (.pth)",
@@ -37,36 +37,6 @@ _KIND_NAMES = {
 
 class GuardError(ValueError):
     """An input or output the command refuses; the message names the problem and the fix."""
-
-
-def file_kind(path: PathLike) -> str:
-    """What an existing file holds, from its first bytes: safetensors, torch, pt2, onnx or other.
-
-    Only headers are read (never unpickled): safetensors starts with an 8-byte header length and ``{``; a
-    torch.save file is a zip holding ``data.pkl`` (or a legacy pickle, ``0x80``); a torch.export program is a
-    zip holding ``archive_format``; an ONNX model is a protobuf whose first field is ``ir_version`` (``0x08``).
-    """
-    path = Path(path)
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if len(head) >= 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < 100_000_000:
-        return "safetensors"
-    if head.startswith(b"PK\x03\x04"):
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
-        except (zipfile.BadZipFile, OSError):
-            return "torch"  # a zip cut short: most likely a truncated torch.save file
-        if any(n == "archive_format" or n.endswith("/archive_format") for n in names):
-            return "pt2"
-        if any(n.endswith("data.pkl") for n in names):
-            return "torch"
-        return "other"
-    if head[:1] == b"\x80":
-        return "torch"
-    if head[:1] == b"\x08":
-        return "onnx"
-    return "other"
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -124,6 +94,8 @@ def check_output_file(
                 "could no longer be resumed). Choose another destination, or add --overwrite if that is intended"
             )
     if path.exists() and not overwrite:
+        from .checkpoint_io import file_kind  # the one header sniffer; imported here to keep --help torch-free
+
         found = file_kind(path)
         if found != kind:
             raise GuardError(
@@ -197,7 +169,7 @@ def describe_unreadable_checkpoint(path: PathLike, error: BaseException, expecte
     """
     import pickle
 
-    from .checkpoint_io import describe_head, first_error_line
+    from .checkpoint_io import describe_head, file_kind, first_error_line
 
     path = Path(path)
     kind = file_kind(path) if path.is_file() and path.stat().st_size else "empty"
