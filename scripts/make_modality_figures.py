@@ -10,7 +10,8 @@
 * ``docs/timeseries_forecast.png``: that window's 24-month forecast next to the truth and the two baselines,
   dates on the x axis, CO₂ in ppm, the forecast origin marked.
 
-Usage (≈ 25 s on one idle core, most of it the forecaster's ≈ 10 s training run)::
+Usage (≈ 10 s for the training run and ≈ 5 s for the figures: CPU time at one thread, 2026-12-02, this
+project's 2-core Intel Xeon VM, i.e. about the wall time on one idle core)::
 
     unireplknet forecast-train --threads 1 -o runs/forecast-co2
     python scripts/make_modality_figures.py --forecast-checkpoint runs/forecast-co2/best.pth
@@ -65,7 +66,8 @@ def save(fig: Any, path: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     buffer.seek(0)
-    image = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    image = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT,
+                                                        dither=Image.Dither.NONE)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         image.save(tmp, format="PNG", optimize=True)
