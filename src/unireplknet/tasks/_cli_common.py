@@ -42,7 +42,7 @@ def default_threads(torch_default: int, cores: int, total_cores: int, load: floa
     """The thread count of a command without ``--threads``: torch's choice, but never more than the free cores.
 
     torch takes every physical core. On a machine whose cores are busy with other jobs, OpenMP threads that wait
-    for each other spin and burn CPU: measured here, a 3-epoch detection demo took 361 CPU-s with torch's two
+    for each other spin and burn CPU: measured here, a 3-epoch detection run took 361 CPU-s with torch's two
     threads on two cores loaded 11-19, and 42 CPU-s with one thread (docs/dense.md). The free cores are the
     ``cores`` this process may run on times the idle share of the machine (``load`` over ``total_cores``,
     the 1-minute load average), rounded to the nearest whole core, and at least 1.
