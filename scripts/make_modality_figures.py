@@ -105,7 +105,8 @@ def audio_figure(out: Path) -> None:
     fig.colorbar(image, ax=list(axes.flat), shrink=0.9,
                  label="normalised log-mel, (log-mel − mean) / (2·std)")
     fig.suptitle(f"Embedded spoken digits, first test voice: {cfg.num_mel_bins} mel bins × {cfg.target_frames} "
-                 f"frames of {cfg.frame_shift_ms:g} ms\n(the network's input; the flat part after each word is the padding to "
+                 f"frames of {cfg.frame_shift_ms:g} ms\n(the network's input; the flat part after each word is the "
+                 f"padding to "
                  f"{seconds:g} s)")
     save(fig, out)
 
@@ -150,7 +151,8 @@ def timeseries_figures(image_out: Path, forecast_out: Path, checkpoint: Optional
     shown = ax.imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
     ax.set_xlabel("embedding channel")
     ax.set_ylabel(f"time step (month, {dates[0]:%Y-%m} at the top … {dates[cfg.seq_len - 1]:%Y-%m})")
-    what = "the image the backbone sees" if square else f"its tokens (the backbone sees them as {tuple(image.shape[-2:])})"
+    what = ("the image the backbone sees" if square
+            else f"its tokens (the backbone sees them as {tuple(image.shape[-2:])})")
     ax.set_title(f"A CO₂ input window embedded: {img.shape[0]} months × {img.shape[1]} channels,\n{what} "
                  f"({trained})")
     fig.colorbar(shown, ax=ax, label="embedding value (of the normalised series)")

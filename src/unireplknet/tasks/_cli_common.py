@@ -144,8 +144,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser, defaults: Optional[Dic
     g.add_argument("--channels-last", dest="channels_last", action="store_true", default=None,
                    help="NHWC memory format [default: on with CUDA, off on CPU]")
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="NCHW memory format")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads per process [default: torch's choice (the physical cores), at most the "
-                   "cores free now; OMP_NUM_THREADS overrides]")
+    g.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads per process [default: torch's choice (the physical cores), at most the "
+                        "cores free now; OMP_NUM_THREADS overrides]")
     g.add_argument("--seed", type=int, default=None, help="seed of every random stream [default: 0]")
     g.add_argument("--workers", type=int, default=None, help=h("data-loading processes per rank", "workers"))
     g.add_argument("--output", "-o", default=None, help=h("run folder", "output"))
