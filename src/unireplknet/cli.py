@@ -693,6 +693,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .engine import CheckpointWriteError, RunFolderError
 
     try:
+        # Every command, also those without --threads: torch's thread count, at most the cores free now.
+        set_torch_threads(getattr(args, "threads", None))
         return args.func(args)
     except (CLIError, DataError, CheckpointError, CheckpointWriteError, RunFolderError, OSError,
             ImportError, ValueError, FloatingPointError) as e:

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from typing import Any, Dict, Optional
 
-__all__ = ["json_dict_arg", "format_metrics", "print_epoch", "print_epoch_end", "set_torch_threads", "ENGINE_FLAGS",
-           "add_engine_arguments", "engine_options", "add_eval_loader_arguments"]
+__all__ = ["json_dict_arg", "format_metrics", "print_epoch", "print_epoch_end", "set_torch_threads", "default_threads",
+           "ENGINE_FLAGS", "add_engine_arguments", "engine_options", "add_eval_loader_arguments"]
 
 
 def json_dict_arg(text: str) -> Dict[str, Any]:
@@ -32,12 +33,48 @@ def print_epoch(row: Dict[str, Any]) -> None:
     print(f"epoch {row['epoch']}: {format_metrics(row)}", file=sys.stderr)
 
 
-def set_torch_threads(threads: Optional[int]) -> None:
-    """Apply ``--threads`` (None or 0: leave torch's choice)."""
-    if threads:
-        import torch
+#: Environment variables that fix the thread count themselves (torchrun sets OMP_NUM_THREADS=1 per process).
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_torch_default_threads: Optional[int] = None  # torch's own choice, read before the first change
 
+
+def default_threads(torch_default: int, cores: int, total_cores: int, load: float) -> int:
+    """The thread count of a command without ``--threads``: torch's choice, but never more than the free cores.
+
+    torch takes every physical core. On a machine whose cores are busy with other jobs, OpenMP threads that wait
+    for each other spin and burn CPU: measured here, a 3-epoch detection run took 361 CPU-s with torch's two
+    threads on two cores loaded 11-19, and 42 CPU-s with one thread (docs/dense.md). The free cores are the
+    ``cores`` this process may run on times the idle share of the machine (``load`` over ``total_cores``,
+    the 1-minute load average), rounded to the nearest whole core, and at least 1.
+    """
+    busy = min(1.0, max(0.0, load) / max(1, total_cores))
+    free = max(1, int(cores * (1.0 - busy) + 0.5))
+    return max(1, min(torch_default, free))
+
+
+def set_torch_threads(threads: Optional[int]) -> int:
+    """Apply ``--threads``; None or 0 picks :func:`default_threads` unless ``OMP_NUM_THREADS`` or
+    ``MKL_NUM_THREADS`` is set (then torch already follows it). Returns the thread count in effect."""
+    global _torch_default_threads
+    import torch
+
+    if _torch_default_threads is None:
+        _torch_default_threads = torch.get_num_threads()
+    if threads:
         torch.set_num_threads(threads)
+    elif not any(os.environ.get(name) for name in THREAD_ENV_VARS):
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):  # Windows: no load average; keep torch's choice
+            load = 0.0
+        chosen = default_threads(_torch_default_threads, cores, os.cpu_count() or cores, load)
+        if chosen != torch.get_num_threads():
+            logging.getLogger(__name__).info(
+                "using %d CPU thread(s) of torch's %d: load %.1f on %d cores (set --threads or OMP_NUM_THREADS to "
+                "choose)", chosen, _torch_default_threads, load, os.cpu_count() or cores)
+            torch.set_num_threads(chosen)
+    return torch.get_num_threads()
 
 
 # ----------------------------------------------------------------------------------------------- engine flags
@@ -107,7 +144,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser, defaults: Optional[Dic
     g.add_argument("--channels-last", dest="channels_last", action="store_true", default=None,
                    help="NHWC memory format [default: on with CUDA, off on CPU]")
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="NCHW memory format")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads per process [default: torch's choice]")
+    g.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads per process [default: torch's choice (the physical cores), at most the "
+                        "cores free now; OMP_NUM_THREADS overrides]")
     g.add_argument("--seed", type=int, default=None, help="seed of every random stream [default: 0]")
     g.add_argument("--workers", type=int, default=None, help=h("data-loading processes per rank", "workers"))
     g.add_argument("--output", "-o", default=None, help=h("run folder", "output"))
