@@ -70,19 +70,23 @@ def logistic_regression_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_
     return float((pred == test_y).mean())
 
 
-def dtw_distances(queries: Sequence[np.ndarray], refs: Sequence[np.ndarray], chunk: int = 8) -> np.ndarray:
+def dtw_distances(queries: Sequence[np.ndarray], refs: Sequence[np.ndarray], chunk: int = 4) -> np.ndarray:
     """DTW cost (sum of Euclidean frame distances along the best monotone path) for every query/reference pair.
 
     Each sequence is (frames, features). The recursion D[i, j] = c[i, j] + min(D[i-1, j], D[i, j-1], D[i-1, j-1])
-    is run for ``chunk`` queries against all references at once, one anti-diagonal i + j = const at a time (every
-    cell of a diagonal depends only on the two diagonals before it), with sequences zero-padded to a common
-    length: the cost of cell (len(q), len(r)) only depends on cells inside both sequences, so padding is inert.
+    is run for ``chunk`` queries against all references at once, one anti-diagonal i + j = d at a time: a cell
+    depends only on the two diagonals before it, and indexed by i those are contiguous slices (D[i-1, j] and
+    D[i, j-1] are entries i-1 and i of diagonal d-1, D[i-1, j-1] entry i-1 of diagonal d-2), so each step is a few
+    whole-array operations (the frame distances of all cells come from one matrix product per chunk). Sequences are
+    zero-padded to a common length: the cost of cell (len(q), len(r)) only depends on cells inside both
+    sequences, so padding is inert; it is read when its diagonal len(q) + len(r) is reached.
     """
     nr, lr = len(refs), max(len(r) for r in refs)
     feat = refs[0].shape[1]
     ra = np.zeros((nr, lr, feat))
     for j, r in enumerate(refs):
         ra[j, :len(r)] = r
+    r_sq = (ra ** 2).sum(-1)
     rlen = np.array([len(r) for r in refs])
     out = np.empty((len(queries), nr))
     for start in range(0, len(queries), chunk):
@@ -91,18 +95,28 @@ def dtw_distances(queries: Sequence[np.ndarray], refs: Sequence[np.ndarray], chu
         qa = np.zeros((nq, lq, feat))
         for i, q in enumerate(part):
             qa[i, :len(q)] = q
-        # Frame distances for every pair: (nq, nr, lq, lr).
-        cost = np.sqrt(np.maximum((qa ** 2).sum(-1)[:, None, :, None] + (ra ** 2).sum(-1)[None, :, None, :]
-                                  - 2 * np.einsum("qif,rjf->qrij", qa, ra), 0.0))
-        acc = np.full((nq, nr, lq + 1, lr + 1), np.inf)
-        acc[:, :, 0, 0] = 0.0
-        for d in range(2, lq + lr + 1):
-            i = np.arange(max(1, d - lr), min(lq, d - 1) + 1)
-            j = d - i
-            best = np.minimum(np.minimum(acc[:, :, i - 1, j], acc[:, :, i, j - 1]), acc[:, :, i - 1, j - 1])
-            acc[:, :, i, j] = cost[:, :, i - 1, j - 1] + best
+        # Frame distances of every pair from one matrix product, laid out cell-major, (lq * lr, nq, nr) with cell
+        # (i, j) at i * lr + j, so that a diagonal's cells are whole contiguous (nq, nr) blocks.
+        cross = (qa.reshape(-1, feat) @ ra.reshape(-1, feat).T).reshape(nq, lq, nr, lr).transpose(1, 3, 0, 2)
+        cost_all = np.sqrt(np.maximum((qa ** 2).sum(-1).T[:, None, :, None] + r_sq.T[None, :, None, :] - 2 * cross,
+                                      0.0))
+        cost_all = np.ascontiguousarray(cost_all).reshape(lq * lr, nq, nr)
         qlen = np.array([len(q) for q in part])
-        out[start:start + nq] = acc[np.arange(nq)[:, None], np.arange(nr)[None, :], qlen[:, None], rlen[None, :]]
+        ends = qlen[:, None] + rlen[None, :]
+        before2 = np.full((lq + 1, nq, nr), np.inf)  # diagonal d-2, indexed by i
+        before2[0] = 0.0  # cell (0, 0)
+        before1 = np.full((lq + 1, nq, nr), np.inf)  # diagonal 1: cells (0, 1) and (1, 0), outside the path
+        for d in range(2, lq + lr + 1):
+            lo, hi = max(1, d - lr), min(lq, d - 1)  # rows i of this diagonal inside both sequences
+            current = np.full((lq + 1, nq, nr), np.inf)
+            if lo <= hi:
+                i = np.arange(lo, hi + 1)
+                cost = cost_all[(i - 1) * lr + (d - i - 1)]  # cells (i-1, j-1) with j = d - i
+                best = np.minimum(np.minimum(before1[lo - 1:hi], before1[lo:hi + 1]), before2[lo - 1:hi])
+                current[lo:hi + 1] = cost + best
+            q_end, r_end = np.nonzero(ends == d)
+            out[start + q_end, r_end] = current[qlen[q_end], q_end, r_end]
+            before2, before1 = before1, current
     return out
 
 
@@ -206,7 +220,7 @@ def noisy_audio_baseline(data: str = NOISY_DIGITS_DIR) -> Dict[str, float]:
         refs = [features(s) for s in train_x]
         for split in ("val", "test"):
             x, y = splits[split]
-            d = dtw_distances([features(s) for s in x], refs, chunk=4)
+            d = dtw_distances([features(s) for s in x], refs)
             out[f"{name}_{split}_top1"] = float((train_y[d.argmin(1)] == y).mean())
         val_scores[name] = out[f"{name}_val_top1"]
     stats = {split: np.stack([utterance_statistics(s) for s in splits[split][0]]) for split in splits}

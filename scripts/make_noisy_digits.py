@@ -324,6 +324,54 @@ def generate(out: Path, seed: int = 0, train: int = 48, val: int = 12, test: int
     return counts
 
 
+def draw_figure(path: Path, seed: int = 0, speaker: int = 60, mel_bins: int = 64) -> None:
+    """Draw every word of one speaker twice, dry and as written to the data set (room + noise), as the network's
+    log-mel input (``mel_bins`` bands); needs matplotlib (``pip install 'unireplknet[plot]'``)."""
+    try:
+        import matplotlib
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise SystemExit("the figure needs matplotlib: pip install 'unireplknet[plot]'") from None
+    import io
+
+    import torch
+    from PIL import Image
+
+    from unireplknet.modalities.audio import AudioConfig, waveform_fbank
+
+    matplotlib.rcParams.update(matplotlib.rcParamsDefault)
+    cfg = AudioConfig(num_mel_bins=mel_bins, target_frames=96)
+    spk = draw_speaker(seed, speaker)
+    fig = Figure(figsize=(13.0, 3.6), layout="constrained")
+    axes = fig.subplots(2, len(WORDS), sharex=True, sharey=True)
+    image = None
+    for w, word in enumerate(WORDS):
+        dry = np.zeros(SAMPLE_RATE)
+        take = speak(word, spk, np.random.default_rng([seed, speaker, 0, w, 1]))[: SAMPLE_RATE]
+        dry[: len(take)] = take
+        wet = make_clip(word, spk, np.random.default_rng([seed, speaker, 0, w, 1]))
+        for row, x in enumerate((0.3 * dry, wet)):
+            fb = waveform_fbank(torch.tensor(x, dtype=torch.float32), cfg).numpy()
+            image = axes[row, w].imshow(fb.T, origin="lower", aspect="auto", vmin=-12, vmax=6, interpolation="nearest",
+                                        extent=(0.0, len(fb) * cfg.frame_shift_ms / 1000, -0.5, mel_bins - 0.5))
+            axes[row, w].set_xlabel("time (s)" if row == 1 else "")
+        axes[0, w].set_title(f"“{word}”")
+    axes[0, 0].set_ylabel("dry take\nmel band")
+    axes[1, 0].set_ylabel("as written\nmel band")
+    fig.colorbar(image, ax=list(axes.flat), shrink=0.9, label="log filter-bank energy")
+    fig.suptitle(f"Noisy spoken digits: speaker {speaker} (a test speaker with the defaults; tract ×{spk['tract']:.2f}, "
+                 f"pitch {spk['f0']:.0f} Hz, durations ×{spk['rate']:.2f}, RT60 {spk['rt60']:.2f} s, "
+                 f"{'babble + ' if spk['babble'] else ''}noise 1/f^{spk['noise_colour']:.1f}; dry take at its "
+                 f"start, written clip shifted at random)", fontsize=9)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, metadata={"Software": None})
+    buffer.seek(0)
+    picture = Image.open(buffer).convert("RGB").quantize(colors=128)
+    tmp = path.with_name(f".{path.name}.tmp")
+    picture.save(tmp, format="PNG", optimize=True)
+    os.replace(tmp, path)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/noisy-digits", help="output folder (runs/noisy-digits)")
@@ -333,7 +381,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--test", type=int, default=24, help="test speakers (24)")
     ap.add_argument("--takes", type=int, default=1, help="takes of every word per speaker (1)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    ap.add_argument("--figure", metavar="PNG", help="only draw one test speaker's words (docs/audio_noisy_digits.png)")
     args = ap.parse_args(argv)
+    if args.figure:
+        draw_figure(Path(args.figure), args.seed, speaker=args.train + args.val)
+        print(f"wrote {args.figure}")
+        return 0
     try:
         counts = generate(Path(args.out), args.seed, args.train, args.val, args.test, args.takes, args.overwrite)
     except (FileExistsError, ValueError) as e:
