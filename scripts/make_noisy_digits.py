@@ -9,7 +9,7 @@ then played in a generated room and mixed with generated background noise:
   formant bandwidths, breathiness, intonation range, and an *accent*: each vowel's formants shifted by its own
   random amount (about ±7 %) for this speaker only;
 * **take** (fresh per clip): pitch and rate jitter, per-segment duration jitter, loudness, and a random start
-  time inside the 1 s clip (a time shift of up to about 0.4 s);
+  time inside the 1 s clip (words last 0.2-1.0 s, median 0.42 s; the start is uniform over the rest);
 * **room** (fixed per speaker, every clip a fresh realisation): an exponentially decaying noise tail with
   RT60 0.15-0.8 s and a direct-to-reverberant ratio of 0-12 dB (a generated room impulse response);
 * **noise** (fixed colour per speaker, fresh per clip): coloured noise (white ... brown) plus, for half of the
