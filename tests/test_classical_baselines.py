@@ -71,3 +71,53 @@ def test_centroid_track_recovers_a_moving_bright_square():
     track = cb.centroid_track(frames, top_fraction=9 / 256).reshape(4, 2)
     np.testing.assert_allclose(np.diff(track[:, 0]), 3.0, atol=1e-6)  # x moves 3 px per frame
     np.testing.assert_allclose(track[:, 1], 0.0, atol=1e-6)  # y does not move
+
+
+# ---------------------------------------------------------------- noisy spoken digits (audio)
+def test_batched_dtw_does_not_depend_on_the_query_chunk():
+    rng = np.random.default_rng(4)
+    queries = [rng.normal(size=(n, 2)) for n in (5, 3, 6, 4, 2)]
+    refs = [rng.normal(size=(n, 2)) for n in (4, 6, 1)]
+    want = np.array([[_dtw_direct(q, r) for r in refs] for q in queries])
+    for chunk in (1, 2, 3, 8):
+        np.testing.assert_allclose(cb.dtw_distances(queries, refs, chunk=chunk), want, rtol=1e-10)
+
+
+def test_mfcc_is_an_orthonormal_transform_without_the_energy_term():
+    x = np.random.default_rng(5).normal(size=(7, 16))
+    c = cb.mfcc(x, coefficients=16)  # every coefficient but c0
+    c0 = x.sum(1) / np.sqrt(16)  # the orthonormal DCT-II's first term
+    # Parseval: an orthonormal transform keeps the energy of every frame.
+    np.testing.assert_allclose((c ** 2).sum(1) + c0 ** 2, (x ** 2).sum(1), rtol=1e-10)
+    np.testing.assert_allclose(cb.mfcc(np.full((3, 16), 2.5)), 0.0, atol=1e-12)  # a flat spectrum is pure c0
+
+
+def test_cmvn_and_utterance_statistics():
+    x = np.random.default_rng(6).normal(size=(40, 3)) * [1.0, 5.0, 0.1] + [3.0, -2.0, 7.0]
+    n = cb.cmvn(x)
+    np.testing.assert_allclose(n.mean(0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(n.std(0), 1.0, atol=1e-6)
+    logmel = np.random.default_rng(7).normal(size=(50, 32))
+    logmel[10:40] += 4.0  # the loud region
+    forward, backward = cb.utterance_statistics(logmel), cb.utterance_statistics(logmel[::-1])
+    assert forward.shape == (19 * 6,)
+    np.testing.assert_allclose(forward[:19], backward[:19], atol=1e-12)  # clip means ignore the order...
+    assert not np.allclose(forward[-19:], backward[-19:])  # ...the thirds of the loud region do not
+    np.testing.assert_allclose(forward[-19:], backward[-3 * 19:-2 * 19], atol=1e-12)  # last third = first reversed
+
+
+def test_noisy_audio_baseline_finds_every_clip_when_the_held_out_splits_are_the_training_clips(tmp_path):
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("make_noisy_digits", _PATH.parents[1] / "scripts" / "make_noisy_digits.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    data = tmp_path / "digits"
+    gen.generate(data, seed=1, train=1, val=1, test=1)
+    for split in ("val", "test"):  # a known answer: each held-out clip has itself at distance 0 among the references
+        shutil.rmtree(data / split)
+        shutil.copytree(data / "train", data / split)
+    out = cb.noisy_audio_baseline(str(data))
+    assert out["dtw_logmel_1nn_test_top1"] == 1.0 and out["dtw_mfcc_cmvn_1nn_test_top1"] == 1.0
+    assert out["best_on_val"] in ("dtw_logmel_1nn", "dtw_mfcc_cmvn_1nn", "mfcc_stats_logreg")
+    assert out["best_on_val_test_top1"] == out[f"{out['best_on_val']}_test_top1"]

@@ -47,3 +47,23 @@ def test_spread_is_the_sample_standard_deviation():
     assert got["mean"] == pytest.approx(statistics.mean(values))
     assert got["std"] == pytest.approx(statistics.stdev(values))
     assert (got["min"], got["max"]) == (80.0, 90.0)
+
+
+def test_noisy_audio_rows_differ_only_in_the_backbone():
+    """The noisy-digits rows parse as audio-train options: ours is the digits demo's tiny UniRepLKNet, and the
+    peer's --model/--model-kwargs (appended after the demo's arguments) replace it and nothing else."""
+    import json
+
+    from unireplknet.cli import build_parser
+    from unireplknet.tasks.audio import TINY_AUDIO_MODEL_KWARGS
+
+    parser = build_parser()
+    common = [mp.DEMOS["noisy-audio"]["command"], *mp.DEMO_ARGS["noisy-audio"]]
+    ours = parser.parse_args(common)
+    peer = parser.parse_args(common + ["--model", mp.PEER_MODEL, "--model-kwargs", json.dumps(mp.PEER_KWARGS)])
+    assert ours.model == "custom" and peer.model == mp.PEER_MODEL
+    assert ours.model_kwargs == json.loads(json.dumps(TINY_AUDIO_MODEL_KWARGS))  # tuples become lists in JSON
+    assert peer.model_kwargs == mp.PEER_KWARGS
+    differing = {k for k in vars(ours) if vars(ours)[k] != vars(peer)[k]}
+    assert differing == {"model", "model_kwargs"}
+    assert ours.data == mp.DEMOS["noisy-audio"]["prepared"] and (ours.mel_bins, ours.frames) == (64, 96)
