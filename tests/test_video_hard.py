@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +174,14 @@ def test_hard_demo_trains_and_evaluates_from_the_command_line(tmp_path, capsys):
                  "--input-size", "16", "--batch-size", "3", "--model-kwargs", kw, "--no-onnx", "--output", str(out)]) == 0
     text = capsys.readouterr().out
     assert "hard motion clips (test split held out)" in text and "chance 16.7%" in text
+    # the peer benchmark's row for this demo runs the same recipe and reads this very line
+    spec = importlib.util.spec_from_file_location("modality_peers_hard", _PATH.parent / "modality_peers.py")
+    mp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mp)
+    demo = mp.DEMOS["video-hard"]
+    assert demo["args"].split() == ["--recipe", "motion-hard"]
+    assert float(re.search(demo["pattern"], text, re.MULTILINE).group(1)) == pytest.approx(
+        json.loads((out / "summary.json").read_text())["train_structure"]["top1"], abs=0.01)
     assert main(["video-eval", str(out / "last.pth"), "--clips-per-class", "1", "--eval-split", "test", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["samples"] == 6
 
@@ -219,3 +228,17 @@ def test_motion_features_see_right_from_left_and_speeding_from_slowing():
     assert right[0] > 2.0 and left[0] < -2.0  # mean relative dx of the first pair
     fast_later = cb.motion_features(_textured_clip([(1, 0), (2, 0), (4, 0)], camera, square=(4, 12)))
     assert fast_later[-1] > 0.3  # log(speed of the last step / the first) > 0
+
+
+def test_ablation_switches_turn_off_only_their_part():
+    """benchmarks/video_hard_ablation.py: a still camera, a flat background, no distractors; the rest is the same draw."""
+    full = render_hard_motion_clip(4, np.random.default_rng(5), 4, 32, "train")
+    still = render_hard_motion_clip(4, np.random.default_rng(5), 4, 32, "train", camera_scale=0.0)
+    assert np.abs(full[2]["camera"]).max() > 0 and np.abs(still[2]["camera"]).max() == 0
+    assert still[2]["shape"] == full[2]["shape"]
+    np.testing.assert_allclose(np.diff(still[1], axis=0), np.diff(full[1] - full[2]["camera"], axis=0))  # same path
+    frames, _, info = render_hard_motion_clip(4, np.random.default_rng(5), 4, 32, "train", camera_scale=0.0,
+                                              texture_scale=0.0, distractors=False)
+    outside = frames.astype(float)[info["target_mask"] < 0.01]  # (pixels, 3): flat colour, flicker and noise only
+    assert outside.std(0).max() < 0.06 * 255 * 1.5
+    assert full[0].astype(float)[full[2]["target_mask"] < 0.01].std(0).max() > outside.std(0).max()

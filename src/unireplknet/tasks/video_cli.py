@@ -143,7 +143,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g = p.add_argument_group("model and recipe")
     g.add_argument("--recipe", "--preset", dest="recipe", default=None, choices=("demo", "motion-hard", "kinetics"),
                    help="defaults: demo = light settings of the motion set (default without --data); motion-hard = "
-                        "the hard motion demo (hard clips, 80 per class, 16 epochs, test split); kinetics = "
+                        "the hard motion demo (hard clips, 80 per class, 32 epochs, lr 4e-3, test split); kinetics = "
                         "the official K400 recipe (default with --data)")
     g.add_argument("--smoothing", type=float, default=None, help="label smoothing (0.1)")
     g.add_argument("--mixup", type=float, default=None, help="mixup alpha on the clip (demo 0; kinetics 0.8)")

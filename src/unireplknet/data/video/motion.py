@@ -24,7 +24,7 @@ objects never seen in training: a classifier must recognise the motion, not the 
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -184,8 +184,13 @@ def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> np.
 
 
 def render_hard_motion_clip(label: int, rng: np.random.Generator, num_frames: int = 4, size: int = 32,
-                            split: str = "train") -> Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray]]:
+                            split: str = "train", camera_scale: float = 1.0, texture_scale: float = 1.0,
+                            distractors: bool = True) -> Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray]]:
     """One hard clip of class ``label`` (:data:`HARD_MOTION_CLASS_NAMES`) with the objects of ``split``.
+
+    ``camera_scale``, ``texture_scale`` and ``distractors`` switch parts of the difficulty down for ablations
+    (0 = a still camera, a flat background; False = no distractor objects); the random draws stay the same, so
+    the clips differ from the full ones only in that part.
 
     Returns uint8 frames (T, size, size, 3), the target's centre in the image per frame (T, 2) as (x, y), and
     ``info``: ``camera`` (T, 2), the scene's displacement in the image (the target's motion relative to the
@@ -224,9 +229,9 @@ def render_hard_motion_clip(label: int, rng: np.random.Generator, num_frames: in
     path = np.stack([along * math.cos(heading), along * math.sin(heading)], axis=1)
     # The camera: a pan of random direction and speed plus shake; everything in the scene moves by ``camera``.
     pan_dir = rng.uniform(0, 2 * math.pi)
-    pan = rng.uniform(0.0, 1.0) * unit * np.array([math.cos(pan_dir), math.sin(pan_dir)])
-    shake = rng.normal(0.0, 0.3 * unit, size=(steps, 2))
-    camera = np.concatenate([np.zeros((1, 2)), np.cumsum(pan + shake, axis=0)])
+    pan = rng.uniform(0.0, 0.5) * unit * np.array([math.cos(pan_dir), math.sin(pan_dir)])
+    shake = rng.normal(0.0, 0.15 * unit, size=(steps, 2))
+    camera = np.concatenate([np.zeros((1, 2)), np.cumsum(pan + shake, axis=0)]) * camera_scale
     image_path = path + camera
     margin = 1.1 * r
     lo, hi = margin - image_path.min(0), size - margin - image_path.max(0)
@@ -240,9 +245,10 @@ def render_hard_motion_clip(label: int, rng: np.random.Generator, num_frames: in
         freq = rng.uniform(0.25, 0.9) / unit
         tint = rng.normal(size=3)
         tint *= rng.uniform(0.03, 0.08) / np.linalg.norm(tint) * math.sqrt(3)
-        gratings.append((freq * math.cos(direction), freq * math.sin(direction), rng.uniform(0, 2 * math.pi), tint))
+        gratings.append((freq * math.cos(direction), freq * math.sin(direction), rng.uniform(0, 2 * math.pi),
+                         tint * texture_scale))
     # Distractors: objects of the same split's shapes, still in the scene, kept off the target's path.
-    distractors = []
+    show_distractors, distractors = distractors, []
     for _ in range(int(rng.integers(1, 3))):
         dr = rng.uniform(0.13, 0.19) * size
         for _ in range(20):
@@ -263,7 +269,7 @@ def render_hard_motion_clip(label: int, rng: np.random.Generator, num_frames: in
         frame = np.broadcast_to(background, (size, size, 3)).copy()
         for fx, fy, phase, tint in gratings:
             frame += np.sin(fx * sx + fy * sy + phase)[..., None] * tint
-        for (shape, pos, dr, da), colour in zip(distractors, distractor_colours):
+        for (shape, pos, dr, da), colour in zip(distractors if show_distractors else [], distractor_colours):
             cover = _hard_coverage(shape, xx, yy, pos[0] + camera[t, 0], pos[1] + camera[t, 1], dr, da)[..., None]
             frame = frame * (1 - cover) + colour * cover
         masks[t] = _hard_coverage(target_shape, xx, yy, track[t, 0], track[t, 1], r, angles[t])
@@ -285,7 +291,7 @@ class MotionClips(Dataset):
     """
 
     def __init__(self, split: str = "train", clips_per_class: int = 80, num_frames: int = 16, size: int = 32,
-                 seed: int = 0, transform=None, difficulty: str = "easy"):
+                 seed: int = 0, transform=None, difficulty: str = "easy", hard_options: Optional[Dict[str, Any]] = None):
         if split not in MOTION_SPLIT_SEEDS:
             raise ValueError(f"split must be one of {sorted(MOTION_SPLIT_SEEDS)}, got {split!r}")
         if clips_per_class < 1:
@@ -294,6 +300,7 @@ class MotionClips(Dataset):
             raise ValueError(f"difficulty must be one of {MOTION_DIFFICULTIES}, got {difficulty!r}")
         self.split, self.clips_per_class, self.num_frames, self.size = split, clips_per_class, num_frames, size
         self.seed, self.transform, self.difficulty = seed, transform, difficulty
+        self.hard_options = dict(hard_options or {})  # keyword arguments of render_hard_motion_clip (ablations)
         self.classes: List[str] = list(HARD_MOTION_CLASS_NAMES if difficulty == "hard" else MOTION_CLASS_NAMES)
         self.targets: List[int] = [i % len(self.classes) for i in range(len(self))]
         self._cache: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
@@ -312,7 +319,8 @@ class MotionClips(Dataset):
             return frames, track, label
         if index not in self._cache:  # hard clips cost more to draw; a set of hundreds is a few MB
             rng = np.random.default_rng([MOTION_SPLIT_SEEDS[self.split], self.seed, index, 1])
-            self._cache[index] = render_hard_motion_clip(label, rng, self.num_frames, self.size, self.split)[:2]
+            self._cache[index] = render_hard_motion_clip(label, rng, self.num_frames, self.size, self.split,
+                                                         **self.hard_options)[:2]
         frames, track = self._cache[index]
         return frames, track, label
 
