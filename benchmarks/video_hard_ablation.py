@@ -6,7 +6,9 @@ part of the difficulty switched off, scored on the **validation** split (the tes
 
 * ``still-camera``  — ``camera_scale=0``: no pan, no shake;
 * ``plain``         — a still camera, a flat background (``texture_scale=0``) and no distractors: only the six
-  motions of unseen object shapes remain.
+  motions of unseen object shapes remain;
+* ``seen-shapes``, ``plain-seen-shapes`` — the full or the plain clips, with the training shapes in every split
+  (validation clips are still new draws, but of the objects seen in training).
 
 Run one ablation per process (``--threads 1`` each)::
 
@@ -22,8 +24,13 @@ import sys
 import time
 from pathlib import Path
 
+from unireplknet.data.video import HARD_MOTION_SHAPES
+
 ABLATIONS = {"full": {}, "still-camera": dict(camera_scale=0.0),
-             "plain": dict(camera_scale=0.0, texture_scale=0.0, distractors=False)}
+             "plain": dict(camera_scale=0.0, texture_scale=0.0, distractors=False),
+             "plain-seen-shapes": dict(camera_scale=0.0, texture_scale=0.0, distractors=False,
+                                       shapes=list(HARD_MOTION_SHAPES["train"])),
+             "seen-shapes": dict(shapes=list(HARD_MOTION_SHAPES["train"]))}
 
 
 def main(argv) -> int:

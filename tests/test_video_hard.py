@@ -242,3 +242,6 @@ def test_ablation_switches_turn_off_only_their_part():
     outside = frames.astype(float)[info["target_mask"] < 0.01]  # (pixels, 3): flat colour, flicker and noise only
     assert outside.std(0).max() < 0.06 * 255 * 1.5
     assert full[0].astype(float)[full[2]["target_mask"] < 0.01].std(0).max() > outside.std(0).max()
+    seen = {render_hard_motion_clip(i % 6, np.random.default_rng(i), 4, 32, "test", shapes=("L", "T"))[2]["shape"]
+            for i in range(12)}
+    assert seen == {"L", "T"}  # the held-out split drawn with other shapes

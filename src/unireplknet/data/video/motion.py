@@ -185,12 +185,14 @@ def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> np.
 
 def render_hard_motion_clip(label: int, rng: np.random.Generator, num_frames: int = 4, size: int = 32,
                             split: str = "train", camera_scale: float = 1.0, texture_scale: float = 1.0,
-                            distractors: bool = True) -> Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray]]:
+                            distractors: bool = True, shapes: Optional[Sequence[str]] = None
+                            ) -> Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray]]:
     """One hard clip of class ``label`` (:data:`HARD_MOTION_CLASS_NAMES`) with the objects of ``split``.
 
     ``camera_scale``, ``texture_scale`` and ``distractors`` switch parts of the difficulty down for ablations
-    (0 = a still camera, a flat background; False = no distractor objects); the random draws stay the same, so
-    the clips differ from the full ones only in that part.
+    (0 = a still camera, a flat background; False = no distractor objects), and ``shapes`` replaces the split's
+    object shapes (e.g. the training shapes on a held-out split); the random draws stay the same, so the clips
+    differ from the full ones only in that part.
 
     Returns uint8 frames (T, size, size, 3), the target's centre in the image per frame (T, 2) as (x, y), and
     ``info``: ``camera`` (T, 2), the scene's displacement in the image (the target's motion relative to the
@@ -204,7 +206,8 @@ def render_hard_motion_clip(label: int, rng: np.random.Generator, num_frames: in
                          f"16x16 pixels, got {num_frames} x {size}")
     if split not in HARD_MOTION_SHAPES:
         raise ValueError(f"split must be one of {sorted(HARD_MOTION_SHAPES)}, got {split!r}")
-    name, shapes = HARD_MOTION_CLASS_NAMES[label], HARD_MOTION_SHAPES[split]
+    name = HARD_MOTION_CLASS_NAMES[label]
+    shapes = tuple(shapes) if shapes else HARD_MOTION_SHAPES[split]
     steps = num_frames - 1
     unit = size / 32.0  # all motion is drawn for 32-pixel frames and scaled
     r = rng.uniform(0.13, 0.19) * size
