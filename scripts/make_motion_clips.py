@@ -11,7 +11,7 @@ needs to be stored in the repository. This script
 
 Usage::
 
-    python scripts/make_motion_clips.py [--export /tmp/motion_videos --clips-per-class 48]
+    python scripts/make_motion_clips.py [--export /tmp/motion_videos --clips-per-class 48 [--difficulty hard]]
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from unireplknet.data.video import MOTION_CLASS_NAMES, MotionClips
+from unireplknet.data.video import HARD_MOTION_CLASS_NAMES, MOTION_CLASS_NAMES, MotionClips
 from unireplknet.tasks.video_cli import clip_picture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,14 +42,36 @@ def pictures(out_dir: Path, size: int = 32, frames: int = 16, scale: int = 1) ->
         print(f"{path}: classes left to right, top to bottom: {', '.join(MOTION_CLASS_NAMES)}")
 
 
-def export(dest: Path, clips_per_class: int, frames: int, size: int) -> None:
+def hard_picture(out_dir: Path, size: int = 32, scale: int = 3) -> None:
+    """Two rows of six hard clips (one per class): objects of the training split, then of the test split."""
+    from PIL import ImageDraw
+
+    gap, label_h = 8, 14
+    rows = [MotionClips(split, 1, 4, size, difficulty="hard") for split in ("train", "test")]
+    tiles = [[clip_picture(ds.render(i)[0], "mosaic", scale) for i in range(len(ds))] for ds in rows]
+    w, h = tiles[0][0].size
+    sheet = Image.new("RGB", (6 * w + 5 * gap, label_h + 2 * h + gap), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for c, name in enumerate(HARD_MOTION_CLASS_NAMES):
+        draw.text((c * (w + gap) + 2, 1), name, fill=(0, 0, 0))
+        for r in range(2):
+            sheet.paste(tiles[r][c], (c * (w + gap), label_h + r * (h + gap)))
+    path = out_dir / "video_hard_mosaic.png"
+    sheet.quantize(colors=128).save(path, optimize=True)
+    print(f"{path}: columns {', '.join(HARD_MOTION_CLASS_NAMES)}; top row training objects, bottom row test objects")
+
+
+def export(dest: Path, clips_per_class: int, frames: int, size: int, difficulty: str = "easy") -> None:
     from unireplknet.modalities.video import write_video
 
-    for split, n in (("train", clips_per_class), ("val", max(1, clips_per_class // 4))):
-        ds = MotionClips(split, n, frames, size)
+    splits = [("train", clips_per_class), ("val", max(1, clips_per_class // 4))]
+    if difficulty == "hard":
+        splits.append(("test", max(1, clips_per_class // 4)))
+    for split, n in splits:
+        ds = MotionClips(split, n, frames, size, difficulty=difficulty)
         for i in range(len(ds)):
             clip, _, label = ds.render(i)
-            write_video(dest / split / MOTION_CLASS_NAMES[label] / f"{i:05d}.mp4", clip)
+            write_video(dest / split / ds.classes[label] / f"{i:05d}.mp4", clip)
         print(f"{dest / split}: {len(ds)} clips")
 
 
@@ -60,12 +82,14 @@ def main() -> None:
     p.add_argument("--clips-per-class", type=int, default=48)
     p.add_argument("--num-frames", type=int, default=16)
     p.add_argument("--size", type=int, default=32)
+    p.add_argument("--difficulty", default="easy", choices=("easy", "hard"), help="which set --export writes")
     args = p.parse_args()
     out = Path(args.docs)
     out.mkdir(parents=True, exist_ok=True)
     pictures(out, args.size, args.num_frames, scale=2)
+    hard_picture(out, args.size)
     if args.export:
-        export(Path(args.export), args.clips_per_class, args.num_frames, args.size)
+        export(Path(args.export), args.clips_per_class, args.num_frames, args.size, args.difficulty)
 
 
 if __name__ == "__main__":

@@ -20,18 +20,20 @@ __all__ = ["add_subcommands", "clip_picture"]
 
 
 def cmd_video_train(args: argparse.Namespace) -> int:
-    from .video import VideoTrainConfig, train_video
+    from .video import VideoTrainConfig, motion_set_name, train_video
 
     set_torch_threads(args.threads)
     options = engine_options(
         args, data=args.data, val_data=args.val_data, data_root=args.data_root, val_split=args.val_split,
         num_frames=args.num_frames, sampling_rate=args.sampling_rate, input_size=args.input_size, layout=args.layout,
-        clips_per_class=args.clips_per_class, smoothing=args.smoothing,
+        clips_per_class=args.clips_per_class, difficulty=args.difficulty, eval_split=args.eval_split,
+        smoothing=args.smoothing,
         mixup=args.mixup, cutmix=args.cutmix, auto_augment=args.aa, hflip=args.hflip, reprob=args.reprob,
         test_clips=args.test_clips, test_crops=args.test_crops, skip_unreadable=args.skip_unreadable)
     recipe = args.recipe or ("kinetics" if args.data else "demo")
-    cfg = VideoTrainConfig.kinetics(**options) if recipe == "kinetics" else VideoTrainConfig(**options)
-    what = "the generated motion clips" if cfg.data is None else cfg.data
+    make = {"kinetics": VideoTrainConfig.kinetics, "motion-hard": VideoTrainConfig.motion_hard}.get(recipe, VideoTrainConfig)
+    cfg = make(**options)
+    what = motion_set_name(cfg) if cfg.data is None else cfg.data
     print(f"unireplknet video-train: {cfg.model} ({cfg.layout} layout, {cfg.num_frames} frames of "
           f"{cfg.input_size}px) on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
     r = train_video(cfg, callbacks=[print_epoch_end])
@@ -60,12 +62,14 @@ def cmd_video_eval(args: argparse.Namespace) -> int:
     model.to(device)
     size = args.input_size or mc["input_size"]
     if args.data is None:
-        from ..data.video import MotionClips
+        from ..data.video import HARD_MOTION_CLASS_NAMES, MOTION_CLASS_NAMES, MotionClips
 
-        if mc["classes"] != list(MotionClips().classes):
+        known = {tuple(MOTION_CLASS_NAMES): "easy", tuple(HARD_MOTION_CLASS_NAMES): "hard"}
+        if tuple(mc["classes"]) not in known:
             raise ValueError("this checkpoint was not trained on the motion clips; pass --data")
         tf = ClipEvalTransform(size, 1)
-        ds = MotionClips("val", args.clips_per_class, mc["num_frames"], size, transform=lambda c: tf(c))
+        ds = MotionClips(args.eval_split, args.clips_per_class, mc["num_frames"], size, transform=lambda c: tf(c),
+                         difficulty=known[tuple(mc["classes"])])
         collate = None
     else:
         p = Path(args.data)
@@ -128,11 +132,18 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--input-size", type=int, default=None, help="frame side (kinetics 224; demo 32)")
     g.add_argument("--layout", default=None, choices=("mosaic", "reshape"),
                    help="mosaic = the paper's frame grid (default); reshape = the official code's memory reshape")
-    g.add_argument("--clips-per-class", type=int, default=None, help="motion set: training clips per class (48)")
+    g.add_argument("--clips-per-class", type=int, default=None,
+                   help="motion set: training clips per class (48; motion-hard 80); held out: a quarter of it")
+    g.add_argument("--difficulty", default=None, choices=("easy", "hard"),
+                   help="motion set: easy = one bright shape on a flat background; hard = textured moving "
+                        "background, camera shake, distractors, unseen object shapes (easy; motion-hard: hard)")
+    g.add_argument("--eval-split", default=None, choices=("val", "test"),
+                   help="motion set: the held-out split scored (val; motion-hard: test). Choose settings on val")
     g.add_argument("--skip-unreadable", action="store_true", default=None, help="leave out videos that fail to decode")
     g = p.add_argument_group("model and recipe")
-    g.add_argument("--recipe", "--preset", dest="recipe", default=None, choices=("demo", "kinetics"),
-                   help="defaults: demo = light settings of the motion set (default without --data); kinetics = "
+    g.add_argument("--recipe", "--preset", dest="recipe", default=None, choices=("demo", "motion-hard", "kinetics"),
+                   help="defaults: demo = light settings of the motion set (default without --data); motion-hard = "
+                        "the hard motion demo (hard clips, 80 per class, 32 epochs, lr 4e-3, test split); kinetics = "
                         "the official K400 recipe (default with --data)")
     g.add_argument("--smoothing", type=float, default=None, help="label smoothing (0.1)")
     g.add_argument("--mixup", type=float, default=None, help="mixup alpha on the clip (demo 0; kinetics 0.8)")
@@ -158,6 +169,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--test-clips", type=int, default=5, help="temporal test clips per video (5)")
     p.add_argument("--test-crops", type=int, default=3, help="spatial test crops per clip (3)")
     p.add_argument("--clips-per-class", type=int, default=12, help="motion set: held-out clips per class")
+    p.add_argument("--eval-split", default="val", choices=("val", "test"), help="motion set: which held-out split (val)")
     add_eval_loader_arguments(p, batch_size=8)
     p.set_defaults(func=cmd_video_eval)
 
