@@ -188,3 +188,24 @@ def test_scan_descriptor_ignores_pose_and_scale():
     # the same random pairs and neighbourhoods: only float rounding may move a value across a bin edge
     assert np.abs(d0 - d1).max() < 2.5e-3
     assert np.abs(d0 - cb.scan_descriptor(GeneratedScans("train", 1, 512)[1][0].numpy())).max() > 0.05
+
+
+# ----------------------------------------------------------------------------------------------- --align pca
+def test_pca_align_gives_the_principal_axes_frame_whatever_the_pose():
+    from unireplknet.data.pointcloud.shapes import random_rotation
+    from unireplknet.tasks.pointcloud import pca_align
+
+    g = torch.Generator().manual_seed(0)
+    clouds = torch.randn(4, 300, 3, generator=g) * torch.tensor([3.0, 1.5, 0.5]) + 2.0
+    clouds = clouds + 0.8 * torch.randn(4, 300, 3, generator=g) ** 2  # skewed, so every axis sign is defined
+    aligned = pca_align(clouds)
+    cov = aligned.transpose(1, 2) @ aligned / 300
+    variances = torch.diagonal(cov, dim1=1, dim2=2)
+    torch.testing.assert_close(cov - torch.diag_embed(variances), torch.zeros_like(cov), atol=1e-4, rtol=0)
+    assert bool((variances[:, 0] > variances[:, 1]).all() and (variances[:, 1] > variances[:, 2]).all())
+    torch.testing.assert_close(aligned.mean(1), torch.zeros(4, 3), atol=1e-5, rtol=0)
+    for seed in range(3):  # any rotation of the input gives the same aligned cloud (a rotation, not a mirror)
+        r = torch.from_numpy(random_rotation(np.random.default_rng(seed))).float()
+        torch.testing.assert_close(pca_align(clouds @ r.T), aligned, atol=1e-4, rtol=0)
+    mirrored = clouds * torch.tensor([1.0, 1.0, -1.0])
+    assert not torch.allclose(pca_align(mirrored), aligned, atol=1e-2)  # a mirror image stays a mirror image
