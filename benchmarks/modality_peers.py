@@ -34,6 +34,7 @@ import json
 import math
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -75,10 +76,14 @@ def run_one(demo: str, peer: bool, seed: int, work_dir: Path, extra: Sequence[st
     if peer:
         args += ["--model", PEER_MODEL, "--model-kwargs", json.dumps(PEER_KWARGS)]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     # the installed command itself: the engine's model factory builds the timm peer (engine.build_model)
     proc = subprocess.run([sys.executable, "-m", "unireplknet.cli", *args], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the child at one thread: a fair estimate of its wall time on an idle core
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise RuntimeError(f"{demo} ({'peer' if peer else 'ours'}, seed {seed}) failed with exit code "
                            f"{proc.returncode}; the last lines of its output:\n{proc.stderr[-3000:]}")
@@ -87,6 +92,7 @@ def run_one(demo: str, peer: bool, seed: int, work_dir: Path, extra: Sequence[st
         raise RuntimeError(f"{demo}: no line matching {spec['pattern']!r} in the command's output:\n{proc.stdout}")
     summary = json.loads((out / "summary.json").read_text())
     return dict(seed=seed, top1=float(match.group(1)), params=int(summary["params_train"]), wall_s=round(wall, 1),
+                cpu_s=round(cpu, 1), loadavg=os.getloadavg()[0],
                 command="unireplknet " + " ".join(args[:1] + [a if " " not in a and '"' not in a else f"'{a}'"
                                                               for a in args[1:]]))
 
@@ -118,6 +124,8 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--json", help="write the results (every run, and mean ± std) to this JSON file")
     parser.add_argument("--markdown", help="write the table to this markdown file")
     parser.add_argument("--epochs", type=int, help="override the demos' epochs (for a quick check only)")
+    parser.add_argument("--rows", nargs="+", choices=("ours", "peer"), default=["ours", "peer"],
+                        help="which backbones to run (both; two invocations with one row each can run side by side)")
     args = parser.parse_args(list(argv))
     unknown = sorted(set(args.demos) - set(DEMOS))
     if unknown:
@@ -127,7 +135,7 @@ def main(argv: Sequence[str]) -> int:
                                    peer=dict(model=PEER_MODEL, model_kwargs=PEER_KWARGS), demos={})
     for demo in args.demos or ["audio", "points"]:
         results["demos"][demo] = {}
-        for peer in (False, True):
+        for peer in [row == "peer" for row in args.rows]:
             runs = []
             for seed in args.seeds:
                 runs.append(run_one(demo, peer, seed, Path(args.work_dir), extra))

@@ -188,6 +188,9 @@ def test_scan_descriptor_ignores_pose_and_scale():
     # the same random pairs and neighbourhoods: only float rounding may move a value across a bin edge
     assert np.abs(d0 - d1).max() < 2.5e-3
     assert np.abs(d0 - cb.scan_descriptor(GeneratedScans("train", 1, 512)[1][0].numpy())).max() > 0.05
+    f0 = cb.principal_frame_descriptor(pts)
+    f1 = cb.principal_frame_descriptor(3.0 * pts @ q.T + np.array([0.5, -2.0, 1.0]))
+    assert f0.shape == (len(d0) + 3 * 10 + 36,) and np.abs(f0 - f1).max() < 2.5e-3
 
 
 # ----------------------------------------------------------------------------------------------- --align pca

@@ -214,8 +214,9 @@ class PointCloudTrainConfig(EngineConfig):
     @classmethod
     def scans(cls, **options: Any) -> "PointCloudTrainConfig":
         """The hard generated demo: partial scans of sixteen classes (:class:`GeneratedScans`), reported on the
-        test split; the settings were chosen on the validation split (docs/pointcloud.md)."""
-        base = dict(generated="scans", held_out="test", shapes_per_class=24)
+        test split. Chosen on the validation split (seed 0, docs/pointcloud.md): the principal-axes alignment
+        (val 11 % → 34 % at 12 epochs) and 24 epochs (→ 44 %); everything else is the shapes demo's."""
+        base = dict(generated="scans", held_out="test", shapes_per_class=24, align="pca", epochs=24)
         base.update(options)
         return cls(**base)
 
