@@ -23,14 +23,14 @@ sensor would give instead:
   shape (the log-elongations of the two sets differ by at least 2·BAND_MARGIN), and the most elongated band
   (e ≥ 1.59) is held out entirely, so part of the test asks for extrapolation. The pose (uniform in SO(3)), the
   viewpoint, the density gradient, the noise level and the class's second parameter (tube radius of the torus,
-  wall of the tube, arm width of the L and plus blocks, cut of the prisms) are drawn freely in every split.
+  wall of the tube, arm width of the L and plus blocks; the other classes have none) are drawn freely in
+  every split.
 
 Shape ``i`` of a split comes from ``np.random.default_rng([split seed, seed, i])``; scans are cached in memory
 after their first use, since ray casting costs a few milliseconds per shape.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .shapes import _grid_faces, _merge, _revolve, normalize_unit_sphere, random_rotation, sample_surface
+from .shapes import _merge, _revolve, normalize_unit_sphere, random_rotation
 
 __all__ = ["SCAN_CLASS_NAMES", "SCAN_SPLIT_SEEDS", "NON_CONVEX_SCAN_CLASSES", "BAND_MARGIN", "ELONGATION_BANDS",
            "ScanParameters", "scan_mesh", "draw_scan_parameters", "split_of_elongation", "visible_from",
