@@ -159,7 +159,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--test-rotations", type=int, default=None, help="how many of the 8 official test rotations")
     add_engine_arguments(p, dict(
         model="official = the S backbone of the paper; demo: a small custom net", drop_path="demo 0; modelnet40 0.4",
-        epochs="demo 12; modelnet40 300", batch_size="16", lr="demo 4e-3; modelnet40 5e-4",
+        epochs="demo 12; scans 24; modelnet40 300", batch_size="16", lr="demo 4e-3; modelnet40 5e-4",
         warmup_epochs="demo 1; modelnet40 0", workers="demo 0; modelnet40 4", output="runs/pointcloud"))
     p.set_defaults(func=cmd_points_train)
 
