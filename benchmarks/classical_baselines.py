@@ -267,8 +267,9 @@ def points_scans_baseline(seeds: Sequence[int] = (0, 1, 2), shapes_per_class: in
     scans --seed S`` (train, and a quarter as many validation and test scans per class).
 
     Choices made on the validation split only, per seed: the descriptor (the global-only one of the full-shape
-    demo, the scan descriptor, or the scan descriptor plus principal-frame histograms) for each classifier, and the L2 strength of the logistic
-    regression (powers of ten). Test accuracy is then read once for the chosen setting.
+    demo, the scan descriptor, or the scan descriptor plus principal-frame histograms) for each classifier, and
+    the L2 strength of the logistic regression (powers of ten). Test accuracy is then read once for the chosen
+    setting.
     """
     held = max(1, shapes_per_class // 4)
     descriptors = {"scan": scan_descriptor, "global": shape_descriptor, "scan+frame": principal_frame_descriptor}

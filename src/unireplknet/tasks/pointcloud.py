@@ -27,7 +27,8 @@ from ..modalities.pointcloud import (DepthProjection, LearnedProjection, check_p
                                      random_train_rotations, rotate, scale_and_translate)
 from .classification import ViewClassification, task_data
 
-__all__ = ["pca_align", "ALIGNMENTS", "ViewPoolingHead", "PointCloudClassifier", "create_pointcloud_classifier", "PROJECTIONS",
+__all__ = ["pca_align", "ALIGNMENTS", "generated_dataset_class",
+           "ViewPoolingHead", "PointCloudClassifier", "create_pointcloud_classifier", "PROJECTIONS",
            "OFFICIAL_MODELNET_KWARGS", "SHAPES_DEMO_KWARGS", "PointCloudTrainConfig", "PointCloudClassification", "train_pointcloud",
            "smoothed_cross_entropy", "PointCloudAugment", "load_pointcloud_classifier"]
 
