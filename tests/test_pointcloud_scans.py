@@ -215,17 +215,20 @@ def test_pca_align_gives_the_principal_axes_frame_whatever_the_pose():
 
 
 def test_points_train_recipe_scans_then_eval_reproduces_its_number(tmp_path, capsys):
-    """--recipe scans trains with PCA-aligned views on the scans; points-eval rebuilds that model (generated set and
-    alignment come from the checkpoint) and gets the same held-out accuracy on the same split and seed."""
+    """--recipe scans trains with PCA-aligned views on the scans (ONNX cannot export the alignment: skipped with a
+    warning, not a failure); points-eval rebuilds that model (generated set and alignment come from the
+    checkpoint) and gets the same held-out accuracy on the same split and seed."""
     import json
 
     from unireplknet.cli import main
 
     out = tmp_path / "run"
     tiny = '{"depths":[1,1,1,1],"dims":[8,16,32,64],"kernel_sizes":[[3],[7],[3],[3]]}'
-    assert main(["points-train", "--recipe", "scans", "--held-out", "val", "--seed", "3", "--num-points", "128",
-                 "--num-views", "2", "--shapes-per-class", "1", "--epochs", "1", "--batch-size", "8",
-                 "--test-rotations", "2", "--model-kwargs", tiny, "--no-onnx", "--output", str(out)]) == 0
+    with pytest.warns(UserWarning, match="ONNX"):
+        rc = main(["points-train", "--recipe", "scans", "--held-out", "val", "--seed", "3", "--num-points", "128",
+                   "--num-views", "2", "--shapes-per-class", "1", "--epochs", "1", "--batch-size", "8",
+                   "--test-rotations", "2", "--model-kwargs", tiny, "--output", str(out)])
+    assert rc == 0 and not (out / "model.onnx").exists()
     printed = capsys.readouterr().out
     trained = float(printed.split("(official): ")[1].split("%")[0])
     assert "16 classes" in printed

@@ -14,6 +14,7 @@ off target), AdamW + cosine, and the 8-rotation test reporting the official all-
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
@@ -267,6 +268,11 @@ class PointCloudClassification(ViewClassification):
                          dict(num_points=cfg.num_points, channels=channels), cfg.batch_size)
 
     def build_model(self, cfg: PointCloudTrainConfig, data: TaskData, pretrained: bool) -> nn.Module:
+        if cfg.align == "pca" and cfg.export_onnx:
+            # torch.linalg.eigh has no ONNX export; the deploy check (PyTorch) still runs, only the file is skipped
+            warnings.warn("--align pca: the principal-axes alignment (torch.linalg.eigh) cannot be exported to "
+                          "ONNX, so this run skips the ONNX export; pass --no-onnx to silence this", stacklevel=2)
+            cfg.export_onnx = False
         return create_pointcloud_classifier(len(data.class_names), cfg.model, cfg.projection, cfg.num_views,
                                             cfg.image_size, cfg.model_kwargs, pretrained=pretrained,
                                             align=cfg.align, drop_path_rate=cfg.drop_path)
