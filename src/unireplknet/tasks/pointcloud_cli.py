@@ -152,7 +152,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
                    help="depth = fixed differentiable rendering; learned = the official point-to-pixel encoder")
     g.add_argument("--align", default=None, choices=("none", "pca"),
                    help="none = project the cloud as given (official); pca = in its principal-axes frame first, "
-                        "so the views do not depend on its pose")
+                        "so the views do not depend on its pose (no ONNX export: skipped with a warning)")
     g.add_argument("--num-views", type=int, default=None, help="4 (official)")
     g.add_argument("--image-size", type=int, default=None, help="view side in pixels (32; modelnet40 224)")
     g.add_argument("--smoothing", type=float, default=None, help="official 0.2 (eps/(K-1) off target)")
