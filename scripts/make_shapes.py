@@ -7,6 +7,8 @@ nothing needs to be stored. This script
 * writes ``docs/img/pointcloud_projection.png``: one shape per class (rows) seen from the four official
   views (columns) by the fixed depth projection — red = occupancy, green = mean nearness, blue = soft
   front-surface nearness;
+* writes ``docs/img/pointcloud_scans.png``: one test scan of each of the sixteen classes of the hard demo
+  (:class:`unireplknet.data.pointcloud.GeneratedScans`) through the same four views, labelled;
 * with ``--export DIR``, writes ``DIR/<class>/{train,test}/<class>_NNNN.off`` meshes (the original
   ModelNet-40 layout) so ``unireplknet points-train --data DIR`` reads real files.
 
@@ -39,6 +41,29 @@ def picture(out_dir: Path, num_points: int = 2048, image_size: int = 64) -> None
     print(f"{path}: rows {', '.join(SHAPE_CLASS_NAMES)}; columns the four official views")
 
 
+def scans_picture(out_dir: Path, num_points: int = 1024, image_size: int = 64, scale: int = 2) -> None:
+    """The depth views of one test scan per class, with the class names (rows) and the view numbers (columns)."""
+    import torch
+    from PIL import Image, ImageDraw
+
+    from unireplknet.data.pointcloud import GeneratedScans
+
+    ds = GeneratedScans("test", 1, num_points)
+    grid = projection_picture(torch.stack([ds[i][0] for i in range(len(ds))]), 4, image_size, scale)
+    cell, left, top = image_size * scale, 150, 24
+    pic = Image.new("RGB", (left + grid.width, top + grid.height), "white")
+    pic.paste(grid, (left, top))
+    draw = ImageDraw.Draw(pic)
+    for v in range(4):
+        draw.text((left + v * cell + cell // 2 - 20, 6), f"view {v}", fill="black")
+    for row, name in enumerate(ds.classes):
+        draw.text((8, top + row * cell + cell // 2 - 6), name.replace("_", " "), fill="black")
+    path = out_dir / "pointcloud_scans.png"
+    pic.save(path, optimize=True)
+    print(f"{path}: one test scan per class (rows) through the four official views (columns); red = occupancy, "
+          "green = mean nearness, blue = front-surface nearness")
+
+
 def export(dest: Path, shapes_per_class: int) -> None:
     for split, seed_split, n in (("train", "train", shapes_per_class), ("test", "val", max(1, shapes_per_class // 4))):
         for i in range(n * len(SHAPE_CLASS_NAMES)):
@@ -62,6 +87,7 @@ def main() -> None:
     out = Path(args.docs)
     out.mkdir(parents=True, exist_ok=True)
     picture(out)
+    scans_picture(out)
     if args.export:
         export(Path(args.export), args.shapes_per_class)
 

@@ -14,6 +14,7 @@ off target), AdamW + cosine, and the 8-rotation test reporting the official all-
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
@@ -27,7 +28,8 @@ from ..modalities.pointcloud import (DepthProjection, LearnedProjection, check_p
                                      random_train_rotations, rotate, scale_and_translate)
 from .classification import ViewClassification, task_data
 
-__all__ = ["ViewPoolingHead", "PointCloudClassifier", "create_pointcloud_classifier", "PROJECTIONS",
+__all__ = ["pca_align", "ALIGNMENTS", "generated_dataset_class",
+           "ViewPoolingHead", "PointCloudClassifier", "create_pointcloud_classifier", "PROJECTIONS",
            "OFFICIAL_MODELNET_KWARGS", "SHAPES_DEMO_KWARGS", "PointCloudTrainConfig", "PointCloudClassification", "train_pointcloud",
            "smoothed_cross_entropy", "PointCloudAugment", "load_pointcloud_classifier"]
 
@@ -39,6 +41,33 @@ OFFICIAL_MODELNET_KWARGS: Dict[str, Any] = dict(depths=(3, 3, 27, 3), dims=(96, 
 #: The small backbone of the generated-shapes demo (32² views: stage maps 8, 4, 2, 1).
 SHAPES_DEMO_KWARGS: Dict[str, Any] = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128),
                                           kernel_sizes=((3,), (7,), (7, 7), (3,)))
+
+
+ALIGNMENTS = ("none", "pca")
+
+
+def pca_align(points: torch.Tensor) -> torch.Tensor:
+    """Turn each cloud (B, N, 3[+3]) into its principal-axes frame: a canonical pose, whatever the input pose.
+
+    The xyz are centred and rotated so that the axes of largest, middle and smallest variance become x, y and z;
+    each axis points towards the side with the larger third moment (the longer tail), and z is then set so the
+    frame stays right-handed (a rotation, never a mirror). Normals turn with the points. A cloud's output is the
+    same for every rotation of its input up to float rounding, except where two variances or a third moment are
+    (nearly) equal — e.g. a sphere, whose pose carries no information anyway.
+    """
+    xyz = points[..., :3]
+    centred = xyz - xyz.mean(-2, keepdim=True)
+    cov = centred.transpose(-1, -2) @ centred / points.shape[-2]
+    _, axes = torch.linalg.eigh(cov.double())  # ascending variances; columns are the axes
+    axes = axes.flip(-1).to(points.dtype)
+    third = ((centred @ axes) ** 3).sum(-2)  # (B, 3)
+    axes = axes * torch.where(third < 0, -1.0, 1.0).to(points.dtype).unsqueeze(-2)
+    right_handed = torch.linalg.det(axes.double()).sign().to(points.dtype)
+    axes = torch.cat([axes[..., :2], axes[..., 2:] * right_handed[..., None, None]], -1)
+    out = [centred @ axes]
+    if points.shape[-1] > 3:
+        out.append(points[..., 3:6] @ axes)
+    return torch.cat(out, -1)
 
 
 class ViewPoolingHead(nn.Module):
@@ -65,11 +94,17 @@ class PointCloudClassifier(nn.Module):
         backbone: a UniRepLKNet whose ``forward_features`` gives the stage-4 map; its own head is unused
             (build it with ``num_classes=0``).
         projection: "depth" (fixed, differentiable) or "learned" (the official learnable encoder).
+        align: "none" (official) or "pca": each cloud is first turned into its principal-axes frame
+            (:func:`pca_align`), so the views no longer depend on the cloud's pose.
     """
 
     def __init__(self, backbone: nn.Module, num_classes: int, projection: str = "depth", num_views: int = 4,
-                 image_size: int = 224, **projection_kwargs: Any):
+                 image_size: int = 224, align: str = "none", **projection_kwargs: Any):
         super().__init__()
+        if align not in ALIGNMENTS:
+            raise ValueError(f"align must be one of {ALIGNMENTS} (none: the cloud as given; pca: its principal-axes "
+                             f"frame), got {align!r}")
+        self.align = align
         if projection == "depth":
             self.projection = DepthProjection(num_views, image_size, **projection_kwargs)
         elif projection == "learned":
@@ -96,7 +131,8 @@ class PointCloudClassifier(nn.Module):
         # The projection renders with scatter ops that need one dtype: run it in float32 outside any autocast
         # (under --amp the backbone still gets the reduced precision).
         with torch.autocast(points.device.type, enabled=False):
-            return self.projection(points.float())
+            points = pca_align(points.float()) if self.align == "pca" else points.float()
+            return self.projection(points)
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone.forward_features(self.images(points)))
@@ -110,13 +146,13 @@ class PointCloudClassifier(nn.Module):
 def create_pointcloud_classifier(num_classes: int = 40, model: str = "official", projection: str = "depth",
                                  num_views: int = 4, image_size: int = 224,
                                  model_kwargs: Optional[Dict[str, Any]] = None, pretrained: bool = False,
-                                 **overrides: Any) -> PointCloudClassifier:
+                                 align: str = "none", **overrides: Any) -> PointCloudClassifier:
     """A :class:`PointCloudClassifier` around the official S backbone, a named variant or ``custom`` kwargs."""
     from .classification import build_task_backbone
 
     backbone = build_task_backbone(model, 0, OFFICIAL_MODELNET_KWARGS, model_kwargs, pretrained,
                                    **overrides)  # head unused
-    return PointCloudClassifier(backbone, num_classes, projection, num_views, image_size)
+    return PointCloudClassifier(backbone, num_classes, projection, num_views, image_size, align)
 
 
 def smoothed_cross_entropy(logits: torch.Tensor, target: torch.Tensor, eps: float = 0.2) -> torch.Tensor:
@@ -145,9 +181,12 @@ class PointCloudTrainConfig(EngineConfig):
     the point-cloud ones. ``data=None`` is the generated shapes set; :meth:`modelnet40` the official recipe."""
 
     data: Optional[str] = None  # None | ModelNet-40 root
+    generated: str = "shapes"  # data=None: "shapes" (full surfaces, 8 classes) | "scans" (partial scans, 16)
+    held_out: str = "val"  # data=None: which generated split the held-out numbers come from ("val" | "test")
     num_points: int = 1024
     use_normals: bool = False
     projection: str = "depth"
+    align: str = "none"  # "pca": project each cloud in its principal-axes frame (pca_align)
     num_views: int = 4
     image_size: int = 32
     shapes_per_class: int = 32  # generated set: training shapes per class (held-out: a quarter)
@@ -174,6 +213,26 @@ class PointCloudTrainConfig(EngineConfig):
         base.update(options)
         return cls(**base)
 
+    @classmethod
+    def scans(cls, **options: Any) -> "PointCloudTrainConfig":
+        """The hard generated demo: partial scans of sixteen classes (:class:`GeneratedScans`), reported on the
+        test split. Chosen on the validation split (seed 0, docs/pointcloud.md): the principal-axes alignment
+        (val 11 % → 34 % at 12 epochs) and 24 epochs (→ 44 %); everything else is the shapes demo's."""
+        base = dict(generated="scans", held_out="test", shapes_per_class=24, align="pca", epochs=24)
+        base.update(options)
+        return cls(**base)
+
+
+def generated_dataset_class(name: str):
+    """The generated data set ``name``: "shapes" (:class:`GeneratedShapes`) or "scans" (:class:`GeneratedScans`)."""
+    from ..data.pointcloud import GeneratedScans, GeneratedShapes
+
+    sets = dict(shapes=GeneratedShapes, scans=GeneratedScans)
+    if name not in sets:
+        raise ValueError(f"generated must be one of {sorted(sets)} (full-surface shapes or partial scans), "
+                         f"got {name!r}")
+    return sets[name]
+
 
 class PointCloudClassification(ViewClassification):
     """The engine task of :func:`train_pointcloud`: clouds → projected views → backbone → view-pooling head; the
@@ -184,10 +243,12 @@ class PointCloudClassification(ViewClassification):
 
     def build_data(self, cfg: PointCloudTrainConfig, seed: int) -> TaskData:
         if cfg.data is None:
-            from ..data.pointcloud import GeneratedShapes
-
-            train = GeneratedShapes("train", cfg.shapes_per_class, cfg.num_points, cfg.seed)
-            val = GeneratedShapes("val", max(1, cfg.shapes_per_class // 4), cfg.num_points, cfg.seed)
+            generated = generated_dataset_class(cfg.generated)
+            if cfg.held_out not in ("val", "test"):
+                raise ValueError(f"held_out must be 'val' (choosing settings) or 'test' (the final number), "
+                                 f"got {cfg.held_out!r}")
+            train = generated("train", cfg.shapes_per_class, cfg.num_points, cfg.seed)
+            val = generated(cfg.held_out, max(1, cfg.shapes_per_class // 4), cfg.num_points, cfg.seed)
         else:
             from ..modalities.pointcloud import ModelNet40
 
@@ -199,21 +260,28 @@ class PointCloudClassification(ViewClassification):
         self.smoothing = cfg.smoothing
         self.augment = PointCloudAugment() if cfg.augment else None
         self.rotations = eval_rotations()[: cfg.test_rotations]
-        what = "the generated shapes" if cfg.data is None else cfg.data
+        what = (f"the generated {cfg.generated} ({cfg.held_out} split held out)" if cfg.data is None
+                else cfg.data)
         channels = 6 if cfg.use_normals else 3
         return task_data(train, val, train.classes, None,
                          f"{what}: {len(train)} training / {len(val)} held-out clouds, {len(train.classes)} classes",
                          dict(num_points=cfg.num_points, channels=channels), cfg.batch_size)
 
     def build_model(self, cfg: PointCloudTrainConfig, data: TaskData, pretrained: bool) -> nn.Module:
+        if cfg.align == "pca" and cfg.export_onnx:
+            # torch.linalg.eigh has no ONNX export; the deploy check (PyTorch) still runs, only the file is skipped
+            warnings.warn("--align pca: the principal-axes alignment (torch.linalg.eigh) cannot be exported to "
+                          "ONNX, so this run skips the ONNX export; pass --no-onnx to silence this", stacklevel=2)
+            cfg.export_onnx = False
         return create_pointcloud_classifier(len(data.class_names), cfg.model, cfg.projection, cfg.num_views,
                                             cfg.image_size, cfg.model_kwargs, pretrained=pretrained,
-                                            drop_path_rate=cfg.drop_path)
+                                            align=cfg.align, drop_path_rate=cfg.drop_path)
 
     def model_config(self, cfg: PointCloudTrainConfig, data: TaskData, model: nn.Module) -> Dict[str, Any]:
         return dict(task="pointcloud", model=cfg.model, model_kwargs=plain(cfg.model_kwargs),
                     classes=data.class_names, projection=cfg.projection, num_views=cfg.num_views,
-                    image_size=cfg.image_size, num_points=cfg.num_points)
+                    image_size=cfg.image_size, num_points=cfg.num_points,
+                    generated=cfg.generated if cfg.data is None else None, align=cfg.align)
 
     def batch_transform(self, x: torch.Tensor, y: torch.Tensor):
         return self.augment(x, y) if self.augment is not None else (x, y)
@@ -245,6 +313,6 @@ def load_pointcloud_classifier(path: str, map_location: str = "cpu") -> Tuple[Po
 
     state, mc, kwargs = read_task_checkpoint(path, "pointcloud", "points-train", map_location)
     model = create_pointcloud_classifier(len(mc["classes"]), mc["model"], mc["projection"], mc["num_views"],
-                                         mc["image_size"], kwargs)
+                                         mc["image_size"], kwargs, align=mc.get("align", "none"))
     model.load_state_dict(state)
     return model.eval(), mc

@@ -25,11 +25,12 @@ def cmd_points_train(args: argparse.Namespace) -> int:
         args, data=args.data, num_points=args.num_points, use_normals=args.use_normals,
         projection=args.projection, num_views=args.num_views, image_size=args.image_size,
         shapes_per_class=args.shapes_per_class, smoothing=args.smoothing, test_rotations=args.test_rotations,
-        skip_unreadable=args.skip_unreadable)
-    recipe = args.recipe or ("modelnet40" if args.data else "demo")
+        skip_unreadable=args.skip_unreadable, generated=args.generated, held_out=args.held_out, align=args.align)
+    recipe = args.recipe or ("modelnet40" if args.data else "scans" if args.generated == "scans" else "demo")
     cfg = (PointCloudTrainConfig.modelnet40(**options) if recipe == "modelnet40"
+           else PointCloudTrainConfig.scans(**options) if recipe == "scans"
            else PointCloudTrainConfig(**options))
-    what = "the generated shapes" if cfg.data is None else cfg.data
+    what = f"the generated {cfg.generated} ({cfg.held_out} split)" if cfg.data is None else cfg.data
     print(f"unireplknet points-train: {cfg.model}, {cfg.projection} projection, {cfg.num_views} views of "
           f"{cfg.image_size}px, {cfg.num_points} points, on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
     r = train_pointcloud(cfg, callbacks=[print_epoch_end])
@@ -56,9 +57,10 @@ def cmd_points_eval(args: argparse.Namespace) -> int:
     model, mc = load_pointcloud_classifier(args.checkpoint)
     model.to(device)
     if args.data is None:
-        from ..data.pointcloud import GeneratedShapes
+        from .pointcloud import generated_dataset_class
 
-        ds = GeneratedShapes("val", args.shapes_per_class, mc["num_points"])
+        generated = generated_dataset_class(mc.get("generated", "shapes"))  # older checkpoints: the shapes
+        ds = generated(args.held_out, args.shapes_per_class, mc["num_points"], args.seed)
     else:
         ds = ModelNet40(args.data, "test", mc["num_points"], on_error="skip" if args.skip_unreadable else "raise",
                         classes=mc["classes"])
@@ -132,28 +134,41 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--data", default=None, help="ModelNet-40 root (modelnet40_normal_resampled or the .off release)")
     g.add_argument("--num-points", type=int, default=None, help="points per cloud after FPS (1024; modelnet40 4096)")
     g.add_argument("--use-normals", action="store_true", default=None, help="keep normals (rotated with the points; not projected)")
-    g.add_argument("--shapes-per-class", type=int, default=None, help="generated set: training shapes per class (32)")
+    g.add_argument("--shapes-per-class", type=int, default=None,
+                   help="generated set: training shapes per class (shapes 32, scans 24; held out: a quarter)")
+    g.add_argument("--generated", default=None, choices=("shapes", "scans"),
+                   help="generated set without --data: shapes = 8 full-surface primitives (default); scans = the "
+                        "hard demo, 16 classes of partial, noisy, non-uniform scans, held-out proportions disjoint")
+    g.add_argument("--held-out", default=None, choices=("val", "test"),
+                   help="generated set: the split evaluated (val, to choose settings; test, the reported number; "
+                        "default: val for shapes, test for --recipe scans)")
     g.add_argument("--skip-unreadable", action="store_true", default=None, help="replace unreadable/degenerate files (logged)")
     g = p.add_argument_group("model and recipe")
-    g.add_argument("--recipe", "--preset", dest="recipe", default=None, choices=("demo", "modelnet40"),
-                   help="defaults: demo = light settings of the generated set (default without --data); "
+    g.add_argument("--recipe", "--preset", dest="recipe", default=None, choices=("demo", "scans", "modelnet40"),
+                   help="defaults: demo = light settings of the generated shapes (default without --data); "
+                        "scans = the hard partial-scan demo (default with --generated scans); "
                         "modelnet40 = the official recipe (default with --data)")
     g.add_argument("--projection", default=None, choices=("depth", "learned"),
                    help="depth = fixed differentiable rendering; learned = the official point-to-pixel encoder")
+    g.add_argument("--align", default=None, choices=("none", "pca"),
+                   help="none = project the cloud as given (official); pca = in its principal-axes frame first, "
+                        "so the views do not depend on its pose (no ONNX export: skipped with a warning)")
     g.add_argument("--num-views", type=int, default=None, help="4 (official)")
     g.add_argument("--image-size", type=int, default=None, help="view side in pixels (32; modelnet40 224)")
     g.add_argument("--smoothing", type=float, default=None, help="official 0.2 (eps/(K-1) off target)")
     g.add_argument("--test-rotations", type=int, default=None, help="how many of the 8 official test rotations")
     add_engine_arguments(p, dict(
         model="official = the S backbone of the paper; demo: a small custom net", drop_path="demo 0; modelnet40 0.4",
-        epochs="demo 12; modelnet40 300", batch_size="16", lr="demo 4e-3; modelnet40 5e-4",
+        epochs="demo 12; scans 24; modelnet40 300", batch_size="16", lr="demo 4e-3; modelnet40 5e-4",
         warmup_epochs="demo 1; modelnet40 0", workers="demo 0; modelnet40 4", output="runs/pointcloud"))
     p.set_defaults(func=cmd_points_train)
 
     p = sub.add_parser("points-eval", help="the 8-rotation test of a points-train checkpoint")
     p.add_argument("checkpoint", help="last.pth of points-train")
     p.add_argument("--data", default=None, help="ModelNet-40 root (default: the generated held-out shapes)")
-    p.add_argument("--shapes-per-class", type=int, default=8, help="generated set: held-out shapes per class")
+    p.add_argument("--shapes-per-class", type=int, default=8, help="generated set: held-out shapes per class (8)")
+    p.add_argument("--held-out", default="val", choices=("val", "test"), help="generated set: the split (val)")
+    p.add_argument("--seed", type=int, default=0, help="generated set: the data seed of the training run (0)")
     p.add_argument("--test-rotations", type=int, default=8, help="how many of the 8 official test rotations (8)")
     add_eval_loader_arguments(p, batch_size=16)
     p.set_defaults(func=cmd_points_eval)
