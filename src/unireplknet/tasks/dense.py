@@ -102,6 +102,14 @@ class DenseTrainConfig(EngineConfig):
         if self.data == "scenes":
             defaults.update(SCENES_DETECTION if self.task == "detection" else SCENES_SEGMENTATION)
         cfg = copy.deepcopy(self)
+        from .detection import is_timm_peer
+
+        if is_timm_peer(cfg.model):
+            # Layer decay maps UniRepLKNet's stages and blocks to depths; a timm peer trains at one rate.
+            if cfg.layer_decay not in (None, 1.0):
+                raise ValueError(f"--layer-decay {cfg.layer_decay}: layer-wise lr decay follows UniRepLKNet's "
+                                 f"stages and blocks, and {cfg.model} is a timm model; drop --layer-decay or pass 1.0")
+            cfg.layer_decay = 1.0
         for k, v in defaults.items():
             if k == "model_kwargs":
                 if not cfg.model_kwargs and cfg.model == "custom":

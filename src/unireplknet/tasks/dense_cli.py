@@ -62,7 +62,9 @@ def _add_common_train_args(p: argparse.ArgumentParser, task: str) -> None:
     g.add_argument("--scenes-val", type=int, default=None, help="generated held-out scenes (--data scenes; 100)")
     add_engine_arguments(p, dict(
         min_lr="unused: a step or poly schedule", 
-        model="unireplknet_t; a tiny custom network for --data scenes",
+        model="unireplknet_t; a tiny custom network for --data scenes. A timm model here (e.g. convnext_atto, "
+              "resnet18) is built with features_only=True and its last four feature levels (strides doubling, "
+              "e.g. 4-32) feed the same neck and heads",
         drop_path=f"{'0.3' if task == 'detection' else '0.2'}; scenes 0",
         epochs=f"{36 if task == 'detection' else 128}; scenes 10", batch_size="2; scenes 4",
         lr="AdamW, 1e-4; scenes 2e-3", layer_decay=f"{'0.8' if task == 'detection' else '1.0'}; scenes 1.0",
