@@ -25,10 +25,12 @@ epoch is evaluated (``--eval-every 100``), no ONNX export. ``--full`` runs the d
 Every run is its own process with ``--threads 1``; its CPU time (user + system of the child) is recorded beside
 the wall time. Run (about 1-1.5 CPU-minutes per learned run, reduced schedule)::
 
-    python benchmarks/dense_peers.py det --seeds 0 1 2 --json benchmarks/results/dense_det.json
-    python benchmarks/dense_peers.py seg --seeds 0 1 2 --json benchmarks/results/dense_seg.json
-    python benchmarks/dense_peers.py --markdown benchmarks/results/dense_peers.md \\
-        --from-json benchmarks/results/dense_det.json benchmarks/results/dense_seg.json
+    python benchmarks/dense_peers.py det --rows ours peer --json benchmarks/results/dense_det.json
+    python benchmarks/dense_peers.py seg --rows ours peer --json benchmarks/results/dense_seg.json
+    python benchmarks/dense_peers.py det --rows classical --json benchmarks/results/dense_det_classical.json
+    python benchmarks/dense_peers.py seg --rows classical --json benchmarks/results/dense_seg_classical.json
+    python benchmarks/dense_peers.py --markdown benchmarks/results/dense_peers.md --from-json \\
+        benchmarks/results/dense_{det,seg}.json benchmarks/results/dense_{det,seg}_classical.json
 """
 from __future__ import annotations
 
@@ -68,13 +70,15 @@ def _quote(args: Sequence[str]) -> str:
     return " ".join(a if " " not in a and '"' not in a else f"'{a}'" for a in args)
 
 
-def run_learned(task: str, peer: bool, seed: int, work_dir: Path, full: bool) -> Dict[str, Any]:
+def run_learned(task: str, peer: bool, seed: int, work_dir: Path, full: bool, style: str = "flat") -> Dict[str, Any]:
     spec = TASKS[task]
-    out = work_dir / f"{task}-{'peer' if peer else 'ours'}-seed{seed}"
+    out = work_dir / f"{task}-{'peer' if peer else 'ours'}-seed{seed}{'' if style == 'flat' else '-' + style}"
     args = [spec["command"], "--data", "scenes", "--threads", "1", "--seed", str(seed), "--no-onnx",
             "--no-progress", "--eval-every", "100", "--output", str(out), "--overwrite"]
     if not full:
         args += spec["reduced"]
+    if style != "flat":
+        args += ["--scenes-style", style]
     if peer:
         args += ["--model", PEER_MODEL, "--model-kwargs", json.dumps(PEER_KWARGS, separators=(",", ":"))]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -94,16 +98,17 @@ def run_learned(task: str, peer: bool, seed: int, work_dir: Path, full: bool) ->
                 cpu_s=round(cpu, 1), command="unireplknet " + _quote(args))
 
 
-def run_classical(task: str, seed: int) -> Dict[str, Any]:
+def run_classical(task: str, seed: int, style: str = "flat") -> Dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import classical_baselines as cb
 
     start, cpu0 = time.perf_counter(), time.process_time()
     fn = cb.detection_scenes_baseline if task == "det" else cb.segmentation_scenes_baseline
-    metrics = fn(seed=seed)
+    metrics = fn(seed=seed, style=style)
     return dict(seed=seed, metrics={m: float(metrics[m]) for m in TASKS[task]["metrics"]}, params=0,
                 wall_s=round(time.perf_counter() - start, 1), cpu_s=round(time.process_time() - cpu0, 1),
-                command=f"python benchmarks/dense_peers.py {task} --rows classical --seeds {seed}")
+                command=f"python benchmarks/dense_peers.py {task} --rows classical --seeds {seed}"
+                        + ("" if style == "flat" else f" --style {style}"))
 
 
 def to_markdown(results: Sequence[Dict[str, Any]]) -> str:
@@ -142,14 +147,19 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--full", action="store_true", help="the demo's full schedule instead of the reduced one")
+    parser.add_argument("--style", default="flat", choices=("flat", "textured"), help="scene style (flat: the demo)")
     parser.add_argument("--work-dir", default="runs/dense_peers", help="where the runs write their checkpoints")
     parser.add_argument("--json", help="results file; rows already in it are kept unless run again")
     parser.add_argument("--markdown", help="write the tables to this markdown file")
     parser.add_argument("--from-json", nargs="+", default=[], help="only make --markdown from these result files")
     args = parser.parse_args(list(argv))
     if args.from_json:
-        results = [json.loads(Path(p).read_text()) for p in args.from_json]
-        text = to_markdown(results)
+        merged: Dict[str, Dict[str, Any]] = {}  # rows of one task may come from several files (run separately)
+        for path in args.from_json:
+            res = json.loads(Path(path).read_text())
+            key = f"{res['task']}|{res['schedule']}"
+            merged.setdefault(key, dict(res, rows={}))["rows"].update(res["rows"])
+        text = to_markdown(list(merged.values()))
         if args.markdown:
             _write_atomic(Path(args.markdown), text)
         print(text)
@@ -157,6 +167,8 @@ def main(argv: Sequence[str]) -> int:
     if args.task is None:
         parser.error("name a task (det or seg), or pass --from-json")
     schedule = "the demo's full schedule" if args.full else "reduced schedule: " + " ".join(TASKS[args.task]["reduced"])
+    if args.style != "flat":
+        schedule += f", --scenes-style {args.style}"
     res: Dict[str, Any] = dict(task=args.task, schedule=schedule, machine=os.uname().nodename, cpus=os.cpu_count(),
                                peer=dict(model=PEER_MODEL, model_kwargs=PEER_KWARGS), rows={})
     if args.json and Path(args.json).exists():
@@ -167,8 +179,8 @@ def main(argv: Sequence[str]) -> int:
     for seed in args.seeds:  # seed-major: an interrupted sweep still has every row for the seeds it finished
         for row in args.rows:
             load = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
-            run = (run_classical(args.task, seed) if row == "classical"
-                   else run_learned(args.task, row == "peer", seed, Path(args.work_dir), args.full))
+            run = (run_classical(args.task, seed, args.style) if row == "classical"
+                   else run_learned(args.task, row == "peer", seed, Path(args.work_dir), args.full, args.style))
             run["load_before"] = load
             runs[row].append(run)
             print(f"{args.task} {row:9s} seed {seed}: " + ", ".join(f"{k} {v:.2f}" for k, v in run["metrics"].items())

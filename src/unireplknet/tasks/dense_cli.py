@@ -71,7 +71,7 @@ def _add_common_train_args(p: argparse.ArgumentParser, task: str) -> None:
               "e.g. 4-32) feed the same neck and heads",
         drop_path=f"{'0.3' if task == 'detection' else '0.2'}; scenes 0",
         epochs=f"{36 if task == 'detection' else 128}; scenes 10", batch_size="2; scenes 4",
-        lr="AdamW, 1e-4; scenes 2e-3", layer_decay=f"{'0.8' if task == 'detection' else '1.0'}; scenes 1.0",
+        lr="AdamW, 1e-4; scenes 2e-3", layer_decay=f"{'0.8' if task == 'detection' else '1.0'}; scenes and timm backbones 1.0",
         workers="0", output=f"runs/{'det' if task == 'detection' else 'seg'}"))
 
 
