@@ -6,7 +6,8 @@ COCO box/mask AP and mIoU rather than one top-1, so they have their own runner b
 
 * ``ours`` — ``unireplknet det-train`` / ``seg-train --data scenes`` (the demo's small UniRepLKNet: depths
   1-1-2-1, dims 16-32-64-128, kernels 7, 7, 5, 3) with the reduced schedule below;
-* ``peer`` — the same command with ``--model convnext_atto --model-kwargs '{"depths":[1,1,2,1],"dims":[16,32,64,128]}'``:
+* ``peer`` — the same command with
+  ``--model convnext_atto --model-kwargs '{"depths":[1,1,2,1],"dims":[16,32,64,128]}'``:
   timm's ConvNeXt with the demo's depths and widths, built with ``features_only=True`` and feeding the same FPN /
   Mask R-CNN heads or UperNet head, same recipe, same scenes;
 * ``classical`` — ``classical_baselines.detection_scenes_baseline`` / ``segmentation_scenes_baseline`` on the

@@ -50,7 +50,8 @@ def test_feature_channels_and_strides_reach_the_neck_and_heads(name, kwargs):
     fpn = model.backbone.fpn
     assert [blk[0].in_channels for blk in fpn.inner_blocks] == want_dims  # one lateral conv per timm level
     pyramid = model.backbone(x)
-    assert [tuple(p.shape[-2:]) for k, p in pyramid.items() if k != "pool"] == [(64 // s, 96 // s) for s in want_strides]
+    levels = [tuple(p.shape[-2:]) for k, p in pyramid.items() if k != "pool"]
+    assert levels == [(64 // s, 96 // s) for s in want_strides]
     single = det.retinanet(name, num_classes=3, model_kwargs=kwargs, fpn_channels=16, min_size=64, max_size=96)
     assert [blk[0].in_channels for blk in single.backbone.fpn.inner_blocks] == want_dims[1:]  # P3-P5 from levels 1-3
 

@@ -80,8 +80,8 @@ def _config(args: argparse.Namespace, task: str):
 
     opts: Dict[str, Any] = engine_options(args, task=task, **{k: getattr(args, k, None) for k in (
         "data", "num_classes", "head_kwargs", "num_layers", "decay_type", "warmup_steps", "warmup_ratio",
-        "eval_at_start", "scenes_train", "scenes_val", "scene_style", "detector", "min_size", "max_size", "crop_size", "scale_range",
-        "short_side")})
+        "eval_at_start", "scenes_train", "scenes_val", "scene_style", "detector", "min_size", "max_size", "crop_size",
+        "scale_range", "short_side")})
     opts.setdefault("output", f"runs/{'det' if task == 'detection' else 'seg'}")
     if args.model_kwargs is not None:
         opts.setdefault("model", "custom")
