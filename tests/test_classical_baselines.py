@@ -128,10 +128,11 @@ def test_region_descriptor_of_hand_made_shapes():
     assert d[24] == pytest.approx(6 / 36) and d[25] == pytest.approx(6 / 36)
 
 
-def test_classical_scenes_finds_the_flat_shapes_and_fails_on_textured_ones():
+def test_classical_scenes_on_flat_and_textured_scenes():
     """On a few generated scenes: the foreground classifier against the generator's own masks (flat), and the
-    task's evaluators run end to end; on textured scenes colour says nothing, and the pipeline finds little."""
-    from unireplknet.data.scenes import make_scene
+    task's evaluators end to end, far above the image-blind answer 'everything is background' (whose mIoU is
+    the background's pixel share over the four classes)."""
+    from unireplknet.data.scenes import make_scene, scene_stats
 
     model = cb.fit_classical_scenes(40, seed=3, fg_scenes=20)
     mean, std, w, b = model.fg_model
@@ -142,8 +143,9 @@ def test_classical_scenes_finds_the_flat_shapes_and_fails_on_textured_ones():
         hit += (fg == (s.semantic > 0)).sum()
         total += fg.size
     assert hit / total > 0.97
+    blind = 100 * scene_stats(10, seed=3, split="val")["pixels_background"] / 4
     flat = cb.segmentation_scenes_baseline(seed=3, num_train=40, num_val=10)
     textured = cb.segmentation_scenes_baseline(seed=3, num_train=40, num_val=10, style="textured")
-    assert flat["mIoU"] > 60 and flat["mIoU"] > textured["mIoU"] + 20
+    assert flat["mIoU"] > blind + 40 and textured["mIoU"] > blind + 20
     det = cb.detection_scenes_baseline(seed=3, num_train=40, num_val=10)
     assert det["box_AP50"] > 50
