@@ -150,7 +150,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--full", action="store_true", help="the demo's full schedule instead of the reduced one")
     parser.add_argument("--style", default="flat", choices=("flat", "textured"), help="scene style (flat: the demo)")
     parser.add_argument("--work-dir", default="runs/dense_peers", help="where the runs write their checkpoints")
-    parser.add_argument("--json", help="results file; rows already in it are kept unless run again")
+    parser.add_argument("--json", help="results file; rows and seeds already in it are kept unless run again")
     parser.add_argument("--markdown", help="write the tables to this markdown file")
     parser.add_argument("--from-json", nargs="+", default=[], help="only make --markdown from these result files")
     args = parser.parse_args(list(argv))
@@ -176,7 +176,9 @@ def main(argv: Sequence[str]) -> int:
         old = json.loads(Path(args.json).read_text())
         if old.get("task") == args.task and old.get("schedule") == schedule:
             res["rows"] = old["rows"]
-    runs: Dict[str, List[Dict[str, Any]]] = {row: [] for row in args.rows}
+    # runs of other seeds already in the file are kept (a sweep can be extended seed by seed)
+    runs: Dict[str, List[Dict[str, Any]]] = {
+        row: [r for r in res["rows"].get(row, {}).get("runs", []) if r["seed"] not in args.seeds] for row in args.rows}
     for seed in args.seeds:  # seed-major: an interrupted sweep still has every row for the seeds it finished
         for row in args.rows:
             load = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
