@@ -120,8 +120,9 @@ class TimmFeatureBackbone(nn.Module):
             info = body.feature_info
             dims, strides = tuple(info.channels()), tuple(info.reduction())
         except (TypeError, ValueError, AttributeError, AssertionError, RuntimeError, IndexError) as e:
+            weights = f" and load {checkpoint} into it" if checkpoint is not None else ""
             raise ValueError(
-                f"--model {name}: timm cannot build it as a feature extractor (timm.create_model(..., "
+                f"--model {name}: timm cannot build it as a feature extractor{weights} (timm.create_model(..., "
                 f"features_only=True, out_indices=(-4, -3, -2, -1)) failed: {e}). Detection and segmentation need "
                 "a timm model with features_only support and four feature levels, e.g. convnext_atto, resnet18 "
                 "or efficientnet_b0; or use a UniRepLKNet (unireplknet_a … unireplknet_xl, or 'custom')."
