@@ -125,7 +125,9 @@ def to_markdown(results: Sequence[Dict[str, Any]]) -> str:
             if row not in res["rows"]:
                 continue
             r = res["rows"][row]
-            cells = [f"{r['summary'][m]['mean']:.1f} ± {r['summary'][m]['std']:.1f}" for m in metrics]
+            one = len(r["runs"]) == 1  # no spread from one seed
+            cells = [f"{r['summary'][m]['mean']:.1f}" + (" (one seed)" if one else f" ± {r['summary'][m]['std']:.1f}")
+                     for m in metrics]
             per_seed = ", ".join(f"{x['metrics'][metrics[0]]:.1f}" for x in r["runs"])
             cpu = sum(x["cpu_s"] for x in r["runs"]) / len(r["runs"])
             params = f"{r['params'] / 1e6:.3f} M" if r["params"] else "—"
