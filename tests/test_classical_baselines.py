@@ -121,3 +121,81 @@ def test_noisy_audio_baseline_finds_every_clip_when_the_held_out_splits_are_the_
     assert out["dtw_logmel_1nn_test_top1"] == 1.0 and out["dtw_mfcc_cmvn_1nn_test_top1"] == 1.0
     assert out["best_on_val"] in ("dtw_logmel_1nn", "dtw_mfcc_cmvn_1nn", "mfcc_stats_logreg")
     assert out["best_on_val_test_top1"] == out[f"{out['best_on_val']}_test_top1"]
+
+
+# ---------------------------------------------------------------- dense scenes
+def _flat_image(size: int = 20, background: float = 120.0) -> np.ndarray:
+    return np.full((size, size, 3), background)
+
+
+def test_colour_regions_split_touching_objects_by_colour_and_keep_noisy_ones_whole():
+    img = _flat_image()
+    img[2:8, 2:8] = (240, 30, 30)     # A
+    img[2:8, 8:14] = (30, 240, 30)    # B touches A on a whole edge, another colour
+    img[12:18, 2:18] = (30, 30, 240)  # C, alone, with colour noise well inside the step
+    img[12:18, 2:18] += np.random.default_rng(0).normal(0, 3, size=(6, 16, 3))
+    fg = np.zeros((20, 20), dtype=bool)
+    fg[2:8, 2:14] = fg[12:18, 2:18] = True
+    regions = cb.colour_regions(img, fg)
+    assert regions.max() + 1 == 3  # three regions, ids in raster order
+    assert (regions[~fg] == -1).all()
+    assert len(np.unique(regions[2:8, 2:8])) == 1 and len(np.unique(regions[2:8, 8:14])) == 1
+    assert regions[2, 2] != regions[2, 8]
+    assert len(np.unique(regions[12:18, 2:18])) == 1
+    # the same colour on both sides of the shared edge: one region
+    img[2:8, 8:14] = (240, 30, 30)
+    assert cb.colour_regions(img, fg).max() + 1 == 2
+
+
+def test_colour_regions_follow_a_long_winding_path():
+    # a spiral-like comb: min-label propagation must reach the far end of a one-pixel-wide path
+    fg = np.zeros((15, 15), dtype=bool)
+    fg[::2, :] = True
+    for r in range(1, 15, 2):
+        fg[r, 14 if r % 4 == 1 else 0] = True
+    regions = cb.colour_regions(_flat_image(15), fg)
+    assert regions.max() == 0 and (regions[fg] == 0).all()
+
+
+def test_region_descriptor_of_hand_made_shapes():
+    rect = np.zeros((20, 20), dtype=bool)
+    rect[4:10, 5:17] = True  # 6 x 12, inside the image, alone
+    regions = np.where(rect, 0, -1)
+    d = cb.region_descriptor(rect, regions)
+    np.testing.assert_allclose(d[:16], 1.0)  # every cell of the 4x4 grid over its box is full
+    np.testing.assert_allclose(d[16:21], 1.0)  # full rows at every height
+    assert d[21] == 1.0 and d[22] == pytest.approx(np.log(12 / 6)) and d[23] == pytest.approx(np.log(72))
+    assert d[24] == 0.0 and d[25] == 0.0  # touches no other region, not the image edge
+    # outline length (pixel sides between the region and the rest) over sqrt(area): 2*12 + 2*6 = 36
+    assert d[26] == pytest.approx(36 / np.sqrt(72))
+    # the same rectangle against the left image edge, a second region along its right side
+    edge = np.zeros((20, 20), dtype=bool)
+    edge[4:10, 0:12] = True
+    regions = np.where(edge, 0, -1)
+    regions[4:10, 12:15] = 1
+    d = cb.region_descriptor(edge, regions)
+    # boundary pixel-sides: left 6 at the edge, right 6 against region 1, top and bottom 12 each -> 36
+    assert d[24] == pytest.approx(6 / 36) and d[25] == pytest.approx(6 / 36)
+
+
+def test_classical_scenes_on_flat_and_textured_scenes():
+    """On a few generated scenes: the foreground classifier against the generator's own masks (flat), and the
+    task's evaluators end to end, far above the image-blind answer 'everything is background' (whose mIoU is
+    the background's pixel share over the four classes)."""
+    from unireplknet.data.scenes import make_scene, scene_stats
+
+    model = cb.fit_classical_scenes(40, seed=3, fg_scenes=20)
+    mean, std, w, b = model.fg_model
+    hit = total = 0
+    for i in range(5):
+        s = make_scene(i, seed=3, split="val")
+        fg = cb.softmax(((cb.pixel_features(s.image) - mean) / std) @ w + b)[:, 1].reshape(64, 64) > 0.5
+        hit += (fg == (s.semantic > 0)).sum()
+        total += fg.size
+    assert hit / total > 0.97
+    blind = 100 * scene_stats(10, seed=3, split="val")["pixels_background"] / 4
+    flat = cb.segmentation_scenes_baseline(seed=3, num_train=40, num_val=10)
+    textured = cb.segmentation_scenes_baseline(seed=3, num_train=40, num_val=10, style="textured")
+    assert flat["mIoU"] > blind + 40 and textured["mIoU"] > blind + 20
+    det = cb.detection_scenes_baseline(seed=3, num_train=40, num_val=10)
+    assert det["box_AP50"] > 50

@@ -27,6 +27,7 @@ import numpy as np
 
 __all__ = [
     "SCENE_CLASSES",
+    "SCENE_STYLES",
     "Scene",
     "make_scene",
     "mask_to_rle",
@@ -40,6 +41,9 @@ __all__ = [
 
 #: Object classes; in COCO files their category ids are 1, 2, 3 in this order.
 SCENE_CLASSES: Tuple[str, ...] = ("rectangle", "ellipse", "triangle")
+
+#: Scene styles (:func:`make_scene`): shapes in flat saturated colours (the demo) or in background-like textures.
+SCENE_STYLES: Tuple[str, ...] = ("flat", "textured")
 
 #: ADE20K folder names of the training and held-out splits.
 ADE20K_SPLITS: Dict[str, str] = {"train": "training", "val": "validation"}
@@ -109,14 +113,24 @@ def make_scene(
     max_objects: int = 3,
     min_visible_pixels: int = 30,
     split: str = "train",
+    style: str = "flat",
 ) -> Scene:
-    """Draw scene ``index`` of the set ``(seed, split)``: deterministic, independent of every other scene."""
+    """Draw scene ``index`` of the set ``(seed, split)``: deterministic, independent of every other scene.
+
+    ``style='flat'`` (the demo's): every shape in one saturated colour (one channel at 15 or 240), which sets it
+    apart from the dull background — a colour threshold finds the shapes. ``style='textured'``: every shape is
+    filled with a texture drawn from the *background's own* distribution (dull base colour, two stripe patterns,
+    pixel noise), so no pixel's colour tells shape from background; only the change of texture at the outline
+    does. Boxes, masks and labels are made the same way in both styles; the flat scenes are unchanged by the option.
+    """
     if size < 32:
         raise ValueError(f"scene size must be at least 32 pixels (the network's stride), got {size}")
     if max_objects < 1:
         raise ValueError(f"max_objects must be >= 1, got {max_objects}")
     if split not in _SPLIT_OFFSET:
         raise ValueError(f"split must be one of {sorted(_SPLIT_OFFSET)}, got {split!r}")
+    if style not in SCENE_STYLES:
+        raise ValueError(f"scene style must be one of {', '.join(SCENE_STYLES)}, got {style!r}")
     rng = np.random.default_rng([seed, _SPLIT_OFFSET[split] + index])
     img = _background(rng, size)
     min_extent, max_extent = max(6, size // 6), max(8, size // 2)
@@ -126,10 +140,13 @@ def make_scene(
     for k in range(n):
         cls = int(rng.integers(0, len(SCENE_CLASSES)))
         mask = _shape_mask(rng, cls, size, min_extent, max_extent)
-        # A saturated colour far from the background's: the shape must stand out, its colour says nothing.
-        color = rng.uniform(0, 255, size=3)
-        color[rng.integers(0, 3)] = rng.choice([15.0, 240.0])
-        img[mask] = color + rng.normal(0, 4, size=(int(mask.sum()), 3))
+        if style == "textured":  # a texture of the background's own kind: only its outline tells it apart
+            img[mask] = _background(rng, size)[mask]
+        else:
+            # A saturated colour far from the background's: the shape must stand out, its colour says nothing.
+            color = rng.uniform(0, 255, size=3)
+            color[rng.integers(0, 3)] = rng.choice([15.0, 240.0])
+            img[mask] = color + rng.normal(0, 4, size=(int(mask.sum()), 3))
         owner[mask] = k
         classes.append(cls)
     boxes, labels, masks = [], [], []
@@ -194,13 +211,14 @@ def write_coco(
     seed: int = 0,
     size: int = 64,
     max_objects: int = 3,
+    style: str = "flat",
 ) -> Path:
     """Write ``num_images`` scenes as a COCO detection / instance-segmentation set; returns the annotation file."""
     root = Path(root)
     images, annotations = [], []
     ann_id = 1
     for i in range(num_images):
-        scene = make_scene(i, seed=seed, size=size, max_objects=max_objects, split=split)
+        scene = make_scene(i, seed=seed, size=size, max_objects=max_objects, split=split, style=style)
         file_name = f"{i:06d}.png"
         _save_png(root / split / file_name, scene.image)
         images.append({"id": i + 1, "file_name": file_name, "height": size, "width": size})
@@ -216,7 +234,7 @@ def write_coco(
     ann_file = root / "annotations" / f"instances_{split}.json"
     ann_file.parent.mkdir(parents=True, exist_ok=True)
     ann_file.write_text(json.dumps({
-        "info": {"description": f"unireplknet generated scenes, seed {seed}, split {split}"},
+        "info": {"description": f"unireplknet generated scenes, seed {seed}, split {split}, style {style}"},
         "images": images, "annotations": annotations, "categories": categories,
     }))
     return ann_file
@@ -229,12 +247,13 @@ def write_ade20k(
     seed: int = 0,
     size: int = 64,
     max_objects: int = 3,
+    style: str = "flat",
 ) -> Path:
     """Write ``num_images`` scenes in the ADE20K layout (labels shifted by one: 0 stays 'unlabelled')."""
     root = Path(root)
     folder = ADE20K_SPLITS.get(split, split)
     for i in range(num_images):
-        scene = make_scene(i, seed=seed, size=size, max_objects=max_objects, split=split)
+        scene = make_scene(i, seed=seed, size=size, max_objects=max_objects, split=split, style=style)
         name = f"scene_{split}_{i:06d}"
         _save_png(root / "images" / folder / f"{name}.png", scene.image)
         _save_png(root / "annotations" / folder / f"{name}.png", (scene.semantic + 1).astype(np.uint8))

@@ -70,6 +70,7 @@ class DenseTrainConfig(EngineConfig):
     scenes_train: Optional[int] = None  # generated training scenes (--data scenes; default per task)
     scenes_val: int = 100
     scene_size: int = 64
+    scene_style: str = "flat"  # 'flat' (the demo) or 'textured' (shapes in background-like textures; harder)
     eval_batch_size: int = 8
     # engine options: None = the task's recipe (DETECTION_DEFAULTS / SEGMENTATION_DEFAULTS)
     output: Optional[str] = "runs/dense"
@@ -102,6 +103,14 @@ class DenseTrainConfig(EngineConfig):
         if self.data == "scenes":
             defaults.update(SCENES_DETECTION if self.task == "detection" else SCENES_SEGMENTATION)
         cfg = copy.deepcopy(self)
+        from .detection import is_timm_peer
+
+        if is_timm_peer(cfg.model):
+            # Layer decay maps UniRepLKNet's stages and blocks to depths; a timm peer trains at one rate.
+            if cfg.layer_decay not in (None, 1.0):
+                raise ValueError(f"--layer-decay {cfg.layer_decay}: layer-wise lr decay follows UniRepLKNet's "
+                                 f"stages and blocks, and {cfg.model} is a timm model; drop --layer-decay or pass 1.0")
+            cfg.layer_decay = 1.0
         for k, v in defaults.items():
             if k == "model_kwargs":
                 if not cfg.model_kwargs and cfg.model == "custom":
@@ -167,13 +176,16 @@ def _data_paths(cfg: DenseTrainConfig, main: bool) -> Path:
     if cfg.data != "scenes":
         return Path(cfg.data)
     root = Path(cfg.output) / "scenes"
-    marker = root / f"{cfg.task}-{cfg.scenes_train}-{cfg.scenes_val}-{cfg.scene_size}-{cfg.seed}.done"
+    style = "" if cfg.scene_style == "flat" else f"-{cfg.scene_style}"  # flat: the marker name of older runs
+    marker = root / f"{cfg.task}-{cfg.scenes_train}-{cfg.scenes_val}-{cfg.scene_size}-{cfg.seed}{style}.done"
     if main and not marker.exists():
+        for old in root.glob(f"{cfg.task}-*.done"):  # another scene set is about to overwrite the files
+            old.unlink()
         for split, n in (("train", cfg.scenes_train), ("val", cfg.scenes_val)):
             if cfg.task == "detection":
-                scene_data.write_coco(root, split, n, seed=cfg.seed, size=cfg.scene_size)
+                scene_data.write_coco(root, split, n, seed=cfg.seed, size=cfg.scene_size, style=cfg.scene_style)
             else:
-                scene_data.write_ade20k(root, split, n, seed=cfg.seed, size=cfg.scene_size)
+                scene_data.write_ade20k(root, split, n, seed=cfg.seed, size=cfg.scene_size, style=cfg.scene_style)
         marker.write_text("ok")
     barrier()
     return root

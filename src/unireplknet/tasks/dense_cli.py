@@ -60,12 +60,18 @@ def _add_common_train_args(p: argparse.ArgumentParser, task: str) -> None:
     g.add_argument("--scenes-train", type=int, default=None,
                    help=f"generated training scenes (--data scenes; default {640 if task == 'detection' else 1600})")
     g.add_argument("--scenes-val", type=int, default=None, help="generated held-out scenes (--data scenes; 100)")
+    g.add_argument("--scenes-style", dest="scene_style", default=None, choices=("flat", "textured"),
+                   help="generated scenes: shapes in flat saturated colours (flat, the demo; a colour threshold "
+                        "finds them) or filled with background-like textures (textured; only outlines tell them "
+                        "apart) [default: flat]")
     add_engine_arguments(p, dict(
         min_lr="unused: a step or poly schedule", 
-        model="unireplknet_t; a tiny custom network for --data scenes",
+        model="unireplknet_t; a tiny custom network for --data scenes. A timm model here (e.g. convnext_atto, "
+              "resnet18) is built with features_only=True and its last four feature levels (strides doubling, "
+              "e.g. 4-32) feed the same neck and heads",
         drop_path=f"{'0.3' if task == 'detection' else '0.2'}; scenes 0",
         epochs=f"{36 if task == 'detection' else 128}; scenes 10", batch_size="2; scenes 4",
-        lr="AdamW, 1e-4; scenes 2e-3", layer_decay=f"{'0.8' if task == 'detection' else '1.0'}; scenes 1.0",
+        lr="AdamW, 1e-4; scenes 2e-3", layer_decay=f"{'0.8' if task == 'detection' else '1.0'}; scenes and timm backbones 1.0",
         workers="0", output=f"runs/{'det' if task == 'detection' else 'seg'}"))
 
 
@@ -74,8 +80,8 @@ def _config(args: argparse.Namespace, task: str):
 
     opts: Dict[str, Any] = engine_options(args, task=task, **{k: getattr(args, k, None) for k in (
         "data", "num_classes", "head_kwargs", "num_layers", "decay_type", "warmup_steps", "warmup_ratio",
-        "eval_at_start", "scenes_train", "scenes_val", "detector", "min_size", "max_size", "crop_size", "scale_range",
-        "short_side")})
+        "eval_at_start", "scenes_train", "scenes_val", "scene_style", "detector", "min_size", "max_size", "crop_size",
+        "scale_range", "short_side")})
     opts.setdefault("output", f"runs/{'det' if task == 'detection' else 'seg'}")
     if args.model_kwargs is not None:
         opts.setdefault("model", "custom")
@@ -139,9 +145,9 @@ def cmd_scenes(args: argparse.Namespace) -> int:
 
     for split, n in (("train", args.num_train), ("val", args.num_val)):
         if args.layout == "coco":
-            path = scenes.write_coco(args.output, split, n, seed=args.seed, size=args.size)
+            path = scenes.write_coco(args.output, split, n, seed=args.seed, size=args.size, style=args.style)
         else:
-            path = scenes.write_ade20k(args.output, split, n, seed=args.seed, size=args.size)
+            path = scenes.write_ade20k(args.output, split, n, seed=args.seed, size=args.size, style=args.style)
         print(f"{split}: {n} scenes -> {path}")
     return 0
 
@@ -185,4 +191,6 @@ def add_subcommands(sub: Any) -> None:
     p.add_argument("--num-val", type=int, default=100, help="held-out scenes (100)")
     p.add_argument("--size", type=int, default=64, help="image side in pixels (64)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument("--style", default="flat", choices=("flat", "textured"),
+                   help="shapes in flat saturated colours or in background-like textures (flat)")
     p.set_defaults(func=cmd_scenes)

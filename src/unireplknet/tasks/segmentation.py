@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model import UniRepLKNet
-from .detection import build_backbone
+from .detection import TimmFeatureBackbone, _dense_backbone_strides, build_backbone, check_dense_backbone
 
 __all__ = [
     "SegmentationDataError",
@@ -154,22 +154,22 @@ class FCNHead(nn.Module):
 
 
 class UniRepLKNetSegmenter(nn.Module):
-    """Encoder–decoder: features-mode UniRepLKNet → UPerHead (+ FCN auxiliary head while training).
+    """Encoder–decoder: features-mode UniRepLKNet (or a timm peer backbone, :class:`TimmFeatureBackbone`) →
+    UPerHead (+ FCN auxiliary head while training); the head's input channels are the backbone's ``dims``.
 
     ``forward(x)`` returns logits (N, num_classes, H, W) at the input size; ``forward(x, with_aux=True)``
     returns ``(logits, aux_logits)`` (the auxiliary head is only used for the loss).
     """
 
-    def __init__(self, backbone: UniRepLKNet, num_classes: int, channels: int = 512, aux_channels: int = 256,
+    def __init__(self, backbone: nn.Module, num_classes: int, channels: int = 512, aux_channels: int = 256,
                  aux_stage: Optional[int] = 2, pool_scales: Sequence[int] = (1, 2, 3, 6), dropout: float = 0.1):
         super().__init__()
-        if not isinstance(backbone, UniRepLKNet) or backbone.output_mode != "features":
-            raise TypeError("the segmenter needs a features-mode UniRepLKNet (num_classes=None); use "
-                            "unireplknet.tasks.detection.build_backbone(...)")
+        check_dense_backbone(backbone, "the segmenter")
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.backbone = backbone
         self.num_classes = num_classes
+        self.pad_multiple = max(_dense_backbone_strides(backbone))  # 32 for UniRepLKNet
         self.decode_head = UPerHead(backbone.dims, num_classes, channels, pool_scales, dropout)
         self.aux_stage = aux_stage
         self.auxiliary_head = (FCNHead(backbone.dims[aux_stage], num_classes, aux_channels, dropout=dropout)
@@ -179,8 +179,9 @@ class UniRepLKNetSegmenter(nn.Module):
         if x.dim() != 4:
             raise ValueError(f"expected a (batch, channels, height, width) tensor, got shape {tuple(x.shape)}")
         h, w = int(x.shape[-2]), int(x.shape[-1])
-        # Pad bottom/right to a multiple of 32 (at least 32): the stride-32 backbone then takes any size.
-        ph, pw = max(32, math.ceil(h / 32) * 32) - h, max(32, math.ceil(w / 32) * 32) - w
+        # Pad bottom/right to a multiple of the last stride (32; at least one stride): the backbone then takes any size.
+        m = self.pad_multiple
+        ph, pw = max(m, math.ceil(h / m) * m) - h, max(m, math.ceil(w / m) * m) - w
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph))
         feats = self.backbone.forward_intermediates(x, intermediates_only=True)
@@ -213,9 +214,11 @@ def upernet(
     """UperNet (+ FCN auxiliary head on stage 3) on a UniRepLKNet: the official ADE20K model.
 
     ``checkpoint`` initialises the backbone: an official classification file (classifier dropped, everything
-    else strict) or an official segmentation file (``state_dict`` with ``backbone.`` prefix).
+    else strict) or an official segmentation file (``state_dict`` with ``backbone.`` prefix). ``model`` may
+    also name another timm model (a peer backbone, e.g. ``convnext_atto``; see
+    :func:`unireplknet.tasks.detection.build_backbone`): the same heads on its last four feature levels.
     """
-    if isinstance(model, UniRepLKNet):
+    if isinstance(model, (UniRepLKNet, TimmFeatureBackbone)):
         backbone = model
         if checkpoint is not None:
             raise ValueError("pass either a built backbone or a checkpoint to build it from, not both")
