@@ -23,6 +23,9 @@ names its features.
 * ``co2`` / ``grid`` — ridge regression from the 48 input steps to the 24 forecast steps, one linear map shared
   by all variables, each window taken relative to its last value; ridge strength chosen on the validation split,
   and plain least squares beside it.
+* ``det-scenes`` / ``seg-scenes`` — the dense demos' generated scenes: a per-pixel logistic foreground model,
+  colour-connected regions, and a logistic regression on each region's shape descriptor (occupancy grid, row
+  profile, aspect, area, contacts, outline) that names its class; boxes are the regions' extents.
 
 Run: ``python benchmarks/classical_baselines.py [audio video points noisy-audio ...] [--json FILE]``. Seconds on
 one core each, except ``noisy-audio`` (minutes, for 2 x 360 x 480 DTW alignments) and ``points_scans`` (generating
