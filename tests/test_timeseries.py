@@ -259,6 +259,70 @@ def test_forecaster_input_errors():
         model(torch.randn(1, 20, 4))
 
 
+def test_probe_of_the_encoder_leaves_batchnorm_statistics_untouched():
+    # The head's input size is found by one forward pass; in train mode it would move the running statistics
+    # of a fresh encoder towards those of an all-zero image.
+    model = UniRepLKNetForecaster(4, 24, 8, 2, 96, "h", None, "custom", TINY)
+    norms = [m for m in model.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and model.training
+    for m in norms:
+        torch.testing.assert_close(m.running_mean, torch.zeros_like(m.running_mean), rtol=0, atol=0)
+        torch.testing.assert_close(m.running_var, torch.ones_like(m.running_var), rtol=0, atol=0)
+        assert int(m.num_batches_tracked) == 0
+
+
+PEER = dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64))
+
+
+def test_a_timm_encoder_is_timms_own_model_and_trains_a_step():
+    import timm
+
+    model = _model(model="convnext_atto", model_kwargs=PEER).train()
+    direct = timm.create_model("convnext_atto", num_classes=0, in_chans=1, **PEER)
+    assert type(model.encoder) is type(direct)
+    assert sum(p.numel() for p in model.encoder.parameters()) == sum(p.numel() for p in direct.parameters())
+    assert model.encoder_label == "forecaster, convnext_atto encoder"
+    assert _model().encoder_label == "UniRepLKNet forecaster"
+    # the head reads the flattened last-stage map: 64 channels at 48 / 32 = 1.5 -> 1 × 1 (stride 32)
+    feats = direct.eval().forward_features(torch.zeros(1, 1, 48, 48))
+    assert model.head.in_features == feats.numel()
+    x, xm, y = torch.randn(4, 24, 4), torch.rand(4, 24, 4) - 0.5, torch.randn(4, 8, 4)
+    before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss = (model(x, xm) - y).pow(2).mean()
+    loss.backward()
+    opt.step()
+    # every parameter of forward_features gets a gradient (timm's head norm is not part of it)
+    assert all(p.grad is not None for n, p in model.encoder.named_parameters() if not n.startswith("head."))
+    changed = [k for k, v in model.encoder.state_dict().items() if not torch.equal(v, before[k])]
+    assert "stem.0.weight" in changed and "stages.3.blocks.0.conv_dw.weight" in changed
+
+
+def test_an_encoder_that_cannot_take_the_embedded_image_is_refused():
+    # timm's test ViT with a fixed 160 × 160 input cannot encode the 48 × 48 image; the error says why and what to do
+    with pytest.raises(ValueError, match=r"--model test_vit: cannot encode .* 1 × 48 × 48 image.*img_size"):
+        _model(model="test_vit", model_kwargs=dict(dynamic_img_size=False))
+    # with its size given, the same model is accepted (its token features go into the same head)
+    assert _model(model="test_vit", model_kwargs=dict(img_size=48))(torch.randn(1, 24, 4)).shape == (1, 8, 4)
+
+
+def test_cli_names_the_peer_encoder_in_the_results(tmp_path, capsys):
+    from unireplknet.tasks.forecasting_cli import add_subcommands
+
+    parser = argparse.ArgumentParser()
+    add_subcommands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["forecast-train", "--data", str(_small_npz(tmp_path)), "--seq-len", "24", "--label-len",
+                              "12", "--pred-len", "8", "--d-model", "96", "--epochs", "1", "--model", "convnext_atto",
+                              "--model-kwargs", json.dumps(PEER), "--train-stride", "8", "--no-onnx",
+                              "-o", str(tmp_path / "run")])
+    assert args.func(args) == 0
+    assert "forecaster, convnext_atto encoder" in capsys.readouterr().out
+    from unireplknet.tasks.forecasting import load_forecaster
+
+    model, _ = load_forecaster(tmp_path / "run" / "best.pth")  # rebuilt through the same factory
+    assert model.encoder_label == "forecaster, convnext_atto encoder"
+
+
 # ----------------------------------------------------------------------------------------------- baselines/metrics
 def test_baselines_and_metrics_by_hand():
     x = torch.tensor([[1.0, 2, 3, 4, 5, 6]]).unsqueeze(-1)

@@ -61,6 +61,7 @@ __all__ = [
     "ForecastTrainConfig",
     "ForecastResult",
     "TINY_FORECAST_MODEL_KWARGS",
+    "ADVECTION_DEMO",
     "PAPER_GLOBAL_TEMP",
     "build_forecast_splits",
     "evaluate_forecaster",
@@ -203,11 +204,50 @@ class UniRepLKNetForecaster(nn.Module):
         self.embedding = TokenEmbedding(enc_in, d_model, TIME_FEATURE_DIMS[freq] if freq else 0, coord_dim, dropout)
         self.encoder = build_model(model, num_classes=0, in_chans=1, model_kwargs=model_kwargs,
                                    drop_path_rate=drop_path)
-        with torch.no_grad():
-            c, h, w = self.encoder.forward_features(torch.zeros(1, 1, *self.image_hw)).shape[1:]
-        self.head = nn.Linear(c * h * w, pred_len * enc_in)
+        self.head = nn.Linear(self._encoder_features(model), pred_len * enc_in)
         nn.init.trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
+
+    def _encoder_features(self, name: str) -> int:
+        """Size of the flattened ``forward_features`` output for one embedded image; refuses encoders without
+        that interface or that cannot take the image (e.g. a ViT with a fixed input size). The probe runs in
+        eval mode, so it leaves the BatchNorm statistics of a fresh encoder as they were."""
+        forward_features = getattr(self.encoder, "forward_features", None)
+        problem = None
+        if not callable(forward_features):
+            problem = "it has no forward_features method"
+        else:
+            was = self.encoder.training
+            self.encoder.eval()
+            try:
+                with torch.no_grad():
+                    out = forward_features(torch.zeros(1, 1, *self.image_hw))
+            except (RuntimeError, ValueError, AssertionError, TypeError) as e:
+                problem = f"its forward_features failed on it ({type(e).__name__}: {e})"
+            else:
+                if not isinstance(out, torch.Tensor) or out.ndim < 2 or out.shape[0] != 1:
+                    problem = (f"its forward_features returned {type(out).__name__}"
+                               f"{tuple(out.shape) if isinstance(out, torch.Tensor) else ''}, not one feature "
+                               "tensor per image")
+            finally:
+                self.encoder.train(was)
+        if problem is not None:
+            h, w = self.image_hw
+            raise ValueError(
+                f"--model {name}: cannot encode the forecaster's embedded series, a 1 × {h} × {w} image "
+                f"(seq_len {self.seq_len} × d_model {self.d_model}): {problem}. The forecaster needs a backbone whose "
+                "forward_features takes a one-channel image of any size and returns one feature map per image — "
+                "UniRepLKNet, or a timm ConvNet such as convnext_atto or resnet18; for a model with a fixed input "
+                f"size pass its size in --model-kwargs (e.g. '{{\"img_size\": [{h}, {w}]}}') or change --d-model")
+        return int(out[0].numel())
+
+    @property
+    def encoder_label(self) -> str:
+        """How result tables name this model: the UniRepLKNet forecaster, or the peer encoder it was given."""
+        from ..model import UniRepLKNet
+
+        return "UniRepLKNet forecaster" if isinstance(self.encoder, UniRepLKNet) \
+            else f"forecaster, {self.config['model']} encoder"
 
     def embed_image(self, x: torch.Tensor, x_mark: Optional[torch.Tensor] = None
                     ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
@@ -358,11 +398,18 @@ def corrformer_defaults(preset: str) -> Dict[str, Any]:
     return out
 
 
-#: Defaults of the embedded data. CO2: monthly, season 12; the grid: hourly, 11 stations per node, season 24.
+#: The cross-station demo (``--data synthetic-advection``): chains of 11 stations in which the weather moves one
+#: station per day (24 h, the forecast length), half of it through a nonlinear coupling.
+ADVECTION_DEMO: Dict[str, Any] = dict(num_stations=22, days=100, advection_hours=24, chain=11, linear_share=0.5)
+
+#: Defaults of the embedded data. CO2: monthly, season 12; the grid: hourly, 11 stations per node, season 24;
+#: the advected grid as the grid, without the coordinate embedding (its test stations are not the training ones).
 EMBEDDED_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "co2": dict(freq="m", seasonal_period=12, epochs=15, lr=1e-3, batch_size=16, output="runs/forecast-co2"),
     "synthetic-grid": dict(freq="h", seasonal_period=24, enc_in=11, epochs=6, lr=1e-3, batch_size=8,
                            train_stride=3, output="runs/forecast-grid"),
+    "synthetic-advection": dict(freq="h", seasonal_period=24, enc_in=11, use_coords=False, epochs=6, lr=1e-3,
+                                batch_size=8, train_stride=3, output="runs/forecast-advection"),
 }
 
 
@@ -388,7 +435,8 @@ class ForecastResult:
     def table(self) -> str:
         """Model and baselines side by side on the test windows (original units; with ``data_scale`` ≠ 1 also
         in physical units, i.e. MSE / scale², MAE / scale)."""
-        name = "UniRepLKNet-Corrformer" if self.groups else "UniRepLKNet forecaster"
+        name = "UniRepLKNet-Corrformer" if self.groups else getattr(self.model, "encoder_label",
+                                                                     "UniRepLKNet forecaster")
         rows = [(name, self.test)] + [(k, v) for k, v in self.baselines.items()]
         return metrics_table(rows, self.data_scale)
 
@@ -421,6 +469,15 @@ def build_forecast_splits(cfg: ForecastTrainConfig) -> Tuple[Dict[str, Series], 
     if data == "synthetic-grid":
         s = make_synthetic_station_grid()
         return chronological_split(s, cfg.seq_len), s.description + " (°C)"
+    if data == "synthetic-advection":
+        # Disjoint in time and in stations: each split is its own time span (70/10/20 %) of its own draw of the
+        # generator (seed 0 train, 2 validation, 1 test: other stations, amplitudes and weather, the same chain
+        # structure), so early stopping and every choice made on validation also reward new stations.
+        draws = {k: make_synthetic_station_grid(seed=seed, **ADVECTION_DEMO)
+                 for k, seed in (("train", 0), ("val", 2), ("test", 1))}
+        splits = {k: chronological_split(s, cfg.seq_len)[k] for k, s in draws.items()}
+        return splits, (draws["train"].description.replace(", seed 0", "")
+                        + "; train, validation, test on the stations of seeds 0, 2, 1 (°C)")
     path = Path(data)
     if path.is_dir():
         # the Corrformer keeps every feature of every station, station-major, as the official loader does
@@ -436,8 +493,8 @@ def build_forecast_splits(cfg: ForecastTrainConfig) -> Tuple[Dict[str, Series], 
     elif path.suffix.lower() in (".npy", ".npz"):
         s = load_array_series(path, freq=cfg.freq or "h", nan_policy=cfg.nan_policy)
     else:
-        raise SeriesError(f"--data {data}: expected co2, synthetic-grid, a Global Temp/Wind folder, a .csv or a "
-                          ".npy/.npz file")
+        raise SeriesError(f"--data {data}: expected co2, synthetic-grid, synthetic-advection, a Global Temp/Wind "
+                          "folder, a .csv or a .npy/.npz file")
     return chronological_split(s, cfg.seq_len), path.name
 
 
