@@ -199,6 +199,29 @@ def test_normalizer_round_trip():
     torch.testing.assert_close(plain.std(1, unbiased=False), torch.ones(2, 6), atol=1e-4, rtol=0)
 
 
+def test_node_normalizer_keeps_the_stations_ratios_and_round_trips():
+    torch.manual_seed(0)
+    base = torch.randn(2, 12, 1).cumsum(1)
+    # node 0: station 1 swings twice as much as station 0 around another level; node 1: unrelated stations
+    x = torch.cat([base, 2 * base + 5, torch.randn(2, 12, 2) * 10], dim=2)
+    norm = SeriesNormalizer(2, affine=False, mode="node")
+    z, stats = norm.normalize(x)
+    torch.testing.assert_close(z[:, :, 1], 2 * z[:, :, 0])  # one scale per node: the ratio survives
+    torch.testing.assert_close(z[:, -1], torch.zeros(2, 4))  # each variable relative to its last value
+    pooled = ((x[:, :, :2] - x[:, -1:, :2]) ** 2).mean(dim=(1, 2))  # the node's pooled second moment
+    torch.testing.assert_close(z[:, :, :2].pow(2).mean(dim=(1, 2)), pooled / (pooled + 1e-5))
+    revin, _ = SeriesNormalizer(2, affine=False).normalize(x)
+    torch.testing.assert_close(revin[:, :, 1], revin[:, :, 0])  # the paper's RevIN maps both to the same curve
+    affine = SeriesNormalizer(2, mode="node")
+    with torch.no_grad():
+        affine.weight.uniform_(0.5, 2.0)
+        affine.bias.uniform_(-1, 1)
+    z, stats = affine.normalize(x)
+    torch.testing.assert_close(affine.denormalize(z, stats), x, rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="choose one of revin, node"):
+        SeriesNormalizer(2, mode="global")
+
+
 def _model(**kw):
     args = dict(num_variables=4, seq_len=24, pred_len=8, enc_in=2, d_model=96, freq="h", model="custom",
                 model_kwargs=TINY)
@@ -206,8 +229,9 @@ def _model(**kw):
     return UniRepLKNetForecaster(**args).eval()
 
 
-def test_forecaster_shapes_and_node_independence():
-    model = _model()
+@pytest.mark.parametrize("norm", ["revin", "node"])
+def test_forecaster_shapes_and_node_independence(norm):
+    model = _model(norm=norm)
     x, xm = torch.randn(3, 24, 4), torch.rand(3, 24, 4) - 0.5
     y = model(x, xm)
     assert y.shape == (3, 8, 4)
@@ -221,10 +245,11 @@ def test_forecaster_shapes_and_node_independence():
     assert not torch.allclose(y2[:, :, 2:], y[:, :, 2:])
 
 
-def test_forecast_is_equivariant_to_affine_changes_of_units():
+@pytest.mark.parametrize("norm", ["revin", "node"])
+def test_forecast_is_equivariant_to_affine_changes_of_units(norm):
     # Per-window normalisation makes forecast(a·x + b) = a·forecast(x) + b for a > 0 (e.g. °C → °F), up to the
     # 1e-5 variance floor (negligible here: the window variance is ~1).
-    model = _model()
+    model = _model(norm=norm)
     x, xm = torch.randn(2, 24, 4), torch.rand(2, 24, 4) - 0.5
     torch.testing.assert_close(model(1.8 * x + 32, xm), 1.8 * model(x, xm) + 32, rtol=1e-4, atol=1e-3)
 
@@ -321,6 +346,50 @@ def test_cli_names_the_peer_encoder_in_the_results(tmp_path, capsys):
 
     model, _ = load_forecaster(tmp_path / "run" / "best.pth")  # rebuilt through the same factory
     assert model.encoder_label == "forecaster, convnext_atto encoder"
+
+
+def _weather(values: np.ndarray) -> np.ndarray:
+    """Each station's series without a quadratic trend (the season) and its mean daily cycle: the anomaly."""
+    t = np.arange(len(values)) / len(values)
+    basis = np.stack([np.ones_like(t), t, t ** 2], 1)
+    out = values.astype(np.float64) - basis @ np.linalg.lstsq(basis, values, rcond=None)[0]
+    for h in range(24):
+        out[h::24] -= out[h::24].mean(0)
+    return out
+
+
+@pytest.mark.parametrize("share", [1.0, 0.5, 0.0])
+def test_advected_grid_moves_the_weather_downstream_with_the_stated_linear_share(share):
+    lag = 24
+    a = _weather(make_synthetic_station_grid(22, 100, 3, advection_hours=lag, linear_share=share).values)
+    for k in (1, 5, 12):  # stations 1 and 5 of the first chain, station 1 of the second
+        up, down = a[:-lag, k - 1], a[lag:, k]
+        lagged = np.corrcoef(up, down)[0, 1]
+        # linear correlation with the upstream anomaly a day earlier ≈ the linear share (minus local noise)
+        assert abs(lagged - share) < 0.12, (k, lagged)
+        assert abs(np.corrcoef(a[:, k - 1], a[:, k])[0, 1]) < lagged or share == 0.0  # a day late, not at once
+        # what the linear part leaves is the magnitude of the upstream anomaly: visible to a nonlinear model only
+        rest = down - np.polyval(np.polyfit(up, down, 1), up)
+        nonlinear = np.corrcoef(np.abs(up - up.mean()), rest)[0, 1]
+        assert (nonlinear > 0.6) if share < 1 else (abs(nonlinear) < 0.1), (k, nonlinear)
+    with pytest.raises(SeriesError, match="multiple of the chain length"):
+        make_synthetic_station_grid(20, 10, advection_hours=24)
+
+
+def test_advection_demo_splits_are_disjoint_in_time_and_stations():
+    from unireplknet.tasks.forecasting import build_forecast_splits
+
+    splits, description = build_forecast_splits(ForecastTrainConfig.for_data(data="synthetic-advection"))
+    assert "seeds 0, 2, 1" in description
+    train, val, test = splits["train"], splits["val"], splits["test"]
+    assert train.num_variables == val.num_variables == test.num_variables == 22
+    # other stations: no coordinate row is shared between two splits
+    for a, b in ((train, val), (train, test), (val, test)):
+        assert not np.isclose(a.coords[:, None, :2], b.coords[None, :, :2]).all(-1).any()
+    # later in time: only the seq_len lead-in of validation and test overlaps the part before it
+    assert train.timestamps[-1] < val.timestamps[48] and val.timestamps[-1] < test.timestamps[48]
+    cfg = ForecastTrainConfig.for_data(data="synthetic-advection")
+    assert cfg.use_coords is False and cfg.enc_in == 11  # a node is a chain; the coordinates would not transfer
 
 
 # ----------------------------------------------------------------------------------------------- baselines/metrics

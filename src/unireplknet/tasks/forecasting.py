@@ -110,11 +110,22 @@ def image_shape(length: int, d_model: int, min_side: int = 32) -> Tuple[int, int
 
 
 class SeriesNormalizer(nn.Module):
-    """Per-window, per-variable standardisation with a learnable affine shared by the nodes (RevIN style)."""
+    """Per-window standardisation with a learnable affine shared by the nodes.
 
-    def __init__(self, enc_in: int, affine: bool = True, eps: float = 1e-5):
+    ``mode='revin'`` (the paper's, as Corrformer and RevIN): each variable minus its window mean, divided by its
+    window standard deviation. ``mode='node'``: each variable minus its last input value, divided by one
+    standard deviation pooled over the node's ``enc_in`` variables — the ratios between a node's stations
+    survive, so a forecast can carry one station's swings to another in their own units (RevIN scales each
+    station to unit variance and hides them). Both are equivariant to affine changes of units.
+    """
+
+    MODES = ("revin", "node")
+
+    def __init__(self, enc_in: int, affine: bool = True, eps: float = 1e-5, mode: str = "revin"):
         super().__init__()
-        self.eps = eps
+        if mode not in self.MODES:
+            raise ValueError(f"normalisation {mode!r}: choose one of {', '.join(self.MODES)}")
+        self.eps, self.mode, self.enc_in = eps, mode, enc_in
         self.weight = nn.Parameter(torch.ones(enc_in)) if affine else None
         self.bias = nn.Parameter(torch.zeros(enc_in)) if affine else None
 
@@ -122,8 +133,15 @@ class SeriesNormalizer(nn.Module):
         return p.repeat(variables // p.numel())
 
     def normalize(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
-        mean = x.mean(dim=1, keepdim=True).detach()
-        std = torch.sqrt(x.var(dim=1, keepdim=True, unbiased=False) + self.eps).detach()
+        if self.mode == "node":
+            b, length, v = x.shape
+            mean = x[:, -1:, :].detach()
+            nodes = (x - mean).reshape(b, length, v // self.enc_in, self.enc_in)
+            std = torch.sqrt(nodes.pow(2).mean(dim=(1, 3), keepdim=True) + self.eps).detach()
+            std = std.expand(b, 1, v // self.enc_in, self.enc_in).reshape(b, 1, v)
+        else:
+            mean = x.mean(dim=1, keepdim=True).detach()
+            std = torch.sqrt(x.var(dim=1, keepdim=True, unbiased=False) + self.eps).detach()
         x = (x - mean) / std
         if self.weight is not None:
             x = x * self._tile(self.weight, x.shape[-1]) + self._tile(self.bias, x.shape[-1])
@@ -173,7 +191,7 @@ class UniRepLKNetForecaster(nn.Module):
     def __init__(self, num_variables: int, seq_len: int = 48, pred_len: int = 24, enc_in: Optional[int] = None,
                  d_model: int = 768, freq: Optional[str] = "h", coords: Optional[np.ndarray] = None,
                  model: str = "unireplknet_s", model_kwargs: Optional[Dict[str, Any]] = None, drop_path: float = 0.0,
-                 dropout: float = 0.05, affine: bool = True):
+                 dropout: float = 0.05, affine: bool = True, norm: str = "revin"):
         super().__init__()
         from ..engine.trainer import build_model
 
@@ -199,8 +217,8 @@ class UniRepLKNetForecaster(nn.Module):
         self.config = dict(num_variables=num_variables, seq_len=seq_len, pred_len=pred_len, enc_in=enc_in,
                            d_model=d_model, freq=freq, coord_dim=coord_dim, model=model,
                            model_kwargs=copy.deepcopy(model_kwargs or {}), drop_path=drop_path, dropout=dropout,
-                           affine=affine)
-        self.norm = SeriesNormalizer(enc_in, affine)
+                           affine=affine, norm=norm)
+        self.norm = SeriesNormalizer(enc_in, affine, mode=norm)
         self.embedding = TokenEmbedding(enc_in, d_model, TIME_FEATURE_DIMS[freq] if freq else 0, coord_dim, dropout)
         self.encoder = build_model(model, num_classes=0, in_chans=1, model_kwargs=model_kwargs,
                                    drop_path_rate=drop_path)
@@ -327,6 +345,7 @@ class ForecastTrainConfig(EngineConfig):
     use_coords: bool = True
     seasonal_period: Optional[int] = None
     dropout: float = 0.05
+    norm: str = "revin"  # the linear-head forecaster's window normalisation (SeriesNormalizer.MODES)
     lr_halving: bool = True  # False: a constant rate (decay_rate 1)
     train_stride: int = 1
     val_stride: int = 1
@@ -564,7 +583,8 @@ def _build(cfg: ForecastTrainConfig, train: Series) -> nn.Module:
         return _build_corrformer(cfg, train)
     return UniRepLKNetForecaster(
         train.num_variables, cfg.seq_len, cfg.pred_len, cfg.enc_in, cfg.d_model, cfg.freq or train.freq,
-        train.coords if cfg.use_coords else None, cfg.model, cfg.model_kwargs, cfg.drop_path, cfg.dropout)
+        train.coords if cfg.use_coords else None, cfg.model, cfg.model_kwargs, cfg.drop_path, cfg.dropout,
+        norm=cfg.norm)
 
 
 def _resolve_node_list(cfg: ForecastTrainConfig, num_variables: int) -> Tuple[int, ...]:
@@ -763,6 +783,6 @@ def load_forecaster(path: Union[str, Path]) -> Tuple[nn.Module, ForecastTrainCon
         coords = np.zeros((mc["num_variables"], mc["coord_dim"]), np.float32) if mc["coord_dim"] else None
         model = UniRepLKNetForecaster(mc["num_variables"], mc["seq_len"], mc["pred_len"], mc["enc_in"],
                                       mc["d_model"], mc["freq"], coords, mc["model"], mc["model_kwargs"], 0.0, 0.0,
-                                      mc["affine"])
+                                      mc["affine"], mc.get("norm", "revin"))
     model.load_state_dict(ckpt["model"])
     return model.eval(), cfg

@@ -49,7 +49,7 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
     options = engine_options(args, **{k: getattr(args, k) for k in (
         "data", "variable", "time_column", "freq", "nan_policy", "seq_len", "label_len", "pred_len", "enc_in",
         "d_model", "seasonal_period", "dropout", "patience", "train_stride", "val_stride", "preset", "encoder_size",
-        "node_list", "memory_layout", "data_scale")})
+        "node_list", "memory_layout", "data_scale", "norm")})
     if args.no_coords:
         options["use_coords"] = False
     if args.constant_lr:
@@ -57,6 +57,9 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
     if args.encoder_size and not args.preset:
         raise ValueError("--encoder-size sizes the Corrformer's encoder: add --preset paper (or demo); the linear-head "
                          "forecaster takes --model unireplknet_a … unireplknet_s instead")
+    if args.norm and args.preset:
+        raise ValueError("--norm chooses the linear-head forecaster's normalisation; the Corrformer presets keep the "
+                         "paper's RevIN: leave out --norm or --preset")
     cfg = ForecastTrainConfig.for_data(**options)
     if args.dry_run:
         model, task = build_forecast_model(cfg)
@@ -121,7 +124,8 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
                        description="Train the UniRepLKNet forecaster; prints test MSE/MAE next to the last-value and "
                                    "seasonal-naive baselines.")
     g = p.add_argument_group("data")
-    g.add_argument("--data", default=None, help="co2 (default), synthetic-grid, a Global Temp/Wind folder, a .csv or .npy/.npz")
+    g.add_argument("--data", default=None, help="co2 (default), synthetic-grid, synthetic-advection (cross-station chains, "
+                   "test on other stations), a Global Temp/Wind folder, a .csv or .npy/.npz")
     g.add_argument("--variable", default="temp", help="temp or wind (Global layout file prefix)")
     g.add_argument("--time-column", default="date", help="CSV timestamp column")
     g.add_argument("--freq", default=None, choices=("h", "d", "w", "m"), help="calendar features (default: the data's)")
@@ -147,6 +151,10 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--enc-in", type=int, default=None, help="stations per node (paper: 11)")
     g.add_argument("--d-model", type=int, default=None, help="embedding width (paper 768; default 48)")
     g.add_argument("--no-coords", action="store_true", help="no station-coordinate embedding")
+    g.add_argument("--norm", default=None, choices=("revin", "node"),
+                   help="linear-head forecaster's window normalisation: revin (each variable to unit variance, "
+                        "the paper's) or node (each variable minus its last value, over one scale per node, so "
+                        "the stations' ratios survive) (revin)")
     g.add_argument("--dropout", type=float, default=None, help="dropout of the embedding and the head (0.05)")
     g.add_argument("--data-scale", type=float, default=None,
                    help="the files' values per physical unit, for the physical-unit metrics (Corrformer presets 10, "
