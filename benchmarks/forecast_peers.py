@@ -18,8 +18,8 @@ Run (each training 10-60 CPU s; all 3 demos x 2 encoders x 3 seeds about 15 CPU 
     python benchmarks/forecast_peers.py co2 grid advection --seeds 0 1 2 \\
         --json benchmarks/results/forecast_peers.json --markdown benchmarks/results/forecast_peers.md
 
-``--extra '--constant-lr --epochs 15'`` passes options to every run (how the recipes were compared on the
-validation split: ``--tag`` names such a sweep in the output).
+``--extra='--norm node --constant-lr'`` (with the =, as the value starts with --) passes options to every run;
+that is how the recipes were compared on the validation split (``--tag`` names such a run in the output).
 """
 from __future__ import annotations
 

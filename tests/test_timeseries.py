@@ -463,3 +463,21 @@ def test_short_runs_beat_the_naive_baselines(tmp_path, data):
     r = train_forecaster(ForecastTrainConfig.for_data(data=data, output=str(tmp_path)))
     for name, m in r.baselines.items():
         assert r.test["mse"] < m["mse"] and r.test["mae"] < m["mae"], (name, r.table())
+
+
+def test_recipe_flags_that_contradict_are_refused_and_the_chosen_recipes_are_the_defaults():
+    from unireplknet.tasks.forecasting_cli import add_subcommands
+
+    parser = argparse.ArgumentParser()
+    add_subcommands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["forecast-train", "--constant-lr", "--halve-lr", "--dry-run"])
+    with pytest.raises(ValueError, match="contradict"):
+        args.func(args)
+    args = parser.parse_args(["forecast-train", "--data", "x", "--preset", "demo", "--norm", "node"])
+    with pytest.raises(ValueError, match="keep the paper's RevIN"):
+        args.func(args)
+    # the recipes chosen on validation (docs/timeseries.md): node normalisation and a constant rate for CO2 and
+    # the advected grid; the grid keeps the paper's RevIN and halving; --halve-lr brings the halving back
+    co2, grid = ForecastTrainConfig.for_data(), ForecastTrainConfig.for_data(data="synthetic-grid")
+    assert (co2.norm, co2.decay_rate, grid.norm, grid.decay_rate) == ("node", 1.0, "revin", 0.5)
+    assert ForecastTrainConfig.for_data(lr_halving=True).decay_rate == 0.5
