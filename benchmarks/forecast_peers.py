@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 PEER_MODEL = "convnext_atto"
 #: The forecaster's default encoder depths and widths (unireplknet.tasks.forecasting.TINY_FORECAST_MODEL_KWARGS).
@@ -78,8 +78,19 @@ def run_one(demo: str, peer: bool, seed: int, work_dir: Path, extra: Sequence[st
                 cpu_s=round(cpu, 1), baselines=result["baselines"], command="unireplknet " + shlex.join(args))
 
 
-def to_markdown(results: Dict[str, Any]) -> str:
-    lines = ["| demo | encoder | params | test MSE (mean ± std) | test MAE (mean ± std) | per-seed MSE | "
+#: The rows of ``benchmarks/classical_baselines.py --json`` shown under each demo (key prefix, label).
+CLASSICAL_ROWS = (("ridge", "ridge per series (shared map, strength on validation)"),
+                  ("least_squares", "least squares per series"),
+                  ("joint_ridge", "ridge on all stations jointly"),
+                  ("node_ridge", "ridge per node of 11 stations (shared by the nodes)"),
+                  ("kernel_ridge", "that + RBF kernel ridge on its residuals"),
+                  ("seasonal_naive", "seasonal naive"), ("naive", "last value (naive)"))
+
+
+def to_markdown(results: Dict[str, Any], classical: Optional[Dict[str, Dict[str, float]]] = None) -> str:
+    """One table: both encoders per demo (mean ± std over seeds, per seed) and, given the classical
+    baselines' JSON, their single deterministic rows on the same test windows."""
+    lines = ["| demo | method | params | test MSE (mean ± std) | test MAE (mean ± std) | per-seed MSE | "
              "best val loss (mean) | CPU s per run |", "|---|---|---|---|---|---|---|---|"]
     for demo, rows in results["demos"].items():
         for row in rows.values():
@@ -88,7 +99,38 @@ def to_markdown(results: Dict[str, Any]) -> str:
                 f"| {demo} | {row['label']} | {row['params'] / 1e6:.3f} M | {mse['mean']:.3f} ± {mse['std']:.3f} | "
                 f"{mae['mean']:.3f} ± {mae['std']:.3f} | {', '.join('%.3f' % r['test_mse'] for r in row['runs'])} | "
                 f"{row['val_loss']['mean']:.4f} | {sum(r['cpu_s'] for r in row['runs']) / len(row['runs']):.0f} |")
+        for key, label in CLASSICAL_ROWS if classical and demo in classical else ():
+            c = classical[demo]
+            if f"{key}_test_mse" in c:
+                lines.append(f"| {demo} | {label} | | {c[key + '_test_mse']:.3f} | {c[key + '_test_mae']:.3f} | "
+                             "deterministic | | |")
     return "\n".join(lines) + "\n"
+
+
+def merge(files: Sequence[str]) -> Dict[str, Any]:
+    """Several runs of this script (e.g. seed 0 of a validation sweep and seeds 1, 2 run later with the same
+    options) as one result; the runs of one demo and encoder must have been made with the same ``--extra``."""
+    merged: Dict[str, Any] = {}
+    for path in files:
+        part = json.loads(Path(path).read_text())
+        if not merged:
+            merged = dict(part, demos={}, seeds=[], tag="merged", extra=None)
+        for demo, rows in part["demos"].items():
+            for encoder, row in rows.items():
+                target = merged["demos"].setdefault(demo, {}).setdefault(encoder, dict(row, runs=[],
+                                                                                       extra=part["extra"]))
+                if target["extra"] != part["extra"]:
+                    raise ValueError(f"{path}: {demo} {encoder} made with --extra {part['extra']!r}, the other runs "
+                                     f"with {target['extra']!r}")
+                target["runs"] += row["runs"]
+    for rows in merged["demos"].values():
+        for row in rows.values():
+            row["runs"].sort(key=lambda r: r["seed"])
+            for metric in ("test_mse", "test_mae", "val_loss"):
+                row[metric] = _spread([r[metric] for r in row["runs"]])
+    merged["seeds"] = sorted({r["seed"] for rows in merged["demos"].values() for row in rows.values()
+                              for r in row["runs"]})
+    return merged
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -108,7 +150,19 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--work-dir", default="runs/forecast_peers", help="where the runs write their checkpoints")
     parser.add_argument("--json", help="write every run and the mean ± std to this JSON file")
     parser.add_argument("--markdown", help="write the table to this markdown file")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="combine earlier --json outputs instead of running")
+    parser.add_argument("--classical", metavar="JSON",
+                        help="add the rows of benchmarks/classical_baselines.py --json to the markdown table")
     args = parser.parse_args(list(argv))
+    classical = json.loads(Path(args.classical).read_text()) if args.classical else None
+    if args.merge:
+        results = merge(args.merge)
+        if args.json:
+            _write_atomic(Path(args.json), json.dumps(results, indent=1))
+        if args.markdown:
+            _write_atomic(Path(args.markdown), to_markdown(results, classical))
+        print(to_markdown(results, classical))
+        return 0
     unknown = sorted(set(args.demos) - set(DEMOS))
     if unknown:
         parser.error(f"unknown demo(s) {', '.join(unknown)}; choose from {', '.join(DEMOS)}")
@@ -129,15 +183,15 @@ def main(argv: Sequence[str]) -> int:
             label = (f"{PEER_MODEL} (timm ConvNeXt, depths 1-1-2-1, dims 16-32-64-128)" if peer
                      else "UniRepLKNet (forecast-train default)")
             results["demos"][demo][encoder] = dict(
-                label=label, params=runs[0]["params"], test_mse=_spread([r["test_mse"] for r in runs]),
+                label=label, params=runs[0]["params"], extra=args.extra, test_mse=_spread([r["test_mse"] for r in runs]),
                 test_mae=_spread([r["test_mae"] for r in runs]), val_loss=_spread([r["val_loss"] for r in runs]),
                 runs=runs)
             # written after every row, so an interrupted sweep keeps what it measured
             if args.json:
                 _write_atomic(Path(args.json), json.dumps(results, indent=1))
             if args.markdown:
-                _write_atomic(Path(args.markdown), to_markdown(results))
-    print(to_markdown(results))
+                _write_atomic(Path(args.markdown), to_markdown(results, classical))
+    print(to_markdown(results, classical))
     return 0
 
 
