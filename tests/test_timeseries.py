@@ -476,8 +476,11 @@ def test_recipe_flags_that_contradict_are_refused_and_the_chosen_recipes_are_the
     args = parser.parse_args(["forecast-train", "--data", "x", "--preset", "demo", "--norm", "node"])
     with pytest.raises(ValueError, match="keep the paper's RevIN"):
         args.func(args)
-    # the recipes chosen on validation (docs/timeseries.md): node normalisation and a constant rate for CO2 and
-    # the advected grid; the grid keeps the paper's RevIN and halving; --halve-lr brings the halving back
-    co2, grid = ForecastTrainConfig.for_data(), ForecastTrainConfig.for_data(data="synthetic-grid")
-    assert (co2.norm, co2.decay_rate, grid.norm, grid.decay_rate) == ("node", 1.0, "revin", 0.5)
+    # the recipes chosen on validation (docs/timeseries.md): node normalisation and a constant rate for the three
+    # embedded demos; files keep the paper's RevIN and halving; --halve-lr brings the halving back
+    for data in (None, "synthetic-grid", "synthetic-advection"):
+        cfg = ForecastTrainConfig.for_data(data=data)
+        assert (cfg.norm, cfg.decay_rate, cfg.epochs) == ("node", 1.0, 15)
+    files = ForecastTrainConfig.for_data(data="my.csv")
+    assert (files.norm, files.decay_rate) == ("revin", 0.5)
     assert ForecastTrainConfig.for_data(lr_halving=True).decay_rate == 0.5

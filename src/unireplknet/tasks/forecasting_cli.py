@@ -158,17 +158,16 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--norm", default=None, choices=("revin", "node"),
                    help="linear-head forecaster's window normalisation: revin (each variable to unit variance, "
                         "the paper's) or node (each variable minus its last value, over one scale per node, so "
-                        "the stations' ratios survive) (co2 and synthetic-advection: node; else revin)")
+                        "the stations' ratios survive) (co2 and the synthetic grids: node; else revin)")
     g.add_argument("--dropout", type=float, default=None, help="dropout of the embedding and the head (0.05)")
     g.add_argument("--data-scale", type=float, default=None,
                    help="the files' values per physical unit, for the physical-unit metrics (Corrformer presets 10, "
                         "as the released files; else 1)")
     g = p.add_argument_group("forecasting recipe")
     g.add_argument("--constant-lr", action="store_true",
-                   help="do not halve the learning rate every epoch (default of co2 and synthetic-advection)")
+                   help="do not halve the learning rate every epoch (default of co2 and the synthetic grids)")
     g.add_argument("--halve-lr", action="store_true",
-                   help="halve the learning rate after every epoch (the official schedule; default of synthetic-grid, "
-                        "folders and files)")
+                   help="halve the learning rate after every epoch (the official schedule; default of folders and files)")
     g.add_argument("--patience", type=int, default=None,
                    help="early stop after N evaluations without a better validation loss (3)")
     g.add_argument("--train-stride", type=int, default=None, help="use every N-th training window (1; demo 4)")
@@ -177,9 +176,9 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
         weight_decay="0", min_lr="unused: a step schedule", 
         model="custom (a tiny net), unireplknet_a … unireplknet_s, or a timm ConvNet as a peer encoder "
               "(e.g. convnext_atto)", drop_path="0; paper 0.4",
-        epochs="co2 15; synthetic-grid 6; synthetic-advection 15; paper 10; demo 6",
+        epochs="co2 and the synthetic grids 15 (early stop); paper 10; demo 6",
         batch_size="co2 16; synthetic-grid and -advection 8; paper 1; demo 4",
-        lr="Adam, 1e-3; paper 1e-4; halved every epoch except co2 and synthetic-advection", warmup_epochs="0",
+        lr="Adam, 1e-3; paper 1e-4; halved every epoch except co2 and the synthetic grids", warmup_epochs="0",
         workers="0",
         output="runs/forecast-co2, runs/forecast-grid, runs/forecast-advection, runs/forecast or "
                "runs/corrformer-PRESET"))
