@@ -3,14 +3,16 @@
 Per forward pass (``x``: B × L × V, V = nodes × ``enc_in`` variables):
 
 1. per-window, per-variable normalisation — subtract the mean over time, divide by sqrt(biased var + 1e-5) —
-   then a learnable per-variable affine (``enc_in`` weights/biases tiled over the nodes), as Corrformer;
+   then a learnable per-variable affine (``enc_in`` weights/biases tiled over the nodes), as Corrformer
+   (``norm='node'``: relative to each variable's last value, over one scale per node; :class:`SeriesNormalizer`);
 2. regroup to nodes: (B·nodes, L, enc_in);
 3. token embedding: Conv1d(enc_in → d_model, kernel 3, circular padding, no bias, Kaiming init) + a
    Linear(calendar features → d_model, no bias) + optionally a Linear(enc_in · coord_dim → d_model) of the
    standardised station coordinates of the node, then dropout;
 4. the (L × d_model) embedding is reshaped into a 1-channel image of H × W = L · d_model (192 × 192 for the
    paper's 48 × 768);
-5. the UniRepLKNet backbone (``in_chans=1``) encodes it; its last-stage map (C × h × w) is the encoder output
+5. the UniRepLKNet backbone (``in_chans=1``; or a timm model that ``model`` names, as a peer) encodes it;
+   its last-stage map (C × h × w) is the encoder output
    (the official code needs exactly this but its backbone returns 1000 logits — docs/timeseries.md, pipeline step 6);
 6. the forecasting head maps it to (pred_len × enc_in); the affine and the normalisation are undone.
 
