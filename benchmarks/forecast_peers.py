@@ -13,7 +13,8 @@ Every run is its own process with ``--threads 1 --seed S --no-onnx --json``; the
 command's JSON line, the best validation loss and the parameters from the run's ``summary.json``, the CPU
 seconds (user + sys of the child, a fair estimate of the wall time on an idle core at one thread) from getrusage.
 
-Run (each training 10-60 CPU s; all 3 demos x 2 encoders x 3 seeds about 15 CPU minutes)::
+Run (each training 8-56 CPU s at one thread; all 3 demos x 2 encoders x 3 seeds about 8 CPU minutes, measured
+on a shared 2-core Intel Xeon VM on 2026-12-02, where the wall time under load 14-18 was 7-10 times that)::
 
     python benchmarks/forecast_peers.py co2 grid advection --seeds 0 1 2 \\
         --json benchmarks/results/forecast_peers.json --markdown benchmarks/results/forecast_peers.md
