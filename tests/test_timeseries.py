@@ -245,6 +245,24 @@ def test_forecaster_shapes_and_node_independence(norm):
     assert not torch.allclose(y2[:, :, 2:], y[:, :, 2:])
 
 
+def test_linear_skip_alone_is_a_linear_forecast_and_starts_at_zero():
+    model = _model(norm="node", linear_skip=True)
+    x, xm = torch.randn(3, 24, 4), torch.rand(3, 24, 4) - 0.5
+    assert model.linear_skip.weight.abs().sum() == 0  # at the start: the encoder's forecast alone
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+        # a skip that copies each station's normalised value 12 steps before the end to every horizon step
+        weight = torch.zeros(8, 2, 24, 2)  # (horizon, station out, time in, station in)
+        for station in range(2):
+            weight[:, station, 24 - 12, station] = 1.0
+        model.linear_skip.weight.copy_(weight.reshape(16, 48))
+    # node normalisation subtracts the last value and divides by a scale it undoes: the forecast is x[-12]
+    want = x[:, 24 - 12: 24 - 11, :].expand(3, 8, 4)
+    torch.testing.assert_close(model(x, xm), want, rtol=1e-5, atol=1e-5)
+    assert model.config["linear_skip"] is True
+
+
 @pytest.mark.parametrize("norm", ["revin", "node"])
 def test_forecast_is_equivariant_to_affine_changes_of_units(norm):
     # Per-window normalisation makes forecast(a·x + b) = a·forecast(x) + b for a > 0 (e.g. °C → °F), up to the

@@ -193,7 +193,7 @@ class UniRepLKNetForecaster(nn.Module):
     def __init__(self, num_variables: int, seq_len: int = 48, pred_len: int = 24, enc_in: Optional[int] = None,
                  d_model: int = 768, freq: Optional[str] = "h", coords: Optional[np.ndarray] = None,
                  model: str = "unireplknet_s", model_kwargs: Optional[Dict[str, Any]] = None, drop_path: float = 0.0,
-                 dropout: float = 0.05, affine: bool = True, norm: str = "revin"):
+                 dropout: float = 0.05, affine: bool = True, norm: str = "revin", linear_skip: bool = False):
         super().__init__()
         from ..engine.trainer import build_model
 
@@ -219,7 +219,7 @@ class UniRepLKNetForecaster(nn.Module):
         self.config = dict(num_variables=num_variables, seq_len=seq_len, pred_len=pred_len, enc_in=enc_in,
                            d_model=d_model, freq=freq, coord_dim=coord_dim, model=model,
                            model_kwargs=copy.deepcopy(model_kwargs or {}), drop_path=drop_path, dropout=dropout,
-                           affine=affine, norm=norm)
+                           affine=affine, norm=norm, linear_skip=linear_skip)
         self.norm = SeriesNormalizer(enc_in, affine, mode=norm)
         self.embedding = TokenEmbedding(enc_in, d_model, TIME_FEATURE_DIMS[freq] if freq else 0, coord_dim, dropout)
         self.encoder = build_model(model, num_classes=0, in_chans=1, model_kwargs=model_kwargs,
@@ -227,6 +227,12 @@ class UniRepLKNetForecaster(nn.Module):
         self.head = nn.Linear(self._encoder_features(model), pred_len * enc_in)
         nn.init.trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
+        # optional linear map from a node's normalised input window straight to its forecast, so the encoder
+        # only has to learn what a linear model cannot (starts at zero: the encoder's forecast alone)
+        self.linear_skip = nn.Linear(seq_len * enc_in, pred_len * enc_in) if linear_skip else None
+        if self.linear_skip is not None:
+            nn.init.zeros_(self.linear_skip.weight)
+            nn.init.zeros_(self.linear_skip.bias)
 
     def _encoder_features(self, name: str) -> int:
         """Size of the flattened ``forward_features`` output for one embedded image; refuses encoders without
@@ -269,9 +275,8 @@ class UniRepLKNetForecaster(nn.Module):
         return "UniRepLKNet forecaster" if isinstance(self.encoder, UniRepLKNet) \
             else f"forecaster, {self.config['model']} encoder"
 
-    def embed_image(self, x: torch.Tensor, x_mark: Optional[torch.Tensor] = None
-                    ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
-        """(B, L, V) → the (B·nodes, 1, H, W) image the backbone sees, and the normalisation statistics."""
+    def _normalized_nodes(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """(B, L, V) → the normalised (B·nodes, L, enc_in) node series and the normalisation statistics."""
         b, length, v = x.shape
         if length != self.seq_len or v != self.num_variables:
             raise ValueError(f"expected input (batch, {self.seq_len}, {self.num_variables}), got {tuple(x.shape)}")
@@ -280,19 +285,32 @@ class UniRepLKNetForecaster(nn.Module):
                               "(fill_missing(..., 'interpolate'))")
         x, stats = self.norm.normalize(x)
         x = x.reshape(b, length, self.nodes, self.enc_in).permute(0, 2, 1, 3).reshape(b * self.nodes, length, self.enc_in)
+        return x, stats
+
+    def _image(self, nodes: torch.Tensor, x_mark: Optional[torch.Tensor]) -> torch.Tensor:
+        b = nodes.shape[0] // self.nodes
         mark = None
         if x_mark is not None and self.embedding.time is not None:
             mark = x_mark.repeat_interleave(self.nodes, dim=0)
         geo = self.geo.repeat(b, 1) if self.geo is not None else None
-        tokens = self.embedding(x, mark, geo)  # (B·nodes, L, d_model)
-        return tokens.reshape(b * self.nodes, 1, *self.image_hw), stats
+        tokens = self.embedding(nodes, mark, geo)  # (B·nodes, L, d_model)
+        return tokens.reshape(b * self.nodes, 1, *self.image_hw)
+
+    def embed_image(self, x: torch.Tensor, x_mark: Optional[torch.Tensor] = None
+                    ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """(B, L, V) → the (B·nodes, 1, H, W) image the backbone sees, and the normalisation statistics."""
+        nodes, stats = self._normalized_nodes(x)
+        return self._image(nodes, x_mark), stats
 
     def forward(self, x: torch.Tensor, x_mark: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(B, seq_len, V) [+ (B, seq_len, time_dim) calendar features] → (B, pred_len, V) forecast."""
         b = x.shape[0]
-        image, stats = self.embed_image(x, x_mark)
-        feats = self.encoder.forward_features(image).flatten(1)
-        y = self.head(feats).reshape(b, self.nodes, self.pred_len, self.enc_in)
+        nodes, stats = self._normalized_nodes(x)
+        feats = self.encoder.forward_features(self._image(nodes, x_mark)).flatten(1)
+        y = self.head(feats)
+        if self.linear_skip is not None:
+            y = y + self.linear_skip(nodes.flatten(1))
+        y = y.reshape(b, self.nodes, self.pred_len, self.enc_in)
         y = y.permute(0, 2, 1, 3).reshape(b, self.pred_len, self.num_variables)
         return self.norm.denormalize(y, stats)
 
@@ -348,6 +366,7 @@ class ForecastTrainConfig(EngineConfig):
     seasonal_period: Optional[int] = None
     dropout: float = 0.05
     norm: str = "revin"  # the linear-head forecaster's window normalisation (SeriesNormalizer.MODES)
+    linear_skip: bool = False  # add a linear map from each node's normalised input to its forecast
     lr_halving: bool = True  # False: a constant rate (decay_rate 1)
     train_stride: int = 1
     val_stride: int = 1
@@ -590,7 +609,7 @@ def _build(cfg: ForecastTrainConfig, train: Series) -> nn.Module:
     return UniRepLKNetForecaster(
         train.num_variables, cfg.seq_len, cfg.pred_len, cfg.enc_in, cfg.d_model, cfg.freq or train.freq,
         train.coords if cfg.use_coords else None, cfg.model, cfg.model_kwargs, cfg.drop_path, cfg.dropout,
-        norm=cfg.norm)
+        norm=cfg.norm, linear_skip=cfg.linear_skip)
 
 
 def _resolve_node_list(cfg: ForecastTrainConfig, num_variables: int) -> Tuple[int, ...]:
@@ -789,6 +808,6 @@ def load_forecaster(path: Union[str, Path]) -> Tuple[nn.Module, ForecastTrainCon
         coords = np.zeros((mc["num_variables"], mc["coord_dim"]), np.float32) if mc["coord_dim"] else None
         model = UniRepLKNetForecaster(mc["num_variables"], mc["seq_len"], mc["pred_len"], mc["enc_in"],
                                       mc["d_model"], mc["freq"], coords, mc["model"], mc["model_kwargs"], 0.0, 0.0,
-                                      mc["affine"], mc.get("norm", "revin"))
+                                      mc["affine"], mc.get("norm", "revin"), mc.get("linear_skip", False))
     model.load_state_dict(ckpt["model"])
     return model.eval(), cfg

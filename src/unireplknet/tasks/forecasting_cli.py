@@ -52,6 +52,8 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
         "node_list", "memory_layout", "data_scale", "norm")})
     if args.no_coords:
         options["use_coords"] = False
+    if args.linear_skip:
+        options["linear_skip"] = True
     if args.constant_lr and args.halve_lr:
         raise ValueError("--constant-lr and --halve-lr contradict each other: give one of them")
     if args.constant_lr:
@@ -64,6 +66,9 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
     if args.norm and args.preset:
         raise ValueError("--norm chooses the linear-head forecaster's normalisation; the Corrformer presets keep the "
                          "paper's RevIN: leave out --norm or --preset")
+    if args.linear_skip and args.preset:
+        raise ValueError("--linear-skip belongs to the linear-head forecaster; the Corrformer presets have the paper's "
+                         "decoder instead: leave out --linear-skip or --preset")
     cfg = ForecastTrainConfig.for_data(**options)
     if args.dry_run:
         model, task = build_forecast_model(cfg)
@@ -155,6 +160,9 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--enc-in", type=int, default=None, help="stations per node (paper: 11)")
     g.add_argument("--d-model", type=int, default=None, help="embedding width (paper 768; default 48)")
     g.add_argument("--no-coords", action="store_true", help="no station-coordinate embedding")
+    g.add_argument("--linear-skip", action="store_true",
+                   help="linear-head forecaster: add a linear map from each node's normalised input window to its "
+                        "forecast, so the encoder learns only what a linear model cannot")
     g.add_argument("--norm", default=None, choices=("revin", "node"),
                    help="linear-head forecaster's window normalisation: revin (each variable to unit variance, "
                         "the paper's) or node (each variable minus its last value, over one scale per node, so "
