@@ -97,7 +97,7 @@ def to_markdown(results: Dict[str, Any], classical: Optional[Dict[str, Dict[str,
         for row in rows.values():
             mse, mae = row["test_mse"], row["test_mae"]
             lines.append(
-                f"| {demo} | {row['label']} | {row['params'] / 1e6:.3f} M | {mse['mean']:.3f} ± {mse['std']:.3f} | "
+                f"| {demo} | {row['label']}{' with ' + row['extra'] if row.get('extra') else ''} | {row['params'] / 1e6:.3f} M | {mse['mean']:.3f} ± {mse['std']:.3f} | "
                 f"{mae['mean']:.3f} ± {mae['std']:.3f} | {', '.join('%.3f' % r['test_mse'] for r in row['runs'])} | "
                 f"{row['val_loss']['mean']:.4f} | {sum(r['cpu_s'] for r in row['runs']) / len(row['runs']):.0f} |")
         for key, label in CLASSICAL_ROWS if classical and demo in classical else ():
@@ -182,7 +182,7 @@ def main(argv: Sequence[str]) -> int:
                       f"{runs[-1]['test_mae']:.3f}, val loss {runs[-1]['val_loss']:.4f} "
                       f"({runs[-1]['cpu_s']:.0f} CPU s)", flush=True)
             label = (f"{PEER_MODEL} (timm ConvNeXt, depths 1-1-2-1, dims 16-32-64-128)" if peer
-                     else "UniRepLKNet (forecast-train default)")
+                     else "UniRepLKNet (forecast-train's encoder)")
             results["demos"][demo][encoder] = dict(
                 label=label, params=runs[0]["params"], extra=args.extra, test_mse=_spread([r["test_mse"] for r in runs]),
                 test_mae=_spread([r["test_mae"] for r in runs]), val_loss=_spread([r["val_loss"] for r in runs]),
