@@ -199,3 +199,26 @@ def test_classical_scenes_on_flat_and_textured_scenes():
     assert flat["mIoU"] > blind + 40 and textured["mIoU"] > blind + 20
     det = cb.detection_scenes_baseline(seed=3, num_train=40, num_val=10)
     assert det["box_AP50"] > 50
+
+
+def test_rbf_kernel_against_the_pairwise_formula():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(4, 3)), rng.normal(size=(5, 3))
+    want = np.array([[np.exp(-0.7 * np.sum((u - v) ** 2)) for v in b] for u in a])
+    np.testing.assert_allclose(cb.rbf_kernel(a, b, 0.7), want, rtol=1e-10)
+
+
+def test_forecast_baseline_naive_rows_equal_the_forecasting_tasks_own_baselines():
+    # the classical script builds the demo's windows itself; its naive rows must equal what forecast-train
+    # reports on the same test windows (unireplknet.tasks.forecasting.evaluate_baselines)
+    from unireplknet.modalities.timeseries import WindowDataset
+    from unireplknet.tasks.forecasting import ForecastTrainConfig, _loader, build_forecast_splits, evaluate_baselines
+
+    cfg = ForecastTrainConfig.for_data(data="co2")
+    splits, _ = build_forecast_splits(cfg)
+    task = evaluate_baselines(_loader(WindowDataset(splits["test"], 48, 24, 24), 64, False, 0), 24, 12)
+    ours = cb.forecast_baseline("co2")
+    assert ours["naive_test_mse"] == pytest.approx(task["last value (naive)"]["mse"], rel=1e-6)
+    assert ours["seasonal_naive_test_mae"] == pytest.approx(task["seasonal naive (period 12)"]["mae"], rel=1e-6)
+    assert ours["least_squares_test_mse"] < ours["seasonal_naive_test_mse"]
+    assert "joint_ridge_test_mse" not in ours  # one series: no joint map

@@ -199,6 +199,29 @@ def test_normalizer_round_trip():
     torch.testing.assert_close(plain.std(1, unbiased=False), torch.ones(2, 6), atol=1e-4, rtol=0)
 
 
+def test_node_normalizer_keeps_the_stations_ratios_and_round_trips():
+    torch.manual_seed(0)
+    base = torch.randn(2, 12, 1).cumsum(1)
+    # node 0: station 1 swings twice as much as station 0 around another level; node 1: unrelated stations
+    x = torch.cat([base, 2 * base + 5, torch.randn(2, 12, 2) * 10], dim=2)
+    norm = SeriesNormalizer(2, affine=False, mode="node")
+    z, stats = norm.normalize(x)
+    torch.testing.assert_close(z[:, :, 1], 2 * z[:, :, 0])  # one scale per node: the ratio survives
+    torch.testing.assert_close(z[:, -1], torch.zeros(2, 4))  # each variable relative to its last value
+    pooled = ((x[:, :, :2] - x[:, -1:, :2]) ** 2).mean(dim=(1, 2))  # the node's pooled second moment
+    torch.testing.assert_close(z[:, :, :2].pow(2).mean(dim=(1, 2)), pooled / (pooled + 1e-5))
+    revin, _ = SeriesNormalizer(2, affine=False).normalize(x)
+    torch.testing.assert_close(revin[:, :, 1], revin[:, :, 0])  # the paper's RevIN maps both to the same curve
+    affine = SeriesNormalizer(2, mode="node")
+    with torch.no_grad():
+        affine.weight.uniform_(0.5, 2.0)
+        affine.bias.uniform_(-1, 1)
+    z, stats = affine.normalize(x)
+    torch.testing.assert_close(affine.denormalize(z, stats), x, rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="choose one of revin, node"):
+        SeriesNormalizer(2, mode="global")
+
+
 def _model(**kw):
     args = dict(num_variables=4, seq_len=24, pred_len=8, enc_in=2, d_model=96, freq="h", model="custom",
                 model_kwargs=TINY)
@@ -206,8 +229,9 @@ def _model(**kw):
     return UniRepLKNetForecaster(**args).eval()
 
 
-def test_forecaster_shapes_and_node_independence():
-    model = _model()
+@pytest.mark.parametrize("norm", ["revin", "node"])
+def test_forecaster_shapes_and_node_independence(norm):
+    model = _model(norm=norm)
     x, xm = torch.randn(3, 24, 4), torch.rand(3, 24, 4) - 0.5
     y = model(x, xm)
     assert y.shape == (3, 8, 4)
@@ -221,10 +245,29 @@ def test_forecaster_shapes_and_node_independence():
     assert not torch.allclose(y2[:, :, 2:], y[:, :, 2:])
 
 
-def test_forecast_is_equivariant_to_affine_changes_of_units():
+def test_linear_skip_alone_is_a_linear_forecast_and_starts_at_zero():
+    model = _model(norm="node", linear_skip=True)
+    x, xm = torch.randn(3, 24, 4), torch.rand(3, 24, 4) - 0.5
+    assert model.linear_skip.weight.abs().sum() == 0  # at the start: the encoder's forecast alone
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+        # a skip that copies each station's normalised value 12 steps before the end to every horizon step
+        weight = torch.zeros(8, 2, 24, 2)  # (horizon, station out, time in, station in)
+        for station in range(2):
+            weight[:, station, 24 - 12, station] = 1.0
+        model.linear_skip.weight.copy_(weight.reshape(16, 48))
+    # node normalisation subtracts the last value and divides by a scale it undoes: the forecast is x[-12]
+    want = x[:, 24 - 12: 24 - 11, :].expand(3, 8, 4)
+    torch.testing.assert_close(model(x, xm), want, rtol=1e-5, atol=1e-5)
+    assert model.config["linear_skip"] is True
+
+
+@pytest.mark.parametrize("norm", ["revin", "node"])
+def test_forecast_is_equivariant_to_affine_changes_of_units(norm):
     # Per-window normalisation makes forecast(a·x + b) = a·forecast(x) + b for a > 0 (e.g. °C → °F), up to the
     # 1e-5 variance floor (negligible here: the window variance is ~1).
-    model = _model()
+    model = _model(norm=norm)
     x, xm = torch.randn(2, 24, 4), torch.rand(2, 24, 4) - 0.5
     torch.testing.assert_close(model(1.8 * x + 32, xm), 1.8 * model(x, xm) + 32, rtol=1e-4, atol=1e-3)
 
@@ -257,6 +300,114 @@ def test_forecaster_input_errors():
         model(x, torch.zeros(1, 24, 4))
     with pytest.raises(ValueError, match=r"expected input \(batch, 24, 4\)"):
         model(torch.randn(1, 20, 4))
+
+
+def test_probe_of_the_encoder_leaves_batchnorm_statistics_untouched():
+    # The head's input size is found by one forward pass; in train mode it would move the running statistics
+    # of a fresh encoder towards those of an all-zero image.
+    model = UniRepLKNetForecaster(4, 24, 8, 2, 96, "h", None, "custom", TINY)
+    norms = [m for m in model.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and model.training
+    for m in norms:
+        torch.testing.assert_close(m.running_mean, torch.zeros_like(m.running_mean), rtol=0, atol=0)
+        torch.testing.assert_close(m.running_var, torch.ones_like(m.running_var), rtol=0, atol=0)
+        assert int(m.num_batches_tracked) == 0
+
+
+PEER = dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64))
+
+
+def test_a_timm_encoder_is_timms_own_model_and_trains_a_step():
+    import timm
+
+    model = _model(model="convnext_atto", model_kwargs=PEER).train()
+    direct = timm.create_model("convnext_atto", num_classes=0, in_chans=1, **PEER)
+    assert type(model.encoder) is type(direct)
+    assert sum(p.numel() for p in model.encoder.parameters()) == sum(p.numel() for p in direct.parameters())
+    assert model.encoder_label == "forecaster, convnext_atto encoder"
+    assert _model().encoder_label == "UniRepLKNet forecaster"
+    # the head reads the flattened last-stage map: 64 channels at 48 / 32 = 1.5 -> 1 × 1 (stride 32)
+    feats = direct.eval().forward_features(torch.zeros(1, 1, 48, 48))
+    assert model.head.in_features == feats.numel()
+    x, xm, y = torch.randn(4, 24, 4), torch.rand(4, 24, 4) - 0.5, torch.randn(4, 8, 4)
+    before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss = (model(x, xm) - y).pow(2).mean()
+    loss.backward()
+    opt.step()
+    # every parameter of forward_features gets a gradient (timm's head norm is not part of it)
+    assert all(p.grad is not None for n, p in model.encoder.named_parameters() if not n.startswith("head."))
+    changed = [k for k, v in model.encoder.state_dict().items() if not torch.equal(v, before[k])]
+    assert "stem.0.weight" in changed and "stages.3.blocks.0.conv_dw.weight" in changed
+
+
+def test_an_encoder_that_cannot_take_the_embedded_image_is_refused():
+    # timm's test ViT with a fixed 160 × 160 input cannot encode the 48 × 48 image; the error says why and what to do
+    with pytest.raises(ValueError, match=r"--model test_vit: cannot encode .* 1 × 48 × 48 image.*img_size"):
+        _model(model="test_vit", model_kwargs=dict(dynamic_img_size=False))
+    # with its size given, the same model is accepted (its token features go into the same head)
+    assert _model(model="test_vit", model_kwargs=dict(img_size=48))(torch.randn(1, 24, 4)).shape == (1, 8, 4)
+
+
+def test_cli_names_the_peer_encoder_in_the_results(tmp_path, capsys):
+    from unireplknet.tasks.forecasting_cli import add_subcommands
+
+    parser = argparse.ArgumentParser()
+    add_subcommands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["forecast-train", "--data", str(_small_npz(tmp_path)), "--seq-len", "24", "--label-len",
+                              "12", "--pred-len", "8", "--d-model", "96", "--epochs", "1", "--model", "convnext_atto",
+                              "--model-kwargs", json.dumps(PEER), "--train-stride", "8", "--no-onnx",
+                              "-o", str(tmp_path / "run")])
+    assert args.func(args) == 0
+    assert "forecaster, convnext_atto encoder" in capsys.readouterr().out
+    from unireplknet.tasks.forecasting import load_forecaster
+
+    model, _ = load_forecaster(tmp_path / "run" / "best.pth")  # rebuilt through the same factory
+    assert model.encoder_label == "forecaster, convnext_atto encoder"
+
+
+def _weather(values: np.ndarray) -> np.ndarray:
+    """Each station's series without a quadratic trend (the season) and its mean daily cycle: the anomaly."""
+    t = np.arange(len(values)) / len(values)
+    basis = np.stack([np.ones_like(t), t, t ** 2], 1)
+    out = values.astype(np.float64) - basis @ np.linalg.lstsq(basis, values, rcond=None)[0]
+    for h in range(24):
+        out[h::24] -= out[h::24].mean(0)
+    return out
+
+
+@pytest.mark.parametrize("share", [1.0, 0.5, 0.0])
+def test_advected_grid_moves_the_weather_downstream_with_the_stated_linear_share(share):
+    lag = 24
+    a = _weather(make_synthetic_station_grid(22, 100, 3, advection_hours=lag, linear_share=share).values)
+    for k in (1, 5, 12):  # stations 1 and 5 of the first chain, station 1 of the second
+        up, down = a[:-lag, k - 1], a[lag:, k]
+        lagged = np.corrcoef(up, down)[0, 1]
+        # linear correlation with the upstream anomaly a day earlier ≈ the linear share (minus local noise)
+        assert abs(lagged - share) < 0.12, (k, lagged)
+        assert abs(np.corrcoef(a[:, k - 1], a[:, k])[0, 1]) < lagged or share == 0.0  # a day late, not at once
+        # what the linear part leaves is the magnitude of the upstream anomaly: visible to a nonlinear model only
+        rest = down - np.polyval(np.polyfit(up, down, 1), up)
+        nonlinear = np.corrcoef(np.abs(up - up.mean()), rest)[0, 1]
+        assert (nonlinear > 0.6) if share < 1 else (abs(nonlinear) < 0.1), (k, nonlinear)
+    with pytest.raises(SeriesError, match="multiple of the chain length"):
+        make_synthetic_station_grid(20, 10, advection_hours=24)
+
+
+def test_advection_demo_splits_are_disjoint_in_time_and_stations():
+    from unireplknet.tasks.forecasting import build_forecast_splits
+
+    splits, description = build_forecast_splits(ForecastTrainConfig.for_data(data="synthetic-advection"))
+    assert "seeds 0, 2, 1" in description
+    train, val, test = splits["train"], splits["val"], splits["test"]
+    assert train.num_variables == val.num_variables == test.num_variables == 22
+    # other stations: no coordinate row is shared between two splits
+    for a, b in ((train, val), (train, test), (val, test)):
+        assert not np.isclose(a.coords[:, None, :2], b.coords[None, :, :2]).all(-1).any()
+    # later in time: only the seq_len lead-in of validation and test overlaps the part before it
+    assert train.timestamps[-1] < val.timestamps[48] and val.timestamps[-1] < test.timestamps[48]
+    cfg = ForecastTrainConfig.for_data(data="synthetic-advection")
+    assert cfg.use_coords is False and cfg.enc_in == 11  # a node is a chain; the coordinates would not transfer
 
 
 # ----------------------------------------------------------------------------------------------- baselines/metrics
@@ -330,3 +481,24 @@ def test_short_runs_beat_the_naive_baselines(tmp_path, data):
     r = train_forecaster(ForecastTrainConfig.for_data(data=data, output=str(tmp_path)))
     for name, m in r.baselines.items():
         assert r.test["mse"] < m["mse"] and r.test["mae"] < m["mae"], (name, r.table())
+
+
+def test_recipe_flags_that_contradict_are_refused_and_the_chosen_recipes_are_the_defaults():
+    from unireplknet.tasks.forecasting_cli import add_subcommands
+
+    parser = argparse.ArgumentParser()
+    add_subcommands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["forecast-train", "--constant-lr", "--halve-lr", "--dry-run"])
+    with pytest.raises(ValueError, match="contradict"):
+        args.func(args)
+    args = parser.parse_args(["forecast-train", "--data", "x", "--preset", "demo", "--norm", "node"])
+    with pytest.raises(ValueError, match="keep the paper's RevIN"):
+        args.func(args)
+    # the recipes chosen on validation (docs/timeseries.md): node normalisation and a constant rate for the three
+    # embedded demos; files keep the paper's RevIN and halving; --halve-lr brings the halving back
+    for data in (None, "synthetic-grid", "synthetic-advection"):
+        cfg = ForecastTrainConfig.for_data(data=data)
+        assert (cfg.norm, cfg.decay_rate, cfg.epochs) == ("node", 1.0, 15)
+    files = ForecastTrainConfig.for_data(data="my.csv")
+    assert (files.norm, files.decay_rate) == ("revin", 0.5)
+    assert ForecastTrainConfig.for_data(lr_halving=True).decay_rate == 0.5

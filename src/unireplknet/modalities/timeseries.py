@@ -326,14 +326,27 @@ def co2_series(monthly: bool = True, nan_policy: str = "interpolate") -> Series:
 
 
 def make_synthetic_station_grid(num_stations: int = 22, days: int = 100, seed: int = 0,
-                                start: str = "2019-01-01") -> Series:
+                                start: str = "2019-01-01", advection_hours: int = 0, chain: int = 11,
+                                linear_share: float = 0.5) -> Series:
     """A small synthetic hourly temperature grid in the Global Temp spirit (°C; deterministic for a seed).
 
     Stations are spread over the globe (latitude, longitude, elevation in km as ``coords``). Each hour's value
     is a latitude-dependent mean, minus 6.5 °C per km of elevation, plus a seasonal cycle (opposite in the two
     hemispheres), a diurnal cycle peaking at 15:00 local solar time, and "weather": an AR(1) anomaly (hourly
     persistence 0.97) made of a few large-scale random fields, so neighbouring stations are correlated.
+
+    ``advection_hours`` > 0 adds structure that a per-series model cannot see: the stations form west-to-east
+    chains of ``chain`` consecutive stations (a storm track, 8° of longitude apart), and the weather anomaly of
+    each station is its upstream neighbour's anomaly ``advection_hours`` earlier, passed through a nonlinear
+    coupling: ``a_k(t) = r·a_{k-1}(t-L) + sqrt(1-r²)·σ_{k-1}·z(|a_{k-1}(t-L)|)`` with ``r = linear_share`` and ``z``
+    the magnitude with its linear part in ``a_{k-1}`` removed, standardised (a front that warms the next station
+    whatever its sign upstream). With ``L`` equal to the forecast length, a station's next day is a function of
+    its upstream neighbour's last day; a linear map on all stations sees only the ``r`` part (``z`` is
+    uncorrelated with ``a_{k-1}`` by construction), a per-series one none of it. Only the first station of a chain carries the large-scale AR(1) weather. ``num_stations`` must
+    be a multiple of ``chain`` (nodes of ``chain`` stations keep a chain in one node).
     """
+    if advection_hours:
+        return _advected_station_grid(num_stations, days, seed, start, int(advection_hours), chain, linear_share)
     rng = np.random.default_rng(seed)
     lat = rng.uniform(-60, 70, num_stations)
     lon = rng.uniform(-180, 180, num_stations)
@@ -363,6 +376,54 @@ def make_synthetic_station_grid(num_stations: int = 22, days: int = 100, seed: i
     return Series(values.astype(np.float32), times, "h", coords.astype(np.float32),
                   names=[f"station{i:03d}" for i in range(num_stations)],
                   description=f"synthetic station grid ({num_stations} stations, {days} days, seed {seed})")
+
+
+def _advected_station_grid(num_stations: int, days: int, seed: int, start: str, lag: int, chain: int,
+                           linear_share: float) -> Series:
+    """The ``advection_hours`` variant of :func:`make_synthetic_station_grid` (its own random stream, so the
+    default grid stays the same for a seed)."""
+    if num_stations % chain or lag < 1 or not 0.0 <= linear_share <= 1.0:
+        raise SeriesError(f"advected station grid: need stations ({num_stations}) a multiple of the chain length "
+                          f"({chain}), advection_hours >= 1 (got {lag}) and 0 <= linear_share <= 1 (got "
+                          f"{linear_share}); e.g. 22 stations in chains of 11, 24 hours")
+    rng = np.random.default_rng([seed, 1])
+    chains = num_stations // chain
+    position = np.arange(num_stations) % chain
+    lat = np.repeat(rng.uniform(-50, 60, chains), chain) + rng.normal(0, 2, num_stations)
+    lon = (np.repeat(rng.uniform(-180, 180, chains), chain) + 8.0 * position + 180) % 360 - 180
+    elev = rng.gamma(1.5, 0.4, num_stations)
+    hours = days * 24
+    t0 = np.datetime64(start, "h")
+    times = t0 + np.arange(hours).astype("timedelta64[h]")
+    day_of_year = (times.astype("datetime64[D]") - times.astype("datetime64[Y]")).astype(np.int64)
+    local_hour = ((np.arange(hours) % 24)[:, None] + lon[None, :] / 15.0) % 24
+    mean = 27.0 - 0.35 * np.abs(lat) - 6.5 * elev
+    season = -np.sign(lat) * (0.18 * np.abs(lat) + 2) * np.cos(2 * np.pi * (day_of_year[:, None] - 15) / 365.25)
+    diurnal = (3.0 + 3.0 * rng.random(num_stations)) * np.cos(2 * np.pi * (local_hour - 15.0) / 24.0)
+    # The chain heads' weather: AR(1), hourly persistence 0.97, on a longer axis so every station downstream has
+    # its upstream history from the first hour on.
+    extended = hours + (chain - 1) * lag
+    noise = rng.standard_normal((extended, chains)) * 0.6
+    head = np.zeros((extended, chains))
+    for h in range(1, extended):
+        head[h] = 0.97 * head[h - 1] + noise[h]
+    anomaly = np.zeros((extended, num_stations))
+    anomaly[:, position == 0] = head
+    for k in range(1, chain):
+        up = anomaly[:extended - lag, position == k - 1]
+        # |a| without its linear part in a (nonzero once the chain has made a skewed), standardised: the
+        # coupling's nonlinear part is then uncorrelated with the upstream anomaly by construction
+        centred, magnitude = up - up.mean(0), np.abs(up) - np.abs(up).mean(0)
+        magnitude = magnitude - centred * (centred * magnitude).mean(0) / ((centred ** 2).mean(0) + 1e-9)
+        z = magnitude / (magnitude.std(0) + 1e-9)
+        anomaly[lag:, position == k] = linear_share * up + np.sqrt(1 - linear_share ** 2) * up.std(0) * z
+    weather = anomaly[-hours:] + 0.3 * rng.standard_normal((hours, num_stations))
+    values = mean[None, :] + season + diurnal + weather
+    coords = np.stack([lat, lon, elev], axis=1)
+    return Series(values.astype(np.float32), times, "h", coords.astype(np.float32),
+                  names=[f"station{i:03d}" for i in range(num_stations)],
+                  description=f"advected station grid ({num_stations} stations in chains of {chain}, weather moves "
+                              f"{lag} h per station, linear share {linear_share:g}; {days} days, seed {seed})")
 
 
 # ----------------------------------------------------------------------------------------------- windows

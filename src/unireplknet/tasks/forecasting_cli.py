@@ -49,14 +49,26 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
     options = engine_options(args, **{k: getattr(args, k) for k in (
         "data", "variable", "time_column", "freq", "nan_policy", "seq_len", "label_len", "pred_len", "enc_in",
         "d_model", "seasonal_period", "dropout", "patience", "train_stride", "val_stride", "preset", "encoder_size",
-        "node_list", "memory_layout", "data_scale")})
+        "node_list", "memory_layout", "data_scale", "norm")})
     if args.no_coords:
         options["use_coords"] = False
+    if args.linear_skip:
+        options["linear_skip"] = True
+    if args.constant_lr and args.halve_lr:
+        raise ValueError("--constant-lr and --halve-lr contradict each other: give one of them")
     if args.constant_lr:
         options["lr_halving"] = False
+    if args.halve_lr:
+        options["lr_halving"] = True
     if args.encoder_size and not args.preset:
         raise ValueError("--encoder-size sizes the Corrformer's encoder: add --preset paper (or demo); the linear-head "
                          "forecaster takes --model unireplknet_a … unireplknet_s instead")
+    if args.norm and args.preset:
+        raise ValueError("--norm chooses the linear-head forecaster's normalisation; the Corrformer presets keep the "
+                         "paper's RevIN: leave out --norm or --preset")
+    if args.linear_skip and args.preset:
+        raise ValueError("--linear-skip belongs to the linear-head forecaster; the Corrformer presets have the paper's "
+                         "decoder instead: leave out --linear-skip or --preset")
     cfg = ForecastTrainConfig.for_data(**options)
     if args.dry_run:
         model, task = build_forecast_model(cfg)
@@ -121,7 +133,8 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
                        description="Train the UniRepLKNet forecaster; prints test MSE/MAE next to the last-value and "
                                    "seasonal-naive baselines.")
     g = p.add_argument_group("data")
-    g.add_argument("--data", default=None, help="co2 (default), synthetic-grid, a Global Temp/Wind folder, a .csv or .npy/.npz")
+    g.add_argument("--data", default=None, help="co2 (default), synthetic-grid, synthetic-advection (cross-station chains, "
+                   "test on other stations), a Global Temp/Wind folder, a .csv or .npy/.npz")
     g.add_argument("--variable", default="temp", help="temp or wind (Global layout file prefix)")
     g.add_argument("--time-column", default="date", help="CSV timestamp column")
     g.add_argument("--freq", default=None, choices=("h", "d", "w", "m"), help="calendar features (default: the data's)")
@@ -147,23 +160,36 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--enc-in", type=int, default=None, help="stations per node (paper: 11)")
     g.add_argument("--d-model", type=int, default=None, help="embedding width (paper 768; default 48)")
     g.add_argument("--no-coords", action="store_true", help="no station-coordinate embedding")
+    g.add_argument("--linear-skip", action="store_true",
+                   help="linear-head forecaster: add a linear map from each node's normalised input window to its "
+                        "forecast, so the encoder learns only what a linear model cannot")
+    g.add_argument("--norm", default=None, choices=("revin", "node"),
+                   help="linear-head forecaster's window normalisation: revin (each variable to unit variance, "
+                        "the paper's) or node (each variable minus its last value, over one scale per node, so "
+                        "the stations' ratios survive) (co2 and the synthetic grids: node; else revin)")
     g.add_argument("--dropout", type=float, default=None, help="dropout of the embedding and the head (0.05)")
     g.add_argument("--data-scale", type=float, default=None,
                    help="the files' values per physical unit, for the physical-unit metrics (Corrformer presets 10, "
                         "as the released files; else 1)")
     g = p.add_argument_group("forecasting recipe")
-    g.add_argument("--constant-lr", action="store_true", help="do not halve the learning rate every epoch")
+    g.add_argument("--constant-lr", action="store_true",
+                   help="do not halve the learning rate every epoch (default of co2 and the synthetic grids)")
+    g.add_argument("--halve-lr", action="store_true",
+                   help="halve the learning rate after every epoch (the official schedule; default of folders and files)")
     g.add_argument("--patience", type=int, default=None,
                    help="early stop after N evaluations without a better validation loss (3)")
     g.add_argument("--train-stride", type=int, default=None, help="use every N-th training window (1; demo 4)")
     g.add_argument("--val-stride", type=int, default=None, help="use every N-th validation window (1; demo 4)")
     add_engine_arguments(p, dict(
         weight_decay="0", min_lr="unused: a step schedule", 
-        model="custom (a tiny net) or unireplknet_a … unireplknet_s", drop_path="0; paper 0.4",
-        epochs="co2 15; synthetic-grid 6; paper 10; demo 6",
-        batch_size="co2 16; synthetic-grid 8; paper 1; demo 4",
-        lr="Adam, 1e-3; paper 1e-4; halved every epoch", warmup_epochs="0", workers="0",
-        output="runs/forecast-co2, runs/forecast-grid, runs/forecast or runs/corrformer-PRESET"))
+        model="custom (a tiny net), unireplknet_a … unireplknet_s, or a timm ConvNet as a peer encoder "
+              "(e.g. convnext_atto)", drop_path="0; paper 0.4",
+        epochs="co2 and the synthetic grids 15 (early stop); paper 10; demo 6",
+        batch_size="co2 16; synthetic-grid and -advection 8; paper 1; demo 4",
+        lr="Adam, 1e-3; paper 1e-4; halved every epoch except co2 and the synthetic grids", warmup_epochs="0",
+        workers="0",
+        output="runs/forecast-co2, runs/forecast-grid, runs/forecast-advection, runs/forecast or "
+               "runs/corrformer-PRESET"))
     g.add_argument("--json", action="store_true", help="also print the results as JSON")
     p.set_defaults(func=cmd_forecast_train)
 
