@@ -298,6 +298,28 @@ def test_raw_memory_layout_is_one_flag_away(weather_dir):
         cf.build_model("demo", coords=coords, memory_layout="flat")
 
 
+def test_convnext_peer_encoder_has_the_demo_shape_and_one_memory_token():
+    """--encoder convnext: timm's ConvNeXt with the tiny encoder's depths and widths; its 4×4 stem (48 → 12) and
+    three 2×2 stride-2 downsamplings (12 → 6 → 3 → 1, floored) leave one memory token per node, where
+    UniRepLKNet's stride-2 3×3 convolutions (… 3 → 2) leave 2 × 2."""
+    from timm.models.convnext import ConvNeXt
+
+    coords = np.zeros((308, 3))
+    peer = cf.build_model("demo", coords=coords, encoder="convnext").eval()
+    ours = cf.build_model("demo", coords=coords).eval()
+    assert isinstance(peer.encoder, ConvNeXt)
+    assert [len(s.blocks) for s in peer.encoder.stages] == [1, 1, 2, 1]
+    assert [s.blocks[0].conv_dw.in_channels for s in peer.encoder.stages] == [16, 32, 64, 128]
+    x = torch.randn(1, 48, 308)
+    assert peer.memory(cf.to_nodes(x, 28), None).shape == (28, 1, 48)
+    assert ours.memory(cf.to_nodes(x, 28), None).shape == (28, 4, 48)
+    assert peer(x, torch.zeros(1, 48, 4), torch.zeros(1, 48, 4)).shape == (1, 24, 308)
+    with pytest.raises(ValueError, match="unknown encoder"):
+        cf.build_model("demo", coords=coords, encoder="resnet")
+    with pytest.raises(ValueError, match="memory_layout='tokens'"):
+        cf.build_model("demo", coords=coords, encoder="convnext", memory_layout="raw")
+
+
 def test_array_series_files_with_object_arrays_are_refused(tmp_path):
     from unireplknet.modalities.timeseries import load_array_series
 

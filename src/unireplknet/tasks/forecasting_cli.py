@@ -34,8 +34,8 @@ def _announce(model) -> None:
         from .corrformer import PAPER_PARAMS_M
 
         c = model.cfg
-        line += (f" (paper, UniRepLKNet-S encoder on 350 nodes: {PAPER_PARAMS_M:.0f} M); encoder {c.encoder} {c.encoder_size}, "
-                 f"{c.node_num} nodes of {c.enc_in} ({','.join(map(str, c.node_list))}), d_model {c.d_model}")
+        line += (f" (paper, UniRepLKNet-S encoder on 350 nodes: {PAPER_PARAMS_M:.0f} M); encoder {c.encoder} "
+                 f"{c.encoder_size}, {c.node_num} nodes of {c.enc_in} ({','.join(map(str, c.node_list))}), d_model {c.d_model}")
     print(line, file=sys.stderr, flush=True)
 
 
