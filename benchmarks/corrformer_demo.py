@@ -10,8 +10,8 @@ and widths 16-32-64-128, the rest of the pipeline, data, recipe and seed unchang
 command itself scores the best-validation checkpoint on the test split next to last value, seasonal naive and the
 ridge linear model of the same inputs; this script collects those numbers (physical units: the files are ×10, so
 MSE / 100 and MAE / 10) and the CPU seconds of each run (user + sys of the child, which at one thread is the
-time an idle core would take). ``--split val`` is not offered: the table is the test split, and nothing in the
-recipe was chosen on it (docs/timeseries.md).
+time an idle core would take). The table is the test split; the recipe was chosen on the validation split
+(docs/timeseries.md).
 """
 from __future__ import annotations
 
