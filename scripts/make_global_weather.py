@@ -75,8 +75,11 @@ def drifting_field(hours: int, stations: np.ndarray, modes: int, persistence: fl
     return out
 
 
-def simulate(num_stations: int = 308, days: int = 120, seed: int = 0, start: str = "2019-01-01"):
-    """(times, temp °C, wind m/s, stations) of the simulated world (see the module docstring)."""
+def simulate(num_stations: int = 308, days: int = 120, seed: int = 0, start: str = "2019-01-01",
+             parts: bool = False):
+    """(times, temp °C, wind m/s, stations) of the simulated world (see the module docstring); with ``parts``
+    also a dict of the temperature's additive parts (climate + season, weather, diurnal, noise) for error
+    analyses (benchmarks/corrformer_ridge_errors.py)."""
     if num_stations % (BANDS * SECTORS * PER_NODE):
         raise SystemExit(f"--stations must be a multiple of {BANDS * SECTORS * PER_NODE} "
                          f"({BANDS}×{SECTORS} nodes of {PER_NODE}); got {num_stations}")
@@ -94,21 +97,29 @@ def simulate(num_stations: int = 308, days: int = 120, seed: int = 0, start: str
     cloud = 1 / (1 + np.exp(-1.5 * drifting_field(hours, stations, 40, 0.99, 15.0, 8.0, rng)))
     diurnal_amp = (4.0 + 2.0 * rng.random(num_stations)) * (1.0 - 0.8 * cloud)
     diurnal = diurnal_amp * np.cos(2 * np.pi * (local_hour - 15.0) / 24.0)
-    temp = mean + season + weather + diurnal + 0.3 * rng.standard_normal((hours, num_stations))
+    noise = 0.3 * rng.standard_normal((hours, num_stations))
+    temp = mean + season + weather + diurnal + noise
 
     u = 4.0 + 3.0 * drifting_field(hours, stations, 30, 0.99, 20.0, 8.0, rng)
     v = 3.0 * drifting_field(hours, stations, 30, 0.99, 20.0, 8.0, rng)
     gust = 1.0 + 0.3 * np.clip(np.cos(2 * np.pi * (local_hour - 14.0) / 24.0), 0, None)
     wind = np.hypot(u, v) * gust + 0.3 * np.abs(rng.standard_normal((hours, num_stations)))
+    if parts:
+        climate = np.broadcast_to(mean, temp.shape) + season
+        return times, temp, wind, stations, dict(climate=climate, weather=weather, diurnal=diurnal, noise=noise)
     return times, temp, wind, stations
+
+
+def split_bounds(hours: int) -> dict:
+    """split -> (first hour, end hour): 70 / 10 / 20 %, later splits starting SEQ_LEN hours early."""
+    n_train, n_test = int(hours * 0.7), int(hours * 0.2)
+    n_val = hours - n_train - n_test
+    return {"train": (0, n_train), "val": (n_train - SEQ_LEN, n_train + n_val), "test": (hours - n_test - SEQ_LEN, hours)}
 
 
 def write(out: Path, num_stations: int = 308, days: int = 120, seed: int = 0) -> Path:
     times, temp, wind, stations = simulate(num_stations, days, seed)
-    hours = len(times)
-    n_train, n_test = int(hours * 0.7), int(hours * 0.2)
-    n_val = hours - n_train - n_test
-    bounds = {"train": (0, n_train), "val": (n_train - SEQ_LEN, n_train + n_val), "test": (hours - n_test - SEQ_LEN, hours)}
+    bounds = split_bounds(len(times))
     out.mkdir(parents=True, exist_ok=True)
 
     def save(name: str, arr: np.ndarray) -> None:

@@ -298,6 +298,28 @@ def test_raw_memory_layout_is_one_flag_away(weather_dir):
         cf.build_model("demo", coords=coords, memory_layout="flat")
 
 
+def test_convnext_peer_encoder_has_the_demo_shape_and_one_memory_token():
+    """--encoder convnext: timm's ConvNeXt with the tiny encoder's depths and widths; its 4×4 stem (48 → 12) and
+    three 2×2 stride-2 downsamplings (12 → 6 → 3 → 1, floored) leave one memory token per node, where
+    UniRepLKNet's stride-2 3×3 convolutions (… 3 → 2) leave 2 × 2."""
+    from timm.models.convnext import ConvNeXt
+
+    coords = np.zeros((308, 3))
+    peer = cf.build_model("demo", coords=coords, encoder="convnext").eval()
+    ours = cf.build_model("demo", coords=coords).eval()
+    assert isinstance(peer.encoder, ConvNeXt)
+    assert [len(s.blocks) for s in peer.encoder.stages] == [1, 1, 2, 1]
+    assert [s.blocks[0].conv_dw.in_channels for s in peer.encoder.stages] == [16, 32, 64, 128]
+    x = torch.randn(1, 48, 308)
+    assert peer.memory(cf.to_nodes(x, 28), None).shape == (28, 1, 48)
+    assert ours.memory(cf.to_nodes(x, 28), None).shape == (28, 4, 48)
+    assert peer(x, torch.zeros(1, 48, 4), torch.zeros(1, 48, 4)).shape == (1, 24, 308)
+    with pytest.raises(ValueError, match="unknown encoder"):
+        cf.build_model("demo", coords=coords, encoder="resnet")
+    with pytest.raises(ValueError, match="memory_layout='tokens'"):
+        cf.build_model("demo", coords=coords, encoder="convnext", memory_layout="raw")
+
+
 def test_array_series_files_with_object_arrays_are_refused(tmp_path):
     from unireplknet.modalities.timeseries import load_array_series
 
@@ -375,8 +397,9 @@ def test_paper_preset_takes_the_papers_recipe():
 def _demo_cfg(data, out, **kw):
     from unireplknet.tasks.forecasting import ForecastTrainConfig
 
+    # sched 'step' (the paper's halving, not the demo's cosine) so that the learning-rate check below is exact
     base = dict(data=str(data), preset="demo", node_list=(2, 2), d_model=32, train_stride=40, val_stride=8,
-                epochs=2, output=str(out), export_deploy=False)  # the CLI test covers deploy
+                epochs=2, output=str(out), export_deploy=False, sched="step")  # the CLI test covers deploy
     base.update(kw)
     return ForecastTrainConfig.for_data(**base)
 
@@ -433,3 +456,30 @@ def test_presets_refuse_data_that_does_not_fit(small_station_dir):
         build_forecast_model(ForecastTrainConfig.for_data(data="synthetic-grid", preset="demo"))
     with pytest.raises(ValueError, match="add --preset paper"):
         _cli(["forecast-train", "--data", str(small_station_dir), "--encoder-size", "a", "--dry-run"])
+
+
+@pytest.mark.slow
+def test_demo_run_beats_the_naive_baselines_and_stays_near_the_linear_model(tmp_path):
+    """The documented demo run (docs/timeseries.md: generated world seed 0, ``--preset demo --seed 0``; about
+    225 CPU seconds at one thread) beats last value and seasonal naive on the validation and the test split.
+    The ridge linear model of the same inputs is the stronger baseline here: the demo trained in a few CPU
+    minutes does not beat it (measured: 25 % higher MSE, explained in the docs), so this checks that the gap
+    stays under 30 % instead of pretending otherwise."""
+    from unireplknet.modalities.timeseries import WindowDataset
+    from unireplknet.tasks.forecasting import ForecastTrainConfig, build_forecast_splits, evaluate_run, train_forecaster
+
+    data = tmp_path / "world"
+    _load_script("make_global_weather").write(data, num_stations=308, days=120, seed=0)
+    torch.set_num_threads(1)
+    cfg = ForecastTrainConfig.for_data(data=str(data), preset="demo", output=str(tmp_path / "run"),
+                                       export_deploy=False, seed=0)
+    result = train_forecaster(cfg)
+    splits, _ = build_forecast_splits(cfg)
+    train = WindowDataset(splits["train"], cfg.seq_len, cfg.label_len, cfg.pred_len)
+    val = WindowDataset(splits["val"], cfg.seq_len, cfg.label_len, cfg.pred_len)
+    val_groups, val_baselines = evaluate_run(result.model, cfg, val, "cpu", train)
+    for split, model_mse, baselines in (("val", val_groups[cfg.variable]["mse"], val_baselines),
+                                        ("test", result.test["mse"], result.baselines)):
+        assert model_mse < baselines["last value (naive)"]["mse"], (split, model_mse, baselines)
+        assert model_mse < baselines["seasonal naive (period 24)"]["mse"], (split, model_mse, baselines)
+        assert model_mse < 1.3 * baselines["linear (ridge, same inputs)"]["mse"], (split, model_mse, baselines)

@@ -55,6 +55,7 @@ __all__ = [
     "CorrformerConfig",
     "PRESETS",
     "PAPER_RECIPE",
+    "DEMO_RECIPE",
     "PAPER_DATA_SCALE",
     "PAPER_PARAMS_M",
     "paper_learning_rate",
@@ -76,6 +77,7 @@ __all__ = [
     "CorrformerUniRepLKNet",
     "build_model",
     "encoder_kernel_sizes",
+    "ENCODERS",
     "global_station_windows",
     "forecast_loss",
     "evaluate",
@@ -94,6 +96,12 @@ PAPER_DATA_SCALE = 10.0
 #: batch 1 window (= all 350 node images), no AMP.
 PAPER_RECIPE: Dict[str, Any] = dict(loss="mse", optimizer="adam", lr=1e-4, lr_decay_per_epoch=0.5, epochs=10,
                                     patience=3, batch_size=1, amp=False)
+
+
+#: The recipe of ``--preset demo`` (generated data, a few CPU minutes); docs/timeseries.md explains each
+#: difference from :data:`PAPER_RECIPE`.
+DEMO_RECIPE: Dict[str, Any] = dict(lr=1e-3, sched="cosine", min_lr=1e-5, epochs=4, batch_size=2, train_stride=4,
+                                   val_stride=4)
 
 
 def paper_learning_rate(epoch: int, base_lr: float = PAPER_RECIPE["lr"]) -> float:
@@ -133,6 +141,7 @@ class CorrformerConfig:
     freq: str = "h"
     use_geo: bool = True
     encoder_size: str = "s"
+    encoder: str = "unireplknet"  # or "convnext": timm's ConvNeXt of the same depths and widths (a peer row)
     encoder_stage4_kernel: int = 11
     drop_path: float = 0.4
     with_cp: bool = True
@@ -151,8 +160,9 @@ class CorrformerConfig:
 #: sized for the generated data set and a few CPU minutes (28 nodes × 11 = 308 stations).
 PRESETS: Dict[str, CorrformerConfig] = {
     "paper": CorrformerConfig(),
-    "demo": CorrformerConfig(node_list=(4, 7), d_model=48, n_heads=4, d_ff=128, encoder_size="tiny", drop_path=0.0,
-                             with_cp=False),
+    # 8 heads (head_dim 6) keep the TCNs at 288 channels; no dropout: the demo underfits (docs/timeseries.md)
+    "demo": CorrformerConfig(node_list=(4, 7), d_model=48, n_heads=8, d_ff=128, encoder_size="tiny", drop_path=0.0,
+                             dropout=0.0, tcn_dropout=0.0, with_cp=False),
 }
 
 
@@ -442,12 +452,30 @@ def encoder_kernel_sizes(size: str, stage4_kernel: int = 11) -> Tuple[Tuple[int,
     return tuple(tuple(stage) for stage in layout)
 
 
+#: Encoders the decoder can read: the paper's, and timm's ConvNeXt (Liu et al., CVPR 2022, the design UniRepLKNet's
+#: blocks start from, paper section 3) with the same depths and widths, for a peer-backbone row of the demo.
+ENCODERS = ("unireplknet", "convnext")
+
+
 def _build_encoder(cfg: CorrformerConfig) -> nn.Module:
     from ..model import UniRepLKNet
-    from ..zoo import create_model
+    from ..zoo import VARIANTS, create_model
 
+    if cfg.encoder not in ENCODERS:
+        raise ValueError(f"unknown encoder {cfg.encoder!r}; choose one of {', '.join(ENCODERS)}")
     kernels = encoder_kernel_sizes(cfg.encoder_size, cfg.encoder_stage4_kernel)
-    if cfg.encoder_size == "tiny":
+    if cfg.encoder == "convnext":
+        import timm
+
+        # ConvNeXt's 4×4 patchify stem and 2×2 stride-2 downsampling floor odd sizes, so a 48 × 48 node image
+        # ends as a 1 × 1 stage-4 map (UniRepLKNet's stride-2 3×3 convolutions give 2 × 2): one memory token.
+        shape = TINY_FORECAST_MODEL_KWARGS if cfg.encoder_size == "tiny" else dict(
+            depths=VARIANTS[cfg.encoder_size].depths, dims=VARIANTS[cfg.encoder_size].dims)
+        encoder = timm.create_model("convnext_atto", pretrained=False, depths=tuple(shape["depths"]),
+                                    dims=tuple(shape["dims"]), in_chans=1, num_classes=0,
+                                    drop_path_rate=cfg.drop_path)
+        encoder.set_grad_checkpointing(cfg.with_cp)
+    elif cfg.encoder_size == "tiny":
         encoder = UniRepLKNet(in_chans=1, num_classes=0, drop_path_rate=cfg.drop_path, with_cp=cfg.with_cp,
                               **TINY_FORECAST_MODEL_KWARGS)
     else:
@@ -502,6 +530,9 @@ class CorrformerUniRepLKNet(nn.Module):
         if cfg.memory_layout == "tokens":
             self.memory_projection = nn.Linear(channels, cfg.d_model) if channels != cfg.d_model else nn.Identity()
         else:
+            if cfg.encoder != "unireplknet":
+                raise ValueError("memory_layout='raw' is the official reshape of UniRepLKNet's stage-4 map; use "
+                                 f"memory_layout='tokens' with encoder={cfg.encoder!r}")
             self.memory_projection = nn.Identity()
             h, w = (math.ceil(s / 32) for s in self.image_hw)
             if (channels * h * w) % cfg.d_model:

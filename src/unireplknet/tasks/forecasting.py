@@ -373,6 +373,7 @@ class ForecastTrainConfig(EngineConfig):
     # The Corrformer model of the paper (``preset`` 'paper' or 'demo'; None: the linear-head forecaster above).
     preset: Optional[str] = None
     encoder_size: Optional[str] = None  # 'a' … 's' or 'tiny'; None: the preset's
+    encoder: Optional[str] = None  # 'unireplknet' or 'convnext' (a peer of the same shape); None: the preset's
     node_list: Optional[Tuple[int, ...]] = None  # the multiscale node tree; None: the preset's
     memory_layout: Optional[str] = None  # 'tokens' or 'raw' (CorrformerConfig.memory_layout); None: the preset's
     data_scale: float = 1.0  # the files' values / physical units (the released Global Temp/Wind files: 10)
@@ -420,8 +421,8 @@ def corrformer_defaults(preset: str) -> Dict[str, Any]:
     """The options a Corrformer preset sets unless given: the model sizes of ``corrformer.PRESETS[preset]`` and
     the training recipe. ``paper``: the official run (TPAMI Table 12; ``PAPER_RECIPE``: MSE, Adam 1e-4 halved
     after every epoch, 10 epochs, early stop after 3, batch 1 window, files ×10). ``demo``: the generated-data
-    run of docs/timeseries.md (Adam 1e-3, 6 epochs, batch 4, every 4th training and validation window; the
-    documented numbers used ``--threads 1``)."""
+    run of docs/timeseries.md (``DEMO_RECIPE``: Adam 1e-3 on a cosine schedule to 1e-5, 4 epochs, batch 2, every
+    4th training and validation window; the documented numbers used ``--threads 1``)."""
     from .corrformer import PAPER_DATA_SCALE, PAPER_RECIPE, PRESETS
 
     c = PRESETS[preset]
@@ -434,7 +435,9 @@ def corrformer_defaults(preset: str) -> Dict[str, Any]:
                # (opset 18); the run ends with deploy.safetensors only
                export_onnx=False)
     if preset == "demo":
-        out.update(lr=1e-3, epochs=6, batch_size=4, train_stride=4, val_stride=4)
+        from .corrformer import DEMO_RECIPE
+
+        out.update(DEMO_RECIPE)
     return out
 
 
@@ -640,7 +643,8 @@ def _build_corrformer(cfg: ForecastTrainConfig, train: Series) -> nn.Module:
         seq_len=cfg.seq_len, label_len=cfg.label_len, pred_len=cfg.pred_len, enc_in=cfg.enc_in or preset.enc_in,
         d_model=cfg.d_model, dropout=cfg.dropout, drop_path=cfg.drop_path, freq=cfg.freq or train.freq,
         use_geo=cfg.use_coords, node_list=_resolve_node_list(cfg, train.num_variables),
-        with_cp=preset.with_cp or cfg.grad_checkpointing, memory_layout=cfg.memory_layout or preset.memory_layout)
+        with_cp=preset.with_cp or cfg.grad_checkpointing, memory_layout=cfg.memory_layout or preset.memory_layout,
+        encoder=cfg.encoder or preset.encoder)
     return build_model(cfg.preset, cfg.encoder_size, train.coords if cfg.use_coords else None, **overrides)
 
 

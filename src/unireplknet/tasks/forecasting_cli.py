@@ -34,8 +34,8 @@ def _announce(model) -> None:
         from .corrformer import PAPER_PARAMS_M
 
         c = model.cfg
-        line += (f" (paper, UniRepLKNet-S encoder on 350 nodes: {PAPER_PARAMS_M:.0f} M); encoder {c.encoder_size}, "
-                 f"{c.node_num} nodes of {c.enc_in} ({','.join(map(str, c.node_list))}), d_model {c.d_model}")
+        line += (f" (paper, UniRepLKNet-S encoder on 350 nodes: {PAPER_PARAMS_M:.0f} M); encoder {c.encoder} "
+                 f"{c.encoder_size}, {c.node_num} nodes of {c.enc_in} ({','.join(map(str, c.node_list))}), d_model {c.d_model}")
     print(line, file=sys.stderr, flush=True)
 
 
@@ -49,7 +49,7 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
     options = engine_options(args, **{k: getattr(args, k) for k in (
         "data", "variable", "time_column", "freq", "nan_policy", "seq_len", "label_len", "pred_len", "enc_in",
         "d_model", "seasonal_period", "dropout", "patience", "train_stride", "val_stride", "preset", "encoder_size",
-        "node_list", "memory_layout", "data_scale", "norm")})
+        "encoder", "node_list", "memory_layout", "data_scale", "norm")})
     if args.no_coords:
         options["use_coords"] = False
     if args.linear_skip:
@@ -60,9 +60,9 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
         options["lr_halving"] = False
     if args.halve_lr:
         options["lr_halving"] = True
-    if args.encoder_size and not args.preset:
-        raise ValueError("--encoder-size sizes the Corrformer's encoder: add --preset paper (or demo); the linear-head "
-                         "forecaster takes --model unireplknet_a … unireplknet_s instead")
+    if (args.encoder_size or args.encoder) and not args.preset:
+        raise ValueError("--encoder-size / --encoder choose the Corrformer's encoder: add --preset paper (or demo); "
+                         "the linear-head forecaster takes --model unireplknet_a … unireplknet_s instead")
     if args.norm and args.preset:
         raise ValueError("--norm chooses the linear-head forecaster's normalisation; the Corrformer presets keep the "
                          "paper's RevIN: leave out --norm or --preset")
@@ -150,6 +150,9 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
                         "Global Temp/Wind folder; demo: the same pipeline sized for scripts/make_global_weather.py data")
     g.add_argument("--encoder-size", default=None,
                    help="Corrformer encoder: a, f, p, n, t, s (the paper) … or tiny (default: the preset's)")
+    g.add_argument("--encoder", default=None, choices=("unireplknet", "convnext"),
+                   help="Corrformer encoder family: unireplknet (the paper) or convnext, timm's ConvNeXt of the same "
+                        "depths and widths as a peer backbone (default: unireplknet)")
     g.add_argument("--node-list", type=_node_list, default=None,
                    help="Corrformer node tree, e.g. 7,50 (the paper: 350 nodes of 11 stations); its product × "
                         "--enc-in must equal the number of station series")
@@ -181,12 +184,13 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--train-stride", type=int, default=None, help="use every N-th training window (1; demo 4)")
     g.add_argument("--val-stride", type=int, default=None, help="use every N-th validation window (1; demo 4)")
     add_engine_arguments(p, dict(
-        weight_decay="0", min_lr="unused: a step schedule", 
+        weight_decay="0", min_lr="demo 1e-5 (its cosine schedule); unused by the step halving",
         model="custom (a tiny net), unireplknet_a … unireplknet_s, or a timm ConvNet as a peer encoder "
               "(e.g. convnext_atto)", drop_path="0; paper 0.4",
-        epochs="co2 and the synthetic grids 15 (early stop); paper 10; demo 6",
-        batch_size="co2 16; synthetic-grid and -advection 8; paper 1; demo 4",
-        lr="Adam, 1e-3; paper 1e-4; halved every epoch except co2 and the synthetic grids", warmup_epochs="0",
+        epochs="co2 and the synthetic grids 15 (early stop); paper 10; demo 4",
+        batch_size="co2 16; synthetic-grid and -advection 8; paper 1; demo 2",
+        lr="Adam, 1e-3, constant for co2 and the synthetic grids, halved every epoch for folders and files; paper "
+           "1e-4 halved every epoch; demo 1e-3 cosine to 1e-5", warmup_epochs="0",
         workers="0",
         output="runs/forecast-co2, runs/forecast-grid, runs/forecast-advection, runs/forecast or "
                "runs/corrformer-PRESET"))
