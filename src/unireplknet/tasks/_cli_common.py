@@ -106,7 +106,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, defaults: Optional[Dic
     g = parser.add_argument_group("model (engine)")
     g.add_argument("--model", default=None, help=h("unireplknet_a … unireplknet_xl, 'custom' with --model-kwargs, or "
                                                    "another timm model (e.g. convnext_tiny, resnet50) as a peer "
-                                                   "backbone of the classification tasks",
+                                                   "backbone of any task (dense tasks: one with features_only)",
                                                    "model"))
     g.add_argument("--model-kwargs", type=json_dict_arg, default=None, help=_MODEL_KWARGS_HELP)
     g.add_argument("--pretrained", action="store_true", default=None,
