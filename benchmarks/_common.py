@@ -1,12 +1,17 @@
-"""Helpers shared by the benchmark scripts: machine description, timing, matmul peak, variant shapes."""
+"""Helpers shared by the benchmark scripts: machine description, timing, matmul peak, variant shapes, running the
+command line in a child process, spreads over seeds and atomic result files."""
 from __future__ import annotations
 
 import datetime as _dt
 import os
 import platform
 import re
+import resource
 import statistics
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Tuple
 
@@ -146,3 +151,46 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
+
+
+def seed_spread(values: Sequence[float]) -> Dict[str, float]:
+    """Mean, sample standard deviation (0 for one value), min and max of one metric over seeds."""
+    mean = sum(values) / len(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return dict(mean=mean, std=std, min=min(values), max=max(values))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a result file so that an interrupted sweep leaves the old file or the new one, never half of one."""
+    from unireplknet.engine.checkpointing import atomic_write_bytes
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@dataclass
+class CliRun:
+    """One finished ``unireplknet`` command: its output, wall seconds and the child's CPU seconds (user + sys)."""
+
+    stdout: str
+    wall_s: float
+    cpu_s: float
+
+
+def run_cli(args: Sequence[str], what: str) -> CliRun:
+    """Run ``unireplknet ARGS`` (the installed command line) in a child process at one thread.
+
+    At one thread the child's CPU seconds estimate its wall time on an idle core, which is what the docs quote;
+    runs are sequential, so the change in this process's children's CPU time is this run's. A failed run
+    raises with ``what`` and the tail of its error output."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "unireplknet.cli", *args], capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed with exit code {proc.returncode}; the last lines of its output:\n"
+                           f"{proc.stderr[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return CliRun(stdout=proc.stdout, wall_s=round(wall, 1), cpu_s=round(cpu, 1))

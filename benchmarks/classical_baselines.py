@@ -62,13 +62,11 @@ def standardise(train_x: np.ndarray, test_x: np.ndarray) -> Tuple[np.ndarray, np
     return (train_x - mean) / std, (test_x - mean) / std
 
 
-def logistic_regression_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
-                                 test_y: np.ndarray, l2: float = 1e-2) -> float:
-    """Top-1 of an L2-regularised multinomial logistic regression fitted to convergence with L-BFGS."""
-    torch.manual_seed(0)
-    xt = torch.as_tensor(train_x, dtype=torch.float64)
-    yt = torch.as_tensor(train_y, dtype=torch.long)
-    classes = int(max(train_y.max(), test_y.max())) + 1
+def fit_logistic_regression(x: np.ndarray, y: np.ndarray, classes: int, l2: float = 1e-3
+                            ) -> Tuple[np.ndarray, np.ndarray]:
+    """Weights and bias of an L2-regularised multinomial logistic regression (L-BFGS to convergence)."""
+    xt = torch.as_tensor(x, dtype=torch.float64)
+    yt = torch.as_tensor(y, dtype=torch.long)
     w = torch.zeros(xt.shape[1], classes, dtype=torch.float64, requires_grad=True)
     b = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
@@ -80,8 +78,15 @@ def logistic_regression_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_
         return loss
 
     opt.step(closure)
-    with torch.no_grad():
-        pred = (torch.as_tensor(test_x, dtype=torch.float64) @ w + b).argmax(1).numpy()
+    return w.detach().numpy(), b.detach().numpy()
+
+
+def logistic_regression_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
+                                 test_y: np.ndarray, l2: float = 1e-2) -> float:
+    """Top-1 of an L2-regularised multinomial logistic regression fitted to convergence with L-BFGS."""
+    classes = int(max(train_y.max(), test_y.max())) + 1
+    w, b = fit_logistic_regression(train_x, train_y, classes, l2=l2)
+    pred = (np.asarray(test_x, dtype=np.float64) @ w + b).argmax(1)
     return float((pred == test_y).mean())
 
 
@@ -725,25 +730,6 @@ def forecast_baseline(data: str, seq_len: int = 48, pred_len: int = 24) -> Dict[
 REGION_COLOUR_STEP = 24.0  # flat: colour noise inside an object is N(0, 4) per channel, neighbours differ by < 24
 TEXTURED_COLOUR_STEP = 20.0
 MIN_REGION_PIXELS = 8
-
-
-def fit_logistic_regression(x: np.ndarray, y: np.ndarray, classes: int, l2: float = 1e-3
-                            ) -> Tuple[np.ndarray, np.ndarray]:
-    """Weights and bias of an L2-regularised multinomial logistic regression (L-BFGS to convergence)."""
-    xt = torch.as_tensor(x, dtype=torch.float64)
-    yt = torch.as_tensor(y, dtype=torch.long)
-    w = torch.zeros(xt.shape[1], classes, dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(xt @ w + b, yt) + l2 * (w * w).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return w.detach().numpy(), b.detach().numpy()
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

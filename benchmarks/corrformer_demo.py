@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import run_cli, seed_spread, write_text_atomic  # noqa: E402
 
 #: row name -> extra arguments of forecast-train
 MODELS: Dict[str, List[str]] = {
@@ -35,27 +34,14 @@ BASELINES = {"last value (naive)": "last value", "seasonal naive (period 24)": "
              "linear (ridge, same inputs)": "ridge linear model of the same inputs"}
 
 
-def _spread(values: Sequence[float]) -> Dict[str, float]:
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return dict(mean=mean, std=std, min=min(values), max=max(values))
-
 
 def run_one(data: str, extra: Sequence[str], seed: int, out: Path) -> Dict[str, Any]:
     args = ["forecast-train", "--data", data, "--preset", "demo", "--threads", "1", "--seed", str(seed),
             "--no-progress", "--json", "-o", str(out), "--overwrite", *extra]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "unireplknet.cli", *args], capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise RuntimeError(f"run {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    run = run_cli(args, "unireplknet " + " ".join(args))
+    result = json.loads(run.stdout.strip().splitlines()[-1])
     return dict(seed=seed, test=result["test"], baselines=result["baselines"], best_epoch=result["best_epoch"],
-                cpu_s=round(cpu, 1), wall_s=round(wall, 1), load=os.getloadavg()[0],
+                cpu_s=run.cpu_s, wall_s=run.wall_s, load=os.getloadavg()[0],
                 command="unireplknet " + " ".join(args))
 
 
@@ -72,12 +58,6 @@ def to_markdown(results: Dict[str, Any]) -> str:
             lines.append(f"| {label} | {b['mse'] / 100:.3f} | {b['mae'] / 10:.3f} | (deterministic) | |")
     return "\n".join(lines) + "\n"
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -100,13 +80,13 @@ def main(argv: Sequence[str]) -> int:
             results["baselines"] = runs[-1]["baselines"]  # the same windows every run
             print(f"{name} seed {seed}: test MSE {runs[-1]['test']['mse'] / 100:.3f} °C² "
                   f"({runs[-1]['cpu_s']:.0f} CPU s)", flush=True)
-            results["models"][name] = dict(runs=runs, mse=_spread([r["test"]["mse"] / 100 for r in runs]),
-                                           mae=_spread([r["test"]["mae"] / 10 for r in runs]))
+            results["models"][name] = dict(runs=runs, mse=seed_spread([r["test"]["mse"] / 100 for r in runs]),
+                                           mae=seed_spread([r["test"]["mae"] / 10 for r in runs]))
             # written after every run, so an interrupted sweep keeps what it measured
             if args.json:
-                _write_atomic(Path(args.json), json.dumps(results, indent=1))
+                write_text_atomic(Path(args.json), json.dumps(results, indent=1))
             if args.markdown:
-                _write_atomic(Path(args.markdown), to_markdown(results))
+                write_text_atomic(Path(args.markdown), to_markdown(results))
     print(to_markdown(results))
     return 0
 

@@ -37,14 +37,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import run_cli, seed_spread, write_text_atomic  # noqa: E402
 
 PEER_MODEL = "convnext_atto"
 PEER_KWARGS = {"depths": [1, 1, 2, 1], "dims": [16, 32, 64, 128]}
@@ -60,11 +60,6 @@ LABELS = {"ours": "UniRepLKNet (the demo's: depths 1-1-2-1, dims 16-32-64-128)",
           "peer": f"{PEER_MODEL} (timm ConvNeXt, depths 1-1-2-1, dims 16-32-64-128), same pipeline",
           "classical": "classical (colour regions + shape descriptors, benchmarks/classical_baselines.py)"}
 
-
-def _spread(values: Sequence[float]) -> Dict[str, float]:
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return dict(mean=mean, std=std, min=min(values), max=max(values))
 
 
 def _quote(args: Sequence[str]) -> str:
@@ -82,25 +77,15 @@ def run_learned(task: str, peer: bool, seed: int, work_dir: Path, full: bool, st
         args += ["--scenes-style", style]
     if peer:
         args += ["--model", PEER_MODEL, "--model-kwargs", json.dumps(PEER_KWARGS, separators=(",", ":"))]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "unireplknet.cli", *args], capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{task} ({'peer' if peer else 'ours'}, seed {seed}) failed with exit code "
-                           f"{proc.returncode}; the last lines of its output:\n{proc.stderr[-3000:]}")
+    run = run_cli(args, f"{task} ({'peer' if peer else 'ours'}, seed {seed})")
     summary = json.loads((out / "summary.json").read_text())
     last = summary["history"][-1]
     metrics = {m: float(last[f"val_{m}"]) for m in spec["metrics"]}
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return dict(seed=seed, metrics=metrics, params=int(summary["params_train"]), wall_s=round(wall, 1),
-                cpu_s=round(cpu, 1), command="unireplknet " + _quote(args))
+    return dict(seed=seed, metrics=metrics, params=int(summary["params_train"]), wall_s=run.wall_s,
+                cpu_s=run.cpu_s, command="unireplknet " + _quote(args))
 
 
 def run_classical(task: str, seed: int, style: str = "flat") -> Dict[str, Any]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import classical_baselines as cb
 
     start, cpu0 = time.perf_counter(), time.process_time()
@@ -137,12 +122,6 @@ def to_markdown(results: Sequence[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
 
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -164,7 +143,7 @@ def main(argv: Sequence[str]) -> int:
             merged.setdefault(key, dict(res, rows={}))["rows"].update(res["rows"])
         text = to_markdown(list(merged.values()))
         if args.markdown:
-            _write_atomic(Path(args.markdown), text)
+            write_text_atomic(Path(args.markdown), text)
         print(text)
         return 0
     if args.task is None:
@@ -191,13 +170,13 @@ def main(argv: Sequence[str]) -> int:
             print(f"{args.task} {row:9s} seed {seed}: " + ", ".join(f"{k} {v:.2f}" for k, v in run["metrics"].items())
                   + f" ({run['cpu_s']:.0f} CPU s, {run['wall_s']:.0f} s wall, load {load})", flush=True)
             res["rows"][row] = dict(label=LABELS[row], params=runs[row][0]["params"], runs=runs[row],
-                                    summary={m: _spread([r["metrics"][m] for r in runs[row]])
+                                    summary={m: seed_spread([r["metrics"][m] for r in runs[row]])
                                              for m in TASKS[args.task]["metrics"]})
             if args.json:  # after every run, so an interrupted sweep keeps what it measured
-                _write_atomic(Path(args.json), json.dumps(res, indent=1))
+                write_text_atomic(Path(args.json), json.dumps(res, indent=1))
     text = to_markdown([res])
     if args.markdown:
-        _write_atomic(Path(args.markdown), text)
+        write_text_atomic(Path(args.markdown), text)
     print(text)
     return 0
 

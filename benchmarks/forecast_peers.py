@@ -26,32 +26,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import resource
 import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import run_cli, seed_spread, write_text_atomic  # noqa: E402
 
 PEER_MODEL = "convnext_atto"
 #: The forecaster's default encoder depths and widths (unireplknet.tasks.forecasting.TINY_FORECAST_MODEL_KWARGS).
 PEER_KWARGS = {"depths": [1, 1, 2, 1], "dims": [16, 32, 64, 128]}
 DEMOS = {"co2": "co2", "grid": "synthetic-grid", "advection": "synthetic-advection"}
 
-
-def _spread(values: Sequence[float]) -> Dict[str, float]:
-    """Mean, sample standard deviation, min and max."""
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return dict(mean=mean, std=std, min=min(values), max=max(values))
-
-
-def _child_cpu_s() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 def run_one(demo: str, peer: bool, seed: int, work_dir: Path, extra: Sequence[str]) -> Dict[str, Any]:
@@ -61,22 +49,16 @@ def run_one(demo: str, peer: bool, seed: int, work_dir: Path, extra: Sequence[st
             "--no-progress", "--json", "--output", str(out), "--overwrite", *extra]
     if peer:
         args += ["--model", PEER_MODEL, "--model-kwargs", json.dumps(PEER_KWARGS, separators=(",", ":"))]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    cpu0, start = _child_cpu_s(), time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "unireplknet.cli", *args], capture_output=True, text=True, env=env)
-    wall, cpu = time.perf_counter() - start, _child_cpu_s() - cpu0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{demo} ({'peer' if peer else 'ours'}, seed {seed}) failed with exit code "
-                           f"{proc.returncode}; the last lines of its output:\n{proc.stderr[-3000:]}")
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    run = run_cli(args, f"{demo} ({'peer' if peer else 'ours'}, seed {seed})")
+    lines = [ln for ln in run.stdout.splitlines() if ln.startswith("{")]
     if not lines:
-        raise RuntimeError(f"{demo}: no JSON line in the command's output:\n{proc.stdout}")
+        raise RuntimeError(f"{demo}: no JSON line in the command's output:\n{run.stdout}")
     result = json.loads(lines[-1])
     summary = json.loads((out / "summary.json").read_text())
     return dict(seed=seed, test_mse=result["test"]["mse"], test_mae=result["test"]["mae"],
                 val_loss=summary["best"]["val_loss"], best_epoch=result["best_epoch"],
-                epochs_run=len(summary["history"]), params=int(summary["params_train"]), wall_s=round(wall, 1),
-                cpu_s=round(cpu, 1), baselines=result["baselines"], command="unireplknet " + shlex.join(args))
+                epochs_run=len(summary["history"]), params=int(summary["params_train"]), wall_s=run.wall_s,
+                cpu_s=run.cpu_s, baselines=result["baselines"], command="unireplknet " + shlex.join(args))
 
 
 #: The rows of ``benchmarks/classical_baselines.py --json`` shown under each demo (key prefix, label).
@@ -128,17 +110,11 @@ def merge(files: Sequence[str]) -> Dict[str, Any]:
         for row in rows.values():
             row["runs"].sort(key=lambda r: r["seed"])
             for metric in ("test_mse", "test_mae", "val_loss"):
-                row[metric] = _spread([r[metric] for r in row["runs"]])
+                row[metric] = seed_spread([r[metric] for r in row["runs"]])
     merged["seeds"] = sorted({r["seed"] for rows in merged["demos"].values() for row in rows.values()
                               for r in row["runs"]})
     return merged
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -159,9 +135,9 @@ def main(argv: Sequence[str]) -> int:
     if args.merge:
         results = merge(args.merge)
         if args.json:
-            _write_atomic(Path(args.json), json.dumps(results, indent=1))
+            write_text_atomic(Path(args.json), json.dumps(results, indent=1))
         if args.markdown:
-            _write_atomic(Path(args.markdown), to_markdown(results, classical))
+            write_text_atomic(Path(args.markdown), to_markdown(results, classical))
         print(to_markdown(results, classical))
         return 0
     unknown = sorted(set(args.demos) - set(DEMOS))
@@ -184,14 +160,14 @@ def main(argv: Sequence[str]) -> int:
             label = (f"{PEER_MODEL} (timm ConvNeXt, depths 1-1-2-1, dims 16-32-64-128)" if peer
                      else "UniRepLKNet (forecast-train's encoder)")
             results["demos"][demo][encoder] = dict(
-                label=label, params=runs[0]["params"], extra=args.extra, test_mse=_spread([r["test_mse"] for r in runs]),
-                test_mae=_spread([r["test_mae"] for r in runs]), val_loss=_spread([r["val_loss"] for r in runs]),
+                label=label, params=runs[0]["params"], extra=args.extra, test_mse=seed_spread([r["test_mse"] for r in runs]),
+                test_mae=seed_spread([r["test_mae"] for r in runs]), val_loss=seed_spread([r["val_loss"] for r in runs]),
                 runs=runs)
             # written after every row, so an interrupted sweep keeps what it measured
             if args.json:
-                _write_atomic(Path(args.json), json.dumps(results, indent=1))
+                write_text_atomic(Path(args.json), json.dumps(results, indent=1))
             if args.markdown:
-                _write_atomic(Path(args.markdown), to_markdown(results, classical))
+                write_text_atomic(Path(args.markdown), to_markdown(results, classical))
     print(to_markdown(results, classical))
     return 0
 

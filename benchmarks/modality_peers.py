@@ -31,15 +31,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import run_cli, seed_spread, write_text_atomic  # noqa: E402
 
 PEER_MODEL = "convnext_atto"
 #: The demos' depths and widths (SHAPES_DEMO_KWARGS, MOTION_DEMO_KWARGS, TINY_AUDIO_MODEL_KWARGS).
@@ -81,12 +81,6 @@ DEMO_ARGS: Dict[str, List[str]] = {
 
 
 # ----------------------------------------------------------------------------------------------- parent
-def _spread(values: Sequence[float]) -> Dict[str, float]:
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return dict(mean=mean, std=std, min=min(values), max=max(values))
-
-
 def run_one(demo: str, peer: bool, seed: int, work_dir: Path, extra: Sequence[str]) -> Dict[str, Any]:
     spec = DEMOS[demo]
     out = work_dir / f"{demo}-{'peer' if peer else 'ours'}-seed{seed}"
@@ -94,24 +88,14 @@ def run_one(demo: str, peer: bool, seed: int, work_dir: Path, extra: Sequence[st
             "--no-progress", "--output", str(out), "--overwrite", *DEMO_ARGS.get(demo, []), *extra]
     if peer:
         args += ["--model", PEER_MODEL, "--model-kwargs", json.dumps(PEER_KWARGS)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
     # the installed command itself: the engine's model factory builds the timm peer (engine.build_model)
-    proc = subprocess.run([sys.executable, "-m", "unireplknet.cli", *args], capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    # CPU seconds of the child at one thread: a fair estimate of its wall time on an idle core
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{demo} ({'peer' if peer else 'ours'}, seed {seed}) failed with exit code "
-                           f"{proc.returncode}; the last lines of its output:\n{proc.stderr[-3000:]}")
-    match = re.search(spec["pattern"], proc.stdout, re.MULTILINE)
+    run = run_cli(args, f"{demo} ({'peer' if peer else 'ours'}, seed {seed})")
+    match = re.search(spec["pattern"], run.stdout, re.MULTILINE)
     if match is None:
-        raise RuntimeError(f"{demo}: no line matching {spec['pattern']!r} in the command's output:\n{proc.stdout}")
+        raise RuntimeError(f"{demo}: no line matching {spec['pattern']!r} in the command's output:\n{run.stdout}")
     summary = json.loads((out / "summary.json").read_text())
-    return dict(seed=seed, top1=float(match.group(1)), params=int(summary["params_train"]), wall_s=round(wall, 1),
-                cpu_s=round(cpu, 1), loadavg=os.getloadavg()[0],
+    return dict(seed=seed, top1=float(match.group(1)), params=int(summary["params_train"]), wall_s=run.wall_s,
+                cpu_s=run.cpu_s, loadavg=os.getloadavg()[0],
                 command="unireplknet " + " ".join(args[:1] + [a if " " not in a and '"' not in a else f"'{a}'"
                                                               for a in args[1:]]))
 
@@ -127,12 +111,6 @@ def to_markdown(results: Dict[str, Any]) -> str:
                          f"{sum(r['wall_s'] for r in row['runs']) / len(row['runs']):.0f} |")
     return "\n".join(lines) + "\n"
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -168,12 +146,12 @@ def main(argv: Sequence[str]) -> int:
                      else "UniRepLKNet (demo default)")
             results["demos"][demo]["peer" if peer else "ours"] = dict(
                 label=label, metric=DEMOS[demo]["metric"], params=runs[0]["params"],
-                top1=_spread([r["top1"] for r in runs]), runs=runs)
+                top1=seed_spread([r["top1"] for r in runs]), runs=runs)
             # Written after every row, so an interrupted sweep keeps what it measured.
             if args.json:
-                _write_atomic(Path(args.json), json.dumps(results, indent=1))
+                write_text_atomic(Path(args.json), json.dumps(results, indent=1))
             if args.markdown:
-                _write_atomic(Path(args.markdown), to_markdown(results))
+                write_text_atomic(Path(args.markdown), to_markdown(results))
     print(to_markdown(results))
     return 0
 

@@ -43,7 +43,7 @@ def test_unireplknet_names_still_build_unireplknet():
 
 def test_spread_is_the_sample_standard_deviation():
     values = [80.0, 90.0, 90.0]
-    got = mp._spread(values)
+    got = mp.seed_spread(values)
     assert got["mean"] == pytest.approx(statistics.mean(values))
     assert got["std"] == pytest.approx(statistics.stdev(values))
     assert (got["min"], got["max"]) == (80.0, 90.0)
@@ -67,3 +67,15 @@ def test_noisy_audio_rows_differ_only_in_the_backbone():
     differing = {k for k in vars(ours) if vars(ours)[k] != vars(peer)[k]}
     assert differing == {"model", "model_kwargs"}
     assert ours.data == mp.DEMOS["noisy-audio"]["prepared"] and (ours.mel_bins, ours.frames) == (64, 96)
+
+
+def test_the_runners_child_process_reports_a_failed_command_and_result_files_are_whole(tmp_path):
+    # benchmarks/_common.run_cli is what every peer runner uses to start `unireplknet ...`
+    with pytest.raises(RuntimeError, match=r"(?s)the bad run failed with exit code 2;.*no-such-command"):
+        mp.run_cli(["no-such-command"], "the bad run")
+    ok = mp.run_cli(["--help"], "help")
+    assert "forecast-train" in ok.stdout and ok.wall_s >= 0 and ok.cpu_s >= 0
+    target = tmp_path / "deep" / "table.md"
+    mp.write_text_atomic(target, "| a |\n")
+    mp.write_text_atomic(target, "| b |\n")
+    assert target.read_text() == "| b |\n" and [p.name for p in target.parent.iterdir()] == ["table.md"]

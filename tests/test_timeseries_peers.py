@@ -16,7 +16,7 @@ def _part(tmp_path, name, seeds, mse, extra="--norm node"):
     runs = [dict(seed=s, test_mse=m, test_mae=m / 2, val_loss=m / 10, cpu_s=10.0, params=1000)
             for s, m in zip(seeds, mse)]
     row = dict(label="UniRepLKNet", params=1000, extra=extra, runs=runs,
-               **{k: fp._spread([r[k] for r in runs]) for k in ("test_mse", "test_mae", "val_loss")})
+               **{k: fp.seed_spread([r[k] for r in runs]) for k in ("test_mse", "test_mae", "val_loss")})
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(dict(machine="m", cpus=2, seeds=list(seeds), tag=name, extra=extra,
                                     demos={"co2": {"ours": row}})))
