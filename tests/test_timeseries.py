@@ -20,6 +20,7 @@ from unireplknet.modalities.timeseries import (
     load_csv_series,
     load_global_station_folder,
     make_synthetic_station_grid,
+    CALENDAR_FEATURES,
     time_features,
     write_global_station_folder,
 )
@@ -58,6 +59,35 @@ def test_time_features_known_dates():
     np.testing.assert_allclose(time_features(ts, "m")[:, 0], [2 / 11 - 0.5, 11 / 11 - 0.5], atol=1e-7)
     with pytest.raises(SeriesError, match="unknown frequency"):
         time_features(ts, "q")
+
+
+def test_kept_calendar_features_are_unchanged_and_the_others_are_zero():
+    ts = np.arange("2021-01-01T00", "2021-04-01T00", dtype="datetime64[h]").astype("datetime64[s]")
+    full = time_features(ts, "h")
+    hour_only = time_features(ts, "h", keep=("hour",))
+    assert hour_only.shape == full.shape  # same width: a model's shape does not depend on the choice
+    np.testing.assert_array_equal(hour_only[:, 0], full[:, 0])
+    assert not hour_only[:, 1:].any() and full[:, 1:].any()
+    np.testing.assert_array_equal(time_features(ts, "h", keep=CALENDAR_FEATURES["h"]), full)
+    # why the option exists: on a few months, (dom, doy) name the date, so every day of the span is unique
+    assert len({tuple(r) for r in full[:, 2:]}) == len(np.unique(ts.astype("datetime64[D]")))
+    with pytest.raises(SeriesError, match=r"'doy'.*do not exist at frequency 'm'; choose among month"):
+        time_features(ts, "m", keep=("doy",))
+    grid = make_synthetic_station_grid(num_stations=4, days=10)
+    marks = WindowDataset(grid, 48, 24, 24, calendar=("hour", "dow"))[5][1]
+    assert marks[:, 2:].abs().sum() == 0 and marks[:, :2].abs().sum() > 0
+
+
+def test_the_runs_calendar_reaches_every_window_it_makes():
+    from unireplknet.tasks.forecasting import calendar_names, forecast_windows
+
+    cfg = ForecastTrainConfig.for_data(data="synthetic-grid", calendar="hour, dow")
+    assert calendar_names(cfg) == ("hour", "dow")
+    assert calendar_names(ForecastTrainConfig.for_data(data="synthetic-grid")) is None
+    assert calendar_names(ForecastTrainConfig.for_data(data="synthetic-grid", calendar="all")) is None
+    grid = make_synthetic_station_grid(num_stations=4, days=10)
+    x_mark = forecast_windows(grid, cfg, stride=2)[0][1]
+    assert x_mark[:, 2:].abs().sum() == 0 and x_mark[:, 0].abs().sum() > 0
 
 
 def test_time_features_agree_with_pandas():
@@ -464,13 +494,16 @@ def test_cli_train_eval_and_grid(tmp_path, capsys):
     args = parser.parse_args(["forecast-train", "--data", str(tmp_path / "grid"), "--seq-len", "24", "--label-len",
                               "12", "--pred-len", "8", "--d-model", "96", "--enc-in", "2", "--epochs", "1",
                               "--model-kwargs", json.dumps(TINY), "--train-stride", "8", "-o", str(tmp_path / "run"),
-                              "--json"])
+                              "--calendar", "hour", "--json"])
     assert args.func(args) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "seasonal naive (period 24)" in result["baselines"]
+    assert torch.load(tmp_path / "run" / "best.pth", weights_only=True)["config"]["calendar"] == "hour"
     args = parser.parse_args(["forecast-eval", str(tmp_path / "run" / "best.pth"), "--json"])
     assert args.func(args) == 0
     again = json.loads(capsys.readouterr().out)
+    # equal only if the evaluation sees the run's calendar (hour only): the untrained weights of the other
+    # features would otherwise change the forecast
     assert again["model"]["mse"] == pytest.approx(result["test"]["mse"], rel=1e-5)
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "Series",
     "TIME_FEATURE_DIMS",
     "time_features",
+    "CALENDAR_FEATURES",
     "fill_missing",
     "load_global_station_folder",
     "load_csv_series",
@@ -52,14 +53,28 @@ class SeriesError(ValueError):
 TIME_FEATURE_DIMS = {"h": 4, "d": 3, "w": 2, "m": 1}
 
 
-def time_features(timestamps: np.ndarray, freq: str = "h") -> np.ndarray:
+#: The calendar features of each frequency, in column order (``time_features``).
+CALENDAR_FEATURES: Dict[str, Tuple[str, ...]] = {
+    "h": ("hour", "dow", "dom", "doy"), "d": ("dow", "dom", "doy"), "w": ("dom", "woy"), "m": ("month",)}
+
+
+def time_features(timestamps: np.ndarray, freq: str = "h", keep: Optional[Sequence[str]] = None) -> np.ndarray:
     """Informer's ``timeF`` calendar features, each scaled to [-0.5, 0.5], shape ``(T, TIME_FEATURE_DIMS[freq])``.
 
     ``'h'``: hour of day, day of week, day of month, day of year; ``'d'``: the last three; ``'w'``: day of
-    month, week of year; ``'m'``: month of year.
+    month, week of year; ``'m'``: month of year. ``keep`` names the features a model may see (of
+    ``CALENDAR_FEATURES[freq]``); the others are held at 0, so the width, and with it a model's shape, stays
+    the same. On a series of a few months, day of year and day of month name the date, which lets a network
+    memorise the training span's weather instead of learning to forecast it.
     """
     if freq not in TIME_FEATURE_DIMS:
         raise SeriesError(f"unknown frequency {freq!r}; choose one of {', '.join(TIME_FEATURE_DIMS)}")
+    names = CALENDAR_FEATURES[freq]
+    if keep is not None:
+        unknown = [k for k in keep if k not in names]
+        if unknown:
+            raise SeriesError(f"calendar feature(s) {', '.join(map(repr, unknown))} do not exist at frequency "
+                              f"{freq!r}; choose among {', '.join(names)}")
     ts = np.asarray(timestamps).astype("datetime64[s]")
     days = ts.astype("datetime64[D]")
     hour = (ts - days).astype("timedelta64[h]").astype(np.int64)
@@ -78,8 +93,10 @@ def time_features(timestamps: np.ndarray, freq: str = "h") -> np.ndarray:
         "woy": week_of_year / 52.0 - 0.5,
         "month": month / 11.0 - 0.5,
     }
-    pick = {"h": ["hour", "dow", "dom", "doy"], "d": ["dow", "dom", "doy"], "w": ["dom", "woy"], "m": ["month"]}[freq]
-    return np.stack([cols[c] for c in pick], axis=1).astype(np.float32)
+    out = np.stack([cols[c] for c in names], axis=1).astype(np.float32)
+    if keep is not None:
+        out[:, [i for i, c in enumerate(names) if c not in keep]] = 0.0
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- series
@@ -450,7 +467,8 @@ class WindowDataset(Dataset):
     before the input ends; ``*_mark``: their calendar features. ``stride`` > 1 keeps every stride-th window.
     """
 
-    def __init__(self, series: Series, seq_len: int = 48, label_len: int = 24, pred_len: int = 24, stride: int = 1):
+    def __init__(self, series: Series, seq_len: int = 48, label_len: int = 24, pred_len: int = 24, stride: int = 1,
+                 calendar: Optional[Sequence[str]] = None):
         if min(seq_len, pred_len) < 1 or label_len < 0 or label_len > seq_len:
             raise SeriesError(f"need seq_len >= 1, pred_len >= 1 and 0 <= label_len <= seq_len; got "
                               f"{seq_len}/{label_len}/{pred_len}")
@@ -466,7 +484,7 @@ class WindowDataset(Dataset):
         self.seq_len, self.label_len, self.pred_len = seq_len, label_len, pred_len
         self.starts = np.arange(0, n, max(1, int(stride)))
         self.values = torch.from_numpy(series.values)
-        self.marks = torch.from_numpy(time_features(series.timestamps, series.freq))
+        self.marks = torch.from_numpy(time_features(series.timestamps, series.freq, keep=calendar))
 
     def __len__(self) -> int:
         return len(self.starts)

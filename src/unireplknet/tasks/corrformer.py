@@ -606,18 +606,19 @@ def build_model(preset: str = "paper", encoder_size: Optional[str] = None, coord
 # ----------------------------------------------------------------------------------------------- data
 def global_station_windows(root: Union[str, Path], variable: str = "temp", split: str = "train",
                            cfg: CorrformerConfig = PRESETS["paper"], stride: int = 1,
-                           nan_policy: str = "error") -> Tuple[WindowDataset, Optional[np.ndarray]]:
+                           nan_policy: str = "error", calendar: Optional[Sequence[str]] = None
+                           ) -> Tuple[WindowDataset, Optional[np.ndarray]]:
     """Windows ``(x, x_mark, y, y_mark)`` of one split of a folder in the official layout
     (``{variable}_global_hourly_{split}.npy``, ``data_time_{split}.npy``, ``stations_sorted.npy``) and the
     station coordinates. All features of a (hours, stations, features) file are kept, station-major, as the
-    official loader does."""
+    official loader does. ``calendar``: the calendar features kept (``time_features``; None: all, as the paper)."""
     series = load_global_station_folder(root, variable, split, nan_policy, feature=None)
     if series.num_variables != cfg.num_variables:
         raise SeriesError(
             f"{root}: {series.num_variables} station series, but the model expects {cfg.num_variables} "
             f"({cfg.node_num} nodes of {cfg.enc_in}, node_list {cfg.node_list}); pass node_list whose product × "
             f"enc_in equals the number of stations")
-    return WindowDataset(series, cfg.seq_len, cfg.label_len, cfg.pred_len, stride), series.coords
+    return WindowDataset(series, cfg.seq_len, cfg.label_len, cfg.pred_len, stride, calendar), series.coords
 
 
 def forecast_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

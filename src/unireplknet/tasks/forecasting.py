@@ -370,6 +370,8 @@ class ForecastTrainConfig(EngineConfig):
     lr_halving: bool = True  # False: a constant rate (decay_rate 1)
     train_stride: int = 1
     val_stride: int = 1
+    # calendar features the model sees, comma-separated (``CALENDAR_FEATURES[freq]``); None: all (the paper's timeF)
+    calendar: Optional[str] = None
     # The Corrformer model of the paper (``preset`` 'paper' or 'demo'; None: the linear-head forecaster above).
     preset: Optional[str] = None
     encoder_size: Optional[str] = None  # 'a' … 's' or 'tiny'; None: the preset's
@@ -549,6 +551,18 @@ def _collate(batch):
     return tuple(torch.stack([b[i] for b in batch]) for i in range(4))
 
 
+def calendar_names(cfg: ForecastTrainConfig) -> Optional[Tuple[str, ...]]:
+    """The calendar features of ``cfg.calendar`` ('hour,dow' -> ('hour', 'dow')); None keeps them all."""
+    if cfg.calendar is None or cfg.calendar == "all":
+        return None
+    return tuple(name.strip() for name in cfg.calendar.split(",") if name.strip())
+
+
+def forecast_windows(series: Series, cfg: ForecastTrainConfig, stride: int = 1) -> WindowDataset:
+    """The windows of one split as a run with ``cfg`` sees them (lengths and calendar features)."""
+    return WindowDataset(series, cfg.seq_len, cfg.label_len, cfg.pred_len, stride, calendar=calendar_names(cfg))
+
+
 def _loader(ds: WindowDataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, collate_fn=_collate,
                       generator=torch.Generator().manual_seed(seed))
@@ -687,8 +701,7 @@ class Forecasting:
             cfg.node_list = _resolve_node_list(cfg, splits["train"].num_variables)  # stored in the checkpoint
         self.splits, self.description = splits, description
         strides = dict(train=cfg.train_stride, val=cfg.val_stride, test=1)
-        self.windows = {k: WindowDataset(s, cfg.seq_len, cfg.label_len, cfg.pred_len, strides[k])
-                        for k, s in splits.items()}
+        self.windows = {k: forecast_windows(s, cfg, strides[k]) for k, s in splits.items()}
         self.scale = None if self.corrformer else torch.from_numpy(
             np.maximum(splits["train"].values.std(0), 1e-6)).float()
         self.pred_len = cfg.pred_len
@@ -778,7 +791,7 @@ def train_forecaster(cfg: ForecastTrainConfig, callbacks: Sequence[Callable[[Any
     device = next(model.parameters()).device
     groups: Dict[str, Dict[str, float]] = {}
     if task.corrformer:
-        train_all = WindowDataset(task.splits["train"], cfg.seq_len, cfg.label_len, cfg.pred_len)
+        train_all = forecast_windows(task.splits["train"], cfg)
         groups, baselines = evaluate_run(model, cfg, task.windows["test"], device, train_all)
         test = dict(groups[cfg.variable])
     else:

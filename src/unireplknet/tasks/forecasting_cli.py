@@ -49,7 +49,7 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
     options = engine_options(args, **{k: getattr(args, k) for k in (
         "data", "variable", "time_column", "freq", "nan_policy", "seq_len", "label_len", "pred_len", "enc_in",
         "d_model", "seasonal_period", "dropout", "patience", "train_stride", "val_stride", "preset", "encoder_size",
-        "encoder", "node_list", "memory_layout", "data_scale", "norm")})
+        "encoder", "node_list", "memory_layout", "data_scale", "norm", "calendar")})
     if args.no_coords:
         options["use_coords"] = False
     if args.linear_skip:
@@ -89,8 +89,7 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
 
 def cmd_forecast_eval(args: argparse.Namespace) -> int:
     from ..engine.distributed import resolve_device
-    from ..modalities.timeseries import WindowDataset
-    from .forecasting import build_forecast_splits, evaluate_run, load_forecaster, metrics_table
+    from .forecasting import build_forecast_splits, evaluate_run, forecast_windows, load_forecaster, metrics_table
 
     model, cfg = load_forecaster(args.checkpoint)
     if args.data is not None:
@@ -102,8 +101,8 @@ def cmd_forecast_eval(args: argparse.Namespace) -> int:
     if series.num_variables != model.num_variables:
         raise ValueError(f"station counts differ: the checkpoint forecasts {model.num_variables} variables, "
                          f"the data has {series.num_variables}; pass the --data folder it was trained on")
-    windows = WindowDataset(series, cfg.seq_len, cfg.label_len, cfg.pred_len)
-    train = WindowDataset(splits["train"], cfg.seq_len, cfg.label_len, cfg.pred_len) if args.linear_baseline else None
+    windows = forecast_windows(series, cfg)  # with the run's calendar features
+    train = forecast_windows(splits["train"], cfg) if args.linear_baseline else None
     groups, baselines = evaluate_run(model, cfg, windows, resolve_device(args.device), train)
     metrics = groups[cfg.variable]
     if args.json:
@@ -181,6 +180,11 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
                    help="halve the learning rate after every epoch (the official schedule; default of folders and files)")
     g.add_argument("--patience", type=int, default=None,
                    help="early stop after N evaluations without a better validation loss (3)")
+    g.add_argument("--calendar", default=None, metavar="NAMES",
+                   help="calendar features the model sees, comma-separated: hour,dow,dom,doy (hourly data), "
+                        "dow,dom,doy (daily), dom,woy (weekly), month (monthly); the others are held at 0. "
+                        "'all' = the paper's timeF (default). On a few months of data the day features name the "
+                        "date and let a network memorise the training weather: try 'hour'")
     g.add_argument("--train-stride", type=int, default=None, help="use every N-th training window (1; demo 4)")
     g.add_argument("--val-stride", type=int, default=None, help="use every N-th validation window (1; demo 4)")
     add_engine_arguments(p, dict(
