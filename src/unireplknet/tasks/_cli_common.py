@@ -35,6 +35,10 @@ def print_epoch(row: Dict[str, Any]) -> None:
 
 #: Environment variables that fix the thread count themselves (torchrun sets OMP_NUM_THREADS=1 per process).
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+#: Help of every command's --threads (cli.main applies it through set_torch_threads before the command runs).
+THREADS_HELP = ("torch CPU threads per process [default: torch's choice (the physical cores), at most the cores "
+                "free now; OMP_NUM_THREADS overrides]")
+
 _torch_default_threads: Optional[int] = None  # torch's own choice, read before the first change
 
 
@@ -144,9 +148,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, defaults: Optional[Dic
     g.add_argument("--channels-last", dest="channels_last", action="store_true", default=None,
                    help="NHWC memory format [default: on with CUDA, off on CPU]")
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="NCHW memory format")
-    g.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads per process [default: torch's choice (the physical cores), at most the "
-                        "cores free now; OMP_NUM_THREADS overrides]")
+    g.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     g.add_argument("--seed", type=int, default=None, help="seed of every random stream [default: 0]")
     g.add_argument("--workers", type=int, default=None, help=h("data-loading processes per rank", "workers"))
     g.add_argument("--output", "-o", default=None, help=h("run folder", "output"))

@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any, Dict, List
 
-from ._cli_common import add_engine_arguments, engine_options, format_metrics as _fmt, print_epoch_end
+from ._cli_common import THREADS_HELP, add_engine_arguments, engine_options, format_metrics as _fmt, print_epoch_end
 
 __all__ = ["add_subcommands"]
 
@@ -29,18 +29,10 @@ def _norm_stats(text: str):
     return (mean, std)
 
 
-def _set_threads(n: int | None) -> None:
-    if n:
-        import torch
-
-        torch.set_num_threads(n)
-
-
 def cmd_audio_train(args: argparse.Namespace) -> int:
     from ..modalities.audio import AudioConfig
     from .audio import AudioTrainConfig, train_audio
 
-    _set_threads(args.threads)
     audio = None
     if any(v is not None for v in (args.mel_bins, args.frames, args.sample_rate)):
         base = AudioConfig(target_frames=64) if args.data is None else AudioConfig()
@@ -74,7 +66,6 @@ def cmd_audio_train(args: argparse.Namespace) -> int:
 def cmd_audio_eval(args: argparse.Namespace) -> int:
     from .audio import AudioTrainConfig, _loader, build_audio_datasets, evaluate_audio, load_audio_classifier
 
-    _set_threads(args.threads)
     model, audio_cfg, names, multilabel = load_audio_classifier(args.checkpoint)
     cfg = AudioTrainConfig(data=args.data, multilabel=multilabel)
     datasets = build_audio_datasets(cfg, audio_cfg)
@@ -96,7 +87,6 @@ def cmd_audio_stats(args: argparse.Namespace) -> int:
     from ..modalities.audio import AudioConfig, compute_norm_stats
     from .audio import AudioTrainConfig, build_audio_datasets
 
-    _set_threads(args.threads)
     audio_cfg = AudioConfig(target_frames=args.frames or (64 if args.data is None else 128))
     if args.mel_bins:
         audio_cfg.num_mel_bins = args.mel_bins
@@ -191,7 +181,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="which split to score (test)")
     p.add_argument("--batch-size", type=int, default=64, help="clips per batch (64)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(func=cmd_audio_eval)
 
@@ -200,7 +190,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--frames", type=int, default=None, help="fixed time length in 10 ms frames (128; digits 64)")
     p.add_argument("--mel-bins", type=int, default=None, help="mel bands (128)")
     p.add_argument("--max-clips", type=int, default=None, help="use only the first N training clips")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_audio_stats)
 

@@ -42,10 +42,6 @@ def _announce(model) -> None:
 def cmd_forecast_train(args: argparse.Namespace) -> int:
     from .forecasting import ForecastTrainConfig, build_forecast_model, metrics_table, train_forecaster
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     options = engine_options(args, **{k: getattr(args, k) for k in (
         "data", "variable", "time_column", "freq", "nan_policy", "seq_len", "label_len", "pred_len", "enc_in",
         "d_model", "seasonal_period", "dropout", "patience", "train_stride", "val_stride", "preset", "encoder_size",
