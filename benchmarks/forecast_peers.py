@@ -132,12 +132,16 @@ def main(argv: Sequence[str]) -> int:
                         help="add the rows of benchmarks/classical_baselines.py --json to the markdown table")
     args = parser.parse_args(list(argv))
     classical = json.loads(Path(args.classical).read_text()) if args.classical else None
-    if args.merge:
-        results = merge(args.merge)
+
+    def save(results: Dict[str, Any]) -> None:
         if args.json:
             write_text_atomic(Path(args.json), json.dumps(results, indent=1))
         if args.markdown:
             write_text_atomic(Path(args.markdown), to_markdown(results, classical))
+
+    if args.merge:
+        results = merge(args.merge)
+        save(results)
         print(to_markdown(results, classical))
         return 0
     unknown = sorted(set(args.demos) - set(DEMOS))
@@ -160,14 +164,9 @@ def main(argv: Sequence[str]) -> int:
             label = (f"{PEER_MODEL} (timm ConvNeXt, depths 1-1-2-1, dims 16-32-64-128)" if peer
                      else "UniRepLKNet (forecast-train's encoder)")
             results["demos"][demo][encoder] = dict(
-                label=label, params=runs[0]["params"], extra=args.extra, test_mse=seed_spread([r["test_mse"] for r in runs]),
-                test_mae=seed_spread([r["test_mae"] for r in runs]), val_loss=seed_spread([r["val_loss"] for r in runs]),
-                runs=runs)
-            # written after every row, so an interrupted sweep keeps what it measured
-            if args.json:
-                write_text_atomic(Path(args.json), json.dumps(results, indent=1))
-            if args.markdown:
-                write_text_atomic(Path(args.markdown), to_markdown(results, classical))
+                label=label, params=runs[0]["params"], extra=args.extra, runs=runs,
+                **{m: seed_spread([r[m] for r in runs]) for m in ("test_mse", "test_mae", "val_loss")})
+            save(results)  # after every row, so an interrupted sweep keeps what it measured
     print(to_markdown(results, classical))
     return 0
 

@@ -14,15 +14,12 @@ from unireplknet.cli import main  # noqa: E402
 from unireplknet.tasks import detection as det  # noqa: E402
 from unireplknet.tasks import segmentation as seg  # noqa: E402
 
+# the small heads of the dense tasks' own tests, so both files train the same heads
+from test_detection_train import DET_HEADS, SEG_HEADS  # noqa: E402
+
 # timm's ConvNeXt at the scene demo's depths and widths (the peer of benchmarks/dense_peers.py)
 PEER = "convnext_atto"
 PEER_KWARGS = {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64]}
-DET_HEADS = json.dumps(dict(fpn_channels=16, anchor_sizes=[8, 16, 32, 64, 128], box_head_convs=1,
-                            box_head_channels=16, representation_size=32, mask_head_channels=16,
-                            rpn_pre_nms_top_n_train=100, rpn_post_nms_top_n_train=50, rpn_pre_nms_top_n_test=100,
-                            rpn_post_nms_top_n_test=50, rpn_batch_size_per_image=32, box_batch_size_per_image=32,
-                            box_detections_per_img=10))
-SEG_HEADS = json.dumps(dict(channels=16, aux_channels=8))
 
 
 def _timm_features(name, **kwargs):
