@@ -225,14 +225,14 @@ def test_points_train_recipe_scans_then_eval_reproduces_its_number(tmp_path, cap
     out = tmp_path / "run"
     tiny = '{"depths":[1,1,1,1],"dims":[8,16,32,64],"kernel_sizes":[[3],[7],[3],[3]]}'
     with pytest.warns(UserWarning, match="ONNX"):
-        rc = main(["points-train", "--recipe", "scans", "--held-out", "val", "--seed", "3", "--num-points", "128",
+        rc = main(["points-train", "--recipe", "scans", "--eval-split", "val", "--seed", "3", "--num-points", "128",
                    "--num-views", "2", "--shapes-per-class", "1", "--epochs", "1", "--batch-size", "8",
                    "--test-rotations", "2", "--model-kwargs", tiny, "--output", str(out)])
     assert rc == 0 and not (out / "model.onnx").exists()
     printed = capsys.readouterr().out
     trained = float(printed.split("(official): ")[1].split("%")[0])
     assert "16 classes" in printed
-    assert main(["points-eval", str(out / "last.pth"), "--held-out", "val", "--shapes-per-class", "1", "--seed",
+    assert main(["points-eval", str(out / "last.pth"), "--eval-split", "val", "--shapes-per-class", "1", "--seed",
                  "3", "--test-rotations", "2", "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["samples"] == 16
@@ -249,3 +249,15 @@ def test_scans_demo_beats_three_times_chance_on_validation():
     torch.set_num_threads(1)
     result = train_pointcloud(PointCloudTrainConfig.scans(held_out="val", output=None, progress=False))
     assert result["final"]["view_top1"] > 3 * 100.0 / 16
+
+
+def test_the_split_flag_is_spelled_as_video_trains_and_the_old_spelling_still_works():
+    import argparse
+
+    from unireplknet.tasks.pointcloud_cli import add_subcommands
+
+    parser = argparse.ArgumentParser()
+    add_subcommands(parser.add_subparsers(dest="command"))
+    for command in (["points-train"], ["points-eval", "last.pth"]):
+        for flag in ("--eval-split", "--held-out"):
+            assert parser.parse_args([*command, flag, "test"]).held_out == "test"
