@@ -313,7 +313,7 @@ def test_cli_stats_eval_and_predict(tmp_path, capsys):
     assert stats["std"] == pytest.approx(float(values.std(unbiased=False)), rel=1e-6)
 
     train_audio(_cfg(data, tmp_path / "run", epochs=1, mixup=0.0))
-    args = parser.parse_args(["audio-eval", str(tmp_path / "run" / "best.pth"), "--data", str(data), "--split", "val",
+    args = parser.parse_args(["audio-eval", str(tmp_path / "run" / "best.pth"), "--data", str(data), "--eval-split", "val",
                               "--json"])
     assert args.func(args) == 0
     assert json.loads(capsys.readouterr().out)["clips"] == 2

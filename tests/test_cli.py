@@ -543,3 +543,19 @@ def test_model_kwargs_that_is_not_a_json_object_is_a_usage_error(capsys, text, m
         main(["bench", "--models", "custom", "--model-kwargs", text])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, dest, default", [
+    (["video-train"], "eval_split", None), (["video-eval", "last.pth"], "eval_split", "val"),
+    (["points-train"], "held_out", None), (["points-eval", "last.pth"], "held_out", "val"),
+    (["audio-eval", "best.pth"], "split", "test"), (["forecast-eval", "best.pth"], "split", "test")])
+def test_every_command_names_its_scored_split_eval_split(command, dest, default):
+    """One flag vocabulary: --eval-split everywhere; the older spellings (--held-out, --split) still parse."""
+    from unireplknet.cli import build_parser
+
+    parser = build_parser()
+    assert getattr(parser.parse_args(command), dest) == default
+    flags = [a for a in parser._subparsers._group_actions[0].choices[command[0]]._actions if a.dest == dest][0]
+    assert flags.option_strings[0] == "--eval-split"
+    for flag in flags.option_strings:
+        assert getattr(parser.parse_args([*command, flag, "test"]), dest) == "test"

@@ -250,14 +250,3 @@ def test_scans_demo_beats_three_times_chance_on_validation():
     result = train_pointcloud(PointCloudTrainConfig.scans(held_out="val", output=None, progress=False))
     assert result["final"]["view_top1"] > 3 * 100.0 / 16
 
-
-def test_the_split_flag_is_spelled_as_video_trains_and_the_old_spelling_still_works():
-    import argparse
-
-    from unireplknet.tasks.pointcloud_cli import add_subcommands
-
-    parser = argparse.ArgumentParser()
-    add_subcommands(parser.add_subparsers(dest="command"))
-    for command in (["points-train"], ["points-eval", "last.pth"]):
-        for flag in ("--eval-split", "--held-out"):
-            assert parser.parse_args([*command, flag, "test"]).held_out == "test"

@@ -200,7 +200,8 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("forecast-eval", help="MSE/MAE of a forecasting checkpoint and the baselines on a split")
     p.add_argument("checkpoint", help="best.pth or last.pth of a forecast-train run")
     p.add_argument("--data", default=None, help="default: the data the checkpoint was trained on")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="which split to score (test)")
+    p.add_argument("--eval-split", "--split", dest="split", default="test", choices=("train", "val", "test"),
+                   help="which split to score (test); --split is the older spelling")
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
     p.add_argument("--data-scale", type=float, default=None,
                    help="the files' values per physical unit (default: the run's; the released files: 10)")
