@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     loaders = {k: DataLoader(windows(v, "train"), batch_size=64) for k, v in series.items()}
     for batches in zip(*loaders.values()):
         x, _, _, ym = batches[0]
-        design, _, std = ridge._design(x, ym)
+        design, _, std = ridge.design(x, ym)
         gram = design.T @ design if gram is None else gram + design.T @ design
         for (k, (xp, _, yp, _)) in zip(series, batches):
             target = cf.to_nodes((yp[:, -cfg.pred_len:] - xp.mean(1, keepdim=True)) / std, cfg.node_num)
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
             err, count = 0.0, 0
             for (x, _, _, ym), (xp, _, yp, _) in zip(DataLoader(windows(temp, split), batch_size=64),
                                                     DataLoader(windows(values, split), batch_size=64)):
-                design, _, std = ridge._design(x, ym)
+                design, _, std = ridge.design(x, ym)
                 out = (design @ weights[k]).float().reshape(-1, cfg.pred_len, cfg.enc_in)
                 pred = cf.from_nodes(out, cfg.node_num) * std + xp.mean(1, keepdim=True)
                 err += float((pred - yp[:, -cfg.pred_len:]).double().pow(2).sum())

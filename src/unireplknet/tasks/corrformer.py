@@ -668,7 +668,9 @@ class LinearWindowBaseline:
             self.geo = torch.from_numpy(standardize_coordinates(coords).reshape(cfg.node_num, -1))
         self.weight: Optional[torch.Tensor] = None
 
-    def _design(self, x: torch.Tensor, y_mark: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def design(self, x: torch.Tensor, y_mark: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The design matrix (B·nodes, features) of a batch, in float64, and the window mean and std that
+        standardise it (the forecast is ``design @ weight`` on that standardised scale)."""
         mean = x.mean(1, keepdim=True)
         std = torch.sqrt(x.var(1, keepdim=True, unbiased=False) + 1e-5)
         xn = to_nodes((x - mean) / std, self.cfg.node_num).flatten(1)  # (B·nodes, L·enc_in)
@@ -683,7 +685,7 @@ class LinearWindowBaseline:
 
         gram, cross = None, None
         for x, _, y, ym in DataLoader(windows, batch_size=64, shuffle=False):
-            a, mean, std = self._design(x, ym)
+            a, mean, std = self.design(x, ym)
             target = to_nodes((y[:, -self.cfg.pred_len:] - mean) / std, self.cfg.node_num).flatten(1).double()
             gram = a.T @ a if gram is None else gram + a.T @ a
             cross = a.T @ target if cross is None else cross + a.T @ target
@@ -695,7 +697,7 @@ class LinearWindowBaseline:
                  y_mark: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.weight is None:
             raise RuntimeError("fit the linear baseline first")
-        a, mean, std = self._design(x, y_mark)
+        a, mean, std = self.design(x, y_mark)
         out = (a @ self.weight).float().reshape(-1, self.cfg.pred_len, self.cfg.enc_in)
         return from_nodes(out, self.cfg.node_num) * std + mean
 

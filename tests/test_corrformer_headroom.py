@@ -1,0 +1,80 @@
+"""benchmarks/corrformer_headroom.py: its ridge is the demo's baseline, its residual learner starts exactly at
+the ridge, and its upstream block is the western neighbour's window."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from unireplknet.tasks import corrformer as cf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+hr = _load("corrformer_headroom", ROOT / "benchmarks" / "corrformer_headroom.py")
+CFG = cf.PRESETS["demo"]
+
+
+@pytest.fixture(scope="module")
+def weather_dir(tmp_path_factory):
+    """The demo's generated world (308 stations, node tree 4 × 7), 12 days: about a second to write."""
+    gen = _load("make_global_weather", ROOT / "scripts" / "make_global_weather.py")
+    return gen.write(tmp_path_factory.mktemp("weather"), 308, 12, 0)
+
+
+@pytest.fixture(scope="module")
+def designs(weather_dir):
+    _, coords = cf.global_station_windows(weather_dir, "temp", "train", CFG, 1)
+    ridge = cf.LinearWindowBaseline(CFG, coords)
+    return ridge, {s: hr.build_design(str(weather_dir), s, CFG, None, ridge) for s in hr.SPLITS}
+
+
+def test_the_ridge_is_the_demos_baseline(weather_dir, designs):
+    ridge, d = designs
+    windows, _ = cf.global_station_windows(weather_dir, "temp", "train", CFG, 1)
+    ridge.fit(windows)
+    weight = hr.ridge_solve(d["train"].rows, d["train"].target, ridge.ridge)
+    torch.testing.assert_close(weight, ridge.weight, rtol=1e-6, atol=1e-8)
+    test, _ = cf.global_station_windows(weather_dir, "temp", "test", CFG, 1)
+    reported = cf.evaluate(ridge, test, None, 10.0, batch_size=64)["all"]["mse_physical"]
+    assert hr.physical_mse(d["test"].rows @ weight, d["test"], 10.0) == pytest.approx(reported, rel=1e-5)
+
+
+def test_the_residual_learner_starts_exactly_at_the_ridge(designs):
+    _, d = designs
+    weight = hr.ridge_solve(d["train"].rows, d["train"].target, 1e-3)
+    model = hr.RidgeResidual(weight, hidden=16)
+    rows = d["val"].rows.float()
+    assert torch.equal(model(rows), rows @ weight.float())
+
+
+def test_the_upstream_block_is_the_previous_node_of_the_band(designs):
+    _, d = designs
+    rows = d["val"].rows
+    width = CFG.seq_len * CFG.enc_in
+    up = hr.upstream_rows(rows, CFG)
+    bands, sectors = CFG.node_list
+    per_window = rows.reshape(-1, bands, sectors, rows.shape[1])
+    for band in range(bands):
+        for sector in range(sectors):
+            node = band * sectors + sector
+            west = per_window[:, band, (sector - 1) % sectors, :width]
+            assert torch.equal(up.reshape(-1, CFG.node_num, width)[:, node], west)
+
+
+def test_the_script_writes_its_table_and_json(weather_dir, tmp_path, capsys):
+    out = tmp_path / "headroom.json"
+    assert hr.main([str(weather_dir), "--seeds", "0", "--epochs", "1", "--hidden", "16", "--json", str(out),
+                    "--markdown", str(tmp_path / "headroom.md")]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["ridge"]) == set(hr.SPLITS)
+    assert result["ridge + MLP residual"][0]["best_epoch"] == 1
+    assert "ridge + MLP residual" in capsys.readouterr().out
