@@ -2,8 +2,10 @@
 and small models."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import types
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -13,6 +15,15 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The trimmed official reference data that ships with the repository (always present).
 FIXTURE_DIR = REPO_ROOT / "tests" / "data" / "reference"
+
+
+def load_repo_script(relative: str) -> types.ModuleType:
+    """A script of the repository (``scripts/…``, ``benchmarks/…``: not part of the package) imported by path."""
+    path = REPO_ROOT / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def full_reference_dir() -> Path:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import wave
@@ -35,8 +34,7 @@ from unireplknet.tasks.audio import (
     mean_average_precision,
     train_audio,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_repo_script
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -73,9 +71,7 @@ def _tone(freq: float, rate: int = 16000, seconds: float = 0.3) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------- reading
 def test_mulaw_decode_inverts_the_generator_encoding():
-    spec = importlib.util.spec_from_file_location("make_spoken_digits", ROOT / "scripts" / "make_spoken_digits.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_repo_script("scripts/make_spoken_digits.py")
     x = np.linspace(-1, 1, 2001)
     y = mulaw_decode(mod.mulaw_encode(x))
     # The code spacing in the companded domain is 2/255; mapped back through the derivative of the expansion,

@@ -21,16 +21,14 @@ import pytest
 import torch
 
 from unireplknet.cli import main
+from conftest import load_repo_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("make_hostile_corpus", REPO / "scripts" / "make_hostile_corpus.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_corpus(tmp_path_factory.mktemp("hostile"))
+    return load_repo_script("scripts/make_hostile_corpus.py").make_corpus(tmp_path_factory.mktemp("hostile"))
 
 
 def _run(argv):

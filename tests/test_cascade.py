@@ -11,7 +11,7 @@ from unireplknet import reparameterize
 from unireplknet.tasks import cascade
 from unireplknet.tasks import detection as det
 
-from conftest import randomize_bn_and_scales
+from conftest import load_repo_script, randomize_bn_and_scales
 
 TINY = dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (13,), (13,), (3,)))
 SMALL_HEADS = dict(fpn_channels=16, min_size=64, max_size=64, anchor_sizes=(4, 8, 16, 32, 64), box_head_convs=1,
@@ -339,13 +339,7 @@ def test_multi_scale_training_sizes():
 
 @pytest.mark.slow
 def test_flops_at_1280x800_match_the_official_readme():
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "cascade_size", Path(__file__).resolve().parents[1] / "benchmarks" / "cascade_size.py")
-    size = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(size)
+    size = load_repo_script("benchmarks/cascade_size.py")
     got = size.count("unireplknet_t")["total"]
     assert abs(got - cascade.OFFICIAL_GFLOPS["unireplknet_t"]) / cascade.OFFICIAL_GFLOPS["unireplknet_t"] < 0.01
 

@@ -1,14 +1,10 @@
 """The classical baselines' building blocks against direct computations (benchmarks/classical_baselines.py)."""
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_repo_script
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "classical_baselines.py"
-_spec = importlib.util.spec_from_file_location("classical_baselines", _PATH)
-cb = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cb)
+cb = load_repo_script("benchmarks/classical_baselines.py")
 
 
 def _dtw_direct(a: np.ndarray, b: np.ndarray) -> float:
@@ -109,9 +105,7 @@ def test_cmvn_and_utterance_statistics():
 def test_noisy_audio_baseline_finds_every_clip_when_the_held_out_splits_are_the_training_clips(tmp_path):
     import shutil
 
-    spec = importlib.util.spec_from_file_location("make_noisy_digits", _PATH.parents[1] / "scripts" / "make_noisy_digits.py")
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
+    gen = load_repo_script("scripts/make_noisy_digits.py")
     data = tmp_path / "digits"
     gen.generate(data, seed=1, train=1, val=1, test=1)
     for split in ("val", "test"):  # a known answer: each held-out clip has itself at distance 0 among the references

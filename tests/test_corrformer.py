@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import pickle
@@ -15,15 +14,11 @@ import torch
 from unireplknet.modalities.timeseries import SeriesError, load_global_station_folder
 from unireplknet.tasks import corrformer as cf
 from unireplknet.tasks.forecasting import SeriesNormalizer
-
-REPO = Path(__file__).resolve().parents[1]
+from conftest import load_repo_script
 
 
 def _load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_repo_script(f"scripts/{name}.py")
 
 
 @pytest.fixture(scope="module")

@@ -1,32 +1,22 @@
 """benchmarks/corrformer_headroom.py: its ridge is the demo's baseline, its residual learner starts exactly at
 the ridge, and its upstream block is the western neighbour's window."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from unireplknet.tasks import corrformer as cf
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_repo_script
 
 
-hr = _load("corrformer_headroom", ROOT / "benchmarks" / "corrformer_headroom.py")
+hr = load_repo_script("benchmarks/corrformer_headroom.py")
 CFG = cf.PRESETS["demo"]
 
 
 @pytest.fixture(scope="module")
 def weather_dir(tmp_path_factory):
     """The demo's generated world (308 stations, node tree 4 × 7), 12 days: about a second to write."""
-    gen = _load("make_global_weather", ROOT / "scripts" / "make_global_weather.py")
+    gen = load_repo_script("scripts/make_global_weather.py")
     return gen.write(tmp_path_factory.mktemp("weather"), 308, 12, 0)
 
 

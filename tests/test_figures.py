@@ -2,20 +2,14 @@
 metadata (so that re-drawing a figure changes the repository only when its content changes)."""
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+from conftest import load_repo_script
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_repo_script(f"scripts/{name}.py")
 
 
 def test_modality_figures_without_matplotlib_name_the_extra(monkeypatch):

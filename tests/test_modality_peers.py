@@ -1,16 +1,12 @@
 """The peer-backbone benchmark (benchmarks/modality_peers.py): its peer is exactly timm's own model, built by the
 engine's one model factory inside the real task classifiers, and UniRepLKNet names still build UniRepLKNet."""
-import importlib.util
 import statistics
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_repo_script
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "modality_peers.py"
-_spec = importlib.util.spec_from_file_location("modality_peers", _PATH)
-mp = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(mp)
+mp = load_repo_script("benchmarks/modality_peers.py")
 
 
 def _count(module: torch.nn.Module) -> int:

@@ -1,23 +1,14 @@
 """The noisy spoken digits generator (scripts/make_noisy_digits.py): disjoint speakers, determinism, the room and
 noise it claims to make, and that its folder trains through the audio task's own reader."""
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_repo_script
 
 
-gen = _load("make_noisy_digits", ROOT / "scripts" / "make_noisy_digits.py")
+gen = load_repo_script("scripts/make_noisy_digits.py")
 
 
 @pytest.fixture(scope="module")

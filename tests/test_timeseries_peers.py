@@ -1,15 +1,11 @@
 """The forecasting peer runner (benchmarks/forecast_peers.py): merging partial runs and the table it writes."""
-import importlib.util
 import json
 import statistics
-from pathlib import Path
 
 import pytest
+from conftest import load_repo_script
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "forecast_peers.py"
-_spec = importlib.util.spec_from_file_location("forecast_peers", _PATH)
-fp = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fp)
+fp = load_repo_script("benchmarks/forecast_peers.py")
 
 
 def _part(tmp_path, name, seeds, mse, extra="--norm node"):

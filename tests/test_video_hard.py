@@ -2,21 +2,17 @@
 motion measured from the pixels, the data through the video task, and the classical baseline's helpers."""
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from unireplknet.data.video import HARD_MOTION_CLASS_NAMES, HARD_MOTION_SHAPES, MotionClips, render_hard_motion_clip
+from conftest import load_repo_script
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "classical_baselines.py"
-_spec = importlib.util.spec_from_file_location("classical_baselines_hard", _PATH)
-cb = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cb)
+cb = load_repo_script("benchmarks/classical_baselines.py")
 
 TINY = dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (7,), (3,), (3,)))
 
@@ -175,9 +171,7 @@ def test_hard_demo_trains_and_evaluates_from_the_command_line(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "hard motion clips (test split held out)" in text and "chance 16.7%" in text
     # the peer benchmark's row for this demo runs the same recipe and reads this very line
-    spec = importlib.util.spec_from_file_location("modality_peers_hard", _PATH.parent / "modality_peers.py")
-    mp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mp)
+    mp = load_repo_script("benchmarks/modality_peers.py")
     demo = mp.DEMOS["video-hard"]
     assert demo["args"].split() == ["--recipe", "motion-hard"]
     assert float(re.search(demo["pattern"], text, re.MULTILINE).group(1)) == pytest.approx(
