@@ -39,14 +39,20 @@ from _common import machine_description, seed_spread, write_text_atomic  # noqa:
 from unireplknet.tasks import corrformer as cf  # noqa: E402
 
 SPLITS = ("train", "val", "test")
+CHUNK = 65536
 
 
 @dataclass
 class Design:
     """Per node and window: the ridge's design row, the standardised target and the std that undoes it."""
-    rows: torch.Tensor     # (windows·nodes, features), float64
+    rows: torch.Tensor     # (windows·nodes, features); float32 holds them exactly (the design is float32 data)
     target: torch.Tensor   # (windows·nodes, pred_len·enc_in), standardised
     scale: torch.Tensor    # (windows·nodes, pred_len·enc_in), the window std per value (files' units)
+
+    def predict(self, weight: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """rows @ weight in float64, a chunk at a time (a 1,000-day set has half a million rows)."""
+        rows = self.rows if rows is None else rows
+        return torch.cat([r.double() @ weight for r in rows.split(CHUNK)])
 
 
 def upstream_rows(rows: torch.Tensor, cfg: cf.CorrformerConfig) -> torch.Tensor:
@@ -63,22 +69,23 @@ def build_design(root: str, split: str, cfg: cf.CorrformerConfig, calendar: Opti
     rows, targets, scales = [], [], []
     for x, _, y, ym in DataLoader(windows, batch_size=64):
         a, mean, std = ridge.design(x, ym)
-        rows.append(a)
-        targets.append(cf.to_nodes((y[:, -cfg.pred_len:] - mean) / std, cfg.node_num).flatten(1).double())
-        scales.append(cf.to_nodes(std.expand(-1, cfg.pred_len, -1), cfg.node_num).flatten(1).double())
+        rows.append(a.float())
+        targets.append(cf.to_nodes((y[:, -cfg.pred_len:] - mean) / std, cfg.node_num).flatten(1))
+        scales.append(cf.to_nodes(std.expand(-1, cfg.pred_len, -1), cfg.node_num).flatten(1))
     return Design(torch.cat(rows), torch.cat(targets), torch.cat(scales))
 
 
 def ridge_solve(rows: torch.Tensor, target: torch.Tensor, ridge: float) -> torch.Tensor:
     """argmin_W |rows·W − target|² + λ·mean(diag(rowsᵀrows))·|W|², as LinearWindowBaseline.fit solves it."""
-    gram = rows.T @ rows
+    gram = sum(r.double().T @ r.double() for r in rows.split(CHUNK))
+    cross = sum(r.double().T @ t.double() for r, t in zip(rows.split(CHUNK), target.split(CHUNK)))
     return torch.linalg.solve(gram + torch.eye(gram.shape[0], dtype=gram.dtype) * ridge * gram.diagonal().mean(),
-                              rows.T @ target)
+                              cross)
 
 
 def physical_mse(pred: torch.Tensor, d: Design, data_scale: float) -> float:
     """MSE of a standardised forecast on the physical scale (the files' values / data_scale)."""
-    return float((((pred - d.target) * d.scale) ** 2).mean()) / data_scale ** 2
+    return float((((pred - d.target.double()) * d.scale.double()) ** 2).mean()) / data_scale ** 2
 
 
 class RidgeResidual(nn.Module):
@@ -102,9 +109,9 @@ def train_residual(designs: Dict[str, Design], weight: torch.Tensor, seed: int, 
     """Per epoch: the train / val / test physical MSE of the ridge + MLP residual."""
     torch.manual_seed(seed)
     model = RidgeResidual(weight, hidden)
-    rows = {s: d.rows.float() for s, d in designs.items()}
+    rows = {s: d.rows for s, d in designs.items()}
     train = designs["train"]
-    target, scale = train.target.float(), train.scale.float()
+    target, scale = train.target, train.scale
     steps_per_epoch = -(-rows["train"].shape[0] // batch_size)
     opt = torch.optim.AdamW(model.mlp.parameters(), lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * steps_per_epoch)
@@ -119,7 +126,8 @@ def train_residual(designs: Dict[str, Design], weight: torch.Tensor, seed: int, 
             opt.step()
             sched.step()
         with torch.no_grad():
-            history.append({s: physical_mse(model(rows[s]).double(), designs[s], data_scale) for s in SPLITS})
+            history.append({s: physical_mse(torch.cat([model(r).double() for r in rows[s].split(CHUNK)]),
+                                            designs[s], data_scale) for s in SPLITS})
     return history
 
 
@@ -149,11 +157,13 @@ def main(argv=None) -> int:
     result: Dict[str, object] = {
         "data": args.data, "calendar": calendar or "all", "machine": machine_description(),
         "windows": {s: d.rows.shape[0] // cfg.node_num for s, d in designs.items()},
-        "ridge": {s: physical_mse(d.rows @ weight, d, args.data_scale) for s, d in designs.items()},
+        "ridge": {s: physical_mse(d.predict(weight), d, args.data_scale) for s, d in designs.items()},
     }
     up = {s: torch.cat([d.rows, upstream_rows(d.rows, cfg)], 1) for s, d in designs.items()}
     w_up = ridge_solve(up["train"], designs["train"].target, ridge.ridge)
-    result["ridge + upstream node"] = {s: physical_mse(up[s] @ w_up, designs[s], args.data_scale) for s in SPLITS}
+    result["ridge + upstream node"] = {s: physical_mse(designs[s].predict(w_up, up[s]), designs[s], args.data_scale)
+                                       for s in SPLITS}
+    del up
     runs = []
     for seed in args.seeds:
         history = train_residual(designs, weight, seed, args.hidden, args.epochs, args.lr, args.batch_size,

@@ -35,14 +35,14 @@ def test_the_ridge_is_the_demos_baseline(weather_dir, designs):
     torch.testing.assert_close(weight, ridge.weight, rtol=1e-6, atol=1e-8)
     test, _ = cf.global_station_windows(weather_dir, "temp", "test", CFG, 1)
     reported = cf.evaluate(ridge, test, None, 10.0, batch_size=64)["all"]["mse_physical"]
-    assert hr.physical_mse(d["test"].rows @ weight, d["test"], 10.0) == pytest.approx(reported, rel=1e-5)
+    assert hr.physical_mse(d["test"].predict(weight), d["test"], 10.0) == pytest.approx(reported, rel=1e-5)
 
 
 def test_the_residual_learner_starts_exactly_at_the_ridge(designs):
     _, d = designs
     weight = hr.ridge_solve(d["train"].rows, d["train"].target, 1e-3)
     model = hr.RidgeResidual(weight, hidden=16)
-    rows = d["val"].rows.float()
+    rows = d["val"].rows
     assert torch.equal(model(rows), rows @ weight.float())
 
 
