@@ -12,9 +12,10 @@ the baseline the demo must beat. This script asks whether the data leaves room t
   matrix, whose last layer starts at zero, so training starts exactly at the ridge (a test checks this) and
   can only move away from it where the data rewards a nonlinear map. Trained with AdamW on the paper's loss
   (MSE on the files' scale); the epoch is chosen on the validation split, whose test error is reported.
-* **ridge + upstream node**: the ridge with the previous node's standardised window added (on the generated
-  data the node to the west, upwind of the eastward drift): the linear value of what other nodes hold, which
-  the Corrformer reaches through its cross-correlation.
+* **ridge + other nodes**: the ridge with other nodes' standardised windows added: the previous node's alone
+  (on the generated data the node to the west, upwind of the eastward drift), then the four neighbours in the
+  node tree (west, east, and the nodes of the same sector one level up and down: the latitude bands). This is
+  the linear value of what other nodes hold, which the Corrformer reaches through its cross-correlation.
 
 Errors are MSE in physical units (°C²: the files are ×10). A learner that cannot beat the ridge here, on the
 same inputs with the ridge as its starting point, says how much any network can win on this data.
@@ -27,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -55,12 +56,21 @@ class Design:
         return torch.cat([r.double() @ weight for r in rows.split(CHUNK)])
 
 
-def upstream_rows(rows: torch.Tensor, cfg: cf.CorrformerConfig) -> torch.Tensor:
-    """Each node's standardised window next to the previous node's, cyclically within the last level of the
-    node tree (on the generated data: the next sector to the west in the same latitude band)."""
+#: (shift, node-tree level) of each neighbour: +1 on the last level is the previous node (on the generated data
+#: the sector to the west), -1 the next (east); on the first level, the same sector one band north and south.
+UPSTREAM = ((1, -1),)
+NEIGHBOURS = ((1, -1), (-1, -1), (1, -2), (-1, -2))
+
+
+def neighbour_rows(rows: torch.Tensor, cfg: cf.CorrformerConfig,
+                   neighbours: Sequence[Tuple[int, int]] = UPSTREAM) -> torch.Tensor:
+    """Each node's design row followed by the standardised windows of its ``neighbours`` (cyclic shifts along
+    the levels of the node tree ``cfg.node_list``)."""
     width = cfg.seq_len * cfg.enc_in
     windows = rows[:, :width].reshape(-1, *cfg.node_list, width)
-    return torch.roll(windows, 1, dims=-2).reshape(rows.shape[0], width)
+    parts = [rows] + [torch.roll(windows, shift, dims=level - 1).reshape(rows.shape[0], width)
+                      for shift, level in neighbours]
+    return torch.cat(parts, 1)
 
 
 def build_design(root: str, split: str, cfg: cf.CorrformerConfig, calendar: Optional[Sequence[str]],
@@ -160,11 +170,11 @@ def main(argv=None) -> int:
         "windows": {s: d.rows.shape[0] // cfg.node_num for s, d in designs.items()},
         "ridge": {s: physical_mse(d.predict(weight), d, args.data_scale) for s, d in designs.items()},
     }
-    up = {s: torch.cat([d.rows, upstream_rows(d.rows, cfg)], 1) for s, d in designs.items()}
-    w_up = ridge_solve(up["train"], designs["train"].target, ridge.ridge)
-    result["ridge + upstream node"] = {s: physical_mse(designs[s].predict(w_up, up[s]), designs[s], args.data_scale)
-                                       for s in SPLITS}
-    del up
+    for name, neighbours in (("ridge + upstream node", UPSTREAM), ("ridge + 4 neighbouring nodes", NEIGHBOURS)):
+        rows = {s: neighbour_rows(d.rows, cfg, neighbours) for s, d in designs.items()}
+        w = ridge_solve(rows["train"], designs["train"].target, ridge.ridge)
+        result[name] = {s: physical_mse(designs[s].predict(w, rows[s]), designs[s], args.data_scale) for s in SPLITS}
+        del rows
     runs = []
     for seed in args.seeds:
         history = train_residual(designs, weight, seed, args.hidden, args.epochs, args.lr, args.batch_size,
@@ -178,7 +188,7 @@ def main(argv=None) -> int:
         s = seed_spread([x[key] for x in runs])
         return f"{s['mean']:.3f} ± {s['std']:.3f}"
 
-    r, u = result["ridge"], result["ridge + upstream node"]
+    r, u, n = result["ridge"], result["ridge + upstream node"], result["ridge + 4 neighbouring nodes"]
     lines = [f"Data {args.data}, calendar {result['calendar']}, windows {result['windows']}; "
              f"{result['machine']}; {result['seconds']} s.", "",
              "| learner on the ridge's inputs | validation MSE (°C²) | test MSE (°C²) | test vs ridge |",
@@ -186,6 +196,8 @@ def main(argv=None) -> int:
              f"| ridge (the demo's baseline) | {r['val']:.3f} | {r['test']:.3f} | |",
              f"| ridge + upstream node's window | {u['val']:.3f} | {u['test']:.3f} | "
              f"{100 * (u['test'] / r['test'] - 1):+.1f} % |",
+             f"| ridge + the 4 neighbouring nodes' windows | {n['val']:.3f} | {n['test']:.3f} | "
+             f"{100 * (n['test'] / r['test'] - 1):+.1f} % |",
              f"| ridge + MLP residual, best epoch on validation, seeds {', '.join(map(str, args.seeds))} "
              f"(epochs {', '.join(str(x['best_epoch']) for x in runs)} of {args.epochs}) | {spread('val')} | "
              f"{spread('test')} | {100 * (seed_spread([x['test'] for x in runs])['mean'] / r['test'] - 1):+.1f} % |"]

@@ -1,5 +1,5 @@
 """benchmarks/corrformer_headroom.py: its ridge is the demo's baseline, its residual learner starts exactly at
-the ridge, and its upstream block is the western neighbour's window."""
+the ridge, and its neighbour blocks are the adjacent nodes' windows (the first: the western one)."""
 import json
 
 import pytest
@@ -46,18 +46,23 @@ def test_the_residual_learner_starts_exactly_at_the_ridge(designs):
     assert torch.equal(model(rows), rows @ weight.float())
 
 
-def test_the_upstream_block_is_the_previous_node_of_the_band(designs):
+def test_the_neighbour_blocks_are_the_adjacent_nodes_of_the_tree(designs):
     _, d = designs
     rows = d["val"].rows
     width = CFG.seq_len * CFG.enc_in
-    up = hr.upstream_rows(rows, CFG)
     bands, sectors = CFG.node_list
+    got = hr.neighbour_rows(rows, CFG, hr.NEIGHBOURS)
+    assert torch.equal(got[:, :rows.shape[1]], rows)
+    blocks = got[:, rows.shape[1]:].reshape(-1, CFG.node_num, 4, width)
     per_window = rows.reshape(-1, bands, sectors, rows.shape[1])
     for band in range(bands):
         for sector in range(sectors):
             node = band * sectors + sector
-            west = per_window[:, band, (sector - 1) % sectors, :width]
-            assert torch.equal(up.reshape(-1, CFG.node_num, width)[:, node], west)
+            expected = [per_window[:, band, (sector - 1) % sectors], per_window[:, band, (sector + 1) % sectors],
+                        per_window[:, (band - 1) % bands, sector], per_window[:, (band + 1) % bands, sector]]
+            for k, want in enumerate(expected):
+                assert torch.equal(blocks[:, node, k], want[:, :width])
+    assert torch.equal(hr.neighbour_rows(rows, CFG)[:, rows.shape[1]:], got[:, rows.shape[1]:rows.shape[1] + width])
 
 
 def test_the_script_writes_its_table_and_json(weather_dir, tmp_path, capsys):
