@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -43,6 +43,11 @@ SPLITS = ("train", "val", "test")
 CHUNK = 65536
 
 
+def in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
+    """fn(rows) in float64, a chunk of rows at a time (a 1,000-day set has half a million rows)."""
+    return torch.cat([fn(r).double() for r in rows.split(CHUNK)])
+
+
 @dataclass
 class Design:
     """Per node and window: the ridge's design row, the standardised target and the std that undoes it."""
@@ -51,9 +56,8 @@ class Design:
     scale: torch.Tensor    # (windows·nodes, pred_len·enc_in), the window std per value (files' units)
 
     def predict(self, weight: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """rows @ weight in float64, a chunk at a time (a 1,000-day set has half a million rows)."""
-        rows = self.rows if rows is None else rows
-        return torch.cat([r.double() @ weight for r in rows.split(CHUNK)])
+        """rows @ weight in float64 (rows: the design's own unless given)."""
+        return in_chunks(lambda r: r.double() @ weight, self.rows if rows is None else rows)
 
 
 #: (shift, node-tree level) of each neighbour: +1 on the last level is the previous node (on the generated data
@@ -73,24 +77,23 @@ def neighbour_rows(rows: torch.Tensor, cfg: cf.CorrformerConfig,
     return torch.cat(parts, 1)
 
 
-def build_design(root: str, split: str, cfg: cf.CorrformerConfig, calendar: Optional[Sequence[str]],
-                 ridge: cf.LinearWindowBaseline) -> Design:
-    windows, _ = cf.global_station_windows(root, "temp", split, cfg, 1, calendar=calendar)
+def build_design(windows, ridge: cf.LinearWindowBaseline) -> Design:
+    """The ridge's design rows, standardised targets and scales of every window of a split."""
+    cfg = ridge.cfg
     rows, targets, scales = [], [], []
     for x, _, y, ym in DataLoader(windows, batch_size=64):
         a, mean, std = ridge.design(x, ym)
         rows.append(a.float())
-        targets.append(cf.to_nodes((y[:, -cfg.pred_len:] - mean) / std, cfg.node_num).flatten(1))
+        targets.append(ridge.target(y, mean, std))
         scales.append(cf.to_nodes(std.expand(-1, cfg.pred_len, -1), cfg.node_num).flatten(1))
     return Design(torch.cat(rows), torch.cat(targets), torch.cat(scales))
 
 
 def ridge_solve(rows: torch.Tensor, target: torch.Tensor, ridge: float) -> torch.Tensor:
-    """argmin_W |rows·W − target|² + λ·mean(diag(rowsᵀrows))·|W|², as LinearWindowBaseline.fit solves it."""
+    """LinearWindowBaseline's ridge solution from design rows held in memory (products in float64, chunked)."""
     gram = sum(r.double().T @ r.double() for r in rows.split(CHUNK))
     cross = sum(r.double().T @ t.double() for r, t in zip(rows.split(CHUNK), target.split(CHUNK)))
-    return torch.linalg.solve(gram + torch.eye(gram.shape[0], dtype=gram.dtype) * ridge * gram.diagonal().mean(),
-                              cross)
+    return cf.ridge_solution(gram, cross, ridge)
 
 
 def physical_mse(pred: torch.Tensor, d: Design, data_scale: float) -> float:
@@ -136,8 +139,7 @@ def train_residual(designs: Dict[str, Design], weight: torch.Tensor, seed: int, 
             opt.step()
             sched.step()
         with torch.no_grad():
-            history.append({s: physical_mse(torch.cat([model(r).double() for r in rows[s].split(CHUNK)]),
-                                            designs[s], data_scale) for s in SPLITS})
+            history.append({s: physical_mse(in_chunks(model, rows[s]), designs[s], data_scale) for s in SPLITS})
     return history
 
 
@@ -161,9 +163,10 @@ def main(argv=None) -> int:
     started = time.time()
     cfg = cf.PRESETS["demo"]
     calendar = args.calendar.split(",") if args.calendar else None
-    _, coords = cf.global_station_windows(args.data, "temp", "train", cfg, 1, calendar=calendar)
-    ridge = cf.LinearWindowBaseline(cfg, coords)
-    designs = {s: build_design(args.data, s, cfg, calendar, ridge) for s in SPLITS}
+    windows = {s: cf.global_station_windows(args.data, "temp", s, cfg, 1, calendar=calendar) for s in SPLITS}
+    ridge = cf.LinearWindowBaseline(cfg, windows["train"][1])
+    designs = {s: build_design(w, ridge) for s, (w, _) in windows.items()}
+    del windows
     weight = ridge_solve(designs["train"].rows, designs["train"].target, ridge.ridge)
     result: Dict[str, object] = {
         "data": args.data, "calendar": calendar or "all", "machine": machine_description(),

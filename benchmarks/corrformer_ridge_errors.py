@@ -66,8 +66,7 @@ def main(argv=None) -> int:
             target = cf.to_nodes((yp[:, -cfg.pred_len:] - xp.mean(1, keepdim=True)) / std, cfg.node_num)
             part = design.T @ target.flatten(1).double()
             cross[k] = part if cross[k] is None else cross[k] + part
-    eye = torch.eye(gram.shape[0], dtype=gram.dtype) * ridge.ridge * gram.diagonal().mean()
-    weights = {k: torch.linalg.solve(gram + eye, c) for k, c in cross.items()}
+    weights = {k: cf.ridge_solution(gram, c, ridge.ridge) for k, c in cross.items()}
     print(f"{'part':<10}{'variance °C²':>14}{'val MSE °C²':>14}{'test MSE °C²':>14}")
     for k, values in series.items():
         row = []

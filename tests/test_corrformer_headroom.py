@@ -22,9 +22,9 @@ def weather_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def designs(weather_dir):
-    _, coords = cf.global_station_windows(weather_dir, "temp", "train", CFG, 1)
-    ridge = cf.LinearWindowBaseline(CFG, coords)
-    return ridge, {s: hr.build_design(str(weather_dir), s, CFG, None, ridge) for s in hr.SPLITS}
+    windows = {s: cf.global_station_windows(weather_dir, "temp", s, CFG, 1) for s in hr.SPLITS}
+    ridge = cf.LinearWindowBaseline(CFG, windows["train"][1])
+    return ridge, {s: hr.build_design(w, ridge) for s, (w, _) in windows.items()}
 
 
 def test_the_ridge_is_the_demos_baseline(weather_dir, designs):

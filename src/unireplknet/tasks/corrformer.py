@@ -82,6 +82,7 @@ __all__ = [
     "forecast_loss",
     "evaluate",
     "LinearWindowBaseline",
+    "ridge_solution",
 ]
 
 #: The paper's numbers for UniRepLKNet-S on Global Temp (TPAMI Table 12), for the parameter-count comparison.
@@ -655,6 +656,12 @@ def evaluate(model: nn.Module, windows: Iterable, groups: Optional[Dict[str, Seq
 
 
 # ----------------------------------------------------------------------------------------------- baseline
+def ridge_solution(gram: torch.Tensor, cross: torch.Tensor, ridge: float) -> torch.Tensor:
+    """W = (AᵀA + λ·mean(diag(AᵀA))·I)⁻¹ AᵀY from gram = AᵀA and cross = AᵀY: ridge with a scale-free λ."""
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    return torch.linalg.solve(gram + eye * ridge * gram.diagonal().mean(), cross)
+
+
 class LinearWindowBaseline:
     """A linear model of the forecaster's inputs, fitted by ridge least squares: per node and window, the
     standardised window (seq_len × enc_in, the same normalisation as the model), the calendar features of the
@@ -680,17 +687,20 @@ class LinearWindowBaseline:
         parts.append(torch.ones(xn.shape[0], 1))
         return torch.cat(parts, 1).double(), mean, std
 
+    def target(self, y: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        """The forecast span of ``y`` per node, (B·nodes, pred_len·enc_in), on the window's standardised scale."""
+        return to_nodes((y[:, -self.cfg.pred_len:] - mean) / std, self.cfg.node_num).flatten(1)
+
     def fit(self, windows: Iterable) -> "LinearWindowBaseline":
         from torch.utils.data import DataLoader
 
         gram, cross = None, None
         for x, _, y, ym in DataLoader(windows, batch_size=64, shuffle=False):
             a, mean, std = self.design(x, ym)
-            target = to_nodes((y[:, -self.cfg.pred_len:] - mean) / std, self.cfg.node_num).flatten(1).double()
+            target = self.target(y, mean, std).double()
             gram = a.T @ a if gram is None else gram + a.T @ a
             cross = a.T @ target if cross is None else cross + a.T @ target
-        eye = torch.eye(gram.shape[0], dtype=gram.dtype) * self.ridge * gram.diagonal().mean()
-        self.weight = torch.linalg.solve(gram + eye, cross)
+        self.weight = ridge_solution(gram, cross, self.ridge)
         return self
 
     def __call__(self, x: torch.Tensor, x_mark: Optional[torch.Tensor] = None,
