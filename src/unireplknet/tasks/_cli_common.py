@@ -170,9 +170,11 @@ def engine_options(args: argparse.Namespace, **task_options: Any) -> Dict[str, A
     """Config keyword arguments of a ``*-train`` command: the engine flags and ``task_options`` that were set
     (None = unset: the recipe's value applies). ``--progress`` is on unless ``--no-progress``."""
     options = {k: getattr(args, k, None) for k in ENGINE_FLAGS}
+    chosen = {k for k, v in options.items() if v is not None} | {k for k, v in task_options.items() if v is not None}
     options["progress"] = options["progress"] is not False
     options.update(task_options)
     options = {k: v for k, v in options.items() if v is not None}
+    options["set_by_user"] = tuple(sorted(chosen - {"progress"}))  # what the run may adapt only with a warning
     # A named network must not inherit a demo recipe's custom model_kwargs (its default).
     if options.get("model") not in (None, "custom", "official") and "model_kwargs" not in options:
         options["model_kwargs"] = {}
