@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -133,3 +134,40 @@ def test_help_of_python_m_does_not_import_torch():
         imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
         assert "argparse" in imported or "unireplknet.cli" in imported  # the measurement itself works
         assert not imported & {"torch", "timm", "numpy"}, (argv, sorted(imported & {"torch", "timm", "numpy"}))
+
+
+TINY = '{"depths":[1,1,1,1],"dims":[8,16,32,64],"kernel_sizes":[[3],[7],[3],[3]]}'
+TRAIN_JSON_RUNS = {
+    "train": ["--model", "custom", "--model-kwargs", TINY, "--input-size", "32", "--epochs", "1", "--batch-size", "32",
+              "--warmup-epochs", "0", "--no-onnx", "--no-tensorboard"],
+    "points-train": ["--num-points", "64", "--image-size", "32", "--num-views", "2", "--shapes-per-class", "1",
+                     "--epochs", "1", "--batch-size", "4", "--test-rotations", "2", "--model-kwargs", TINY, "--no-onnx"],
+    "video-train": ["--num-frames", "4", "--input-size", "16", "--clips-per-class", "1", "--epochs", "1",
+                    "--batch-size", "3", "--model-kwargs", TINY, "--no-onnx"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(TRAIN_JSON_RUNS))
+def test_train_commands_print_their_results_as_json(command, tmp_path, capsys):
+    """stdout is one JSON document whose held-out top-1 is the run's own: the last epoch's evaluation of the same
+    weights, as its checkpoint records it."""
+    import torch
+
+    out = tmp_path / "run"
+    assert cli.main([command, *TRAIN_JSON_RUNS[command], "--output", str(out), "--json", "--quiet",
+                     "--threads", "1"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    last_epoch = torch.load(out / "last.pth", weights_only=True)["history"][-1]
+    final = result["train_structure"] if command == "train" else result["final"]
+    assert final["top1"] == pytest.approx(last_epoch["val_top1"], abs=1e-9)
+
+
+def test_bench_prints_its_table_as_json(tmp_path, capsys):
+    assert cli.main(["bench", "--models", "custom", "--model-kwargs", TINY, "--input-size", "32", "--in-chans", "1",
+                     "--num-classes", "10", "--batch-sizes", "1,2", "--iters", "1", "--warmup", "0", "--structures",
+                     "deploy", "--memory-formats", "nchw", "--device", "cpu", "--threads", "1", "--json",
+                     "--csv", str(tmp_path / "b.csv")]) == 0
+    result = json.loads(capsys.readouterr().out)  # the "wrote" line went to stderr: stdout is the JSON alone
+    assert result["threads"] == 1 and [r["batch"] for r in result["results"]] == [1, 2]
+    for r in result["results"]:  # throughput and latency are one measurement
+        assert r["images_per_s"] == pytest.approx(r["batch"] / (r["latency_ms"] / 1000), rel=1e-6)
