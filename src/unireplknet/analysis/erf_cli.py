@@ -297,9 +297,11 @@ def _ratio(value: Optional[float], digits: int = 4) -> str:
 def format_table(rows: Sequence[Dict[str, Any]]) -> str:
     """The area-ratio table (one row per model) as aligned text."""
     thresholds = list(rows[0]["area_ratio"]) if rows else []
-    headers = ["model", "weights", "stage", "images", "input", *(f"r({float(t) * 100:g}%)" for t in thresholds), "seconds"]
-    cells = [headers] + [[r["label"], r["weights"], r["module"] or "output", str(r["images"]), "x".join(map(str, r["input_size"])),
-                          *(_ratio(r["area_ratio"][t]) for t in thresholds), f"{r['seconds']:.1f}"] for r in rows]
+    headers = ["model", "weights", "stage", "images", "input", *(f"r({float(t) * 100:g}%)" for t in thresholds),
+               "seconds"]
+    cells = [headers] + [[r["label"], r["weights"], r["module"] or "output", str(r["images"]),
+                          "x".join(map(str, r["input_size"])), *(_ratio(r["area_ratio"][t]) for t in thresholds),
+                          f"{r['seconds']:.1f}"] for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -323,7 +325,8 @@ def _write_tables(rows: List[Dict[str, Any]], settings: Dict[str, Any], stem: Pa
                         *(f"area_ratio_{t}" for t in thresholds), *(f"square_side_{t}" for t in thresholds),
                         "seconds"])
             for r in rows:
-                w.writerow([r["model"], r["label"], r["weights"], r["module"], r["images"], "x".join(map(str, r["input_size"])),
+                w.writerow([r["model"], r["label"], r["weights"], r["module"], r["images"],
+                            "x".join(map(str, r["input_size"])),
                             "x".join(map(str, r["feature_size"])), *(r["area_ratio"][t] for t in thresholds),
                             *(r["square_side"][t] for t in thresholds), f"{r['seconds']:.2f}"])
 
