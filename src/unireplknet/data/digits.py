@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -55,6 +55,20 @@ def digits_split_indices(val_fraction: float = 0.2) -> Tuple[np.ndarray, np.ndar
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
+def digit_counts_to_input(counts: Union[np.ndarray, torch.Tensor], image_size: int = 32) -> torch.Tensor:
+    """UCI-style 8×8 ink counts (values 0…16) → the network's input: [0, 1], bilinear to ``image_size``, normalised.
+
+    The one final step shared by the training data (:class:`DigitsDataset`) and image files
+    (:func:`digit_image_to_input`). ``counts`` is (8, 8) or (N, 8, 8); the result is (1, S, S) or (N, 1, S, S).
+    """
+    x = torch.as_tensor(counts)
+    single = x.dim() == 2
+    x = x.float().div(16.0).reshape(-1, 1, *x.shape[-2:])
+    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    x = (x - DIGITS_MEAN[0]) / DIGITS_STD[0]
+    return x[0] if single else x
+
+
 class DigitsDataset(Dataset):
     """The embedded digits as 1×``image_size``×``image_size`` float tensors, normalised with DIGITS_MEAN/STD.
 
@@ -81,10 +95,8 @@ class DigitsDataset(Dataset):
             train_idx, val_idx = digits_split_indices(val_fraction)
             keep = train_idx if split == "train" else val_idx
             images, labels = images[keep], labels[keep]
-        x = torch.from_numpy(images).float().div_(16.0).unsqueeze(1)
         # Upsample once here rather than per sample: the whole set is ~7 MB at 32×32.
-        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
-        self.images = (x - DIGITS_MEAN[0]) / DIGITS_STD[0]
+        self.images = digit_counts_to_input(torch.from_numpy(images), image_size)
         self.targets = torch.from_numpy(labels.astype(np.int64))
         self.transform = transform
         self.classes = list(DIGITS_CLASS_NAMES)
