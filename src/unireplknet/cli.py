@@ -99,7 +99,7 @@ def _data_config_for(model, path: Optional[str], meta: Dict[str, Any], overrides
     if getattr(overrides, "interpolation", None):
         dc["interpolation"] = overrides.interpolation
     if dc.get("kind") == "digits":
-        # Image files of a digits model: 8×8 grey drawings upsampled like the training data.
+        # Image files of a digits model are normalised like the UCI digits by eval_transform (data.digits).
         dc.setdefault("interpolation", "bilinear")
         dc["crop_pct"] = 1.0
     return dc
