@@ -219,3 +219,17 @@ def test_default_digits_model_reads_clear_drawn_digits(tmp_path, capsys):
     predicted = _predict(tmp_path / "run" / "deploy.safetensors", files, capsys)
     correct = sum(p == d for (d, _), p in zip(files, predicted))
     assert correct >= 45, list(zip([d for d, _ in files], predicted))
+
+
+def test_transparent_ground_is_paper():
+    """A drawing saved with a transparent ground (black ink, alpha 0 elsewhere) reads as ink on white paper."""
+    images, _ = load_digits()
+    i = _centred_digits(1)[0]
+    ink = _bitmap(images[i], 8)
+    rgba = np.zeros((100, 90, 4), np.uint8)
+    rgba[20:84, 10:74, 3] = (255 * ink).round().astype(np.uint8)  # black everywhere, the ink in the alpha channel
+    np.testing.assert_allclose(digit_image_to_counts(Image.fromarray(rgba)), images[i], atol=0.1)
+    with pytest.warns(UserWarning, match="no digit"):  # one dot is no digit
+        dot = np.full((50, 50), 255, np.uint8)
+        dot[20, 20] = 0
+        assert not digit_image_to_counts(dot).any()

@@ -109,7 +109,9 @@ def _grey_array(image: Any) -> np.ndarray:
             arr = np.asarray(image.convert("F"), dtype=np.float64)
             top = 65535.0 if image.mode.startswith("I;16") or arr.max() > 255 else 255.0
             return np.clip(arr / top, 0.0, 1.0)
-        image = image.convert("RGBA").convert("RGB") if "A" in image.getbands() else image
+        if "A" in image.getbands() or "transparency" in image.info:  # a transparent ground is white paper
+            paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(paper, image.convert("RGBA"))
         return np.asarray(image.convert("L"), dtype=np.float64) / 255.0
     arr = np.asarray(image, dtype=np.float64)
     if arr.ndim == 3:
@@ -144,11 +146,12 @@ def _thicken(frame: np.ndarray) -> np.ndarray:
 def digit_image_to_counts(image: Any) -> np.ndarray:
     """One digit in an image → UCI-style 8×8 ink counts (float32, 0…16), the way the embedded digits were made.
 
-    Steps: grey; the border decides the polarity (a light border → the image is inverted so ink is light);
-    ink is measured from the background level (the median of the border's non-ink pixels) to the ink level (a high percentile of the
-    pixels above Otsu's threshold), with pixels within the background's noise set to 0; the ink's bounding box is
-    scaled to fit the 32×32 frame keeping its aspect ratio and centred (the UCI bitmaps fill their frame); too
-    thin strokes are thickened to the embedded digits' ink coverage; 4×4 blocks are averaged to 0…16.
+    Steps: grey (a transparent ground counts as white); the border decides the polarity (a light border → the
+    image is inverted so ink is light); ink is measured from the background level (the median of the border's
+    non-ink pixels) to the ink level (a high percentile of the pixels above Otsu's threshold), pixels within the
+    background's noise (and lone specks) set to 0; the ink's bounding box is scaled to fit the 32×32 frame keeping
+    its aspect ratio and centred (the UCI bitmaps fill their frame); too thin strokes are thickened to the
+    embedded digits' ink coverage; 4×4 blocks are averaged to 0…16. A blank image warns and gives zeros.
 
     An 8×8 image of UCI counts (light on dark, values ×255/16) and a UCI digit upsampled by whole blocks come back
     unchanged. Works for one digit per image: several digits or heavy clutter fill the box with other things.
@@ -168,14 +171,14 @@ def digit_image_to_counts(image: Any) -> np.ndarray:
     ink_side = grey[grey > threshold]
     ink_level = float(np.percentile(ink_side, 99, method="higher")) if ink_side.size else float(grey.max())
     contrast = ink_level - background
-    if contrast <= max(4.0 * noise, 1.0 / 64):
+    ink = np.clip((grey - background) / max(contrast, 1e-12), 0.0, 1.0)
+    support = ink > 4.0 * noise / max(contrast, 1e-12)
+    if not count_image:  # lone pixels are noise
+        support = _drop_isolated(support)
+    if contrast <= max(4.0 * noise, 1.0 / 64) or not support.any():
         warnings.warn("the image holds no digit (no ink stands out from the background); its 8×8 counts are all 0",
                       stacklevel=2)
         return np.zeros((8, 8), np.float32)
-    ink = np.clip((grey - background) / contrast, 0.0, 1.0)
-    support = ink > 4.0 * noise / contrast
-    if not count_image:  # lone pixels are noise
-        support = _drop_isolated(support)
     ink = np.where(support, ink, 0.0)
     rows, cols = np.flatnonzero(support.any(1)), np.flatnonzero(support.any(0))
     ink = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
@@ -187,7 +190,7 @@ def digit_image_to_counts(image: Any) -> np.ndarray:
     scale = side / max(h, w)
     new_w, new_h = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
     # BOX: each output pixel is the ink area it covers (the UCI count), exact for whole-number factors.
-    scaled = np.asarray(Image.fromarray(ink.astype(np.float32), mode="F").resize((new_w, new_h), Image.BOX))
+    scaled = np.asarray(Image.fromarray(ink.astype(np.float32)).resize((new_w, new_h), Image.BOX))
     frame = np.zeros((side, side), np.float32)
     top, left = (side - new_h) // 2, (side - new_w) // 2
     frame[top:top + new_h, left:left + new_w] = np.clip(scaled, 0.0, 1.0)
