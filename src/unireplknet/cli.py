@@ -204,7 +204,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         root, val = find_image_folders(Path(args.data))
         root = val or root
-        mode = "L" if model.in_chans == 1 else "RGB"
+        # digits: RGBA keeps a transparent ground, which the digits transform reads as paper
+        mode = "RGBA" if dc.get("kind") == "digits" else "L" if model.in_chans == 1 else "RGB"
         dataset = SafeImageFolder(root, eval_transform(dc), class_names, mode=mode)
         collate, where = collate_drop_unreadable, str(root)
     if len(dataset.classes) != model.num_classes and model.num_classes:
@@ -343,7 +344,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     names = _class_names_for(model, meta)
     dc = _data_config_for(model, args.checkpoint, meta, args)
     transform = eval_transform(dc)
-    mode = "L" if model.in_chans == 1 else "RGB"
+    mode = "RGBA" if dc.get("kind") == "digits" else "L" if model.in_chans == 1 else "RGB"
     from .engine.distributed import resolve_device
 
     device = resolve_device(args.device)
