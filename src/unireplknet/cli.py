@@ -123,7 +123,7 @@ def _data_config_for(model, path: Optional[str], meta: Dict[str, Any], overrides
     if getattr(overrides, "interpolation", None):
         dc["interpolation"] = overrides.interpolation
     if dc.get("kind") == "digits":
-        # Image files of a digits model: 8×8 grey drawings upsampled like the training data.
+        # Image files of a digits model are normalised like the UCI digits by eval_transform (data.digits).
         dc.setdefault("interpolation", "bilinear")
         dc["crop_pct"] = 1.0
     return dc
@@ -228,7 +228,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         root, val = find_image_folders(Path(args.data))
         root = val or root
-        mode = "L" if model.in_chans == 1 else "RGB"
+        # digits: RGBA keeps a transparent ground, which the digits transform reads as paper
+        mode = "RGBA" if dc.get("kind") == "digits" else "L" if model.in_chans == 1 else "RGB"
         dataset = SafeImageFolder(root, eval_transform(dc), class_names, mode=mode)
         collate, where = collate_drop_unreadable, str(root)
     if len(dataset.classes) != model.num_classes and model.num_classes:
@@ -367,7 +368,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     names = _class_names_for(model, meta)
     dc = _data_config_for(model, args.checkpoint, meta, args)
     transform = eval_transform(dc)
-    mode = "L" if model.in_chans == 1 else "RGB"
+    mode = "RGBA" if dc.get("kind") == "digits" else "L" if model.in_chans == 1 else "RGB"
     from .engine.distributed import resolve_device
 
     device = resolve_device(args.device)

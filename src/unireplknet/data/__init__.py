@@ -3,7 +3,11 @@ from .digits import (
     DIGITS_CLASS_NAMES,
     DIGITS_MEAN,
     DIGITS_STD,
+    DigitImageTransform,
     DigitsDataset,
+    digit_counts_to_input,
+    digit_image_to_counts,
+    digit_image_to_input,
     digits_split_indices,
     load_digits,
     write_digits_image_folder,
@@ -22,7 +26,8 @@ from .folder import (
 from .build import DataBundle, build_data, eval_transform, split_samples
 
 __all__ = [
-    "DIGITS_CLASS_NAMES", "DIGITS_MEAN", "DIGITS_STD", "DigitsDataset", "digits_split_indices", "load_digits",
+    "DIGITS_CLASS_NAMES", "DIGITS_MEAN", "DIGITS_STD", "DigitImageTransform", "DigitsDataset", "digit_counts_to_input",
+    "digit_image_to_counts", "digit_image_to_input", "digits_split_indices", "load_digits",
     "write_digits_image_folder", "IMAGE_EXTENSIONS", "Batch", "DataError", "SafeImageFolder",
     "collate_drop_unreadable", "collate_replace_unreadable", "collate_tensors", "find_image_folders",
     "scan_image_folder", "DataBundle", "build_data", "eval_transform", "split_samples",

@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch.utils.data import Dataset
 
-from .digits import DIGITS_CLASS_NAMES, DIGITS_MEAN, DIGITS_STD, DigitsDataset
+from .digits import DIGITS_CLASS_NAMES, DIGITS_MEAN, DIGITS_STD, DigitImageTransform, DigitsDataset
 from .folder import (
     DataError,
     SafeImageFolder,
@@ -91,8 +91,13 @@ def eval_transform(data_config: Dict[str, Any]) -> Callable:
 
     Below 384 pixels: resize the short side to ``size / crop_pct`` then centre-crop; from 384 up the
     official code warps straight to ``size×size`` (no crop), which timm calls crop mode ``squash``.
+    A digits model (``kind == "digits"``) reads image files the way its UCI training digits were made
+    (:class:`~unireplknet.data.digits.DigitImageTransform`: polarity, ink box, 8×8 counts).
     """
     from timm.data import create_transform
+
+    if data_config.get("kind") == "digits":
+        return DigitImageTransform(int(data_config["input_size"][-1]))
 
     size = int(data_config["input_size"][-1])
     squash = size >= 384 or float(data_config.get("crop_pct", 0.875)) >= 1.0
