@@ -135,6 +135,28 @@ def _global_hooks() -> bool:
     )
 
 
+def depthwise(conv: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for one of the model's depthwise convs, run by :func:`unireplknet.ops.depthwise_conv2d`
+    (the fastest implementation for the call) where nobody watches the module.
+
+    The model's depthwise convs are plain ``nn.Conv2d`` modules, so tools that look modules up by exact type
+    (thop, ptflops) count them; the faster implementation is chosen here instead of in a subclass. The module
+    itself is called (``F.conv2d``) when it has hooks (those tools), under global hooks, a tracer, compiler,
+    dispatch mode or ``torch.func`` transform, for a tensor subclass, or when it was replaced by another type.
+    """
+    if (
+        type(conv) is not torch.nn.Conv2d
+        or type(x) is not torch.Tensor
+        or _hooked(conv)
+        or _global_hooks()
+        or graph_capture_active()
+    ):
+        return conv(x)
+    from .ops import depthwise_conv2d
+
+    return depthwise_conv2d(x, conv.weight, conv.bias, conv.padding[0], conv.dilation[0], getattr(conv, "impl", None))
+
+
 def use_fused_block(block: "UniRepLKNetBlock", x: torch.Tensor) -> bool:
     """True when ``block`` may run :func:`deploy_block_forward` on ``x``: only where it is exactly the module
     graph's result and no tool watches or changed that graph (see the module docstring for the list)."""
@@ -213,8 +235,8 @@ def deploy_block_forward(block: "UniRepLKNetBlock", x: torch.Tensor) -> torch.Te
     no_grad = not torch.is_grad_enabled()
     onednn = no_grad and _mkldnn_fusable(x)
 
-    # dwconv goes through unireplknet.ops (via the module); norm is Identity in the deploy structure.
-    y = block.norm(block.dwconv(x))
+    # dwconv goes through unireplknet.ops (depthwise); norm is Identity in the deploy structure.
+    y = block.norm(block.run_dwconv(x))
 
     # SE: squeeze on (N, C); its 1×1 convs on a 1×1 map are Linear layers on the pooled vector.
     se = block.se
