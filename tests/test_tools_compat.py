@@ -1,0 +1,196 @@
+"""The tools users run on the model work unchanged and give exact answers (docs/model.md, "Works with").
+
+Each entry of the list in docs/model.md names the test here (or elsewhere in tests/) that proves it;
+``test_works_with_list_names_existing_tests`` checks that every named test exists.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import unireplknet
+
+REPO = Path(__file__).resolve().parents[1]
+
+# ----------------------------------------------------------------------------------------- FLOP counters
+COUNTER_CASES = [("a", False), ("a", True), ("t", False), ("t", True)]
+
+
+def _model(variant: str, deploy: bool) -> nn.Module:
+    torch.manual_seed(0)
+    return unireplknet.create_model(variant, deploy=deploy).eval()
+
+
+def _conv_and_linear_macs(model: nn.Module, x: torch.Tensor) -> int:
+    """The independent truth: PyTorch's own FlopCounterMode counts every convolution and matmul at the
+    operator level, whatever module type issues it (2 flops per multiply-accumulate)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops() // 2
+
+
+def _bias_adds(model: nn.Module, x: torch.Tensor) -> int:
+    """Output elements of every conv / Linear with a bias (ptflops counts one MAC per bias add)."""
+    sizes = []
+    handles = [m.register_forward_hook(lambda m, i, o: sizes.append(o.numel())) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None]
+    with torch.no_grad():
+        model(x)
+    for handle in handles:
+        handle.remove()
+    return sum(sizes)
+
+
+def _leaf_types_except(model: nn.Module, kept: tuple) -> list:
+    return sorted({type(m) for m in model.modules() if not list(m.children()) and type(m) not in kept},
+                  key=lambda t: t.__name__)
+
+
+@pytest.mark.parametrize("variant, deploy", COUNTER_CASES)
+def test_thop_counts_every_convolution_and_its_parameters(variant, deploy):
+    """thop looks modules up by exact type; every depthwise conv must be a plain nn.Conv2d for it to count."""
+    thop = pytest.importorskip("thop")
+    model = _model(variant, deploy)
+    x = torch.randn(1, 3, 224, 224)
+    want = _conv_and_linear_macs(model, x)
+    # thop's own convention for the few other modules it knows (norms, pooling) is left out: only its
+    # convolution and Linear counting is compared with the operator-level truth
+    zero = {t: (lambda m, inputs, output: None) for t in _leaf_types_except(model, (nn.Conv2d, nn.Linear))}
+    macs, _ = thop.profile(model, inputs=(x,), custom_ops=zero, verbose=False)
+    assert int(macs) == want
+    # parameters: thop counts those of the module types it knows (conv, linear, batch/layer norm), all of them
+    _, params = thop.profile(_model(variant, deploy), inputs=(x,), verbose=False)
+    known = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.LayerNorm)
+    assert int(params) == sum(p.numel() for m in model.modules() if isinstance(m, known) for p in m.parameters())
+
+
+@pytest.mark.parametrize("variant, deploy", COUNTER_CASES)
+def test_ptflops_counts_every_convolution_and_all_parameters(variant, deploy):
+    ptflops = pytest.importorskip("ptflops")
+    model = _model(variant, deploy)
+    x = torch.randn(1, 3, 224, 224)
+    want = _conv_and_linear_macs(model, x) + _bias_adds(model, x)  # ptflops' convention: bias adds count
+    macs, params = ptflops.get_model_complexity_info(
+        model, (3, 224, 224), as_strings=False, print_per_layer_stat=False, backend="pytorch",
+        ignore_modules=_leaf_types_except(model, (nn.Conv2d, nn.Linear)),
+        backend_specific_config={"count_functional": False},
+    )
+    assert macs == want
+    assert params == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("variant, deploy", COUNTER_CASES)
+def test_fvcore_counts_the_same_convolutions_and_linears(variant, deploy):
+    from fvcore.nn import FlopCountAnalysis
+
+    model = _model(variant, deploy)
+    x = torch.randn(1, 3, 224, 224)
+    analysis = FlopCountAnalysis(model, x)
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    by_op = analysis.by_operator()
+    assert sum(by_op.get(op, 0) for op in ("conv", "linear", "addmm", "matmul", "bmm")) == _conv_and_linear_macs(
+        model, x
+    )
+
+
+def test_depthwise_convs_are_plain_conv2d_and_still_run_through_ops(monkeypatch):
+    """Exact nn.Conv2d type (for type-keyed counters) and the fast implementation where nobody watches."""
+    from conftest import tiny_model
+    import unireplknet.ops as ops
+
+    model = tiny_model().eval()
+    calls = []
+    real = ops.depthwise_conv2d
+    monkeypatch.setattr(ops, "depthwise_conv2d", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for structure in (model, unireplknet.reparameterize(model, inplace=False)):
+        dw = [m for m in structure.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+        assert dw and all(type(m) is nn.Conv2d for m in dw)
+        calls.clear()
+        with torch.no_grad():
+            want = structure(torch.randn(2, 3, 32, 32))
+        assert len(calls) == len(dw)
+        calls.clear()
+        handle = dw[0].register_forward_hook(lambda m, i, o: None)  # a watched module is called itself
+        with torch.no_grad():
+            structure(torch.randn(2, 3, 32, 32))
+        handle.remove()
+        assert len(calls) == len(dw) - 1
+        assert want.shape[0] == 2
+
+
+# ------------------------------------------------------------------------- feature maps vs intermediates
+def test_forward_intermediates_norm_argument_gives_either_convention():
+    """features_only maps go through each stage's LayerNorm (the official features mode); a classifier's
+    forward_intermediates gives raw stage outputs; norm=True / norm=False selects either on a features model."""
+    import timm
+
+    torch.manual_seed(0)
+    classifier = timm.create_model("unireplknet_a").eval()
+    features = timm.create_model("unireplknet_a", features_only=True).eval()
+    backbone = features.model
+    unireplknet.load_checkpoint(backbone, classifier.state_dict())  # same weights; stage norms stay as built
+    with torch.no_grad():
+        for i in range(4):  # non-trivial stage norms
+            getattr(backbone, f"norm{i}").weight.normal_(1.0, 0.2)
+            getattr(backbone, f"norm{i}").bias.normal_(0.0, 0.2)
+        x = torch.randn(2, 3, 64, 64)
+        maps = features(x)
+        normed = backbone.forward_intermediates(x, norm=True, intermediates_only=True)
+        default = backbone.forward_intermediates(x, intermediates_only=True)
+        raw = backbone.forward_intermediates(x, norm=False, intermediates_only=True)
+        classifier_raw = classifier.forward_intermediates(x, intermediates_only=True)
+    for got_map, got_normed, got_default, got_raw, want_raw, i in zip(maps, normed, default, raw, classifier_raw,
+                                                                       range(4)):
+        assert torch.equal(got_map, got_normed) and torch.equal(got_map, got_default)
+        assert torch.equal(got_raw, want_raw)
+        # the features maps are the raw ones through the stage LayerNorm (the mathematical definition)
+        mean = want_raw.mean(1, keepdim=True)
+        var = want_raw.var(1, unbiased=False, keepdim=True)
+        norm = getattr(backbone, f"norm{i}")
+        by_definition = (want_raw - mean) / torch.sqrt(var + norm.eps) * norm.weight[:, None, None] \
+            + norm.bias[:, None, None]
+        assert torch.allclose(got_map, by_definition, atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(got_map, got_raw, atol=1e-2)
+    with pytest.raises(ValueError, match="features_only=True"):
+        classifier.forward_intermediates(x, norm=True)
+
+
+# ------------------------------------------------------------------------------ Hugging Face folders
+@pytest.mark.parametrize("structure", ["train", "deploy"])
+def test_save_pretrained_folder_loads_in_timm_and_transformers(tmp_path, structure):
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("unireplknet_a", num_classes=10).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # a model that differs from any freshly built one
+            p.add_(torch.randn_like(p) * 0.01)
+    if structure == "deploy":
+        unireplknet.reparameterize(model)
+    folder = unireplknet.save_pretrained(model, tmp_path / "hf")
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        want = model(x)
+        local = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
+        assert local.deploy == (structure == "deploy")
+        assert torch.allclose(local(x), want, rtol=0, atol=1e-5)
+        by_file = timm.create_model("unireplknet_a", pretrained=True, num_classes=10,
+                                    pretrained_cfg_overlay=dict(file=str(folder / "model.safetensors"),
+                                                                num_classes=10)).eval()
+        assert torch.allclose(by_file(x), want, rtol=0, atol=1e-5)
+    transformers = pytest.importorskip("transformers")
+    classifier = transformers.TimmWrapperForImageClassification.from_pretrained(folder).eval()
+    backbone = transformers.TimmWrapperModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        assert torch.allclose(classifier(pixel_values=x).logits, want, rtol=0, atol=1e-5)
+        pooled = backbone(pixel_values=x).pooler_output
+        assert torch.allclose(pooled, model.forward_head(model.forward_features(x), pre_logits=True), atol=1e-5)
+    assert classifier.config.num_labels == 10
