@@ -194,3 +194,95 @@ def test_save_pretrained_folder_loads_in_timm_and_transformers(tmp_path, structu
         pooled = backbone(pixel_values=x).pooler_output
         assert torch.allclose(pooled, model.forward_head(model.forward_features(x), pre_logits=True), atol=1e-5)
     assert classifier.config.num_labels == 10
+
+
+# ------------------------------------------------------------------------- timm's scripts, unchanged
+TIMM_STYLE_SCRIPT = '''
+import argparse, sys
+parser = argparse.ArgumentParser()
+parser.add_argument("--model", required=True)
+parser.add_argument("--num-classes", type=int, default=None)
+args = parser.parse_args()
+assert "unireplknet" not in sys.modules
+import timm
+model = timm.create_model(args.model, num_classes=args.num_classes)
+print(type(model).__name__, model.num_classes, sorted(m for m in sys.modules if m.startswith("unireplknet.")))
+'''
+
+
+def _pth_line() -> str:
+    """The line setup.py installs as unireplknet_timm.pth (read from setup.py, not copied)."""
+    tree = ast.parse((REPO / "setup.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "PTH_LINE":
+            return ast.literal_eval(node.value)
+    raise AssertionError("setup.py defines no PTH_LINE")
+
+
+def _run_with_site_dir(tmp_path, code_or_script: str, *args: str, script: bool = False):
+    """Run Python with ``tmp_path/site`` processed as a site-packages folder (its .pth files run exactly as
+    the interpreter runs those of site-packages), in a process that never imports unireplknet itself."""
+    import os
+    import subprocess
+    import sys
+
+    site_dir = tmp_path / "site"
+    site_dir.mkdir(exist_ok=True)
+    (site_dir / "unireplknet_timm.pth").write_text(_pth_line())
+    target = tmp_path / "script.py"
+    target.write_text(code_or_script)
+    runner = ("import runpy, site, sys; site.addsitedir(sys.argv[1]); sys.argv = sys.argv[2:]; "
+              "runpy.run_path(sys.argv[0], run_name='__main__')")
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-c", runner, str(site_dir), str(target), *args],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+
+
+def test_timm_style_script_finds_the_models_without_importing_unireplknet(tmp_path):
+    done = _run_with_site_dir(tmp_path, TIMM_STYLE_SCRIPT, "--model", "unireplknet_a", "--num-classes", "7")
+    assert done.returncode == 0, done.stderr
+    name, classes, modules = done.stdout.split(" ", 2)
+    assert (name, classes) == ("UniRepLKNet", "7")
+    # importing timm imports the zoo's registration and what it builds on, not the engine, data, tasks, CLI …
+    imported = ast.literal_eval(modules)
+    assert "unireplknet.zoo" in imported
+    assert not [m for m in imported if m.split(".")[1] in ("engine", "data", "tasks", "cli", "export", "modalities",
+                                                           "analysis", "deploy")]
+
+
+@pytest.mark.parametrize("order", [
+    "import timm; import unireplknet",
+    "import unireplknet; import timm",
+    "import timm.models; import unireplknet.zoo",
+    "import unireplknet.zoo; import timm.models",
+])
+def test_registration_does_not_recurse_or_repeat_in_any_import_order(tmp_path, order):
+    code = f"""
+import warnings
+warnings.simplefilter("error")  # a second registration would warn (timm warns on overwriting a model)
+{order}
+import sys, timm
+assert "unireplknet_xl" in timm.list_models("unireplknet_*")
+assert not [f for f in sys.meta_path if type(f).__name__ == "TimmRegistrationFinder"]  # one shot
+print("ok")
+"""
+    done = _run_with_site_dir(tmp_path, code)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_setup_py_build_puts_the_pth_at_the_wheel_root(tmp_path):
+    """The regular wheel (build_py) carries unireplknet_timm.pth at its root, i.e. site-packages once installed;
+    the editable wheel adds it in editable_wheel (checked by hand with `pip install -e .`, docs/model.md)."""
+    import shutil
+    import subprocess
+    import sys
+
+    project = tmp_path / "project"  # a copy: the build writes egg-info next to the sources
+    shutil.copytree(REPO / "src", project / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, project / name)
+    done = subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(tmp_path / "lib")],
+                          cwd=project, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "lib" / "unireplknet_timm.pth").read_text() == _pth_line()
+    assert (tmp_path / "lib" / "_unireplknet_timm.py").is_file()
