@@ -286,3 +286,20 @@ def test_setup_py_build_puts_the_pth_at_the_wheel_root(tmp_path):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "lib" / "unireplknet_timm.pth").read_text() == _pth_line()
     assert (tmp_path / "lib" / "_unireplknet_timm.py").is_file()
+
+
+# ------------------------------------------------------------------------------ the documented list
+def test_works_with_list_names_existing_tests():
+    """Every entry of docs/model.md's "Works with" list names a test, and that test exists."""
+    text = (REPO / "docs" / "model.md").read_text()
+    section = text.split("### Works with", 1)[1]
+    bullets = re.search(r"(?ms)^\* .*?(?=\n\n)", section).group(0)  # the first bullet list of the section
+    entries = re.split(r"\n(?=\* )", bullets)
+    assert len(entries) >= 10
+    for entry in entries:
+        named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", entry)
+        assert named, f"entry names no test: {entry!r}"
+        for path, name in named:
+            tree = ast.parse((REPO / path).read_text())
+            defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+            assert name in defined, f"{path}::{name} (docs/model.md, Works with) does not exist"
