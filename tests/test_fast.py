@@ -341,3 +341,22 @@ def test_fvcore_counts_the_paper_macs_of_a_real_cpu_model(variant, paper_gmacs):
     analysis = FlopCountAnalysis(model, torch.randn(1, 3, 224, 224))
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     assert round(analysis.total() / 1e9, 2) == paper_gmacs
+
+
+@pytest.mark.parametrize("grad_mode", [torch.no_grad, torch.inference_mode])
+def test_vmap_over_the_reparameterized_model_steps_aside_from_the_fused_path(grad_mode):
+    """Under a torch.func transform the fused path (in-place scaling, sample groups writing into a fresh output)
+    would mix batched and unbatched tensors; vmap must give the plain batched forward's result."""
+    torch.manual_seed(0)
+    model = unireplknet.create_model("a", deploy=True).eval()
+    for batch in (1, 2):  # batch 1: the weight-folding side; 2: sample groups and in-place scaling
+        xs = torch.randn(3, batch, 3, 64, 64)
+        with grad_mode():
+            got = torch.func.vmap(model)(xs)
+        with fused(False), torch.no_grad():
+            want = torch.stack([model(x) for x in xs])
+        assert got.shape == want.shape
+        assert rel_err(got, want) < 1e-5
+    # the fused path itself still runs outside the transform
+    with grad_mode():
+        assert fast.use_fused_block(model.stages[1][0], torch.randn(1, 80, 16, 16))

@@ -21,8 +21,8 @@ When it runs (:func:`use_fused_block`): only where its result is exactly the mod
 watching that graph — a deploy-structure block in eval mode, autograd off, a plain float32 CPU tensor,
 float32 weights in the modules the block was built with (``nn.Linear``, ``nn.GELU``, … — not a quantized or
 wrapped replacement), no autocast, no forward/backward hooks on the modules it bypasses (nor global ones),
-no ``TorchDispatchMode`` / ``TorchFunctionMode`` active (``FlopCounterMode``, fake tensors …), and no tracing,
-scripting, compiling or exporting. Everywhere else the block runs module by module, so flop counters,
+no ``TorchDispatchMode`` / ``TorchFunctionMode`` active (``FlopCounterMode``, fake tensors …), no ``torch.func``
+transform (``vmap``, ``grad`` …), and no tracing, scripting, compiling or exporting. Everywhere else the block runs module by module, so flop counters,
 quantizers, hooks, autocast and tracers see and get exactly the modules they expect.
 
 Set the environment variable ``UNIREPLKNET_FUSED=0`` (read at import) or ``unireplknet.fast.set_fused(False)``
@@ -42,7 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover - the model imports this module, never the
     from .model import UniRepLKNetBlock
 
 __all__ = ["FUSED", "fused_enabled", "set_fused", "use_fused_block", "deploy_block_forward", "spatial_sum_of_squares",
-           "samples_per_group", "GROUP_BYTES", "use_sample_groups", "run_in_sample_groups", "graph_capture_active"]
+           "samples_per_group", "GROUP_BYTES", "use_sample_groups", "run_in_sample_groups", "graph_capture_active",
+           "functorch_transform_active", "depthwise"]
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -92,7 +93,19 @@ def graph_capture_active() -> bool:
         return True
     # A mode on the dispatch / function stacks sees every operator; the fused path calls private oneDNN ops
     # that such modes (e.g. FlopCounterMode) do not know, so they get the modules' plain operators instead.
-    return torch._C._len_torch_dispatch_stack() > 0 or torch._C._is_torch_function_mode_enabled()
+    if torch._C._len_torch_dispatch_stack() > 0 or torch._C._is_torch_function_mode_enabled():
+        return True
+    return functorch_transform_active()
+
+
+def functorch_transform_active() -> bool:
+    """True inside a ``torch.func`` transform (``vmap``, ``grad``, ``jacrev``, ``functionalize`` …).
+
+    The fused path writes into tensors it allocates itself (in-place scaling, sample groups filling a fresh
+    output): under ``vmap`` those writes mix batched and unbatched tensors, so transforms get the module graph.
+    """
+    probe = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(probe()) if probe is not None else False
 
 
 def _autocast_active() -> bool:
@@ -120,6 +133,28 @@ def _global_hooks() -> bool:
         for name in ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
                      "_global_backward_pre_hooks")
     )
+
+
+def depthwise(conv: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for one of the model's depthwise convs, run by :func:`unireplknet.ops.depthwise_conv2d`
+    (the fastest implementation for the call) where nobody watches the module.
+
+    The model's depthwise convs are plain ``nn.Conv2d`` modules, so tools that look modules up by exact type
+    (thop, ptflops) count them; the faster implementation is chosen here instead of in a subclass. The module
+    itself is called (``F.conv2d``) when it has hooks (those tools), under global hooks, a tracer, compiler,
+    dispatch mode or ``torch.func`` transform, for a tensor subclass, or when it was replaced by another type.
+    """
+    if (
+        type(conv) is not torch.nn.Conv2d
+        or type(x) is not torch.Tensor
+        or _hooked(conv)
+        or _global_hooks()
+        or graph_capture_active()
+    ):
+        return conv(x)
+    from .ops import depthwise_conv2d
+
+    return depthwise_conv2d(x, conv.weight, conv.bias, conv.padding[0], conv.dilation[0], getattr(conv, "impl", None))
 
 
 def use_fused_block(block: "UniRepLKNetBlock", x: torch.Tensor) -> bool:
@@ -200,8 +235,8 @@ def deploy_block_forward(block: "UniRepLKNetBlock", x: torch.Tensor) -> torch.Te
     no_grad = not torch.is_grad_enabled()
     onednn = no_grad and _mkldnn_fusable(x)
 
-    # dwconv goes through unireplknet.ops (via the module); norm is Identity in the deploy structure.
-    y = block.norm(block.dwconv(x))
+    # dwconv goes through unireplknet.ops (depthwise); norm is Identity in the deploy structure.
+    y = block.norm(block.run_dwconv(x))
 
     # SE: squeeze on (N, C); its 1×1 convs on a 1×1 map are Linear layers on the pooled vector.
     se = block.se

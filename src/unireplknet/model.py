@@ -256,12 +256,12 @@ class DilatedReparamBlock(nn.Module):
                 f"Dilated Reparam Block supports kernel sizes {sorted(DILATED_BRANCHES)}, got {kernel_size}"
             )
         self.kernel_size = kernel_size
-        self.lk_origin = create_depthwise_conv2d(channels, kernel_size, bias=deploy)
+        self.lk_origin = create_depthwise_conv2d(channels, kernel_size, bias=deploy, plain=True)
         self.kernel_sizes, self.dilates = DILATED_BRANCHES[kernel_size]
         if not deploy:
             self.origin_bn = _batch_norm(channels, use_sync_bn)
             for k, r in zip(self.kernel_sizes, self.dilates):
-                self.add_module(f"dil_conv_k{k}_{r}", create_depthwise_conv2d(channels, k, dilation=r))
+                self.add_module(f"dil_conv_k{k}_{r}", create_depthwise_conv2d(channels, k, dilation=r, plain=True))
                 self.add_module(f"dil_bn_k{k}_{r}", _batch_norm(channels, use_sync_bn))
 
     @property
@@ -269,14 +269,18 @@ class DilatedReparamBlock(nn.Module):
         return not hasattr(self, "origin_bn")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not hasattr(self, "origin_bn"):  # merged
-            return self.lk_origin(x)
-        out = self.origin_bn(self.lk_origin(x))
         if torch.jit.is_scripting():
-            return self._add_branches_scripted(x, out)
+            if not hasattr(self, "origin_bn"):  # merged
+                return self.lk_origin(x)
+            return self._add_branches_scripted(x, self.origin_bn(self.lk_origin(x)))
         else:
+            # The convs are plain nn.Conv2d (exact-type flop counters count them); fast.depthwise runs them
+            # through unireplknet.ops unless a hook, tracer or transform needs the module itself called.
+            if not hasattr(self, "origin_bn"):  # merged
+                return fast.depthwise(self.lk_origin, x)
+            out = self.origin_bn(fast.depthwise(self.lk_origin, x))
             for k, r in zip(self.kernel_sizes, self.dilates):
-                out = out + getattr(self, f"dil_bn_k{k}_{r}")(getattr(self, f"dil_conv_k{k}_{r}")(x))
+                out = out + getattr(self, f"dil_bn_k{k}_{r}")(fast.depthwise(getattr(self, f"dil_conv_k{k}_{r}"), x))
             return out
 
     def _add_branches_scripted(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -321,7 +325,7 @@ class DilatedReparamBlock(nn.Module):
         if self.merged:
             return
         kernel, bias = self.equivalent_kernel_bias()
-        merged = create_depthwise_conv2d(kernel.shape[0], self.kernel_size, bias=True)
+        merged = create_depthwise_conv2d(kernel.shape[0], self.kernel_size, bias=True, plain=True)
         merged = merged.to(device=kernel.device, dtype=kernel.dtype)
         merged.weight.copy_(kernel)
         merged.bias.copy_(bias)
@@ -363,7 +367,7 @@ class UniRepLKNetBlock(nn.Module):
             self.dwconv = DilatedReparamBlock(dim, kernel_size, deploy=deploy, use_sync_bn=use_sync_bn)
             self.norm = nn.Identity() if deploy else _batch_norm(dim, use_sync_bn)
         elif kernel_size in (3, 5):
-            self.dwconv = create_depthwise_conv2d(dim, kernel_size, bias=deploy)
+            self.dwconv = create_depthwise_conv2d(dim, kernel_size, bias=deploy, plain=True)
             self.norm = nn.Identity() if deploy else _batch_norm(dim, use_sync_bn)
         else:
             raise ValueError(f"block kernel size must be 0, 3, 5 or one of 7…17 (odd), got {kernel_size}")
@@ -389,8 +393,17 @@ class UniRepLKNetBlock(nn.Module):
     def deployed(self) -> bool:
         return len(self.pwconv2) == 2
 
+    def run_dwconv(self, x: torch.Tensor) -> torch.Tensor:
+        """``self.dwconv(x)``; a plain depthwise ``nn.Conv2d`` goes through :func:`unireplknet.fast.depthwise`."""
+        if torch.jit.is_scripting():
+            return self.dwconv(x)
+        else:
+            if isinstance(self.dwconv, nn.Conv2d):
+                return fast.depthwise(self.dwconv, x)
+            return self.dwconv(x)
+
     def compute_residual(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.se(self.norm(self.dwconv(x)))
+        y = self.se(self.norm(self.run_dwconv(x)))
         y = self.pwconv2(self.act(self.pwconv1(y)))
         if self.gamma is not None:
             y = self.gamma.view(1, -1, 1, 1) * y
@@ -442,7 +455,7 @@ class UniRepLKNetBlock(nn.Module):
         if isinstance(self.norm, nn.modules.batchnorm._BatchNorm):
             conv = self.dwconv.lk_origin if isinstance(self.dwconv, DilatedReparamBlock) else self.dwconv
             kernel, bias = _fuse_with_bn(conv.weight, conv.bias, self.norm)
-            fused = create_depthwise_conv2d(kernel.shape[0], kernel.shape[-1], bias=True)
+            fused = create_depthwise_conv2d(kernel.shape[0], kernel.shape[-1], bias=True, plain=True)
             fused = fused.to(device=kernel.device, dtype=kernel.dtype)
             fused.weight.copy_(kernel)
             fused.bias.copy_(bias)
@@ -738,20 +751,32 @@ class UniRepLKNet(nn.Module):
         self,
         x: torch.Tensor,
         indices: Optional[Union[int, List[int]]] = None,
-        norm: bool = False,
+        norm: Optional[bool] = None,
         stop_early: bool = False,
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
     ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
-        """Stage outputs at ``indices`` (features mode: through their ``norm{i}``), and the final map.
+        """Stage outputs at ``indices``, and the final (raw) map.
 
         ``indices``: an int n takes the last n stages, a list the stages it names (negative from the end).
 
-        ``norm`` is accepted for timm compatibility; the final LayerNorm of the logits mode acts on pooled
-        features, so there is no map-level final norm to apply.
+        ``norm``: ``True`` passes each stage output through its own channels-first LayerNorm ``norm{i}`` (the
+        official features mode; only a features-mode model — ``features_only=True`` / ``num_classes=None`` —
+        has them), ``False`` gives the raw stage outputs, ``None`` (default) the model's own convention:
+        normalised in features mode, raw in logits mode (whose only LayerNorm acts on the pooled vector).
         """
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+        has_stage_norms = self.output_mode == "features"
+        if norm is None:
+            norm = has_stage_norms
+        elif norm and not has_stage_norms:
+            raise ValueError(
+                "forward_intermediates(norm=True) applies the per-stage LayerNorms of the features mode, which a "
+                "classifier model does not have; build the backbone with features_only=True (timm) or "
+                "num_classes=None, whose stage norms come with the official checkpoints' detection/segmentation "
+                "backbones"
+            )
         self._check_input_eager(x)
         take_indices, max_index = feature_take_indices(len(self.stages), indices)
         intermediates = []
@@ -759,7 +784,7 @@ class UniRepLKNet(nn.Module):
         for i in range(last + 1):
             x = self.stages[i](self.downsample_layers[i](x))
             if i in take_indices:
-                feat_norm = getattr(self, f"norm{i}", None)
+                feat_norm = getattr(self, f"norm{i}", None) if norm else None
                 intermediates.append(feat_norm(x) if feat_norm is not None else x)
         if intermediates_only:
             return intermediates

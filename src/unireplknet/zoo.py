@@ -6,8 +6,12 @@ checkpoint of the Hugging Face repo ``DingXiaoH/UniRepLKNet`` (the file names of
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
+import tempfile
 from collections import OrderedDict
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -24,6 +28,7 @@ from .model import ARCHITECTURES, UniRepLKNet, checkpoint_filter_fn, default_ker
 
 __all__ = [
     "VARIANTS", "HF_HUB_ID", "variant_config", "create_model", "count_macs", "variants_table", "pretrained_tags",
+    "save_pretrained",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -152,6 +157,7 @@ def _create_unireplknet(variant: str, pretrained: bool = False, **kwargs: Any) -
         kwargs["pretrained_cfg"] = tag
     features_only = kwargs.get("features_only", False)
     model_kwargs = {**variant_config(short), **kwargs}
+    feature_cfg: Dict[str, Any] = dict(out_indices=(0, 1, 2, 3), feature_cls="getter")
     if features_only:
         # The official features mode: a channels-first LayerNorm on every stage output, no classifier.
         model_kwargs["num_classes"] = None
@@ -160,13 +166,18 @@ def _create_unireplknet(variant: str, pretrained: bool = False, **kwargs: Any) -
         feature_cls = model_kwargs.get("feature_cls")
         if isinstance(feature_cls, str) and feature_cls.lower() in _FEATURE_CLASSES:
             model_kwargs["feature_cls"] = _FEATURE_CLASSES[feature_cls.lower()]
+        chosen_cls = model_kwargs.get("feature_cls", "getter")
+        if chosen_cls == "getter" or (isinstance(chosen_cls, type) and issubclass(chosen_cls, FeatureGetterNet)):
+            # timm's getter passes norm=False to forward_intermediates by default; None keeps the official
+            # features mode (each map through its stage LayerNorm), the same maps as the hook extractor's
+            feature_cfg["norm"] = None
     try:
         return build_model_with_cfg(
             UniRepLKNet,
             variant,
             pretrained,
             pretrained_filter_fn=checkpoint_filter_fn,
-            feature_cfg=dict(out_indices=(0, 1, 2, 3), feature_cls="getter"),
+            feature_cfg=feature_cfg,
             **model_kwargs,
         )
     except Exception as err:  # only download failures are rewrapped; everything else propagates unchanged
@@ -361,3 +372,39 @@ def _describe_stage(kernels: Tuple[int, ...]) -> str:
             reps = len(kernels) // period
             return unit if reps == 1 else (f"{unit}x{reps}" if period == 1 else f"({unit})x{reps}")
     return ",".join(str(k) for k in kernels)  # pragma: no cover
+
+
+def save_pretrained(model: nn.Module, folder: "os.PathLike[str] | str", **save_for_hf_kwargs: Any) -> Path:
+    """Write ``folder`` (``config.json`` + ``model.safetensors``) for both timm and Hugging Face transformers.
+
+    timm's ``save_for_hf`` records the class count twice, as the config's ``num_classes`` and inside
+    ``model_args``; transformers' ``TimmWrapperModel`` / ``TimmWrapperForImageClassification`` read the first
+    as ``num_labels`` and pass it to ``timm.create_model`` next to ``model_args``, which then fails with
+    "multiple values for keyword argument 'num_classes'" (for every timm model). The folder written here keeps
+    the class count where both read it (the root ``num_classes`` and ``pretrained_cfg``) and records every other
+    constructor argument (``deploy`` for a re-parameterized model) in ``model_args``. Load it with
+    ``timm.create_model(f"local-dir:{folder}", pretrained=True)`` or ``TimmWrapperModel.from_pretrained(folder)``.
+    """
+    from timm.models import save_for_hf
+
+    folder = Path(folder)
+    save_for_hf_kwargs.setdefault("safe_serialization", True)
+    save_for_hf(model, folder, **save_for_hf_kwargs)
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text())
+    config.get("model_args", {}).pop("num_classes", None)
+    _write_text_atomically(config_path, json.dumps(config, indent=4))
+    return folder
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

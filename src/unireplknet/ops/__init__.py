@@ -254,17 +254,21 @@ def create_depthwise_conv2d(
     dilation: int = 1,
     bias: bool = False,
     impl: Optional[str] = None,
-) -> DepthwiseConv2d:
+    plain: bool = False,
+) -> nn.Conv2d:
     """A depthwise ``kernel_size``×``kernel_size`` conv over ``channels`` with 'same' padding for odd kernels.
 
     ``impl`` forces an implementation for this module (``None``: the process default, see :func:`depthwise_conv2d`).
+    ``plain=True`` returns an exact :class:`torch.nn.Conv2d` (its own forward is ``F.conv2d``) for a caller that
+    dispatches through :func:`depthwise_conv2d` itself (the model does, in :func:`unireplknet.fast.depthwise`):
+    tools that look modules up by exact type (thop, ptflops, mmcv's counter) then count it.
     """
     if kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"depthwise kernel size must be a positive odd number, got {kernel_size}")
     if impl is not None and impl not in IMPLEMENTATIONS:
         raise _unknown(impl, "create_depthwise_conv2d")
     padding = (kernel_size - 1) * dilation // 2
-    conv = DepthwiseConv2d(
+    conv = (nn.Conv2d if plain else DepthwiseConv2d)(
         channels, channels, kernel_size, stride=1, padding=padding, dilation=dilation, groups=channels, bias=bias
     )
     if impl is not None:
