@@ -204,9 +204,9 @@ def test_rbf_kernel_against_the_pairwise_formula():
 
 def test_forecast_baseline_naive_rows_equal_the_forecasting_tasks_own_baselines():
     # the classical script builds the demo's windows itself; its naive rows must equal what forecast-train
-    # reports on the same test windows (unireplknet.tasks.forecasting.evaluate_baselines)
-    from unireplknet.modalities.timeseries import WindowDataset
-    from unireplknet.tasks.forecasting import ForecastTrainConfig, _loader, build_forecast_splits, evaluate_baselines
+    # reports on the same test windows (unireplknet.tasks.forecast.linear.evaluate_baselines)
+    from unireplknet.data.timeseries import WindowDataset
+    from unireplknet.tasks.forecast.linear import ForecastTrainConfig, _loader, build_forecast_splits, evaluate_baselines
 
     cfg = ForecastTrainConfig.for_data(data="co2")
     splits, _ = build_forecast_splits(cfg)

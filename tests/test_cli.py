@@ -371,7 +371,7 @@ FINETUNE_ARGS = ["--input-size", "32", "--epochs", "1", "--batch-size", "8", "--
 
 def _spy_build_model(monkeypatch):
     """Record what train() builds: the weights right after creation and the RNG state the head was drawn from."""
-    from unireplknet.engine import trainer
+    from unireplknet.tasks.image import task as trainer
 
     seen = {}
     real = trainer.build_model

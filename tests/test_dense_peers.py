@@ -11,8 +11,8 @@ import torch
 pytest.importorskip("torchvision")
 
 from unireplknet.cli import main  # noqa: E402
-from unireplknet.tasks import detection as det  # noqa: E402
-from unireplknet.tasks import segmentation as seg  # noqa: E402
+from unireplknet.tasks.dense import detection as det  # noqa: E402
+from unireplknet.tasks.dense import segmentation as seg  # noqa: E402
 
 # the small heads of the dense tasks' own tests, so both files train the same heads
 from test_detection_train import DET_HEADS, SEG_HEADS  # noqa: E402
@@ -62,7 +62,7 @@ def test_feature_channels_and_strides_reach_the_neck_and_heads(name, kwargs):
 @pytest.mark.parametrize("task", ["detection", "segmentation"])
 def test_one_training_step_through_each_dense_task(tmp_path, task):
     from unireplknet.engine.task import StepContext
-    from unireplknet.tasks.dense import DenseTask, DenseTrainConfig
+    from unireplknet.tasks.dense.task import DenseTask, DenseTrainConfig
 
     heads = json.loads(DET_HEADS if task == "detection" else SEG_HEADS)
     cfg = DenseTrainConfig(task=task, model=PEER, model_kwargs=PEER_KWARGS, head_kwargs=heads, scenes_train=2,
@@ -149,7 +149,7 @@ def test_refusals_name_the_problem_and_the_fix(tmp_path):
     with pytest.raises(ValueError, match="features_only support"):
         det.build_backbone(_NO_FEATURES.__name__)
 
-    from unireplknet.tasks.dense import DenseTrainConfig
+    from unireplknet.tasks.dense.task import DenseTrainConfig
 
     with pytest.raises(ValueError, match="layer-decay.*timm model"):
         DenseTrainConfig(task="detection", model=PEER, layer_decay=0.8).resolved()

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from unireplknet import CheckpointMismatchError, UniRepLKNet, reparameterize
 from unireplknet.data import scenes
-from unireplknet.tasks import detection as det
+from unireplknet.tasks.dense import detection as det
 
 from conftest import randomize_bn_and_scales, reference_dir
 

@@ -1,8 +1,8 @@
 """Generate a small Global Temp / Global Wind look-alike in the official file layout (seconds, deterministic).
 
-    python scripts/make_global_weather.py OUT_DIR [--stations 308] [--days 120] [--seed 0]
+    unireplknet forecast-make-weather OUT_DIR [--stations 308] [--days 120] [--seed 0]
 
-writes, like the Corrformer/UniRepLKNet release (paper Table 12; official `Time-Series/` code, described in docs/timeseries.md), values ×10 (the release's convention):
+(from Python: :func:`write`) writes, like the Corrformer/UniRepLKNet release (paper Table 12; official `Time-Series/` code, described in docs/timeseries.md), values ×10 (the release's convention):
 
 * ``temp_global_hourly_{train,val,test}.npy``: (hours, stations, 1) float32, °C × 10;
 * ``wind_global_hourly_{train,val,test}.npy``: (hours, stations, 1) float32, m/s × 10;
@@ -23,11 +23,12 @@ first forecast follows the previous split (Informer's convention).
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
+from typing import Union
 
 import numpy as np
+
+__all__ = ["simulate", "write", "split_bounds", "station_lattice", "SEQ_LEN"]
 
 SEQ_LEN = 48
 BANDS, SECTORS, PER_NODE = 4, 7, 11
@@ -81,7 +82,7 @@ def simulate(num_stations: int = 308, days: int = 120, seed: int = 0, start: str
     also a dict of the temperature's additive parts (climate + season, weather, diurnal, noise) for error
     analyses (benchmarks/corrformer_ridge_errors.py)."""
     if num_stations % (BANDS * SECTORS * PER_NODE):
-        raise SystemExit(f"--stations must be a multiple of {BANDS * SECTORS * PER_NODE} "
+        raise ValueError(f"--stations must be a multiple of {BANDS * SECTORS * PER_NODE} "
                          f"({BANDS}×{SECTORS} nodes of {PER_NODE}); got {num_stations}")
     rng = np.random.default_rng(seed)
     stations = station_lattice(num_stations, rng)
@@ -117,7 +118,9 @@ def split_bounds(hours: int) -> dict:
     return {"train": (0, n_train), "val": (n_train - SEQ_LEN, n_train + n_val), "test": (hours - n_test - SEQ_LEN, hours)}
 
 
-def write(out: Path, num_stations: int = 308, days: int = 120, seed: int = 0) -> Path:
+def write(out: Union[str, Path], num_stations: int = 308, days: int = 120, seed: int = 0) -> Path:
+    """Simulate the world and write its train/val/test files into ``out`` (created); returns ``out``."""
+    out = Path(out)
     times, temp, wind, stations = simulate(num_stations, days, seed)
     bounds = split_bounds(len(times))
     out.mkdir(parents=True, exist_ok=True)
@@ -133,19 +136,3 @@ def write(out: Path, num_stations: int = 308, days: int = 120, seed: int = 0) ->
         save(f"data_time_{split}.npy", times[a:b].astype("datetime64[s]").astype(str))
     save("stations_sorted.npy", stations.astype(np.float32))
     return out
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--stations", type=int, default=308)
-    parser.add_argument("--days", type=int, default=120)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    write(args.out, args.stations, args.days, args.seed)
-    print(f"wrote {args.out} ({args.stations} stations, {args.days * 24} hours)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,7 @@ skeleton, transform, ``FeaturePyramidNetwork`` (256 channels, P2-P6), ``RegionPr
 ``Matcher``, the balanced sampler, ``roi_align`` and ``batched_nms``; the cascade itself is
 :class:`CascadeRoIHeads`::
 
-    from unireplknet.tasks import cascade
+    from unireplknet.tasks.dense import cascade
     model = cascade.cascade_mask_rcnn("unireplknet_t", num_classes=80, checkpoint="unireplknet_t_in1k_224_acc83.21.pth",
                                       drop_path_rate=0.3, with_cp=True)
 
@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..model import UniRepLKNet
+from ...model import UniRepLKNet
 
 __all__ = [
     "AlignedMultiScaleRoIAlign",
@@ -400,7 +400,7 @@ def cascade_mask_rcnn(
 ) -> nn.Module:
     """Cascade Mask R-CNN + FPN (P2-P6, 256 channels) on a UniRepLKNet: the paper's COCO detector.
 
-    Backbone keywords as :func:`unireplknet.tasks.detection.maskrcnn` (``checkpoint``, ``model_kwargs``,
+    Backbone keywords as :func:`unireplknet.tasks.dense.detection.maskrcnn` (``checkpoint``, ``model_kwargs``,
     ``drop_path_rate``, ``with_cp``, ``deploy``); head sizes ``fpn_channels``, ``anchor_sizes``,
     ``box_head_convs``, ``box_head_channels``, ``representation_size``, ``mask_head_channels``; the cascade
     ``stage_iou_thresholds``, ``stage_box_weights``, ``stage_loss_weights``, ``giou_loss_weight``; RoI sampling

@@ -3,7 +3,7 @@
 One call builds a detector on the official features mode (four stage maps, strides 4–32, each through its
 own channels-first LayerNorm ``norm{i}``) and a feature pyramid::
 
-    from unireplknet.tasks import detection
+    from unireplknet.tasks.dense import detection
     model = detection.maskrcnn("unireplknet_t", num_classes=80, checkpoint="unireplknet_t_in1k_224_acc83.21.pth")
 
 ``num_classes`` counts object categories *without* background; labels are 1 … num_classes (torchvision's
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..model import UniRepLKNet
+from ...model import UniRepLKNet
 
 __all__ = [
     "DetectionDataError",
@@ -85,7 +85,7 @@ def is_timm_peer(model: Any) -> bool:
         return False
     import timm
 
-    from .. import zoo
+    from ... import zoo
 
     base = model.split(".")[0]
     return base not in zoo.VARIANTS and timm.is_model(base)
@@ -99,7 +99,7 @@ class TimmFeatureBackbone(nn.Module):
     returns the chosen levels' maps as UniRepLKNet's does. Four levels whose stride doubles from one to the next
     are required (FPN, RoIAlign level mapping and UperNet assume a pyramid like strides 4, 8, 16, 32): a
     hierarchical ConvNet (ConvNeXt, ResNet, EfficientNet …) fits, a plain ViT (every level stride 16) does not.
-    Built through the engine's one model factory (:func:`unireplknet.engine.build_model`), so ``--model`` means
+    Built through the engine's one model factory (:func:`unireplknet.factory.build_model`), so ``--model`` means
     the same in every task.
     """
 
@@ -108,7 +108,7 @@ class TimmFeatureBackbone(nn.Module):
     def __init__(self, name: str, model_kwargs: Optional[Mapping[str, Any]] = None, drop_path_rate: float = 0.0,
                  checkpoint: Optional[PathLike] = None, with_cp: bool = False):
         super().__init__()
-        from ..engine.trainer import build_model
+        from ...factory import build_model
 
         kwargs: Dict[str, Any] = dict(model_kwargs or {})
         kwargs.update(features_only=True, out_indices=tuple(range(-self.num_levels, 0)))
@@ -167,7 +167,7 @@ def check_dense_backbone(body: Any, who: str) -> None:
     if not isinstance(body, UniRepLKNet) or body.output_mode != "features":
         raise TypeError(
             f"{who} needs a features-mode UniRepLKNet (num_classes=None) or a timm peer backbone; build it with "
-            "unireplknet.tasks.detection.build_backbone(...)"
+            "unireplknet.tasks.dense.detection.build_backbone(...)"
         )
 
 
@@ -191,8 +191,8 @@ def build_backbone(
     file, or a detection/segmentation file with ``backbone.`` keys; for a timm model, a file of that model
     (timm loads it, classifier dropped).
     """
-    from ..checkpoint import load_checkpoint
-    from ..zoo import variant_config
+    from ...checkpoint import load_checkpoint
+    from ...zoo import variant_config
 
     if is_timm_peer(model):
         if deploy or in_chans != 3 or use_sync_bn:
@@ -422,7 +422,7 @@ def fcos(model: Union[str, UniRepLKNet] = "unireplknet_t", num_classes: int = 80
 
 
 def cascade_mask_rcnn(model: Union[str, UniRepLKNet] = "unireplknet_t", num_classes: int = 80, **kwargs: Any) -> nn.Module:
-    """Cascade Mask R-CNN, the paper's COCO detector (:func:`unireplknet.tasks.cascade.cascade_mask_rcnn`)."""
+    """Cascade Mask R-CNN, the paper's COCO detector (:func:`unireplknet.tasks.dense.cascade.cascade_mask_rcnn`)."""
     from .cascade import cascade_mask_rcnn as build
 
     return build(model, num_classes, **kwargs)
@@ -663,7 +663,7 @@ def coco_evaluate(
     Under torchrun every rank predicts its share of the images and rank 0 scores them all (the others get the
     same numbers through a broadcast).
     """
-    from ..engine.distributed import all_gather_object
+    from ...engine.distributed import all_gather_object
 
     rank, world = (dist_info.rank, dist_info.world_size) if dist_info is not None else (0, 1)
     mine = predict_coco(model, dataset, range(rank, len(dataset), world), batch_size, device)

@@ -24,9 +24,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from ..engine.config import EngineConfig
-from ..engine.loop import lr_factor
-from ..engine.task import StepContext, StepOutput, TaskData
+from ...engine.config import EngineConfig
+from ...engine.loop import lr_factor
+from ...engine.task import StepContext, StepOutput, TaskData
 
 __all__ = [
     "DenseTrainConfig",
@@ -170,8 +170,8 @@ SCENES_SEGMENTATION: Dict[str, Any] = dict(
 # ----------------------------------------------------------------------------------------------- data
 def _data_paths(cfg: DenseTrainConfig, main: bool) -> Path:
     """The data root; for 'scenes' the generated set is written (once, by rank 0) under the output folder."""
-    from ..data import scenes as scene_data
-    from ..engine.distributed import barrier
+    from ...data import scenes as scene_data
+    from ...engine.distributed import barrier
 
     if cfg.data != "scenes":
         return Path(cfg.data)
@@ -232,7 +232,7 @@ class DenseTask:
         self.find_unused_parameters = cfg.task == "detection"  # the RPN/RoI heads skip some parameters per batch
 
     def build_data(self, cfg: DenseTrainConfig, seed: int) -> TaskData:
-        from ..engine.distributed import is_main_process
+        from ...engine.distributed import is_main_process
 
         root = _data_paths(cfg, is_main_process())
         if cfg.task == "detection":
@@ -361,7 +361,7 @@ def train_dense(cfg: DenseTrainConfig, callbacks: Any = ()) -> Dict[str, Any]:
     """Train a detector or segmenter on the engine; returns a summary (also in ``<output>/summary.json``):
     the untrained score (``eval_at_start``), the last epoch's row, the best, the deploy structure's score and
     the files written. Works under ``torchrun``."""
-    from ..engine import fit
+    from ...engine import fit
 
     cfg = cfg.resolved()
     task = DenseTask(cfg)
@@ -382,8 +382,8 @@ def _plain_metrics(m: Dict[str, Any]) -> Dict[str, Any]:
 def load_dense_model(path: Path, device: Any = "cpu", data: Optional[str] = None
                      ) -> Tuple[nn.Module, DenseTrainConfig, Dict[str, Any]]:
     """Rebuild the detector/segmenter of a ``last.pth`` / ``best.pth`` / ``deploy.safetensors`` and load it."""
-    from ..engine.checkpointing import load_training_checkpoint
-    from ..model import reparameterize
+    from ...engine.checkpointing import load_training_checkpoint
+    from ...model import reparameterize
 
     path = Path(path)
     if path.suffix == ".safetensors":
@@ -420,7 +420,7 @@ def load_dense_model(path: Path, device: Any = "cpu", data: Optional[str] = None
 def evaluate_dense(path: Path, data: Optional[str] = None, device: str = "auto",
                    batch_size: int = 8) -> Dict[str, Any]:
     """COCO box/mask AP or mIoU of a checkpoint on the held-out split of its data (or of ``data``)."""
-    from ..engine.distributed import init_distributed
+    from ...engine.distributed import init_distributed
 
     dist_info = init_distributed(device)
     model, cfg, _ = load_dense_model(path, dist_info.device, data)

@@ -27,7 +27,7 @@ leads it; the result is shifted back. The TCN's channels are head_dim × decoder
 paper), which is where most of the paper's 132 M parameters sit (see docs/timeseries.md).
 
 This module is the model, the data windows, the loss, the evaluation and the recipe constants; it trains
-through the engine as the forecasting task's model choice (:mod:`unireplknet.tasks.forecasting`):
+through the engine as the forecasting task's model choice (:mod:`unireplknet.tasks.forecast.linear`):
 ``unireplknet forecast-train --data DIR --preset paper [--encoder-size a|t|s]`` (or ``--preset demo``).
 """
 from __future__ import annotations
@@ -43,13 +43,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from ..modalities.timeseries import (
+from ...data.timeseries import (
     TIME_FEATURE_DIMS,
     SeriesError,
     WindowDataset,
     load_global_station_folder,
 )
-from .forecasting import TINY_FORECAST_MODEL_KWARGS, SeriesNormalizer, TokenEmbedding, forecast_metrics, image_shape
+from .linear import TINY_FORECAST_MODEL_KWARGS, SeriesNormalizer, TokenEmbedding, forecast_metrics, image_shape
 
 __all__ = [
     "CorrformerConfig",
@@ -440,8 +440,8 @@ def encoder_kernel_sizes(size: str, stage4_kernel: int = 11) -> Tuple[Tuple[int,
     """The variant's official kernel layout with stage 4 set to ``stage4_kernel`` (the time-series code uses
     K = 11 there; docs/timeseries.md, pipeline step 5). ``'tiny'``: the small forecasting encoder (depths 1-1-2-1, dims
     16…128, kernels 3 / 7 / 3,3 / 3) for CPU demos and tests on 48 × 48 images."""
-    from ..model import default_kernel_sizes
-    from ..zoo import VARIANTS
+    from ...model import default_kernel_sizes
+    from ...zoo import VARIANTS
 
     if size == "tiny":
         return TINY_FORECAST_MODEL_KWARGS["kernel_sizes"]
@@ -459,8 +459,8 @@ ENCODERS = ("unireplknet", "convnext")
 
 
 def _build_encoder(cfg: CorrformerConfig) -> nn.Module:
-    from ..model import UniRepLKNet
-    from ..zoo import VARIANTS, create_model
+    from ...model import UniRepLKNet
+    from ...zoo import VARIANTS, create_model
 
     if cfg.encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {cfg.encoder!r}; choose one of {', '.join(ENCODERS)}")

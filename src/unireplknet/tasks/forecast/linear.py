@@ -18,7 +18,7 @@ Per forward pass (``x``: B × L × V, V = nodes × ``enc_in`` variables):
 
 The head here is a linear projection of the flattened last-stage map. The paper (TPAMI §3.3, Table 12) feeds
 the map as memory into one Corrformer decoder layer (multi-correlation + TCN): ``--preset paper`` / ``demo``
-make this task train that model instead (:mod:`unireplknet.tasks.corrformer`), on the same engine loop, with
+make this task train that model instead (:mod:`unireplknet.tasks.forecast.corrformer`), on the same engine loop, with
 the paper's recipe as defaults; docs/timeseries.md has both.
 """
 from __future__ import annotations
@@ -35,11 +35,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..engine.checkpointing import load_training_checkpoint
-from ..engine.config import EngineConfig, plain
-from ..engine.distributed import all_gather_object
-from ..engine.task import StepContext, StepOutput, TaskData
-from ..modalities.timeseries import (
+from ...engine.checkpointing import load_training_checkpoint
+from ...engine.config import EngineConfig, plain
+from ...engine.distributed import all_gather_object
+from ...engine.task import StepContext, StepOutput, TaskData
+from ...data.timeseries import (
     TIME_FEATURE_DIMS,
     Series,
     SeriesError,
@@ -195,7 +195,7 @@ class UniRepLKNetForecaster(nn.Module):
                  model: str = "unireplknet_s", model_kwargs: Optional[Dict[str, Any]] = None, drop_path: float = 0.0,
                  dropout: float = 0.05, affine: bool = True, norm: str = "revin", linear_skip: bool = False):
         super().__init__()
-        from ..engine.trainer import build_model
+        from ...factory import build_model
 
         enc_in = int(enc_in or num_variables)
         if num_variables % enc_in:
@@ -270,7 +270,7 @@ class UniRepLKNetForecaster(nn.Module):
     @property
     def encoder_label(self) -> str:
         """How result tables name this model: the UniRepLKNet forecaster, or the peer encoder it was given."""
-        from ..model import UniRepLKNet
+        from ...model import UniRepLKNet
 
         return "UniRepLKNet forecaster" if isinstance(self.encoder, UniRepLKNet) \
             else f"forecaster, {self.config['model']} encoder"
@@ -415,7 +415,7 @@ class ForecastTrainConfig(EngineConfig):
         return cls(**options)
 
 
-#: The presets that train the paper's Corrformer + UniRepLKNet model (``unireplknet.tasks.corrformer.PRESETS``).
+#: The presets that train the paper's Corrformer + UniRepLKNet model (``unireplknet.tasks.forecast.corrformer.PRESETS``).
 CORRFORMER_PRESETS = ("paper", "demo")
 
 
@@ -511,7 +511,7 @@ def build_forecast_splits(cfg: ForecastTrainConfig) -> Tuple[Dict[str, Series], 
         raise SeriesError(f"--preset {cfg.preset} trains the Corrformer on station data: --data must be a folder in the "
                           f"Global Temp/Wind layout ({cfg.variable}_global_hourly_{{train,val,test}}.npy, "
                           f"data_time_*.npy, stations_sorted.npy), not {data or 'the default co2'!r}; "
-                          "scripts/make_global_weather.py OUT or `unireplknet forecast-make-grid OUT` writes one")
+                          "`unireplknet forecast-make-weather OUT` or `unireplknet forecast-make-grid OUT` writes one")
     if data in (None, "co2"):
         s = co2_series(monthly=True)
         return chronological_split(s, cfg.seq_len), "Mauna Loa CO2, monthly (ppm)"
@@ -783,7 +783,7 @@ def train_forecaster(cfg: ForecastTrainConfig, callbacks: Sequence[Callable[[Any
     """Train on the engine (``last.pth``, ``best.pth``, deploy file), then report the best checkpoint's test
     MSE/MAE (the data's own units) next to the naive baselines (and, for the Corrformer presets, per variable
     group and next to the ridge linear model). ``resume='auto'`` continues ``output/last.pth``."""
-    from ..engine import fit
+    from ...engine import fit
 
     task = Forecasting(announce)
     r = fit(task, cfg, callbacks)

@@ -11,14 +11,14 @@ import argparse
 import json
 import sys
 
-from ._cli_common import (add_engine_arguments, add_eval_loader_arguments, engine_options, print_epoch_end,
+from ...engine.flags import (add_engine_arguments, add_eval_loader_arguments, engine_options, print_epoch_end,
                           set_torch_threads)
 
 __all__ = ["add_subcommands", "projection_picture"]
 
 
 def cmd_points_train(args: argparse.Namespace) -> int:
-    from .pointcloud import PointCloudTrainConfig, train_pointcloud
+    from .task import PointCloudTrainConfig, train_pointcloud
 
     set_torch_threads(args.threads)
     options = engine_options(
@@ -47,17 +47,17 @@ def cmd_points_eval(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import DataLoader
 
-    from ..modalities.pointcloud import ModelNet40, eval_rotations
-    from .classification import evaluate_views
-    from .pointcloud import load_pointcloud_classifier
+    from ...modalities.pointcloud import ModelNet40, eval_rotations
+    from ..views import evaluate_views
+    from .task import load_pointcloud_classifier
 
-    from ..engine.distributed import resolve_device
+    from ...engine.distributed import resolve_device
 
     device = resolve_device(args.device)
     model, mc = load_pointcloud_classifier(args.checkpoint)
     model.to(device)
     if args.data is None:
-        from .pointcloud import generated_dataset_class
+        from .task import generated_dataset_class
 
         generated = generated_dataset_class(mc.get("generated", "shapes"))  # older checkpoints: the shapes
         ds = generated(args.held_out, args.shapes_per_class, mc["num_points"], args.seed)
@@ -81,7 +81,7 @@ def projection_picture(points, num_views: int = 4, image_size: int = 96, scale: 
     import torch
     from PIL import Image
 
-    from ..modalities.pointcloud import DepthProjection
+    from ...modalities.pointcloud import DepthProjection
 
     pts = torch.as_tensor(points, dtype=torch.float32)
     pts = pts[None] if pts.dim() == 2 else pts
@@ -97,13 +97,13 @@ def projection_picture(points, num_views: int = 4, image_size: int = 96, scale: 
 def cmd_points_project(args: argparse.Namespace) -> int:
     import torch
 
-    from ..modalities.pointcloud import farthest_point_sample, gather_points, normalize_unit_sphere, read_off, read_points
+    from ...modalities.pointcloud import farthest_point_sample, gather_points, normalize_unit_sphere, read_off, read_points
 
     clouds = []
     if args.files:
         import numpy as np
 
-        from ..data.pointcloud.shapes import sample_surface
+        from ...data.pointcloud.shapes import sample_surface
 
         for f in args.files:
             if f.lower().endswith(".off"):
@@ -114,7 +114,7 @@ def cmd_points_project(args: argparse.Namespace) -> int:
             pts = gather_points(pts, farthest_point_sample(pts, min(args.num_points, len(pts))))
             clouds.append(normalize_unit_sphere(pts))
     else:
-        from ..data.pointcloud import GeneratedShapes
+        from ...data.pointcloud import GeneratedShapes
 
         ds = GeneratedShapes("val", 1, args.num_points)
         clouds = [ds[i][0] for i in range(len(ds))]
