@@ -635,7 +635,7 @@ def forecast_baseline(data: str, seq_len: int = 48, pred_len: int = 24) -> Dict[
 
     Every choice is made on the validation windows; the test windows are scored once.
     """
-    from unireplknet.tasks.forecast.linear import (DEFAULT_SEASONAL_PERIOD, ForecastTrainConfig,
+    from unireplknet.tasks.forecast import (DEFAULT_SEASONAL_PERIOD, ForecastTrainConfig,
                                                build_forecast_splits)
 
     cfg = ForecastTrainConfig.for_data(data=data, seq_len=seq_len, pred_len=pred_len)

@@ -113,7 +113,7 @@ def audio_figure(out: Path) -> None:
 
 def timeseries_figures(image_out: Path, forecast_out: Path, checkpoint: Optional[str]) -> None:
     from unireplknet.data.timeseries import WindowDataset, chronological_split, co2_series
-    from unireplknet.tasks.forecast.linear import (
+    from unireplknet.tasks.forecast import (
         ForecastTrainConfig,
         UniRepLKNetForecaster,
         load_forecaster,

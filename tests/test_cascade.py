@@ -1,4 +1,4 @@
-"""Cascade Mask R-CNN (tasks/cascade.py): sizes against the official README, the cascade's target assignment and
+"""Cascade Mask R-CNN (tasks/dense/cascade.py): sizes against the official README, the cascade's target assignment and
 resampling against hand-computed boxes, score averaging, stage isolation of gradients, re-param, ONNX, weights."""
 from __future__ import annotations
 

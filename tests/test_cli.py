@@ -550,12 +550,11 @@ def test_model_kwargs_that_is_not_a_json_object_is_a_usage_error(capsys, text, m
     (["points-train"], "held_out", None), (["points-eval", "last.pth"], "held_out", "val"),
     (["audio-eval", "best.pth"], "split", "test"), (["forecast-eval", "best.pth"], "split", "test")])
 def test_every_command_names_its_scored_split_eval_split(command, dest, default):
-    """One flag vocabulary: --eval-split everywhere; the older spellings (--held-out, --split) still parse."""
+    """One flag vocabulary: --eval-split everywhere, and only it (the older --held-out and --split are gone)."""
     from unireplknet.cli import build_parser
 
     parser = build_parser()
     assert getattr(parser.parse_args(command), dest) == default
     flags = [a for a in parser._subparsers._group_actions[0].choices[command[0]]._actions if a.dest == dest][0]
-    assert flags.option_strings[0] == "--eval-split"
-    for flag in flags.option_strings:
-        assert getattr(parser.parse_args([*command, flag, "test"]), dest) == "test"
+    assert flags.option_strings == ["--eval-split"]
+    assert getattr(parser.parse_args([*command, "--eval-split", "test"]), dest) == "test"

@@ -13,7 +13,7 @@ import torch
 
 from unireplknet.data.timeseries import SeriesError, load_global_station_folder
 from unireplknet.tasks.forecast import corrformer as cf
-from unireplknet.tasks.forecast.linear import SeriesNormalizer
+from unireplknet.tasks.forecast import SeriesNormalizer
 from unireplknet.data.timeseries import global_weather
 
 
@@ -374,7 +374,7 @@ def test_cli_builds_the_paper_model_with_a_small_encoder(small_station_dir, monk
 
 
 def test_paper_preset_takes_the_papers_recipe():
-    from unireplknet.tasks.forecast.linear import ForecastTrainConfig
+    from unireplknet.tasks.forecast import ForecastTrainConfig
 
     cfg = ForecastTrainConfig.for_data(data="x", preset="paper")
     assert (cfg.lr, cfg.epochs, cfg.patience, cfg.batch_size) == (1e-4, 10, 3, 1)
@@ -386,7 +386,7 @@ def test_paper_preset_takes_the_papers_recipe():
 
 
 def _demo_cfg(data, out, **kw):
-    from unireplknet.tasks.forecast.linear import ForecastTrainConfig
+    from unireplknet.tasks.forecast import ForecastTrainConfig
 
     # sched 'step' (the paper's halving, not the demo's cosine) so that the learning-rate check below is exact
     base = dict(data=str(data), preset="demo", node_list=(2, 2), d_model=32, train_stride=40, val_stride=8,
@@ -422,12 +422,12 @@ def test_cli_one_epoch_run_and_forecast_eval_per_group(small_station_dir, tmp_pa
 
 def test_corrformer_resume_equals_uninterrupted_run(small_station_dir, tmp_path):
     from unireplknet.engine import fit
-    from unireplknet.tasks.forecast.linear import Forecasting
+    from unireplknet.tasks.forecast import CorrformerForecasting
 
     # the engine alone (train_forecaster adds the test-set report, covered by the CLI test)
-    full = fit(Forecasting(), _demo_cfg(small_station_dir, tmp_path / "full"))
-    fit(Forecasting(), _demo_cfg(small_station_dir, tmp_path / "part", epochs=1))
-    resumed = fit(Forecasting(), _demo_cfg(small_station_dir, tmp_path / "part", resume="auto"))
+    full = fit(CorrformerForecasting(), _demo_cfg(small_station_dir, tmp_path / "full"))
+    fit(CorrformerForecasting(), _demo_cfg(small_station_dir, tmp_path / "part", epochs=1))
+    resumed = fit(CorrformerForecasting(), _demo_cfg(small_station_dir, tmp_path / "part", resume="auto"))
     a = torch.load(tmp_path / "full" / "last.pth", weights_only=True)
     b = torch.load(tmp_path / "part" / "last.pth", weights_only=True)
     assert a["model_config"]["architecture"] == "corrformer" and a["model_config"] == b["model_config"]
@@ -439,7 +439,7 @@ def test_corrformer_resume_equals_uninterrupted_run(small_station_dir, tmp_path)
 
 
 def test_presets_refuse_data_that_does_not_fit(small_station_dir):
-    from unireplknet.tasks.forecast.linear import ForecastTrainConfig, build_forecast_model
+    from unireplknet.tasks.forecast import ForecastTrainConfig, build_forecast_model
 
     with pytest.raises(SeriesError, match=r"--node-list A,B with A·B = 4"):  # 44 stations = 4 nodes, not 7 × 50
         build_forecast_model(ForecastTrainConfig.for_data(data=str(small_station_dir), preset="paper"))
@@ -457,7 +457,7 @@ def test_demo_run_beats_the_naive_baselines_and_stays_near_the_linear_model(tmp_
     minutes does not beat it (measured: 25 % higher MSE, explained in the docs), so this checks that the gap
     stays under 30 % instead of pretending otherwise."""
     from unireplknet.data.timeseries import WindowDataset
-    from unireplknet.tasks.forecast.linear import ForecastTrainConfig, build_forecast_splits, evaluate_run, train_forecaster
+    from unireplknet.tasks.forecast import ForecastTrainConfig, build_forecast_splits, evaluate_run, train_forecaster
 
     data = tmp_path / "world"
     global_weather.write(data, num_stations=308, days=120, seed=0)

@@ -68,7 +68,7 @@ def make(task: str, root: Path, out: Path, **kw):
             norm_stats="auto", model="custom", model_kwargs=TINY, drop_path=0.0, batch_size=2, lr=1e-3, mixup=0.5,
             freq_mask=4, time_mask=4, roll=2), common))
     if task == "forecast":
-        from unireplknet.tasks.forecast.linear import ForecastTrainConfig, train_forecaster
+        from unireplknet.tasks.forecast import ForecastTrainConfig, train_forecaster
 
         return train_forecaster, ForecastTrainConfig.for_data(**merge(dict(
             data="co2", seq_len=24, label_len=12, pred_len=8, d_model=96, model_kwargs=TINY, train_stride=8,

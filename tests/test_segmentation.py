@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from unireplknet import reparameterize
 from unireplknet.data import scenes
 from unireplknet.tasks.dense import segmentation as seg
-from unireplknet.tasks.dense.detection import build_backbone
+from unireplknet.tasks.dense.backbone_utils import build_backbone
 
 from conftest import randomize_bn_and_scales
 

@@ -7,7 +7,7 @@ import torch
 
 from unireplknet.engine import CHECKPOINT_FORMAT
 from unireplknet.tasks.audio.task import load_audio_classifier
-from unireplknet.tasks.forecast.linear import load_forecaster
+from unireplknet.tasks.forecast import load_forecaster
 from unireplknet.tasks.pointcloud.task import load_pointcloud_classifier
 from unireplknet.tasks.video.task import load_video_classifier
 

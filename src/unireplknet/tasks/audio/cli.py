@@ -178,8 +178,8 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("audio-eval", help="accuracy/mAP of an audio checkpoint on a split")
     p.add_argument("checkpoint", help="best.pth or last.pth of an audio-train run")
     p.add_argument("--data", default=None, help="as for audio-train (default: embedded spoken digits)")
-    p.add_argument("--eval-split", "--split", dest="split", default="test", choices=("train", "val", "test"),
-                   help="which split to score (test); --split is the older spelling")
+    p.add_argument("--eval-split", dest="split", default="test", choices=("train", "val", "test"),
+                   help="which split to score (test)")
     p.add_argument("--batch-size", type=int, default=64, help="clips per batch (64)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
     p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)

@@ -10,8 +10,11 @@ _EXPORTS = {
     "train_dense": "task",
     "evaluate_dense": "task",
     "load_dense_model": "task",
-    "lr_factor": "task",
     "DenseTask": "task",
+    "DetectionTask": "task",
+    "SegmentationTask": "task",
+    "DENSE_TASKS": "task",
+    "dense_task": "task",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -45,6 +45,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...model import UniRepLKNet
+from .backbone_utils import (UniRepLKNetFPN, anchor_generator, backbone_body, check_detector_args,
+                             require_torchvision)
 
 __all__ = [
     "AlignedMultiScaleRoIAlign",
@@ -417,11 +419,9 @@ def cascade_mask_rcnn(
     from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-    from . import detection as det
-
-    det._require_torchvision()
+    require_torchvision()
     sizes = tuple(sorted({int(s) for s in (train_min_sizes or ())} - {int(min_size)})) + (int(min_size),)
-    det._check_detector_args(num_classes, min(sizes), max_size, anchor_sizes, "P2-P6")
+    check_detector_args(num_classes, min(sizes), max_size, anchor_sizes, "P2-P6")
     n = len(stage_iou_thresholds)
     if not (len(stage_box_weights) == len(stage_loss_weights) == n) or n < 1:
         raise ValueError(f"stage_iou_thresholds, stage_box_weights and stage_loss_weights need one entry per stage; "
@@ -430,9 +430,9 @@ def cascade_mask_rcnn(
     if unknown:
         raise TypeError(f"cascade_mask_rcnn got unknown keywords {unknown}; the cascade's own options are "
                         "listed in its docstring, and torchvision RPN options start with 'rpn_'")
-    backbone = det.UniRepLKNetFPN(det._body(model, checkpoint, model_kwargs, drop_path_rate, with_cp, deploy),
-                                  fpn_channels, (0, 1, 2, 3), "maxpool")
-    anchors = det._anchor_generator(anchor_sizes, octave_scales=False)
+    backbone = UniRepLKNetFPN(backbone_body(model, checkpoint, model_kwargs, drop_path_rate, with_cp, deploy),
+                              fpn_channels, (0, 1, 2, 3), "maxpool")
+    anchors = anchor_generator(anchor_sizes, octave_scales=False)
     rpn_opts = dict(rpn_pre_nms_top_n_train=2000, rpn_pre_nms_top_n_test=1000, rpn_post_nms_top_n_train=2000,
                     rpn_post_nms_top_n_test=1000, rpn_nms_thresh=0.7, rpn_fg_iou_thresh=0.7, rpn_bg_iou_thresh=0.3,
                     rpn_batch_size_per_image=256, rpn_positive_fraction=0.5, rpn_score_thresh=0.0)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...model import UniRepLKNet
-from .detection import TimmFeatureBackbone, _dense_backbone_strides, build_backbone, check_dense_backbone
+from .backbone_utils import TimmFeatureBackbone, build_backbone, check_dense_backbone, dense_backbone_strides
 
 __all__ = [
     "SegmentationDataError",
@@ -169,7 +169,7 @@ class UniRepLKNetSegmenter(nn.Module):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.backbone = backbone
         self.num_classes = num_classes
-        self.pad_multiple = max(_dense_backbone_strides(backbone))  # 32 for UniRepLKNet
+        self.pad_multiple = max(dense_backbone_strides(backbone))  # 32 for UniRepLKNet
         self.decode_head = UPerHead(backbone.dims, num_classes, channels, pool_scales, dropout)
         self.aux_stage = aux_stage
         self.auxiliary_head = (FCNHead(backbone.dims[aux_stage], num_classes, aux_channels, dropout=dropout)
@@ -216,7 +216,7 @@ def upernet(
     ``checkpoint`` initialises the backbone: an official classification file (classifier dropped, everything
     else strict) or an official segmentation file (``state_dict`` with ``backbone.`` prefix). ``model`` may
     also name another timm model (a peer backbone, e.g. ``convnext_atto``; see
-    :func:`unireplknet.tasks.dense.detection.build_backbone`): the same heads on its last four feature levels.
+    :func:`unireplknet.tasks.dense.backbone_utils.build_backbone`): the same heads on its last four feature levels.
     """
     if isinstance(model, (UniRepLKNet, TimmFeatureBackbone)):
         backbone = model

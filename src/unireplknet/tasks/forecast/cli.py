@@ -85,7 +85,8 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
 
 def cmd_forecast_eval(args: argparse.Namespace) -> int:
     from ...engine.distributed import resolve_device
-    from .linear import build_forecast_splits, evaluate_run, forecast_windows, load_forecaster, metrics_table
+    from .base import build_forecast_splits, forecast_windows
+    from .linear import evaluate_run, load_forecaster, metrics_table
 
     model, cfg = load_forecaster(args.checkpoint)
     if args.data is not None:
@@ -208,8 +209,8 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("forecast-eval", help="MSE/MAE of a forecasting checkpoint and the baselines on a split")
     p.add_argument("checkpoint", help="best.pth or last.pth of a forecast-train run")
     p.add_argument("--data", default=None, help="default: the data the checkpoint was trained on")
-    p.add_argument("--eval-split", "--split", dest="split", default="test", choices=("train", "val", "test"),
-                   help="which split to score (test); --split is the older spelling")
+    p.add_argument("--eval-split", dest="split", default="test", choices=("train", "val", "test"),
+                   help="which split to score (test)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
     p.add_argument("--data-scale", type=float, default=None,
                    help="the files' values per physical unit (default: the run's; the released files: 10)")

@@ -139,8 +139,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--generated", default=None, choices=("shapes", "scans"),
                    help="generated set without --data: shapes = 8 full-surface primitives (default); scans = the "
                         "hard demo, 16 classes of partial, noisy, non-uniform scans, held-out proportions disjoint")
-    # --eval-split as video-train spells it; --held-out is the earlier spelling, kept working
-    g.add_argument("--eval-split", "--held-out", dest="held_out", default=None, choices=("val", "test"),
+    g.add_argument("--eval-split", dest="held_out", default=None, choices=("val", "test"),
                    help="generated set: the split evaluated (val, to choose settings; test, the reported number; "
                         "default: val for shapes, test for --recipe scans)")
     g.add_argument("--skip-unreadable", action="store_true", default=None, help="replace unreadable/degenerate files (logged)")
@@ -168,7 +167,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("checkpoint", help="last.pth of points-train")
     p.add_argument("--data", default=None, help="ModelNet-40 root (default: the generated held-out shapes)")
     p.add_argument("--shapes-per-class", type=int, default=8, help="generated set: held-out shapes per class (8)")
-    p.add_argument("--eval-split", "--held-out", dest="held_out", default="val", choices=("val", "test"),
+    p.add_argument("--eval-split", dest="held_out", default="val", choices=("val", "test"),
                    help="generated set: the split (val)")
     p.add_argument("--seed", type=int, default=0, help="generated set: the data seed of the training run (0)")
     p.add_argument("--test-rotations", type=int, default=8, help="how many of the 8 official test rotations (8)")
