@@ -27,9 +27,9 @@ def _subparsers(parser: argparse.ArgumentParser) -> Dict[str, argparse.ArgumentP
 
 def option_table(parser: argparse.ArgumentParser, engine: bool) -> str:
     """A markdown table of the engine flags (``engine``) or of the other flags of ``parser``."""
-    from unireplknet.engine.flags import ENGINE_FLAGS
+    from unireplknet.engine.flags import COMMON_FLAGS, ENGINE_FLAGS
 
-    shared = set(ENGINE_FLAGS) | {"threads"}
+    shared = set(ENGINE_FLAGS) | set(COMMON_FLAGS)
     rows: List[str] = ["| option | default | meaning |", "|---|---|---|"]
     for a in parser._actions:
         if not a.option_strings or a.dest == "help" or (a.dest in shared) != engine:

@@ -39,12 +39,18 @@ def __dir__():
 
 
 def _console_script_start() -> bool:
-    """True while the ``unireplknet`` console script imports the package (its argv[0] is the script itself).
+    """True while the ``unireplknet`` console script (its argv[0] is the script itself) or ``python -m
+    unireplknet.cli`` imports the package.
 
     The command line then registers the timm variants itself before running a command (``cli.main``), so that
     ``unireplknet --help`` stays instant; every other import registers them here.
     """
-    return bool(sys.argv) and PurePath(sys.argv[0]).stem == "unireplknet"
+    if bool(sys.argv) and PurePath(sys.argv[0]).stem == "unireplknet":
+        return True
+    # `python -m unireplknet.cli …`: argv[0] is still "-m" while the package imports; the interpreter's own
+    # command line names the module
+    argv = list(getattr(sys, "orig_argv", ()))
+    return any(a == "-m" and b == "unireplknet.cli" for a, b in zip(argv, argv[1:]))
 
 
 if not _console_script_start():

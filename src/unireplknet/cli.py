@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from .guards import check_finite, check_finite_model, check_output_file, non_negative_int, positive_int
-from .engine.flags import add_engine_arguments, engine_options, json_dict_arg, set_torch_threads
+from .engine.flags import add_common_arguments, add_engine_arguments, engine_options, json_dict_arg, set_torch_threads
 
 __all__ = ["main", "build_parser"]
 
@@ -31,6 +31,30 @@ class CLIError(Exception):
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+def installed_version() -> str:
+    """The installed distribution's version; a source checkout without metadata falls back to the package's own."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("unireplknet")
+    except metadata.PackageNotFoundError:
+        from . import __version__  # imports torch: only when the metadata is missing
+
+        return __version__
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: looked up when asked for, so building the parser (and ``--help``) stays free of imports."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: Optional[str] = None) -> None:
+        print(f"{parser.prog} {installed_version()}")
+        parser.exit()
+
+
 def _int_list(text: str) -> List[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
@@ -124,7 +148,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-augment", dest="train_augment", action="store_false", default=None,
                    help="train on the evaluation transform (no random crops, flips, RandAugment …)")
     add_engine_arguments(p, dict(
-        model="default: unireplknet_a; digits: a small custom net", drop_path="0.1; digits 0",
+        model="unireplknet_a; digits: a small custom net", drop_path="0.1; digits 0",
         epochs="300; digits 12", batch_size="64; digits 32", lr="4e-3", warmup_epochs="5; digits 1",
         workers="4; digits 0", output="runs/train; digits runs/digits"))
 
@@ -148,7 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except PretrainedWeightsUnavailableError as e:
         raise CLIError(f"{e} On the command line: --checkpoint /path/{e.filename} instead of --pretrained") from e
     if _is_main_rank():
-        print(format_train_summary(result))
+        print(json.dumps(result.to_dict(), indent=2, default=str) if args.json else format_train_summary(result))
     return 0
 
 
@@ -472,10 +496,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise CLIError("nothing to measure: give --structures and --memory-formats, or --backends")
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
-    print(f"# {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else cpu}), "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}, input {args.input_size}x{args.input_size}, "
-          f"median of {args.iters} runs")
-    print(_table(["model", "runtime", "structure", "format", "compiled", "batch", "latency ms", "images/s"], rows))
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
+    if args.json:
+        print(json.dumps(dict(device=str(device), machine=machine, threads=torch.get_num_threads(),
+                              torch=torch.__version__, input_size=args.input_size, iters=args.iters,
+                              results=records), indent=2))
+    else:
+        print(f"# {device} ({machine}), {torch.get_num_threads()} threads, torch {torch.__version__}, "
+              f"input {args.input_size}x{args.input_size}, median of {args.iters} runs")
+        print(_table(["model", "runtime", "structure", "format", "compiled", "batch", "latency ms", "images/s"], rows))
     if args.csv:
         import csv
 
@@ -483,10 +512,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             w = csv.DictWriter(f, fieldnames=list(records[0]))
             w.writeheader()
             w.writerows(records)
-        print(f"wrote {args.csv}")
+        print(f"wrote {args.csv}", file=sys.stderr if args.json else sys.stdout)  # stdout: the JSON alone
     if args.plot:
         _plot_bench(records, args.plot)
-        print(f"wrote {args.plot}")
+        print(f"wrote {args.plot}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -551,6 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "`unireplknet train` with no arguments trains a small model on the embedded UCI digits.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action=_VersionAction, help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train or fine-tune (default: the embedded digits); works under torchrun",
@@ -576,10 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_cfg(p)
     p.add_argument("--batch-size", type=positive_int, default=96, help="images per batch (96)")
     p.add_argument("--workers", type=non_negative_int, default=2, help="data-loading processes (2)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
     p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"), help="autocast dtype (none)")
-    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_common_arguments(p, device=True, json=True)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("reparam", help="training checkpoint -> deploy checkpoint (safetensors), verified")
@@ -588,6 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=positive_int, default=224, help="side of the random check inputs when the checkpoint does not say")
     p.add_argument("--atol", type=float, default=1e-3, help="largest accepted output difference (relative to the output scale)")
     p.add_argument("--overwrite", action="store_true", help="allow --output to be the input or a file of another kind")
+    add_common_arguments(p)
     p.set_defaults(func=cmd_reparam)
 
     p = sub.add_parser("export", help="ONNX (dynamic batch, onnxruntime-verified) or torch.export of the deploy model")
@@ -600,6 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ONNX exporter (auto: dynamo when onnxscript is installed)")
     p.add_argument("--overwrite", action="store_true", help="allow replacing an existing file of another kind")
     add_data_cfg(p)
+    add_common_arguments(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("predict", help="top-k labels with class names for image files")
@@ -609,9 +640,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", action="store_true", help="with --model: download the official weights")
     p.add_argument("--ema", action="store_true", help="use the EMA weights of a training checkpoint")
     p.add_argument("--top-k", type=positive_int, default=5, help="labels per image (5)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_data_cfg(p)
+    add_common_arguments(p, device=True, json=True)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("bench", help="latency/throughput: training vs deploy, NCHW vs channels_last, eager vs "
@@ -632,15 +662,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "onnxruntime, openvino (rows 'deploy:NAME' in the same table)")
     p.add_argument("--iters", type=positive_int, default=10, help="timed iterations (10)")
     p.add_argument("--warmup", type=non_negative_int, default=3, help="untimed warm-up iterations (3)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
     p.add_argument("--csv", default=None, help="also write the results to this CSV file")
     p.add_argument("--plot", default=None,
                    help="also draw images/s vs batch size to this image file, e.g. bench.png (needs unireplknet[plot])")
+    add_common_arguments(p, device=True, json=True)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("info", help="the variants: parameters, MACs, kernel layout, pretrained tags")
     p.add_argument("--resolution", type=positive_int, default=224, help="input side for the MAC count (224)")
-    p.add_argument("--json", action="store_true", help="print the table as JSON")
+    add_common_arguments(p, json=True)
     p.set_defaults(func=cmd_info)
     for module in SUBCOMMAND_MODULES:
         _register(sub, module)
@@ -684,8 +714,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    level = logging.DEBUG if args.verbose else (logging.INFO if _is_main_rank() else logging.WARNING)
+    quiet = getattr(args, "quiet", False)
+    if quiet:  # --quiet: no progress bars, whatever spelling the command's own option has
+        for name, off in (("progress", False), ("no_progress", True)):
+            if hasattr(args, name):
+                setattr(args, name, off)
+    level = (logging.DEBUG if args.verbose
+             else logging.INFO if _is_main_rank() and not quiet else logging.WARNING)
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("unireplknet").setLevel(level)  # also when the root logger was configured before (--quiet)
     # timm and PIL are chatty at INFO; the run's own messages are what matter here.
     for noisy in ("timm", "PIL", "torch"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from ..engine.flags import add_common_arguments
+
 __all__ = ["add_parser", "run", "main", "PLOT_MISSING"]
 
 _logger = logging.getLogger("unireplknet.erf")
@@ -85,12 +87,12 @@ def add_parser(subparsers: Any) -> None:
                    help="re-parameterize UniRepLKNet models first (the map is the same; this checks it)")
     p.add_argument("--grad-checkpointing", action="store_true",
                    help="activation checkpointing while measuring: less memory for a second forward pass")
-    p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1 …")
     p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation of models built here")
     p.add_argument("--output", "-o", default="erf.png",
                    help="figure file (.png/.pdf/.svg); the table goes next to it as .json and .csv and the maps "
                         "as .npz. A .json or .csv name writes the table and maps only (no matplotlib needed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_common_arguments(p, device=True)  # --device --threads --quiet (the table is written as .json already)
     p.set_defaults(func=run)
 
 
@@ -403,13 +405,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_parser(sub)
     args = parser.parse_args(["erf", *(sys.argv[1:] if argv is None else argv)])
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    level = logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("unireplknet").setLevel(level)
+    args.no_progress = args.no_progress or args.quiet
     for noisy in ("timm", "PIL", "torch"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from ..checkpoint import CheckpointError
     from ..data.folder import DataError
 
+    from ..engine.flags import set_torch_threads
+
     try:
+        set_torch_threads(args.threads)
         return args.func(args)
     except (CheckpointError, DataError, FileNotFoundError, ImportError, ValueError) as e:
         print(f"unireplknet erf: error: {e}", file=sys.stderr)

@@ -1,10 +1,18 @@
 """The engine's options (the official ImageNet recipe as defaults), shared by every task's config."""
 from __future__ import annotations
 
+import dataclasses
+import logging
+import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from pathlib import Path
+from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
-__all__ = ["EngineConfig", "plain"]
+__all__ = ["EngineConfig", "plain", "check_input_paths", "adapt_to_machine_and_run", "usable_cores",
+           "SHORT_RUN_WARMUP_SHARE"]
+
+_logger = logging.getLogger(__name__)
+
 
 @dataclass
 class EngineConfig:
@@ -64,6 +72,106 @@ class EngineConfig:
     export_deploy: bool = True
     export_onnx: bool = True
     deploy_from_ema: bool = False
+    #: The options the caller chose (the command line fills in the flags it was given): when the run has to adapt
+    #: one of them (see :func:`adapt_to_machine_and_run`) that is a warning; adapting a recipe default is logged.
+    set_by_user: Tuple[str, ...] = ()
+
+    #: Values of ``data`` that name a data set built into the task rather than a path (e.g. ``"scenes"``).
+    BUILTIN_DATA: ClassVar[Tuple[str, ...]] = ()
+
+
+# ----------------------------------------------------------------------------------------------- resolution
+#: Options that name files or folders the run reads, by config field, with the flag that sets each.
+INPUT_PATH_OPTIONS = (("data", "--data"), ("val_data", "--val-data"), ("data_root", "--data-root"),
+                      ("checkpoint", "--checkpoint"), ("resume", "--resume"))
+
+
+def check_input_paths(cfg: Any) -> None:
+    """Refuse a run whose inputs are missing — ``data`` (unless it names a built-in set, ``BUILTIN_DATA``),
+    ``val_data``, ``data_root``, ``checkpoint`` and a ``resume`` path — before anything looks at the output folder:
+    a wrong ``--data`` must be named as that, not as a clash with an earlier run in ``--output``."""
+    builtin = tuple(getattr(cfg, "BUILTIN_DATA", ()))
+    for name, flag in INPUT_PATH_OPTIONS:
+        value = getattr(cfg, name, None)
+        if value in (None, "", True, "auto") or not isinstance(value, (str, os.PathLike)):
+            continue  # unset, the task's built-in data, or --resume's OUTPUT/last.pth (checked with the folder)
+        if name == "data" and str(value) in builtin:
+            continue
+        if not Path(value).exists():
+            hint = {"checkpoint": "; pass an existing .pth or .safetensors file",
+                    "resume": "; pass the last.pth of the run to continue, or --resume alone for OUTPUT/last.pth"}.get(
+                name, "; pass an existing file or folder"
+                + (f", or one of the built-in data sets: {', '.join(builtin)}" if name == "data" and builtin else ""))
+            raise FileNotFoundError(f"{flag} {value} does not exist{hint}")
+
+
+#: A warm-up at least as long as the run never reaches the peak rate, and the cosine decay after it never runs
+#: (timm: "Cosine annealing scheduler will have no effect"); such a warm-up becomes this share of the run.
+SHORT_RUN_WARMUP_SHARE = 0.2
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a container's or taskset's limit)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def adapt_to_machine_and_run(cfg: Any, steps_per_epoch: int, cores: Optional[int] = None, log: bool = True) -> Any:
+    """``cfg`` with the options that cannot work as given on this run and machine adapted (a copy when any is):
+
+    * a warm-up as long as the whole run or longer (``warmup_steps``, else ``warmup_epochs``) shrinks to
+      :data:`SHORT_RUN_WARMUP_SHARE` of the run, so the rate peaks and decays as the schedule intends;
+    * ``workers`` is capped by the cores this process may use (shared by the ranks of this machine under
+      torchrun), so data loading does not oversubscribe a small machine (torch's DataLoader warns of it).
+
+    Each change is logged once (``log``): as a warning when the caller chose the value (``cfg.set_by_user``),
+    else at INFO (a recipe default meeting a short run or a small machine). The engine calls this before it
+    builds the loaders and the schedule; every ``*-train`` command goes through it.
+    """
+    chosen = set(getattr(cfg, "set_by_user", ()) or ())
+    changes: Dict[str, Any] = {}
+    notes: List[Tuple[bool, str]] = []
+
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup_steps = getattr(cfg, "warmup_steps", None)
+    warmup = warmup_steps if warmup_steps is not None else int(round(cfg.warmup_epochs * steps_per_epoch))
+    if 0 < total_steps <= warmup:
+        if warmup_steps is not None:
+            changes["warmup_steps"] = int(SHORT_RUN_WARMUP_SHARE * total_steps)
+            was, now, flag = f"{warmup_steps} steps", f"{changes['warmup_steps']} steps", "warmup_steps"
+        else:
+            changes["warmup_epochs"] = SHORT_RUN_WARMUP_SHARE * cfg.epochs
+            was, now, flag = f"{cfg.warmup_epochs:g} epochs", f"{changes['warmup_epochs']:g} epochs", "warmup_epochs"
+        notes.append((flag in chosen, f"the warm-up of {was} is as long as the whole run ({cfg.epochs} epochs of "
+                                      f"{steps_per_epoch} steps) or longer, so the learning rate would never reach its "
+                                      f"peak nor decay: warming up over {now} ({SHORT_RUN_WARMUP_SHARE:.0%} of the run) "
+                                      "instead; give a shorter warm-up to choose"))
+
+    local_ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    cores = usable_cores() if cores is None else cores
+    limit = max(1, cores // local_ranks)
+    if cfg.workers > limit:
+        changes["workers"] = limit
+        per = f" ({local_ranks} processes share them)" if local_ranks > 1 else ""
+        notes.append(("workers" in chosen, f"{cfg.workers} data-loading workers per process but {cores} usable CPU "
+                                           f"cores{per}: using {limit}; give --workers to choose"))
+    if log:
+        for explicit, message in notes:
+            if explicit:
+                _logger.warning(message)
+            else:
+                _logger.info(message)
+    if not changes:
+        return cfg
+    if dataclasses.is_dataclass(cfg):
+        return dataclasses.replace(cfg, **changes)
+    import copy
+
+    adapted = copy.copy(cfg)
+    for key, value in changes.items():
+        setattr(adapted, key, value)
+    return adapted
 
 
 def plain(obj: Any) -> Any:

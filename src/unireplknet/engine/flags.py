@@ -5,11 +5,13 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from typing import Any, Dict, Optional
 
 __all__ = ["json_dict_arg", "format_metrics", "print_epoch", "print_epoch_end", "set_torch_threads", "default_threads",
-           "ENGINE_FLAGS", "add_engine_arguments", "engine_options", "add_eval_loader_arguments"]
+           "COMMON_FLAGS", "add_common_arguments", "ENGINE_FLAGS", "add_engine_arguments", "engine_options",
+           "add_eval_loader_arguments"]
 
 
 def json_dict_arg(text: str) -> Dict[str, Any]:
@@ -81,6 +83,42 @@ def set_torch_threads(threads: Optional[int]) -> int:
     return torch.get_num_threads()
 
 
+# ----------------------------------------------------------------------------------------------- common flags
+#: The flags of the one vocabulary every subcommand shares (docs/cli/engine.md, "Common flags"): ``--threads`` and
+#: ``--quiet`` everywhere, ``--device`` where the command computes, ``--json`` where it prints results.
+COMMON_FLAGS = ("threads", "device", "json", "quiet")
+DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda, cuda:1 …"
+JSON_HELP = "print the results as JSON on stdout instead of text"
+QUIET_HELP = "no progress bars and no INFO log lines (warnings and errors still show)"
+
+
+def _thread_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of threads (0 = the default), got {text!r}")
+    return value
+
+
+def add_common_arguments(parser: Any, *, device: bool = False, json: bool = False,
+                         device_default: Optional[str] = "auto") -> None:
+    """Add the common flags to a subcommand's parser (or argument group): ``--threads`` and ``--quiet`` always,
+    ``--device`` when ``device`` (the command computes), ``--json`` when ``json`` (it prints results).
+
+    :func:`unireplknet.cli.main` applies ``--threads`` and ``--quiet`` before the command runs, so a command body
+    only reads ``args.device`` and ``args.json``. ``device_default`` None: the task's recipe decides (``*-train``).
+    """
+    if device:
+        shown = device_default if device_default is not None else "auto"
+        parser.add_argument("--device", default=device_default, help=f"{DEVICE_HELP} [default: {shown}]")
+    parser.add_argument("--threads", type=_thread_count, default=None, help=THREADS_HELP)
+    if json:
+        parser.add_argument("--json", action="store_true", help=JSON_HELP)
+    parser.add_argument("--quiet", "-q", action="store_true", help=QUIET_HELP)
+
+
 # ----------------------------------------------------------------------------------------------- engine flags
 #: The options every ``*-train`` subcommand takes, with the same names and meaning (the engine owns them,
 #: docs/cli/engine.md). Each defaults to None on the command line, so an unset option takes the value of the
@@ -105,7 +143,10 @@ def add_engine_arguments(parser: argparse.ArgumentParser, defaults: Optional[Dic
 
     def h(text: str, dest: str, fallback: Optional[str] = None) -> str:
         value = d.get(dest, fallback)
-        return f"{text} [default: {value}]" if value is not None else text
+        if value is None:
+            return text
+        value = re.sub(r"^\s*defaults?:\s*", "", str(value), flags=re.I)  # the bracket says "default:" itself
+        return f"{text} [default: {value}]"
 
     g = parser.add_argument_group("model (engine)")
     g.add_argument("--model", default=None, help=h("unireplknet_a … unireplknet_xl, 'custom' with --model-kwargs, or "
@@ -142,13 +183,12 @@ def add_engine_arguments(parser: argparse.ArgumentParser, defaults: Optional[Dic
     g.add_argument("--deploy-from-ema", action="store_true", default=None,
                    help="re-parameterize and export the EMA weights (needs --model-ema)")
     g = parser.add_argument_group("execution (engine)")
-    g.add_argument("--device", default=None, help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1 … [default: auto]")
     g.add_argument("--amp", default=None, choices=("none", "bf16", "fp16"),
                    help="autocast dtype: bf16 on CPU or GPU, fp16 on GPU only [default: none]")
     g.add_argument("--channels-last", dest="channels_last", action="store_true", default=None,
                    help="NHWC memory format [default: on with CUDA, off on CPU]")
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="NCHW memory format")
-    g.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+    add_common_arguments(g, device=True, json=True, device_default=None)  # --device --threads --json --quiet
     g.add_argument("--seed", type=int, default=None, help="seed of every random stream [default: 0]")
     g.add_argument("--workers", type=int, default=None, help=h("data-loading processes per rank", "workers"))
     g.add_argument("--output", "-o", default=None, help=h("run folder", "output"))
@@ -170,9 +210,11 @@ def engine_options(args: argparse.Namespace, **task_options: Any) -> Dict[str, A
     """Config keyword arguments of a ``*-train`` command: the engine flags and ``task_options`` that were set
     (None = unset: the recipe's value applies). ``--progress`` is on unless ``--no-progress``."""
     options = {k: getattr(args, k, None) for k in ENGINE_FLAGS}
+    chosen = {k for k, v in options.items() if v is not None} | {k for k, v in task_options.items() if v is not None}
     options["progress"] = options["progress"] is not False
     options.update(task_options)
     options = {k: v for k, v in options.items() if v is not None}
+    options["set_by_user"] = tuple(sorted(chosen - {"progress"}))  # what the run may adapt only with a warning
     # A named network must not inherit a demo recipe's custom model_kwargs (its default).
     if options.get("model") not in (None, "custom", "official") and "model_kwargs" not in options:
         options["model_kwargs"] = {}
@@ -186,9 +228,9 @@ def print_epoch_end(end: Any) -> None:
 
 
 def add_eval_loader_arguments(parser: argparse.ArgumentParser, batch_size: int) -> None:
-    """The options that end the ``*-eval`` commands: ``--batch-size --workers --device --skip-unreadable --json``."""
+    """The options that end the ``*-eval`` commands: ``--batch-size --workers --skip-unreadable`` and the common
+    flags (``--device --threads --json --quiet``)."""
     parser.add_argument("--batch-size", type=int, default=batch_size, help=f"samples per batch ({batch_size})")
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes (0)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
     parser.add_argument("--skip-unreadable", action="store_true", help="leave out files that fail to load (counted)")
-    parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    add_common_arguments(parser, device=True, json=True)

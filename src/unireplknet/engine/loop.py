@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .checkpointing import CHECKPOINT_FORMAT, atomic_torch_save, atomic_write, atomic_write_bytes, get_rng_state, load_training_checkpoint, set_rng_state
+from .config import adapt_to_machine_and_run, check_input_paths
 from .distributed import DistInfo, all_gather_object, all_reduce_sum, average_buffers, barrier, init_distributed
 from .metrics_log import MetricsLogger, tensorboard_writer
 from .samplers import ShardedBatchSampler, ShardedEvalSampler
@@ -216,6 +217,10 @@ def check_engine_options(cfg: Any) -> None:
     if cfg.eval_every < 1:
         raise ValueError(f"--eval-every must be at least 1 (evaluate every N epochs; the last epoch is always "
                          f"evaluated), got {cfg.eval_every}")
+    if cfg.workers < 0:
+        raise ValueError(f"--workers must be 0 (load in the training process) or more, got {cfg.workers}")
+    if cfg.warmup_epochs < 0 or (getattr(cfg, "warmup_steps", None) or 0) < 0:
+        raise ValueError("the warm-up (--warmup-epochs, --warmup-iters) cannot be negative; 0 = no warm-up")
     if cfg.batch_size < 1 or cfg.accum_steps < 1:
         raise ValueError(f"--batch-size and --accum-steps must be at least 1, got {cfg.batch_size} and {cfg.accum_steps}")
     if cfg.deploy_from_ema and not cfg.model_ema:
@@ -302,6 +307,7 @@ def fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]] = 
     """
     t_start = time.perf_counter()
     check_engine_options(cfg)
+    check_input_paths(cfg)  # inputs first: a wrong --data is named as such, not as a clash in --output
     dist_info = init_distributed(cfg.device)
     device, rank, world, main = dist_info.device, dist_info.rank, dist_info.world_size, dist_info.is_main
     if main and cfg.tensorboard:
@@ -389,6 +395,8 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
         raise ValueError(
             f"the training set has {len(data.train)} samples, fewer than one step needs (batch {cfg.batch_size} x "
             f"accumulation {cfg.accum_steps} x {world} processes); lower --batch-size or --accum-steps")
+    # warm-up longer than a short run, more loader workers than cores: adapted (and said) in one place
+    cfg = adapt_to_machine_and_run(cfg, steps_per_epoch, log=main)
     train_loader = DataLoader(data.train, batch_sampler=train_sampler, num_workers=cfg.workers,
                               collate_fn=data.train_collate, pin_memory=device.type == "cuda",
                               worker_init_fn=data.worker_init_fn if cfg.workers > 0 else None)

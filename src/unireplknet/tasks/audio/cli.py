@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any, Dict, List
 
-from ...engine.flags import THREADS_HELP, add_engine_arguments, engine_options, format_metrics as _fmt, print_epoch_end
+from ...engine.flags import add_common_arguments, add_engine_arguments, engine_options, format_metrics as _fmt, print_epoch_end
 
 __all__ = ["add_subcommands"]
 
@@ -51,6 +51,11 @@ def cmd_audio_train(args: argparse.Namespace) -> int:
     print(f"unireplknet audio-train: {cfg.model} on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
     r = train_audio(cfg, callbacks=[print_epoch_end])
     key = "mAP" if cfg.multilabel else "acc"
+    if args.json:
+        print(json.dumps(dict(data=what, classes=r.class_names, chance=r.chance, best_epoch=r.best_epoch, val=r.val,
+                              test=r.test, checkpoint=r.checkpoint, best_checkpoint=r.best_checkpoint,
+                              wall_s=r.wall_s), indent=2, default=str))
+        return 0
     lines = [f"audio classification — {what}: {len(r.class_names)} classes (chance {r.chance:.1f}%)",
              f"best epoch {r.best_epoch} of {cfg.epochs}, {r.wall_s:.0f} s",
              f"validation {key}: {r.val[key]:.2f}% on {r.val['clips']} clips"]
@@ -181,9 +186,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--eval-split", dest="split", default="test", choices=("train", "val", "test"),
                    help="which split to score (test)")
     p.add_argument("--batch-size", type=int, default=64, help="clips per batch (64)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
-    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
-    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    add_common_arguments(p, device=True, json=True)
     p.set_defaults(func=cmd_audio_eval)
 
     p = sub.add_parser("audio-stats", help="mean/std of the training log-mels, for --norm-stats")
@@ -191,14 +194,12 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--frames", type=int, default=None, help="fixed time length in 10 ms frames (128; digits 64)")
     p.add_argument("--mel-bins", type=int, default=None, help="mel bands (128)")
     p.add_argument("--max-clips", type=int, default=None, help="use only the first N training clips")
-    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_common_arguments(p, json=True)
     p.set_defaults(func=cmd_audio_stats)
 
     p = sub.add_parser("audio-predict", help="top-k labels for audio files")
     p.add_argument("checkpoint", help="best.pth of an audio-train run")
     p.add_argument("files", nargs="+", help="audio files (WAV; FLAC/OGG/MP3 with the audio extra)")
     p.add_argument("--top-k", type=int, default=3, help="labels per file (3)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_common_arguments(p, device=True, json=True)
     p.set_defaults(func=cmd_audio_predict)

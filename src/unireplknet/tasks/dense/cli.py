@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any, Dict
 
-from ...engine.flags import (add_engine_arguments, engine_options, json_dict_arg as _json_arg, print_epoch_end,
+from ...engine.flags import (add_common_arguments, add_engine_arguments, engine_options, json_dict_arg as _json_arg, print_epoch_end,
                           set_torch_threads)
 
 __all__ = ["add_subcommands"]
@@ -123,7 +123,10 @@ def cmd_train(args: argparse.Namespace, task: str) -> int:
         print(f"unireplknet {task}: data {cfg.data} -> {cfg.output}", file=sys.stderr)
     summary = train_dense(cfg, callbacks=[print_epoch_end])
     if _is_main():
-        _print_summary(summary)
+        if args.json:
+            print(json.dumps(summary, indent=2, default=str))
+        else:
+            _print_summary(summary)
     return 0
 
 
@@ -180,8 +183,7 @@ def add_subcommands(sub: Any) -> None:
         p.add_argument("checkpoint", help="last.pth, best.pth or deploy.safetensors of a run")
         p.add_argument("--data", default=None, help="data root (default: the run's own data)")
         p.add_argument("--batch-size", type=int, default=8, help="images per batch (8)")
-        p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
-        p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+        add_common_arguments(p, device=True, json=True)
         p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("dense-scenes", help="write the generated scene set in the COCO or ADE20K layout")
@@ -193,4 +195,5 @@ def add_subcommands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--style", default="flat", choices=("flat", "textured"),
                    help="shapes in flat saturated colours or in background-like textures (flat)")
+    add_common_arguments(p)
     p.set_defaults(func=cmd_scenes)

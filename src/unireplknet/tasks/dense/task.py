@@ -19,7 +19,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -92,6 +92,8 @@ class DenseTrainConfig(EngineConfig):
     decay_rate: float = 0.1
     workers: int = 0
     tensorboard: Optional[bool] = False
+
+    BUILTIN_DATA: ClassVar[Tuple[str, ...]] = ("scenes",)  # --data names the generated scenes, not a path
 
     def resolved(self) -> "DenseTrainConfig":
         """A copy with every ``None`` option filled from the task (and scene-demo) defaults."""

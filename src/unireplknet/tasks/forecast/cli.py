@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from ...engine.flags import add_engine_arguments, engine_options, print_epoch_end
+from ...engine.flags import add_common_arguments, add_engine_arguments, engine_options, print_epoch_end
 
 __all__ = ["add_subcommands"]
 
@@ -74,12 +74,13 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
     print(f"unireplknet forecast-train: {cfg.data or 'co2'}, input {cfg.seq_len} -> forecast {cfg.pred_len}, "
           f"{cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
     r = train_forecaster(cfg, callbacks=[print_epoch_end], announce=_announce)
+    if args.json:
+        print(json.dumps(dict(test=r.test, baselines=r.baselines, best_epoch=r.best_epoch, groups=r.groups)))
+        return 0
     print(f"{r.description}: test windows {r.test['windows']}, best epoch {r.best_epoch}, {r.wall_s:.0f} s")
     print(r.table())
     if r.groups:
         print(metrics_table(list(r.groups.items()), cfg.data_scale))
-    if args.json:
-        print(json.dumps(dict(test=r.test, baselines=r.baselines, best_epoch=r.best_epoch, groups=r.groups)))
     return 0
 
 
@@ -203,7 +204,6 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
         workers="0",
         output="runs/forecast-co2, runs/forecast-grid, runs/forecast-advection, runs/forecast or "
                "runs/corrformer-PRESET"))
-    g.add_argument("--json", action="store_true", help="also print the results as JSON")
     p.set_defaults(func=cmd_forecast_train)
 
     p = sub.add_parser("forecast-eval", help="MSE/MAE of a forecasting checkpoint and the baselines on a split")
@@ -211,12 +211,11 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--data", default=None, help="default: the data the checkpoint was trained on")
     p.add_argument("--eval-split", dest="split", default="test", choices=("train", "val", "test"),
                    help="which split to score (test)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda … (auto)")
     p.add_argument("--data-scale", type=float, default=None,
                    help="the files' values per physical unit (default: the run's; the released files: 10)")
     p.add_argument("--linear-baseline", action="store_true",
                    help="Corrformer runs: also fit and score the ridge linear model of the same inputs")
-    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    add_common_arguments(p, device=True, json=True)
     p.set_defaults(func=cmd_forecast_eval)
 
     p = sub.add_parser("forecast-make-grid", help="write the synthetic station grid in the Global Temp layout")
@@ -225,6 +224,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--days", type=int, default=100, help="days of hourly values (100)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--variable", default="temp", help="file prefix: temp or wind (temp)")
+    add_common_arguments(p)
     p.set_defaults(func=cmd_forecast_make_grid)
 
     p = sub.add_parser("forecast-make-weather",
@@ -234,4 +234,5 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--stations", type=int, default=308, help="stations, a multiple of 308 (308)")
     p.add_argument("--days", type=int, default=120, help="days of hourly values (120)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    add_common_arguments(p)
     p.set_defaults(func=cmd_forecast_make_weather)

@@ -27,7 +27,7 @@ import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -269,6 +269,8 @@ class ForecastTrainConfig(EngineConfig):
     patience: Optional[int] = 3
     workers: int = 0
     output: Optional[str] = "runs/forecast"
+
+    BUILTIN_DATA: ClassVar[Tuple[str, ...]] = ("co2", "synthetic-grid", "synthetic-advection")  # not paths
 
     def __post_init__(self) -> None:
         if not self.lr_halving:

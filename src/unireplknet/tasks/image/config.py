@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, ClassVar, Dict, Optional, Tuple
 
 from ...engine.config import EngineConfig, plain
 
@@ -76,6 +76,8 @@ class TrainConfig(EngineConfig):
     #: False: the training set gets the deterministic evaluation transform (no random augmentation at all).
     train_augment: bool = True
     recount: int = 1
+
+    BUILTIN_DATA: ClassVar[Tuple[str, ...]] = ("digits",)
 
     @classmethod
     def for_data(cls, **options: Any) -> "TrainConfig":

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from ...engine.flags import (add_engine_arguments, add_eval_loader_arguments, engine_options, print_epoch_end,
+from ...engine.flags import (add_common_arguments, add_engine_arguments, add_eval_loader_arguments, engine_options, print_epoch_end,
                           set_torch_threads)
 
 __all__ = ["add_subcommands", "projection_picture"]
@@ -35,6 +35,10 @@ def cmd_points_train(args: argparse.Namespace) -> int:
           f"{cfg.image_size}px, {cfg.num_points} points, on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
     r = train_pointcloud(cfg, callbacks=[print_epoch_end])
     f = r["final"]
+    if args.json:
+        print(json.dumps(dict(data=str(what), classes=r["classes"], test_rotations=cfg.test_rotations, final=f,
+                              history=r["history"], checkpoint=r["checkpoint"], wall_s=r["wall_s"]), indent=2))
+        return 0
     print(f"point-cloud classification — {what}: {len(r['classes'])} classes (chance {100 / len(r['classes']):.1f}%), "
           f"{r['wall_s']:.0f} s")
     print(f"held-out OA over all {cfg.test_rotations} test rotations (official): {f.get('view_top1', f['top1']):.2f}%; "
@@ -180,4 +184,5 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--num-points", type=int, default=2048, help="points sampled from a mesh (2048)")
     p.add_argument("--num-views", type=int, default=4, help="views per cloud (4)")
     p.add_argument("--image-size", type=int, default=64, help="view side in pixels (64)")
+    add_common_arguments(p)
     p.set_defaults(func=cmd_points_project)

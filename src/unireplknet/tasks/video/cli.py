@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ...engine.flags import (add_engine_arguments, add_eval_loader_arguments, engine_options, print_epoch_end,
+from ...engine.flags import (add_common_arguments, add_engine_arguments, add_eval_loader_arguments, engine_options, print_epoch_end,
                           set_torch_threads)
 
 __all__ = ["add_subcommands", "clip_picture"]
@@ -40,6 +40,10 @@ def cmd_video_train(args: argparse.Namespace) -> int:
     f = r["final"]
     views = cfg.test_clips * cfg.test_crops
     chance = 100.0 / len(r["classes"])
+    if args.json:
+        print(json.dumps(dict(data=str(what), classes=r["classes"], chance=chance, views=views, final=f,
+                              history=r["history"], checkpoint=r["checkpoint"], wall_s=r["wall_s"]), indent=2))
+        return 0
     print(f"video classification — {what}: {len(r['classes'])} classes (chance {chance:.1f}%), {r['wall_s']:.0f} s")
     print(f"held-out top-1 {f['top1']:.2f}% on {f['samples']} clips ({views} view(s) each, softmax averaged)"
           + (f"; {f['unreadable']} unreadable videos skipped" if f.get("unreadable") else ""))
@@ -183,4 +187,5 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--input-size", type=int, default=32, help="motion clip frame side")
     p.add_argument("--index", type=int, default=0, help="which motion clip")
     p.add_argument("--scale", type=int, default=1, help="enlarge the picture (nearest neighbour)")
+    add_common_arguments(p)
     p.set_defaults(func=cmd_video_mosaic)
