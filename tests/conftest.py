@@ -104,3 +104,11 @@ def tiny_model(**kwargs):
     cfg = dict(depths=(1, 2, 2, 1), dims=(8, 16, 24, 32), kernel_sizes=((3,), (13, 5), (7, 0), (9,)), num_classes=5)
     cfg.update(kwargs)
     return UniRepLKNet(**cfg)
+
+
+@pytest.fixture(autouse=True)
+def _run_in_own_tmp_dir(tmp_path, monkeypatch):
+    """Every test runs in its own empty working directory: none may read or write the caller's ``runs/``
+    (a documented ``unireplknet train`` from the clone leaves one there) or find files relative to where
+    pytest was started. Files of the repository are found from ``REPO_ROOT``."""
+    monkeypatch.chdir(tmp_path)

@@ -183,14 +183,18 @@ def test_missing_data_folder(tmp_path, capsys):
 
 
 def test_empty_data_folder(tmp_path, capsys):
-    code, err = _err(["train", "--data", str(tmp_path)] + TRAIN_ARGS, capsys)
+    data = tmp_path / "data"  # not the working directory, where the run's output folder goes
+    data.mkdir()
+    code, err = _err(["train", "--data", str(data)] + TRAIN_ARGS, capsys)
     assert code == 2 and "is empty" in err
 
 
 def test_folder_without_class_subfolders(tmp_path, capsys):
+    data = tmp_path / "data"  # not the working directory, where the run's output folder goes
+    data.mkdir()
     for i in range(3):
-        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / f"{i}.png")
-    code, err = _err(["train", "--data", str(tmp_path)] + TRAIN_ARGS, capsys)
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(data / f"{i}.png")
+    code, err = _err(["train", "--data", str(data)] + TRAIN_ARGS, capsys)
     assert code == 2 and "no class sub-folders" in err
 
 

@@ -60,6 +60,9 @@ def test_delay_gather_is_a_per_row_roll():
 
 
 def test_auto_correlation_matches_a_hand_written_time_delay_aggregation():
+    # Queries from x, keys and values from a different memory: the correlation of a signal with itself is
+    # symmetric in the lag (corr(τ) = corr(L − τ)), so two lags would tie exactly and the result would hang
+    # on how numpy's argsort and torch.topk (which differ between CPU kernels) break the tie.
     torch.manual_seed(0)
     d, heads, length = 8, 2, 24
     layer = cf.AutoCorrelation(d, heads, factor=1).double()
@@ -68,19 +71,24 @@ def test_auto_correlation_matches_a_hand_written_time_delay_aggregation():
             lin.weight.copy_(torch.eye(d))
             lin.bias.zero_()
     x = torch.randn(3, length, d, dtype=torch.float64)
-    out = layer(x, x)
+    memory = torch.randn(3, length, d, dtype=torch.float64)
+    out = layer(x, memory)
     e = d // heads
     top = int(math.log(length))
     expected = np.zeros((3, length, d))
-    xn = x.numpy()
+    xn, mn = x.numpy(), memory.numpy()
     for n in range(3):
         for h in range(heads):
-            s = xn[n, :, h * e:(h + 1) * e]  # (L, E)
-            corr = np.array([(np.roll(s, -tau, 0) * s).sum() / e for tau in range(length)])
-            lags = np.argsort(-corr, kind="stable")[:top]
+            q, k = xn[n, :, h * e:(h + 1) * e], mn[n, :, h * e:(h + 1) * e]  # (L, E)
+            # R[τ] = Σ_t q[t + τ] · k[t], averaged over the head's channels
+            corr = np.array([(np.roll(q, -tau, 0) * k).sum() / e for tau in range(length)])
+            ranked = np.sort(corr)[::-1]
+            # the chosen lags are set apart from the rest: no tie for any kernel to break
+            assert ranked[top - 1] - ranked[top] > 1e-3, (n, h, ranked[: top + 1])
+            lags = np.argsort(-corr)[:top]
             w = np.exp(corr[lags] - corr[lags].max())
             w /= w.sum()
-            expected[n, :, h * e:(h + 1) * e] = sum(wi * np.roll(s, -lag, 0) for wi, lag in zip(w, lags))
+            expected[n, :, h * e:(h + 1) * e] = sum(wi * np.roll(k, -lag, 0) for wi, lag in zip(w, lags))
     np.testing.assert_allclose(out.detach().numpy(), expected, rtol=1e-9, atol=1e-9)
 
 

@@ -245,7 +245,7 @@ def test_command_writes_one_figure_and_one_table(tmp_path, capsys):
     assert [r["module"] for r in table["models"]] == ["stages.3", "stages.3"]
     assert set(table["models"][0]["area_ratio"]) == {"0.2", "0.3", "0.5", "0.75", "0.99"}
     csv_lines = out.with_suffix(".csv").read_text().splitlines()
-    assert len(csv_lines) == 3 and csv_lines[0].startswith("model,label,module")
+    assert len(csv_lines) == 3 and csv_lines[0].startswith("model,label,weights,module")
     with np.load(out.with_suffix(".npz"), allow_pickle=False) as maps:
         assert maps["map_0"].shape == (64, 64) and list(maps["labels"]) == ["unireplknet_t", "convnext_tiny"]
     printed = capsys.readouterr().out
@@ -316,3 +316,44 @@ def test_folder_images_are_picked_first_or_evenly_spread(tmp_path, how, levels):
     assert x.shape == (3, 1, 32, 32)
     got = (x.mean((1, 2, 3)) * 0.5 + 0.5) * 255 / 20  # undo the 0.5/0.5 grey normalisation
     np.testing.assert_allclose(got.numpy(), levels, atol=0.05)
+
+
+def test_command_says_whether_the_weights_are_random_or_trained(tmp_path, capsys, monkeypatch):
+    """An untrained network's ERF shows its initialisation: the console, the table and the figure say
+    "random weights"; a checkpoint's row says "trained: <file>"."""
+    from unireplknet import save_model
+
+    trained = tmp_path / "ours.safetensors"
+    save_model(_tiny_unireplknet(), trained)
+    drawn = {}
+    monkeypatch.setattr(erf_cli, "plot_erf", lambda maps, titles, path, caption="": drawn.update(titles=titles))
+    out = tmp_path / "erf.png"
+    rc = erf_cli.main(["--model", "unireplknet_a,unireplknet_a", "--checkpoint", f"{trained},none",
+                       "--labels", "ours,init", "--input-size", "64", "--images", "1", "--output", str(out),
+                       "--no-progress"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    table_lines = printed.splitlines()
+    ours_line = next(line for line in table_lines if line.startswith("ours"))
+    init_line = next(line for line in table_lines if line.startswith("init"))
+    assert f"trained: {trained}" in ours_line and "random weights" not in ours_line
+    assert "random weights (seed 0)" in init_line
+    assert "random weights (untrained, seed 0): init" in printed
+    rows = json.loads(out.with_suffix(".json").read_text())["models"]
+    assert [r["weights"] for r in rows] == [f"trained: {trained}", "random weights (seed 0)"]
+    csv_rows = out.with_suffix(".csv").read_text().splitlines()
+    assert csv_rows[0].split(",")[2] == "weights"
+    assert csv_rows[1].split(",")[2] == f"trained: {trained}" and csv_rows[2].split(",")[2] == "random weights (seed 0)"
+    assert f"trained: {trained}" in drawn["titles"][0] and "random weights" in drawn["titles"][1]
+    assert "random weights" not in drawn["titles"][0]
+
+
+def test_command_with_only_trained_weights_prints_no_random_weights_note(tmp_path, capsys):
+    from unireplknet import save_model
+
+    trained = tmp_path / "ours.safetensors"
+    save_model(_tiny_unireplknet(), trained)
+    rc = erf_cli.main(["--model", "unireplknet_a", "--checkpoint", str(trained), "--input-size", "64",
+                       "--images", "1", "--output", str(tmp_path / "t.json"), "--no-progress"])
+    assert rc == 0
+    assert "random weights" not in capsys.readouterr().out

@@ -47,7 +47,8 @@ def test_video_mosaic_picture(tmp_path, capsys):
 def test_video_cli_errors(tmp_path, capsys):
     assert main(["video-eval", str(tmp_path / "missing.pth")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main(["video-train", "--data", str(tmp_path / "nothing"), "--epochs", "1"]) == 2
+    assert main(["video-train", "--data", str(tmp_path / "nothing"), "--epochs", "1",
+                 "--output", str(tmp_path / "run")]) == 2
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["video-train", "--layout", "tiles"])

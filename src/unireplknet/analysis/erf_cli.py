@@ -60,8 +60,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--model", type=_names, required=True,
                    help="comma-separated timm model names, e.g. unireplknet_t,convnext_tiny,resnet50")
     p.add_argument("--checkpoint", type=_names, default=None,
-                   help="comma-separated weight files, one per model ('none' keeps that model's initialisation); "
-                        ".pth (read with weights_only) or .safetensors")
+                   help="comma-separated weight files, one per model ('none': random weights, the model's "
+                        "initialisation); .pth (read with weights_only) or .safetensors. A UniRepLKNet file (e.g. "
+                        "runs/digits/deploy.safetensors) decides its own variant: any unireplknet_* name reads it")
     p.add_argument("--pretrained", action="store_true",
                    help="load timm's pretrained weights for models without a --checkpoint (needs a download)")
     p.add_argument("--labels", type=_names, default=None, help="comma-separated panel titles (default: the names)")
@@ -273,6 +274,24 @@ def plot_erf(maps: Sequence[Any], titles: Sequence[str], path: Path, caption: st
     _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=130, format=suffix, bbox_inches="tight"))
 
 
+def weights_description(checkpoint: Optional[str], pretrained: bool, seed: int) -> str:
+    """What the measured network's weights are, for the table, the console and the figure: an untrained
+    network's ERF shows its initialisation, not what training makes of the architecture, so it says so."""
+    if checkpoint:
+        return f"trained: {checkpoint}"
+    if pretrained:
+        return "pretrained (timm)"
+    return f"random weights (seed {seed})"
+
+
+def _default_label(name: str, checkpoint: Optional[str]) -> str:
+    if checkpoint is None:
+        return name
+    # a UniRepLKNet file decides its own variant (build_model), so the name given only says "UniRepLKNet"
+    family = "unireplknet" if name.startswith("unireplknet_") else name
+    return f"{family} ({Path(checkpoint).name})"
+
+
 def _ratio(value: Optional[float], digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"  # None: an all-zero map has no ratios
 
@@ -280,9 +299,11 @@ def _ratio(value: Optional[float], digits: int = 4) -> str:
 def format_table(rows: Sequence[Dict[str, Any]]) -> str:
     """The area-ratio table (one row per model) as aligned text."""
     thresholds = list(rows[0]["area_ratio"]) if rows else []
-    headers = ["model", "stage", "images", "input", *(f"r({float(t) * 100:g}%)" for t in thresholds), "seconds"]
-    cells = [headers] + [[r["label"], r["module"] or "output", str(r["images"]), "x".join(map(str, r["input_size"])),
-                          *(_ratio(r["area_ratio"][t]) for t in thresholds), f"{r['seconds']:.1f}"] for r in rows]
+    headers = ["model", "weights", "stage", "images", "input", *(f"r({float(t) * 100:g}%)" for t in thresholds),
+               "seconds"]
+    cells = [headers] + [[r["label"], r["weights"], r["module"] or "output", str(r["images"]),
+                          "x".join(map(str, r["input_size"])), *(_ratio(r["area_ratio"][t]) for t in thresholds),
+                          f"{r['seconds']:.1f}"] for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -302,11 +323,12 @@ def _write_tables(rows: List[Dict[str, Any]], settings: Dict[str, Any], stem: Pa
         thresholds = list(rows[0]["area_ratio"])
         with open(tmp, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["model", "label", "module", "images", "input_size", "feature_size",
+            w.writerow(["model", "label", "weights", "module", "images", "input_size", "feature_size",
                         *(f"area_ratio_{t}" for t in thresholds), *(f"square_side_{t}" for t in thresholds),
                         "seconds"])
             for r in rows:
-                w.writerow([r["model"], r["label"], r["module"], r["images"], "x".join(map(str, r["input_size"])),
+                w.writerow([r["model"], r["label"], r["weights"], r["module"], r["images"],
+                            "x".join(map(str, r["input_size"])),
                             "x".join(map(str, r["feature_size"])), *(r["area_ratio"][t] for t in thresholds),
                             *(r["square_side"][t] for t in thresholds), f"{r['seconds']:.2f}"])
 
@@ -346,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     checkpoints = [None if c.lower() == "none" else c for c in (args.checkpoint or ["none"] * len(args.model))]
-    labels = args.labels or [n if c is None else f"{n} ({Path(c).name})" for n, c in zip(args.model, checkpoints)]
+    labels = args.labels or [_default_label(n, c) for n, c in zip(args.model, checkpoints)]
     rows: List[Dict[str, Any]] = []
     maps: Dict[str, Any] = {}
     for name, ckpt, label in zip(args.model, checkpoints, labels):
@@ -365,7 +387,8 @@ def run(args: argparse.Namespace) -> int:
                      ratio_on=args.ratio_on, grad_checkpointing=True if args.grad_checkpointing else None,
                      progress=not args.no_progress, description=label)
         seconds = time.perf_counter() - t0
-        row = dict(model=name, label=label, checkpoint=ckpt, seconds=seconds, **result.to_dict())
+        weights = weights_description(ckpt, args.pretrained, args.seed)
+        row = dict(model=name, label=label, weights=weights, checkpoint=ckpt, seconds=seconds, **result.to_dict())
         rows.append(row)
         maps[label] = result.scores.astype(np.float32)
         _logger.info("%s: %d images in %.1f s", label, result.images, seconds)
@@ -375,6 +398,10 @@ def run(args: argparse.Namespace) -> int:
                     thresholds=list(ERF_THRESHOLDS), pretrained=args.pretrained, deploy=args.deploy,
                     device=str(device), seed=args.seed, torch=torch.__version__)
     print(format_table(rows))
+    untrained = [r["label"] for r in rows if r["checkpoint"] is None and not args.pretrained]
+    if untrained:
+        print(f"random weights (untrained, seed {args.seed}): {', '.join(untrained)} -- the map shows the "
+              "initialisation, not a trained network; give --checkpoint (or --pretrained) to measure one")
     written = _write_tables(rows, settings, output)
     npz = output.with_suffix(".npz")
 
@@ -388,7 +415,7 @@ def run(args: argparse.Namespace) -> int:
     if draw:
         from .receptive_field import log_scale
 
-        titles = [f"{r['label']}\nr(50%)={_ratio(r['area_ratio']['0.5'], 3)}  "
+        titles = [f"{r['label']}\n{r['weights']}\nr(50%)={_ratio(r['area_ratio']['0.5'], 3)}  "
                   f"r(99%)={_ratio(r['area_ratio']['0.99'], 3)}" for r in rows]
         source = "held-out embedded digits" if args.data == "embedded" else f"image(s) of {args.data}"
         caption = (f"ERF at stage {args.stage}, mean over {rows[0]['images']} {source} at "
