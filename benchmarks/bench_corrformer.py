@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_description  # noqa: E402
 
-from unireplknet.tasks.corrformer import PRESETS, build_model, forecast_loss  # noqa: E402
+from unireplknet.tasks.forecast.corrformer import PRESETS, build_model, forecast_loss  # noqa: E402
 
 PAPER_NODES = 350
 

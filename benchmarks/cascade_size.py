@@ -16,7 +16,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from unireplknet import reparameterize
-from unireplknet.tasks import cascade
+from unireplknet.tasks.dense import cascade
 
 
 def _gmacs(fn) -> float:

@@ -490,7 +490,7 @@ def principal_frame_descriptor(points: np.ndarray, bins: int = 10) -> np.ndarray
     """:func:`scan_descriptor` plus where the points lie in the cloud's principal-axes frame (the frame of
     ``points-train --align pca``, :func:`unireplknet.tasks.pointcloud.pca_align`): the histogram of each
     coordinate and the 2-D histogram over the two largest axes, all in units of the RMS radius."""
-    from unireplknet.tasks.pointcloud import pca_align
+    from unireplknet.tasks.pointcloud.task import pca_align
 
     aligned = pca_align(torch.as_tensor(points, dtype=torch.float64)[None])[0].numpy()
     aligned = aligned / (np.sqrt((aligned ** 2).sum(1).mean()) + 1e-8)
@@ -635,7 +635,7 @@ def forecast_baseline(data: str, seq_len: int = 48, pred_len: int = 24) -> Dict[
 
     Every choice is made on the validation windows; the test windows are scored once.
     """
-    from unireplknet.tasks.forecasting import (DEFAULT_SEASONAL_PERIOD, ForecastTrainConfig,
+    from unireplknet.tasks.forecast import (DEFAULT_SEASONAL_PERIOD, ForecastTrainConfig,
                                                build_forecast_splits)
 
     cfg = ForecastTrainConfig.for_data(data=data, seq_len=seq_len, pred_len=pred_len)
@@ -838,7 +838,7 @@ class ClassicalScenes(torch.nn.Module):
         return masks, softmax(((desc - mean) / std) @ w + b)
 
     def forward(self, images):  # a batch tensor (segmentation) or a list of images (detection)
-        from unireplknet.tasks.segmentation import ADE20KDataset
+        from unireplknet.tasks.dense.segmentation import ADE20KDataset
 
         if self.mode == "segmentation":
             mean = torch.tensor(ADE20KDataset.MEAN).view(1, 3, 1, 1)
@@ -908,7 +908,7 @@ def detection_scenes_baseline(seed: int = 0, num_train: int = 640, num_val: int 
     import tempfile
 
     from unireplknet.data.scenes import write_coco
-    from unireplknet.tasks.detection import CocoDetectionDataset, coco_evaluate
+    from unireplknet.tasks.dense.detection import CocoDetectionDataset, coco_evaluate
 
     model = fit_classical_scenes(num_train, seed, size, mode="detection", style=style)
     with tempfile.TemporaryDirectory() as root:
@@ -924,7 +924,7 @@ def segmentation_scenes_baseline(seed: int = 0, num_train: int = 1600, num_val: 
     import tempfile
 
     from unireplknet.data.scenes import write_ade20k
-    from unireplknet.tasks.segmentation import ADE20KDataset, evaluate_miou
+    from unireplknet.tasks.dense.segmentation import ADE20KDataset, evaluate_miou
 
     model = fit_classical_scenes(num_train, seed, size, mode="segmentation", style=style)
     with tempfile.TemporaryDirectory() as root:

@@ -4,7 +4,7 @@
         [--json benchmarks/results/corrformer_headroom.json --markdown benchmarks/results/corrformer_headroom.md]
 
 DATA is a folder in the official Global Temp layout (``scripts/make_global_weather.py DATA``). The ridge
-(:class:`unireplknet.tasks.corrformer.LinearWindowBaseline`: per node of 11 stations, the standardised 48-h
+(:class:`unireplknet.tasks.forecast.corrformer.LinearWindowBaseline`: per node of 11 stations, the standardised 48-h
 window, the decoder span's calendar features and the node's coordinates, one weight matrix for all nodes) is
 the baseline the demo must beat. This script asks whether the data leaves room to beat it at all:
 
@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_description, seed_spread, write_text_atomic  # noqa: E402
 
-from unireplknet.tasks import corrformer as cf  # noqa: E402
+from unireplknet.tasks.forecast import corrformer as cf  # noqa: E402
 
 SPLITS = ("train", "val", "test")
 CHUNK = 65536

@@ -2,19 +2,18 @@
 
     python benchmarks/corrformer_ridge_errors.py [--days 120 --seed 0]
 
-The generated temperature is a sum of parts (scripts/make_global_weather.py: climate + season, weather,
+The generated temperature is a sum of parts (:mod:`unireplknet.data.timeseries.global_weather`: climate + season, weather,
 diurnal cycle, noise). The ridge linear model of the Corrformer demo's inputs
-(:class:`unireplknet.tasks.corrformer.LinearWindowBaseline`: per node of 11 stations, the standardised 48-h
+(:class:`unireplknet.tasks.forecast.corrformer.LinearWindowBaseline`: per node of 11 stations, the standardised 48-h
 window, the decoder span's calendar features and the node's coordinates, one weight matrix for all nodes) is
 linear in its target, so its forecast splits exactly into one forecast per part (the same design matrix, the
 part's future as the target); this prints each part's MSE on the validation and test windows in °C². Their sum
-differs from the total by the cross terms. Data and windows are those of ``make_global_weather.py OUT`` with
+differs from the total by the cross terms. Data and windows are those of ``unireplknet forecast-make-weather OUT`` with
 the same arguments.
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -22,17 +21,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from unireplknet.modalities.timeseries import Series, WindowDataset
-from unireplknet.tasks import corrformer as cf
+from unireplknet.data.timeseries import Series, WindowDataset, global_weather
+from unireplknet.tasks.forecast import corrformer as cf
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _generator():
-    spec = importlib.util.spec_from_file_location("make_global_weather", ROOT / "scripts" / "make_global_weather.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def main(argv=None) -> int:
@@ -42,10 +34,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    gen = _generator()
-    times, temp, _, stations, parts = gen.simulate(args.stations, args.days, args.seed, parts=True)
+    times, temp, _, stations, parts = global_weather.simulate(args.stations, args.days, args.seed, parts=True)
     cfg = cf.PRESETS["demo"]
-    bounds = gen.split_bounds(len(times))
+    bounds = global_weather.split_bounds(len(times))
 
     def windows(values: np.ndarray, split: str) -> WindowDataset:
         a, b = bounds[split]

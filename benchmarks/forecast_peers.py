@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import run_cli, seed_spread, write_text_atomic  # noqa: E402
 
 PEER_MODEL = "convnext_atto"
-#: The forecaster's default encoder depths and widths (unireplknet.tasks.forecasting.TINY_FORECAST_MODEL_KWARGS).
+#: The forecaster's default encoder depths and widths (unireplknet.tasks.forecast.layers.TINY_FORECAST_MODEL_KWARGS).
 PEER_KWARGS = {"depths": [1, 1, 2, 1], "dims": [16, 32, 64, 128]}
 DEMOS = {"co2": "co2", "grid": "synthetic-grid", "advection": "synthetic-advection"}
 

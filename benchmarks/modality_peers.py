@@ -16,7 +16,7 @@ compared), writes into ``--work-dir`` and is parsed from the command's own summa
 the run's ``summary.json`` (training-time structure, head included).
 
 Every task's ``--model`` takes a timm model name too (the engine's one model factory,
-``unireplknet.engine.build_model``, passes ``--model-kwargs`` and ``drop_path_rate`` to ``timm.create_model``);
+``unireplknet.factory.build_model``, passes ``--model-kwargs`` and ``drop_path_rate`` to ``timm.create_model``);
 both heads only use timm's ``forward_features`` / ``forward_head`` / ``num_features`` interface. (The committed
 results were made while the engine still lacked that case, by a child process that added exactly that
 ``timm.create_model`` call; the models built are the same.)

@@ -43,7 +43,7 @@ def main(argv) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from unireplknet.tasks.video import VideoTrainConfig, train_video
+    from unireplknet.tasks.video.task import VideoTrainConfig, train_video
 
     torch.set_num_threads(1)
     extra = {}

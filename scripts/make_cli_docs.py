@@ -27,7 +27,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> Dict[str, argparse.ArgumentP
 
 def option_table(parser: argparse.ArgumentParser, engine: bool) -> str:
     """A markdown table of the engine flags (``engine``) or of the other flags of ``parser``."""
-    from unireplknet.tasks._cli_common import COMMON_FLAGS, ENGINE_FLAGS
+    from unireplknet.engine.flags import COMMON_FLAGS, ENGINE_FLAGS
 
     shared = set(ENGINE_FLAGS) | set(COMMON_FLAGS)
     rows: List[str] = ["| option | default | meaning |", "|---|---|---|"]
@@ -47,7 +47,7 @@ def option_table(parser: argparse.ArgumentParser, engine: bool) -> str:
 
 def task_defaults(parser: argparse.ArgumentParser) -> str:
     """The task's recipe values of the engine flags (the ``[default: …]`` its help text ends with)."""
-    from unireplknet.tasks._cli_common import ENGINE_FLAGS
+    from unireplknet.engine.flags import ENGINE_FLAGS
 
     rows = ["| engine flag | this task's default |", "|---|---|"]
     for a in parser._actions:

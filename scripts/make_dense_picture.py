@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_modality_figures import figure_class, save  # noqa: E402  one figure style and writer for docs/
 
 from unireplknet.data import scenes  # noqa: E402
-from unireplknet.tasks.dense import load_dense_model  # noqa: E402
+from unireplknet.tasks.dense.task import load_dense_model  # noqa: E402
 
 COLORS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48)]  # per class (1-based for shapes)
 SCALE = 3

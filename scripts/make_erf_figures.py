@@ -5,7 +5,7 @@
     python scripts/make_erf_figures.py --out runs/erf_study --memory    # peak RSS of T at 1024x1024, batch 1
 
 Every model is built with one input channel and ten classes. "Random" is timm's initialisation (seed 0);
-"trained" is that model after ``--epochs`` of the training engine (:func:`unireplknet.engine.train`, the loop of
+"trained" is that model after ``--epochs`` of the training engine (:func:`unireplknet.tasks.image.train`, the loop of
 ``unireplknet train``: AdamW, warmup + cosine, label smoothing) on the embedded digits at
 ``--train-size`` pixels. The ERF is then measured by the ``unireplknet erf`` command itself on ``--images``
 held-out digits at ``--erf-size`` pixels, and the figures are copied to docs/img/erf_{random,trained}.png.
@@ -33,7 +33,8 @@ def train_models(out: Path, epochs: int, size: int, lr: float) -> list:
     weights as safetensors; return (paths, accuracies)."""
     from safetensors.torch import save_file
 
-    from unireplknet.engine import TrainConfig, load_training_checkpoint, train
+    from unireplknet.engine import load_training_checkpoint
+    from unireplknet.tasks.image import TrainConfig, train
 
     results = []
     for name in MODELS:

@@ -97,7 +97,7 @@ def _write_audio_checkpoint(path: Path) -> Path:
 
     from unireplknet.engine.checkpointing import CHECKPOINT_FORMAT
     from unireplknet.modalities.audio import AudioConfig
-    from unireplknet.tasks.audio import AudioClassifier
+    from unireplknet.tasks.audio.task import AudioClassifier
 
     torch.manual_seed(0)
     model = AudioClassifier(len(CLASSES), "custom", dict(TINY), 0.0)

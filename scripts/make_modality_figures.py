@@ -112,8 +112,8 @@ def audio_figure(out: Path) -> None:
 
 
 def timeseries_figures(image_out: Path, forecast_out: Path, checkpoint: Optional[str]) -> None:
-    from unireplknet.modalities.timeseries import WindowDataset, chronological_split, co2_series
-    from unireplknet.tasks.forecasting import (
+    from unireplknet.data.timeseries import WindowDataset, chronological_split, co2_series
+    from unireplknet.tasks.forecast import (
         ForecastTrainConfig,
         UniRepLKNetForecaster,
         load_forecaster,

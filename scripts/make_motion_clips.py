@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from unireplknet.data.video import HARD_MOTION_CLASS_NAMES, MOTION_CLASS_NAMES, MotionClips
-from unireplknet.tasks.video_cli import clip_picture
+from unireplknet.tasks.video.cli import clip_picture
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,7 +27,7 @@ from unireplknet.modalities.audio import (
     waveform_fbank,
     waveform_to_image,
 )
-from unireplknet.tasks.audio import (
+from unireplknet.tasks.audio.task import (
     AudioClassifier,
     AudioTrainConfig,
     average_precision,
@@ -163,7 +163,7 @@ def test_waveform_mixup_gives_soft_labels():
 
 
 def test_loader_workers_draw_different_augmentations():
-    from unireplknet.tasks.audio import _loader
+    from unireplknet.tasks.audio.task import _loader
 
     clip = torch.from_numpy(_tone(500.0)).float()
     cfg = AudioConfig(target_frames=32, num_mel_bins=32)
@@ -294,7 +294,7 @@ def test_train_checkpoints_and_resume_exactly(tmp_path):
 
 
 def test_cli_stats_eval_and_predict(tmp_path, capsys):
-    from unireplknet.tasks.audio_cli import add_subcommands
+    from unireplknet.tasks.audio.cli import add_subcommands
 
     parser = argparse.ArgumentParser()
     add_subcommands(parser.add_subparsers(dest="command"))

@@ -1,4 +1,4 @@
-"""Cascade Mask R-CNN (tasks/cascade.py): sizes against the official README, the cascade's target assignment and
+"""Cascade Mask R-CNN (tasks/dense/cascade.py): sizes against the official README, the cascade's target assignment and
 resampling against hand-computed boxes, score averaging, stage isolation of gradients, re-param, ONNX, weights."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from unireplknet import reparameterize
-from unireplknet.tasks import cascade
-from unireplknet.tasks import detection as det
+from unireplknet.tasks.dense import cascade
+from unireplknet.tasks.dense import detection as det
 
 from conftest import load_repo_script, randomize_bn_and_scales
 
@@ -316,7 +316,7 @@ def test_recipe_presets_follow_the_official_configs():
 
 
 def test_det_train_on_real_data_takes_the_recipe_of_the_variant():
-    from unireplknet.tasks.dense import DenseTrainConfig
+    from unireplknet.tasks.dense.task import DenseTrainConfig
 
     cfg = DenseTrainConfig(data="/data/coco", detector="cascade_mask_rcnn", model="unireplknet_l").resolved()
     assert (cfg.drop_path, cfg.layer_decay, cfg.epochs, tuple(cfg.decay_epochs)) == (0.7, 0.7, 36, (27, 33))
@@ -394,8 +394,8 @@ def test_roi_pooling_is_aligned_and_uses_mmdets_levels():
 
 def test_det_train_offers_the_cascade_with_the_scene_heads():
     from unireplknet.cli import build_parser
-    from unireplknet.tasks import dense, dense_cli
-    from unireplknet.tasks.dense import SCENES_DETECTION
+    from unireplknet.tasks.dense import cli as dense_cli, task as dense
+    from unireplknet.tasks.dense.task import SCENES_DETECTION
 
     args = build_parser().parse_args(["det-train", "--detector", "cascade_mask_rcnn"])
     cfg = dense_cli._config(args, "detection").resolved()
@@ -409,7 +409,7 @@ def test_det_train_offers_the_cascade_with_the_scene_heads():
 
 
 def test_cascade_recipe_turns_on_syncbn_only_under_torchrun_on_gpus(monkeypatch):
-    from unireplknet.tasks.dense import DenseTrainConfig
+    from unireplknet.tasks.dense.task import DenseTrainConfig
 
     cfg = dict(data="/data/coco", detector="cascade_mask_rcnn", model="unireplknet_t")
     monkeypatch.setenv("WORLD_SIZE", "8")

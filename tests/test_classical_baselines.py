@@ -204,13 +204,13 @@ def test_rbf_kernel_against_the_pairwise_formula():
 
 def test_forecast_baseline_naive_rows_equal_the_forecasting_tasks_own_baselines():
     # the classical script builds the demo's windows itself; its naive rows must equal what forecast-train
-    # reports on the same test windows (unireplknet.tasks.forecasting.evaluate_baselines)
-    from unireplknet.modalities.timeseries import WindowDataset
-    from unireplknet.tasks.forecasting import ForecastTrainConfig, _loader, build_forecast_splits, evaluate_baselines
+    # reports on the same test windows (unireplknet.tasks.forecast.base.evaluate_baselines)
+    from unireplknet.data.timeseries import WindowDataset
+    from unireplknet.tasks.forecast import ForecastTrainConfig, window_loader, build_forecast_splits, evaluate_baselines
 
     cfg = ForecastTrainConfig.for_data(data="co2")
     splits, _ = build_forecast_splits(cfg)
-    task = evaluate_baselines(_loader(WindowDataset(splits["test"], 48, 24, 24), 64, False, 0), 24, 12)
+    task = evaluate_baselines(window_loader(WindowDataset(splits["test"], 48, 24, 24), 64, False, 0), 24, 12)
     ours = cb.forecast_baseline("co2")
     assert ours["naive_test_mse"] == pytest.approx(task["last value (naive)"]["mse"], rel=1e-6)
     assert ours["seasonal_naive_test_mae"] == pytest.approx(task["seasonal naive (period 12)"]["mae"], rel=1e-6)

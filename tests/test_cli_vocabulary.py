@@ -21,9 +21,10 @@ SUBCOMMANDS = cli._subcommand_names(PARSER)
 
 #: Commands that only write a file from their inputs: no --device (nothing to accelerate) and no --json (no result
 #: to print but the file's name). The ERF writes its table as .json next to the figure itself.
-NO_DEVICE = {"reparam", "export", "info", "audio-stats", "forecast-make-grid", "dense-scenes", "video-mosaic",
-             "points-project"}
-NO_JSON = {"reparam", "export", "forecast-make-grid", "dense-scenes", "video-mosaic", "points-project", "erf"}
+NO_DEVICE = {"reparam", "export", "info", "audio-stats", "forecast-make-grid", "forecast-make-weather", "dense-scenes",
+             "video-mosaic", "points-project"}
+NO_JSON = {"reparam", "export", "forecast-make-grid", "forecast-make-weather", "dense-scenes", "video-mosaic",
+           "points-project", "erf"}
 
 
 def _subparser(name: str) -> argparse.ArgumentParser:

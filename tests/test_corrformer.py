@@ -11,21 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from unireplknet.modalities.timeseries import SeriesError, load_global_station_folder
-from unireplknet.tasks import corrformer as cf
-from unireplknet.tasks.forecasting import SeriesNormalizer
-from conftest import load_repo_script
-
-
-def _load_script(name: str):
-    return load_repo_script(f"scripts/{name}.py")
+from unireplknet.data.timeseries import SeriesError, load_global_station_folder
+from unireplknet.tasks.forecast import corrformer as cf
+from unireplknet.tasks.forecast import SeriesNormalizer
+from unireplknet.data.timeseries import global_weather
 
 
 @pytest.fixture(scope="module")
 def weather_dir(tmp_path_factory):
     """Ten days of the generated world: 308 stations = 28 nodes (4 × 7) of 11."""
     out = tmp_path_factory.mktemp("weather")
-    _load_script("make_global_weather").write(out, num_stations=308, days=10, seed=1)
+    global_weather.write(out, num_stations=308, days=10, seed=1)
     return out
 
 
@@ -324,7 +320,7 @@ def test_convnext_peer_encoder_has_the_demo_shape_and_one_memory_token():
 
 
 def test_array_series_files_with_object_arrays_are_refused(tmp_path):
-    from unireplknet.modalities.timeseries import load_array_series
+    from unireplknet.data.timeseries import load_array_series
 
     marker = tmp_path / "pwned"
     payload = np.empty(1, dtype=object)
@@ -341,7 +337,7 @@ def test_array_series_files_with_object_arrays_are_refused(tmp_path):
 @pytest.fixture(scope="module")
 def small_station_dir(tmp_path_factory):
     """44 stations (4 nodes of 11, node tree 2,2), 32 days of hourly values in the official layout."""
-    from unireplknet.modalities.timeseries import (chronological_split, make_synthetic_station_grid,
+    from unireplknet.data.timeseries import (chronological_split, make_synthetic_station_grid,
                                                    write_global_station_folder)
 
     out = tmp_path_factory.mktemp("stations44")
@@ -350,7 +346,7 @@ def small_station_dir(tmp_path_factory):
 
 
 def _cli(argv):
-    from unireplknet.tasks import forecasting_cli
+    from unireplknet.tasks.forecast import cli as forecasting_cli
 
     parser = argparse.ArgumentParser()
     forecasting_cli.add_subcommands(parser.add_subparsers(dest="command"))
@@ -360,7 +356,7 @@ def _cli(argv):
 
 def test_cli_builds_the_paper_model_with_a_small_encoder(small_station_dir, monkeypatch, capsys):
     from unireplknet.model import UniRepLKNet
-    from unireplknet.tasks import forecasting_cli
+    from unireplknet.tasks.forecast import cli as forecasting_cli
     from unireplknet.zoo import VARIANTS
 
     built = []
@@ -386,7 +382,7 @@ def test_cli_builds_the_paper_model_with_a_small_encoder(small_station_dir, monk
 
 
 def test_paper_preset_takes_the_papers_recipe():
-    from unireplknet.tasks.forecasting import ForecastTrainConfig
+    from unireplknet.tasks.forecast import ForecastTrainConfig
 
     cfg = ForecastTrainConfig.for_data(data="x", preset="paper")
     assert (cfg.lr, cfg.epochs, cfg.patience, cfg.batch_size) == (1e-4, 10, 3, 1)
@@ -398,7 +394,7 @@ def test_paper_preset_takes_the_papers_recipe():
 
 
 def _demo_cfg(data, out, **kw):
-    from unireplknet.tasks.forecasting import ForecastTrainConfig
+    from unireplknet.tasks.forecast import ForecastTrainConfig
 
     # sched 'step' (the paper's halving, not the demo's cosine) so that the learning-rate check below is exact
     base = dict(data=str(data), preset="demo", node_list=(2, 2), d_model=32, train_stride=40, val_stride=8,
@@ -434,12 +430,12 @@ def test_cli_one_epoch_run_and_forecast_eval_per_group(small_station_dir, tmp_pa
 
 def test_corrformer_resume_equals_uninterrupted_run(small_station_dir, tmp_path):
     from unireplknet.engine import fit
-    from unireplknet.tasks.forecasting import Forecasting
+    from unireplknet.tasks.forecast import CorrformerForecasting
 
     # the engine alone (train_forecaster adds the test-set report, covered by the CLI test)
-    full = fit(Forecasting(), _demo_cfg(small_station_dir, tmp_path / "full"))
-    fit(Forecasting(), _demo_cfg(small_station_dir, tmp_path / "part", epochs=1))
-    resumed = fit(Forecasting(), _demo_cfg(small_station_dir, tmp_path / "part", resume="auto"))
+    full = fit(CorrformerForecasting(), _demo_cfg(small_station_dir, tmp_path / "full"))
+    fit(CorrformerForecasting(), _demo_cfg(small_station_dir, tmp_path / "part", epochs=1))
+    resumed = fit(CorrformerForecasting(), _demo_cfg(small_station_dir, tmp_path / "part", resume="auto"))
     a = torch.load(tmp_path / "full" / "last.pth", weights_only=True)
     b = torch.load(tmp_path / "part" / "last.pth", weights_only=True)
     assert a["model_config"]["architecture"] == "corrformer" and a["model_config"] == b["model_config"]
@@ -451,7 +447,7 @@ def test_corrformer_resume_equals_uninterrupted_run(small_station_dir, tmp_path)
 
 
 def test_presets_refuse_data_that_does_not_fit(small_station_dir):
-    from unireplknet.tasks.forecasting import ForecastTrainConfig, build_forecast_model
+    from unireplknet.tasks.forecast import ForecastTrainConfig, build_forecast_model
 
     with pytest.raises(SeriesError, match=r"--node-list A,B with A·B = 4"):  # 44 stations = 4 nodes, not 7 × 50
         build_forecast_model(ForecastTrainConfig.for_data(data=str(small_station_dir), preset="paper"))
@@ -468,11 +464,11 @@ def test_demo_run_beats_the_naive_baselines_and_stays_near_the_linear_model(tmp_
     The ridge linear model of the same inputs is the stronger baseline here: the demo trained in a few CPU
     minutes does not beat it (measured: 25 % higher MSE, explained in the docs), so this checks that the gap
     stays under 30 % instead of pretending otherwise."""
-    from unireplknet.modalities.timeseries import WindowDataset
-    from unireplknet.tasks.forecasting import ForecastTrainConfig, build_forecast_splits, evaluate_run, train_forecaster
+    from unireplknet.data.timeseries import WindowDataset
+    from unireplknet.tasks.forecast import ForecastTrainConfig, build_forecast_splits, evaluate_run, train_forecaster
 
     data = tmp_path / "world"
-    _load_script("make_global_weather").write(data, num_stations=308, days=120, seed=0)
+    global_weather.write(data, num_stations=308, days=120, seed=0)
     torch.set_num_threads(1)
     cfg = ForecastTrainConfig.for_data(data=str(data), preset="demo", output=str(tmp_path / "run"),
                                        export_deploy=False, seed=0)

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from unireplknet.tasks import corrformer as cf
+from unireplknet.tasks.forecast import corrformer as cf
+from unireplknet.data.timeseries import global_weather
 from conftest import load_repo_script
 
 
@@ -16,8 +17,7 @@ CFG = cf.PRESETS["demo"]
 @pytest.fixture(scope="module")
 def weather_dir(tmp_path_factory):
     """The demo's generated world (308 stations, node tree 4 × 7), 12 days: about a second to write."""
-    gen = load_repo_script("scripts/make_global_weather.py")
-    return gen.write(tmp_path_factory.mktemp("weather"), 308, 12, 0)
+    return global_weather.write(tmp_path_factory.mktemp("weather"), 308, 12, 0)
 
 
 @pytest.fixture(scope="module")

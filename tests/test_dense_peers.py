@@ -11,8 +11,9 @@ import torch
 pytest.importorskip("torchvision")
 
 from unireplknet.cli import main  # noqa: E402
-from unireplknet.tasks import detection as det  # noqa: E402
-from unireplknet.tasks import segmentation as seg  # noqa: E402
+from unireplknet.tasks.dense import backbone_utils
+from unireplknet.tasks.dense import detection as det  # noqa: E402
+from unireplknet.tasks.dense import segmentation as seg  # noqa: E402
 
 # the small heads of the dense tasks' own tests, so both files train the same heads
 from test_detection_train import DET_HEADS, SEG_HEADS  # noqa: E402
@@ -34,8 +35,8 @@ def test_feature_channels_and_strides_reach_the_neck_and_heads(name, kwargs):
     # the last four levels: for resnet18 the stride-2 stem level is left out
     want_dims, want_strides = info.channels()[-4:], info.reduction()[-4:]
     assert want_strides == [4, 8, 16, 32]
-    body = det.build_backbone(name, model_kwargs=kwargs)
-    assert isinstance(body, det.TimmFeatureBackbone)
+    body = backbone_utils.build_backbone(name, model_kwargs=kwargs)
+    assert isinstance(body, backbone_utils.TimmFeatureBackbone)
     assert list(body.dims) == want_dims and list(body.strides) == want_strides
 
     x = torch.rand(2, 3, 64, 96)
@@ -62,17 +63,17 @@ def test_feature_channels_and_strides_reach_the_neck_and_heads(name, kwargs):
 @pytest.mark.parametrize("task", ["detection", "segmentation"])
 def test_one_training_step_through_each_dense_task(tmp_path, task):
     from unireplknet.engine.task import StepContext
-    from unireplknet.tasks.dense import DenseTask, DenseTrainConfig
+    from unireplknet.tasks.dense.task import DenseTrainConfig, dense_task
 
     heads = json.loads(DET_HEADS if task == "detection" else SEG_HEADS)
     cfg = DenseTrainConfig(task=task, model=PEER, model_kwargs=PEER_KWARGS, head_kwargs=heads, scenes_train=2,
                            scenes_val=2, batch_size=2, output=str(tmp_path)).resolved()
     assert cfg.layer_decay == 1.0  # layer decay follows UniRepLKNet's blocks: a peer trains at one rate
-    t = DenseTask(cfg)
+    t = dense_task(cfg)
     data = t.build_data(cfg, 0)
     model = t.build_model(cfg, data, pretrained=False)
     body = model.backbone.body if task == "detection" else model.backbone
-    assert isinstance(body, det.TimmFeatureBackbone)
+    assert isinstance(body, backbone_utils.TimmFeatureBackbone)
     model.train()
     batch = data.train_collate([data.train[i] for i in range(2)])
     before = {k: v.clone() for k, v in body.state_dict().items() if v.dtype.is_floating_point}
@@ -113,7 +114,7 @@ def test_timm_checkpoint_loads_into_the_peer_backbone(tmp_path):
     full = timm.create_model(PEER, **PEER_KWARGS)  # a classifier checkpoint of the same model
     path = tmp_path / "peer.safetensors"
     save_file({k: v.contiguous() for k, v in full.state_dict().items()}, str(path))
-    body = det.build_backbone(PEER, model_kwargs=PEER_KWARGS, checkpoint=path)
+    body = backbone_utils.build_backbone(PEER, model_kwargs=PEER_KWARGS, checkpoint=path)
     x = torch.rand(1, 3, 64, 64)
     full.eval(), body.eval()
     want = full.forward_intermediates(x, indices=4, intermediates_only=True)
@@ -141,15 +142,15 @@ def test_refusals_name_the_problem_and_the_fix(tmp_path):
 
     # a plain ViT: every timm feature level has stride 16, no pyramid
     with pytest.raises(ValueError, match=r"strides \[16, 16, 16, 16\].*hierarchical backbone"):
-        det.build_backbone("vit_tiny_patch16_224", model_kwargs={"depth": 4, "embed_dim": 32, "num_heads": 2})
+        backbone_utils.build_backbone("vit_tiny_patch16_224", model_kwargs={"depth": 4, "embed_dim": 32, "num_heads": 2})
 
     # a timm model whose constructor knows nothing of features_only
     if not timm.is_model(_NO_FEATURES.__name__):
         register_model(_NO_FEATURES)
     with pytest.raises(ValueError, match="features_only support"):
-        det.build_backbone(_NO_FEATURES.__name__)
+        backbone_utils.build_backbone(_NO_FEATURES.__name__)
 
-    from unireplknet.tasks.dense import DenseTrainConfig
+    from unireplknet.tasks.dense.task import DenseTrainConfig
 
     with pytest.raises(ValueError, match="layer-decay.*timm model"):
         DenseTrainConfig(task="detection", model=PEER, layer_decay=0.8).resolved()

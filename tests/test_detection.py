@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from unireplknet import CheckpointMismatchError, UniRepLKNet, reparameterize
 from unireplknet.data import scenes
-from unireplknet.tasks import detection as det
+from unireplknet.tasks.dense import backbone_utils
+from unireplknet.tasks.dense import detection as det
 
 from conftest import randomize_bn_and_scales, reference_dir
 
@@ -57,7 +58,7 @@ def test_rle_matches_pycocotools():
 # ----------------------------------------------------------------------------------------------- backbone
 def test_fpn_body_is_the_official_features_mode():
     torch.manual_seed(0)
-    body = randomize_bn_and_scales(det.build_backbone("custom", model_kwargs=TINY)).eval()
+    body = randomize_bn_and_scales(backbone_utils.build_backbone("custom", model_kwargs=TINY)).eval()
     with torch.no_grad():  # norm{i}: a LayerNorm over channels of every stage output (torch.nn.functional truth)
         for x in (torch.randn(2, 3, 64, 96),):
             stages = body.forward_stages(x)
@@ -66,14 +67,14 @@ def test_fpn_body_is_the_official_features_mode():
             got = body(x)
             for g, w in zip(got, want):
                 torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)
-    fpn = det.UniRepLKNetFPN(body, out_channels=16).eval()
+    fpn = backbone_utils.UniRepLKNetFPN(body, out_channels=16).eval()
     with torch.no_grad():
         out = fpn(torch.randn(1, 3, 64, 96))
     assert list(out) == ["0", "1", "2", "3", "pool"]
     assert [tuple(v.shape[-2:]) for v in out.values()] == [(16, 24), (8, 12), (4, 6), (2, 3), (1, 2)]
     assert all(v.shape[1] == 16 for v in out.values())
     with pytest.raises(TypeError, match="features-mode"):
-        det.UniRepLKNetFPN(UniRepLKNet(num_classes=5, **TINY))
+        backbone_utils.UniRepLKNetFPN(UniRepLKNet(num_classes=5, **TINY))
 
 
 def test_all_detectors_train_and_predict():

@@ -115,14 +115,14 @@ def test_short_run_learns(tmp_path, task):
     leave 22 to 30 points for other machines and library versions.
     """
     from unireplknet.data import scenes
-    from unireplknet.tasks.dense import DenseTrainConfig, _coco_files, train_dense
+    from unireplknet.tasks.dense.task import DenseTrainConfig, _coco_files, train_dense
 
     summary = train_dense(DenseTrainConfig(task=task, output=str(tmp_path), eval_at_start=True, export_onnx=False,
                                            eval_every=1000))  # the demo's defaults, scored before and after
     key = summary["key_metric"]
     before, after = summary["untrained"], summary["final"]
     if task == "detection":
-        from unireplknet.tasks import detection as det
+        from unireplknet.tasks.dense import detection as det
 
         sets = [det.CocoDetectionDataset(*_coco_files(tmp_path / "scenes", split), masks=False)
                 for split in ("train", "val")]

@@ -19,7 +19,7 @@ import torch
 
 from unireplknet.cli import build_parser, main
 from unireplknet.data import write_digits_image_folder
-from unireplknet.tasks._cli_common import ENGINE_FLAGS, MODEL_KWARGS_EXAMPLE
+from unireplknet.engine.flags import ENGINE_FLAGS, MODEL_KWARGS_EXAMPLE
 
 TRAIN_COMMANDS = ["train", "audio-train", "forecast-train", "video-train", "points-train", "det-train", "seg-train"]
 TINY = dict(depths=[1, 1, 1, 1], dims=[8, 16, 32, 64], kernel_sizes=[[3], [7], [3], [3]])
@@ -56,7 +56,9 @@ def test_every_train_command_takes_the_same_engine_flags():
 
 def test_aliases_are_accepted():
     parser = build_parser()
-    assert parser.parse_args(["det-train", "--with-cp"]).grad_checkpointing is True
+    assert parser.parse_args(["det-train", "--grad-checkpointing"]).grad_checkpointing is True
+    with pytest.raises(SystemExit):  # the older --with-cp is gone: one spelling per option
+        parser.parse_args(["det-train", "--with-cp"])
     assert parser.parse_args(["video-train", "--preset", "kinetics"]).recipe == "kinetics"
     assert parser.parse_args(["points-train", "--recipe", "modelnet40"]).recipe == "modelnet40"
     assert parser.parse_args(["forecast-train", "--recipe", "paper"]).preset == "paper"
@@ -270,7 +272,7 @@ def test_the_worked_example_of_docs_architecture_trains_a_new_task(capsys):
 def test_a_named_variant_takes_model_kwargs_as_overrides_and_names_bad_keys():
     """`--model unireplknet_a --model-kwargs …` is honoured (the variant's depths and kernels, these widths), and an
     unknown key is a clear error rather than a TypeError deep in the constructor."""
-    from unireplknet.engine import build_model
+    from unireplknet.factory import build_model
 
     model = build_model("unireplknet_a", 10, 1, {"dims": [8, 16, 32, 64]})
     assert model.num_features == 64 and [len(s) for s in model.stages] == [2, 2, 6, 2]  # A's depths

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from unireplknet.data import write_digits_image_folder
-from unireplknet.engine import TrainConfig, load_training_checkpoint, train
+from unireplknet.engine import load_training_checkpoint
+from unireplknet.tasks.image import TrainConfig, train
 
 TINY = dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((13,), (13,), (3,), (3,)))
 COMMON = dict(model="custom", model_kwargs=TINY, in_chans=1, input_size=32, epochs=2, batch_size=4,
@@ -22,7 +23,7 @@ COMMON = dict(model="custom", model_kwargs=TINY, in_chans=1, input_size=32, epoc
 
 WORKER = """
 import json, os, sys, torch
-from unireplknet.engine import TrainConfig, train
+from unireplknet.tasks.image import TrainConfig, train
 options = json.loads(sys.argv[1])
 rank = int(os.environ["RANK"])
 result = train(TrainConfig.for_data(**options))

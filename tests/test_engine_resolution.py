@@ -12,7 +12,7 @@ import torch
 
 from unireplknet.cli import main
 from unireplknet.data import write_digits_image_folder
-from unireplknet.engine import TrainConfig
+from unireplknet.tasks.image import TrainConfig
 from unireplknet.engine import config as engine_config
 from unireplknet.engine.config import SHORT_RUN_WARMUP_SHARE, adapt_to_machine_and_run
 from unireplknet.engine.loop import build_scheduler
@@ -131,8 +131,8 @@ def test_a_missing_checkpoint_is_named_before_the_existing_run_folder(flag, tmp_
 
 def test_built_in_data_names_are_not_taken_for_paths(tmp_path):
     from unireplknet.engine.config import check_input_paths
-    from unireplknet.tasks.dense import DenseTrainConfig
-    from unireplknet.tasks.forecasting import ForecastTrainConfig
+    from unireplknet.tasks.dense.task import DenseTrainConfig
+    from unireplknet.tasks.forecast.linear import ForecastTrainConfig
 
     check_input_paths(DenseTrainConfig(data="scenes"))
     check_input_paths(ForecastTrainConfig(data="synthetic-grid"))

@@ -9,14 +9,13 @@ import torch
 from unireplknet.data import write_digits_image_folder
 from unireplknet.engine import (
     CheckpointWriteError,
-    TrainConfig,
     atomic_torch_save,
     get_rng_state,
     load_training_checkpoint,
     set_rng_state,
-    train,
 )
 from unireplknet.engine import checkpointing
+from unireplknet.tasks.image import TrainConfig, train
 
 TINY = dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((13,), (13,), (3,), (3,)))
 

@@ -42,46 +42,46 @@ def make(task: str, root: Path, out: Path, **kw):
     """(train function, config) of ``task`` in its tiny setting; ``kw`` overrides engine options."""
     common = {**dict(output=str(out), epochs=2, progress=False, tensorboard=False), **kw}
     if task == "image":
-        from unireplknet.engine import TrainConfig, train
+        from unireplknet.tasks.image import TrainConfig, train
 
         return train, TrainConfig.for_data(**merge(dict(
             data=str(root / "digits"), model="custom", model_kwargs=TINY, in_chans=1, input_size=32, batch_size=4,
             workers=0, warmup_epochs=0.5, drop_path=0.1, mixup=0.8, cutmix=1.0, model_ema=True,
             model_ema_decay=0.9), common))
     if task == "video":
-        from unireplknet.tasks.video import VideoTrainConfig, train_video
+        from unireplknet.tasks.video.task import VideoTrainConfig, train_video
 
         return train_video, VideoTrainConfig(**merge(dict(num_frames=4, input_size=16, clips_per_class=1,
                                                          batch_size=2, model_kwargs=TINY, mixup=0.8), common))
     if task == "pointcloud":
-        from unireplknet.tasks.pointcloud import PointCloudTrainConfig, train_pointcloud
+        from unireplknet.tasks.pointcloud.task import PointCloudTrainConfig, train_pointcloud
 
         return train_pointcloud, PointCloudTrainConfig(**merge(dict(
             num_points=64, image_size=32, num_views=2, shapes_per_class=1, batch_size=2, model_kwargs=TINY,
             test_rotations=2), common))
     if task == "audio":
         from unireplknet.modalities.audio import AudioConfig
-        from unireplknet.tasks.audio import AudioTrainConfig, train_audio
+        from unireplknet.tasks.audio.task import AudioTrainConfig, train_audio
 
         return train_audio, AudioTrainConfig(**merge(dict(
             data=str(root / "tones"), audio=AudioConfig(num_mel_bins=32, target_frames=32).to_dict(),
             norm_stats="auto", model="custom", model_kwargs=TINY, drop_path=0.0, batch_size=2, lr=1e-3, mixup=0.5,
             freq_mask=4, time_mask=4, roll=2), common))
     if task == "forecast":
-        from unireplknet.tasks.forecasting import ForecastTrainConfig, train_forecaster
+        from unireplknet.tasks.forecast import ForecastTrainConfig, train_forecaster
 
         return train_forecaster, ForecastTrainConfig.for_data(**merge(dict(
             data="co2", seq_len=24, label_len=12, pred_len=8, d_model=96, model_kwargs=TINY, train_stride=8,
             batch_size=8),
             common))
     if task == "segmentation":
-        from unireplknet.tasks.dense import DenseTrainConfig, train_dense
+        from unireplknet.tasks.dense.task import DenseTrainConfig, train_dense
 
         return train_dense, DenseTrainConfig(**merge(dict(
             task="segmentation", model="custom", model_kwargs=TINY, head_kwargs=dict(channels=16, aux_channels=8),
             scenes_train=4, scenes_val=2, batch_size=2), common))
     if task == "detection":
-        from unireplknet.tasks.dense import DenseTrainConfig, train_dense
+        from unireplknet.tasks.dense.task import DenseTrainConfig, train_dense
 
         return train_dense, DenseTrainConfig(**merge(dict(
             task="detection", detector="maskrcnn", model="custom", model_kwargs=TINY, scenes_train=4, scenes_val=2,

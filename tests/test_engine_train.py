@@ -7,16 +7,9 @@ import torch
 from torch import nn
 
 from unireplknet import UniRepLKNet
-from unireplknet.engine import (
-    ShardedBatchSampler,
-    ShardedEvalSampler,
-    TrainConfig,
-    build_model,
-    build_optimizer,
-    build_scheduler,
-    evaluate,
-    train,
-)
+from unireplknet.engine import ShardedBatchSampler, ShardedEvalSampler, build_optimizer, build_scheduler
+from unireplknet.factory import build_model
+from unireplknet.tasks.image import TrainConfig, evaluate, train
 
 TINY = dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((13,), (13,), (3,), (3,)))
 

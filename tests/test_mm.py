@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from unireplknet.tasks import mm
+from unireplknet.tasks.dense import mm
 
 from conftest import randomize_bn_and_scales, rel_err
 

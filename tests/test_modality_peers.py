@@ -16,7 +16,7 @@ def _count(module: torch.nn.Module) -> int:
 def test_peer_backbone_is_timms_own_convnext_inside_the_audio_classifier():
     import timm
 
-    from unireplknet.tasks.audio import AudioClassifier
+    from unireplknet.tasks.audio.task import AudioClassifier
 
     clf = AudioClassifier(10, mp.PEER_MODEL, mp.PEER_KWARGS, drop_path_rate=0.1)
     direct = timm.create_model(mp.PEER_MODEL, num_classes=0, in_chans=1, **mp.PEER_KWARGS)
@@ -28,7 +28,7 @@ def test_peer_backbone_is_timms_own_convnext_inside_the_audio_classifier():
 
 def test_unireplknet_names_still_build_unireplknet():
     from unireplknet import UniRepLKNet
-    from unireplknet.engine import build_model
+    from unireplknet.factory import build_model
 
     kwargs = dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (7,), (7,), (3,)))
     assert isinstance(build_model("custom", 3, 3, kwargs), UniRepLKNet)
@@ -51,7 +51,7 @@ def test_noisy_audio_rows_differ_only_in_the_backbone():
     import json
 
     from unireplknet.cli import build_parser
-    from unireplknet.tasks.audio import TINY_AUDIO_MODEL_KWARGS
+    from unireplknet.tasks.audio.task import TINY_AUDIO_MODEL_KWARGS
 
     parser = build_parser()
     common = [mp.DEMOS["noisy-audio"]["command"], *mp.DEMO_ARGS["noisy-audio"]]

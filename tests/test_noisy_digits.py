@@ -61,7 +61,7 @@ def test_an_existing_folder_is_kept_unless_overwrite(tiny):
 
 def test_the_folder_loads_through_the_audio_task(tiny):
     from unireplknet.modalities.audio import AudioConfig
-    from unireplknet.tasks.audio import AudioTrainConfig, build_audio_datasets
+    from unireplknet.tasks.audio.task import AudioTrainConfig, build_audio_datasets
 
     out, _ = tiny
     datasets = build_audio_datasets(AudioTrainConfig(data=str(out)), AudioConfig(target_frames=96))

@@ -14,7 +14,7 @@ from unireplknet.modalities.pointcloud import (
     farthest_point_sample, gather_points, normalize_unit_sphere, read_off, read_points, rotate,
     rotation_theta_phi, scale_and_translate, view_rotations, write_off,
 )
-from unireplknet.tasks.pointcloud import PointCloudClassifier, ViewPoolingHead, smoothed_cross_entropy
+from unireplknet.tasks.pointcloud.task import PointCloudClassifier, ViewPoolingHead, smoothed_cross_entropy
 
 TINY = dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (7,), (3,), (3,)))
 
@@ -262,7 +262,7 @@ def test_generated_shapes_are_deterministic_and_normalised():
 @pytest.mark.slow
 def test_shapes_demo_beats_chance():
     """The default small run (see docs/pointcloud.md for the measured number and wall time)."""
-    from unireplknet.tasks.pointcloud import PointCloudTrainConfig, train_pointcloud
+    from unireplknet.tasks.pointcloud.task import PointCloudTrainConfig, train_pointcloud
 
     result = train_pointcloud(PointCloudTrainConfig(output=None))
     assert result["final"]["top1"] > 2 * 100.0 / 8

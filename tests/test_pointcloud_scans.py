@@ -135,7 +135,7 @@ def test_density_follows_the_gradient():
 # ----------------------------------------------------------------------------------------------- the task
 def test_scans_load_through_the_task():
     from unireplknet import UniRepLKNet
-    from unireplknet.tasks.pointcloud import PointCloudClassification, PointCloudClassifier, PointCloudTrainConfig
+    from unireplknet.tasks.pointcloud.task import PointCloudClassification, PointCloudClassifier, PointCloudTrainConfig
 
     cfg = PointCloudTrainConfig.scans(shapes_per_class=4, num_points=128, output=None)
     assert cfg.generated == "scans" and cfg.held_out == "test"
@@ -196,7 +196,7 @@ def test_scan_descriptor_ignores_pose_and_scale():
 # ----------------------------------------------------------------------------------------------- --align pca
 def test_pca_align_gives_the_principal_axes_frame_whatever_the_pose():
     from unireplknet.data.pointcloud.shapes import random_rotation
-    from unireplknet.tasks.pointcloud import pca_align
+    from unireplknet.tasks.pointcloud.task import pca_align
 
     g = torch.Generator().manual_seed(0)
     clouds = torch.randn(4, 300, 3, generator=g) * torch.tensor([3.0, 1.5, 0.5]) + 2.0
@@ -244,7 +244,7 @@ def test_points_train_recipe_scans_then_eval_reproduces_its_number(tmp_path, cap
 @pytest.mark.slow
 def test_scans_demo_beats_three_times_chance_on_validation():
     """The hard demo's recipe, seed 0, on the validation split (≈ 110 CPU s; measured 44.8 %, docs/pointcloud.md)."""
-    from unireplknet.tasks.pointcloud import PointCloudTrainConfig, train_pointcloud
+    from unireplknet.tasks.pointcloud.task import PointCloudTrainConfig, train_pointcloud
 
     torch.set_num_threads(1)
     result = train_pointcloud(PointCloudTrainConfig.scans(held_out="val", output=None, progress=False))

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from unireplknet import reparameterize
 from unireplknet.data import scenes
-from unireplknet.tasks import segmentation as seg
-from unireplknet.tasks.detection import build_backbone
+from unireplknet.tasks.dense import segmentation as seg
+from unireplknet.tasks.dense.backbone_utils import build_backbone
 
 from conftest import randomize_bn_and_scales
 

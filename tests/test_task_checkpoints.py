@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from unireplknet.engine import CHECKPOINT_FORMAT
-from unireplknet.tasks.audio import load_audio_classifier
-from unireplknet.tasks.forecasting import load_forecaster
-from unireplknet.tasks.pointcloud import load_pointcloud_classifier
-from unireplknet.tasks.video import load_video_classifier
+from unireplknet.tasks.audio.task import load_audio_classifier
+from unireplknet.tasks.forecast import load_forecaster
+from unireplknet.tasks.pointcloud.task import load_pointcloud_classifier
+from unireplknet.tasks.video.task import load_video_classifier
 
 LOADERS = {"audio": load_audio_classifier, "forecast": load_forecaster, "video": load_video_classifier,
            "pointcloud": load_pointcloud_classifier}

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from unireplknet import cli
-from unireplknet.tasks import _cli_common
-from unireplknet.tasks._cli_common import default_threads, set_torch_threads
+from unireplknet.engine import flags as _cli_common
+from unireplknet.engine.flags import default_threads, set_torch_threads
 
 
 @pytest.mark.parametrize("torch_default, cores, total, load, expected", [

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from unireplknet.modalities.timeseries import (
+from unireplknet.data.timeseries import (
     Series,
     SeriesError,
     WindowDataset,
@@ -24,7 +24,7 @@ from unireplknet.modalities.timeseries import (
     time_features,
     write_global_station_folder,
 )
-from unireplknet.tasks.forecasting import (
+from unireplknet.tasks.forecast import (
     ForecastTrainConfig,
     SeriesNormalizer,
     UniRepLKNetForecaster,
@@ -79,7 +79,7 @@ def test_kept_calendar_features_are_unchanged_and_the_others_are_zero():
 
 
 def test_the_runs_calendar_reaches_every_window_it_makes():
-    from unireplknet.tasks.forecasting import calendar_names, forecast_windows
+    from unireplknet.tasks.forecast import calendar_names, forecast_windows
 
     cfg = ForecastTrainConfig.for_data(data="synthetic-grid", calendar="hour, dow")
     assert calendar_names(cfg) == ("hour", "dow")
@@ -380,7 +380,7 @@ def test_an_encoder_that_cannot_take_the_embedded_image_is_refused():
 
 
 def test_cli_names_the_peer_encoder_in_the_results(tmp_path, capsys):
-    from unireplknet.tasks.forecasting_cli import add_subcommands
+    from unireplknet.tasks.forecast.cli import add_subcommands
 
     parser = argparse.ArgumentParser()
     add_subcommands(parser.add_subparsers(dest="command"))
@@ -390,7 +390,7 @@ def test_cli_names_the_peer_encoder_in_the_results(tmp_path, capsys):
                               "-o", str(tmp_path / "run")])
     assert args.func(args) == 0
     assert "forecaster, convnext_atto encoder" in capsys.readouterr().out
-    from unireplknet.tasks.forecasting import load_forecaster
+    from unireplknet.tasks.forecast import load_forecaster
 
     model, _ = load_forecaster(tmp_path / "run" / "best.pth")  # rebuilt through the same factory
     assert model.encoder_label == "forecaster, convnext_atto encoder"
@@ -425,7 +425,7 @@ def test_advected_grid_moves_the_weather_downstream_with_the_stated_linear_share
 
 
 def test_advection_demo_splits_are_disjoint_in_time_and_stations():
-    from unireplknet.tasks.forecasting import build_forecast_splits
+    from unireplknet.tasks.forecast import build_forecast_splits
 
     splits, description = build_forecast_splits(ForecastTrainConfig.for_data(data="synthetic-advection"))
     assert "seeds 0, 2, 1" in description
@@ -483,7 +483,7 @@ def test_train_resume_and_baselines(tmp_path):
 
 
 def test_cli_train_eval_and_grid(tmp_path, capsys):
-    from unireplknet.tasks.forecasting_cli import add_subcommands
+    from unireplknet.tasks.forecast.cli import add_subcommands
 
     parser = argparse.ArgumentParser()
     add_subcommands(parser.add_subparsers(dest="command"))
@@ -517,7 +517,7 @@ def test_short_runs_beat_the_naive_baselines(tmp_path, data):
 
 
 def test_recipe_flags_that_contradict_are_refused_and_the_chosen_recipes_are_the_defaults():
-    from unireplknet.tasks.forecasting_cli import add_subcommands
+    from unireplknet.tasks.forecast.cli import add_subcommands
 
     parser = argparse.ArgumentParser()
     add_subcommands(parser.add_subparsers(dest="command"))

@@ -14,7 +14,7 @@ from unireplknet.modalities.video import (
     frames_to_mosaic, frames_to_reshape, mosaic_to_frames, read_kinetics_csv, scan_video_folder,
     train_frame_indices,
 )
-from unireplknet.tasks.video import VideoClassifier, clip_mixup
+from unireplknet.tasks.video.task import VideoClassifier, clip_mixup
 
 TINY = dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (7,), (3,), (3,)))
 
@@ -83,7 +83,8 @@ def test_video_classifier_bad_input():
 
 
 def test_layer_decay_groups_reach_the_wrapped_backbone():
-    from unireplknet.engine import TrainConfig, build_optimizer
+    from unireplknet.engine import build_optimizer
+    from unireplknet.tasks.image import TrainConfig
 
     model = tiny_video_model()
     wrapped = build_optimizer(model, TrainConfig(layer_decay=0.8))
@@ -255,7 +256,7 @@ def test_empty_folder_errors(tmp_path):
 def test_training_loop_checkpoints_and_resumes(tmp_path):
     """A 2-epoch run stopped after epoch 1 and resumed ends with the weights of an uninterrupted 2-epoch run."""
     from unireplknet.engine import load_training_checkpoint
-    from unireplknet.tasks.video import VideoTrainConfig, train_video
+    from unireplknet.tasks.video.task import VideoTrainConfig, train_video
 
     def cfg(out, **kw):
         return VideoTrainConfig(num_frames=4, input_size=16, clips_per_class=1, epochs=2, batch_size=3,
@@ -284,7 +285,7 @@ def test_training_loop_checkpoints_and_resumes(tmp_path):
 @pytest.mark.slow
 def test_motion_demo_beats_chance():
     """The default small run (see docs/video.md for the measured number and wall time)."""
-    from unireplknet.tasks.video import VideoTrainConfig, train_video
+    from unireplknet.tasks.video.task import VideoTrainConfig, train_video
 
     result = train_video(VideoTrainConfig(output=None))
     # Opposite classes are time reversals with identically distributed frame sets, so a model blind to frame

@@ -25,7 +25,7 @@ def test_video_train_then_eval(tmp_path, capsys):
 
     from unireplknet.data.video import MotionClips
     from unireplknet.modalities.video import ClipEvalTransform
-    from unireplknet.tasks.video import load_video_classifier
+    from unireplknet.tasks.video.task import load_video_classifier
 
     model, mc = load_video_classifier(str(out / "last.pth"))
     tf = ClipEvalTransform(mc["input_size"], 1)

@@ -146,7 +146,7 @@ def test_opposite_classes_are_time_reversals_in_distribution():
 
 
 def test_hard_data_loads_through_the_video_task():
-    from unireplknet.tasks.video import VideoTrainConfig, build_video_data
+    from unireplknet.tasks.video.task import VideoTrainConfig, build_video_data
 
     cfg = VideoTrainConfig.motion_hard(clips_per_class=4, input_size=32, output=None)
     assert (cfg.difficulty, cfg.eval_split) == ("hard", "test")

@@ -18,7 +18,9 @@ _EXPORTS = {
     **dict.fromkeys(("DilatedReparamBlock", "UniRepLKNet", "UniRepLKNetBlock", "reparameterize"), "model"),
     **dict.fromkeys(("VARIANTS", "count_macs", "create_model", "save_pretrained", "variant_config", "variants_table"),
                    "zoo"),
-    **dict.fromkeys(("TrainConfig", "TrainResult", "train", "evaluate"), "engine"),
+    **dict.fromkeys(("TrainConfig", "train", "evaluate"), "tasks.image"),
+    **dict.fromkeys(("TrainResult",), "engine"),
+    **dict.fromkeys(("build_model",), "factory"),
     **dict.fromkeys(("load_digits", "DigitsDataset", "build_data", "DataError"), "data"),
     **dict.fromkeys(("export_onnx", "export_torch_program"), "export"),
 }

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from .guards import check_finite, check_finite_model, check_output_file, non_negative_int, positive_int
-from .tasks._cli_common import add_common_arguments, add_engine_arguments, engine_options, json_dict_arg, set_torch_threads
+from .engine.flags import add_common_arguments, add_engine_arguments, engine_options, json_dict_arg, set_torch_threads
 
 __all__ = ["main", "build_parser"]
 
@@ -86,7 +86,8 @@ def _is_main_rank() -> bool:
 def _load_model(path: str, use_ema: bool = False):
     """A UniRepLKNet rebuilt from any checkpoint file (our .pth / .safetensors or an official one), in eval mode."""
     from .checkpoint import load_model, read_state_dict
-    from .engine import build_model, read_run_metadata
+    from .engine import read_run_metadata
+    from .factory import build_model
 
     config = read_run_metadata(path).get("model_config") or {}
     name = str(config.get("name", ""))
@@ -153,7 +154,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .engine import TrainConfig, train
+    from .tasks.image import TrainConfig, train
 
     set_torch_threads(args.threads)
     options = engine_options(args, **{k: getattr(args, k) for k in (
@@ -214,7 +215,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .data.build import eval_transform
     from .engine import make_eval_loader, read_run_metadata
     from .engine.distributed import resolve_device
-    from .engine.trainer import _amp_dtype, evaluate
+    from .engine.loop import amp_dtype_of
+    from .tasks.image import evaluate
 
     model = _load_model(args.checkpoint, use_ema=args.ema)
     meta = read_run_metadata(args.checkpoint)
@@ -241,7 +243,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model.to(device)
     loader = make_eval_loader(dataset, args.batch_size, collate, args.workers)
-    m = evaluate(model, loader, device, _amp_dtype(args.amp), progress=not args.no_progress)
+    m = evaluate(model, loader, device, amp_dtype_of(args.amp), progress=not args.no_progress)
     check_finite(m["loss"], "the evaluation loss", args.checkpoint)
     m.update(checkpoint=str(args.checkpoint), data=where, input_size=list(dc["input_size"]),
              crop_pct=dc.get("crop_pct"), interpolation=dc.get("interpolation"))
@@ -360,7 +362,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.checkpoint is not None:
         model, meta = _load_model(args.checkpoint, use_ema=args.ema), read_run_metadata(args.checkpoint)
     else:
-        from .engine import build_model
+        from .factory import build_model
 
         model, meta = build_model(args.model, 1000, pretrained=True).eval(), {}
     if not model.num_classes:
@@ -440,7 +442,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .engine import build_model
+    from .factory import build_model
     from .engine.benchmark import measure_latency
     from .engine.distributed import resolve_device
     from .model import reparameterize
@@ -680,11 +682,11 @@ def build_parser() -> argparse.ArgumentParser:
 #: ``func`` default) or ``add_parser(subparsers)`` + ``run(args)`` (one command). A new one plugs in with one
 #: line here. None of them may import torch or timm at module level (``unireplknet --help`` stays instant).
 SUBCOMMAND_MODULES = (
-    "unireplknet.tasks.audio_cli",  # audio-train, audio-eval, audio-stats, audio-predict
-    "unireplknet.tasks.forecasting_cli",  # forecast-train, forecast-eval, forecast-make-grid
-    "unireplknet.tasks.dense_cli",  # det-train, det-eval, seg-train, seg-eval, dense-scenes
-    "unireplknet.tasks.video_cli",  # video-train, video-eval, video-mosaic
-    "unireplknet.tasks.pointcloud_cli",  # points-train, points-eval, points-project
+    "unireplknet.tasks.audio.cli",  # audio-train, audio-eval, audio-stats, audio-predict
+    "unireplknet.tasks.forecast.cli",  # forecast-train, forecast-eval, forecast-make-grid
+    "unireplknet.tasks.dense.cli",  # det-train, det-eval, seg-train, seg-eval, dense-scenes
+    "unireplknet.tasks.video.cli",  # video-train, video-eval, video-mosaic
+    "unireplknet.tasks.pointcloud.cli",  # points-train, points-eval, points-project
     "unireplknet.analysis.erf_cli",  # erf
 )
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from ..tasks._cli_common import add_common_arguments
+from ..engine.flags import add_common_arguments
 
 __all__ = ["add_parser", "run", "main", "PLOT_MISSING"]
 
@@ -441,7 +441,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from ..checkpoint import CheckpointError
     from ..data.folder import DataError
 
-    from ..tasks._cli_common import set_torch_threads
+    from ..engine.flags import set_torch_threads
 
     try:
         set_torch_threads(args.threads)

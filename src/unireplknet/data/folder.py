@@ -16,7 +16,7 @@ import random
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.utils.data import Dataset
@@ -295,10 +295,3 @@ def collate_tensors(items: Sequence[Tuple[torch.Tensor, int]]) -> Batch:
     images = torch.stack([i[0] for i in items])
     targets = torch.tensor([int(i[1]) for i in items], dtype=torch.long)
     return Batch(images, targets, 0, [])
-
-
-def class_counts(targets: Sequence[int], num_classes: int) -> Dict[int, int]:
-    counts = {c: 0 for c in range(num_classes)}
-    for t in targets:
-        counts[int(t)] += 1
-    return counts

@@ -1,26 +1,33 @@
-"""The training engine: one loop (:func:`fit`) for every task, and the image task behind ``unireplknet train``."""
-from .checkpointing import (
-    CHECKPOINT_FORMAT,
-    CheckpointWriteError,
-    atomic_torch_save,
-    atomic_write_bytes,
-    get_rng_state,
-    load_training_checkpoint,
-    read_run_metadata,
-    set_rng_state,
-)
-from .config import DIGITS_DEFAULTS, DIGITS_MODEL_KWARGS, EngineConfig, TrainConfig
-from .distributed import DistInfo, init_distributed
-from .loop import EpochEnd, RunFolderError, TrainResult, build_optimizer, build_scheduler, fit, make_eval_loader
-from .samplers import ShardedBatchSampler, ShardedEvalSampler
-from .task import StepContext, StepOutput, Task, TaskData
-from .trainer import ImageClassification, build_model, evaluate, train
+"""The training engine: one loop (:func:`fit`) for every task, its options, the :class:`Task` contract, run
+checkpoints, distribution, logging, and the flag vocabulary of every ``*-train`` command (:mod:`.flags`).
 
-__all__ = [
-    "CHECKPOINT_FORMAT", "CheckpointWriteError", "atomic_torch_save", "atomic_write_bytes", "get_rng_state",
-    "load_training_checkpoint", "read_run_metadata", "set_rng_state", "DIGITS_DEFAULTS", "DIGITS_MODEL_KWARGS",
-    "EngineConfig", "TrainConfig", "DistInfo", "init_distributed", "ShardedBatchSampler", "ShardedEvalSampler",
-    "EpochEnd", "RunFolderError", "TrainResult", "fit", "Task", "TaskData", "StepContext", "StepOutput",
-    "ImageClassification", "build_model", "build_optimizer", "build_scheduler", "evaluate", "make_eval_loader",
-    "train",
-]
+The engine holds no task: the tasks live in :mod:`unireplknet.tasks` (images in :mod:`unireplknet.tasks.image`).
+Names are imported on first use, so that the command line can read :mod:`.flags` without loading torch.
+"""
+import importlib
+
+#: Public name -> the submodule that defines it.
+_EXPORTS = {
+    **dict.fromkeys(("CHECKPOINT_FORMAT", "CheckpointWriteError", "atomic_torch_save", "atomic_write_bytes",
+                     "get_rng_state", "load_training_checkpoint", "read_run_metadata", "set_rng_state"),
+                    "checkpointing"),
+    **dict.fromkeys(("EngineConfig", "plain"), "config"),
+    **dict.fromkeys(("DistInfo", "init_distributed"), "distributed"),
+    **dict.fromkeys(("EpochEnd", "RunFolderError", "TrainResult", "amp_dtype_of", "build_optimizer",
+                     "build_scheduler", "fit", "make_eval_loader"), "loop"),
+    **dict.fromkeys(("ShardedBatchSampler", "ShardedEvalSampler"), "samplers"),
+    **dict.fromkeys(("StepContext", "StepOutput", "Task", "TaskData"), "task"),
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'unireplknet.engine' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -34,7 +34,8 @@ from .config import adapt_to_machine_and_run, check_input_paths
 from .distributed import DistInfo, all_gather_object, all_reduce_sum, average_buffers, barrier, init_distributed
 from .metrics_log import MetricsLogger, tensorboard_writer
 from .samplers import ShardedBatchSampler, ShardedEvalSampler
-from .task import StepContext, Task, TaskData, plain, task_attr
+from .config import plain
+from .task import StepContext, Task, TaskData, task_attr
 
 __all__ = ["EpochEnd", "TrainResult", "fit", "build_optimizer", "build_scheduler", "make_eval_loader", "amp_dtype_of",
            "check_engine_options", "RunFolderError"]

@@ -15,8 +15,6 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .config import plain  # noqa: F401  (re-exported: tasks import it from here)
-
 __all__ = ["Task", "TaskData", "StepContext", "StepOutput"]
 
 

@@ -22,11 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine.config import EngineConfig
-from ..engine.task import TaskData, plain
-from ..modalities.pointcloud import (DepthProjection, LearnedProjection, check_points, eval_rotations,
+from ...engine.config import EngineConfig
+from ...engine.config import plain
+from ...engine.task import TaskData
+from ...modalities.pointcloud import (DepthProjection, LearnedProjection, check_points, eval_rotations,
                                      random_train_rotations, rotate, scale_and_translate)
-from .classification import ViewClassification, task_data
+from ..views import ViewClassification, prefixed_group_matcher, task_data
 
 __all__ = ["pca_align", "ALIGNMENTS", "generated_dataset_class",
            "ViewPoolingHead", "PointCloudClassifier", "create_pointcloud_classifier", "PROJECTIONS",
@@ -119,8 +120,6 @@ class PointCloudClassifier(nn.Module):
         self.num_classes = num_classes
 
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
-        from .video import prefixed_group_matcher
-
         return prefixed_group_matcher(self.backbone.group_matcher(coarse), "backbone.")
 
     def images(self, points: torch.Tensor) -> torch.Tensor:
@@ -148,7 +147,7 @@ def create_pointcloud_classifier(num_classes: int = 40, model: str = "official",
                                  model_kwargs: Optional[Dict[str, Any]] = None, pretrained: bool = False,
                                  align: str = "none", **overrides: Any) -> PointCloudClassifier:
     """A :class:`PointCloudClassifier` around the official S backbone, a named variant or ``custom`` kwargs."""
-    from .classification import build_task_backbone
+    from ..views import build_task_backbone
 
     backbone = build_task_backbone(model, 0, OFFICIAL_MODELNET_KWARGS, model_kwargs, pretrained,
                                    **overrides)  # head unused
@@ -225,7 +224,7 @@ class PointCloudTrainConfig(EngineConfig):
 
 def generated_dataset_class(name: str):
     """The generated data set ``name``: "shapes" (:class:`GeneratedShapes`) or "scans" (:class:`GeneratedScans`)."""
-    from ..data.pointcloud import GeneratedScans, GeneratedShapes
+    from ...data.pointcloud import GeneratedScans, GeneratedShapes
 
     sets = dict(shapes=GeneratedShapes, scans=GeneratedScans)
     if name not in sets:
@@ -250,7 +249,7 @@ class PointCloudClassification(ViewClassification):
             train = generated("train", cfg.shapes_per_class, cfg.num_points, cfg.seed)
             val = generated(cfg.held_out, max(1, cfg.shapes_per_class // 4), cfg.num_points, cfg.seed)
         else:
-            from ..modalities.pointcloud import ModelNet40
+            from ...modalities.pointcloud import ModelNet40
 
             on_error = "skip" if cfg.skip_unreadable else "raise"
             oversample = 4800 / 4096  # the official FPS-then-random-subset ratio
@@ -300,7 +299,7 @@ class PointCloudClassification(ViewClassification):
 def train_pointcloud(cfg: PointCloudTrainConfig, callbacks=()) -> Dict[str, Any]:
     """Train a :class:`PointCloudClassifier` on the engine (see the module docstring); returns history, final
     metrics (of the trained structure on the held-out set), the model and the engine's full result."""
-    from ..engine import fit
+    from ...engine import fit
 
     r = fit(PointCloudClassification(), cfg, callbacks)
     return dict(history=r.history, final=r.train_structure, wall_s=r.wall_s, model=r.model, classes=r.class_names,
@@ -309,7 +308,7 @@ def train_pointcloud(cfg: PointCloudTrainConfig, callbacks=()) -> Dict[str, Any]
 
 def load_pointcloud_classifier(path: str, map_location: str = "cpu") -> Tuple[PointCloudClassifier, Dict[str, Any]]:
     """Rebuild a :class:`PointCloudClassifier` from a ``last.pth`` of :func:`train_pointcloud`."""
-    from .classification import read_task_checkpoint
+    from ..views import read_task_checkpoint
 
     state, mc, kwargs = read_task_checkpoint(path, "pointcloud", "points-train", map_location)
     model = create_pointcloud_classifier(len(mc["classes"]), mc["model"], mc["projection"], mc["num_views"],

@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
-from ..engine.config import EngineConfig
-from ..engine.task import TaskData, plain
-from ..modalities.video import LAYOUTS, clip_to_image, mosaic_grid
-from .classification import ViewClassification, task_data
+from ...engine.config import EngineConfig
+from ...engine.config import plain
+from ...engine.task import TaskData
+from ...modalities.video import LAYOUTS, clip_to_image, mosaic_grid
+from ..views import ViewClassification, prefixed_group_matcher, task_data
 
 __all__ = ["OFFICIAL_K400_KWARGS", "MOTION_DEMO_KWARGS", "VideoClassifier", "create_video_classifier",
            "VideoTrainConfig", "VideoClassification", "HARD_DEMO_EPOCHS", "HARD_DEMO_LR", "train_video", "clip_mixup", "load_video_classifier", "build_video_data",
-           "prefixed_group_matcher"]
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -100,20 +101,6 @@ class VideoClassifier(nn.Module):
         return self(views.flatten(0, 1)).view(b, v, -1)
 
 
-def prefixed_group_matcher(matcher: Dict[str, Any], prefix: str) -> Dict[str, Any]:
-    """timm group-matcher regexes of a sub-module, rewritten for its parameter names inside a wrapper."""
-    esc = prefix.replace(".", r"\.")
-
-    def fix(rule: Any) -> Any:
-        if isinstance(rule, str):
-            return "^" + esc + rule[1:] if rule.startswith("^") else esc + rule
-        if isinstance(rule, (list, tuple)) and rule and isinstance(rule[0], (list, tuple)):
-            return [(fix(r), v) for r, v in rule]
-        return rule
-
-    return {k: fix(v) for k, v in matcher.items()}
-
-
 def create_video_classifier(model: str = "official", num_classes: int = 400, num_frames: int = 16,
                             layout: str = "mosaic", model_kwargs: Optional[Dict[str, Any]] = None,
                             pretrained: bool = False, **overrides: Any) -> VideoClassifier:
@@ -122,7 +109,7 @@ def create_video_classifier(model: str = "official", num_classes: int = 400, num
     ``model``: ``"official"`` (:data:`OFFICIAL_K400_KWARGS`), ``"custom"`` (``model_kwargs``) or a variant
     name (``unireplknet_s`` … ; ``pretrained`` loads ImageNet weights as an initialisation).
     """
-    from .classification import build_task_backbone
+    from ..views import build_task_backbone
 
     backbone = build_task_backbone(model, num_classes, OFFICIAL_K400_KWARGS, model_kwargs, pretrained, **overrides)
     return VideoClassifier(backbone, num_frames, layout)
@@ -220,15 +207,15 @@ def build_video_data(cfg: VideoTrainConfig):
     """(train set, held-out set, class names) for a :class:`VideoTrainConfig`."""
     from pathlib import Path
 
-    from ..data.build import split_samples
-    from ..modalities.video import (ClipEvalTransform, ClipTransform, VideoClipDataset, read_kinetics_csv,
+    from ...data.build import split_samples
+    from ...modalities.video import (ClipEvalTransform, ClipTransform, VideoClipDataset, read_kinetics_csv,
                                     scan_video_folder)
 
     train_tf = ClipTransform(cfg.input_size, scale=cfg.crop_scale, hflip=cfg.hflip, auto_augment=cfg.auto_augment,
                              reprob=cfg.reprob)
     eval_tf = ClipEvalTransform(cfg.input_size, cfg.test_crops)
     if cfg.data is None:
-        from ..data.video import MotionClips
+        from ...data.video import MotionClips
 
         if cfg.eval_split not in ("val", "test"):
             raise ValueError(f"eval_split must be 'val' or 'test', got {cfg.eval_split!r}; choose settings on 'val' "
@@ -266,7 +253,7 @@ class VideoClassification(ViewClassification):
     name = "video"
 
     def build_data(self, cfg: VideoTrainConfig, seed: int) -> TaskData:
-        from ..modalities.video import collate_clips
+        from ...modalities.video import collate_clips
 
         train, val, classes = build_video_data(cfg)
         self.smoothing = cfg.smoothing
@@ -298,7 +285,7 @@ class VideoClassification(ViewClassification):
 def train_video(cfg: VideoTrainConfig, callbacks=()) -> Dict[str, Any]:
     """Train a :class:`VideoClassifier` on the engine (see the module docstring); returns history, final
     metrics (of the trained structure on the held-out set), the model and the engine's full result."""
-    from ..engine import fit
+    from ...engine import fit
 
     r = fit(VideoClassification(), cfg, callbacks)
     return dict(history=r.history, final=r.train_structure, wall_s=r.wall_s, model=r.model, classes=r.class_names,
@@ -307,7 +294,7 @@ def train_video(cfg: VideoTrainConfig, callbacks=()) -> Dict[str, Any]:
 
 def load_video_classifier(path: str, map_location: str = "cpu") -> Tuple[VideoClassifier, Dict[str, Any]]:
     """Rebuild a :class:`VideoClassifier` from a ``last.pth`` of :func:`train_video`; returns (model, model_config)."""
-    from .classification import read_task_checkpoint
+    from ..views import read_task_checkpoint
 
     state, mc, kwargs = read_task_checkpoint(path, "video", "video-train", map_location)
     model = create_video_classifier(mc["model"], len(mc["classes"]), mc["num_frames"], mc["layout"], kwargs)

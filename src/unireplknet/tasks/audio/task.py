@@ -26,11 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..engine.checkpointing import load_training_checkpoint
-from ..engine.config import EngineConfig, plain
-from ..engine.distributed import all_gather_object
-from ..engine.task import StepContext, StepOutput, TaskData
-from ..modalities.audio import (
+from ...engine.checkpointing import load_training_checkpoint
+from ...engine.config import EngineConfig, plain
+from ...engine.distributed import all_gather_object
+from ...engine.task import StepContext, StepOutput, TaskData
+from ...modalities.audio import (
     AudioAugment,
     AudioClipDataset,
     AudioConfig,
@@ -80,7 +80,7 @@ class AudioClassifier(nn.Module):
     def __init__(self, num_classes: int, model: str = "unireplknet_s", model_kwargs: Optional[Dict[str, Any]] = None,
                  drop_path_rate: float = 0.0, pretrained: bool = False):
         super().__init__()
-        from ..engine.trainer import build_model
+        from ...factory import build_model
 
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -356,7 +356,7 @@ class AudioClassification:
         self.restored = True
 
     def build_data(self, cfg: AudioTrainConfig, seed: int) -> TaskData:
-        from ..data.build import SkipUnreadable, collate_counting_unreadable
+        from ...data.build import SkipUnreadable, collate_counting_unreadable
 
         datasets = build_audio_datasets(cfg, self.audio_cfg)
         audio_cfg = self.audio_cfg
@@ -394,7 +394,7 @@ class AudioClassification:
         return AudioClassifier(len(data.class_names), cfg.model, cfg.model_kwargs, cfg.drop_path, pretrained)
 
     def load_initial_weights(self, model: nn.Module, path: str) -> None:
-        from ..checkpoint import load_checkpoint
+        from ...checkpoint import load_checkpoint
 
         load_checkpoint(model.backbone, path, drop_mismatched_head=True)
 
@@ -418,7 +418,7 @@ def train_audio(cfg: AudioTrainConfig, callbacks: Sequence[Callable[[Any], None]
     """Train an :class:`AudioClassifier` on the engine (``last.pth``, ``best.pth``, deploy file, ONNX); then
     evaluate the best checkpoint on the held-out (and test) split. ``callbacks`` get the engine's
     :class:`~unireplknet.engine.EpochEnd` after each epoch."""
-    from ..engine import fit
+    from ...engine import fit
 
     task = AudioClassification(cfg)
     r = fit(task, cfg, callbacks)

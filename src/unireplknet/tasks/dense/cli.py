@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any, Dict
 
-from ._cli_common import (add_common_arguments, add_engine_arguments, engine_options, json_dict_arg as _json_arg, print_epoch_end,
+from ...engine.flags import (add_common_arguments, add_engine_arguments, engine_options, json_dict_arg as _json_arg, print_epoch_end,
                           set_torch_threads)
 
 __all__ = ["add_subcommands"]
@@ -76,7 +76,7 @@ def _add_common_train_args(p: argparse.ArgumentParser, task: str) -> None:
 
 
 def _config(args: argparse.Namespace, task: str):
-    from .dense import DenseTrainConfig
+    from .task import DenseTrainConfig
 
     opts: Dict[str, Any] = engine_options(args, task=task, **{k: getattr(args, k, None) for k in (
         "data", "num_classes", "head_kwargs", "num_layers", "decay_type", "warmup_steps", "warmup_ratio",
@@ -115,7 +115,7 @@ def _print_summary(summary: Dict[str, Any]) -> None:
 
 
 def cmd_train(args: argparse.Namespace, task: str) -> int:
-    from .dense import train_dense
+    from .task import train_dense
 
     set_torch_threads(args.threads)
     cfg = _config(args, task)
@@ -131,7 +131,7 @@ def cmd_train(args: argparse.Namespace, task: str) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .dense import evaluate_dense
+    from .task import evaluate_dense
 
     metrics = evaluate_dense(args.checkpoint, args.data, args.device, args.batch_size)
     if _is_main():
@@ -144,7 +144,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_scenes(args: argparse.Namespace) -> int:
-    from ..data import scenes
+    from ...data import scenes
 
     for split, n in (("train", args.num_train), ("val", args.num_val)):
         if args.layout == "coco":

@@ -7,7 +7,7 @@ follow the Informer/Corrformer convention used by the official code (paper Table
 end of the input; the forecast is the last ``pred_len`` steps.
 
 The model side (normalisation, embedding, the image, the backbone, heads) is in
-:mod:`unireplknet.tasks.forecasting`.
+:mod:`unireplknet.tasks.forecast`.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "timeseries"
+DATA_DIR = Path(__file__).resolve().parent  # the package data beside this module (co2_mauna_loa.npz)
 
 
 class SeriesError(ValueError):

@@ -19,8 +19,22 @@ from torch.utils.data import DataLoader
 from ..engine.distributed import all_reduce_sum
 from ..engine.task import StepContext, StepOutput, TaskData
 
-__all__ = ["ViewClassification", "build_task_backbone", "evaluate_views", "predict_views", "read_task_checkpoint",
-           "soft_cross_entropy"]
+__all__ = ["ViewClassification", "build_task_backbone", "evaluate_views", "predict_views", "prefixed_group_matcher",
+           "read_task_checkpoint", "soft_cross_entropy"]
+
+
+def prefixed_group_matcher(matcher: Dict[str, Any], prefix: str) -> Dict[str, Any]:
+    """timm group-matcher regexes of a sub-module, rewritten for its parameter names inside a wrapper."""
+    esc = prefix.replace(".", r"\.")
+
+    def fix(rule: Any) -> Any:
+        if isinstance(rule, str):
+            return "^" + esc + rule[1:] if rule.startswith("^") else esc + rule
+        if isinstance(rule, (list, tuple)) and rule and isinstance(rule[0], (list, tuple)):
+            return [(fix(r), v) for r, v in rule]
+        return rule
+
+    return {k: fix(v) for k, v in matcher.items()}
 
 
 def build_task_backbone(model: str, num_classes: int, official_kwargs: Dict[str, Any],
@@ -30,9 +44,9 @@ def build_task_backbone(model: str, num_classes: int, official_kwargs: Dict[str,
 
     ``model="official"`` builds the task's official network: ``official_kwargs`` updated by ``model_kwargs``,
     then by ``overrides`` (so ``drop_path_rate`` from the recipe replaces the official one). Other names go to
-    :func:`unireplknet.engine.build_model` (a variant, or ``"custom"`` with ``model_kwargs``).
+    :func:`unireplknet.factory.build_model` (a variant, or ``"custom"`` with ``model_kwargs``).
     """
-    from ..engine import build_model
+    from ..factory import build_model
 
     if model == "official":
         kw = dict(official_kwargs)

@@ -10,7 +10,7 @@ Importing this module registers, in every OpenMMLab registry that is installed:
   ``decay_rate``, ``decay_type`` 'layer_wise' | 'stage_wise', ``num_layers``, optional ``dw_scale``) in
   mmengine's ``OPTIM_WRAPPER_CONSTRUCTORS`` (mmdet's and mmseg's registries find it through their parent).
 
-In a config: ``custom_imports = dict(imports=['unireplknet.tasks.mm'], allow_failed_imports=False)``.
+In a config: ``custom_imports = dict(imports=['unireplknet.tasks.dense.mm'], allow_failed_imports=False)``.
 
 The lr-decay rule itself, :func:`get_layer_id` / :func:`layer_decay_param_groups`, needs no OpenMMLab package;
 the command-line training of torchvision detectors and UperNet segmenters uses it too.
@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..model import UniRepLKNet
+from ...model import UniRepLKNet
 
 __all__ = [
     "get_layer_id",

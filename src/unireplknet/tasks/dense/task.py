@@ -24,9 +24,8 @@ from typing import Any, ClassVar, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from ..engine.config import EngineConfig
-from ..engine.loop import lr_factor
-from ..engine.task import StepContext, StepOutput, TaskData
+from ...engine.config import EngineConfig
+from ...engine.task import StepContext, StepOutput, TaskData
 
 __all__ = [
     "DenseTrainConfig",
@@ -37,8 +36,11 @@ __all__ = [
     "train_dense",
     "evaluate_dense",
     "load_dense_model",
-    "lr_factor",
     "DenseTask",
+    "DetectionTask",
+    "SegmentationTask",
+    "DENSE_TASKS",
+    "dense_task",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -105,7 +107,7 @@ class DenseTrainConfig(EngineConfig):
         if self.data == "scenes":
             defaults.update(SCENES_DETECTION if self.task == "detection" else SCENES_SEGMENTATION)
         cfg = copy.deepcopy(self)
-        from .detection import is_timm_peer
+        from .backbone_utils import is_timm_peer
 
         if is_timm_peer(cfg.model):
             # Layer decay maps UniRepLKNet's stages and blocks to depths; a timm peer trains at one rate.
@@ -170,10 +172,9 @@ SCENES_SEGMENTATION: Dict[str, Any] = dict(
 
 
 # ----------------------------------------------------------------------------------------------- data
-def _data_paths(cfg: DenseTrainConfig, main: bool) -> Path:
+def _data_paths(cfg: DenseTrainConfig, main: bool, task: "DenseTask") -> Path:
     """The data root; for 'scenes' the generated set is written (once, by rank 0) under the output folder."""
-    from ..data import scenes as scene_data
-    from ..engine.distributed import barrier
+    from ...engine.distributed import barrier
 
     if cfg.data != "scenes":
         return Path(cfg.data)
@@ -184,10 +185,7 @@ def _data_paths(cfg: DenseTrainConfig, main: bool) -> Path:
         for old in root.glob(f"{cfg.task}-*.done"):  # another scene set is about to overwrite the files
             old.unlink()
         for split, n in (("train", cfg.scenes_train), ("val", cfg.scenes_val)):
-            if cfg.task == "detection":
-                scene_data.write_coco(root, split, n, seed=cfg.seed, size=cfg.scene_size, style=cfg.scene_style)
-            else:
-                scene_data.write_ade20k(root, split, n, seed=cfg.seed, size=cfg.scene_size, style=cfg.scene_style)
+            task.write_scenes(root, split, n, cfg)
         marker.write_text("ok")
     barrier()
     return root
@@ -222,51 +220,45 @@ def _head_kwargs_for(detector: str, head_kwargs: Dict[str, Any]) -> Dict[str, An
 
 
 class DenseTask:
-    """The engine task of ``det-train`` / ``seg-train``: a torchvision detector or a UperNet segmenter."""
+    """What the two dense tasks share (:class:`DetectionTask`, :class:`SegmentationTask`): the generated scenes or
+    a data root, a model that computes its own losses, the official layer decay under the backbone's prefix,
+    per-epoch re-seeding of the augmentation, and evaluators that shard the held-out set themselves."""
 
-    metric_of = {"detection": "box_AP", "segmentation": "mIoU"}
+    name: str
+    metric: str
     higher_is_better = True
+    find_unused_parameters = False
+    backbone_prefix: str
 
     def __init__(self, cfg: DenseTrainConfig):
         self.cfg = cfg
-        self.name = cfg.task
-        self.metric = self.metric_of[cfg.task]
-        self.find_unused_parameters = cfg.task == "detection"  # the RPN/RoI heads skip some parameters per batch
 
+    # the parts each task fills in
+    def write_scenes(self, root: Path, split: str, count: int, cfg: DenseTrainConfig) -> None:
+        raise NotImplementedError
+
+    def build_sets(self, root: Path, cfg: DenseTrainConfig) -> Tuple[Any, Any, int, List[str], Any]:
+        """(training set, held-out set, class count, class names, collate function)."""
+        raise NotImplementedError
+
+    def held_out_set(self, root: Path, cfg: DenseTrainConfig) -> Any:
+        raise NotImplementedError
+
+    def create_model(self, cfg: DenseTrainConfig, num_classes: int, **backbone: Any) -> nn.Module:
+        raise NotImplementedError
+
+    def losses(self, model: nn.Module, batch: Any, ctx: StepContext) -> Tuple[Dict[str, torch.Tensor], int]:
+        raise NotImplementedError
+
+    def score(self, model: nn.Module, held_out: Any, batch_size: int, device: Any, dist: Any) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    # the engine's hooks
     def build_data(self, cfg: DenseTrainConfig, seed: int) -> TaskData:
-        from ..engine.distributed import is_main_process
+        from ...engine.distributed import is_main_process
 
-        root = _data_paths(cfg, is_main_process())
-        if cfg.task == "detection":
-            from . import detection as det
-
-            train_images, train_ann = _coco_files(root, "train")
-            val_images, val_ann = _coco_files(root, "val")
-            train_set = det.CocoDetectionDataset(train_images, train_ann, masks=cfg.detector in det.MASK_DETECTORS,
-                                                 num_classes=cfg.num_classes, hflip=cfg.hflip, seed=cfg.seed)
-            if cfg.detector == "cascade_mask_rcnn" and cfg.data != "scenes":
-                from .cascade import DetrStyleCrop  # the recipe's DETR-style resize + crop branch (p 0.5)
-
-                train_set = DetrStyleCrop(train_set, seed=cfg.seed)
-            val_set = det.CocoDetectionDataset(val_images, val_ann, masks=False, num_classes=cfg.num_classes)
-            if val_set.cat_ids != train_set.cat_ids:
-                raise det.DetectionDataError(f"{train_ann} and {val_ann} have different categories "
-                                             f"({train_set.cat_ids} vs {val_set.cat_ids})")
-            self.num_classes, names, collate = cfg.num_classes or train_set.num_classes, train_set.class_names, \
-                det.detection_collate
-        else:
-            from . import segmentation as seg
-
-            train_set = seg.ADE20KDataset(root, "training", num_classes=cfg.num_classes, crop_size=cfg.crop_size,
-                                          hflip=cfg.hflip, scale_range=cfg.scale_range, short_side=cfg.short_side,
-                                          seed=cfg.seed)
-            val_set = seg.ADE20KDataset(root, "validation", num_classes=cfg.num_classes, short_side=cfg.short_side)
-            num_classes = cfg.num_classes or (len(train_set.class_names) if train_set.class_names else None)
-            if num_classes is None:
-                raise seg.SegmentationDataError(f"{root} has no classes.json: pass --num-classes (150 for ADE20K)")
-            train_set.num_classes = val_set.num_classes = num_classes
-            self.num_classes, names, collate = num_classes, train_set.class_names or \
-                [str(i) for i in range(num_classes)], seg.segmentation_collate
+        root = _data_paths(cfg, is_main_process(), self)
+        train_set, val_set, self.num_classes, names, collate = self.build_sets(root, cfg)
         self.train_set, self.val_set = train_set, val_set
         return TaskData(train_set, val_set, collate, collate, f"{cfg.data}: {len(train_set)} training / "
                         f"{len(val_set)} held-out images, {self.num_classes} classes", list(names),
@@ -283,7 +275,7 @@ class DenseTask:
         if pretrained:
             raise ValueError("--pretrained: pass the official ImageNet weights as --checkpoint (a .pth/.safetensors "
                              "file); the detector and segmenter load them into the backbone")
-        return _build_dense_model(cfg, self.num_classes, cfg.checkpoint, cfg.drop_path)
+        return self.create_model(cfg, self.num_classes, **_backbone_options(cfg, cfg.checkpoint, cfg.drop_path))
 
     def load_initial_weights(self, model: nn.Module, path: str) -> None:
         pass  # build_model passed --checkpoint to the backbone builder (official files, backbone. keys)
@@ -291,71 +283,161 @@ class DenseTask:
     def model_config(self, cfg: DenseTrainConfig, data: TaskData, model: nn.Module) -> Dict[str, Any]:
         return json.loads(json.dumps(dict(
             task=cfg.task, model=cfg.model, model_kwargs=cfg.model_kwargs, num_classes=self.num_classes,
-            detector=cfg.detector if cfg.task == "detection" else None, head_kwargs=cfg.head_kwargs,
+            detector=cfg.detector if self.name == "detection" else None, head_kwargs=cfg.head_kwargs,
             min_size=cfg.min_size, max_size=cfg.max_size)))
 
     def param_groups(self, model: nn.Module, cfg: DenseTrainConfig) -> List[Dict[str, Any]]:
         """The official layer decay (MMDet/MMSeg's LearningRateDecayOptimizerConstructor) under the backbone prefix."""
         from .mm import layer_decay_param_groups
 
-        prefix = "backbone.body." if cfg.task == "detection" else "backbone."
         return layer_decay_param_groups(model, cfg.lr, cfg.weight_decay, cfg.layer_decay, cfg.num_layers,
-                                        cfg.decay_type, prefix=prefix)
+                                        cfg.decay_type, prefix=self.backbone_prefix)
 
     def training_loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
-        if self.cfg.task == "detection":
-            images, targets = batch
-            images = [ctx.to_device(im) for im in images]
-            targets = [{k: ctx.to_device(v) for k, v in t.items()} for t in targets]
-            losses = model(images, targets)
-        else:
-            from .segmentation import segmentation_loss
-
-            images, labels = batch
-            logits, aux = model(ctx.to_device(images), with_aux=True)
-            losses = segmentation_loss(logits, ctx.to_device(labels), aux)
-        return StepOutput(sum(losses.values()), len(images), parts={k: float(v.detach()) for k, v in losses.items()})
+        losses, samples = self.losses(model, batch, ctx)
+        return StepOutput(sum(losses.values()), samples, parts={k: float(v.detach()) for k, v in losses.items()})
 
     def evaluate(self, model: nn.Module, loader: Any, ctx: StepContext) -> Dict[str, float]:
         # Both evaluators shard the held-out set over the ranks themselves and need whole images.
-        if self.cfg.task == "detection":
-            from .detection import coco_evaluate
-
-            m = coco_evaluate(model, self.val_set, self.cfg.eval_batch_size, ctx.device, ctx.dist)
-        else:
-            from .segmentation import evaluate_miou
-
-            m = evaluate_miou(model, self.val_set, self.num_classes, self.cfg.eval_batch_size, ctx.device, ctx.dist)
-        return _plain_metrics(m)
+        return _plain_metrics(self.score(model, self.val_set, self.cfg.eval_batch_size, ctx.device, ctx.dist))
 
     def deploy_example(self, data: TaskData) -> Optional[torch.Tensor]:
         return None  # list inputs and dict outputs: the deploy check is the held-out score of both structures
 
-    def export_onnx(self, model: nn.Module, path: Path) -> Dict[str, Any]:
-        if self.cfg.task == "detection":
-            from .detection import export_onnx
 
-            size = self.cfg.min_size or 800
-            return export_onnx(model, path, image_size=(size, size))
+class DetectionTask(DenseTask):
+    """``det-train``: a torchvision detector (Faster/Mask R-CNN, RetinaNet, FCOS, Cascade Mask R-CNN) on COCO-format
+    data, COCO box AP as the key metric."""
+
+    name, metric = "detection", "box_AP"
+    find_unused_parameters = True  # the RPN/RoI heads skip some parameters per batch
+    backbone_prefix = "backbone.body."
+
+    def write_scenes(self, root: Path, split: str, count: int, cfg: DenseTrainConfig) -> None:
+        from ...data import scenes as scene_data
+
+        scene_data.write_coco(root, split, count, seed=cfg.seed, size=cfg.scene_size, style=cfg.scene_style)
+
+    def build_sets(self, root: Path, cfg: DenseTrainConfig) -> Tuple[Any, Any, int, List[str], Any]:
+        from . import detection as det
+
+        train_images, train_ann = _coco_files(root, "train")
+        val_images, val_ann = _coco_files(root, "val")
+        train_set = det.CocoDetectionDataset(train_images, train_ann, masks=cfg.detector in det.MASK_DETECTORS,
+                                             num_classes=cfg.num_classes, hflip=cfg.hflip, seed=cfg.seed)
+        if cfg.detector == "cascade_mask_rcnn" and cfg.data != "scenes":
+            from .cascade import DetrStyleCrop  # the recipe's DETR-style resize + crop branch (p 0.5)
+
+            train_set = DetrStyleCrop(train_set, seed=cfg.seed)
+        val_set = det.CocoDetectionDataset(val_images, val_ann, masks=False, num_classes=cfg.num_classes)
+        if val_set.cat_ids != train_set.cat_ids:
+            raise det.DetectionDataError(f"{train_ann} and {val_ann} have different categories "
+                                         f"({train_set.cat_ids} vs {val_set.cat_ids})")
+        return (train_set, val_set, cfg.num_classes or train_set.num_classes, train_set.class_names,
+                det.detection_collate)
+
+    def held_out_set(self, root: Path, cfg: DenseTrainConfig) -> Any:
+        from . import detection as det
+
+        images, ann = _coco_files(root, "val")
+        return det.CocoDetectionDataset(images, ann, masks=False, num_classes=cfg.num_classes)
+
+    def create_model(self, cfg: DenseTrainConfig, num_classes: int, **backbone: Any) -> nn.Module:
+        from . import detection as det
+
+        head = _head_kwargs_for(cfg.detector, cfg.head_kwargs)
+        return det.build_detector(cfg.detector, cfg.model, num_classes, model_kwargs=cfg.model_kwargs or None,
+                                  min_size=cfg.min_size, max_size=cfg.max_size, **backbone, **head)
+
+    def losses(self, model: nn.Module, batch: Any, ctx: StepContext) -> Tuple[Dict[str, torch.Tensor], int]:
+        images, targets = batch
+        images = [ctx.to_device(im) for im in images]
+        targets = [{k: ctx.to_device(v) for k, v in t.items()} for t in targets]
+        return model(images, targets), len(images)
+
+    def score(self, model: nn.Module, held_out: Any, batch_size: int, device: Any, dist: Any) -> Dict[str, Any]:
+        from .detection import coco_evaluate
+
+        return coco_evaluate(model, held_out, batch_size, device, dist)
+
+    def export_onnx(self, model: nn.Module, path: Path) -> Dict[str, Any]:
+        from .detection import export_onnx
+
+        size = self.cfg.min_size or 800
+        return export_onnx(model, path, image_size=(size, size))
+
+
+class SegmentationTask(DenseTask):
+    """``seg-train``: a UperNet segmenter on ADE20K-format data, mIoU as the key metric."""
+
+    name, metric = "segmentation", "mIoU"
+    backbone_prefix = "backbone."
+
+    def write_scenes(self, root: Path, split: str, count: int, cfg: DenseTrainConfig) -> None:
+        from ...data import scenes as scene_data
+
+        scene_data.write_ade20k(root, split, count, seed=cfg.seed, size=cfg.scene_size, style=cfg.scene_style)
+
+    def build_sets(self, root: Path, cfg: DenseTrainConfig) -> Tuple[Any, Any, int, List[str], Any]:
+        from . import segmentation as seg
+
+        train_set = seg.ADE20KDataset(root, "training", num_classes=cfg.num_classes, crop_size=cfg.crop_size,
+                                      hflip=cfg.hflip, scale_range=cfg.scale_range, short_side=cfg.short_side,
+                                      seed=cfg.seed)
+        val_set = seg.ADE20KDataset(root, "validation", num_classes=cfg.num_classes, short_side=cfg.short_side)
+        num_classes = cfg.num_classes or (len(train_set.class_names) if train_set.class_names else None)
+        if num_classes is None:
+            raise seg.SegmentationDataError(f"{root} has no classes.json: pass --num-classes (150 for ADE20K)")
+        train_set.num_classes = val_set.num_classes = num_classes
+        names = train_set.class_names or [str(i) for i in range(num_classes)]
+        return train_set, val_set, num_classes, names, seg.segmentation_collate
+
+    def held_out_set(self, root: Path, cfg: DenseTrainConfig) -> Any:
+        from . import segmentation as seg
+
+        return seg.ADE20KDataset(root, "validation", num_classes=cfg.num_classes, short_side=cfg.short_side)
+
+    def create_model(self, cfg: DenseTrainConfig, num_classes: int, **backbone: Any) -> nn.Module:
+        from . import segmentation as seg
+
+        return seg.upernet(cfg.model, num_classes, model_kwargs=cfg.model_kwargs or None, **backbone,
+                           **cfg.head_kwargs)
+
+    def losses(self, model: nn.Module, batch: Any, ctx: StepContext) -> Tuple[Dict[str, torch.Tensor], int]:
+        from .segmentation import segmentation_loss
+
+        images, labels = batch
+        logits, aux = model(ctx.to_device(images), with_aux=True)
+        return segmentation_loss(logits, ctx.to_device(labels), aux), len(images)
+
+    def score(self, model: nn.Module, held_out: Any, batch_size: int, device: Any, dist: Any) -> Dict[str, Any]:
+        from .segmentation import evaluate_miou
+
+        return evaluate_miou(model, held_out, self.num_classes, batch_size, device, dist)
+
+    def export_onnx(self, model: nn.Module, path: Path) -> Dict[str, Any]:
         from .segmentation import export_onnx
 
         image, _ = self.val_set[0]
         return export_onnx(model, path, image_size=tuple(image.shape[-2:]))
 
 
-def _build_dense_model(cfg: DenseTrainConfig, num_classes: int, checkpoint: Optional[str] = None,
-                       drop_path: Optional[float] = None) -> nn.Module:
-    extra = dict(checkpoint=checkpoint, drop_path_rate=drop_path, with_cp=cfg.grad_checkpointing) \
+#: The task of each ``DenseTrainConfig.task``.
+DENSE_TASKS = {"detection": DetectionTask, "segmentation": SegmentationTask}
+
+
+def dense_task(cfg: DenseTrainConfig) -> DenseTask:
+    """The task object of ``cfg.task`` ('detection' or 'segmentation')."""
+    if cfg.task not in DENSE_TASKS:
+        raise ValueError(f"task must be 'detection' or 'segmentation', got {cfg.task!r}")
+    return DENSE_TASKS[cfg.task](cfg)
+
+
+def _backbone_options(cfg: DenseTrainConfig, checkpoint: Optional[str] = None,
+                      drop_path: Optional[float] = None) -> Dict[str, Any]:
+    """The backbone keywords of a training build (none when rebuilding a saved model)."""
+    return dict(checkpoint=checkpoint, drop_path_rate=drop_path, with_cp=cfg.grad_checkpointing) \
         if drop_path is not None else {}
-    if cfg.task == "detection":
-        from . import detection as det
-
-        head = _head_kwargs_for(cfg.detector, cfg.head_kwargs)
-        return det.build_detector(cfg.detector, cfg.model, num_classes, model_kwargs=cfg.model_kwargs or None,
-                                  min_size=cfg.min_size, max_size=cfg.max_size, **extra, **head)
-    from . import segmentation as seg
-
-    return seg.upernet(cfg.model, num_classes, model_kwargs=cfg.model_kwargs or None, **extra, **cfg.head_kwargs)
 
 
 # ----------------------------------------------------------------------------------------------- training
@@ -363,10 +445,10 @@ def train_dense(cfg: DenseTrainConfig, callbacks: Any = ()) -> Dict[str, Any]:
     """Train a detector or segmenter on the engine; returns a summary (also in ``<output>/summary.json``):
     the untrained score (``eval_at_start``), the last epoch's row, the best, the deploy structure's score and
     the files written. Works under ``torchrun``."""
-    from ..engine import fit
+    from ...engine import fit
 
     cfg = cfg.resolved()
-    task = DenseTask(cfg)
+    task = dense_task(cfg)
     r = fit(task, cfg, callbacks)
     return dict(task=cfg.task, epochs=r.epochs, world_size=r.world_size, untrained=r.untrained,
                 final=_plain_metrics(r.history[-1]) if r.history else None, best=r.best, key_metric=task.metric,
@@ -384,8 +466,8 @@ def _plain_metrics(m: Dict[str, Any]) -> Dict[str, Any]:
 def load_dense_model(path: Path, device: Any = "cpu", data: Optional[str] = None
                      ) -> Tuple[nn.Module, DenseTrainConfig, Dict[str, Any]]:
     """Rebuild the detector/segmenter of a ``last.pth`` / ``best.pth`` / ``deploy.safetensors`` and load it."""
-    from ..engine.checkpointing import load_training_checkpoint
-    from ..model import reparameterize
+    from ...engine.checkpointing import load_training_checkpoint
+    from ...model import reparameterize
 
     path = Path(path)
     if path.suffix == ".safetensors":
@@ -412,7 +494,7 @@ def load_dense_model(path: Path, device: Any = "cpu", data: Optional[str] = None
     if data is not None:
         cfg.data = data
     cfg.num_classes = ckpt["model_config"]["num_classes"]
-    model = _build_dense_model(cfg, cfg.num_classes)
+    model = dense_task(cfg).create_model(cfg, cfg.num_classes)
     if ckpt.get("deploy"):
         reparameterize(model)
     model.load_state_dict(ckpt["model"])
@@ -422,19 +504,12 @@ def load_dense_model(path: Path, device: Any = "cpu", data: Optional[str] = None
 def evaluate_dense(path: Path, data: Optional[str] = None, device: str = "auto",
                    batch_size: int = 8) -> Dict[str, Any]:
     """COCO box/mask AP or mIoU of a checkpoint on the held-out split of its data (or of ``data``)."""
-    from ..engine.distributed import init_distributed
+    from ...engine.distributed import init_distributed
 
     dist_info = init_distributed(device)
     model, cfg, _ = load_dense_model(path, dist_info.device, data)
     cfg.eval_batch_size = batch_size
-    root = _data_paths(cfg, dist_info.is_main)
-    if cfg.task == "detection":
-        from . import detection as det
-
-        images, ann = _coco_files(root, "val")
-        val = det.CocoDetectionDataset(images, ann, masks=False, num_classes=cfg.num_classes)
-        return _plain_metrics(det.coco_evaluate(model, val, batch_size, dist_info.device, dist_info))
-    from . import segmentation as seg
-
-    val = seg.ADE20KDataset(root, "validation", num_classes=cfg.num_classes, short_side=cfg.short_side)
-    return _plain_metrics(seg.evaluate_miou(model, val, cfg.num_classes, batch_size, dist_info.device, dist_info))
+    task = dense_task(cfg)
+    task.num_classes = cfg.num_classes
+    val = task.held_out_set(_data_paths(cfg, dist_info.is_main, task), cfg)
+    return _plain_metrics(task.score(model, val, batch_size, dist_info.device, dist_info))

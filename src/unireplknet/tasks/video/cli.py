@@ -13,14 +13,14 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ._cli_common import (add_common_arguments, add_engine_arguments, add_eval_loader_arguments, engine_options, print_epoch_end,
+from ...engine.flags import (add_common_arguments, add_engine_arguments, add_eval_loader_arguments, engine_options, print_epoch_end,
                           set_torch_threads)
 
 __all__ = ["add_subcommands", "clip_picture"]
 
 
 def cmd_video_train(args: argparse.Namespace) -> int:
-    from .video import VideoTrainConfig, motion_set_name, train_video
+    from .task import VideoTrainConfig, motion_set_name, train_video
 
     set_torch_threads(args.threads)
     options = engine_options(
@@ -55,18 +55,18 @@ def cmd_video_eval(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import DataLoader
 
-    from ..modalities.video import ClipEvalTransform, VideoClipDataset, collate_clips, read_kinetics_csv, scan_video_folder
-    from .classification import evaluate_views
-    from .video import load_video_classifier
+    from ...modalities.video import ClipEvalTransform, VideoClipDataset, collate_clips, read_kinetics_csv, scan_video_folder
+    from ..views import evaluate_views
+    from .task import load_video_classifier
 
-    from ..engine.distributed import resolve_device
+    from ...engine.distributed import resolve_device
 
     device = resolve_device(args.device)
     model, mc = load_video_classifier(args.checkpoint)
     model.to(device)
     size = args.input_size or mc["input_size"]
     if args.data is None:
-        from ..data.video import HARD_MOTION_CLASS_NAMES, MOTION_CLASS_NAMES, MotionClips
+        from ...data.video import HARD_MOTION_CLASS_NAMES, MOTION_CLASS_NAMES, MotionClips
 
         known = {tuple(MOTION_CLASS_NAMES): "easy", tuple(HARD_MOTION_CLASS_NAMES): "hard"}
         if tuple(mc["classes"]) not in known:
@@ -95,7 +95,7 @@ def clip_picture(frames, layout: str = "mosaic", scale: int = 1, grid: Optional[
     import torch
     from PIL import Image
 
-    from ..modalities.video import clip_to_image
+    from ...modalities.video import clip_to_image
 
     clip = torch.as_tensor(frames).permute(3, 0, 1, 2)  # C T H W
     img = clip_to_image(clip, layout, grid).permute(1, 2, 0).numpy()
@@ -106,14 +106,14 @@ def clip_picture(frames, layout: str = "mosaic", scale: int = 1, grid: Optional[
 def cmd_video_mosaic(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..modalities.video import eval_frame_indices, read_video
+    from ...modalities.video import eval_frame_indices, read_video
 
     if args.video:
         frames = read_video(args.video)
         idx = eval_frame_indices(len(frames), args.num_frames, args.sampling_rate, 0, 1)
         frames = frames[idx]
     else:
-        from ..data.video import MotionClips
+        from ...data.video import MotionClips
 
         frames, _, label = MotionClips("val", 1, args.num_frames, args.input_size).render(args.index)
     pic = clip_picture(np.asarray(frames), args.layout, args.scale)

@@ -1,4 +1,4 @@
-"""Image classification, the engine's first task: ``unireplknet train`` / ``eval`` (usable from Python as well).
+"""Image classification: ``unireplknet train`` / ``eval`` (usable from Python as well).
 
 :class:`ImageClassification` supplies the image folder (or the embedded digits), the UniRepLKNet, the
 mixup/cutmix + label-smoothing loss and the top-1/top-5 evaluation; :func:`unireplknet.engine.fit` does the
@@ -14,95 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import DataError, build_data
+from ...data import DataError, build_data
+from ...engine.distributed import all_reduce_sum
+from ...engine.loop import EpochEnd, TrainResult, fit
+from ...engine.task import StepContext, StepOutput, TaskData
+from ...factory import adapt_stem_to_input_channels, build_model
 from .config import TrainConfig
-from .distributed import all_reduce_sum
-from .loop import (EpochEnd, TrainResult, amp_dtype_of, build_optimizer, build_scheduler, fit,  # noqa: F401
-                   make_eval_loader)
-from .task import StepContext, StepOutput, TaskData
 
-__all__ = ["ImageClassification", "EpochEnd", "TrainResult", "build_model", "build_optimizer", "build_scheduler",
-           "evaluate", "train", "unknown_variant_message", "make_eval_loader"]
+__all__ = ["ImageClassification", "evaluate", "train"]
 
 _logger = logging.getLogger(__name__)
-_amp_dtype = amp_dtype_of  # the name the eval command imports
-
-
-# ----------------------------------------------------------------------------------------------- model
-def unknown_variant_message(name: str) -> str:
-    import timm
-
-    known = ", ".join(timm.list_models("unireplknet_*")) or "unireplknet_a … unireplknet_xl"
-    return (f"unknown model {name!r}; choose one of: {known} ('custom' with --model-kwargs), or any timm model name "
-            "(timm.list_models(), e.g. convnext_tiny) as a peer backbone")
-
-
-def build_model(
-    name: str,
-    num_classes: int,
-    in_chans: int = 3,
-    model_kwargs: Optional[Dict[str, Any]] = None,
-    pretrained: bool = False,
-    **overrides: Any,
-) -> nn.Module:
-    """A UniRepLKNet by variant name (``unireplknet_a`` … ``unireplknet_xl``, via timm), ``'custom'``, or any
-    other timm model (``convnext_tiny``, ``resnet50`` …) as a peer backbone for the same task.
-
-    ``'custom'`` passes ``model_kwargs`` (depths, dims, kernel_sizes …) to :class:`~unireplknet.UniRepLKNet`;
-    ``overrides`` (drop_path_rate, layer_scale_init_value, head_init_scale, use_sync_bn, deploy) go to both.
-    Another timm model gets ``model_kwargs`` and ``drop_path_rate`` (its own constructor checks them).
-    """
-    import inspect
-
-    import timm
-
-    from .. import zoo  # registers the variants with timm
-    from ..model import UniRepLKNet
-
-    kwargs = dict(model_kwargs or {})
-    if name != "custom" and not name.startswith("unireplknet") and not name.split(".")[0] in zoo.VARIANTS \
-            and timm.is_model(name.split(".")[0]):
-        try:
-            return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans,
-                                     drop_path_rate=overrides.get("drop_path_rate", 0.0), **kwargs)
-        except TypeError as e:  # an option that model does not take
-            raise ValueError(f"--model {name} --model-kwargs: {e}") from None
-    known = set(inspect.signature(UniRepLKNet.__init__).parameters) - {"self", "in_chans", "num_classes"}
-    unknown = sorted(set(kwargs) - known)
-    if unknown:
-        raise ValueError(f"--model-kwargs: unknown UniRepLKNet argument(s) {', '.join(unknown)}; the known ones are "
-                         f"{', '.join(sorted(known))}")
-    if name == "custom":
-        if pretrained:
-            raise ValueError("--pretrained needs a named variant (e.g. unireplknet_a), not 'custom'")
-        if "kernel_sizes" in kwargs and kwargs["kernel_sizes"] is not None:
-            kwargs["kernel_sizes"] = tuple(tuple(k) for k in kwargs["kernel_sizes"])
-        return UniRepLKNet(in_chans=in_chans, num_classes=num_classes, **kwargs, **overrides)
-    full = name if name.startswith("unireplknet_") else f"unireplknet_{name}"
-    if full.split(".")[0] not in timm.list_models("unireplknet_*"):
-        raise ValueError(unknown_variant_message(name))
-    return zoo.create_model(full, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans,
-                            **kwargs, **overrides)
-
-
-def _rgb_stem_adapted(path: str, model: nn.Module) -> Any:
-    """``path``, or its state dict with an RGB stem adapted to the model's input channels the way timm adapts
-    ``--pretrained`` weights (``in_chans=1``: the sum over R, G, B), so a downloaded official file given as
-    ``--checkpoint`` works like ``--pretrained`` for grey images."""
-    from ..checkpoint import STEM_WEIGHT, differs_only_in_input_channels, read_state_dict, strip_prefixes
-
-    target = model.state_dict().get(STEM_WEIGHT)
-    if target is None or target.shape[1] == 3:
-        return path
-    sd = strip_prefixes(read_state_dict(path))
-    w = sd.get(STEM_WEIGHT)
-    if not differs_only_in_input_channels(w, target) or w.shape[1] != 3:
-        return path  # nothing to adapt, or a real mismatch that load_checkpoint explains with the file's name
-    from timm.models import adapt_input_conv
-
-    _logger.info("%s: RGB stem adapted to %d input channel(s)", path, target.shape[1])
-    sd[STEM_WEIGHT] = adapt_input_conv(target.shape[1], w).to(w.dtype)
-    return sd
 
 
 def _model_config(cfg: TrainConfig, num_classes: int, in_chans: int, deploy: bool = False) -> Dict[str, Any]:
@@ -218,9 +139,9 @@ class ImageClassification:
     def load_initial_weights(self, model: nn.Module, path: str) -> None:
         """``--checkpoint``: any UniRepLKNet file; an RGB stem is adapted to grey input, a deploy-layout file
         re-parameterizes the model first (its branches cannot be recovered)."""
-        from ..checkpoint import CheckpointMismatchError, load_checkpoint
+        from ...checkpoint import CheckpointMismatchError, load_checkpoint
 
-        source = _rgb_stem_adapted(path, model)
+        source = adapt_stem_to_input_channels(path, model)
         try:
             load_checkpoint(model, source, drop_mismatched_head=True)
         except CheckpointMismatchError as e:
@@ -236,7 +157,7 @@ class ImageClassification:
     def adapt_to_checkpoint(self, model: nn.Module, model_config: Dict[str, Any]) -> None:
         """A run fine-tuned from a deploy file trained the deploy structure: rebuild that before resuming."""
         if model_config.get("deploy") and not getattr(model, "deploy", False):
-            from ..model import reparameterize
+            from ...model import reparameterize
 
             reparameterize(model)
 

@@ -160,7 +160,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, defaults: Optional[Dic
                    help="start from these weights (official or own .pth/.safetensors; a head of another class count "
                         "is replaced)")
     g.add_argument("--drop-path", type=float, default=None, help=h("stochastic depth rate", "drop_path"))
-    g.add_argument("--grad-checkpointing", "--with-cp", dest="grad_checkpointing", action="store_true", default=None,
+    g.add_argument("--grad-checkpointing", dest="grad_checkpointing", action="store_true", default=None,
                    help="recompute activations in the backward pass: less memory, more compute")
     g.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm across GPUs under torchrun")
     g = parser.add_argument_group("optimisation (engine)")

@@ -2,7 +2,7 @@
 
 ::
 
-    from unireplknet.tasks import segmentation
+    from unireplknet.tasks.dense import segmentation
     model = segmentation.upernet("unireplknet_t", num_classes=150, checkpoint="unireplknet_t_in1k_224_acc83.21.pth")
     logits = model(images)          # (N, 150, H, W) at the input resolution
 
@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model import UniRepLKNet
-from .detection import TimmFeatureBackbone, _dense_backbone_strides, build_backbone, check_dense_backbone
+from ...model import UniRepLKNet
+from .backbone_utils import TimmFeatureBackbone, build_backbone, check_dense_backbone, dense_backbone_strides
 
 __all__ = [
     "SegmentationDataError",
@@ -169,7 +169,7 @@ class UniRepLKNetSegmenter(nn.Module):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.backbone = backbone
         self.num_classes = num_classes
-        self.pad_multiple = max(_dense_backbone_strides(backbone))  # 32 for UniRepLKNet
+        self.pad_multiple = max(dense_backbone_strides(backbone))  # 32 for UniRepLKNet
         self.decode_head = UPerHead(backbone.dims, num_classes, channels, pool_scales, dropout)
         self.aux_stage = aux_stage
         self.auxiliary_head = (FCNHead(backbone.dims[aux_stage], num_classes, aux_channels, dropout=dropout)
@@ -216,7 +216,7 @@ def upernet(
     ``checkpoint`` initialises the backbone: an official classification file (classifier dropped, everything
     else strict) or an official segmentation file (``state_dict`` with ``backbone.`` prefix). ``model`` may
     also name another timm model (a peer backbone, e.g. ``convnext_atto``; see
-    :func:`unireplknet.tasks.detection.build_backbone`): the same heads on its last four feature levels.
+    :func:`unireplknet.tasks.dense.backbone_utils.build_backbone`): the same heads on its last four feature levels.
     """
     if isinstance(model, (UniRepLKNet, TimmFeatureBackbone)):
         backbone = model
@@ -239,12 +239,12 @@ def smp_upernet(model: str = "unireplknet_t", num_classes: int = 150, checkpoint
         import segmentation_models_pytorch as smp
     except ImportError:
         raise ImportError("the segmentation_models_pytorch route needs: pip install 'unireplknet[segmentation]'") from None
-    from .. import zoo  # noqa: F401  (registers the variants with timm)
+    from ... import zoo  # noqa: F401  (registers the variants with timm)
 
     name = model if model.startswith("unireplknet_") else f"unireplknet_{model}"
     net = smp.UPerNet(encoder_name=f"tu-{name}", encoder_weights=None, classes=num_classes, **kwargs)
     if checkpoint is not None:
-        from ..checkpoint import load_checkpoint
+        from ...checkpoint import load_checkpoint
 
         body = net.encoder.model
         target = getattr(body, "model", body)  # timm's FeatureGetterNet wraps the UniRepLKNet
@@ -428,7 +428,7 @@ class ConfusionMatrix:
 def evaluate_miou(model: nn.Module, dataset: torch.utils.data.Dataset, num_classes: int, batch_size: int = 8,
                   device: Union[str, torch.device] = "cpu", dist_info: Any = None) -> Dict[str, Any]:
     """mIoU / mAcc / aAcc (%) of ``model`` (logits at input size) over ``dataset``, summed over torchrun ranks."""
-    from ..engine.distributed import all_reduce_sum
+    from ...engine.distributed import all_reduce_sum
 
     rank, world = (dist_info.rank, dist_info.world_size) if dist_info is not None else (0, 1)
     was_training = model.training
@@ -452,6 +452,6 @@ def export_onnx(model: nn.Module, path: PathLike, image_size: Tuple[int, int] = 
     input ``images`` (dynamic batch, fixed H×W as the official static 512×512 deploy config), output ``logits``;
     verified with onnxruntime on a batch of 3 (RuntimeError above ``atol``). Re-parameterize first for the
     deploy graph."""
-    from ..export import export_onnx as export_model
+    from ...export import export_onnx as export_model
 
     return export_model(model, path, (3, *image_size), opset=opset, verify=verify, atol=atol, exporter="torchscript")

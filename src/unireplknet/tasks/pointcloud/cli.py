@@ -11,14 +11,14 @@ import argparse
 import json
 import sys
 
-from ._cli_common import (add_common_arguments, add_engine_arguments, add_eval_loader_arguments, engine_options, print_epoch_end,
+from ...engine.flags import (add_common_arguments, add_engine_arguments, add_eval_loader_arguments, engine_options, print_epoch_end,
                           set_torch_threads)
 
 __all__ = ["add_subcommands", "projection_picture"]
 
 
 def cmd_points_train(args: argparse.Namespace) -> int:
-    from .pointcloud import PointCloudTrainConfig, train_pointcloud
+    from .task import PointCloudTrainConfig, train_pointcloud
 
     set_torch_threads(args.threads)
     options = engine_options(
@@ -51,17 +51,17 @@ def cmd_points_eval(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import DataLoader
 
-    from ..modalities.pointcloud import ModelNet40, eval_rotations
-    from .classification import evaluate_views
-    from .pointcloud import load_pointcloud_classifier
+    from ...modalities.pointcloud import ModelNet40, eval_rotations
+    from ..views import evaluate_views
+    from .task import load_pointcloud_classifier
 
-    from ..engine.distributed import resolve_device
+    from ...engine.distributed import resolve_device
 
     device = resolve_device(args.device)
     model, mc = load_pointcloud_classifier(args.checkpoint)
     model.to(device)
     if args.data is None:
-        from .pointcloud import generated_dataset_class
+        from .task import generated_dataset_class
 
         generated = generated_dataset_class(mc.get("generated", "shapes"))  # older checkpoints: the shapes
         ds = generated(args.held_out, args.shapes_per_class, mc["num_points"], args.seed)
@@ -85,7 +85,7 @@ def projection_picture(points, num_views: int = 4, image_size: int = 96, scale: 
     import torch
     from PIL import Image
 
-    from ..modalities.pointcloud import DepthProjection
+    from ...modalities.pointcloud import DepthProjection
 
     pts = torch.as_tensor(points, dtype=torch.float32)
     pts = pts[None] if pts.dim() == 2 else pts
@@ -101,13 +101,13 @@ def projection_picture(points, num_views: int = 4, image_size: int = 96, scale: 
 def cmd_points_project(args: argparse.Namespace) -> int:
     import torch
 
-    from ..modalities.pointcloud import farthest_point_sample, gather_points, normalize_unit_sphere, read_off, read_points
+    from ...modalities.pointcloud import farthest_point_sample, gather_points, normalize_unit_sphere, read_off, read_points
 
     clouds = []
     if args.files:
         import numpy as np
 
-        from ..data.pointcloud.shapes import sample_surface
+        from ...data.pointcloud.shapes import sample_surface
 
         for f in args.files:
             if f.lower().endswith(".off"):
@@ -118,7 +118,7 @@ def cmd_points_project(args: argparse.Namespace) -> int:
             pts = gather_points(pts, farthest_point_sample(pts, min(args.num_points, len(pts))))
             clouds.append(normalize_unit_sphere(pts))
     else:
-        from ..data.pointcloud import GeneratedShapes
+        from ...data.pointcloud import GeneratedShapes
 
         ds = GeneratedShapes("val", 1, args.num_points)
         clouds = [ds[i][0] for i in range(len(ds))]
@@ -143,8 +143,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--generated", default=None, choices=("shapes", "scans"),
                    help="generated set without --data: shapes = 8 full-surface primitives (default); scans = the "
                         "hard demo, 16 classes of partial, noisy, non-uniform scans, held-out proportions disjoint")
-    # --eval-split as video-train spells it; --held-out is the earlier spelling, kept working
-    g.add_argument("--eval-split", "--held-out", dest="held_out", default=None, choices=("val", "test"),
+    g.add_argument("--eval-split", dest="held_out", default=None, choices=("val", "test"),
                    help="generated set: the split evaluated (val, to choose settings; test, the reported number; "
                         "default: val for shapes, test for --recipe scans)")
     g.add_argument("--skip-unreadable", action="store_true", default=None, help="replace unreadable/degenerate files (logged)")
@@ -172,7 +171,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("checkpoint", help="last.pth of points-train")
     p.add_argument("--data", default=None, help="ModelNet-40 root (default: the generated held-out shapes)")
     p.add_argument("--shapes-per-class", type=int, default=8, help="generated set: held-out shapes per class (8)")
-    p.add_argument("--eval-split", "--held-out", dest="held_out", default="val", choices=("val", "test"),
+    p.add_argument("--eval-split", dest="held_out", default="val", choices=("val", "test"),
                    help="generated set: the split (val)")
     p.add_argument("--seed", type=int, default=0, help="generated set: the data seed of the training run (0)")
     p.add_argument("--test-rotations", type=int, default=8, help="how many of the 8 official test rotations (8)")

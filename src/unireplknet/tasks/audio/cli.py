@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any, Dict, List
 
-from ._cli_common import add_common_arguments, add_engine_arguments, engine_options, format_metrics as _fmt, print_epoch_end
+from ...engine.flags import add_common_arguments, add_engine_arguments, engine_options, format_metrics as _fmt, print_epoch_end
 
 __all__ = ["add_subcommands"]
 
@@ -30,8 +30,8 @@ def _norm_stats(text: str):
 
 
 def cmd_audio_train(args: argparse.Namespace) -> int:
-    from ..modalities.audio import AudioConfig
-    from .audio import AudioTrainConfig, train_audio
+    from ...modalities.audio import AudioConfig
+    from .task import AudioTrainConfig, train_audio
 
     audio = None
     if any(v is not None for v in (args.mel_bins, args.frames, args.sample_rate)):
@@ -69,7 +69,7 @@ def cmd_audio_train(args: argparse.Namespace) -> int:
 
 
 def cmd_audio_eval(args: argparse.Namespace) -> int:
-    from .audio import AudioTrainConfig, _loader, build_audio_datasets, evaluate_audio, load_audio_classifier
+    from .task import AudioTrainConfig, _loader, build_audio_datasets, evaluate_audio, load_audio_classifier
 
     model, audio_cfg, names, multilabel = load_audio_classifier(args.checkpoint)
     cfg = AudioTrainConfig(data=args.data, multilabel=multilabel)
@@ -80,7 +80,7 @@ def cmd_audio_eval(args: argparse.Namespace) -> int:
     ds.augment = None
     if ds.class_names != names:
         raise ValueError(f"the data's classes {ds.class_names[:5]}… differ from the checkpoint's {names[:5]}…")
-    from ..engine.distributed import resolve_device
+    from ...engine.distributed import resolve_device
 
     device = resolve_device(args.device)
     metrics = evaluate_audio(model.to(device), _loader(ds, args.batch_size, False, 0, 0), device, multilabel)
@@ -89,8 +89,8 @@ def cmd_audio_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_audio_stats(args: argparse.Namespace) -> int:
-    from ..modalities.audio import AudioConfig, compute_norm_stats
-    from .audio import AudioTrainConfig, build_audio_datasets
+    from ...modalities.audio import AudioConfig, compute_norm_stats
+    from .task import AudioTrainConfig, build_audio_datasets
 
     audio_cfg = AudioConfig(target_frames=args.frames or (64 if args.data is None else 128))
     if args.mel_bins:
@@ -108,10 +108,10 @@ def cmd_audio_stats(args: argparse.Namespace) -> int:
 def cmd_audio_predict(args: argparse.Namespace) -> int:
     import torch
 
-    from ..modalities.audio import AudioError, load_audio, waveform_to_image
-    from .audio import load_audio_classifier
+    from ...modalities.audio import AudioError, load_audio, waveform_to_image
+    from .task import load_audio_classifier
 
-    from ..engine.distributed import resolve_device
+    from ...engine.distributed import resolve_device
 
     device = resolve_device(args.device)
     model, audio_cfg, names, multilabel = load_audio_classifier(args.checkpoint)
@@ -183,8 +183,8 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("audio-eval", help="accuracy/mAP of an audio checkpoint on a split")
     p.add_argument("checkpoint", help="best.pth or last.pth of an audio-train run")
     p.add_argument("--data", default=None, help="as for audio-train (default: embedded spoken digits)")
-    p.add_argument("--eval-split", "--split", dest="split", default="test", choices=("train", "val", "test"),
-                   help="which split to score (test); --split is the older spelling")
+    p.add_argument("--eval-split", dest="split", default="test", choices=("train", "val", "test"),
+                   help="which split to score (test)")
     p.add_argument("--batch-size", type=int, default=64, help="clips per batch (64)")
     add_common_arguments(p, device=True, json=True)
     p.set_defaults(func=cmd_audio_eval)

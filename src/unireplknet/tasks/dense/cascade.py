@@ -7,7 +7,7 @@ skeleton, transform, ``FeaturePyramidNetwork`` (256 channels, P2-P6), ``RegionPr
 ``Matcher``, the balanced sampler, ``roi_align`` and ``batched_nms``; the cascade itself is
 :class:`CascadeRoIHeads`::
 
-    from unireplknet.tasks import cascade
+    from unireplknet.tasks.dense import cascade
     model = cascade.cascade_mask_rcnn("unireplknet_t", num_classes=80, checkpoint="unireplknet_t_in1k_224_acc83.21.pth",
                                       drop_path_rate=0.3, with_cp=True)
 
@@ -44,7 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..model import UniRepLKNet
+from ...model import UniRepLKNet
+from .backbone_utils import (UniRepLKNetFPN, anchor_generator, backbone_body, check_detector_args,
+                             require_torchvision)
 
 __all__ = [
     "AlignedMultiScaleRoIAlign",
@@ -400,7 +402,7 @@ def cascade_mask_rcnn(
 ) -> nn.Module:
     """Cascade Mask R-CNN + FPN (P2-P6, 256 channels) on a UniRepLKNet: the paper's COCO detector.
 
-    Backbone keywords as :func:`unireplknet.tasks.detection.maskrcnn` (``checkpoint``, ``model_kwargs``,
+    Backbone keywords as :func:`unireplknet.tasks.dense.detection.maskrcnn` (``checkpoint``, ``model_kwargs``,
     ``drop_path_rate``, ``with_cp``, ``deploy``); head sizes ``fpn_channels``, ``anchor_sizes``,
     ``box_head_convs``, ``box_head_channels``, ``representation_size``, ``mask_head_channels``; the cascade
     ``stage_iou_thresholds``, ``stage_box_weights``, ``stage_loss_weights``, ``giou_loss_weight``; RoI sampling
@@ -417,11 +419,9 @@ def cascade_mask_rcnn(
     from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-    from . import detection as det
-
-    det._require_torchvision()
+    require_torchvision()
     sizes = tuple(sorted({int(s) for s in (train_min_sizes or ())} - {int(min_size)})) + (int(min_size),)
-    det._check_detector_args(num_classes, min(sizes), max_size, anchor_sizes, "P2-P6")
+    check_detector_args(num_classes, min(sizes), max_size, anchor_sizes, "P2-P6")
     n = len(stage_iou_thresholds)
     if not (len(stage_box_weights) == len(stage_loss_weights) == n) or n < 1:
         raise ValueError(f"stage_iou_thresholds, stage_box_weights and stage_loss_weights need one entry per stage; "
@@ -430,9 +430,9 @@ def cascade_mask_rcnn(
     if unknown:
         raise TypeError(f"cascade_mask_rcnn got unknown keywords {unknown}; the cascade's own options are "
                         "listed in its docstring, and torchvision RPN options start with 'rpn_'")
-    backbone = det.UniRepLKNetFPN(det._body(model, checkpoint, model_kwargs, drop_path_rate, with_cp, deploy),
-                                  fpn_channels, (0, 1, 2, 3), "maxpool")
-    anchors = det._anchor_generator(anchor_sizes, octave_scales=False)
+    backbone = UniRepLKNetFPN(backbone_body(model, checkpoint, model_kwargs, drop_path_rate, with_cp, deploy),
+                              fpn_channels, (0, 1, 2, 3), "maxpool")
+    anchors = anchor_generator(anchor_sizes, octave_scales=False)
     rpn_opts = dict(rpn_pre_nms_top_n_train=2000, rpn_pre_nms_top_n_test=1000, rpn_post_nms_top_n_train=2000,
                     rpn_post_nms_top_n_test=1000, rpn_nms_thresh=0.7, rpn_fg_iou_thresh=0.7, rpn_bg_iou_thresh=0.3,
                     rpn_batch_size_per_image=256, rpn_positive_fraction=0.5, rpn_score_thresh=0.0)

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from ._cli_common import add_common_arguments, add_engine_arguments, engine_options, print_epoch_end
+from ...engine.flags import add_common_arguments, add_engine_arguments, engine_options, print_epoch_end
 
 __all__ = ["add_subcommands"]
 
@@ -40,7 +40,7 @@ def _announce(model) -> None:
 
 
 def cmd_forecast_train(args: argparse.Namespace) -> int:
-    from .forecasting import ForecastTrainConfig, build_forecast_model, metrics_table, train_forecaster
+    from .linear import ForecastTrainConfig, build_forecast_model, metrics_table, train_forecaster
 
     options = engine_options(args, **{k: getattr(args, k) for k in (
         "data", "variable", "time_column", "freq", "nan_policy", "seq_len", "label_len", "pred_len", "enc_in",
@@ -85,8 +85,9 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
 
 
 def cmd_forecast_eval(args: argparse.Namespace) -> int:
-    from ..engine.distributed import resolve_device
-    from .forecasting import build_forecast_splits, evaluate_run, forecast_windows, load_forecaster, metrics_table
+    from ...engine.distributed import resolve_device
+    from .base import build_forecast_splits, forecast_windows
+    from .linear import evaluate_run, load_forecaster, metrics_table
 
     model, cfg = load_forecaster(args.checkpoint)
     if args.data is not None:
@@ -114,7 +115,7 @@ def cmd_forecast_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_forecast_make_grid(args: argparse.Namespace) -> int:
-    from ..modalities.timeseries import chronological_split, make_synthetic_station_grid, write_global_station_folder
+    from ...data.timeseries import chronological_split, make_synthetic_station_grid, write_global_station_folder
 
     s = make_synthetic_station_grid(args.stations, args.days, args.seed)
     root = write_global_station_folder(args.output, chronological_split(s, 0), args.variable)
@@ -122,8 +123,16 @@ def cmd_forecast_make_grid(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forecast_make_weather(args: argparse.Namespace) -> int:
+    from ...data.timeseries.global_weather import write
+
+    write(args.output, args.stations, args.days, args.seed)
+    print(f"wrote {args.output} ({args.stations} stations, {args.days * 24} hours)")
+    return 0
+
+
 def add_subcommands(sub: "argparse._SubParsersAction") -> None:
-    """Add ``forecast-train``, ``forecast-eval`` and ``forecast-make-grid`` to the main parser."""
+    """Add ``forecast-train``, ``forecast-eval``, ``forecast-make-grid`` and ``forecast-make-weather``."""
     p = sub.add_parser("forecast-train", help="time-series forecasting (default: embedded CO2; synthetic-grid; "
                        "Global Temp/Wind folder; CSV; npy)",
                        description="Train the UniRepLKNet forecaster; prints test MSE/MAE next to the last-value and "
@@ -143,7 +152,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g = p.add_argument_group("model")
     g.add_argument("--preset", "--recipe", dest="preset", default=None, choices=("paper", "demo"),
                    help="train the paper's Corrformer + UniRepLKNet (TPAMI Table 12) with the paper's recipe on a "
-                        "Global Temp/Wind folder; demo: the same pipeline sized for scripts/make_global_weather.py data")
+                        "Global Temp/Wind folder; demo: the same pipeline sized for the data of forecast-make-weather")
     g.add_argument("--encoder-size", default=None,
                    help="Corrformer encoder: a, f, p, n, t, s (the paper) … or tiny (default: the preset's)")
     g.add_argument("--encoder", default=None, choices=("unireplknet", "convnext"),
@@ -200,8 +209,8 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("forecast-eval", help="MSE/MAE of a forecasting checkpoint and the baselines on a split")
     p.add_argument("checkpoint", help="best.pth or last.pth of a forecast-train run")
     p.add_argument("--data", default=None, help="default: the data the checkpoint was trained on")
-    p.add_argument("--eval-split", "--split", dest="split", default="test", choices=("train", "val", "test"),
-                   help="which split to score (test); --split is the older spelling")
+    p.add_argument("--eval-split", dest="split", default="test", choices=("train", "val", "test"),
+                   help="which split to score (test)")
     p.add_argument("--data-scale", type=float, default=None,
                    help="the files' values per physical unit (default: the run's; the released files: 10)")
     p.add_argument("--linear-baseline", action="store_true",
@@ -217,3 +226,13 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--variable", default="temp", help="file prefix: temp or wind (temp)")
     add_common_arguments(p)
     p.set_defaults(func=cmd_forecast_make_grid)
+
+    p = sub.add_parser("forecast-make-weather",
+                       help="write the generated global-weather set (the data of --preset demo) in the Global Temp "
+                            "layout")
+    p.add_argument("output", help="destination folder")
+    p.add_argument("--stations", type=int, default=308, help="stations, a multiple of 308 (308)")
+    p.add_argument("--days", type=int, default=120, help="days of hourly values (120)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    add_common_arguments(p)
+    p.set_defaults(func=cmd_forecast_make_weather)

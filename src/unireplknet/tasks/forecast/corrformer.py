@@ -27,15 +27,15 @@ leads it; the result is shifted back. The TCN's channels are head_dim × decoder
 paper), which is where most of the paper's 132 M parameters sit (see docs/timeseries.md).
 
 This module is the model, the data windows, the loss, the evaluation and the recipe constants; it trains
-through the engine as the forecasting task's model choice (:mod:`unireplknet.tasks.forecasting`):
+through the engine as the forecasting task's model choice (:mod:`unireplknet.tasks.forecast.linear`):
 ``unireplknet forecast-train --data DIR --preset paper [--encoder-size a|t|s]`` (or ``--preset demo``).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -43,15 +43,22 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from ..modalities.timeseries import (
+from ...data.timeseries import (
     TIME_FEATURE_DIMS,
     SeriesError,
     WindowDataset,
     load_global_station_folder,
 )
-from .forecasting import TINY_FORECAST_MODEL_KWARGS, SeriesNormalizer, TokenEmbedding, forecast_metrics, image_shape
+from ...engine.config import plain
+from ...engine.task import StepContext, StepOutput, TaskData
+from .base import ForecastTask, forecast_batch
+from .layers import TINY_FORECAST_MODEL_KWARGS, SeriesNormalizer, TokenEmbedding, forecast_metrics, image_shape
 
 __all__ = [
+    "CorrformerForecasting",
+    "resolve_node_list",
+    "build_preset_model",
+    "variable_groups",
     "CorrformerConfig",
     "PRESETS",
     "PAPER_RECIPE",
@@ -440,8 +447,8 @@ def encoder_kernel_sizes(size: str, stage4_kernel: int = 11) -> Tuple[Tuple[int,
     """The variant's official kernel layout with stage 4 set to ``stage4_kernel`` (the time-series code uses
     K = 11 there; docs/timeseries.md, pipeline step 5). ``'tiny'``: the small forecasting encoder (depths 1-1-2-1, dims
     16…128, kernels 3 / 7 / 3,3 / 3) for CPU demos and tests on 48 × 48 images."""
-    from ..model import default_kernel_sizes
-    from ..zoo import VARIANTS
+    from ...model import default_kernel_sizes
+    from ...zoo import VARIANTS
 
     if size == "tiny":
         return TINY_FORECAST_MODEL_KWARGS["kernel_sizes"]
@@ -459,8 +466,8 @@ ENCODERS = ("unireplknet", "convnext")
 
 
 def _build_encoder(cfg: CorrformerConfig) -> nn.Module:
-    from ..model import UniRepLKNet
-    from ..zoo import VARIANTS, create_model
+    from ...model import UniRepLKNet
+    from ...zoo import VARIANTS, create_model
 
     if cfg.encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {cfg.encoder!r}; choose one of {', '.join(ENCODERS)}")
@@ -495,6 +502,8 @@ class CorrformerUniRepLKNet(nn.Module):
         cfg: sizes (:class:`CorrformerConfig`); ``cfg.node_num · cfg.enc_in`` must equal the stations V.
         coords: (V, k) station coordinates for the geo embedding (standardised here), or None.
     """
+
+    reads_decoder_calendar = True  # forward(x, x_mark, y_mark): the decoder reads its span's calendar features
 
     def __init__(self, cfg: CorrformerConfig, coords: Optional[np.ndarray] = None):
         super().__init__()
@@ -719,3 +728,69 @@ class LinearWindowBaseline:
 
     def train(self, mode: bool = True) -> "LinearWindowBaseline":
         return self
+
+
+# ----------------------------------------------------------------------------------------------- the task
+def resolve_node_list(cfg: Any, num_variables: int) -> Tuple[int, ...]:
+    """The preset's node tree when it fits the data's station count, else ``cfg.node_list`` (checked)."""
+    enc_in = cfg.enc_in or PRESETS[cfg.preset].enc_in
+    if num_variables % enc_in:
+        raise SeriesError(f"{num_variables} station series cannot be grouped into nodes of {enc_in} (--enc-in); pass "
+                          "an --enc-in that divides the number of stations")
+    nodes = num_variables // enc_in
+    node_list = tuple(cfg.node_list or PRESETS[cfg.preset].node_list)
+    if int(np.prod(node_list)) != nodes:
+        raise SeriesError(
+            f"the data has {num_variables} station series = {nodes} nodes of {enc_in}, but the node tree "
+            f"{','.join(map(str, node_list))} holds {int(np.prod(node_list))} nodes (the paper: 7,50 = 350 nodes of "
+            f"11 = 3,850 stations); pass --node-list A,B with A·B = {nodes}, stations ordered so that each group of "
+            f"B consecutive nodes is a region")
+    return node_list
+
+
+def build_preset_model(cfg: Any, train: Any) -> nn.Module:
+    """The paper's Corrformer + UniRepLKNet of ``cfg.preset`` with the sizes the options override."""
+    preset = PRESETS[cfg.preset]
+    overrides: Dict[str, Any] = dict(
+        seq_len=cfg.seq_len, label_len=cfg.label_len, pred_len=cfg.pred_len, enc_in=cfg.enc_in or preset.enc_in,
+        d_model=cfg.d_model, dropout=cfg.dropout, drop_path=cfg.drop_path, freq=cfg.freq or train.freq,
+        use_geo=cfg.use_coords, node_list=resolve_node_list(cfg, train.num_variables),
+        with_cp=preset.with_cp or cfg.grad_checkpointing, memory_layout=cfg.memory_layout or preset.memory_layout,
+        encoder=cfg.encoder or preset.encoder)
+    return build_model(cfg.preset, cfg.encoder_size, train.coords if cfg.use_coords else None, **overrides)
+
+
+def variable_groups(cfg: Any, model: nn.Module) -> Dict[str, List[int]]:
+    """The variable groups that forecast-eval reports: all series, then each region of the node tree's first
+    level (the paper's 7 × 50: 7 regions of 50 nodes; the generated data: 4 latitude bands of 7 nodes)."""
+    groups: Dict[str, List[int]] = {cfg.variable: list(range(model.num_variables))}
+    regions = model.cfg.node_list[0]
+    if regions > 1:
+        per = model.num_variables // regions
+        for r in range(regions):
+            groups[f"region {r + 1}/{regions} (series {r * per}-{(r + 1) * per - 1})"] = list(range(r * per, (r + 1) * per))
+    return groups
+
+
+class CorrformerForecasting(ForecastTask):
+    """The engine task of the paper's Corrformer + UniRepLKNet (``--preset paper`` / ``demo``): trained on the
+    plain MSE on the files' scale (the paper's loss), station data in the Global Temp/Wind layout."""
+
+    eval_batch_size = 8
+    reads_decoder_calendar = True
+
+    def build_data(self, cfg: Any, seed: int) -> TaskData:
+        data = super().build_data(cfg, seed)
+        cfg.node_list = resolve_node_list(cfg, self.splits["train"].num_variables)  # stored in the checkpoint
+        return data
+
+    def create_model(self, cfg: Any, train: Any) -> nn.Module:
+        return build_preset_model(cfg, train)
+
+    def model_config(self, cfg: Any, data: TaskData, model: nn.Module) -> Dict[str, Any]:
+        return dict(task="forecast", architecture="corrformer", preset=cfg.preset, coord_dim=model.coord_dim,
+                    corrformer=plain(asdict(model.cfg)))
+
+    def training_loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
+        y = ctx.to_device(batch[2][:, -self.pred_len:])
+        return StepOutput(forecast_loss(forecast_batch(model, batch, ctx.device), y), len(y))

@@ -1,0 +1,40 @@
+"""Time-series forecasting: the linear-head forecaster (:mod:`.linear`), Corrformer (:mod:`.corrformer`); ``forecast-*`` in :mod:`.cli`."""
+from .. import lazy_exports
+
+_EXPORTS = {
+    "UniRepLKNetForecaster": "linear",
+    "ForecastTrainConfig": "linear",
+    "ForecastResult": "linear",
+    "PAPER_GLOBAL_TEMP": "linear",
+    "EMBEDDED_DEFAULTS": "linear",
+    "CORRFORMER_PRESETS": "linear",
+    "corrformer_defaults": "linear",
+    "metrics_table": "linear",
+    "LinearForecasting": "linear",
+    "forecast_task": "linear",
+    "build_forecast_model": "linear",
+    "evaluate_run": "linear",
+    "train_forecaster": "linear",
+    "load_forecaster": "linear",
+    "ADVECTION_DEMO": "base",
+    "DEFAULT_SEASONAL_PERIOD": "base",
+    "build_forecast_splits": "base",
+    "collate_windows": "base",
+    "calendar_names": "base",
+    "forecast_windows": "base",
+    "window_loader": "base",
+    "forecast_batch": "base",
+    "evaluate_forecaster": "base",
+    "evaluate_baselines": "base",
+    "ForecastTask": "base",
+    "TINY_FORECAST_MODEL_KWARGS": "layers",
+    "image_shape": "layers",
+    "SeriesNormalizer": "layers",
+    "TokenEmbedding": "layers",
+    "naive_forecast": "layers",
+    "seasonal_naive_forecast": "layers",
+    "forecast_metrics": "layers",
+    "CorrformerForecasting": "corrformer",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
