@@ -324,8 +324,11 @@ def test_cli_stats_eval_and_predict(tmp_path, capsys):
 def test_bad_training_options_are_refused(tmp_path):
     with pytest.raises(ValueError, match="multi-label training needs loss='bce'"):
         train_audio(AudioTrainConfig(multilabel=True, loss="ce", output=str(tmp_path)))
-    with pytest.raises(AudioError, match="neither a folder nor a .csv manifest"):
+    with pytest.raises(FileNotFoundError, match="--data .*nope does not exist"):  # inputs are checked first
         train_audio(AudioTrainConfig(data=str(tmp_path / "nope"), output=str(tmp_path / "o")))
+    (tmp_path / "notes.txt").write_text("not audio\n")
+    with pytest.raises(AudioError, match="neither a folder nor a .csv manifest"):
+        train_audio(AudioTrainConfig(data=str(tmp_path / "notes.txt"), output=str(tmp_path / "o")))
 
 
 def test_multilabel_manifest_trains_with_map(tmp_path):
