@@ -244,6 +244,7 @@ def write_safetensors(tensors: Mapping[str, torch.Tensor], path: PathLike,
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=dict(metadata or {}))
+        os.chmod(tmp, _open_mode())  # safetensors re-creates the file it writes, private again
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any, Dict, List
 
-from ._cli_common import THREADS_HELP, add_engine_arguments, engine_options, format_metrics as _fmt, print_epoch_end
+from ._cli_common import THREADS_HELP, add_engine_arguments, engine_options, format_metrics as _fmt
 
 __all__ = ["add_subcommands"]
 
@@ -49,7 +49,7 @@ def cmd_audio_train(args: argparse.Namespace) -> int:
     cfg = AudioTrainConfig.for_data(**options)
     what = "the embedded spoken digits" if cfg.data is None else cfg.data
     print(f"unireplknet audio-train: {cfg.model} on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
-    r = train_audio(cfg, callbacks=[print_epoch_end])
+    r = train_audio(cfg)
     key = "mAP" if cfg.multilabel else "acc"
     lines = [f"audio classification — {what}: {len(r.class_names)} classes (chance {r.chance:.1f}%)",
              f"best epoch {r.best_epoch} of {cfg.epochs}, {r.wall_s:.0f} s",

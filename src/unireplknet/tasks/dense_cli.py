@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any, Dict
 
-from ._cli_common import (add_engine_arguments, engine_options, json_dict_arg as _json_arg, print_epoch_end,
+from ._cli_common import (add_engine_arguments, engine_options, json_dict_arg as _json_arg,
                           set_torch_threads)
 
 __all__ = ["add_subcommands"]
@@ -121,7 +121,7 @@ def cmd_train(args: argparse.Namespace, task: str) -> int:
     cfg = _config(args, task)
     if _is_main():
         print(f"unireplknet {task}: data {cfg.data} -> {cfg.output}", file=sys.stderr)
-    summary = train_dense(cfg, callbacks=[print_epoch_end])
+    summary = train_dense(cfg)
     if _is_main():
         _print_summary(summary)
     return 0

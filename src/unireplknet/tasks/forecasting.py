@@ -662,10 +662,31 @@ def _build_corrformer(cfg: ForecastTrainConfig, train: Series) -> nn.Module:
     return build_model(cfg.preset, cfg.encoder_size, train.coords if cfg.use_coords else None, **overrides)
 
 
-def _variable_groups(cfg: ForecastTrainConfig, model: nn.Module) -> Dict[str, List[int]]:
-    """The variable groups that forecast-eval reports: all series, then each region of the node tree's first
-    level (the paper's 7 × 50: 7 regions of 50 nodes; the generated data: 4 latitude bands of 7 nodes)."""
-    groups: Dict[str, List[int]] = {cfg.variable: list(range(model.num_variables))}
+def target_label(cfg: ForecastTrainConfig, series: Series) -> str:
+    """The name of the forecast target in reports: the variable of a Global Temp/Wind folder (``temp``, ``wind``),
+    the series' own column names (``co2``; a CSV's columns), else what the data is (the generated grids'
+    temperatures, an array file's name) — never ``--variable``'s default when the data is no station folder."""
+    n = series.num_variables
+    data = cfg.data
+    if data in ("synthetic-grid", "synthetic-advection"):
+        return f"temp ({n} stations)"
+    if data not in (None, "co2") and Path(data).is_dir():
+        return cfg.variable
+    names = list(series.names or [])
+    if len(names) == n and n == 1:
+        return names[0]
+    if len(names) == n and n <= 3:
+        return ", ".join(names)
+    if len(names) == n:
+        return f"{names[0]} … {names[-1]} ({n} series)"
+    stem = Path(data).stem if data not in (None, "co2") else "value"
+    return stem if n == 1 else f"{stem} ({n} series)"
+
+
+def _variable_groups(cfg: ForecastTrainConfig, model: nn.Module, label: str) -> Dict[str, List[int]]:
+    """The variable groups that forecast-eval reports: all series (``label``), then each region of the node
+    tree's first level (the paper's 7 × 50: 7 regions of 50 nodes; the generated data: 4 latitude bands of 7)."""
+    groups: Dict[str, List[int]] = {label: list(range(model.num_variables))}
     regions = model.cfg.node_list[0]
     if regions > 1:
         per = model.num_variables // regions
@@ -758,18 +779,20 @@ def evaluate_run(model: nn.Module, cfg: ForecastTrainConfig, windows: WindowData
                  device: Union[str, torch.device] = "cpu", train_windows: Optional[WindowDataset] = None
                  ) -> Tuple[Dict[str, Dict[str, float]], Dict[str, Dict[str, float]]]:
     """A trained model on ``windows``: its metrics per variable group (``mse``/``mae`` on the data's scale and
-    ``mse_physical``/``mae_physical``; the linear-head forecaster has one group) and the baselines' (last value,
-    seasonal naive, and for the Corrformer the ridge linear model of the same inputs fitted on
-    ``train_windows``)."""
+    ``mse_physical``/``mae_physical``; the first group is every series, named by :func:`target_label`; the
+    linear-head forecaster has only that one) and the baselines' (last value, seasonal naive, and for the
+    Corrformer the ridge linear model of the same inputs fitted on ``train_windows``)."""
     loader = _loader(windows, 8 if _is_corrformer(model) else 64, False, 0)
     baselines = evaluate_baselines(loader, cfg.pred_len, cfg.seasonal_period)
+    label = target_label(cfg, windows.series)
     if not _is_corrformer(model):
         m = evaluate_forecaster(model.to(device), loader, device)
         m.update(mse_physical=m["mse"] / cfg.data_scale ** 2, mae_physical=m["mae"] / cfg.data_scale)
-        return {cfg.variable: m}, baselines
+        return {label: m}, baselines
     from .corrformer import LinearWindowBaseline, evaluate
 
-    groups = evaluate(model.to(device), windows, _variable_groups(cfg, model), cfg.data_scale, device, batch_size=8)
+    groups = evaluate(model.to(device), windows, _variable_groups(cfg, model, label), cfg.data_scale, device,
+                      batch_size=8)
     if train_windows is not None:
         coords = train_windows.series.coords if cfg.use_coords else None
         linear = LinearWindowBaseline(model.cfg, coords).fit(train_windows)
@@ -793,7 +816,7 @@ def train_forecaster(cfg: ForecastTrainConfig, callbacks: Sequence[Callable[[Any
     if task.corrformer:
         train_all = forecast_windows(task.splits["train"], cfg)
         groups, baselines = evaluate_run(model, cfg, task.windows["test"], device, train_all)
-        test = dict(groups[cfg.variable])
+        test = dict(next(iter(groups.values())))  # every series (the first group)
     else:
         test_loader = _loader(task.windows["test"], 64, False, 0)
         test = evaluate_forecaster(model, test_loader, device, task.scale)

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from ._cli_common import (add_engine_arguments, add_eval_loader_arguments, engine_options, print_epoch_end,
+from ._cli_common import (add_engine_arguments, add_eval_loader_arguments, engine_options,
                           set_torch_threads)
 
 __all__ = ["add_subcommands", "projection_picture"]
@@ -33,7 +33,7 @@ def cmd_points_train(args: argparse.Namespace) -> int:
     what = f"the generated {cfg.generated} ({cfg.held_out} split)" if cfg.data is None else cfg.data
     print(f"unireplknet points-train: {cfg.model}, {cfg.projection} projection, {cfg.num_views} views of "
           f"{cfg.image_size}px, {cfg.num_points} points, on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
-    r = train_pointcloud(cfg, callbacks=[print_epoch_end])
+    r = train_pointcloud(cfg)
     f = r["final"]
     print(f"point-cloud classification — {what}: {len(r['classes'])} classes (chance {100 / len(r['classes']):.1f}%), "
           f"{r['wall_s']:.0f} s")

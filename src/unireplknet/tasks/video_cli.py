@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ._cli_common import (add_engine_arguments, add_eval_loader_arguments, engine_options, print_epoch_end,
+from ._cli_common import (add_engine_arguments, add_eval_loader_arguments, engine_options,
                           set_torch_threads)
 
 __all__ = ["add_subcommands", "clip_picture"]
@@ -36,7 +36,7 @@ def cmd_video_train(args: argparse.Namespace) -> int:
     what = motion_set_name(cfg) if cfg.data is None else cfg.data
     print(f"unireplknet video-train: {cfg.model} ({cfg.layout} layout, {cfg.num_frames} frames of "
           f"{cfg.input_size}px) on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
-    r = train_video(cfg, callbacks=[print_epoch_end])
+    r = train_video(cfg)
     f = r["final"]
     views = cfg.test_clips * cfg.test_crops
     chance = 100.0 / len(r["classes"])
