@@ -104,6 +104,25 @@ def test_export_onnx_dynamic_batch(trained_run, tmp_path, capsys):
         np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-3, atol=1e-4)
 
 
+def test_export_all_prints_only_its_result_lines(trained_run, tmp_path):
+    """`export --format all` as the console runs it (logging to stderr at INFO): the two result lines on stdout
+    and nothing else — not the ~60 lines onnxscript logs about its optimisation passes (issue 24, point 8b)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxruntime")
+    out, _ = trained_run
+    proc = subprocess.run([sys.executable, "-m", "unireplknet.cli", "export", str(out / "last.pth"), "--format", "all",
+                           "-o", str(tmp_path / "m")], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [line.split(" (")[0] for line in proc.stdout.splitlines()] == [
+        f"wrote {tmp_path / 'm.onnx'}", f"wrote {tmp_path / 'm.pt2'}"]
+    assert proc.stderr.strip() == ""
+
+
 def test_predict_names_classes(trained_run, digits_tree, tmp_path, capsys):
     out, _ = trained_run
     images = sorted((digits_tree / "val" / "7").glob("*.png"))
