@@ -33,7 +33,36 @@ def test_points_project_picture_from_files(tmp_path, capsys):
     path = tmp_path / "p.png"
     assert main(["points-project", str(tmp_path / "torus.off"), str(tmp_path / "pts.txt"), "--image-size", "24",
                  "--num-points", "256", "-o", str(path)]) == 0
-    assert Image.open(path).size == (4 * 24, 2 * 24)
+    written = np.asarray(Image.open(path).convert("RGB"))
+    assert written.shape[0] > 2 * 24 and written.shape[1] > 4 * 24  # the 2 x 4 views and bands of labels
+
+
+def test_points_project_names_rows_by_class_and_columns_by_view(tmp_path, capsys):
+    """The default picture (one generated shape per class) is the projection the model sees, pixel for pixel,
+    with each row's class name and each column's view number drawn beside it (issue 24, point 10e)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from unireplknet.data.pointcloud import GeneratedShapes
+    from unireplknet.tasks._pictures import label_picture
+    from unireplknet.tasks.pointcloud_cli import projection_picture
+
+    path = tmp_path / "p.png"
+    assert main(["points-project", "--image-size", "24", "--num-points", "256", "--num-views", "3",
+                 "-o", str(path)]) == 0
+    written = np.asarray(Image.open(path).convert("RGB"))
+    ds = GeneratedShapes("val", 1, 256)
+    items = [ds[i] for i in range(len(ds))]
+    bare = projection_picture(torch.stack([p for p, _ in items]), 3, 24)
+    names = [ds.classes[label] for _, label in items]
+    _, layout = label_picture(bare, "views; R occupancy, G mean depth, B front depth", names, ["1", "2", "3"])
+    left, top, right, bottom = layout["content"]
+    np.testing.assert_array_equal(written[top:bottom, left:right], np.asarray(bare))
+    assert len(layout["rows"]) == len(ds.classes) and len(layout["columns"]) == 3
+    for x0, y0, x1, y1 in [layout["title"], *layout["rows"], *layout["columns"]]:
+        assert (written[y0:y1, x0:x1] < 128).any()  # text: dark pixels on the white band
+    assert left > 0 and top > 0  # the labels sit outside the projection, not on it
 
 
 def test_points_cli_errors(tmp_path, capsys):

@@ -96,11 +96,15 @@ def projection_picture(points, num_views: int = 4, image_size: int = 96, scale: 
 
 
 def cmd_points_project(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import torch
+
+    from ._pictures import label_picture
 
     from ..modalities.pointcloud import farthest_point_sample, gather_points, normalize_unit_sphere, read_off, read_points
 
-    clouds = []
+    clouds, names = [], []
     if args.files:
         import numpy as np
 
@@ -114,16 +118,23 @@ def cmd_points_project(args: argparse.Namespace) -> int:
                 pts = torch.from_numpy(read_points(f))[:, :3]
             pts = gather_points(pts, farthest_point_sample(pts, min(args.num_points, len(pts))))
             clouds.append(normalize_unit_sphere(pts))
+            names.append(Path(f).name)
     else:
         from ..data.pointcloud import GeneratedShapes
 
         ds = GeneratedShapes("val", 1, args.num_points)
-        clouds = [ds[i][0] for i in range(len(ds))]
+        for i in range(len(ds)):
+            points, label = ds[i]
+            clouds.append(points)
+            names.append(ds.classes[label])
     n = min(len(c) for c in clouds)
     pic = projection_picture(torch.stack([c[:n] for c in clouds]), args.num_views, args.image_size)
+    # each row named by its file or class, each column by its view (numbered: a 24-pixel view fits no word)
+    pic, _ = label_picture(pic, "views; R occupancy, G mean depth, B front depth", names,
+                           [str(v + 1) for v in range(args.num_views)])
     pic.save(args.output)
     print(f"{args.output}: {len(clouds)} clouds x {args.num_views} views of {args.image_size}px (occupancy, mean "
-          f"depth, front depth as R, G, B)")
+          f"depth, front depth as R, G, B), labelled")
     return 0
 
 

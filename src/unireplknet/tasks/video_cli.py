@@ -100,7 +100,11 @@ def clip_picture(frames, layout: str = "mosaic", scale: int = 1, grid: Optional[
 
 
 def cmd_video_mosaic(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import numpy as np
+
+    from ._pictures import label_picture
 
     from ..modalities.video import eval_frame_indices, read_video
 
@@ -108,13 +112,24 @@ def cmd_video_mosaic(args: argparse.Namespace) -> int:
         frames = read_video(args.video)
         idx = eval_frame_indices(len(frames), args.num_frames, args.sampling_rate, 0, 1)
         frames = frames[idx]
+        title = Path(args.video).name
     else:
         from ..data.video import MotionClips
 
-        frames, _, label = MotionClips("val", 1, args.num_frames, args.input_size).render(args.index)
+        clips = MotionClips("val", 1, args.num_frames, args.input_size)
+        frames, _, label = clips.render(args.index)
+        title = f"class: {clips.classes[label]}"
     pic = clip_picture(np.asarray(frames), args.layout, args.scale)
+    size = f"{pic.width}x{pic.height}"
+    rows = []
+    if args.layout == "mosaic":  # whole frames, row-major: name each grid row by its frames (reshape mixes them)
+        from ..modalities.video import mosaic_grid
+
+        _, cols = mosaic_grid(len(frames), None)
+        rows = [f"frames {r * cols + 1}-{min(len(frames), (r + 1) * cols)}" for r in range(-(-len(frames) // cols))]
+    pic, _ = label_picture(pic, f"{title} ({args.layout})", rows)
     pic.save(args.output)
-    print(f"{args.output}: {pic.width}x{pic.height} {args.layout} of {len(frames)} frames")
+    print(f"{args.output}: {size} {args.layout} of {len(frames)} frames, labelled")
     return 0
 
 
