@@ -578,3 +578,35 @@ def test_every_command_names_its_scored_split_eval_split(command, dest, default)
     assert flags.option_strings[0] == "--eval-split"
     for flag in flags.option_strings:
         assert getattr(parser.parse_args([*command, flag, "test"]), dest) == "test"
+
+
+def test_a_missing_input_file_is_named_before_torch_is_imported(tmp_path):
+    """Every command that reads a checkpoint, clip or cloud says a wrong path at once: exit status 2, the path
+    named, and torch never imported (`python -X importtime` lists every import; issue 24, point 10f)."""
+    import shutil
+    import subprocess
+    import sys
+
+    script = shutil.which("unireplknet")
+    if script is None:
+        pytest.fail("the unireplknet console script is not on PATH; install the package as the README says")
+    missing = str(tmp_path / "missing.pth")
+    image = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(image)
+    cases = [["eval", missing], ["reparam", missing], ["export", missing], ["predict", missing, str(image)],
+             ["det-eval", missing], ["seg-eval", missing], ["audio-eval", missing], ["forecast-eval", missing],
+             ["video-eval", missing], ["points-eval", missing], ["audio-predict", missing, str(image)],
+             ["train", "--checkpoint", missing], ["points-train", "--resume", missing],
+             ["erf", "--model", "unireplknet_a", "--checkpoint", missing],
+             ["points-project", missing], ["video-mosaic", missing.replace(".pth", ".mp4")],
+             ["eval", str(tmp_path)]]  # a folder where a file belongs
+    for argv in cases:
+        proc = subprocess.run([sys.executable, "-X", "importtime", script, *argv], capture_output=True, text=True,
+                              timeout=120)
+        imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
+        message = [line for line in proc.stderr.splitlines() if "error:" in line]
+        assert proc.returncode == 2, (argv, proc.stderr[-1000:])
+        path = argv[1] if argv[0] in ("predict", "audio-predict") else argv[-1]
+        assert len(message) == 1 and path in message[0], (argv, message)
+        assert ("is not a file" if path == str(tmp_path) else "does not exist") in message[0], message
+        assert "torch" not in imported, argv
