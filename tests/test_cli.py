@@ -610,3 +610,54 @@ def test_a_missing_input_file_is_named_before_torch_is_imported(tmp_path):
         assert len(message) == 1 and path in message[0], (argv, message)
         assert ("is not a file" if path == str(tmp_path) else "does not exist") in message[0], message
         assert "torch" not in imported, argv
+
+
+def test_predict_pretrained_offline_fails_at_once_with_a_command_line_remedy(tmp_path):
+    """`predict --model NAME --pretrained` without the network (HF_HUB_OFFLINE=1, empty cache): exit status 2 and
+    the remedy on the command line — the file to fetch and `unireplknet predict FILE …` — not Python code
+    (issue 24, point 10g)."""
+    import os
+    import subprocess
+    import sys
+
+    image = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(image)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "unireplknet.cli", "predict", "--model", "unireplknet_a",
+                           "--pretrained", str(image)], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    from unireplknet.zoo import _find_cfg
+
+    filename = _find_cfg("unireplknet_a", None).hf_hub_filename
+    assert f"unireplknet predict /path/{filename} {image}" in proc.stderr
+    assert "timm.create_model" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_pretrained_weights_fail_fast_when_the_hub_cannot_be_reached(monkeypatch):
+    """Without HF_HUB_OFFLINE and with an unreachable Hub, one short connection attempt decides: the download
+    (timm's loader, with its retries) is never started."""
+    import socket
+
+    import huggingface_hub
+
+    from unireplknet import zoo
+    from unireplknet.checkpoint import PretrainedWeightsUnavailableError
+
+    for name in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    attempts = []
+
+    def unreachable(address, timeout=None, *args, **kwargs):
+        attempts.append((address, timeout))
+        raise OSError("Network is unreachable")
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("the download was started")
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.setattr(zoo, "build_model_with_cfg", no_download)
+    with pytest.raises(PretrainedWeightsUnavailableError, match="cannot be reached") as info:
+        zoo._create_unireplknet("unireplknet_a", pretrained=True)
+    assert info.value.filename == zoo._find_cfg("unireplknet_a", None).hf_hub_filename
+    assert attempts == [(("huggingface.co", 443), zoo.HUB_PROBE_TIMEOUT_S)]

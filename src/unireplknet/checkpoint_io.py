@@ -58,6 +58,7 @@ class PretrainedWeightsUnavailableError(CheckpointError):
             f"or unireplknet.create_model('{variant}', checkpoint_path='/path/{filename}')."
         )
         self.filename = filename
+        self.hub_id = hub_id
 
 
 # ----------------------------------------------------------------------------------------------- reading

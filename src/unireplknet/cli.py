@@ -335,9 +335,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.checkpoint is not None:
         model, meta = _load_model(args.checkpoint, use_ema=args.ema), read_run_metadata(args.checkpoint)
     else:
+        from .checkpoint import PretrainedWeightsUnavailableError
         from .engine import build_model
 
-        model, meta = build_model(args.model, 1000, pretrained=True).eval(), {}
+        try:
+            model, meta = build_model(args.model, 1000, pretrained=True).eval(), {}
+        except PretrainedWeightsUnavailableError as e:
+            cause = e.__cause__ or e
+            images = " ".join(args.images[:2]) + (" …" if len(args.images) > 2 else "")
+            raise CLIError(
+                f"could not download the pretrained weights of {args.model} ({type(cause).__name__}: {cause}). "
+                f"Offline? Fetch {e.filename} elsewhere (https://huggingface.co/{e.hub_id}/blob/main/{e.filename}) "
+                f"and pass the file instead of --model/--pretrained: unireplknet predict /path/{e.filename} {images}"
+            ) from e
     if not model.num_classes:
         raise CLIError("this checkpoint has no classifier head (a backbone); predict needs a classification model")
     names = _class_names_for(model, meta)
