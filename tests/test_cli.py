@@ -633,7 +633,7 @@ def test_predict_pretrained_offline_fails_at_once_with_a_command_line_remedy(tmp
     assert "timm.create_model" not in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_pretrained_weights_fail_fast_when_the_hub_cannot_be_reached(monkeypatch):
+def test_predict_pretrained_fails_fast_when_the_hub_cannot_be_reached(monkeypatch, tmp_path, capsys):
     """Without HF_HUB_OFFLINE and with an unreachable Hub, one short connection attempt decides: the download
     (timm's loader, with its retries) is never started."""
     import socket
@@ -658,6 +658,13 @@ def test_pretrained_weights_fail_fast_when_the_hub_cannot_be_reached(monkeypatch
     monkeypatch.setattr(socket, "create_connection", unreachable)
     monkeypatch.setattr(zoo, "build_model_with_cfg", no_download)
     with pytest.raises(PretrainedWeightsUnavailableError, match="cannot be reached") as info:
-        zoo._create_unireplknet("unireplknet_a", pretrained=True)
-    assert info.value.filename == zoo._find_cfg("unireplknet_a", None).hf_hub_filename
+        zoo.check_pretrained_reachable("unireplknet_a")
+    filename = zoo._find_cfg("unireplknet_a", None).hf_hub_filename
+    assert info.value.filename == filename
     assert attempts == [(("huggingface.co", 443), zoo.HUB_PROBE_TIMEOUT_S)]
+    image = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(image)
+    capsys.readouterr()
+    assert main(["predict", "--model", "unireplknet_a", "--pretrained", str(image)]) == 2
+    assert f"unireplknet predict /path/{filename} {image}" in capsys.readouterr().err
+    assert len(attempts) == 2

@@ -337,8 +337,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         from .checkpoint import PretrainedWeightsUnavailableError
         from .engine import build_model
+        from .zoo import check_pretrained_reachable
 
         try:
+            if args.model.startswith("unireplknet_"):
+                check_pretrained_reachable(args.model)
             model, meta = build_model(args.model, 1000, pretrained=True).eval(), {}
         except PretrainedWeightsUnavailableError as e:
             cause = e.__cause__ or e

@@ -24,6 +24,7 @@ from .model import ARCHITECTURES, UniRepLKNet, checkpoint_filter_fn, default_ker
 
 __all__ = [
     "VARIANTS", "HF_HUB_ID", "variant_config", "create_model", "count_macs", "variants_table", "pretrained_tags",
+    "check_pretrained_reachable",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -160,8 +161,6 @@ def _create_unireplknet(variant: str, pretrained: bool = False, **kwargs: Any) -
         feature_cls = model_kwargs.get("feature_cls")
         if isinstance(feature_cls, str) and feature_cls.lower() in _FEATURE_CLASSES:
             model_kwargs["feature_cls"] = _FEATURE_CLASSES[feature_cls.lower()]
-    if pretrained:
-        _fail_fast_when_offline(variant, kwargs.get("pretrained_cfg"))
     try:
         return build_model_with_cfg(
             UniRepLKNet,
@@ -184,11 +183,12 @@ def _create_unireplknet(variant: str, pretrained: bool = False, **kwargs: Any) -
 HUB_PROBE_TIMEOUT_S = 3.0
 
 
-def _fail_fast_when_offline(variant: str, tag: Any) -> None:
-    """Raise :class:`PretrainedWeightsUnavailableError` at once when the weights are not in the local Hugging Face
-    cache and the Hub cannot be reached: one connection attempt of a few seconds instead of the HTTP client's
-    retries (about 40 s offline). ``HF_HUB_OFFLINE=1`` is left to huggingface_hub (it fails at once itself); behind
-    an HTTP proxy a direct connection says nothing, so nothing is checked there."""
+def check_pretrained_reachable(variant: str, tag: Any = None) -> None:
+    """Raise :class:`PretrainedWeightsUnavailableError` at once when the weights of ``variant`` (``tag``) are not
+    in the local Hugging Face cache and the Hub cannot be reached: one connection attempt of a few seconds
+    instead of the HTTP client's retries (about 40 s offline); call it before ``pretrained=True``.
+    ``HF_HUB_OFFLINE=1`` is left to huggingface_hub (it fails at once itself); behind an HTTP proxy a direct
+    connection says nothing, so nothing is checked there."""
     import os
     import socket
     from urllib.parse import urlparse
