@@ -20,7 +20,7 @@ def test_points_train_then_eval(tmp_path, capsys):
     rc = main(["points-eval", str(out / "last.pth"), "--shapes-per-class", "1", "--test-rotations", "2", "--json"])
     assert rc == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["samples"] == 8 and "view_top1" in metrics
+    assert metrics["samples"] == 8 and "voted_top1" in metrics and "view_top1" not in metrics
 
 
 def test_points_project_picture_from_files(tmp_path, capsys):
