@@ -104,6 +104,25 @@ def test_export_onnx_dynamic_batch(trained_run, tmp_path, capsys):
         np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-3, atol=1e-4)
 
 
+def test_export_all_prints_only_its_result_lines(trained_run, tmp_path):
+    """`export --format all` as the console runs it (logging to stderr at INFO): the two result lines on stdout
+    and nothing else — not the ~60 lines onnxscript logs about its optimisation passes (issue 24, point 8b)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxruntime")
+    out, _ = trained_run
+    proc = subprocess.run([sys.executable, "-m", "unireplknet.cli", "export", str(out / "last.pth"), "--format", "all",
+                           "-o", str(tmp_path / "m")], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [line.split(" (")[0] for line in proc.stdout.splitlines()] == [
+        f"wrote {tmp_path / 'm.onnx'}", f"wrote {tmp_path / 'm.pt2'}"]
+    assert proc.stderr.strip() == ""
+
+
 def test_predict_names_classes(trained_run, digits_tree, tmp_path, capsys):
     out, _ = trained_run
     images = sorted((digits_tree / "val" / "7").glob("*.png"))
@@ -562,3 +581,93 @@ def test_every_command_names_its_scored_split_eval_split(command, dest, default)
     flags = [a for a in parser._subparsers._group_actions[0].choices[command[0]]._actions if a.dest == dest][0]
     assert flags.option_strings == ["--eval-split"]
     assert getattr(parser.parse_args([*command, "--eval-split", "test"]), dest) == "test"
+
+
+def test_a_missing_input_file_is_named_before_torch_is_imported(tmp_path):
+    """Every command that reads a checkpoint, clip or cloud says a wrong path at once: exit status 2, the path
+    named, and torch never imported (`python -X importtime` lists every import; issue 24, point 10f)."""
+    import shutil
+    import subprocess
+    import sys
+
+    script = shutil.which("unireplknet")
+    if script is None:
+        pytest.fail("the unireplknet console script is not on PATH; install the package as the README says")
+    missing = str(tmp_path / "missing.pth")
+    image = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(image)
+    cases = [["eval", missing], ["reparam", missing], ["export", missing], ["predict", missing, str(image)],
+             ["det-eval", missing], ["seg-eval", missing], ["audio-eval", missing], ["forecast-eval", missing],
+             ["video-eval", missing], ["points-eval", missing], ["audio-predict", missing, str(image)],
+             ["train", "--checkpoint", missing], ["points-train", "--resume", missing],
+             ["erf", "--model", "unireplknet_a", "--checkpoint", missing],
+             ["points-project", missing], ["video-mosaic", missing.replace(".pth", ".mp4")],
+             ["eval", str(tmp_path)]]  # a folder where a file belongs
+    for argv in cases:
+        proc = subprocess.run([sys.executable, "-X", "importtime", script, *argv], capture_output=True, text=True,
+                              timeout=120)
+        imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
+        message = [line for line in proc.stderr.splitlines() if "error:" in line]
+        assert proc.returncode == 2, (argv, proc.stderr[-1000:])
+        path = argv[1] if argv[0] in ("predict", "audio-predict") else argv[-1]
+        assert len(message) == 1 and path in message[0], (argv, message)
+        assert ("is not a file" if path == str(tmp_path) else "does not exist") in message[0], message
+        assert "torch" not in imported, argv
+
+
+def test_predict_pretrained_offline_fails_at_once_with_a_command_line_remedy(tmp_path):
+    """`predict --model NAME --pretrained` without the network (HF_HUB_OFFLINE=1, empty cache): exit status 2 and
+    the remedy on the command line — the file to fetch and `unireplknet predict FILE …` — not Python code
+    (issue 24, point 10g)."""
+    import os
+    import subprocess
+    import sys
+
+    image = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(image)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "unireplknet.cli", "predict", "--model", "unireplknet_a",
+                           "--pretrained", str(image)], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    from unireplknet.zoo import _find_cfg
+
+    filename = _find_cfg("unireplknet_a", None).hf_hub_filename
+    assert f"unireplknet predict /path/{filename} {image}" in proc.stderr
+    assert "timm.create_model" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_predict_pretrained_fails_fast_when_the_hub_cannot_be_reached(monkeypatch, tmp_path, capsys):
+    """Without HF_HUB_OFFLINE and with an unreachable Hub, one short connection attempt decides: the download
+    (timm's loader, with its retries) is never started."""
+    import socket
+
+    import huggingface_hub
+
+    from unireplknet import zoo
+    from unireplknet.checkpoint import PretrainedWeightsUnavailableError
+
+    for name in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    attempts = []
+
+    def unreachable(address, timeout=None, *args, **kwargs):
+        attempts.append((address, timeout))
+        raise OSError("Network is unreachable")
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("the download was started")
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.setattr(zoo, "build_model_with_cfg", no_download)
+    with pytest.raises(PretrainedWeightsUnavailableError, match="cannot be reached") as info:
+        zoo.check_pretrained_reachable("unireplknet_a")
+    filename = zoo._find_cfg("unireplknet_a", None).hf_hub_filename
+    assert info.value.filename == filename
+    assert attempts == [(("huggingface.co", 443), zoo.HUB_PROBE_TIMEOUT_S)]
+    image = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(image)
+    capsys.readouterr()
+    assert main(["predict", "--model", "unireplknet_a", "--pretrained", str(image)]) == 2
+    assert f"unireplknet predict /path/{filename} {image}" in capsys.readouterr().err
+    assert len(attempts) == 2

@@ -93,7 +93,7 @@ def test_version_falls_back_to_the_package_version(monkeypatch, capsys):
     assert capsys.readouterr().out.strip() == f"unireplknet {unireplknet.__version__}"
 
 
-def test_quiet_silences_info_logs_and_progress(monkeypatch, capsys):
+def test_quiet_silences_info_logs_and_progress(monkeypatch, capsys, tmp_path):
     import logging
 
     seen = {}
@@ -113,7 +113,9 @@ def test_quiet_silences_info_logs_and_progress(monkeypatch, capsys):
     assert args.no_progress is False  # main turns it on; checked through a command that records it
     recorded = {}
     monkeypatch.setattr(cli, "cmd_eval", lambda a: recorded.update(no_progress=a.no_progress) or 0)
-    assert cli.main(["eval", "x", "--quiet"]) == 0 and recorded["no_progress"] is True
+    checkpoint = tmp_path / "x.pth"
+    checkpoint.write_bytes(b"")  # main checks that the file exists before the (recording) command runs
+    assert cli.main(["eval", str(checkpoint), "--quiet"]) == 0 and recorded["no_progress"] is True
 
 
 @pytest.mark.parametrize("name", SUBCOMMANDS)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import io
 
 import pytest
 import torch
@@ -158,3 +159,55 @@ def test_bad_arguments_are_named():
         deploy_model(model, "eager", example_input=torch.randn(1, 4, 64, 64))
     with pytest.raises(TypeError, match="torch.Tensor"):
         deploy_model(model, "eager", example_input=torch.randn(1, 3, 64, 64))([[0.0]])
+
+
+def test_exporter_output_is_held_back_and_shown_when_the_export_fails(caplog):
+    """What exporters log and print during an export reaches neither the console handler nor stdout; it is
+    logged at DEBUG afterwards, and at WARNING (before the error) when the export fails (issue 24, point 8b)."""
+    import logging
+
+    console = logging.StreamHandler(io.StringIO())
+    console.setLevel(logging.INFO)  # the command line's console: INFO and up
+    root = logging.getLogger()
+    root.addHandler(console)
+    chatty = logging.getLogger("onnxscript.optimizer")
+    old_level = chatty.level
+    chatty.setLevel(logging.INFO)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="unireplknet.deploy"):
+            with deploy_mod.exporter_output_held():
+                chatty.info("Removed 52 unused nodes")
+                print("[torch.onnx] Obtain model graph")
+            assert console.stream.getvalue() == ""
+            shown = [r for r in caplog.records if r.name == "unireplknet.deploy"]
+            assert [r.levelno for r in shown] == [logging.DEBUG]
+            assert "Removed 52 unused nodes" in shown[0].getMessage()
+            assert "Obtain model graph" in shown[0].getMessage()
+            caplog.clear()
+            with pytest.raises(RuntimeError, match="unsupported op"):
+                with deploy_mod.exporter_output_held():
+                    chatty.info("Applied 2 rewrite rules")
+                    raise RuntimeError("unsupported op")
+            shown = [r for r in caplog.records if r.name == "unireplknet.deploy"]
+            assert [r.levelno for r in shown] == [logging.WARNING]
+            assert "Applied 2 rewrite rules" in shown[0].getMessage()
+        assert console in root.handlers
+    finally:
+        root.removeHandler(console)
+        chatty.setLevel(old_level)
+
+
+def test_deploy_is_an_attribute_of_the_package_without_its_own_import():
+    """`import unireplknet; unireplknet.deploy.available_backends()` in a fresh interpreter (issue 24, point 10c)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, unireplknet\n"
+             "assert 'unireplknet.deploy' not in sys.modules\n"
+             "print(unireplknet.deploy.available_backends())\n"
+             "print('DIR', 'deploy' in dir(unireplknet))\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first, second = proc.stdout.splitlines()
+    assert eval(first) == available_backends()
+    assert second == "DIR True"

@@ -44,6 +44,14 @@ def test_det_train_resume_and_eval(tmp_path, capsys):
     assert _run(tmp_path, "det-train", "--epochs", "1", "--head-kwargs", DET_HEADS) == 0
     first = json.loads((tmp_path / "summary.json").read_text())  # the engine's TrainResult
     assert first["history"][-1]["epoch"] == 1 and "val_box_AP" in first["history"][-1]
+    # Mask R-CNN (the default detector) is scored on its masks too, and the end summary says so (issue 24, 8c)
+    row = first["history"][-1]
+    printed = capsys.readouterr().out
+    trained = next(line for line in printed.splitlines() if "after training" in line)
+    assert trained.split()[2:] == ["box_AP", f"{row['val_box_AP']:.2f}", "mask_AP", f"{row['val_mask_AP']:.2f}"]
+    deployed = next(line for line in printed.splitlines() if "re-parameterized" in line)
+    assert deployed.split()[1:] == ["box_AP", f"{first['deploy_structure']['box_AP']:.2f}",
+                                    "mask_AP", f"{first['deploy_structure']['mask_AP']:.2f}"]
     # the deploy (re-parameterized) model scores what the training structure scored
     assert first["deploy_structure"]["box_AP"] == pytest.approx(first["train_structure"]["box_AP"], abs=1e-6)
     assert _run(tmp_path, "det-train", "--epochs", "2", "--head-kwargs", DET_HEADS, "--resume") == 0

@@ -319,3 +319,73 @@ def test_any_timm_model_trains_as_a_peer_backbone_and_evaluates_from_its_files(d
     assert main(["train", "--data", str(digits), "--output", str(tmp_path / "bad"), *fast, "--model", "resnet10t",
                  "--model-kwargs", '{"no_such_option": 1}', "--no-onnx"]) == 2
     assert "--model resnet10t --model-kwargs" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------- what a run prints
+#: Runs several commands in one process (one torch import), as the console script would: the logging set up by
+#: cli.main writes to the real stderr, and "@@@" lines mark where each command starts.
+RUN_COMMANDS = """
+import json, sys
+from unireplknet.cli import main
+for argv in json.loads(sys.argv[1]):
+    print("@@@", argv[0], file=sys.stderr, flush=True)
+    print("@@@ rc", main(argv), file=sys.stderr, flush=True)
+"""
+
+
+def _terminal_lines(raw: bytes):
+    """What a terminal shows of ``raw``: per line, the text after the last carriage return (a progress bar
+    redraws itself with \\r, and one that clears itself leaves spaces)."""
+    text = raw.decode("utf-8", "replace")
+    return [line.split("\r")[-1].rstrip() for line in text.split("\n")]
+
+
+def test_every_train_command_reports_each_epoch_once_and_writes_ordinary_files(digits, tmp_path):
+    """Two epochs of every ``*-train`` (progress bars on, as by default) show two epoch lines per command, not a
+    progress bar, a log line and a printed line each (issue 24, point 8a); and every file a run writes has the
+    permissions ``open()`` gives a new file here, not mkstemp's private 0600 (point 10b)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_audio import _tone_folder
+    from test_detection_train import DET_HEADS, SEG_HEADS
+
+    tiny = json.dumps(TINY)
+    two = ["--epochs", "2", "--model-kwargs", tiny, "--no-tensorboard", "--threads", "1"]
+    scenes = ["--batch-size", "2", "--scenes-train", "2", "--scenes-val", "2", "--no-onnx"]
+    commands = [
+        # with the ONNX export, so that model.onnx is among the files checked
+        ["train", "--data", str(digits), "--model", "custom", "--in-chans", "1", "--input-size", "32",
+         "--batch-size", "8", "--warmup-epochs", "0", "--workers", "0"],
+        ["audio-train", "--data", str(_tone_folder(tmp_path / "tones")), "--model", "custom", "--frames", "32",
+         "--mel-bins", "32", "--batch-size", "3", "--norm-stats", "0,1", "--mixup", "0", "--no-onnx"],
+        ["forecast-train", "--seq-len", "24", "--label-len", "12", "--pred-len", "8", "--d-model", "96",
+         "--train-stride", "16", "--no-onnx"],
+        ["video-train", "--num-frames", "4", "--input-size", "16", "--clips-per-class", "1", "--batch-size", "3",
+         "--no-onnx"],
+        ["points-train", "--num-points", "64", "--image-size", "32", "--num-views", "2", "--shapes-per-class", "1",
+         "--batch-size", "4", "--test-rotations", "2", "--no-onnx"],
+        ["det-train", "--head-kwargs", DET_HEADS, *scenes],
+        ["seg-train", "--head-kwargs", SEG_HEADS, *scenes],
+    ]
+    argv = [c + two + ["--output", str(tmp_path / c[0])] for c in commands]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", RUN_COMMANDS, json.dumps(argv)], capture_output=True, timeout=900,
+                          env=env)
+    lines = _terminal_lines(proc.stderr)
+    assert proc.returncode == 0, "\n".join(lines[-40:])
+    starts = [i for i, line in enumerate(lines) if line.startswith("@@@ ") and not line.startswith("@@@ rc")]
+    assert len(starts) == len(commands)
+    for begin, end, command in zip(starts, starts[1:] + [len(lines)], commands):
+        shown = lines[begin:end]
+        assert f"@@@ rc 0" in shown, (command[0], shown[-10:])
+        epoch_lines = [line for line in shown if line.lstrip().lower().startswith("epoch")]
+        assert [line.split(":")[0] for line in epoch_lines] == ["epoch 1/2", "epoch 2/2"], (command[0], epoch_lines)
+
+    probe = tmp_path / "probe.txt"
+    with open(probe, "w"):
+        pass
+    expected = probe.stat().st_mode & 0o777
+    files = [p for c in commands for p in (tmp_path / c[0]).rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"last.pth", "best.pth", "deploy.safetensors", "model.onnx", "metrics.csv"}
+    wrong = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in files
+             if p.stat().st_mode & 0o777 != expected}
+    assert not wrong, f"expected {oct(expected)}: {wrong}"

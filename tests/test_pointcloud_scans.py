@@ -230,13 +230,13 @@ def test_points_train_recipe_scans_then_eval_reproduces_its_number(tmp_path, cap
                    "--test-rotations", "2", "--model-kwargs", tiny, "--output", str(out)])
     assert rc == 0 and not (out / "model.onnx").exists()
     printed = capsys.readouterr().out
-    trained = float(printed.split("(official): ")[1].split("%")[0])
+    trained = float(printed.split("(official, val_top1): ")[1].split("%")[0])
     assert "16 classes" in printed
     assert main(["points-eval", str(out / "last.pth"), "--eval-split", "val", "--shapes-per-class", "1", "--seed",
                  "3", "--test-rotations", "2", "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["samples"] == 16
-    assert abs(metrics["view_top1"] - trained) < 0.01
+    assert abs(metrics["top1"] - trained) < 0.01
     config = torch.load(out / "last.pth", weights_only=True, map_location="cpu")["model_config"]
     assert config["generated"] == "scans" and config["align"] == "pca"
 
@@ -248,5 +248,5 @@ def test_scans_demo_beats_three_times_chance_on_validation():
 
     torch.set_num_threads(1)
     result = train_pointcloud(PointCloudTrainConfig.scans(held_out="val", output=None, progress=False))
-    assert result["final"]["view_top1"] > 3 * 100.0 / 16
+    assert result["final"]["top1"] > 3 * 100.0 / 16
 

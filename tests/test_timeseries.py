@@ -535,3 +535,32 @@ def test_recipe_flags_that_contradict_are_refused_and_the_chosen_recipes_are_the
     files = ForecastTrainConfig.for_data(data="my.csv")
     assert (files.norm, files.decay_rate) == ("revin", 0.5)
     assert ForecastTrainConfig.for_data(lr_halving=True).decay_rate == 0.5
+
+
+def test_reports_name_the_target_by_its_real_name(tmp_path, capsys):
+    """forecast-eval of a CO2 run labels its row with the series' own name (co2), not --variable's default
+    "temp"; a CSV's rows are its columns (issue 24, point 10a)."""
+    from unireplknet.modalities.timeseries import co2_series
+    from unireplknet.tasks.forecast.base import target_label
+    from unireplknet.tasks.forecast.cli import add_subcommands
+
+    parser = argparse.ArgumentParser()
+    add_subcommands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["forecast-train", "--data", "co2", "--seq-len", "24", "--label-len", "12", "--pred-len",
+                              "8", "--d-model", "96", "--epochs", "1", "--model-kwargs", json.dumps(TINY),
+                              "--train-stride", "16", "--no-onnx", "-o", str(tmp_path / "run")])
+    assert args.func(args) == 0
+    capsys.readouterr()
+    args = parser.parse_args(["forecast-eval", str(tmp_path / "run" / "best.pth")])
+    assert args.func(args) == 0
+    table = capsys.readouterr().out.splitlines()
+    model_row = table[table.index(next(line for line in table if line.startswith("---"))) + 1]
+    assert model_row.split()[0] == co2_series().names[0] == "co2"
+    assert not any(line.split()[:1] == ["temp"] for line in table)
+
+    csv = tmp_path / "s.csv"
+    csv.write_text("date,OT,HUFL\n" + "".join(f"2020-01-01 {h:02d}:00,{h},{2 * h}\n" for h in range(24)))
+    cfg = ForecastTrainConfig(data=str(csv))
+    from unireplknet.modalities.timeseries import load_csv_series
+
+    assert target_label(cfg, load_csv_series(csv, "date")) == "OT, HUFL"

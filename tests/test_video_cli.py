@@ -37,11 +37,31 @@ def test_video_train_then_eval(tmp_path, capsys):
 
 
 def test_video_mosaic_picture(tmp_path, capsys):
+    """The written picture holds the mosaic the backbone sees unchanged (3 x 3 frames of 12 px) and, beside it,
+    the clip's class and each grid row's frames as text (issue 24, point 10e)."""
+    import numpy as np
     from PIL import Image
+
+    from unireplknet.data.video import MotionClips
+    from unireplknet.tasks._pictures import label_picture
+    from unireplknet.tasks.video.cli import clip_picture
 
     path = tmp_path / "m.png"
     assert main(["video-mosaic", "--num-frames", "9", "--input-size", "12", "-o", str(path)]) == 0
-    assert Image.open(path).size == (36, 36)  # 3 x 3 frames of 12 px
+    written = np.asarray(Image.open(path).convert("RGB"))
+    clips = MotionClips("val", 1, 9, 12)
+    frames, _, label = clips.render(0)
+    bare = clip_picture(np.asarray(frames))
+    assert bare.size == (36, 36)
+    rows = ["frames 1-3", "frames 4-6", "frames 7-9"]
+    labelled, layout = label_picture(bare, f"class: {clips.classes[label]} (mosaic)", rows)
+    assert written.shape == np.asarray(labelled).shape and written.shape[:2] != (36, 36)
+    left, top, right, bottom = layout["content"]
+    np.testing.assert_array_equal(written[top:bottom, left:right], np.asarray(bare))
+    for box in [layout["title"], *layout["rows"]]:  # text: dark pixels on the white band
+        x0, y0, x1, y1 = box
+        assert (written[y0:y1, x0:x1] < 128).any(), box
+    assert len({np.asarray(labelled)[y0:y1, x0:x1].tobytes() for x0, y0, x1, y1 in layout["rows"]}) == 3
 
 
 def test_video_cli_errors(tmp_path, capsys):

@@ -26,17 +26,25 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
+#: Submodules reachable as attributes without their own import (``unireplknet.deploy.available_backends()``),
+#: imported on first use like the names above.
+_SUBMODULES = frozenset(("analysis", "checkpoint", "checkpoint_io", "cli", "data", "deploy", "engine", "export",
+                         "fast", "guards", "modalities", "model", "ops", "reparam", "tasks", "zoo"))
+
 
 def __getattr__(name: str):
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:
+        # import_module binds the submodule as a package attribute itself, so this runs once per name.
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'unireplknet' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | _SUBMODULES)
 
 
 def _console_script_start() -> bool:

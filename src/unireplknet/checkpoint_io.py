@@ -15,7 +15,7 @@ import pickle
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 
@@ -26,6 +26,7 @@ __all__ = [
     "read_state_dict",
     "unwrap_state_dict",
     "write_safetensors",
+    "temp_file_beside",
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -57,6 +58,7 @@ class PretrainedWeightsUnavailableError(CheckpointError):
             f"or unireplknet.create_model('{variant}', checkpoint_path='/path/{filename}')."
         )
         self.filename = filename
+        self.hub_id = hub_id
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -206,6 +208,31 @@ def unwrap_state_dict(obj: Any, use_ema: bool = False, source: str = "checkpoint
 
 
 # ----------------------------------------------------------------------------------------------- writing
+def _open_mode() -> int:
+    """The permissions ``open(path, "w")`` gives a new file: 0o666 less the process's umask."""
+    umask = os.umask(0o022)  # the umask can only be read by setting it; put back at once
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def temp_file_beside(path: PathLike) -> Tuple[int, str]:
+    """``(fd, name)`` of a new temporary file in ``path``'s folder, to be renamed over ``path`` when complete.
+
+    ``tempfile.mkstemp`` makes the file private (0600); the renamed result is an ordinary output, so it gets
+    the mode ``open()`` would have given it (0644 under the usual umask) — the only writer of the package's
+    atomic files (checkpoints, safetensors, ONNX, figures) goes through here.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, _open_mode())
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    return fd, tmp
+
+
 def write_safetensors(tensors: Mapping[str, torch.Tensor], path: PathLike,
                       metadata: Optional[Mapping[str, str]] = None) -> Path:
     """Write ``tensors`` to ``path`` as safetensors, atomically (temporary file beside it, fsync, rename)."""
@@ -214,10 +241,11 @@ def write_safetensors(tensors: Mapping[str, torch.Tensor], path: PathLike,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_file_beside(path)
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=dict(metadata or {}))
+        os.chmod(tmp, _open_mode())  # safetensors re-creates the file it writes, private again
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

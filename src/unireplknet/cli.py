@@ -362,9 +362,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.checkpoint is not None:
         model, meta = _load_model(args.checkpoint, use_ema=args.ema), read_run_metadata(args.checkpoint)
     else:
+        from .checkpoint import PretrainedWeightsUnavailableError
         from .factory import build_model
+        from .zoo import check_pretrained_reachable
 
-        model, meta = build_model(args.model, 1000, pretrained=True).eval(), {}
+        try:
+            if args.model.startswith("unireplknet_"):
+                check_pretrained_reachable(args.model)
+            model, meta = build_model(args.model, 1000, pretrained=True).eval(), {}
+        except PretrainedWeightsUnavailableError as e:
+            cause = e.__cause__ or e
+            images = " ".join(args.images[:2]) + (" …" if len(args.images) > 2 else "")
+            raise CLIError(
+                f"could not download the pretrained weights of {args.model} ({type(cause).__name__}: {cause}). "
+                f"Offline? Fetch {e.filename} elsewhere (https://huggingface.co/{e.hub_id}/blob/main/{e.filename}) "
+                f"and pass the file instead of --model/--pretrained: unireplknet predict /path/{e.filename} {images}"
+            ) from e
     if not model.num_classes:
         raise CLIError("this checkpoint has no classifier head (a backbone); predict needs a classification model")
     names = _class_names_for(model, meta)
@@ -709,11 +722,44 @@ def _register(sub: "argparse._SubParsersAction", module_name: str) -> None:
         parser.set_defaults(func=module.run)
 
 
+#: Parsed-argument names that hold input files (checkpoints, clips, clouds), whatever the subcommand.
+INPUT_FILE_ARGS = ("checkpoint", "resume", "video", "files")
+
+
+def _check_input_files(args: argparse.Namespace) -> None:
+    """Each input file named on the command line must exist and be a file: said at once, before torch is
+    imported (seconds), not after. ``--resume`` without a path ('auto') and predict's images are left to the
+    command (a missing image is reported per image)."""
+    for name in INPUT_FILE_ARGS:
+        value = getattr(args, name, None)
+        for path in ([value] if isinstance(value, str) else value if isinstance(value, list) else []):
+            if not isinstance(path, str) or (name == "resume" and path == "auto") or path.lower() == "none":
+                continue  # erf's --checkpoint none: that model keeps its initialisation
+            what = ("input file" if name in ("files", "video") else
+                    "--" + name if not _is_positional(args, name) else name)
+            if not os.path.exists(path):
+                raise CLIError(f"{what} {path} does not exist; check the path")
+            if not os.path.isfile(path):
+                hint = " (e.g. its last.pth or best.pth)" if os.path.isdir(path) and name != "files" else ""
+                raise CLIError(f"{what} {path} is not a file; pass the file itself{hint}")
+
+
+def _is_positional(args: argparse.Namespace, name: str) -> bool:
+    # The evaluation/export commands take the checkpoint as their first argument; the *-train ones as --checkpoint.
+    command = str(getattr(args, "command", ""))
+    return name == "checkpoint" and not (command.endswith("train") or command == "erf")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
+        return 2
+    try:
+        _check_input_files(args)  # before anything imports torch: a wrong path is answered at once
+    except CLIError as e:
+        print(f"unireplknet {args.command}: error: {e}", file=sys.stderr)
         return 2
     quiet = getattr(args, "quiet", False)
     if quiet:  # --quiet: no progress bars, whatever spelling the command's own option has

@@ -17,12 +17,13 @@ whose output on ``example_input`` was compared with the PyTorch model's at build
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import io
 import logging
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -132,6 +133,34 @@ def onnx_input_names(count: int) -> List[str]:
     return ["images"] if count == 1 else [f"input{i}" for i in range(count)]
 
 
+@contextlib.contextmanager
+def exporter_output_held() -> Iterator[io.StringIO]:
+    """Hold back what the exporters say while they work: log records of every logger (onnxscript and onnx_ir
+    report each optimisation pass at INFO, some 60 lines for one model) and prints to stdout/stderr.
+
+    The text is logged at DEBUG afterwards (``unireplknet -v`` shows it), or at WARNING when the export fails,
+    before the error propagates; warnings are handled by the caller.
+    """
+    held = io.StringIO()
+    handler = logging.StreamHandler(held)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = [handler]  # replaced, not added to: the console handler must not see these records
+    failed = False
+    try:
+        with contextlib.redirect_stdout(held), contextlib.redirect_stderr(held):
+            yield held
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        root.handlers[:] = saved
+        text = held.getvalue().strip()
+        if text:
+            _logger.log(logging.WARNING if failed else logging.DEBUG, "output of the ONNX exporter:\n%s", text)
+
+
 def export_onnx_bytes(
     module: nn.Module, example: Union[torch.Tensor, Tuple[torch.Tensor, ...]], opset: int = 18,
     exporter: str = "auto"
@@ -166,7 +195,7 @@ def export_onnx_bytes(
                 ) from err
     # torch.export specialises a size-1 dimension: trace with a batch of two
     examples = tuple(x.expand(2, *x.shape[1:]).contiguous() if x.shape[0] == 1 else x for x in examples)
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), exporter_output_held():
         warnings.simplefilter("ignore")  # tracer/deprecation chatter; the result is checked numerically
         if dynamo:
             batch = torch.export.Dim("batch")

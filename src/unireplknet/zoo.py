@@ -28,6 +28,7 @@ from .model import ARCHITECTURES, UniRepLKNet, checkpoint_filter_fn, default_ker
 
 __all__ = [
     "VARIANTS", "HF_HUB_ID", "variant_config", "create_model", "count_macs", "variants_table", "pretrained_tags",
+    "check_pretrained_reachable",
     "save_pretrained",
 ]
 
@@ -187,6 +188,46 @@ def _create_unireplknet(variant: str, pretrained: bool = False, **kwargs: Any) -
             filename = getattr(cfg, "hf_hub_filename", None)
             raise PretrainedWeightsUnavailableError(variant, tag, err, filename=filename, hub_id=HF_HUB_ID) from err
         raise
+
+
+#: Seconds the reachability check of the Hugging Face Hub waits for a connection.
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def check_pretrained_reachable(variant: str, tag: Any = None) -> None:
+    """Raise :class:`PretrainedWeightsUnavailableError` at once when the weights of ``variant`` (``tag``) are not
+    in the local Hugging Face cache and the Hub cannot be reached: one connection attempt of a few seconds
+    instead of the HTTP client's retries (about 40 s offline); call it before ``pretrained=True``.
+    ``HF_HUB_OFFLINE=1`` is left to huggingface_hub (it fails at once itself); behind an HTTP proxy a direct
+    connection says nothing, so nothing is checked there."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true"):
+        return
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return
+    cfg = _find_cfg(variant, tag if isinstance(tag, str) else None)
+    filename = getattr(cfg, "hf_hub_filename", None)
+    hub_id = (getattr(cfg, "hf_hub_id", None) or HF_HUB_ID).split("@")[0]
+    if filename is None:
+        return
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(hub_id, filename), str):
+            return  # cached: timm loads it without the network
+    except ImportError:
+        return
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT_S).close()
+    except OSError as err:
+        cause = ConnectionError(f"{host}:{port} cannot be reached ({err})")
+        raise PretrainedWeightsUnavailableError(variant, tag if isinstance(tag, str) else None, cause,
+                                                filename=filename, hub_id=HF_HUB_ID) from err
 
 
 def _find_cfg(variant: str, tag: Optional[str]) -> Any:

@@ -14,12 +14,13 @@ import json
 import logging
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Union
 
 import numpy as np
 import torch
+
+from ..checkpoint_io import temp_file_beside
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -63,7 +64,7 @@ def atomic_write(path: Union[str, Path], write: Callable[[io.BufferedWriter], No
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_file_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

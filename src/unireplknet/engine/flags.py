@@ -9,7 +9,7 @@ import re
 import sys
 from typing import Any, Dict, Optional
 
-__all__ = ["json_dict_arg", "format_metrics", "print_epoch", "print_epoch_end", "set_torch_threads", "default_threads",
+__all__ = ["json_dict_arg", "format_metrics", "set_torch_threads", "default_threads",
            "COMMON_FLAGS", "add_common_arguments", "ENGINE_FLAGS", "add_engine_arguments", "engine_options",
            "add_eval_loader_arguments"]
 
@@ -28,11 +28,6 @@ def json_dict_arg(text: str) -> Dict[str, Any]:
 def format_metrics(row: Dict[str, Any]) -> str:
     """'name value, …' with floats to four significant digits."""
     return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
-
-
-def print_epoch(row: Dict[str, Any]) -> None:
-    """Progress callback of the train commands: 'epoch N: metrics' on stderr (stdout keeps the summary)."""
-    print(f"epoch {row['epoch']}: {format_metrics(row)}", file=sys.stderr)
 
 
 #: Environment variables that fix the thread count themselves (torchrun sets OMP_NUM_THREADS=1 per process).
@@ -219,12 +214,6 @@ def engine_options(args: argparse.Namespace, **task_options: Any) -> Dict[str, A
     if options.get("model") not in (None, "custom", "official") and "model_kwargs" not in options:
         options["model_kwargs"] = {}
     return options
-
-
-def print_epoch_end(end: Any) -> None:
-    """Engine callback of the train commands: 'epoch N: metrics' on stderr (stdout keeps the summary)."""
-    if int(os.environ.get("RANK", "0")) == 0:
-        print_epoch(end.metrics)
 
 
 def add_eval_loader_arguments(parser: argparse.ArgumentParser, batch_size: int) -> None:

@@ -551,8 +551,9 @@ def _train_one_epoch(task: Task, model: nn.Module, ddp: Optional[nn.Module], loa
     accum = cfg.accum_steps
     loss_sum, micro, samples, unreadable = 0.0, 0, 0, 0
     parts: Dict[str, float] = {}
+    # The bar is transient (leave=False): the epoch's one lasting report is the log line written after it.
     bar = tqdm(total=len(loader) // accum, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
-               disable=not show_progress, dynamic_ncols=True)
+               disable=not show_progress, dynamic_ncols=True, leave=False)
     t0 = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     for i, batch in enumerate(loader):

@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any, Dict, List
 
-from ...engine.flags import add_common_arguments, add_engine_arguments, engine_options, format_metrics as _fmt, print_epoch_end
+from ...engine.flags import add_common_arguments, add_engine_arguments, engine_options, format_metrics as _fmt
 
 __all__ = ["add_subcommands"]
 
@@ -49,7 +49,7 @@ def cmd_audio_train(args: argparse.Namespace) -> int:
     cfg = AudioTrainConfig.for_data(**options)
     what = "the embedded spoken digits" if cfg.data is None else cfg.data
     print(f"unireplknet audio-train: {cfg.model} on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
-    r = train_audio(cfg, callbacks=[print_epoch_end])
+    r = train_audio(cfg)
     key = "mAP" if cfg.multilabel else "acc"
     if args.json:
         print(json.dumps(dict(data=what, classes=r.class_names, chance=r.chance, best_epoch=r.best_epoch, val=r.val,

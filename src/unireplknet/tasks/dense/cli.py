@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any, Dict
 
-from ...engine.flags import (add_common_arguments, add_engine_arguments, engine_options, json_dict_arg as _json_arg, print_epoch_end,
+from ...engine.flags import (add_common_arguments, add_engine_arguments, engine_options, json_dict_arg as _json_arg,
                           set_torch_threads)
 
 __all__ = ["add_subcommands"]
@@ -98,12 +98,18 @@ def _print_summary(summary: Dict[str, Any]) -> None:
     final = summary.get("final") or {}
     lines = [f"unireplknet {summary['task']}: {summary['epochs']} epochs in {summary['wall_s']:.0f} s "
              f"on {summary['world_size']} process(es)"]
+    # A detector with masks (Mask R-CNN, Cascade Mask R-CNN) is scored on its masks as well as its boxes.
+    keys = [key] + [k for k in ("mask_AP",) if k != key and (f"val_{k}" in final or k in (summary.get("deploy") or {}))]
+
+    def scores(m: Dict[str, Any], prefix: str = "") -> str:
+        return "  ".join(f"{k} {m[prefix + k]:.2f}" for k in keys if prefix + k in m)
+
     if summary.get("untrained"):
-        lines.append(f"  untrained model       {key} {summary['untrained'][key]:.2f}")
+        lines.append(f"  untrained model       {scores(summary['untrained'])}")
     if f"val_{key}" in final:
-        lines.append(f"  after training        {key} {final[f'val_{key}']:.2f}")
+        lines.append(f"  after training        {scores(final, 'val_')}")
     if summary.get("deploy"):
-        lines.append(f"  re-parameterized      {key} {summary['deploy'][key]:.2f}")
+        lines.append(f"  re-parameterized      {scores(summary['deploy'])}")
     for k in ("checkpoint", "deploy_file", "onnx_file"):
         if summary.get(k):
             lines.append(f"  {summary[k]}")
@@ -121,7 +127,7 @@ def cmd_train(args: argparse.Namespace, task: str) -> int:
     cfg = _config(args, task)
     if _is_main():
         print(f"unireplknet {task}: data {cfg.data} -> {cfg.output}", file=sys.stderr)
-    summary = train_dense(cfg, callbacks=[print_epoch_end])
+    summary = train_dense(cfg)
     if _is_main():
         if args.json:
             print(json.dumps(summary, indent=2, default=str))

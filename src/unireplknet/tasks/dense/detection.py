@@ -424,11 +424,16 @@ def coco_evaluate(
     rank, world = (dist_info.rank, dist_info.world_size) if dist_info is not None else (0, 1)
     mine = predict_coco(model, dataset, range(rank, len(dataset), world), batch_size, device)
     results = [r for part in all_gather_object(mine) for r in part]
-    metrics = _score(dataset, results)
+    heads = getattr(model, "roi_heads", None)
+    with_masks = heads is not None and hasattr(heads, "has_mask") and heads.has_mask()
+    metrics = _score(dataset, results, with_masks)
     return metrics
 
 
-def _score(dataset: CocoDetectionDataset, results: List[Dict[str, Any]]) -> Dict[str, float]:
+def _score(dataset: CocoDetectionDataset, results: List[Dict[str, Any]], with_masks: bool = False
+           ) -> Dict[str, float]:
+    """COCO metrics of ``results``; mask AP too when they carry masks or ``with_masks`` (a mask model that
+    detected nothing scores mask AP 0, not no mask AP)."""
     import contextlib
     import io
 
@@ -439,7 +444,7 @@ def _score(dataset: CocoDetectionDataset, results: List[Dict[str, Any]]) -> Dict
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints; the library stays quiet
         gt = COCO(str(dataset.ann_file))
     metrics: Dict[str, float] = {"detections": float(len(results))}
-    iou_types = ["bbox"] + (["segm"] if results and "segmentation" in results[0] else [])
+    iou_types = ["bbox"] + (["segm"] if with_masks or (results and "segmentation" in results[0]) else [])
     for iou_type in iou_types:
         prefix = "box" if iou_type == "bbox" else "mask"
         if not results:

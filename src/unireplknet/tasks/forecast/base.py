@@ -204,3 +204,24 @@ class ForecastTask:
         return (x, xm, ym) if self.reads_decoder_calendar else (x, xm)
 
     reads_decoder_calendar = False
+
+
+def target_label(cfg: Any, series: Series) -> str:
+    """The name of the forecast target in reports: the variable of a Global Temp/Wind folder (``temp``, ``wind``),
+    the series' own column names (``co2``; a CSV's columns), else what the data is (the generated grids'
+    temperatures, an array file's name) — never ``--variable``'s default when the data is no station folder."""
+    n = series.num_variables
+    data = cfg.data
+    if data in ("synthetic-grid", "synthetic-advection"):
+        return f"temp ({n} stations)"
+    if data not in (None, "co2") and Path(data).is_dir():
+        return cfg.variable
+    names = list(series.names or [])
+    if len(names) == n and n == 1:
+        return names[0]
+    if len(names) == n and n <= 3:
+        return ", ".join(names)
+    if len(names) == n:
+        return f"{names[0]} … {names[-1]} ({n} series)"
+    stem = Path(data).stem if data not in (None, "co2") else "value"
+    return stem if n == 1 else f"{stem} ({n} series)"

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from ...engine.flags import add_common_arguments, add_engine_arguments, engine_options, print_epoch_end
+from ...engine.flags import add_common_arguments, add_engine_arguments, engine_options
 
 __all__ = ["add_subcommands"]
 
@@ -73,7 +73,7 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
         return 0
     print(f"unireplknet forecast-train: {cfg.data or 'co2'}, input {cfg.seq_len} -> forecast {cfg.pred_len}, "
           f"{cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
-    r = train_forecaster(cfg, callbacks=[print_epoch_end], announce=_announce)
+    r = train_forecaster(cfg, announce=_announce)
     if args.json:
         print(json.dumps(dict(test=r.test, baselines=r.baselines, best_epoch=r.best_epoch, groups=r.groups)))
         return 0
@@ -102,7 +102,7 @@ def cmd_forecast_eval(args: argparse.Namespace) -> int:
     windows = forecast_windows(series, cfg)  # with the run's calendar features
     train = forecast_windows(splits["train"], cfg) if args.linear_baseline else None
     groups, baselines = evaluate_run(model, cfg, windows, resolve_device(args.device), train)
-    metrics = groups[cfg.variable]
+    metrics = next(iter(groups.values()))  # every series (the first group)
     if args.json:
         print(json.dumps(dict(model=metrics, groups=groups, baselines=baselines)))
     else:

@@ -760,10 +760,10 @@ def build_preset_model(cfg: Any, train: Any) -> nn.Module:
     return build_model(cfg.preset, cfg.encoder_size, train.coords if cfg.use_coords else None, **overrides)
 
 
-def variable_groups(cfg: Any, model: nn.Module) -> Dict[str, List[int]]:
-    """The variable groups that forecast-eval reports: all series, then each region of the node tree's first
-    level (the paper's 7 × 50: 7 regions of 50 nodes; the generated data: 4 latitude bands of 7 nodes)."""
-    groups: Dict[str, List[int]] = {cfg.variable: list(range(model.num_variables))}
+def variable_groups(cfg: Any, model: nn.Module, label: str) -> Dict[str, List[int]]:
+    """The variable groups that forecast-eval reports: all series (``label``), then each region of the node
+    tree's first level (the paper's 7 × 50: 7 regions of 50 nodes; the generated data: 4 latitude bands of 7)."""
+    groups: Dict[str, List[int]] = {label: list(range(model.num_variables))}
     regions = model.cfg.node_list[0]
     if regions > 1:
         per = model.num_variables // regions

@@ -37,7 +37,7 @@ from ...data.timeseries import TIME_FEATURE_DIMS, Series, SeriesError, WindowDat
 from ...engine.checkpointing import load_training_checkpoint
 from ...engine.config import EngineConfig, plain
 from ...engine.task import StepContext, StepOutput, TaskData
-from .base import (ForecastTask, evaluate_baselines, evaluate_forecaster, forecast_batch, forecast_windows,
+from .base import (ForecastTask, target_label, evaluate_baselines, evaluate_forecaster, forecast_batch, forecast_windows,
                    window_loader)
 from .layers import TINY_FORECAST_MODEL_KWARGS, SeriesNormalizer, TokenEmbedding, image_shape
 
@@ -417,19 +417,21 @@ def evaluate_run(model: nn.Module, cfg: ForecastTrainConfig, windows: WindowData
                  device: Union[str, torch.device] = "cpu", train_windows: Optional[WindowDataset] = None
                  ) -> Tuple[Dict[str, Dict[str, float]], Dict[str, Dict[str, float]]]:
     """A trained model on ``windows``: its metrics per variable group (``mse``/``mae`` on the data's scale and
-    ``mse_physical``/``mae_physical``; the linear-head forecaster has one group) and the baselines' (last value,
-    seasonal naive, and for the Corrformer the ridge linear model of the same inputs fitted on
-    ``train_windows``)."""
+    ``mse_physical``/``mae_physical``; the first group is every series, named by :func:`target_label`; the
+    linear-head forecaster has only that one) and the baselines' (last value, seasonal naive, and for the
+    Corrformer the ridge linear model of the same inputs fitted on ``train_windows``)."""
     corrformer = bool(cfg.preset)
     loader = window_loader(windows, 8 if corrformer else 64, False, 0)
     baselines = evaluate_baselines(loader, cfg.pred_len, cfg.seasonal_period)
+    label = target_label(cfg, windows.series)
     if not corrformer:
         m = evaluate_forecaster(model.to(device), loader, device)
         m.update(mse_physical=m["mse"] / cfg.data_scale ** 2, mae_physical=m["mae"] / cfg.data_scale)
-        return {cfg.variable: m}, baselines
+        return {label: m}, baselines
     from .corrformer import LinearWindowBaseline, evaluate, variable_groups
 
-    groups = evaluate(model.to(device), windows, variable_groups(cfg, model), cfg.data_scale, device, batch_size=8)
+    groups = evaluate(model.to(device), windows, variable_groups(cfg, model, label), cfg.data_scale, device,
+                      batch_size=8)
     if train_windows is not None:
         coords = train_windows.series.coords if cfg.use_coords else None
         linear = LinearWindowBaseline(model.cfg, coords).fit(train_windows)
@@ -453,7 +455,7 @@ def train_forecaster(cfg: ForecastTrainConfig, callbacks: Sequence[Callable[[Any
     if cfg.preset:
         train_all = forecast_windows(task.splits["train"], cfg)
         groups, baselines = evaluate_run(model, cfg, task.windows["test"], device, train_all)
-        test = dict(groups[cfg.variable])
+        test = dict(next(iter(groups.values())))  # every series (the first group)
     else:
         test_loader = window_loader(task.windows["test"], 64, False, 0)
         test = evaluate_forecaster(model, test_loader, device, task.scale)

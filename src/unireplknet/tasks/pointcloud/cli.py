@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from ...engine.flags import (add_common_arguments, add_engine_arguments, add_eval_loader_arguments, engine_options, print_epoch_end,
+from ...engine.flags import (add_common_arguments, add_engine_arguments, add_eval_loader_arguments, engine_options,
                           set_torch_threads)
 
 __all__ = ["add_subcommands", "projection_picture"]
@@ -33,7 +33,7 @@ def cmd_points_train(args: argparse.Namespace) -> int:
     what = f"the generated {cfg.generated} ({cfg.held_out} split)" if cfg.data is None else cfg.data
     print(f"unireplknet points-train: {cfg.model}, {cfg.projection} projection, {cfg.num_views} views of "
           f"{cfg.image_size}px, {cfg.num_points} points, on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
-    r = train_pointcloud(cfg, callbacks=[print_epoch_end])
+    r = train_pointcloud(cfg)
     f = r["final"]
     if args.json:
         print(json.dumps(dict(data=str(what), classes=r["classes"], test_rotations=cfg.test_rotations, final=f,
@@ -41,8 +41,8 @@ def cmd_points_train(args: argparse.Namespace) -> int:
         return 0
     print(f"point-cloud classification — {what}: {len(r['classes'])} classes (chance {100 / len(r['classes']):.1f}%), "
           f"{r['wall_s']:.0f} s")
-    print(f"held-out OA over all {cfg.test_rotations} test rotations (official): {f.get('view_top1', f['top1']):.2f}%; "
-          f"rotation-voted: {f['top1']:.2f}% on {f['samples']} shapes")
+    print(f"held-out OA over all {cfg.test_rotations} test rotations (official, val_top1): {f['top1']:.2f}%; "
+          f"rotation-voted (val_voted_top1): {f['voted_top1']:.2f}% on {f['samples']} shapes")
     print(f"checkpoint: {r['checkpoint']}")
     return 0
 
@@ -53,7 +53,7 @@ def cmd_points_eval(args: argparse.Namespace) -> int:
 
     from ...modalities.pointcloud import ModelNet40, eval_rotations
     from ..views import evaluate_views
-    from .task import load_pointcloud_classifier
+    from .task import load_pointcloud_classifier, pointcloud_metrics
 
     from ...engine.distributed import resolve_device
 
@@ -72,10 +72,11 @@ def cmd_points_eval(args: argparse.Namespace) -> int:
         raise ValueError(f"the data's classes {list(ds.classes)[:5]}… differ from the checkpoint's {mc['classes'][:5]}…")
     rotations = eval_rotations()[: args.test_rotations]
     loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers)
-    m = evaluate_views(model, loader, device, lambda mod, x: mod.forward_views(x, rotations.to(x.device)))
+    m = pointcloud_metrics(evaluate_views(model, loader, device,
+                                          lambda mod, x: mod.forward_views(x, rotations.to(x.device))))
     print(json.dumps(m) if args.json else
-          f"OA over all {len(rotations)} rotations {m.get('view_top1', m['top1']):.2f}%, rotation-voted "
-          f"{m['top1']:.2f}% on {m['samples']} shapes")
+          f"OA over all {len(rotations)} rotations (top1) {m['top1']:.2f}%, rotation-voted (voted_top1) "
+          f"{m['voted_top1']:.2f}% on {m['samples']} shapes")
     return 0
 
 
@@ -99,11 +100,14 @@ def projection_picture(points, num_views: int = 4, image_size: int = 96, scale: 
 
 
 def cmd_points_project(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import torch
 
+    from .._pictures import label_picture
     from ...modalities.pointcloud import farthest_point_sample, gather_points, normalize_unit_sphere, read_off, read_points
 
-    clouds = []
+    clouds, names = [], []
     if args.files:
         import numpy as np
 
@@ -117,16 +121,23 @@ def cmd_points_project(args: argparse.Namespace) -> int:
                 pts = torch.from_numpy(read_points(f))[:, :3]
             pts = gather_points(pts, farthest_point_sample(pts, min(args.num_points, len(pts))))
             clouds.append(normalize_unit_sphere(pts))
+            names.append(Path(f).name)
     else:
         from ...data.pointcloud import GeneratedShapes
 
         ds = GeneratedShapes("val", 1, args.num_points)
-        clouds = [ds[i][0] for i in range(len(ds))]
+        for i in range(len(ds)):
+            points, label = ds[i]
+            clouds.append(points)
+            names.append(ds.classes[label])
     n = min(len(c) for c in clouds)
     pic = projection_picture(torch.stack([c[:n] for c in clouds]), args.num_views, args.image_size)
+    # each row named by its file or class, each column by its view (numbered: a 24-pixel view fits no word)
+    pic, _ = label_picture(pic, "views; R occupancy, G mean depth, B front depth", names,
+                           [str(v + 1) for v in range(args.num_views)])
     pic.save(args.output)
     print(f"{args.output}: {len(clouds)} clouds x {args.num_views} views of {args.image_size}px (occupancy, mean "
-          f"depth, front depth as R, G, B)")
+          f"depth, front depth as R, G, B), labelled")
     return 0
 
 

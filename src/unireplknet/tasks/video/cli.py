@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ...engine.flags import (add_common_arguments, add_engine_arguments, add_eval_loader_arguments, engine_options, print_epoch_end,
+from ...engine.flags import (add_common_arguments, add_engine_arguments, add_eval_loader_arguments, engine_options,
                           set_torch_threads)
 
 __all__ = ["add_subcommands", "clip_picture"]
@@ -36,7 +36,7 @@ def cmd_video_train(args: argparse.Namespace) -> int:
     what = motion_set_name(cfg) if cfg.data is None else cfg.data
     print(f"unireplknet video-train: {cfg.model} ({cfg.layout} layout, {cfg.num_frames} frames of "
           f"{cfg.input_size}px) on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
-    r = train_video(cfg, callbacks=[print_epoch_end])
+    r = train_video(cfg)
     f = r["final"]
     views = cfg.test_clips * cfg.test_crops
     chance = 100.0 / len(r["classes"])
@@ -104,21 +104,35 @@ def clip_picture(frames, layout: str = "mosaic", scale: int = 1, grid: Optional[
 
 
 def cmd_video_mosaic(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import numpy as np
 
+    from .._pictures import label_picture
     from ...modalities.video import eval_frame_indices, read_video
 
     if args.video:
         frames = read_video(args.video)
         idx = eval_frame_indices(len(frames), args.num_frames, args.sampling_rate, 0, 1)
         frames = frames[idx]
+        title = Path(args.video).name
     else:
         from ...data.video import MotionClips
 
-        frames, _, label = MotionClips("val", 1, args.num_frames, args.input_size).render(args.index)
+        clips = MotionClips("val", 1, args.num_frames, args.input_size)
+        frames, _, label = clips.render(args.index)
+        title = f"class: {clips.classes[label]}"
     pic = clip_picture(np.asarray(frames), args.layout, args.scale)
+    size = f"{pic.width}x{pic.height}"
+    rows = []
+    if args.layout == "mosaic":  # whole frames, row-major: name each grid row by its frames (reshape mixes them)
+        from ...modalities.video import mosaic_grid
+
+        _, cols = mosaic_grid(len(frames), None)
+        rows = [f"frames {r * cols + 1}-{min(len(frames), (r + 1) * cols)}" for r in range(-(-len(frames) // cols))]
+    pic, _ = label_picture(pic, f"{title} ({args.layout})", rows)
     pic.save(args.output)
-    print(f"{args.output}: {pic.width}x{pic.height} {args.layout} of {len(frames)} frames")
+    print(f"{args.output}: {size} {args.layout} of {len(frames)} frames, labelled")
     return 0
 
 
