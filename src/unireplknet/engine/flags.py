@@ -234,3 +234,36 @@ def add_eval_loader_arguments(parser: argparse.ArgumentParser, batch_size: int) 
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes (0)")
     parser.add_argument("--skip-unreadable", action="store_true", help="leave out files that fail to load (counted)")
     add_common_arguments(parser, device=True, json=True)
+
+
+class CLIError(Exception):
+    """A problem with the command line or its inputs; printed as one line, exit status 2."""
+
+
+def _fmt_duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [[("" if c is None else str(c)) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _is_main_rank() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+    def add_ckpt(q: argparse.ArgumentParser, required: bool = True) -> None:
+        if required:
+            q.add_argument("checkpoint", help="a .pth (own or official) or .safetensors file")
+        q.add_argument("--ema", action="store_true", help="use the EMA weights of a training checkpoint")
+
+    def add_data_cfg(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--input-size", type=positive_int, default=None, help="override the checkpoint's input size")
+        q.add_argument("--crop-pct", type=float, default=None, help="override the centre-crop fraction")
+        q.add_argument("--interpolation", default=None, help="override the resize interpolation")
+
