@@ -1,4 +1,5 @@
-"""The ``unireplknet`` command: train, eval, reparam, export, predict, bench, info.
+"""The ``unireplknet`` command: the generic subcommands (reparam, export, bench, info) and the registry of the
+tasks' subcommands (``train``/``eval``/``predict`` in :mod:`unireplknet.tasks.image.cli`, ``audio-*`` …).
 
 Every subcommand is a thin layer over library functions (:mod:`unireplknet.engine`,
 :mod:`unireplknet.checkpoint`, :mod:`unireplknet.export`, :mod:`unireplknet.zoo`), so the same work can be
@@ -18,8 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .guards import check_finite, check_finite_model, check_output_file, non_negative_int, positive_int
-from .engine.flags import add_common_arguments, add_engine_arguments, engine_options, json_dict_arg, set_torch_threads
+from .engine.flags import (CLIError, add_checkpoint_arguments, add_common_arguments, add_data_config_arguments,
+                           is_main_rank, json_dict_arg, set_torch_threads, text_table)
+from .guards import check_finite, check_output_file, non_negative_int, positive_int
 
 __all__ = ["main", "build_parser"]
 
@@ -71,11 +73,12 @@ def cmd_reparam(args: argparse.Namespace) -> int:
     from .checkpoint import save_model
     from .engine import read_run_metadata
     from .model import reparameterize
+    from .tasks.image.cli import load_checkpoint_model
 
     out_path = Path(args.output) if args.output else Path(args.checkpoint).with_name(
         Path(args.checkpoint).stem + "_deploy.safetensors")
     check_output_file(out_path, "safetensors", [args.checkpoint], args.overwrite)
-    model = _load_model(args.checkpoint, use_ema=args.ema)
+    model = load_checkpoint_model(args.checkpoint, use_ema=args.ema)
     if model.deploy:
         raise CLIError(f"{args.checkpoint} is already in the deploy (re-parameterized) layout; nothing to do")
     meta = read_run_metadata(args.checkpoint)
@@ -102,17 +105,18 @@ def cmd_reparam(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .engine import read_run_metadata
     from .model import reparameterize
+    from .tasks.image.cli import data_config_for, load_checkpoint_model
 
     base = Path(args.output) if args.output else Path(args.checkpoint).with_suffix("")
     formats = ["onnx", "torch-export"] if args.format == "all" else [args.format]
     for fmt in formats:
         kind = "onnx" if fmt == "onnx" else "pt2"
         check_output_file(base.with_suffix("." + kind), kind, [args.checkpoint], args.overwrite)
-    model = _load_model(args.checkpoint, use_ema=args.ema)
+    model = load_checkpoint_model(args.checkpoint, use_ema=args.ema)
     if not model.deploy:
         reparameterize(model)
     meta = read_run_metadata(args.checkpoint)
-    dc = _data_config_for(model, args.checkpoint, meta, args)
+    dc = data_config_for(model, args.checkpoint, meta, args)
     input_size = tuple(int(v) for v in dc["input_size"])
     for fmt in formats:
         if fmt == "onnx":
@@ -241,7 +245,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         print(f"# {device} ({machine}), {torch.get_num_threads()} threads, torch {torch.__version__}, "
               f"input {args.input_size}x{args.input_size}, median of {args.iters} runs")
-        print(_table(["model", "runtime", "structure", "format", "compiled", "batch", "latency ms", "images/s"], rows))
+        print(text_table(["model", "runtime", "structure", "format", "compiled", "batch", "latency ms", "images/s"], rows))
     if args.csv:
         import csv
 
@@ -296,7 +300,7 @@ def _plot_bench(records: List[Dict[str, Any]], path: str) -> None:
 def cmd_info(args: argparse.Namespace) -> int:
     from . import zoo
 
-    rows = zoo.variants_table(resolution=args.resolution)
+    rows = zoo.variantstext_table(resolution=args.resolution)
     if args.json:
         print(json.dumps(rows, indent=2, default=list))
         return 0
@@ -304,7 +308,7 @@ def cmd_info(args: argparse.Namespace) -> int:
               f"{r['params_deploy'] / 1e6:.1f}M", f"{r['params_train'] / 1e6:.1f}M", f"{r['gmacs_deploy']:.2f}",
               ", ".join(r["pretrained_tags"]) or "-"] for r in rows]
     print(f"UniRepLKNet variants (GMACs at {args.resolution}x{args.resolution}, deploy structure)")
-    print(_table(["model", "depths", "dims", "kernels per stage", "params", "train params", "GMACs",
+    print(text_table(["model", "depths", "dims", "kernels per stage", "params", "train params", "GMACs",
                   "pretrained tags"], table))
     return 0
 
@@ -319,9 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action=_VersionAction, help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _register(sub, SUBCOMMAND_MODULES[0])  # the image task's train, eval, predict lead the listing
 
     p = sub.add_parser("reparam", help="training checkpoint -> deploy checkpoint (safetensors), verified")
-    add_ckpt(p)
+    add_checkpoint_arguments(p)
     p.add_argument("--output", "-o", default=None, help="destination .safetensors (default: <checkpoint>_deploy.safetensors)")
     p.add_argument("--input-size", type=positive_int, default=224, help="side of the random check inputs when the checkpoint does not say")
     p.add_argument("--atol", type=float, default=1e-3, help="largest accepted output difference (relative to the output scale)")
@@ -330,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reparam)
 
     p = sub.add_parser("export", help="ONNX (dynamic batch, onnxruntime-verified) or torch.export of the deploy model")
-    add_ckpt(p)
+    add_checkpoint_arguments(p)
     p.add_argument("--output", "-o", default=None, help="destination path without suffix (default: next to the checkpoint)")
     p.add_argument("--format", default="onnx", choices=("onnx", "torch-export", "all"),
                    help="onnx (default), torch-export (.pt2) or both")
@@ -338,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exporter", default="auto", choices=("auto", "dynamo", "torchscript"),
                    help="ONNX exporter (auto: dynamo when onnxscript is installed)")
     p.add_argument("--overwrite", action="store_true", help="allow replacing an existing file of another kind")
-    add_data_cfg(p)
+    add_data_config_arguments(p)
     add_common_arguments(p)
     p.set_defaults(func=cmd_export)
 
@@ -370,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=positive_int, default=224, help="input side for the MAC count (224)")
     add_common_arguments(p, json=True)
     p.set_defaults(func=cmd_info)
-    for module in SUBCOMMAND_MODULES:
+    for module in SUBCOMMAND_MODULES[1:]:
         _register(sub, module)
     return parser
 
@@ -379,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: ``func`` default) or ``add_parser(subparsers)`` + ``run(args)`` (one command). A new one plugs in with one
 #: line here. None of them may import torch or timm at module level (``unireplknet --help`` stays instant).
 SUBCOMMAND_MODULES = (
+    "unireplknet.tasks.image.cli",  # train, eval, predict
     "unireplknet.tasks.audio.cli",  # audio-train, audio-eval, audio-stats, audio-predict
     "unireplknet.tasks.forecast.cli",  # forecast-train, forecast-eval, forecast-make-grid
     "unireplknet.tasks.dense.cli",  # det-train, det-eval, seg-train, seg-eval, dense-scenes
@@ -418,7 +424,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if hasattr(args, name):
                 setattr(args, name, off)
     level = (logging.DEBUG if args.verbose
-             else logging.INFO if _is_main_rank() and not quiet else logging.WARNING)
+             else logging.INFO if is_main_rank() and not quiet else logging.WARNING)
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     logging.getLogger("unireplknet").setLevel(level)  # also when the root logger was configured before (--quiet)
     # timm and PIL are chatty at INFO; the run's own messages are what matter here.

@@ -7,11 +7,14 @@ import logging
 import os
 import re
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
+
+from ..guards import positive_int
 
 __all__ = ["json_dict_arg", "format_metrics", "print_epoch", "print_epoch_end", "set_torch_threads", "default_threads",
            "COMMON_FLAGS", "add_common_arguments", "ENGINE_FLAGS", "add_engine_arguments", "engine_options",
-           "add_eval_loader_arguments"]
+           "add_eval_loader_arguments", "CLIError", "format_duration", "text_table", "is_main_rank",
+           "add_checkpoint_arguments", "add_data_config_arguments"]
 
 
 def json_dict_arg(text: str) -> Dict[str, Any]:
@@ -223,7 +226,7 @@ def engine_options(args: argparse.Namespace, **task_options: Any) -> Dict[str, A
 
 def print_epoch_end(end: Any) -> None:
     """Engine callback of the train commands: 'epoch N: metrics' on stderr (stdout keeps the summary)."""
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_rank():
         print_epoch(end.metrics)
 
 
@@ -240,12 +243,13 @@ class CLIError(Exception):
     """A problem with the command line or its inputs; printed as one line, exit status 2."""
 
 
-def _fmt_duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     m, s = divmod(int(round(seconds)), 60)
     return f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table: left-aligned columns under a dashed rule."""
     cells = [[str(h) for h in headers]] + [[("" if c is None else str(c)) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
@@ -253,17 +257,20 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _is_main_rank() -> bool:
+def is_main_rank() -> bool:
+    """Whether this is the printing process: rank 0 of a torchrun job, or a single process (no torch import)."""
     return int(os.environ.get("RANK", "0")) == 0
 
 
-    def add_ckpt(q: argparse.ArgumentParser, required: bool = True) -> None:
-        if required:
-            q.add_argument("checkpoint", help="a .pth (own or official) or .safetensors file")
-        q.add_argument("--ema", action="store_true", help="use the EMA weights of a training checkpoint")
+def add_checkpoint_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """The checkpoint file (positional) and ``--ema`` of the commands that read one model file."""
+    if required:
+        parser.add_argument("checkpoint", help="a .pth (own or official) or .safetensors file")
+    parser.add_argument("--ema", action="store_true", help="use the EMA weights of a training checkpoint")
 
-    def add_data_cfg(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--input-size", type=positive_int, default=None, help="override the checkpoint's input size")
-        q.add_argument("--crop-pct", type=float, default=None, help="override the centre-crop fraction")
-        q.add_argument("--interpolation", default=None, help="override the resize interpolation")
 
+def add_data_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Overrides of the image preprocessing a checkpoint records: ``--input-size --crop-pct --interpolation``."""
+    parser.add_argument("--input-size", type=positive_int, default=None, help="override the checkpoint's input size")
+    parser.add_argument("--crop-pct", type=float, default=None, help="override the centre-crop fraction")
+    parser.add_argument("--interpolation", default=None, help="override the resize interpolation")

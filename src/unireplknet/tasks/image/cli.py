@@ -1,8 +1,31 @@
-def _load_model(path: str, use_ema: bool = False):
+"""``unireplknet train | eval | predict`` (registered by :mod:`unireplknet.cli`): image classification.
+
+Thin layers over :mod:`unireplknet.tasks.image` and :mod:`unireplknet.data`. ``unireplknet train`` with no
+arguments trains a small model on the embedded UCI digits; docs/cli/train.md, eval.md and predict.md have the
+options. :func:`load_checkpoint_model` and :func:`data_config_for` also serve the generic ``reparam`` and
+``export`` commands, which read the same image-classifier files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from ...engine.flags import (CLIError, add_checkpoint_arguments, add_common_arguments, add_data_config_arguments,
+                             add_engine_arguments, engine_options, format_duration, is_main_rank, set_torch_threads,
+                             text_table)
+from ...guards import check_finite, check_finite_model, non_negative_int, positive_int
+
+__all__ = ["add_subcommands", "load_checkpoint_model", "data_config_for", "format_train_summary"]
+
+
+def load_checkpoint_model(path: str, use_ema: bool = False):
     """A UniRepLKNet rebuilt from any checkpoint file (our .pth / .safetensors or an official one), in eval mode."""
-    from .checkpoint import load_model, read_state_dict
-    from .engine import read_run_metadata
-    from .factory import build_model
+    from ...checkpoint import load_model, read_state_dict
+    from ...engine import read_run_metadata
+    from ...factory import build_model
 
     config = read_run_metadata(path).get("model_config") or {}
     name = str(config.get("name", ""))
@@ -17,7 +40,7 @@ def _load_model(path: str, use_ema: bool = False):
     return model.eval()
 
 
-def _data_config_for(model, path: Optional[str], meta: Dict[str, Any], overrides: argparse.Namespace) -> Dict[str, Any]:
+def data_config_for(model, path: Optional[str], meta: Dict[str, Any], overrides: argparse.Namespace) -> Dict[str, Any]:
     """The checkpoint's own data config, else timm's resolution from the model's pretrained config; plus overrides."""
     if meta.get("data_config"):
         dc = dict(meta["data_config"])
@@ -69,24 +92,25 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .tasks.image import TrainConfig, train
+    from .config import TrainConfig
+    from .task import train
 
     set_torch_threads(args.threads)
     options = engine_options(args, **{k: getattr(args, k) for k in (
         "data", "val_split", "input_size", "in_chans", "mixup", "cutmix", "smoothing", "auto_augment", "reprob",
         "train_augment")})
     cfg = TrainConfig.for_data(**options)
-    if _is_main_rank():
+    if is_main_rank():
         what = "the embedded UCI digits" if cfg.data is None else cfg.data
         model = cfg.model if cfg.model != "custom" else f"custom UniRepLKNet {cfg.model_kwargs}"
         print(f"unireplknet train: {model} on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
-    from .checkpoint import PretrainedWeightsUnavailableError
+    from ...checkpoint import PretrainedWeightsUnavailableError
 
     try:
         result = train(cfg)
     except PretrainedWeightsUnavailableError as e:
         raise CLIError(f"{e} On the command line: --checkpoint /path/{e.filename} instead of --pretrained") from e
-    if _is_main_rank():
+    if is_main_rank():
         print(json.dumps(result.to_dict(), indent=2, default=str) if args.json else format_train_summary(result))
     return 0
 
@@ -94,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def format_train_summary(r) -> str:
     """The end-of-training table: training vs deploy structure, speed-up, files."""
     lines = [f"Training summary — {r.data_description}",
-             f"{r.epochs} epochs in {_fmt_duration(r.wall_s)} on {r.world_size} process(es)"
+             f"{r.epochs} epochs in {format_duration(r.wall_s)} on {r.world_size} process(es)"
              + (f"; {r.unreadable_images} unreadable images skipped" if r.unreadable_images else "")]
     rows = []
     for name, m, params, lat in (("training structure", r.train_structure, r.params_train, r.latency_train_s),
@@ -105,7 +129,7 @@ def format_train_summary(r) -> str:
                      f"{m['loss']:.4f}" if m else "-", f"{params:,}",
                      f"{lat * 1000:.2f} ms" if lat else "-"])
     if rows:
-        lines += ["", _table(["held-out", "top-1", "top-5", "loss", "params", "latency/batch"], rows)]
+        lines += ["", text_table(["held-out", "top-1", "top-5", "loss", "params", "latency/batch"], rows)]
     if r.speedup:
         lines.append(f"deploy speed-up: {r.speedup:.2f}x (median of interleaved timings, held-out batch)")
     if r.max_logit_diff is not None:
@@ -126,16 +150,16 @@ def format_train_summary(r) -> str:
 
 # ----------------------------------------------------------------------------------------------- eval
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .data import DigitsDataset, SafeImageFolder, collate_drop_unreadable, collate_tensors, find_image_folders
-    from .data.build import eval_transform
-    from .engine import make_eval_loader, read_run_metadata
-    from .engine.distributed import resolve_device
-    from .engine.loop import amp_dtype_of
-    from .tasks.image import evaluate
+    from ...data import DigitsDataset, SafeImageFolder, collate_drop_unreadable, collate_tensors, find_image_folders
+    from ...data.build import eval_transform
+    from ...engine import make_eval_loader, read_run_metadata
+    from ...engine.distributed import resolve_device
+    from ...engine.loop import amp_dtype_of
+    from .task import evaluate
 
-    model = _load_model(args.checkpoint, use_ema=args.ema)
+    model = load_checkpoint_model(args.checkpoint, use_ema=args.ema)
     meta = read_run_metadata(args.checkpoint)
-    dc = _data_config_for(model, args.checkpoint, meta, args)
+    dc = data_config_for(model, args.checkpoint, meta, args)
     class_names = meta.get("class_names")
     if args.data is None:
         if dc.get("kind") != "digits":
@@ -193,25 +217,25 @@ def _class_names_for(model, meta: Dict[str, Any]) -> List[str]:
 def cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
-    from .data.build import eval_transform
-    from .data.folder import UNREADABLE_IMAGE_ERRORS, open_image
-    from .engine import read_run_metadata
+    from ...data.build import eval_transform
+    from ...data.folder import UNREADABLE_IMAGE_ERRORS, open_image
+    from ...engine import read_run_metadata
 
     if args.checkpoint is None and not args.model:
         raise CLIError("give a checkpoint file, or --model NAME --pretrained for official weights")
     if args.checkpoint is not None:
-        model, meta = _load_model(args.checkpoint, use_ema=args.ema), read_run_metadata(args.checkpoint)
+        model, meta = load_checkpoint_model(args.checkpoint, use_ema=args.ema), read_run_metadata(args.checkpoint)
     else:
-        from .factory import build_model
+        from ...factory import build_model
 
         model, meta = build_model(args.model, 1000, pretrained=True).eval(), {}
     if not model.num_classes:
         raise CLIError("this checkpoint has no classifier head (a backbone); predict needs a classification model")
     names = _class_names_for(model, meta)
-    dc = _data_config_for(model, args.checkpoint, meta, args)
+    dc = data_config_for(model, args.checkpoint, meta, args)
     transform = eval_transform(dc)
     mode = "RGBA" if dc.get("kind") == "digits" else "L" if model.in_chans == 1 else "RGB"
-    from .engine.distributed import resolve_device
+    from ...engine.distributed import resolve_device
 
     device = resolve_device(args.device)
     model.to(device)
@@ -241,6 +265,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+# ----------------------------------------------------------------------------------------------- parser
+def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("train", help="train or fine-tune (default: the embedded digits); works under torchrun",
                        description="Train with the official recipe; ends with a fused (deploy) model, its accuracy "
                                    "next to the training structure's, the speed-up, and an ONNX export.")
@@ -248,10 +274,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="top-1/top-5 and loss of a checkpoint on an image folder")
-    add_ckpt(p)
+    add_checkpoint_arguments(p)
     p.add_argument("--data", default=None, help="image folder (root/<class>/... or root/val/<class>/...); "
                    "default for digits models: the embedded held-out split")
-    add_data_cfg(p)
+    add_data_config_arguments(p)
     p.add_argument("--batch-size", type=positive_int, default=96, help="images per batch (96)")
     p.add_argument("--workers", type=non_negative_int, default=2, help="data-loading processes (2)")
     p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"), help="autocast dtype (none)")
@@ -266,7 +292,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     p.add_argument("--pretrained", action="store_true", help="with --model: download the official weights")
     p.add_argument("--ema", action="store_true", help="use the EMA weights of a training checkpoint")
     p.add_argument("--top-k", type=positive_int, default=5, help="labels per image (5)")
-    add_data_cfg(p)
+    add_data_config_arguments(p)
     add_common_arguments(p, device=True, json=True)
     p.set_defaults(func=cmd_predict)
 
