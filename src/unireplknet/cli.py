@@ -300,7 +300,7 @@ def _plot_bench(records: List[Dict[str, Any]], path: str) -> None:
 def cmd_info(args: argparse.Namespace) -> int:
     from . import zoo
 
-    rows = zoo.variantstext_table(resolution=args.resolution)
+    rows = zoo.variants_table(resolution=args.resolution)
     if args.json:
         print(json.dumps(rows, indent=2, default=list))
         return 0
