@@ -1,4 +1,4 @@
-"""Audio → 1-channel image: Kaldi-compatible log-mel filterbank, normalisation, augmentation, datasets.
+"""Audio → 1-channel image: Kaldi-compatible log-mel filterbank, normalisation, augmentation.
 
 The preprocessing follows the official audio code (official `Audio/` code, described in docs/audio.md, built on AST's ``src/dataloader.py``):
 
@@ -7,7 +7,7 @@ The preprocessing follows the official audio code (official `Audio/` code, descr
    pre-emphasis 0.97, Hanning window, zero-padding to 512 samples, power spectrum, 128 triangular HTK-mel
    filters between 20 Hz and Nyquist, natural log with a floor of float32 eps, no dither, no energy term;
 3. zero-pad or cut to a fixed number of frames (128 for Speech Commands);
-4. normalise ``(x - mean) / (2 * std)`` with dataset statistics (:func:`compute_norm_stats`);
+4. normalise ``(x - mean) / (2 * std)`` with dataset statistics (:func:`unireplknet.data.audio.compute_norm_stats`);
 5. lay out as ``(1, mel, frames)``: H = frequency, W = time — the orientation of the official code.
 
 torchaudio has no wheel for the torch this project is developed with, so :func:`kaldi_fbank` is our own
@@ -19,17 +19,13 @@ from __future__ import annotations
 
 import logging
 import math
-import random
-import wave
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 __all__ = [
     "AudioError",
@@ -38,21 +34,11 @@ __all__ = [
     "kaldi_fbank",
     "mel_filterbank",
     "resample",
-    "load_audio",
-    "mulaw_decode",
+    "waveform_fbank",
     "waveform_to_image",
     "fbank_to_image",
     "spec_augment",
     "AudioAugment",
-    "seed_audio_worker",
-    "AudioClipDataset",
-    "audio_folder_dataset",
-    "audio_manifest_datasets",
-    "speech_commands_datasets",
-    "spoken_digits_datasets",
-    "compute_norm_stats",
-    "AUDIO_EXTENSIONS",
-    "DATA_DIR",
 ]
 
 _logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Point cloud → images for UniRepLKNet: sampling, normalisation, augmentation, projections, ModelNet-40 files.
+"""Point cloud → images for UniRepLKNet: sampling, normalisation, augmentation, projections.
 
 Pipeline (official `Point/` code, described in docs/pointcloud.md; the official ``Point/`` code, a P2P-style projection):
 
@@ -20,28 +20,20 @@ The backbone and the view-pooling head are in :mod:`unireplknet.tasks.pointcloud
 """
 from __future__ import annotations
 
-import logging
 import math
-from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
 
-from ..data.folder import DataError
-from ..data.pointcloud.shapes import PointCloudError, check_points, normalize_unit_sphere, sample_surface
+from ..data.pointcloud.shapes import PointCloudError, check_points, normalize_unit_sphere
 
 __all__ = [
     "PointCloudError", "check_points", "farthest_point_sample", "gather_points", "normalize_unit_sphere",
     "axis_angle_matrix", "rotation_theta_phi", "random_train_rotations", "eval_rotations", "rotate",
     "scale_and_translate", "euler_to_matrix", "view_rotations", "DepthProjection", "LearnedProjection",
-    "read_off", "write_off", "read_points", "ModelNet40", "MODELNET40_CLASSES",
 ]
-
-_logger = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------- checks

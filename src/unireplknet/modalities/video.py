@@ -1,4 +1,4 @@
-"""Video → image for UniRepLKNet: frame layouts, decoding (PyAV), clip sampling, augmentation, datasets.
+"""Video → image for UniRepLKNet: frame layouts and the clip augmentation / test views.
 
 A clip of T frames (C, T, H, W) becomes one image that the unchanged 2-D backbone classifies:
 
@@ -9,8 +9,7 @@ A clip of T frames (C, T, H, W) becomes one image that the unchanged 2-D backbon
   every output row holds ``cols`` consecutive source rows side by side. Kept so weights trained with the
   official code keep working; it is not a picture of the frames.
 
-Decoding uses PyAV (``pip install 'unireplknet[video]'``): torchvision 0.29 no longer decodes video and
-torchcodec needs a system FFmpeg, while PyAV wheels carry their own.
+Decoding, frame sampling and the clip datasets are in :mod:`unireplknet.data.video`.
 
 Clip sampling, augmentation and the 5-clip × 3-crop test follow the official Kinetics recipe (VideoMAE v2
 fine-tuning code, official `Video/` code, described in docs/video.md): T frames with a fixed stride, a random window for training; RandAugment
@@ -21,29 +20,18 @@ through all frames; ImageNet mean/std. Evaluation resizes the short side to the 
 """
 from __future__ import annotations
 
-import csv
-import logging
 import math
 import random
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
-
-from ..data.folder import DataError
 
 __all__ = [
-    "VIDEO_EXTENSIONS", "LAYOUTS", "VideoDecodeError", "mosaic_grid", "frames_to_mosaic", "mosaic_to_frames",
-    "frames_to_reshape", "clip_to_image", "require_av", "read_video", "write_video", "train_frame_indices",
-    "eval_frame_indices", "ClipTransform", "ClipEvalTransform", "VideoClipDataset", "scan_video_folder",
-    "read_kinetics_csv", "collate_clips",
+    "LAYOUTS", "mosaic_grid", "frames_to_mosaic", "mosaic_to_frames", "frames_to_reshape", "clip_to_image",
+    "ClipTransform", "ClipEvalTransform",
 ]
-
-_logger = logging.getLogger(__name__)
 
 LAYOUTS = ("mosaic", "reshape")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

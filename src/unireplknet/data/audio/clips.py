@@ -1,4 +1,32 @@
-DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "audio"
+"""Audio datasets: labelled clips -> ``(log-mel image, target)``; folders, CSV manifests, Speech Commands v2 and
+the embedded spoken digits; dataset statistics for the normalisation.
+
+The clip -> image pipeline they apply is :mod:`unireplknet.modalities.audio`.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from ...modalities.audio import (SPEECH_COMMANDS_CONFIG, AudioAugment, AudioConfig, AudioError, fbank_to_image,
+                                 resample, spec_augment, waveform_fbank)
+from .files import AUDIO_EXTENSIONS, load_audio, mulaw_decode
+
+__all__ = ["DATA_DIR", "seed_audio_worker", "AudioClipDataset", "audio_folder_dataset", "audio_manifest_datasets",
+           "speech_commands_datasets", "spoken_digits_datasets", "compute_norm_stats"]
+
+_logger = logging.getLogger(__name__)
+
+#: The embedded audio files (spoken digits, the fbank reference numbers): this package's own folder.
+DATA_DIR = Path(__file__).resolve().parent
 
 
 def seed_audio_worker(worker_id: int) -> None:

@@ -1,3 +1,23 @@
+"""Audio files -> float waveforms: PCM WAV with the standard library, other formats with soundfile, mu-law codes.
+
+The signal -> image steps (fbank, resampling, augmentation) are in :mod:`unireplknet.modalities.audio`.
+"""
+from __future__ import annotations
+
+import logging
+import wave
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+from ...modalities.audio import AudioError, resample
+
+__all__ = ["AUDIO_EXTENSIONS", "mulaw_decode", "load_audio"]
+
+_logger = logging.getLogger(__name__)
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
 
 

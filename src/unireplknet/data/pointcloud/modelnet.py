@@ -1,3 +1,26 @@
+"""Point-cloud files and ModelNet-40: OFF meshes, ``.txt``/``.npy`` point files, and the dataset of either release.
+
+Sampling and normalisation come from :mod:`unireplknet.modalities.pointcloud` and :mod:`.shapes`.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ...modalities.pointcloud import farthest_point_sample, gather_points
+from ..folder import DataError
+from .shapes import PointCloudError, check_points, normalize_unit_sphere, sample_surface
+
+__all__ = ["read_off", "write_off", "read_points", "MODELNET40_CLASSES", "ModelNet40"]
+
+_logger = logging.getLogger(__name__)
+
+
 # ----------------------------------------------------------------------------------------------- files
 def read_off(path: Union[str, Path]) -> Tuple[np.ndarray, np.ndarray]:
     """Vertices (V, 3) and triangles (F, 3) of an OFF mesh (polygons fan-triangulated).

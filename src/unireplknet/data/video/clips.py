@@ -1,3 +1,30 @@
+"""Video clip datasets: frame sampling (the official Kinetics rules), folder trees and Kinetics lists, and the
+dataset that turns a file into training clips or test views with the transforms of
+:mod:`unireplknet.modalities.video`.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ...modalities.video import ClipEvalTransform, ClipTransform
+from ..folder import DataError
+from .files import VIDEO_EXTENSIONS, VideoDecodeError, read_video
+
+__all__ = ["train_frame_indices", "eval_frame_indices", "scan_video_folder", "read_kinetics_csv", "VideoClipDataset",
+           "ClipBatch", "collate_clips"]
+
+_logger = logging.getLogger(__name__)
+
+
 # ----------------------------------------------------------------------------------------------- sampling
 def _check_short(available: int, needed: int, short_video: str, what: str) -> None:
     if available <= 0:

@@ -1,3 +1,22 @@
+"""Video files <-> uint8 RGB frames, decoded and written with PyAV.
+
+PyAV (``pip install 'unireplknet[video]'``): torchvision 0.29 no longer decodes video and torchcodec needs a
+system FFmpeg, while PyAV wheels carry their own.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import List, Optional, Union
+
+import numpy as np
+
+from ..folder import DataError
+
+__all__ = ["VIDEO_EXTENSIONS", "VideoDecodeError", "require_av", "read_video", "write_video"]
+
+_logger = logging.getLogger(__name__)
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".gif")
 
 
