@@ -143,7 +143,8 @@ def dtw_distances(queries: Sequence[np.ndarray], refs: Sequence[np.ndarray], chu
 # ---------------------------------------------------------------- audio
 def audio_baseline() -> Dict[str, float]:
     """DTW 1-NN on the embedded spoken digits (train 80 clips, test 20 clips of held-out voices)."""
-    from unireplknet.modalities.audio import AudioConfig, spoken_digits_datasets, waveform_fbank
+    from unireplknet.data.audio import spoken_digits_datasets
+    from unireplknet.modalities.audio import AudioConfig, waveform_fbank
 
     cfg = AudioConfig(target_frames=64)  # the audio demo's input (docs/audio.md)
     splits = spoken_digits_datasets(cfg)
@@ -202,7 +203,8 @@ def utterance_statistics(logmel: np.ndarray, parts: int = 3) -> np.ndarray:
 def noisy_digits_logmels(data: str = NOISY_DIGITS_DIR) -> Dict[str, Tuple[List[np.ndarray], np.ndarray]]:
     """The log-mel frames (frames, 64) of every clip of the noisy-digits folder, normalised with the training
     split's mean and std exactly like the network's input, per split, with the labels (the folder's class order)."""
-    from unireplknet.modalities.audio import AudioConfig, audio_folder_dataset, compute_norm_stats, waveform_fbank
+    from unireplknet.data.audio import audio_folder_dataset, compute_norm_stats
+    from unireplknet.modalities.audio import AudioConfig, waveform_fbank
 
     cfg = AudioConfig(target_frames=NOISY_DIGITS_FRAMES, num_mel_bins=NOISY_DIGITS_MELS)
     train = audio_folder_dataset(f"{data}/train", cfg)

@@ -89,7 +89,8 @@ def cmd_audio_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_audio_stats(args: argparse.Namespace) -> int:
-    from ...modalities.audio import AudioConfig, compute_norm_stats
+    from ...data.audio import compute_norm_stats
+    from ...modalities.audio import AudioConfig
     from .task import AudioTrainConfig, build_audio_datasets
 
     audio_cfg = AudioConfig(target_frames=args.frames or (64 if args.data is None else 128))
@@ -108,7 +109,8 @@ def cmd_audio_stats(args: argparse.Namespace) -> int:
 def cmd_audio_predict(args: argparse.Namespace) -> int:
     import torch
 
-    from ...modalities.audio import AudioError, load_audio, waveform_to_image
+    from ...data.audio import load_audio
+    from ...modalities.audio import AudioError, waveform_to_image
     from .task import load_audio_classifier
 
     from ...engine.distributed import resolve_device

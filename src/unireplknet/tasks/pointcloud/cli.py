@@ -51,7 +51,8 @@ def cmd_points_eval(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import DataLoader
 
-    from ...modalities.pointcloud import ModelNet40, eval_rotations
+    from ...data.pointcloud.modelnet import ModelNet40
+    from ...modalities.pointcloud import eval_rotations
     from ..views import evaluate_views
     from .task import load_pointcloud_classifier
 
@@ -101,7 +102,8 @@ def projection_picture(points, num_views: int = 4, image_size: int = 96, scale: 
 def cmd_points_project(args: argparse.Namespace) -> int:
     import torch
 
-    from ...modalities.pointcloud import farthest_point_sample, gather_points, normalize_unit_sphere, read_off, read_points
+    from ...data.pointcloud.modelnet import read_off, read_points
+    from ...modalities.pointcloud import farthest_point_sample, gather_points, normalize_unit_sphere
 
     clouds = []
     if args.files:

@@ -55,7 +55,8 @@ def cmd_video_eval(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import DataLoader
 
-    from ...modalities.video import ClipEvalTransform, VideoClipDataset, collate_clips, read_kinetics_csv, scan_video_folder
+    from ...data.video import VideoClipDataset, collate_clips, read_kinetics_csv, scan_video_folder
+    from ...modalities.video import ClipEvalTransform
     from ..views import evaluate_views
     from .task import load_video_classifier
 
@@ -106,7 +107,7 @@ def clip_picture(frames, layout: str = "mosaic", scale: int = 1, grid: Optional[
 def cmd_video_mosaic(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ...modalities.video import eval_frame_indices, read_video
+    from ...data.video import eval_frame_indices, read_video
 
     if args.video:
         frames = read_video(args.video)
