@@ -840,7 +840,7 @@ class ClassicalScenes(torch.nn.Module):
         return masks, softmax(((desc - mean) / std) @ w + b)
 
     def forward(self, images):  # a batch tensor (segmentation) or a list of images (detection)
-        from unireplknet.tasks.dense.segmentation import ADE20KDataset
+        from unireplknet.data.ade20k import ADE20KDataset
 
         if self.mode == "segmentation":
             mean = torch.tensor(ADE20KDataset.MEAN).view(1, 3, 1, 1)
@@ -910,7 +910,8 @@ def detection_scenes_baseline(seed: int = 0, num_train: int = 640, num_val: int 
     import tempfile
 
     from unireplknet.data.scenes import write_coco
-    from unireplknet.tasks.dense.detection import CocoDetectionDataset, coco_evaluate
+    from unireplknet.data.coco import CocoDetectionDataset
+    from unireplknet.tasks.dense.detection import coco_evaluate
 
     model = fit_classical_scenes(num_train, seed, size, mode="detection", style=style)
     with tempfile.TemporaryDirectory() as root:
@@ -926,7 +927,8 @@ def segmentation_scenes_baseline(seed: int = 0, num_train: int = 1600, num_val: 
     import tempfile
 
     from unireplknet.data.scenes import write_ade20k
-    from unireplknet.tasks.dense.segmentation import ADE20KDataset, evaluate_miou
+    from unireplknet.data.ade20k import ADE20KDataset
+    from unireplknet.tasks.dense.segmentation import evaluate_miou
 
     model = fit_classical_scenes(num_train, seed, size, mode="segmentation", style=style)
     with tempfile.TemporaryDirectory() as root:

@@ -1,9 +1,31 @@
+"""ADE20K-format semantic-segmentation data: the dataset (images + label maps, the recipe's training crops) with
+clear errors for bad files, and the collate function. The segmenter and mIoU are in
+:mod:`unireplknet.tasks.dense.segmentation`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["IGNORE_INDEX", "SegmentationDataError", "ADE20KDataset", "segmentation_collate"]
+
+_logger = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+
 #: Label value that neither counts in the loss nor in mIoU (mmseg's ``ignore_index``/``seg_pad_val``).
 IGNORE_INDEX = 255
 
 
 class SegmentationDataError(ValueError):
     """A segmentation data set cannot be used; the message says what to fix."""
+
 
 # ----------------------------------------------------------------------------------------------- data
 class ADE20KDataset(torch.utils.data.Dataset):

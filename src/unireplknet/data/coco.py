@@ -1,8 +1,27 @@
+"""COCO-format detection data for torchvision's detectors: the dataset (boxes, labels, masks) with clear errors
+for bad annotation files, and the collate function. The detectors and COCO AP are in
+:mod:`unireplknet.tasks.dense.detection`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+__all__ = ["DetectionDataError", "CocoDetectionDataset", "detection_collate", "require_pycocotools"]
+
+PathLike = Union[str, Path]
+
+
 class DetectionDataError(ValueError):
     """A detection data set or its annotation file cannot be used; the message says what to fix."""
 
 
-def _require_pycocotools():
+def require_pycocotools() -> None:
+    """Raise an ImportError naming the pip extra when pycocotools (masks, COCO AP) is missing."""
     try:
         from pycocotools import mask as mask_utils  # noqa: F401
         from pycocotools.coco import COCO  # noqa: F401
@@ -67,7 +86,7 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
                 )
             self.anns[ann["image_id"]].append(ann)
         if masks:
-            _require_pycocotools()
+            require_pycocotools()
 
     def __len__(self) -> int:
         return len(self.images)

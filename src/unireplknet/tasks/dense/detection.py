@@ -12,12 +12,11 @@ everything else strict) or an MMDetection/MMSegmentation checkpoint (``state_dic
 prefix, only the backbone kept). :func:`unireplknet.reparameterize` fuses the backbone inside a built
 detector in one call.
 
-Also here: a COCO-format dataset reader with clear errors for bad files, and COCO box/mask AP through
-pycocotools (pip extra ``detection``).
+Also here: COCO box/mask AP through pycocotools (pip extra ``detection``); the COCO-format dataset is
+:mod:`unireplknet.data.coco`.
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -26,20 +25,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...data.coco import CocoDetectionDataset, require_pycocotools
 from ...model import UniRepLKNet
 from .backbone_utils import (UniRepLKNetFPN, anchor_generator, backbone_body, check_detector_args,
                              require_torchvision)
 
 __all__ = [
-    "DetectionDataError",
     "fasterrcnn",
     "maskrcnn",
     "retinanet",
     "fcos",
     "build_detector",
     "DETECTORS",
-    "CocoDetectionDataset",
-    "detection_collate",
     "coco_evaluate",
     "export_onnx",
     "verify_onnx",
@@ -194,7 +191,7 @@ def predict_coco(
     mask_threshold: float = 0.5,
 ) -> List[Dict[str, Any]]:
     """COCO result entries (bbox x y w h, score, category_id, segmentation RLE when the model gives masks)."""
-    _require_pycocotools()
+    require_pycocotools()
     from pycocotools import mask as mask_utils
 
     was_training = model.training
@@ -254,7 +251,7 @@ def _score(dataset: CocoDetectionDataset, results: List[Dict[str, Any]]) -> Dict
     import contextlib
     import io
 
-    _require_pycocotools()
+    require_pycocotools()
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 

@@ -1,4 +1,4 @@
-"""UniRepLKNet for semantic segmentation: the recipe's UperNet head plus FCN auxiliary head, ADE20K data, mIoU.
+"""UniRepLKNet for semantic segmentation: the recipe's UperNet head plus FCN auxiliary head, mIoU.
 
 ::
 
@@ -20,22 +20,20 @@ The other route, segmentation_models_pytorch's timm-universal encoder, needs no 
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...data.ade20k import IGNORE_INDEX, segmentation_collate
 from ...model import UniRepLKNet
 from .backbone_utils import TimmFeatureBackbone, build_backbone, check_dense_backbone, dense_backbone_strides
 
 __all__ = [
-    "SegmentationDataError",
     "adaptive_avg_pool2d_static",
     "ConvBNReLU",
     "UPerHead",
@@ -44,12 +42,9 @@ __all__ = [
     "upernet",
     "smp_upernet",
     "segmentation_loss",
-    "ADE20KDataset",
     "ConfusionMatrix",
     "evaluate_miou",
-    "IGNORE_INDEX",
     "export_onnx",
-    "segmentation_collate",
 ]
 
 _logger = logging.getLogger(__name__)
