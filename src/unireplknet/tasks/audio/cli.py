@@ -1,6 +1,7 @@
 """``unireplknet audio-train | audio-eval | audio-stats | audio-predict`` (registered by :mod:`unireplknet.cli`).
 
-Every subcommand is a thin layer over :mod:`unireplknet.tasks.audio` and :mod:`unireplknet.modalities.audio`.
+Every subcommand is a thin layer over :mod:`unireplknet.tasks.audio` and :mod:`unireplknet.modalities.audio`
+(the clip datasets: :mod:`unireplknet.data.audio`).
 ``unireplknet audio-train`` with no arguments trains a small model on the embedded spoken digits;
 ``unireplknet audio-train --data /path/to/speech_commands_v0.02 --model unireplknet_s`` runs the paper's
 Speech Commands V2 protocol (see docs/audio.md).

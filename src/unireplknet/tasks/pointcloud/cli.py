@@ -1,6 +1,7 @@
 """``unireplknet points-train | points-eval | points-project`` (registered by :mod:`unireplknet.cli`).
 
-Thin layers over :mod:`unireplknet.tasks.pointcloud` and :mod:`unireplknet.modalities.pointcloud`.
+Thin layers over :mod:`unireplknet.tasks.pointcloud`, :mod:`unireplknet.modalities.pointcloud` and
+:mod:`unireplknet.data.pointcloud`.
 ``unireplknet points-train`` with no arguments trains the small model on the generated shapes;
 ``unireplknet points-train --data modelnet40_normal_resampled --recipe modelnet40`` runs the official
 ModelNet-40 recipe (see docs/pointcloud.md).

@@ -1,6 +1,6 @@
 """``unireplknet video-train | video-eval | video-mosaic`` (registered by :mod:`unireplknet.cli`).
 
-Thin layers over :mod:`unireplknet.tasks.video` and :mod:`unireplknet.modalities.video`.
+Thin layers over :mod:`unireplknet.tasks.video`, :mod:`unireplknet.modalities.video` and :mod:`unireplknet.data.video`.
 ``unireplknet video-train`` with no arguments trains the small model on the generated motion clips;
 ``unireplknet video-train --data k400/train.csv --data-root k400/videos --val-data k400/val.csv --recipe kinetics``
 runs the official Kinetics-400 recipe (see docs/video.md).
