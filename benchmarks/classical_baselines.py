@@ -143,7 +143,8 @@ def dtw_distances(queries: Sequence[np.ndarray], refs: Sequence[np.ndarray], chu
 # ---------------------------------------------------------------- audio
 def audio_baseline() -> Dict[str, float]:
     """DTW 1-NN on the embedded spoken digits (train 80 clips, test 20 clips of held-out voices)."""
-    from unireplknet.modalities.audio import AudioConfig, spoken_digits_datasets, waveform_fbank
+    from unireplknet.data.audio import spoken_digits_datasets
+    from unireplknet.modalities.audio import AudioConfig, waveform_fbank
 
     cfg = AudioConfig(target_frames=64)  # the audio demo's input (docs/audio.md)
     splits = spoken_digits_datasets(cfg)
@@ -202,7 +203,8 @@ def utterance_statistics(logmel: np.ndarray, parts: int = 3) -> np.ndarray:
 def noisy_digits_logmels(data: str = NOISY_DIGITS_DIR) -> Dict[str, Tuple[List[np.ndarray], np.ndarray]]:
     """The log-mel frames (frames, 64) of every clip of the noisy-digits folder, normalised with the training
     split's mean and std exactly like the network's input, per split, with the labels (the folder's class order)."""
-    from unireplknet.modalities.audio import AudioConfig, audio_folder_dataset, compute_norm_stats, waveform_fbank
+    from unireplknet.data.audio import audio_folder_dataset, compute_norm_stats
+    from unireplknet.modalities.audio import AudioConfig, waveform_fbank
 
     cfg = AudioConfig(target_frames=NOISY_DIGITS_FRAMES, num_mel_bins=NOISY_DIGITS_MELS)
     train = audio_folder_dataset(f"{data}/train", cfg)
@@ -838,7 +840,7 @@ class ClassicalScenes(torch.nn.Module):
         return masks, softmax(((desc - mean) / std) @ w + b)
 
     def forward(self, images):  # a batch tensor (segmentation) or a list of images (detection)
-        from unireplknet.tasks.dense.segmentation import ADE20KDataset
+        from unireplknet.data.ade20k import ADE20KDataset
 
         if self.mode == "segmentation":
             mean = torch.tensor(ADE20KDataset.MEAN).view(1, 3, 1, 1)
@@ -908,7 +910,8 @@ def detection_scenes_baseline(seed: int = 0, num_train: int = 640, num_val: int 
     import tempfile
 
     from unireplknet.data.scenes import write_coco
-    from unireplknet.tasks.dense.detection import CocoDetectionDataset, coco_evaluate
+    from unireplknet.data.coco import CocoDetectionDataset
+    from unireplknet.tasks.dense.detection import coco_evaluate
 
     model = fit_classical_scenes(num_train, seed, size, mode="detection", style=style)
     with tempfile.TemporaryDirectory() as root:
@@ -924,7 +927,8 @@ def segmentation_scenes_baseline(seed: int = 0, num_train: int = 1600, num_val: 
     import tempfile
 
     from unireplknet.data.scenes import write_ade20k
-    from unireplknet.tasks.dense.segmentation import ADE20KDataset, evaluate_miou
+    from unireplknet.data.ade20k import ADE20KDataset
+    from unireplknet.tasks.dense.segmentation import evaluate_miou
 
     model = fit_classical_scenes(num_train, seed, size, mode="segmentation", style=style)
     with tempfile.TemporaryDirectory() as root:

@@ -47,7 +47,7 @@ def main() -> int:
 
     with np.load(ROOT / "src/unireplknet/data/audio/spoken_digits.npz") as z:
         sys.path.insert(0, str(ROOT / "src"))
-        from unireplknet.modalities.audio import mulaw_decode  # only to decode the stored clip
+        from unireplknet.data.audio import mulaw_decode  # only to decode the stored clip
 
         o = z["offsets"]
         # The first 0.3 s of one clip of the embedded set (8 kHz); stored as its mu-law codes.

@@ -79,7 +79,8 @@ def save(fig: Any, path: Path) -> None:
 
 
 def audio_figure(out: Path) -> None:
-    from unireplknet.modalities.audio import AudioConfig, compute_norm_stats, spoken_digits_datasets
+    from unireplknet.data.audio import compute_norm_stats, spoken_digits_datasets
+    from unireplknet.modalities.audio import AudioConfig
 
     Figure = figure_class()
     cfg = AudioConfig(target_frames=64)

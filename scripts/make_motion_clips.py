@@ -62,7 +62,7 @@ def hard_picture(out_dir: Path, size: int = 32, scale: int = 3) -> None:
 
 
 def export(dest: Path, clips_per_class: int, frames: int, size: int, difficulty: str = "easy") -> None:
-    from unireplknet.modalities.video import write_video
+    from unireplknet.data.video import write_video
 
     splits = [("train", clips_per_class), ("val", max(1, clips_per_class // 4))]
     if difficulty == "hard":

@@ -25,7 +25,7 @@ import numpy as np
 
 from unireplknet.data.pointcloud import SHAPE_CLASS_NAMES, GeneratedShapes
 from unireplknet.data.pointcloud.shapes import SHAPE_SPLIT_SEEDS, random_rotation, shape_mesh
-from unireplknet.modalities.pointcloud import write_off
+from unireplknet.data.pointcloud.modelnet import write_off
 from unireplknet.tasks.pointcloud.cli import projection_picture
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,22 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from unireplknet.modalities.audio import (
-    AudioAugment,
-    AudioClipDataset,
-    AudioConfig,
-    AudioError,
-    audio_folder_dataset,
-    fbank_to_image,
-    kaldi_fbank,
-    load_audio,
-    mulaw_decode,
-    spec_augment,
-    speech_commands_datasets,
-    spoken_digits_datasets,
-    waveform_fbank,
-    waveform_to_image,
-)
+from unireplknet.data.audio import (AudioClipDataset, audio_folder_dataset, load_audio, mulaw_decode,
+                                    speech_commands_datasets, spoken_digits_datasets)
+from unireplknet.modalities.audio import (AudioAugment, AudioConfig, AudioError, fbank_to_image, kaldi_fbank,
+                                          spec_augment, waveform_fbank, waveform_to_image)
 from unireplknet.tasks.audio.task import (
     AudioClassifier,
     AudioTrainConfig,

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from unireplknet.modalities.audio import DATA_DIR, AudioError, kaldi_fbank, mel_filterbank, mulaw_decode, resample
+from unireplknet.data.audio import DATA_DIR, mulaw_decode
+from unireplknet.modalities.audio import AudioError, kaldi_fbank, mel_filterbank, resample
 
 EPS32 = float(np.finfo(np.float32).eps)
 

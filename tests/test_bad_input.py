@@ -266,7 +266,8 @@ def _write_off_cube(path: Path) -> Path:
 def test_point_cloud_errors_with_workers_read_like_without(corpus):
     from torch.utils.data import DataLoader
 
-    from unireplknet.modalities.pointcloud import ModelNet40, PointCloudError
+    from unireplknet.data.pointcloud.modelnet import ModelNet40
+    from unireplknet.modalities.pointcloud import PointCloudError
 
     messages = []
     for workers in (0, 1):
@@ -283,7 +284,7 @@ def test_point_cloud_errors_with_workers_read_like_without(corpus):
 def test_point_cloud_skip_reads_a_bad_file_once(corpus, tmp_path, monkeypatch, workers):
     from torch.utils.data import DataLoader
 
-    import unireplknet.modalities.pointcloud as pc
+    import unireplknet.data.pointcloud.modelnet as pc
 
     root = tmp_path / "modelnet"
     for name in ("cube", "box"):
@@ -308,7 +309,7 @@ def test_point_cloud_skip_reads_a_bad_file_once(corpus, tmp_path, monkeypatch, w
 
 def test_unreadable_video_error_names_the_skip_flag(corpus):
     pytest.importorskip("av")
-    from unireplknet.modalities.video import VideoClipDataset, VideoDecodeError
+    from unireplknet.data.video import VideoClipDataset, VideoDecodeError
 
     path = corpus["video"] / "val" / "circle" / "clip.mp4"
     ds = VideoClipDataset([(str(path), 0)], ["circle"], train=False, num_frames=2, size=32, test_clips=1,

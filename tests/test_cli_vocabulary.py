@@ -112,7 +112,9 @@ def test_quiet_silences_info_logs_and_progress(monkeypatch, capsys, tmp_path):
     args = PARSER.parse_args(["eval", "x", "--quiet"])
     assert args.no_progress is False  # main turns it on; checked through a command that records it
     recorded = {}
-    monkeypatch.setattr(cli, "cmd_eval", lambda a: recorded.update(no_progress=a.no_progress) or 0)
+    from unireplknet.tasks.image import cli as image_cli
+
+    monkeypatch.setattr(image_cli, "cmd_eval", lambda a: recorded.update(no_progress=a.no_progress) or 0)
     checkpoint = tmp_path / "x.pth"
     checkpoint.write_bytes(b"")  # main checks that the file exists before the (recording) command runs
     assert cli.main(["eval", str(checkpoint), "--quiet"]) == 0 and recorded["no_progress"] is True

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from unireplknet import CheckpointMismatchError, UniRepLKNet, reparameterize
 from unireplknet.data import scenes
+from unireplknet.data.coco import CocoDetectionDataset, DetectionDataError
 from unireplknet.tasks.dense import backbone_utils
 from unireplknet.tasks.dense import detection as det
 
@@ -205,35 +206,35 @@ def test_bad_coco_files_give_clear_errors(tmp_path):
     ann = scenes.write_coco(tmp_path, "train", num_images=3, seed=0)
     good = json.loads(ann.read_text())
     images = tmp_path / "train"
-    with pytest.raises(det.DetectionDataError, match="is empty"):
-        det.CocoDetectionDataset(images, _write(tmp_path, ""))
-    with pytest.raises(det.DetectionDataError, match="lists no images"):
-        det.CocoDetectionDataset(images, _write(tmp_path, {**good, "images": []}))
-    with pytest.raises(det.DetectionDataError, match="no annotations"):
-        det.CocoDetectionDataset(images, _write(tmp_path, {**good, "annotations": []}))
+    with pytest.raises(DetectionDataError, match="is empty"):
+        CocoDetectionDataset(images, _write(tmp_path, ""))
+    with pytest.raises(DetectionDataError, match="lists no images"):
+        CocoDetectionDataset(images, _write(tmp_path, {**good, "images": []}))
+    with pytest.raises(DetectionDataError, match="no annotations"):
+        CocoDetectionDataset(images, _write(tmp_path, {**good, "annotations": []}))
     bad = json.loads(ann.read_text())
     bad["annotations"][0]["category_id"] = 17
-    with pytest.raises(det.DetectionDataError, match="category_id 17"):
-        det.CocoDetectionDataset(images, _write(tmp_path, bad))
-    with pytest.raises(det.DetectionDataError, match="num_classes=2"):
-        det.CocoDetectionDataset(images, ann, num_classes=2)
+    with pytest.raises(DetectionDataError, match="category_id 17"):
+        CocoDetectionDataset(images, _write(tmp_path, bad))
+    with pytest.raises(DetectionDataError, match="num_classes=2"):
+        CocoDetectionDataset(images, ann, num_classes=2)
     bad = json.loads(ann.read_text())
     bad["annotations"][0]["segmentation"] = scenes.mask_to_rle(np.zeros((32, 32), bool))
-    ds = det.CocoDetectionDataset(images, _write(tmp_path, bad))
+    ds = CocoDetectionDataset(images, _write(tmp_path, bad))
     index = [im["id"] for im in ds.images].index(bad["annotations"][0]["image_id"])
-    with pytest.raises(det.DetectionDataError, match="masks must have the image's size"):
+    with pytest.raises(DetectionDataError, match="masks must have the image's size"):
         ds[index]
     (images / good["images"][0]["file_name"]).unlink()
-    with pytest.raises(det.DetectionDataError, match="does not exist"):
-        det.CocoDetectionDataset(images, ann)[0]
+    with pytest.raises(DetectionDataError, match="does not exist"):
+        CocoDetectionDataset(images, ann)[0]
     with pytest.raises(FileNotFoundError):
-        det.CocoDetectionDataset(images, tmp_path / "nope.json")
+        CocoDetectionDataset(images, tmp_path / "nope.json")
 
 
 def test_coco_dataset_reads_what_the_generator_wrote(tmp_path):
     pytest.importorskip("pycocotools")
     ann = scenes.write_coco(tmp_path, "val", num_images=4, seed=2)
-    ds = det.CocoDetectionDataset(tmp_path / "val", ann)
+    ds = CocoDetectionDataset(tmp_path / "val", ann)
     assert ds.class_names == list(scenes.SCENE_CLASSES) and len(ds) == 4
     for i in range(4):
         image, target = ds[i]
@@ -242,7 +243,7 @@ def test_coco_dataset_reads_what_the_generator_wrote(tmp_path):
         assert torch.equal(target["boxes"], torch.from_numpy(s.boxes))
         assert torch.equal(target["labels"], torch.from_numpy(s.labels))
         assert torch.equal(target["masks"].bool(), torch.from_numpy(s.masks))
-    flipped = det.CocoDetectionDataset(tmp_path / "val", ann, hflip=1.0)
+    flipped = CocoDetectionDataset(tmp_path / "val", ann, hflip=1.0)
     image, target = flipped[0]
     s = scenes.make_scene(0, seed=2, split="val")
     assert torch.equal(target["masks"].bool(), torch.from_numpy(s.masks[:, :, ::-1].copy()))
@@ -275,7 +276,7 @@ class _Oracle(torch.nn.Module):
 def test_coco_evaluate_scores_truth_100_and_nothing_0(tmp_path):
     pytest.importorskip("pycocotools")
     ann = scenes.write_coco(tmp_path, "val", num_images=5, seed=3)
-    ds = det.CocoDetectionDataset(tmp_path / "val", ann)
+    ds = CocoDetectionDataset(tmp_path / "val", ann)
     perfect = det.coco_evaluate(_Oracle(ds), ds, batch_size=1)
     assert perfect["box_AP"] == pytest.approx(100.0) and perfect["mask_AP"] == pytest.approx(100.0)
     nothing = det.coco_evaluate(_Oracle(ds, empty=True), ds, batch_size=1)

@@ -130,9 +130,10 @@ def test_short_run_learns(tmp_path, task):
     key = summary["key_metric"]
     before, after = summary["untrained"], summary["final"]
     if task == "detection":
+        from unireplknet.data.coco import CocoDetectionDataset
         from unireplknet.tasks.dense import detection as det
 
-        sets = [det.CocoDetectionDataset(*_coco_files(tmp_path / "scenes", split), masks=False)
+        sets = [CocoDetectionDataset(*_coco_files(tmp_path / "scenes", split), masks=False)
                 for split in ("train", "val")]
         constant = det._score(sets[1], _constant_detections(*sets))
         for metric, margin in (("box_AP", 35.0), ("box_AP50", 65.0)):

@@ -9,11 +9,11 @@ import torch
 
 from unireplknet import UniRepLKNet
 from unireplknet.data.pointcloud import GeneratedShapes, sample_surface, shape_mesh
-from unireplknet.modalities.pointcloud import (
-    DepthProjection, LearnedProjection, ModelNet40, PointCloudError, axis_angle_matrix, eval_rotations,
-    farthest_point_sample, gather_points, normalize_unit_sphere, read_off, read_points, rotate,
-    rotation_theta_phi, scale_and_translate, view_rotations, write_off,
-)
+from unireplknet.data.pointcloud.modelnet import ModelNet40, read_off, read_points, write_off
+from unireplknet.modalities.pointcloud import (DepthProjection, LearnedProjection, PointCloudError, axis_angle_matrix,
+                                               eval_rotations, farthest_point_sample, gather_points,
+                                               normalize_unit_sphere, rotate, rotation_theta_phi, scale_and_translate,
+                                               view_rotations)
 from unireplknet.tasks.pointcloud.task import PointCloudClassifier, ViewPoolingHead, smoothed_cross_entropy
 
 TINY = dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (7,), (3,), (3,)))

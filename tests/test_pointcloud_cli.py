@@ -28,7 +28,7 @@ def test_points_project_picture_from_files(tmp_path, capsys):
     from PIL import Image
 
     from unireplknet.data.pointcloud import shape_mesh
-    from unireplknet.modalities.pointcloud import write_off
+    from unireplknet.data.pointcloud.modelnet import write_off
 
     write_off(tmp_path / "torus.off", *shape_mesh("torus"))
     np.savetxt(tmp_path / "pts.txt", np.random.default_rng(0).normal(size=(500, 6)), delimiter=",")

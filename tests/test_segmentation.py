@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from unireplknet import reparameterize
 from unireplknet.data import scenes
+from unireplknet.data.ade20k import ADE20KDataset, IGNORE_INDEX, SegmentationDataError
 from unireplknet.tasks.dense import segmentation as seg
 from unireplknet.tasks.dense.backbone_utils import build_backbone
 
@@ -54,9 +55,9 @@ def test_upernet_shapes_padding_and_aux():
 def test_loss_and_label_errors():
     logits = torch.randn(2, 4, 8, 8, requires_grad=True)
     target = torch.randint(0, 4, (2, 8, 8))
-    target[0, 0, 0] = seg.IGNORE_INDEX
+    target[0, 0, 0] = IGNORE_INDEX
     losses = seg.segmentation_loss(logits, target, logits * 2)
-    keep = target != seg.IGNORE_INDEX
+    keep = target != IGNORE_INDEX
     want = F.cross_entropy(logits.permute(0, 2, 3, 1)[keep], target[keep])
     torch.testing.assert_close(losses["loss_seg"], want)
     with pytest.raises(ValueError, match="out of range"):
@@ -113,7 +114,7 @@ def test_smp_timm_universal_encoder_is_our_features_mode():
 # ----------------------------------------------------------------------------------------------- data
 def test_ade20k_layout_round_trip_and_errors(tmp_path):
     scenes.write_ade20k(tmp_path, "train", num_images=3, seed=4)
-    ds = seg.ADE20KDataset(tmp_path, "training", num_classes=4)
+    ds = ADE20KDataset(tmp_path, "training", num_classes=4)
     assert len(ds) == 3 and ds.class_names == ["background", *scenes.SCENE_CLASSES]
     for i in range(3):
         image, label = ds[i]
@@ -123,36 +124,36 @@ def test_ade20k_layout_round_trip_and_errors(tmp_path):
         back = (image * std + mean) * 255
         assert torch.allclose(back, torch.from_numpy(s.image).permute(2, 0, 1).float(), atol=1e-3)
     worst = max(int(scenes.make_scene(0, seed=4).semantic.max()), 1)  # every scene has a shape (class >= 1)
-    with pytest.raises(seg.SegmentationDataError, match=f"holds class {worst} but the model has {worst} classes"):
-        seg.ADE20KDataset(tmp_path, "training", num_classes=worst)[0]
-    crop = seg.ADE20KDataset(tmp_path, "training", crop_size=80, hflip=1.0)
+    with pytest.raises(SegmentationDataError, match=f"holds class {worst} but the model has {worst} classes"):
+        ADE20KDataset(tmp_path, "training", num_classes=worst)[0]
+    crop = ADE20KDataset(tmp_path, "training", crop_size=80, hflip=1.0)
     image, label = crop[0]  # 64x64 padded to an 80 crop: the padding is ignored
-    assert image.shape == (3, 80, 80) and (label == seg.IGNORE_INDEX).sum() == 80 * 80 - 64 * 64
+    assert image.shape == (3, 80, 80) and (label == IGNORE_INDEX).sum() == 80 * 80 - 64 * 64
     from PIL import Image
 
     name = sorted((tmp_path / "annotations" / "training").iterdir())[0]
     Image.fromarray(np.zeros((10, 12), np.uint8)).save(name)
-    with pytest.raises(seg.SegmentationDataError, match="must have its image's size"):
+    with pytest.raises(SegmentationDataError, match="must have its image's size"):
         ds[0]
-    with pytest.raises(seg.SegmentationDataError, match="not a folder"):
-        seg.ADE20KDataset(tmp_path, "validation")
+    with pytest.raises(SegmentationDataError, match="not a folder"):
+        ADE20KDataset(tmp_path, "validation")
     (tmp_path / "empty" / "images" / "training").mkdir(parents=True)
     (tmp_path / "empty" / "annotations" / "training").mkdir(parents=True)
-    with pytest.raises(seg.SegmentationDataError, match="no image"):
-        seg.ADE20KDataset(tmp_path / "empty", "training")
+    with pytest.raises(SegmentationDataError, match="no image"):
+        ADE20KDataset(tmp_path / "empty", "training")
 
 
 def test_confusion_matrix_metrics_against_set_arithmetic():
     rng = np.random.default_rng(0)
     k = 4
     target = rng.integers(0, k, size=(3, 9, 9))
-    target[0, :2] = seg.IGNORE_INDEX
+    target[0, :2] = IGNORE_INDEX
     pred = np.where(rng.random(target.shape) < 0.6, target % k, rng.integers(0, k, size=target.shape))
     pred[target == 2] = 1  # class 2 never predicted: IoU 0
     cm = seg.ConfusionMatrix(k)
     cm.update(torch.from_numpy(pred), torch.from_numpy(target))
     got = cm.compute()
-    valid = target != seg.IGNORE_INDEX
+    valid = target != IGNORE_INDEX
     ious, accs = [], []
     for c in range(k):
         t, p = (target == c) & valid, (pred == c) & valid
@@ -166,7 +167,7 @@ def test_confusion_matrix_metrics_against_set_arithmetic():
 
 def test_evaluate_miou_of_a_perfect_and_a_constant_model(tmp_path):
     scenes.write_ade20k(tmp_path, "val", num_images=3, seed=6)
-    ds = seg.ADE20KDataset(tmp_path, "validation")
+    ds = ADE20KDataset(tmp_path, "validation")
 
     class Oracle(torch.nn.Module):
         def __init__(self):

@@ -9,11 +9,10 @@ import torch
 
 from unireplknet import UniRepLKNet
 from unireplknet.data.video import MOTION_CLASS_NAMES, MotionClips
-from unireplknet.modalities.video import (
-    ClipEvalTransform, ClipTransform, VideoDecodeError, clip_to_image, collate_clips, eval_frame_indices,
-    frames_to_mosaic, frames_to_reshape, mosaic_to_frames, read_kinetics_csv, scan_video_folder,
-    train_frame_indices,
-)
+from unireplknet.data.video import (VideoDecodeError, collate_clips, eval_frame_indices, read_kinetics_csv,
+                                    scan_video_folder, train_frame_indices)
+from unireplknet.modalities.video import (ClipEvalTransform, ClipTransform, clip_to_image, frames_to_mosaic,
+                                          frames_to_reshape, mosaic_to_frames)
 from unireplknet.tasks.video.task import VideoClassifier, clip_mixup
 
 TINY = dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (7,), (3,), (3,)))
@@ -179,7 +178,7 @@ def test_motion_clips_are_deterministic_and_move_as_labelled():
 
 # ----------------------------------------------------------------------------------------------- decoding
 def _write_clips(tmp_path, count=2, frames=12, size=20):
-    from unireplknet.modalities.video import write_video
+    from unireplknet.data.video import write_video
 
     rng = np.random.default_rng(0)
     paths = []
@@ -192,7 +191,7 @@ def _write_clips(tmp_path, count=2, frames=12, size=20):
 
 def test_pyav_round_trip_and_bad_files(tmp_path):
     pytest.importorskip("av")
-    from unireplknet.modalities.video import read_video, write_video
+    from unireplknet.data.video import read_video, write_video
 
     rng = np.random.default_rng(1)
     frames = np.kron(rng.integers(0, 256, (5, 4, 6, 3)), np.ones((1, 8, 8, 1))).astype(np.uint8)  # flat 8x8 blocks
@@ -209,7 +208,7 @@ def test_pyav_round_trip_and_bad_files(tmp_path):
 
 def test_folder_and_kinetics_csv_datasets(tmp_path):
     pytest.importorskip("av")
-    from unireplknet.modalities.video import VideoClipDataset
+    from unireplknet.data.video import VideoClipDataset
 
     _write_clips(tmp_path)
     classes, samples = scan_video_folder(tmp_path)

@@ -1,4 +1,9 @@
-"""Datasets: the embedded UCI digits and image-folder trees (corrupt images skipped and counted)."""
+"""Datasets and generators: the embedded UCI digits and image-folder trees (corrupt images skipped and counted)
+here; per modality in the subpackages :mod:`.audio`, :mod:`.video`, :mod:`.pointcloud`, :mod:`.timeseries`, and
+the dense-prediction sets :mod:`.coco`, :mod:`.ade20k` and :mod:`.scenes` (the generated scenes).
+
+Datasets apply the signal -> image transforms of :mod:`unireplknet.modalities`; none lives there.
+"""
 from .digits import (
     DIGITS_CLASS_NAMES,
     DIGITS_MEAN,

@@ -7,11 +7,14 @@ import logging
 import os
 import re
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
+
+from ..guards import positive_int
 
 __all__ = ["json_dict_arg", "format_metrics", "set_torch_threads", "default_threads",
            "COMMON_FLAGS", "add_common_arguments", "ENGINE_FLAGS", "add_engine_arguments", "engine_options",
-           "add_eval_loader_arguments"]
+           "add_eval_loader_arguments", "CLIError", "format_duration", "text_table", "is_main_rank",
+           "add_checkpoint_arguments", "add_data_config_arguments"]
 
 
 def json_dict_arg(text: str) -> Dict[str, Any]:
@@ -223,3 +226,40 @@ def add_eval_loader_arguments(parser: argparse.ArgumentParser, batch_size: int) 
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes (0)")
     parser.add_argument("--skip-unreadable", action="store_true", help="leave out files that fail to load (counted)")
     add_common_arguments(parser, device=True, json=True)
+
+
+class CLIError(Exception):
+    """A problem with the command line or its inputs; printed as one line, exit status 2."""
+
+
+def format_duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table: left-aligned columns under a dashed rule."""
+    cells = [[str(h) for h in headers]] + [[("" if c is None else str(c)) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def is_main_rank() -> bool:
+    """Whether this is the printing process: rank 0 of a torchrun job, or a single process (no torch import)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """The checkpoint file (positional) and ``--ema`` of the commands that read one model file."""
+    if required:
+        parser.add_argument("checkpoint", help="a .pth (own or official) or .safetensors file")
+    parser.add_argument("--ema", action="store_true", help="use the EMA weights of a training checkpoint")
+
+
+def add_data_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Overrides of the image preprocessing a checkpoint records: ``--input-size --crop-pct --interpolation``."""
+    parser.add_argument("--input-size", type=positive_int, default=None, help="override the checkpoint's input size")
+    parser.add_argument("--crop-pct", type=float, default=None, help="override the centre-crop fraction")
+    parser.add_argument("--interpolation", default=None, help="override the resize interpolation")

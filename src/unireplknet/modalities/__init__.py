@@ -1,1 +1,4 @@
-"""Modality adapters: turn audio, video, point clouds, time series … into the images the backbone takes."""
+"""Modality adapters: the signal -> image transforms that turn audio, video and point clouds into the images the
+backbone takes (log-mel filterbanks and their augmentation; clip layouts and clip transforms; point sampling and
+projections). Readers and datasets that apply them live in :mod:`unireplknet.data`.
+"""

@@ -3,7 +3,7 @@
 Every shape is built as a triangle mesh with numpy (no trimesh needed), given a uniformly random 3-D
 rotation and a random stretch of each axis (0.7–1.3), and its surface is sampled area-uniformly. Shape
 ``i`` of a split comes from its own seeded generator, so the set is the same everywhere and takes no disk
-space. The meshes are also what :func:`unireplknet.modalities.pointcloud.write_off` writes for the .off
+space. The meshes are also what :func:`unireplknet.data.pointcloud.modelnet.write_off` writes for the .off
 reader's tests.
 """
 from __future__ import annotations

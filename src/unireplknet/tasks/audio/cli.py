@@ -1,6 +1,7 @@
 """``unireplknet audio-train | audio-eval | audio-stats | audio-predict`` (registered by :mod:`unireplknet.cli`).
 
-Every subcommand is a thin layer over :mod:`unireplknet.tasks.audio` and :mod:`unireplknet.modalities.audio`.
+Every subcommand is a thin layer over :mod:`unireplknet.tasks.audio` and :mod:`unireplknet.modalities.audio`
+(the clip datasets: :mod:`unireplknet.data.audio`).
 ``unireplknet audio-train`` with no arguments trains a small model on the embedded spoken digits;
 ``unireplknet audio-train --data /path/to/speech_commands_v0.02 --model unireplknet_s`` runs the paper's
 Speech Commands V2 protocol (see docs/audio.md).
@@ -89,7 +90,8 @@ def cmd_audio_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_audio_stats(args: argparse.Namespace) -> int:
-    from ...modalities.audio import AudioConfig, compute_norm_stats
+    from ...data.audio import compute_norm_stats
+    from ...modalities.audio import AudioConfig
     from .task import AudioTrainConfig, build_audio_datasets
 
     audio_cfg = AudioConfig(target_frames=args.frames or (64 if args.data is None else 128))
@@ -108,7 +110,8 @@ def cmd_audio_stats(args: argparse.Namespace) -> int:
 def cmd_audio_predict(args: argparse.Namespace) -> int:
     import torch
 
-    from ...modalities.audio import AudioError, load_audio, waveform_to_image
+    from ...data.audio import load_audio
+    from ...modalities.audio import AudioError, waveform_to_image
     from .task import load_audio_classifier
 
     from ...engine.distributed import resolve_device

@@ -30,18 +30,9 @@ from ...engine.checkpointing import load_training_checkpoint
 from ...engine.config import EngineConfig, plain
 from ...engine.distributed import all_gather_object
 from ...engine.task import StepContext, StepOutput, TaskData
-from ...modalities.audio import (
-    AudioAugment,
-    AudioClipDataset,
-    AudioConfig,
-    AudioError,
-    audio_folder_dataset,
-    audio_manifest_datasets,
-    seed_audio_worker,
-    compute_norm_stats,
-    speech_commands_datasets,
-    spoken_digits_datasets,
-)
+from ...data.audio import (AudioClipDataset, audio_folder_dataset, audio_manifest_datasets, seed_audio_worker,
+                           compute_norm_stats, speech_commands_datasets, spoken_digits_datasets)
+from ...modalities.audio import AudioAugment, AudioConfig, AudioError
 
 __all__ = [
     "AudioClassifier",

@@ -319,28 +319,29 @@ class DetectionTask(DenseTask):
         scene_data.write_coco(root, split, count, seed=cfg.seed, size=cfg.scene_size, style=cfg.scene_style)
 
     def build_sets(self, root: Path, cfg: DenseTrainConfig) -> Tuple[Any, Any, int, List[str], Any]:
-        from . import detection as det
+        from ...data.coco import CocoDetectionDataset, DetectionDataError, detection_collate
+        from .detection import MASK_DETECTORS
 
         train_images, train_ann = _coco_files(root, "train")
         val_images, val_ann = _coco_files(root, "val")
-        train_set = det.CocoDetectionDataset(train_images, train_ann, masks=cfg.detector in det.MASK_DETECTORS,
-                                             num_classes=cfg.num_classes, hflip=cfg.hflip, seed=cfg.seed)
+        train_set = CocoDetectionDataset(train_images, train_ann, masks=cfg.detector in MASK_DETECTORS,
+                                         num_classes=cfg.num_classes, hflip=cfg.hflip, seed=cfg.seed)
         if cfg.detector == "cascade_mask_rcnn" and cfg.data != "scenes":
             from .cascade import DetrStyleCrop  # the recipe's DETR-style resize + crop branch (p 0.5)
 
             train_set = DetrStyleCrop(train_set, seed=cfg.seed)
-        val_set = det.CocoDetectionDataset(val_images, val_ann, masks=False, num_classes=cfg.num_classes)
+        val_set = CocoDetectionDataset(val_images, val_ann, masks=False, num_classes=cfg.num_classes)
         if val_set.cat_ids != train_set.cat_ids:
-            raise det.DetectionDataError(f"{train_ann} and {val_ann} have different categories "
-                                         f"({train_set.cat_ids} vs {val_set.cat_ids})")
+            raise DetectionDataError(f"{train_ann} and {val_ann} have different categories "
+                                     f"({train_set.cat_ids} vs {val_set.cat_ids})")
         return (train_set, val_set, cfg.num_classes or train_set.num_classes, train_set.class_names,
-                det.detection_collate)
+                detection_collate)
 
     def held_out_set(self, root: Path, cfg: DenseTrainConfig) -> Any:
-        from . import detection as det
+        from ...data.coco import CocoDetectionDataset
 
         images, ann = _coco_files(root, "val")
-        return det.CocoDetectionDataset(images, ann, masks=False, num_classes=cfg.num_classes)
+        return CocoDetectionDataset(images, ann, masks=False, num_classes=cfg.num_classes)
 
     def create_model(self, cfg: DenseTrainConfig, num_classes: int, **backbone: Any) -> nn.Module:
         from . import detection as det
@@ -379,23 +380,23 @@ class SegmentationTask(DenseTask):
         scene_data.write_ade20k(root, split, count, seed=cfg.seed, size=cfg.scene_size, style=cfg.scene_style)
 
     def build_sets(self, root: Path, cfg: DenseTrainConfig) -> Tuple[Any, Any, int, List[str], Any]:
-        from . import segmentation as seg
+        from ...data.ade20k import ADE20KDataset, SegmentationDataError, segmentation_collate
 
-        train_set = seg.ADE20KDataset(root, "training", num_classes=cfg.num_classes, crop_size=cfg.crop_size,
-                                      hflip=cfg.hflip, scale_range=cfg.scale_range, short_side=cfg.short_side,
-                                      seed=cfg.seed)
-        val_set = seg.ADE20KDataset(root, "validation", num_classes=cfg.num_classes, short_side=cfg.short_side)
+        train_set = ADE20KDataset(root, "training", num_classes=cfg.num_classes, crop_size=cfg.crop_size,
+                                  hflip=cfg.hflip, scale_range=cfg.scale_range, short_side=cfg.short_side,
+                                  seed=cfg.seed)
+        val_set = ADE20KDataset(root, "validation", num_classes=cfg.num_classes, short_side=cfg.short_side)
         num_classes = cfg.num_classes or (len(train_set.class_names) if train_set.class_names else None)
         if num_classes is None:
-            raise seg.SegmentationDataError(f"{root} has no classes.json: pass --num-classes (150 for ADE20K)")
+            raise SegmentationDataError(f"{root} has no classes.json: pass --num-classes (150 for ADE20K)")
         train_set.num_classes = val_set.num_classes = num_classes
         names = train_set.class_names or [str(i) for i in range(num_classes)]
-        return train_set, val_set, num_classes, names, seg.segmentation_collate
+        return train_set, val_set, num_classes, names, segmentation_collate
 
     def held_out_set(self, root: Path, cfg: DenseTrainConfig) -> Any:
-        from . import segmentation as seg
+        from ...data.ade20k import ADE20KDataset
 
-        return seg.ADE20KDataset(root, "validation", num_classes=cfg.num_classes, short_side=cfg.short_side)
+        return ADE20KDataset(root, "validation", num_classes=cfg.num_classes, short_side=cfg.short_side)
 
     def create_model(self, cfg: DenseTrainConfig, num_classes: int, **backbone: Any) -> nn.Module:
         from . import segmentation as seg

@@ -1,6 +1,7 @@
 """``unireplknet points-train | points-eval | points-project`` (registered by :mod:`unireplknet.cli`).
 
-Thin layers over :mod:`unireplknet.tasks.pointcloud` and :mod:`unireplknet.modalities.pointcloud`.
+Thin layers over :mod:`unireplknet.tasks.pointcloud`, :mod:`unireplknet.modalities.pointcloud` and
+:mod:`unireplknet.data.pointcloud`.
 ``unireplknet points-train`` with no arguments trains the small model on the generated shapes;
 ``unireplknet points-train --data modelnet40_normal_resampled --recipe modelnet40`` runs the official
 ModelNet-40 recipe (see docs/pointcloud.md).
@@ -51,7 +52,8 @@ def cmd_points_eval(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import DataLoader
 
-    from ...modalities.pointcloud import ModelNet40, eval_rotations
+    from ...data.pointcloud.modelnet import ModelNet40
+    from ...modalities.pointcloud import eval_rotations
     from ..views import evaluate_views
     from .task import load_pointcloud_classifier, pointcloud_metrics
 
@@ -105,7 +107,8 @@ def cmd_points_project(args: argparse.Namespace) -> int:
     import torch
 
     from .._pictures import label_picture
-    from ...modalities.pointcloud import farthest_point_sample, gather_points, normalize_unit_sphere, read_off, read_points
+    from ...data.pointcloud.modelnet import read_off, read_points
+    from ...modalities.pointcloud import farthest_point_sample, gather_points, normalize_unit_sphere
 
     clouds, names = [], []
     if args.files:

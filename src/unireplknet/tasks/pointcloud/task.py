@@ -250,7 +250,7 @@ class PointCloudClassification(ViewClassification):
             train = generated("train", cfg.shapes_per_class, cfg.num_points, cfg.seed)
             val = generated(cfg.held_out, max(1, cfg.shapes_per_class // 4), cfg.num_points, cfg.seed)
         else:
-            from ...modalities.pointcloud import ModelNet40
+            from ...data.pointcloud.modelnet import ModelNet40
 
             on_error = "skip" if cfg.skip_unreadable else "raise"
             oversample = 4800 / 4096  # the official FPS-then-random-subset ratio

@@ -1,6 +1,6 @@
 """``unireplknet video-train | video-eval | video-mosaic`` (registered by :mod:`unireplknet.cli`).
 
-Thin layers over :mod:`unireplknet.tasks.video` and :mod:`unireplknet.modalities.video`.
+Thin layers over :mod:`unireplknet.tasks.video`, :mod:`unireplknet.modalities.video` and :mod:`unireplknet.data.video`.
 ``unireplknet video-train`` with no arguments trains the small model on the generated motion clips;
 ``unireplknet video-train --data k400/train.csv --data-root k400/videos --val-data k400/val.csv --recipe kinetics``
 runs the official Kinetics-400 recipe (see docs/video.md).
@@ -55,7 +55,8 @@ def cmd_video_eval(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import DataLoader
 
-    from ...modalities.video import ClipEvalTransform, VideoClipDataset, collate_clips, read_kinetics_csv, scan_video_folder
+    from ...data.video import VideoClipDataset, collate_clips, read_kinetics_csv, scan_video_folder
+    from ...modalities.video import ClipEvalTransform
     from ..views import evaluate_views
     from .task import load_video_classifier
 
@@ -109,7 +110,7 @@ def cmd_video_mosaic(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .._pictures import label_picture
-    from ...modalities.video import eval_frame_indices, read_video
+    from ...data.video import eval_frame_indices, read_video
 
     if args.video:
         frames = read_video(args.video)

@@ -208,8 +208,8 @@ def build_video_data(cfg: VideoTrainConfig):
     from pathlib import Path
 
     from ...data.build import split_samples
-    from ...modalities.video import (ClipEvalTransform, ClipTransform, VideoClipDataset, read_kinetics_csv,
-                                    scan_video_folder)
+    from ...data.video import VideoClipDataset, read_kinetics_csv, scan_video_folder
+    from ...modalities.video import ClipEvalTransform, ClipTransform
 
     train_tf = ClipTransform(cfg.input_size, scale=cfg.crop_scale, hflip=cfg.hflip, auto_augment=cfg.auto_augment,
                              reprob=cfg.reprob)
@@ -253,7 +253,7 @@ class VideoClassification(ViewClassification):
     name = "video"
 
     def build_data(self, cfg: VideoTrainConfig, seed: int) -> TaskData:
-        from ...modalities.video import collate_clips
+        from ...data.video import collate_clips
 
         train, val, classes = build_video_data(cfg)
         self.smoothing = cfg.smoothing
