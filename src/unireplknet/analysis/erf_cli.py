@@ -109,7 +109,7 @@ def build_model(name: str, checkpoint: Optional[str], pretrained: bool, in_chans
         raise ValueError(f"unknown model {name!r}; list the names with python -c \"import timm, unireplknet; "
                          f"print(timm.list_models('*{name.split('_')[0]}*'))\"")
     if checkpoint and name.startswith("unireplknet_"):
-        from ..checkpoint import load_model
+        from ..loading import load_model
 
         return load_model(checkpoint)  # the file decides variant, structure, channels and classes
     if checkpoint:
