@@ -162,7 +162,7 @@ def seed_spread(values: Sequence[float]) -> Dict[str, float]:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a result file so that an interrupted sweep leaves the old file or the new one, never half of one."""
-    from unireplknet.engine.checkpointing import atomic_write_bytes
+    from unireplknet.checkpoint import atomic_write_bytes
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, text.encode("utf-8"))

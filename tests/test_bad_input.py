@@ -69,7 +69,7 @@ def test_reparam_refuses_to_write_onto_its_input(corpus, tmp_path):
     assert _digest(ckpt) == before
     # --overwrite says it is intended: the file becomes the deploy safetensors
     code, _, _ = _run(["reparam", ckpt, "-o", ckpt, "--overwrite"])
-    from unireplknet.checkpoint_io import file_kind
+    from unireplknet.checkpoint import file_kind
 
     assert code == 0 and file_kind(ckpt) == "safetensors"
 

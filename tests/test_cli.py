@@ -77,7 +77,7 @@ def test_reparam_writes_equivalent_deploy_file(trained_run, tmp_path, capsys):
     dst = tmp_path / "fused.safetensors"
     assert main(["reparam", str(out / "last.pth"), "-o", str(dst)]) == 0
     assert "max |output difference|" in capsys.readouterr().out
-    from unireplknet.checkpoint import load_model
+    from unireplknet import load_model
 
     train_model, deploy_model = load_model(out / "last.pth"), load_model(dst)
     assert deploy_model.deploy and not train_model.deploy
@@ -94,7 +94,7 @@ def test_export_onnx_dynamic_batch(trained_run, tmp_path, capsys):
     out, _ = trained_run
     assert main(["export", str(out / "last.pth"), "-o", str(tmp_path / "m")]) == 0
     assert "dynamic batch" in capsys.readouterr().out
-    from unireplknet.checkpoint import load_model
+    from unireplknet import load_model
 
     model = load_model(out / "deploy.safetensors")
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
@@ -133,7 +133,7 @@ def test_predict_names_classes(trained_run, digits_tree, tmp_path, capsys):
     assert code == 1 and "cannot read image" in captured.err
     results = json.loads(captured.out)
     assert [r["image"] for r in results] == [str(p) for p in images]
-    from unireplknet.checkpoint import load_model
+    from unireplknet import load_model
     from unireplknet.data.build import eval_transform
 
     model = load_model(out / "deploy.safetensors")
@@ -451,7 +451,7 @@ def test_train_pretrained_finetunes_official_weights_with_a_new_head(reference, 
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs"] == 1 and summary["train_structure"]["images"] == 20
-    from unireplknet.checkpoint import load_model
+    from unireplknet import load_model
 
     deployed = load_model(out / "deploy.safetensors")
     assert deployed.num_classes == 10 and deployed.in_chans == 1 and deployed.dims == (40, 80, 160, 320)

@@ -112,15 +112,17 @@ def test_training_mode_and_unfused_model_use_reference_path(monkeypatch):
 
 
 def test_env_flag_parsing(monkeypatch):
+    from unireplknet._runtime import env_flag
+
     monkeypatch.setenv("UNIREPLKNET_FUSED", "0")
-    assert fast._env_flag("UNIREPLKNET_FUSED", True) is False
+    assert env_flag("UNIREPLKNET_FUSED", True) is False
     monkeypatch.setenv("UNIREPLKNET_FUSED", "on")
-    assert fast._env_flag("UNIREPLKNET_FUSED", False) is True
+    assert env_flag("UNIREPLKNET_FUSED", False) is True
     monkeypatch.delenv("UNIREPLKNET_FUSED")
-    assert fast._env_flag("UNIREPLKNET_FUSED", True) is True
+    assert env_flag("UNIREPLKNET_FUSED", True) is True
     monkeypatch.setenv("UNIREPLKNET_FUSED", "maybe")
     with pytest.raises(ValueError, match="UNIREPLKNET_FUSED"):
-        fast._env_flag("UNIREPLKNET_FUSED", True)
+        env_flag("UNIREPLKNET_FUSED", True)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

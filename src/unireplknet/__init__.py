@@ -12,8 +12,8 @@ __version__ = "0.1.0"
 #: Public name -> the module that defines it.
 _EXPORTS = {
     **dict.fromkeys(("CheckpointError", "CheckpointMismatchError", "PretrainedWeightsUnavailableError",
-                     "infer_config", "load_checkpoint", "load_model", "read_state_dict", "save_model",
-                     "to_deploy_state_dict"), "checkpoint"),
+                     "infer_config", "load_checkpoint", "read_state_dict", "save_model"), "checkpoint"),
+    **dict.fromkeys(("load_model", "to_deploy_state_dict"), "loading"),
     **dict.fromkeys(("DeployedModel", "deploy_model"), "deploy"),
     **dict.fromkeys(("DilatedReparamBlock", "UniRepLKNet", "UniRepLKNetBlock", "reparameterize"), "model"),
     **dict.fromkeys(("VARIANTS", "count_macs", "create_model", "save_pretrained", "variant_config", "variants_table"),
@@ -28,8 +28,8 @@ __all__ = sorted(_EXPORTS)
 
 #: Submodules reachable as attributes without their own import (``unireplknet.deploy.available_backends()``),
 #: imported on first use like the names above.
-_SUBMODULES = frozenset(("analysis", "checkpoint", "checkpoint_io", "cli", "data", "deploy", "engine", "export",
-                         "fast", "guards", "modalities", "model", "ops", "reparam", "tasks", "zoo"))
+_SUBMODULES = frozenset(("analysis", "checkpoint", "cli", "data", "deploy", "engine", "export",
+                         "factory", "fast", "guards", "loading", "modalities", "model", "ops", "reparam", "tasks", "zoo"))
 
 
 def __getattr__(name: str):

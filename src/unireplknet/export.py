@@ -69,7 +69,7 @@ def export_onnx(
     checks the dynamic axis — and the largest difference to PyTorch is returned (RuntimeError above ``atol``).
     """
     from .deploy import export_onnx_bytes
-    from .engine.checkpointing import atomic_write_bytes
+    from .checkpoint import atomic_write_bytes
 
     path = Path(path)
     model = model.eval().to("cpu")
@@ -95,7 +95,7 @@ def export_onnx(
 def export_torch_program(model: nn.Module, path: Union[str, Path], input_size: Sequence[int] = (3, 224, 224),
                          atol: float = 1e-4) -> Dict[str, Any]:
     """Save a ``torch.export`` program (``.pt2``) with a dynamic batch axis, checked against eager PyTorch."""
-    from .engine.checkpointing import atomic_write_bytes
+    from .checkpoint import atomic_write_bytes
 
     path = Path(path)
     model = model.eval().to("cpu")

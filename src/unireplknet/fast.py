@@ -30,12 +30,18 @@ Set the environment variable ``UNIREPLKNET_FUSED=0`` (read at import) or ``unire
 """
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from ._runtime import (
+    any_autocast_enabled,
+    dispatch_mode_active,
+    env_flag,
+    functorch_transform_active,
+    graph_recording,
+)
 from .ops.cpu import is_channels_last
 
 if TYPE_CHECKING:  # pragma: no cover - the model imports this module, never the other way round
@@ -43,24 +49,12 @@ if TYPE_CHECKING:  # pragma: no cover - the model imports this module, never the
 
 __all__ = ["FUSED", "fused_enabled", "set_fused", "use_fused_block", "deploy_block_forward", "spatial_sum_of_squares",
            "samples_per_group", "GROUP_BYTES", "use_sample_groups", "run_in_sample_groups", "graph_capture_active",
-           "functorch_transform_active", "depthwise"]
-
-
-def _env_flag(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
-        return default
-    value = value.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"environment variable {name}={value!r} must be 0/1 (or true/false, yes/no, on/off)")
+           "functorch_transform_active", "depthwise", "runs_as_built"]
 
 
 #: Use the fused forward for deploy-structure blocks in eval mode (default on; ``UNIREPLKNET_FUSED=0``
 #: turns it off at import time; assign to change it later).
-FUSED: bool = _env_flag("UNIREPLKNET_FUSED", True)
+FUSED: bool = env_flag("UNIREPLKNET_FUSED", True)
 
 
 def fused_enabled() -> bool:
@@ -77,45 +71,14 @@ def set_fused(enabled: bool) -> bool:
 
 def graph_capture_active() -> bool:
     """True while a tracer, compiler or exporter records the model (``torch.jit``, ``torch.compile``,
-    ``torch.export``, ONNX) or a ``TorchDispatchMode`` / ``TorchFunctionMode`` (``FlopCounterMode``, fake
-    tensors, ``make_fx`` …) intercepts operators: all of them must see the plain module graph."""
-    # Exporters and compilers trace the plain module graph: their own fusion passes work on it, and
-    # the shape-dependent choice of the folding side below is not something a traced graph should bake in.
-    if torch.jit.is_tracing() or torch.jit.is_scripting():
-        return True
-    compiler = getattr(torch, "compiler", None)
-    if compiler is not None and any(
-        getattr(compiler, probe, lambda: False)() for probe in ("is_compiling", "is_exporting")
-    ):
-        return True
-    onnx = getattr(torch, "onnx", None)
-    if onnx is not None and hasattr(onnx, "is_in_onnx_export") and onnx.is_in_onnx_export():
-        return True
-    # A mode on the dispatch / function stacks sees every operator; the fused path calls private oneDNN ops
-    # that such modes (e.g. FlopCounterMode) do not know, so they get the modules' plain operators instead.
-    if torch._C._len_torch_dispatch_stack() > 0 or torch._C._is_torch_function_mode_enabled():
-        return True
-    return functorch_transform_active()
-
-
-def functorch_transform_active() -> bool:
-    """True inside a ``torch.func`` transform (``vmap``, ``grad``, ``jacrev``, ``functionalize`` …).
-
-    The fused path writes into tensors it allocates itself (in-place scaling, sample groups filling a fresh
-    output): under ``vmap`` those writes mix batched and unbatched tensors, so transforms get the module graph.
-    """
-    probe = getattr(torch._C, "_are_functorch_transforms_active", None)
-    return bool(probe()) if probe is not None else False
-
-
-def _autocast_active() -> bool:
-    for device_type in ("cpu", "cuda"):
-        try:
-            if torch.is_autocast_enabled(device_type):
-                return True
-        except (TypeError, RuntimeError):  # PyTorch < 2.4 has no device argument
-            return torch.is_autocast_cpu_enabled() or torch.is_autocast_enabled()
-    return False
+    ``torch.export``, ONNX), a ``TorchDispatchMode`` / ``TorchFunctionMode`` (``FlopCounterMode``, fake
+    tensors, ``make_fx`` …) intercepts operators, or a ``torch.func`` transform runs: all of them must see the
+    plain module graph."""
+    # Exporters and compilers trace the plain module graph: their own fusion passes work on it, and the
+    # shape-dependent choice of the folding side below is not something a traced graph should bake in. The
+    # fused path calls private oneDNN ops that dispatch modes do not know, and writes into its own tensors,
+    # which functorch transforms cannot batch.
+    return graph_recording() or dispatch_mode_active() or functorch_transform_active()
 
 
 def _hooked(module: torch.nn.Module) -> bool:
@@ -169,11 +132,44 @@ def use_fused_block(block: "UniRepLKNetBlock", x: torch.Tensor) -> bool:
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and block.deployed
-        and not _autocast_active()
+        and not any_autocast_enabled()
         and not graph_capture_active()
         and not _global_hooks()
-        and block.runs_as_built()
+        and runs_as_built(block)
     )
+
+
+#: The model's own modules that :func:`deploy_block_forward` reads weights from instead of calling, by
+#: qualified name: this module cannot import :mod:`unireplknet.model`, which imports it.
+_MODEL_MODULE = "unireplknet.model"
+
+
+def _is_model_class(module: torch.nn.Module, name: str) -> bool:
+    kind = type(module)
+    return kind.__module__ == _MODEL_MODULE and kind.__qualname__ == name
+
+
+def runs_as_built(block: "UniRepLKNetBlock") -> bool:
+    """Whether the modules that :func:`deploy_block_forward` reads weights from instead of calling are still
+    exactly the types the block was built with, fp32 and without hooks (a quantized or NNCF-wrapped Linear, a
+    hook of thop / torchinfo must be called, so the fused forward steps aside)."""
+    nn = torch.nn
+    se, pw1, act, pw2 = block.se, block.pwconv1, block.act, block.pwconv2
+    if not (len(pw1) == 2 and len(act) == 2 and len(pw2) == 2):
+        return False
+    torch_types = ((se.down, nn.Conv2d), (se.up, nn.Conv2d), (se.nonlinear, nn.ReLU), (pw1[1], nn.Linear),
+                   (act[0], nn.GELU), (pw2[0], nn.Linear), (block.norm, nn.Identity))
+    own_types = ((pw1[0], "NCHWtoNHWC"), (act[1], "GRNwithNHWC"), (pw2[1], "NHWCtoNCHW"))
+    if any(type(module) is not kind for module, kind in torch_types):
+        return False
+    if not all(_is_model_class(module, name) for module, name in own_types):
+        return False
+    if act[0].approximate != "none" or hasattr(act[1], "beta"):
+        return False
+    if any(_hooked(m) for m in (se, pw1, act, pw2) + tuple(m for m, _ in torch_types + own_types)):
+        return False
+    weights = (se.down.weight, se.up.weight, pw1[1].weight, pw1[1].bias, pw2[0].weight, pw2[0].bias, act[1].gamma)
+    return all(w is not None and w.dtype == torch.float32 and type(w) is torch.nn.Parameter for w in weights)
 
 
 def _nhwc(x: torch.Tensor) -> torch.Tensor:

@@ -25,16 +25,6 @@ __all__ = ["GuardError", "check_output_file", "check_finite_model", "check_finit
 
 PathLike = Union[str, Path]
 
-# What each kind of unireplknet.checkpoint_io.file_kind() is, in words.
-_KIND_NAMES = {
-    "safetensors": "a safetensors weights file",
-    "torch": "a PyTorch checkpoint (.pth)",
-    "pt2": "a torch.export program (.pt2)",
-    "onnx": "an ONNX model",
-    "other": "a file of unknown kind",
-}
-
-
 class GuardError(ValueError):
     """An input or output the command refuses; the message names the problem and the fix."""
 
@@ -94,12 +84,12 @@ def check_output_file(
                 "could no longer be resumed). Choose another destination, or add --overwrite if that is intended"
             )
     if path.exists() and not overwrite:
-        from .checkpoint_io import file_kind  # the one header sniffer; imported here to keep --help torch-free
+        from .checkpoint import KIND_NAMES, file_kind  # the one header sniffer; here to keep --help torch-free
 
         found = file_kind(path)
         if found != kind:
             raise GuardError(
-                f"{flag} {path} already exists and holds {_KIND_NAMES[found]}, not {_KIND_NAMES[kind]}; "
+                f"{flag} {path} already exists and holds {KIND_NAMES[found]}, not {KIND_NAMES[kind]}; "
                 "it is left as it is. Choose another destination, or add --overwrite to replace it"
             )
     if path.exists() and not os.access(path, os.W_OK):
@@ -158,29 +148,3 @@ def _bounded_int(text: str, low: int, what: str) -> int:
     if value < low:
         raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
     return value
-
-
-def describe_unreadable_checkpoint(path: PathLike, error: BaseException, expected: str) -> str:
-    """One paragraph for a checkpoint that ``torch.load(weights_only=True)`` refused, by what the file is.
-
-    torch's own message runs to many lines and suggests ``weights_only=False``, which is wrong advice for a text
-    or HTML page saved as ``.pth`` and dangerous advice for a file of unknown origin. What the file looks like and
-    the informative line of torch's error come from the checkpoint reader (:mod:`unireplknet.checkpoint_io`).
-    """
-    import pickle
-
-    from .checkpoint_io import describe_head, file_kind, first_error_line
-
-    path = Path(path)
-    kind = file_kind(path) if path.is_file() and path.stat().st_size else "empty"
-    if kind == "empty":
-        return f"{path} is empty (an interrupted download or save?); pass {expected}"
-    if kind != "torch":
-        what = describe_head(path) if kind == "other" else f"it is {_KIND_NAMES[kind]}"
-        return f"{path} is not a PyTorch checkpoint ({what}); pass {expected}"
-    if isinstance(error, pickle.UnpicklingError):
-        return (f"{path} holds pickled Python objects that are never loaded, for safety "
-                f"({first_error_line(error).rstrip('.')}); it is not a checkpoint written by unireplknet — pass "
-                f"{expected}")
-    return (f"{path} is not a readable checkpoint ({type(error).__name__}: {first_error_line(error)}); it is "
-            f"probably truncated or corrupt — pass {expected}")

@@ -17,11 +17,12 @@ Scripting and tracing (``torch.jit.script``, ``torch.fx.symbolic_trace``, timm's
 inference forward of :mod:`unireplknet.fast`, sample groups in the stem, the depthwise-conv implementation —
 sits behind ``torch.jit.is_scripting()`` / :func:`python_dispatch_allowed`. This module does not use
 ``from __future__ import annotations``, which TorchScript cannot read in a module that defines ``forward``.
+
+The official state-dict layouts (prefixes, training/deploy structure, timm's pretrained filter) are
+:mod:`unireplknet.checkpoint`; when the fused inference forward may run is :mod:`unireplknet.fast`; the runtime
+probes (tracers, autocast) are :mod:`unireplknet._runtime`.
 """
-import logging
-import re
-import warnings
-from typing import Any, Dict, List, Mapping, MutableMapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -32,14 +33,8 @@ from timm.layers import DropPath, SelectAdaptivePool2d, trunc_normal_
 from timm.models._features import feature_take_indices
 
 from . import fast, reparam
-from .checkpoint_io import (
-    CheckpointError,
-    CheckpointMismatchError,
-    PathLike,
-    StateDict,
-    read_state_dict,
-    unwrap_state_dict,
-)
+from ._runtime import autocast_enabled, python_dispatch_allowed
+from .checkpoint import ARCHITECTURES, checkpoint_filter_fn, load_checkpoint, load_state_dict_pre_hook
 from .ops import create_depthwise_conv2d
 from .ops.cpu import is_channels_last as _is_channels_last
 
@@ -56,19 +51,8 @@ __all__ = [
     "GLOBAL_POOL_TYPES",
     "ARCHITECTURES",
     "python_dispatch_allowed",
-    # checkpoint layouts (re-exported by unireplknet.checkpoint)
     "checkpoint_filter_fn",
-    "load_checkpoint",
-    "load_state_dict_pre_hook",
-    "infer_config",
-    "is_deploy_layout",
-    "strip_prefixes",
-    "to_deploy_state_dict",
-    "STEM_WEIGHT",
-    "differs_only_in_input_channels",
 ]
-
-_logger = logging.getLogger(__name__)
 
 #: Dilated Reparam Block branch table of the official code: K → (branch kernel sizes, dilations).
 DILATED_BRANCHES: Dict[int, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {
@@ -107,24 +91,6 @@ def default_kernel_sizes(depths: Sequence[int]) -> Tuple[Tuple[int, ...], ...]:
             "pass kernel_sizes=(stage1, stage2, stage3, stage4) with one kernel size per block"
         )
     return _DEFAULT_KERNEL_SIZES[key]
-
-
-def _fx_symbolic_tracing() -> bool:
-    fx_trace = torch.fx._symbolic_trace
-    probe = getattr(fx_trace, "is_fx_symbolic_tracing", None) or getattr(fx_trace, "_get_is_fx_tracing")
-    return bool(probe())
-
-
-@torch.jit.unused
-def python_dispatch_allowed(x: torch.Tensor) -> bool:
-    """False under FX symbolic tracing (``x`` a Proxy), where Python cannot branch on tensor properties.
-
-    The model's Python-level choices (input check, fused forward, sample groups, checkpointing, LayerNorm's
-    layout branch) are taken only when this is True; the fused forward and sample groups also step aside for
-    every other tracer, compiler, exporter and dispatch mode (:func:`unireplknet.fast.use_fused_block`).
-    Callers test ``torch.jit.is_scripting()`` first, so TorchScript never compiles this (or what it guards).
-    """
-    return not (isinstance(x, torch.fx.Proxy) or _fx_symbolic_tracing())
 
 
 def _batch_norm(dim: int, use_sync_bn: bool) -> nn.Module:
@@ -423,28 +389,6 @@ class UniRepLKNetBlock(nn.Module):
                     return torch.utils.checkpoint.checkpoint(self._forward, x, use_reentrant=False)
             return self._forward(x)
 
-    @torch.jit.unused
-    def runs_as_built(self) -> bool:
-        """Whether the modules that :func:`unireplknet.fast.deploy_block_forward` reads weights from instead of
-        calling are still exactly the built types, fp32 and without hooks (a quantized or NNCF-wrapped Linear,
-        a hook of thop / torchinfo must be called, so the fused forward steps aside)."""
-        se, pw1, act, pw2 = self.se, self.pwconv1, self.act, self.pwconv2
-        if not (len(pw1) == 2 and len(act) == 2 and len(pw2) == 2):
-            return False
-        expected = (
-            (se.down, nn.Conv2d), (se.up, nn.Conv2d), (se.nonlinear, nn.ReLU), (pw1[0], NCHWtoNHWC),
-            (pw1[1], nn.Linear), (act[0], nn.GELU), (act[1], GRNwithNHWC), (pw2[0], nn.Linear), (pw2[1], NHWCtoNCHW),
-            (self.norm, nn.Identity),
-        )
-        if any(type(module) is not kind for module, kind in expected):
-            return False
-        if act[0].approximate != "none" or hasattr(act[1], "beta"):
-            return False
-        if any(fast._hooked(m) for m in (se, pw1, act, pw2) + tuple(m for m, _ in expected)):
-            return False
-        weights = (se.down.weight, se.up.weight, pw1[1].weight, pw1[1].bias, pw2[0].weight, pw2[0].bias, act[1].gamma)
-        return all(w is not None and w.dtype == torch.float32 and type(w) is torch.nn.Parameter for w in weights)
-
     @torch.no_grad()
     def reparameterize(self) -> None:
         """Fuse this block into its deploy structure in place (idempotent; docs/reparameterization.md)."""
@@ -709,7 +653,7 @@ class UniRepLKNet(nn.Module):
                 "x.float() / 255 for 8-bit images (then normalise with the model's mean and std)"
             )
         weight = self.downsample_layers[0][0].weight
-        if x.dtype != weight.dtype and not _autocast_enabled(x.device.type):
+        if x.dtype != weight.dtype and not autocast_enabled(x.device.type):
             raise TypeError(
                 f"the input is {x.dtype} but the model's weights are {weight.dtype}; convert one to the other, "
                 f"e.g. x.to({weight.dtype}) (x.float() for float32), or model.to({x.dtype}), or run under "
@@ -885,13 +829,6 @@ def _check_global_pool(global_pool: str, num_classes: int) -> None:
         )
 
 
-def _autocast_enabled(device_type: str) -> bool:
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # PyTorch < 2.4 has no device argument
-        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
-
-
 def reparameterize(model: nn.Module, inplace: bool = True) -> nn.Module:
     """Fuse every UniRepLKNet block inside ``model`` (a UniRepLKNet or any module holding one) for inference.
 
@@ -906,287 +843,3 @@ def reparameterize(model: nn.Module, inplace: bool = True) -> nn.Module:
         if isinstance(m, UniRepLKNetBlock):
             m.reparameterize()
     return model
-
-
-# ==================================================================================== checkpoint layouts
-# The official state-dict layouts and how they map onto this model: timm's pretrained filter, the
-# load_state_dict pre-hook, structure detection and conversion. File reading lives in checkpoint_io.
-
-_PREFIXES = ("module.", "_orig_mod.")
-
-#: depths and dims of the official variants (the zoo adds the paper's numbers), to name a checkpoint's variant.
-ARCHITECTURES: Dict[str, Tuple[Tuple[int, int, int, int], Tuple[int, int, int, int]]] = {
-    "a": ((2, 2, 6, 2), (40, 80, 160, 320)),
-    "f": ((2, 2, 6, 2), (48, 96, 192, 384)),
-    "p": ((2, 2, 6, 2), (64, 128, 256, 512)),
-    "n": ((2, 2, 8, 2), (80, 160, 320, 640)),
-    "t": ((3, 3, 18, 3), (80, 160, 320, 640)),
-    "s": ((3, 3, 27, 3), (96, 192, 384, 768)),
-    "b": ((3, 3, 27, 3), (128, 256, 512, 1024)),
-    "l": ((3, 3, 27, 3), (192, 384, 768, 1536)),
-    "xl": ((3, 3, 27, 3), (256, 512, 1024, 2048)),
-}
-
-
-def strip_prefixes(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
-    """Remove DDP/compile prefixes; keep only the ``backbone.`` part of a detector/segmenter checkpoint."""
-    out: StateDict = {}
-    has_backbone = any(k.startswith("backbone.") for k in state_dict)
-    for k, v in state_dict.items():
-        for prefix in _PREFIXES:
-            if k.startswith(prefix):
-                k = k[len(prefix):]
-        if has_backbone:
-            if not k.startswith("backbone."):
-                continue  # neck / heads of a detector or segmenter
-            k = k[len("backbone."):]
-        out[k] = v
-    return out
-
-
-# ----------------------------------------------------------------------------------------------- structure
-def is_deploy_layout(state_dict: Mapping[str, torch.Tensor]) -> bool:
-    """True for the deploy (re-parameterized) key layout, False for the training layout."""
-    has_train = any(k.endswith((".act.1.beta", ".pwconv2.2.running_mean")) for k in state_dict)
-    has_deploy = any(k.endswith(".pwconv2.0.bias") for k in state_dict)
-    return has_deploy and not has_train
-
-
-def infer_config(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
-    """Constructor arguments of the model a state dict was saved from, read off its keys and shapes."""
-    sd = strip_prefixes(state_dict)
-    if "downsample_layers.0.0.weight" not in sd:
-        raise CheckpointMismatchError("not a UniRepLKNet state dict: it has no 'downsample_layers.0.0.weight'")
-    in_chans = sd["downsample_layers.0.0.weight"].shape[1]
-    dims, depths, kernel_sizes = [], [], []
-    for i in range(4):
-        key = f"downsample_layers.{i}.0.weight" if i else "downsample_layers.0.3.weight"
-        if key not in sd:
-            raise CheckpointMismatchError(f"not a complete UniRepLKNet state dict: '{key}' is missing")
-        dims.append(sd[key].shape[0])
-        blocks = sorted({int(m.group(1)) for k in sd for m in [re.match(rf"stages\.{i}\.(\d+)\.", k)] if m})
-        depths.append(len(blocks))
-        stage_ks = []
-        for j in blocks:
-            w = sd.get(f"stages.{i}.{j}.dwconv.lk_origin.weight", sd.get(f"stages.{i}.{j}.dwconv.weight"))
-            stage_ks.append(0 if w is None else int(w.shape[-1]))
-        kernel_sizes.append(tuple(stage_ks))
-    config: Dict[str, Any] = dict(
-        in_chans=int(in_chans), depths=tuple(depths), dims=tuple(int(d) for d in dims),
-        kernel_sizes=tuple(kernel_sizes), deploy=is_deploy_layout(sd),
-    )
-    if "head.weight" in sd:
-        config["num_classes"] = int(sd["head.weight"].shape[0])
-    elif "norm0.weight" in sd:
-        config["num_classes"] = None
-    else:
-        config["num_classes"] = 0
-    if not config["deploy"]:
-        has_ls = any(re.fullmatch(r"stages\.\d+\.\d+\.gamma", k) for k in sd)
-        config["layer_scale_init_value"] = 1e-6 if has_ls else None
-    return config
-
-
-def _variant_name(config: Mapping[str, Any]) -> Optional[str]:
-    for name, (depths, dims) in ARCHITECTURES.items():
-        if tuple(config["depths"]) == depths and tuple(config["dims"]) == dims:
-            return f"unireplknet_{name}"
-    return None
-
-
-def to_deploy_state_dict(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
-    """Convert a training-layout state dict into the deploy layout (re-parameterizes a temporary model)."""
-    sd = strip_prefixes(state_dict)
-    if is_deploy_layout(sd):
-        return dict(sd)
-    config = infer_config(sd)
-    dtype = sd["downsample_layers.0.0.weight"].dtype
-    model = UniRepLKNet(**config).to(dtype)
-    model.load_state_dict(_fit_to_model(sd, model, drop_mismatched_head=False, source="the state dict"), strict=True)
-    return {k: v.detach().clone() for k, v in reparameterize(model).state_dict().items()}
-
-
-# ----------------------------------------------------------------------------------------------- loading
-def _fit_to_model(
-    state_dict: Mapping[str, torch.Tensor], model: nn.Module, drop_mismatched_head: bool, source: str
-) -> StateDict:
-    """Adapt a UniRepLKNet state dict to ``model`` (prefixes, structure, head) and check it fits exactly."""
-    sd = strip_prefixes(state_dict)
-    target = model.state_dict()
-    model_deploy = isinstance(model, UniRepLKNet) and model.deploy
-    if model_deploy and not is_deploy_layout(sd) and any(k.endswith(".act.1.beta") for k in sd):
-        _logger.info("converting a training-structure checkpoint to the deploy structure of the model")
-        sd = to_deploy_state_dict(sd)
-    elif not model_deploy and is_deploy_layout(sd) and any(k.endswith(".act.1.beta") for k in target):
-        raise CheckpointMismatchError(
-            f"{source} is in the deploy (re-parameterized) layout but the model has the training structure; "
-            "build the model with deploy=True (e.g. timm.create_model(name, deploy=True)), or use "
-            "unireplknet.load_model(path), which builds the right structure by itself"
-        )
-
-    # Classifier of another class count / a model without classifier / features mode.
-    head_keys = [k for k in ("head.weight", "head.bias") if k in sd]
-    if (
-        head_keys
-        and "head.weight" in target
-        and "head.weight" in sd
-        and sd["head.weight"].shape[1:] == target["head.weight"].shape[1:]  # same width: only the classes differ
-        and sd["head.weight"].shape[0] != target["head.weight"].shape[0]
-    ):
-        if not drop_mismatched_head:
-            raise CheckpointMismatchError(
-                f"{source} has a {sd['head.weight'].shape[0]}-class head, the model "
-                f"{target['head.weight'].shape[0]} classes: create the model with "
-                f"num_classes={sd['head.weight'].shape[0]}, or drop the head to fine-tune "
-                "(load_checkpoint(..., drop_mismatched_head=True); timm.create_model(..., num_classes=N) does this)"
-            )
-        warnings.warn(
-            f"the checkpoint's {sd['head.weight'].shape[0]}-class head does not fit the model's "
-            f"{target['head.weight'].shape[0]} classes; the head is newly initialised, everything else is loaded",
-            stacklevel=3,
-        )
-        for k in head_keys:
-            sd[k] = target[k]
-    if "head.weight" not in target:
-        for k in head_keys:
-            sd.pop(k)
-        if "norm.weight" not in target:  # features mode: the classifier's final LayerNorm is not used
-            sd.pop("norm.weight", None)
-            sd.pop("norm.bias", None)
-    for i in range(4):  # features-mode norms that a classifier checkpoint does not have
-        for p in ("weight", "bias"):
-            key = f"norm{i}.{p}"
-            if key in target and key not in sd:
-                sd[key] = target[key]
-            elif key in sd and key not in target:
-                sd.pop(key)
-
-    missing = [k for k in target if k not in sd]
-    unexpected = [k for k in sd if k not in target]
-    mis_shaped = [
-        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(target[k].shape)}"
-        for k in target
-        if k in sd and sd[k].shape != target[k].shape
-    ]
-    if missing or unexpected or mis_shaped:
-        raise CheckpointMismatchError(_mismatch_message(source, sd, model, missing, unexpected, mis_shaped))
-    return sd
-
-
-def _mismatch_message(source, sd, model, missing, unexpected, mis_shaped) -> str:
-    parts = [f"{source} does not fit the model:"]
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mis_shaped)):
-        if items:
-            shown = ", ".join(items[:6]) + (f" … (+{len(items) - 6} more)" if len(items) > 6 else "")
-            parts.append(f"{len(items)} {label} ({shown})")
-    try:
-        ckpt_cfg = infer_config(sd)
-        ckpt_name = _variant_name(ckpt_cfg) or f"depths={ckpt_cfg['depths']}, dims={ckpt_cfg['dims']}"
-        model_desc = ""
-        if hasattr(model, "depths") and hasattr(model, "dims"):
-            model_name = _variant_name(dict(depths=model.depths, dims=model.dims))
-            model_desc = model_name or f"depths={model.depths}, dims={model.dims}"
-        if model_desc and model_desc != ckpt_name:
-            parts.append(f"the checkpoint is {ckpt_name} but the model is {model_desc}: create {ckpt_name} instead")
-        elif ckpt_cfg["in_chans"] != getattr(model, "in_chans", ckpt_cfg["in_chans"]):
-            parts.append(f"the checkpoint takes in_chans={ckpt_cfg['in_chans']}, the model {model.in_chans}")
-    except CheckpointError:
-        parts.append("it does not look like a UniRepLKNet checkpoint at all")
-    return "; ".join(parts)
-
-
-#: The first (stem) convolution's weight: the one tensor whose shape depends on the input channel count.
-STEM_WEIGHT = "downsample_layers.0.0.weight"
-
-
-def differs_only_in_input_channels(weight: Optional[torch.Tensor], target: Optional[torch.Tensor]) -> bool:
-    """True when both conv weights exist and have the same shape except their input-channel dimension."""
-    return (
-        weight is not None and target is not None and weight.dim() == 4 and target.dim() == 4
-        and weight.shape[1] != target.shape[1]
-        and weight.shape[:1] + weight.shape[2:] == target.shape[:1] + target.shape[2:]
-    )
-
-
-def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> StateDict:
-    """timm pretrained filter: official layouts in, exactly the model's keys out (head dropped on class mismatch)."""
-    sd = strip_prefixes(unwrap_state_dict(state_dict, source="pretrained checkpoint"))
-    if isinstance(model, UniRepLKNet) and not model.deploy and is_deploy_layout(sd):
-        # A re-parameterized file (e.g. timm's save_for_hf of a deploy model): the model takes its structure.
-        _logger.info("the pretrained checkpoint is in the deploy layout: re-parameterizing the model to load it")
-        reparameterize(model)
-    # A model with another input channel count (e.g. in_chans=1 for grey images): timm adapts the stem conv
-    # (the pretrained cfg's first_conv) after this filter, so let the RGB stem through unchanged here.
-    stem = STEM_WEIGHT
-    target = model.state_dict().get(stem)
-    rgb_stem = sd.get(stem)
-    other_chans = differs_only_in_input_channels(rgb_stem, target)
-    if other_chans:
-        sd[stem] = target
-    sd = _fit_to_model(sd, model, drop_mismatched_head=True, source="the pretrained checkpoint")
-    if other_chans:
-        sd[stem] = rgb_stem
-    return sd
-
-
-def load_checkpoint(
-    model: nn.Module,
-    checkpoint: Union[PathLike, Mapping[str, Any]],
-    drop_mismatched_head: bool = False,
-    drop_head: bool = False,
-    use_ema: bool = False,
-) -> nn.Module:
-    """Load an official or own checkpoint (file path or state dict) into ``model`` strictly.
-
-    A training-layout checkpoint loads into a deploy model (it is re-parameterized on the fly); a deploy-layout
-    checkpoint loaded into a training-structure UniRepLKNet re-parameterizes the model first. ``drop_head``
-    ignores the checkpoint's classifier entirely (backbone initialisation); ``drop_mismatched_head`` only when
-    its class count differs (fine-tuning, with a warning).
-    """
-    if isinstance(checkpoint, Mapping):
-        sd, source = unwrap_state_dict(checkpoint, use_ema=use_ema), "the state dict"
-    else:
-        sd, source = read_state_dict(checkpoint, use_ema=use_ema), str(checkpoint)
-    sd = strip_prefixes(sd)
-    if drop_head:
-        sd = {k: v for k, v in sd.items() if not k.startswith("head.")}
-        target = model.state_dict()
-        for k in ("head.weight", "head.bias"):
-            if k in target:
-                sd[k] = target[k]
-    if isinstance(model, UniRepLKNet) and not model.deploy and is_deploy_layout(sd):
-        _logger.info("%s is in the deploy layout: re-parameterizing the model before loading", source)
-        reparameterize(model)
-    sd = _fit_to_model(sd, model, drop_mismatched_head=drop_mismatched_head, source=source)
-    model.load_state_dict(sd, strict=True)
-    return model
-
-
-def load_state_dict_pre_hook(
-    module: nn.Module,
-    state_dict: MutableMapping[str, Any],
-    prefix: str,
-    local_metadata: Any,
-    strict: bool,
-    missing_keys: list,
-    unexpected_keys: list,
-    error_msgs: list,
-) -> None:
-    """Let ``model.load_state_dict`` accept DDP/compile prefixes and MMDet/MMSeg ``backbone.`` checkpoints,
-    and explain a training/deploy structure mismatch."""
-    keys = [k for k in state_dict if k.startswith(prefix)]
-    rel = {k[len(prefix):]: state_dict[k] for k in keys}
-    tensors = {k: v for k, v in rel.items() if isinstance(v, torch.Tensor)}
-    if is_deploy_layout(tensors) and not getattr(module, "deploy", True):
-        error_msgs.append(
-            "the state dict is in the deploy (re-parameterized) layout but the model has the training structure: "
-            "build it with deploy=True, call unireplknet.reparameterize(model) first, or use "
-            "unireplknet.load_checkpoint(model, state_dict), which does this for you"
-        )
-    if not any(k.startswith(_PREFIXES + ("backbone.",)) for k in rel):
-        return
-    cleaned = strip_prefixes(rel)
-    for k in keys:
-        del state_dict[k]
-    for k, v in cleaned.items():
-        state_dict[prefix + k] = v

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 from dataclasses import dataclass
@@ -22,8 +21,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import FeatureGetterNet, FeatureHookNet
 
-from .checkpoint import load_checkpoint
-from .checkpoint_io import PretrainedWeightsUnavailableError
+from .checkpoint import PretrainedWeightsUnavailableError, atomic_write_bytes, load_checkpoint
 from .model import ARCHITECTURES, UniRepLKNet, checkpoint_filter_fn, default_kernel_sizes
 
 __all__ = [
@@ -434,18 +432,6 @@ def save_pretrained(model: nn.Module, folder: "os.PathLike[str] | str", **save_f
     config_path = folder / "config.json"
     config = json.loads(config_path.read_text())
     config.get("model_args", {}).pop("num_classes", None)
-    _write_text_atomically(config_path, json.dumps(config, indent=4))
+    atomic_write_bytes(config_path, json.dumps(config, indent=4).encode("utf-8"))
     return folder
 
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -108,7 +107,7 @@ def build_model(name: str, checkpoint: Optional[str], pretrained: bool, in_chans
         raise ValueError(f"unknown model {name!r}; list the names with python -c \"import timm, unireplknet; "
                          f"print(timm.list_models('*{name.split('_')[0]}*'))\"")
     if checkpoint and name.startswith("unireplknet_"):
-        from ..checkpoint import load_model
+        from ..loading import load_model
 
         return load_model(checkpoint)  # the file decides variant, structure, channels and classes
     if checkpoint:
@@ -229,19 +228,10 @@ def _in_chans_of(model: Any) -> int:
 
 # ----------------------------------------------------------------------------------------------- outputs
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: an interrupted run keeps the old file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from ..checkpoint_io import temp_file_beside
+    """Write through the package's one atomic writer: an interrupted run keeps the old file."""
+    from ..checkpoint import atomic_write
 
-    fd, tmp = temp_file_beside(path)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, write, to_path=True)
 
 
 def _figure_class() -> Any:

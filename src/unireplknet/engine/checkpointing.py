@@ -1,4 +1,7 @@
-"""Training checkpoints: atomic writes, RNG states as tensors, loading with ``weights_only=True``.
+"""Run checkpoints: the training-state schema, RNG states as tensors, reading them back for ``--resume``.
+
+Files are written through the package's one atomic writer (:func:`unireplknet.checkpoint.atomic_write`, re-exported
+here) and read with ``weights_only=True``.
 
 A training checkpoint is a plain dict of tensors, numbers, strings, lists and dicts — nothing that
 needs unpickling arbitrary classes — so ``torch.load(..., weights_only=True)`` reads it back:
@@ -8,23 +11,27 @@ needs unpickling arbitrary classes — so ``torch.load(..., weights_only=True)``
 """
 from __future__ import annotations
 
-import errno
-import io
 import json
 import logging
-import os
 import random
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 import torch
 
-from ..checkpoint_io import temp_file_beside
+from ..checkpoint import (
+    CheckpointWriteError,
+    atomic_torch_save,
+    atomic_write,
+    atomic_write_bytes,
+    describe_unreadable_checkpoint,
+)
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CheckpointWriteError",
+    "atomic_write",
     "atomic_write_bytes",
     "atomic_torch_save",
     "get_rng_state",
@@ -36,62 +43,6 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "unireplknet-train-v1"
-
-
-class CheckpointWriteError(OSError):
-    """A checkpoint could not be written; the previous file at the destination is untouched."""
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Make the rename itself durable; not every platform lets a directory be opened for this.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Union[str, Path], write: Callable[[io.BufferedWriter], None]) -> Path:
-    """Write a file through ``write(fileobj)`` so that ``path`` is either the old or the complete new file.
-
-    The data goes to a temporary file in the same folder, is flushed and fsync'ed, then ``os.replace``'d
-    over ``path``. On any error the temporary file is removed and :class:`CheckpointWriteError` says why.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_file_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(e, OSError):
-            survived = f"; the previous {path.name} is intact" if path.exists() else ""
-            hint = " (disk full: free space or pass another --output folder)" if e.errno == errno.ENOSPC else ""
-            raise CheckpointWriteError(e.errno, f"could not write {path}: {e.strerror or e}{hint}{survived}") from e
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_bytes(path: Union[str, Path], data: bytes) -> Path:
-    return atomic_write(path, lambda f: f.write(data))
-
-
-def atomic_torch_save(obj: Any, path: Union[str, Path]) -> Path:
-    """``torch.save(obj, path)`` atomically (see :func:`atomic_write`)."""
-    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 # ----------------------------------------------------------------------------------------------- RNG
@@ -137,8 +88,6 @@ def load_training_checkpoint(path: Union[str, Path], map_location: Union[str, to
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated, not a torch file, or holds objects that need unpickling
-        from ..guards import describe_unreadable_checkpoint
-
         raise ValueError(describe_unreadable_checkpoint(
             path, e, "the last.pth or best.pth written by a unireplknet training run")) from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -56,13 +57,14 @@ class MetricsLogger:
         for r in self.rows:
             fields.extend(k for k in r if k not in fields)
         # Rewrite the (small) file each epoch: columns may appear later (e.g. EMA) and a crash never leaves half a row.
-        tmp = self.path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            for r in self.rows:
-                w.writerow({k: _fmt(r.get(k, "")) for k in fields})
-        tmp.replace(self.path)
+        text = io.StringIO()
+        w = csv.DictWriter(text, fieldnames=fields)
+        w.writeheader()
+        for r in self.rows:
+            w.writerow({k: _fmt(r.get(k, "")) for k in fields})
+        from ..checkpoint import atomic_write_bytes  # the one atomic writer (imports torch: only when logging)
+
+        atomic_write_bytes(self.path, text.getvalue().encode("utf-8"))
         if self.tb is not None:
             step = int(row["epoch"])
             for k, v in row.items():

@@ -33,7 +33,6 @@ plain ``F.conv2d``, so graphs contain one standard convolution node. (No ``from 
 annotations`` here: TorchScript compiles :meth:`DepthwiseConv2d.forward` from this module's source.)
 """
 
-import os
 import warnings
 from typing import Dict, FrozenSet, Optional, Tuple
 
@@ -41,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._runtime import autocast_enabled, env_text, graph_recording
 from .cpu import cpu_depthwise_conv2d, cpu_supports
 from .cpu import is_channels_last as _is_channels_last
 from .triton_dwconv import triton_depthwise_conv2d, triton_supports
@@ -113,7 +113,7 @@ def get_default_impl() -> str:
     """The process-wide choice: set_default_impl's, else the environment variable's, else 'auto'."""
     if _default_impl is not None:
         return _default_impl
-    return _parse_env(os.environ.get(ENV_VAR, ""))[0]
+    return _parse_env(env_text(ENV_VAR))[0]
 
 
 def _auto(
@@ -137,10 +137,7 @@ def _auto(
 
 
 def _cpu_autocast() -> bool:
-    try:
-        return torch.is_autocast_enabled("cpu")
-    except TypeError:  # PyTorch < 2.4 has no device argument
-        return torch.is_autocast_cpu_enabled()
+    return autocast_enabled("cpu")
 
 
 def _supports(name: str, x: torch.Tensor, weight: torch.Tensor, padding: int, dilation: int) -> bool:
@@ -155,15 +152,7 @@ def _graph_capture(x: torch.Tensor) -> bool:
     """True while a tracer / compiler / exporter is recording (they must see a plain F.conv2d)."""
     if type(x) is not torch.Tensor and type(x) is not nn.Parameter:
         return True  # FakeTensor / FunctionalTensor / proxies of torch.export, make_fx, …
-    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-        return True
-    compiler = getattr(torch, "compiler", None)
-    if compiler is not None:
-        if getattr(compiler, "is_compiling", lambda: False)():
-            return True
-        if getattr(compiler, "is_exporting", lambda: False)():
-            return True
-    return False
+    return graph_recording()
 
 
 def select_implementation(
@@ -190,7 +179,7 @@ def select_implementation(
         if _default_impl is not None:
             choice = _default_impl
         else:
-            choice, excluded = _parse_env(os.environ.get(ENV_VAR, ""))
+            choice, excluded = _parse_env(env_text(ENV_VAR))
         if choice != "auto":
             if _supports(choice, x, weight, padding, dilation):
                 return choice

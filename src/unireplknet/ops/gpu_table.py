@@ -20,10 +20,11 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 from typing import Dict, List, Optional, Tuple
 
 import torch
+
+from .._runtime import env_text
 
 __all__ = ["MEASURED_WINNERS", "load_table", "measured_winner", "nearest_winner"]
 
@@ -96,4 +97,4 @@ def measured_winner(x: torch.Tensor, kernel_size: int, dilation: int, channels_l
     index = x.device.index if x.device.index is not None else torch.cuda.current_device()
     n, c, h, w = x.shape
     key = (_device_name(index), str(x.dtype).replace("torch.", ""), channels_last, c, h, w, kernel_size, dilation)
-    return _lookup(os.environ.get("UNIREPLKNET_DWCONV_TABLE") or None, key, n)
+    return _lookup(env_text("UNIREPLKNET_DWCONV_TABLE") or None, key, n)

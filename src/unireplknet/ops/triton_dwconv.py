@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
+
+from .._runtime import env_text
 
 __all__ = ["triton_available", "triton_supports", "triton_depthwise_conv2d", "TRITON_DTYPES"]
 
@@ -38,7 +39,7 @@ MAX_KERNEL = 31
 
 
 def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return env_text("TRITON_INTERPRET", "0") == "1"
 
 
 @functools.lru_cache(maxsize=None)

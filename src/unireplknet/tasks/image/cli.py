@@ -23,7 +23,8 @@ __all__ = ["add_subcommands", "load_checkpoint_model", "data_config_for", "forma
 
 def load_checkpoint_model(path: str, use_ema: bool = False):
     """A UniRepLKNet rebuilt from any checkpoint file (our .pth / .safetensors or an official one), in eval mode."""
-    from ...checkpoint import load_model, read_state_dict
+    from ...checkpoint import read_state_dict
+    from ...loading import load_model
     from ...engine import read_run_metadata
     from ...factory import build_model
 

@@ -1,32 +1,40 @@
-"""Reading checkpoint files and writing safetensors files, safely: the package's only file I/O for weights.
+"""Checkpoint files: what a file is, reading it safely, and the package's one atomic writer.
 
-A leaf module: it imports no model code, so the model, the loaders and the task loops all build on it.
+Imports no model code (only torch; safetensors where it is used), so the model, the loaders, the exporters and
+the training engine all build on it.
 
 * Files are read with ``torch.load(weights_only=True)`` or from safetensors — never by unpickling arbitrary
   objects. A file that is no checkpoint at all (text, an HTML error page, random bytes) is called so, with
-  no advice to unpickle it.
-* Writes are atomic: the file is written next to its destination and renamed into place, so an interrupted
-  save never destroys an earlier file.
+  no advice to unpickle it (:func:`file_kind`, :func:`describe_unreadable_checkpoint`).
+* Every file the package writes goes through :func:`atomic_write`: a temporary file beside the destination,
+  fsync'ed and renamed into place, so an interrupted or failed write never destroys an earlier file.
 """
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 import torch
 
 __all__ = [
     "CheckpointError",
     "CheckpointMismatchError",
+    "CheckpointWriteError",
     "PretrainedWeightsUnavailableError",
+    "KIND_NAMES",
+    "file_kind",
     "read_state_dict",
     "unwrap_state_dict",
+    "describe_unreadable_checkpoint",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_torch_save",
     "write_safetensors",
-    "temp_file_beside",
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -41,6 +49,10 @@ class CheckpointError(RuntimeError):
 
 class CheckpointMismatchError(CheckpointError):
     """A checkpoint does not fit the model it is loaded into."""
+
+
+class CheckpointWriteError(OSError):
+    """A file could not be written; the previous file at the destination is untouched."""
 
 
 class PretrainedWeightsUnavailableError(CheckpointError):
@@ -58,7 +70,6 @@ class PretrainedWeightsUnavailableError(CheckpointError):
             f"or unireplknet.create_model('{variant}', checkpoint_path='/path/{filename}')."
         )
         self.filename = filename
-        self.hub_id = hub_id
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -207,50 +218,111 @@ def unwrap_state_dict(obj: Any, use_ema: bool = False, source: str = "checkpoint
     return dict(obj)
 
 
-# ----------------------------------------------------------------------------------------------- writing
-def _open_mode() -> int:
-    """The permissions ``open(path, "w")`` gives a new file: 0o666 less the process's umask."""
-    umask = os.umask(0o022)  # the umask can only be read by setting it; put back at once
-    os.umask(umask)
-    return 0o666 & ~umask
+# ----------------------------------------------------------------------------------------------- what a file is
+#: What each kind of :func:`file_kind` is, in words.
+KIND_NAMES = {
+    "safetensors": "a safetensors weights file",
+    "torch": "a PyTorch checkpoint (.pth)",
+    "pt2": "a torch.export program (.pt2)",
+    "onnx": "an ONNX model",
+    "other": "a file of unknown kind",
+}
 
 
-def temp_file_beside(path: PathLike) -> Tuple[int, str]:
-    """``(fd, name)`` of a new temporary file in ``path``'s folder, to be renamed over ``path`` when complete.
+def describe_unreadable_checkpoint(path: PathLike, error: BaseException, expected: str) -> str:
+    """One paragraph for a checkpoint that ``torch.load(weights_only=True)`` refused, by what the file is.
 
-    ``tempfile.mkstemp`` makes the file private (0600); the renamed result is an ordinary output, so it gets
-    the mode ``open()`` would have given it (0644 under the usual umask) — the only writer of the package's
-    atomic files (checkpoints, safetensors, ONNX, figures) goes through here.
+    torch's own message runs to many lines and suggests ``weights_only=False``, which is wrong advice for a text
+    or HTML page saved as ``.pth`` and dangerous advice for a file of unknown origin.
     """
     path = Path(path)
+    kind = file_kind(path) if path.is_file() and path.stat().st_size else "empty"
+    if kind == "empty":
+        return f"{path} is empty (an interrupted download or save?); pass {expected}"
+    if kind != "torch":
+        what = describe_head(path) if kind == "other" else f"it is {KIND_NAMES[kind]}"
+        return f"{path} is not a PyTorch checkpoint ({what}); pass {expected}"
+    if isinstance(error, pickle.UnpicklingError):
+        return (f"{path} holds pickled Python objects that are never loaded, for safety "
+                f"({first_error_line(error).rstrip('.')}); it is not a checkpoint written by unireplknet — pass "
+                f"{expected}")
+    return (f"{path} is not a readable checkpoint ({type(error).__name__}: {first_error_line(error)}); it is "
+            f"probably truncated or corrupt — pass {expected}")
+
+
+# ----------------------------------------------------------------------------------------------- writing
+def _fsync_dir(folder: Path) -> None:
+    # Make the rename itself durable; not every platform lets a directory be opened for this.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: PathLike, write: Callable[[Any], Any], to_path: bool = False) -> Path:
+    """Write ``path`` so that it is either the old file or the complete new one: the package's one writer.
+
+    ``write`` fills a temporary file in the same folder — given the open binary file, or with ``to_path`` its
+    path (for writers that take a file name only, such as safetensors' ``save_file`` or matplotlib) — which is
+    then fsync'ed, given the permissions of an ordinary new file, and ``os.replace``'d over ``path``. On any
+    error the temporary file is removed; an ``OSError`` becomes :class:`CheckpointWriteError`, which says why
+    (a full disk by name) and that the previous file is intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, _open_mode())
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
+        if to_path:
+            os.close(fd)
+            write(tmp)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        else:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; the result is an ordinary file
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(e, OSError) and not isinstance(e, CheckpointWriteError):
+            survived = f"; the previous {path.name} is intact" if path.exists() else ""
+            hint = " (disk full: free space or pass another --output folder)" if e.errno == errno.ENOSPC else ""
+            raise CheckpointWriteError(e.errno, f"could not write {path}: {e.strerror or e}{hint}{survived}") from e
         raise
-    return fd, tmp
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_write`)."""
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_torch_save(obj: Any, path: PathLike) -> Path:
+    """``torch.save(obj, path)`` atomically (:func:`atomic_write`)."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def write_safetensors(tensors: Mapping[str, torch.Tensor], path: PathLike,
                       metadata: Optional[Mapping[str, str]] = None) -> Path:
-    """Write ``tensors`` to ``path`` as safetensors, atomically (temporary file beside it, fsync, rename)."""
+    """Write ``tensors`` to ``path`` as safetensors, atomically (:func:`atomic_write`)."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    fd, tmp = temp_file_beside(path)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=dict(metadata or {}))
-        os.chmod(tmp, _open_mode())  # safetensors re-creates the file it writes, private again
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=dict(metadata or {})), to_path=True)

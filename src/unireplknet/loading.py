@@ -1,0 +1,36 @@
+"""Models from checkpoint files: :func:`load_model` builds the UniRepLKNet a file was saved from.
+
+One layer above the model (the checkpoint package below it reads files and maps layouts but builds no model).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Union
+
+import torch
+from torch import nn
+
+from .checkpoint import PathLike, StateDict, convert_to_deploy_layout, infer_config, load_checkpoint, read_state_dict
+from .model import UniRepLKNet
+
+__all__ = ["load_model", "to_deploy_state_dict"]
+
+
+def load_model(path: PathLike, device: Union[str, torch.device] = "cpu", use_ema: bool = False,
+               **overrides: Any) -> nn.Module:
+    """Build the UniRepLKNet a checkpoint was saved from and load it (any official or own file).
+
+    The structure (variant, training or deploy, class count, input channels) is inferred from the keys and
+    shapes of its tensors, so official files need no metadata either. ``use_ema`` takes the EMA weights of a
+    training checkpoint that has them.
+    """
+    sd = read_state_dict(path, use_ema=use_ema)
+    config = infer_config(sd)
+    config.update(overrides)
+    model = UniRepLKNet(**config)
+    load_checkpoint(model, sd)
+    return model.to(device).eval()
+
+
+def to_deploy_state_dict(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """Convert a training-layout state dict into the deploy layout (re-parameterizes a temporary model)."""
+    return convert_to_deploy_layout(state_dict, UniRepLKNet)
