@@ -28,6 +28,7 @@ __all__ = [
     "time_features",
     "CALENDAR_FEATURES",
     "fill_missing",
+    "regular_time_grid",
     "load_global_station_folder",
     "load_csv_series",
     "load_array_series",
@@ -110,6 +111,11 @@ class Series:
     coords: Optional[np.ndarray] = None
     names: Optional[List[str]] = None
     description: str = ""
+    #: the forecast targets among the variables (indices; None: every variable is a target)
+    targets: Optional[List[int]] = None
+    #: variables per station when the columns are grouped station-major (a long table: each station's targets,
+    #: then its inputs); the forecasters take it as their node width (``enc_in``)
+    node_size: Optional[int] = None
 
     def __post_init__(self) -> None:
         self.values = np.asarray(self.values, dtype=np.float32)
@@ -141,10 +147,11 @@ class Series:
 
     def slice(self, start: int, stop: int) -> "Series":
         return Series(self.values[start:stop], self.timestamps[start:stop], self.freq, self.coords, self.names,
-                      self.description)
+                      self.description, self.targets, self.node_size)
 
 
-def fill_missing(values: np.ndarray, policy: str = "error", what: str = "series") -> np.ndarray:
+def fill_missing(values: np.ndarray, policy: str = "error", what: str = "series",
+                 names: Optional[Sequence[str]] = None) -> np.ndarray:
     """NaN handling: ``'error'`` raises :class:`SeriesError` naming where; ``'interpolate'`` fills each
     variable linearly in time (leading/trailing gaps take the nearest value); a variable with no value at all
     is refused either way."""
@@ -155,17 +162,18 @@ def fill_missing(values: np.ndarray, policy: str = "error", what: str = "series"
     if policy not in ("error", "interpolate"):
         raise ValueError(f"nan_policy must be 'error' or 'interpolate', got {policy!r}")
     rows, cols = np.nonzero(bad)
+    label = (lambda v: repr(names[v])) if names is not None else (lambda v: str(int(v)))
     if policy == "error":
         raise SeriesError(
-            f"{what} has {int(bad.sum())} NaN/inf values (first at time step {int(rows[0])}, variable "
-            f"{int(cols[0])}); clean the data or pass nan_policy='interpolate' (--nan-policy interpolate)"
+            f"{what} has {int(bad.sum())} NaN/inf values or missing time steps (first at time step {int(rows[0])}, "
+            f"variable {label(cols[0])}); clean the data or pass nan_policy='interpolate' (--nan-policy interpolate)"
         )
     out = values.copy()
     t = np.arange(values.shape[0])
     for v in np.unique(cols):
         ok = ~bad[:, v]
         if not ok.any():
-            raise SeriesError(f"{what}: variable {int(v)} has no finite value at all; drop it")
+            raise SeriesError(f"{what}: variable {label(v)} has no finite value at all; drop it")
         out[~ok, v] = np.interp(t[~ok], t[ok], values[ok, v])
     _logger.info("%s: interpolated %d missing values", what, int(bad.sum()))
     return out
@@ -247,41 +255,148 @@ def write_global_station_folder(root: Union[str, Path], splits: Dict[str, Series
     return root
 
 
+def _parse_time(cell: str) -> np.datetime64:
+    """One timestamp cell: ISO dates with a space or a 'T', a trailing 'Z' (UTC) accepted."""
+    text = cell.strip().replace(" ", "T")
+    if text.endswith("Z"):
+        text = text[:-1]
+    return np.datetime64(text, "s")
+
+
+def regular_time_grid(times: np.ndarray, what: str = "series") -> Tuple[np.ndarray, np.ndarray]:
+    """The regular time grid that the timestamps of one series lie on, and each timestamp's row in it.
+
+    The step is the smallest difference between consecutive timestamps; a timestamp off that grid, or one
+    that repeats, is refused. Missing steps (a station that did not report for some hours) become rows of
+    NaN in the caller's table, which ``nan_policy`` then fills or refuses. This is the one place where a
+    table's gaps are decided.
+    """
+    times = np.asarray(times).astype("datetime64[s]")
+    order = np.argsort(times, kind="stable")
+    ordered = times[order]
+    steps = np.diff(ordered).astype(np.int64)
+    if (steps == 0).any():
+        dup = ordered[1:][steps == 0][0]
+        raise SeriesError(f"{what}: timestamp {dup} appears more than once; keep one row per time (and per station "
+                          "with --series-column)")
+    if len(ordered) < 2:
+        raise SeriesError(f"{what}: fewer than two timestamps; a series needs many time steps")
+    step = int(steps.min())
+    offsets = (ordered - ordered[0]).astype(np.int64)
+    if (offsets % step).any():
+        bad = ordered[offsets % step != 0][0]
+        raise SeriesError(f"{what}: timestamp {bad} is not on the grid of {step} s steps from {ordered[0]}; resample "
+                          "the table to a regular step first")
+    grid = ordered[0] + np.arange(offsets[-1] // step + 1) * np.timedelta64(step, "s")
+    rows = np.empty(len(times), dtype=np.int64)
+    rows[order] = offsets // step
+    return grid, rows
+
+
+def _split_names(value: Optional[Union[str, Sequence[str]]]) -> List[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    return [v.strip() for v in value if v.strip()]
+
+
 def load_csv_series(path: Union[str, Path], time_column: str = "date", columns: Optional[Sequence[str]] = None,
-                    freq: str = "h", nan_policy: str = "error") -> Series:
-    """A CSV with a timestamp column and one column per variable (the ETT/Informer format)."""
+                    freq: str = "h", nan_policy: str = "error", series_column: Optional[str] = None,
+                    targets: Optional[Union[str, Sequence[str]]] = None) -> Series:
+    """A CSV table: wide (a timestamp column and one column per variable, the ETT/Informer format) or long
+    (``series_column`` names the station of each row: one row per station and time).
+
+    ``targets`` (names, or one comma-separated string) are the variables to forecast; the other numeric
+    columns (or ``columns``) are inputs. A long table becomes ``stations × (targets + inputs)`` variables,
+    station-major, named ``station:column``, with ``node_size`` = variables per station. Timestamps are put on
+    their regular grid (:func:`regular_time_grid`); missing steps and empty cells are NaN, filled or refused by
+    ``nan_policy``.
+    """
     path = Path(path)
     if not path.is_file():
         raise SeriesError(f"CSV file {path} does not exist")
     with open(path, newline="") as f:
         reader = csv.reader(f)
         try:
-            header = next(reader)
+            header = [h.strip() for h in next(reader)]
         except StopIteration:
             raise SeriesError(f"{path} is empty") from None
-        rows = list(reader)
-    if time_column not in header:
-        raise SeriesError(f"{path} has no column {time_column!r} (columns: {', '.join(header)}); pass --time-column")
-    ti = header.index(time_column)
-    names = list(columns) if columns else [h for h in header if h != time_column]
-    missing = [c for c in names if c not in header]
-    if missing:
-        raise SeriesError(f"{path} has no column(s) {', '.join(missing)}")
-    idx = [header.index(c) for c in names]
-    try:
-        times = np.array([np.datetime64(r[ti].strip().replace(" ", "T")) for r in rows])
-    except ValueError as e:
-        raise SeriesError(f"{path}: cannot parse the {time_column!r} column as timestamps ({e})") from e
-    values = np.full((len(rows), len(idx)), np.nan, dtype=np.float32)
-    for i, r in enumerate(rows):
-        for j, k in enumerate(idx):
+        rows = [r for r in reader if any(cell.strip() for cell in r)]
+    if not rows:
+        raise SeriesError(f"{path} has a header but no rows")
+    for flag, name in (("--time-column", time_column), ("--series-column", series_column)):
+        if name is not None and name not in header:
+            raise SeriesError(f"{path} has no column {name!r} (columns: {', '.join(header)}); pass {flag}")
+    target_names = _split_names(targets)
+    unknown = [c for c in list(columns or []) + target_names if c not in header]
+    if unknown:
+        raise SeriesError(f"{path} has no column(s) {', '.join(map(repr, unknown))} (columns: {', '.join(header)}); "
+                          "check --target")
+    keys = {time_column, series_column}
+    if columns:
+        candidates = list(columns)
+    else:
+        candidates = [h for h in header if h not in keys]
+    names = target_names + [c for c in candidates if c not in target_names and c not in keys]
+    values = np.full((len(rows), len(names)), np.nan, dtype=np.float64)
+    skipped = []
+    for j, name in enumerate(names):
+        k = header.index(name)
+        for i, r in enumerate(rows):
             cell = r[k].strip() if k < len(r) else ""
             if cell and cell.lower() not in ("nan", "na", "null"):
                 try:
                     values[i, j] = float(cell)
                 except ValueError:
-                    raise SeriesError(f"{path}, row {i + 2}, column {names[j]!r}: {cell!r} is not a number") from None
-    return Series(fill_missing(values, nan_policy, str(path)), times, freq, names=names, description=path.name)
+                    if name in target_names or columns:
+                        raise SeriesError(f"{path}, row {i + 2}, column {name!r}: {cell!r} is not a number") from None
+                    skipped.append(name)  # a text column (a label, a flag): not an input
+                    break
+    if skipped:
+        _logger.info("%s: text column(s) %s are not used as inputs", path, ", ".join(skipped))
+        keep = [j for j, n in enumerate(names) if n not in skipped]
+        values, names = values[:, keep], [names[j] for j in keep]
+    if not names:
+        raise SeriesError(f"{path} has no numeric column besides {time_column!r}")
+    ti = header.index(time_column)
+    try:
+        times = np.array([_parse_time(r[ti]) for r in rows])
+    except ValueError as e:
+        raise SeriesError(f"{path}: cannot parse the {time_column!r} column as timestamps ({e})") from e
+    if series_column is None:
+        grid, at = regular_time_grid(times, str(path))
+        table = np.full((len(grid), len(names)), np.nan, dtype=np.float32)
+        table[at] = values
+        out_names, node_size = names, None
+    else:
+        si = header.index(series_column)
+        labels = [r[si].strip() for r in rows]
+        stations = list(dict.fromkeys(labels))  # in order of first appearance
+        station_of = np.array([stations.index(s) for s in labels])
+        grids = [regular_time_grid(times[station_of == k], f"{path}, {series_column} {s!r}")[0]
+                 for k, s in enumerate(stations)]
+        step = min(int(np.diff(g).astype(np.int64).min()) if len(g) > 1 else 0 for g in grids)
+        start, stop = min(g[0] for g in grids), max(g[-1] for g in grids)
+        grid = start + np.arange(int((stop - start).astype(np.int64)) // step + 1) * np.timedelta64(step, "s")
+        table = np.full((len(grid), len(stations) * len(names)), np.nan, dtype=np.float32)
+        for k, s in enumerate(stations):
+            mine = station_of == k
+            offsets = (times[mine] - start).astype(np.int64)
+            if (offsets % step).any():
+                raise SeriesError(f"{path}: the timestamps of {series_column} {s!r} are not on the {step} s grid "
+                                  f"from {start} that the other stations share; resample the table to one regular "
+                                  "step first")
+            table[offsets // step, k * len(names):(k + 1) * len(names)] = values[mine]
+        out_names = [f"{s}:{n}" for s in stations for n in names]
+        node_size = len(names)
+    target_index = None
+    if target_names:
+        per_station = len(names)
+        target_index = [k * per_station + j for k in range(len(out_names) // per_station)
+                        for j in range(len(target_names))]
+    return Series(fill_missing(table, nan_policy, str(path), out_names), grid, freq, names=out_names,
+                  description=path.name, targets=target_index, node_size=node_size)
 
 
 def load_array_series(path: Union[str, Path], freq: str = "h", start: str = "2000-01-01",
