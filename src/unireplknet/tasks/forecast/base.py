@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -29,7 +30,7 @@ from ...engine.task import StepContext, TaskData
 from .layers import forecast_metrics, naive_forecast, seasonal_naive_forecast
 
 __all__ = ["ADVECTION_DEMO", "DEFAULT_SEASONAL_PERIOD", "build_forecast_splits", "collate_windows", "calendar_names",
-           "forecast_windows", "window_loader", "forecast_batch", "evaluate_forecaster", "evaluate_baselines",
+           "forecast_windows", "target_columns", "window_loader", "forecast_batch", "evaluate_forecaster", "evaluate_baselines",
            "ForecastTask"]
 
 #: The cross-station demo (``--data synthetic-advection``): chains of 11 stations in which the weather moves one
@@ -44,8 +45,9 @@ DEFAULT_SEASONAL_PERIOD = {"h": 24, "d": 7, "w": 52, "m": 12}
 def build_forecast_splits(cfg: Any) -> Tuple[Dict[str, Series], str]:
     """``{'train', 'val', 'test'}`` series and a description, for the config's data source."""
     data = cfg.data
-    if cfg.preset and (data is None or not Path(data).is_dir()):
-        raise SeriesError(f"--preset {cfg.preset} trains the Corrformer on station data: --data must be a folder in the "
+    if cfg.preset and (data is None or not (Path(data).is_dir() or Path(data).suffix.lower() == ".csv")):
+        raise SeriesError(f"--preset {cfg.preset} trains the Corrformer on station data: --data must be a CSV table "
+                          "(long, with --series-column, or wide) or a folder in the "
                           f"Global Temp/Wind layout ({cfg.variable}_global_hourly_{{train,val,test}}.npy, "
                           f"data_time_*.npy, stations_sorted.npy), not {data or 'the default co2'!r}; "
                           "`unireplknet forecast-make-weather OUT` or `unireplknet forecast-make-grid OUT` writes one")
@@ -75,9 +77,12 @@ def build_forecast_splits(cfg: Any) -> Tuple[Dict[str, Series], str]:
             raise SeriesError(f"station counts differ between splits: {counts}")
         return splits, f"{path.name} ({cfg.variable})"
     if path.suffix.lower() == ".csv":
-        s = load_csv_series(path, cfg.time_column, freq=cfg.freq or "h", nan_policy=cfg.nan_policy)
+        s = load_csv_series(path, cfg.time_column, freq=cfg.freq or "h", nan_policy=cfg.nan_policy,
+                            series_column=getattr(cfg, "series_column", None), targets=getattr(cfg, "target", None))
     elif path.suffix.lower() in (".npy", ".npz"):
         s = load_array_series(path, freq=cfg.freq or "h", nan_policy=cfg.nan_policy)
+        if getattr(cfg, "series_column", None) or getattr(cfg, "target", None):
+            raise SeriesError(f"--series-column and --target read a .csv table; {path.name} is an array file")
     else:
         raise SeriesError(f"--data {data}: expected co2, synthetic-grid, synthetic-advection, a Global Temp/Wind "
                           "folder, a .csv or a .npy/.npz file")
@@ -114,11 +119,18 @@ def forecast_batch(model: nn.Module, batch: Sequence[torch.Tensor], device: Unio
     return model(x.to(device), xm.to(device))
 
 
+def target_columns(series: Series) -> Optional[torch.Tensor]:
+    """The indices of the forecast targets (``--target``) among the series' variables; None: all of them."""
+    return None if series.targets is None else torch.as_tensor(series.targets, dtype=torch.long)
+
+
 @torch.no_grad()
 def evaluate_forecaster(model: nn.Module, loader: DataLoader, device: Union[str, torch.device] = "cpu",
-                        scale: Optional[torch.Tensor] = None) -> Dict[str, float]:
+                        scale: Optional[torch.Tensor] = None, columns: Optional[torch.Tensor] = None
+                        ) -> Dict[str, float]:
     """MSE/MAE of the model's forecasts (original units) and ``loss`` (MSE in units of ``scale``; without a
-    ``scale``, the plain MSE — the paper's loss for the Corrformer)."""
+    ``scale``, the plain MSE — the paper's loss for the Corrformer); ``columns``: only these variables (the
+    ``--target`` columns of a table), ``scale`` then of the same columns."""
     was = model.training
     model.eval()
     preds, targets = [], []
@@ -129,19 +141,25 @@ def evaluate_forecaster(model: nn.Module, loader: DataLoader, device: Union[str,
     gathered = all_gather_object((preds, targets))  # every rank's windows (one process: just its own)
     pred = torch.cat([t for p, _ in gathered for t in p])
     target = torch.cat([t for _, tg in gathered for t in tg])
+    if columns is not None:
+        pred, target = pred[..., columns], target[..., columns]
     out = forecast_metrics(pred, target)
     out["loss"] = float(((pred - target) / scale).pow(2).mean()) if scale is not None else out["mse"]
     out["windows"] = int(pred.shape[0])
     return out
 
 
-def evaluate_baselines(loader: DataLoader, pred_len: int, period: Optional[int]) -> Dict[str, Dict[str, float]]:
-    """Last-value and (when ``period`` fits in the input) seasonal-naive forecasts on the same windows."""
+def evaluate_baselines(loader: DataLoader, pred_len: int, period: Optional[int],
+                       columns: Optional[torch.Tensor] = None) -> Dict[str, Dict[str, float]]:
+    """Last-value and (when ``period`` fits in the input) seasonal-naive forecasts on the same windows (of the
+    ``columns`` variables only, when given)."""
     xs, ys = [], []
     for x, _, y, _ in loader:
         xs.append(x)
         ys.append(y[:, -pred_len:])
     x, y = torch.cat(xs), torch.cat(ys)
+    if columns is not None:
+        x, y = x[..., columns], y[..., columns]
     out = {"last value (naive)": forecast_metrics(naive_forecast(x, pred_len), y)}
     if period and period <= x.shape[1]:
         out[f"seasonal naive (period {period})"] = forecast_metrics(seasonal_naive_forecast(x, pred_len, period), y)
@@ -164,8 +182,20 @@ class ForecastTask:
         self.announce = announce
 
     def loss_scale(self, train: Series) -> Optional[torch.Tensor]:
-        """Per-variable units of the training loss (None: the plain MSE on the files' scale)."""
-        return None
+        """Per-variable units of the training loss (None: the plain MSE on the files' scale). A table with
+        ``--target`` columns mixes units (°F, mph, hPa …): there each target weighs in units of its training
+        standard deviation."""
+        if train.targets is None:
+            return None
+        return torch.from_numpy(np.maximum(train.values.std(0), 1e-6)).float()[target_columns(train)]
+
+    def target_loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training loss on the target variables: MSE in units of ``self.scale`` (plain MSE without one)."""
+        if self.columns is not None:
+            pred, y = pred[..., self.columns.to(pred.device)], y[..., self.columns.to(pred.device)]
+        if self.scale is None:
+            return (pred - y).pow(2).mean()
+        return ((pred - y) / self.scale.to(pred.device)).pow(2).mean()
 
     def build_data(self, cfg: Any, seed: int) -> TaskData:
         splits, description = build_forecast_splits(cfg)
@@ -174,6 +204,10 @@ class ForecastTask:
         if cfg.seasonal_period is None:
             cfg.seasonal_period = DEFAULT_SEASONAL_PERIOD[cfg.freq]
         self.splits, self.description = splits, description
+        train = splits["train"]
+        if train.node_size is not None and cfg.enc_in is None:
+            cfg.enc_in = train.node_size  # a long table: one node per station
+        self.columns = target_columns(train)
         strides = dict(train=cfg.train_stride, val=cfg.val_stride, test=1)
         self.windows = {k: forecast_windows(s, cfg, strides[k]) for k, s in splits.items()}
         self.scale = self.loss_scale(splits["train"])
@@ -196,7 +230,7 @@ class ForecastTask:
         return model
 
     def evaluate(self, model: nn.Module, loader: Any, ctx: StepContext) -> Dict[str, float]:
-        return evaluate_forecaster(model, loader, ctx.device, self.scale)
+        return evaluate_forecaster(model, loader, ctx.device, self.scale, self.columns)
 
     def deploy_example(self, data: TaskData) -> Tuple[torch.Tensor, ...]:
         val = self.windows["val"]
@@ -217,6 +251,8 @@ def target_label(cfg: Any, series: Series) -> str:
     if data not in (None, "co2") and Path(data).is_dir():
         return cfg.variable
     names = list(series.names or [])
+    if series.targets is not None and len(names) == n:
+        names, n = [names[i] for i in series.targets], len(series.targets)
     if len(names) == n and n == 1:
         return names[0]
     if len(names) == n and n <= 3:

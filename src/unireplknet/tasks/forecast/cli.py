@@ -43,7 +43,7 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
     from .linear import ForecastTrainConfig, build_forecast_model, metrics_table, train_forecaster
 
     options = engine_options(args, **{k: getattr(args, k) for k in (
-        "data", "variable", "time_column", "freq", "nan_policy", "seq_len", "label_len", "pred_len", "enc_in",
+        "data", "variable", "time_column", "series_column", "target", "freq", "nan_policy", "seq_len", "label_len", "pred_len", "enc_in",
         "d_model", "seasonal_period", "dropout", "patience", "train_stride", "val_stride", "preset", "encoder_size",
         "encoder", "node_list", "memory_layout", "data_scale", "norm", "calendar")})
     if args.no_coords:
@@ -142,6 +142,12 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
                    "test on other stations), a Global Temp/Wind folder, a .csv or .npy/.npz")
     g.add_argument("--variable", default="temp", help="temp or wind (Global layout file prefix)")
     g.add_argument("--time-column", default="date", help="CSV timestamp column")
+    g.add_argument("--series-column", default=None,
+                   help="a long CSV table (one row per station and time): the column naming the station, e.g. "
+                        "origin; each station becomes one node of the forecaster")
+    g.add_argument("--target", default=None, metavar="COLUMNS",
+                   help="CSV columns to forecast, comma-separated, e.g. temp,wind_speed; the other numeric columns "
+                        "are inputs (default: every column is forecast)")
     g.add_argument("--freq", default=None, choices=("h", "d", "w", "m"), help="calendar features (default: the data's)")
     g.add_argument("--nan-policy", default="error", choices=("error", "interpolate"),
                    help="missing values: refuse (error) or fill linearly (interpolate)")

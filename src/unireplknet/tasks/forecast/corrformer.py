@@ -738,7 +738,10 @@ def resolve_node_list(cfg: Any, num_variables: int) -> Tuple[int, ...]:
         raise SeriesError(f"{num_variables} station series cannot be grouped into nodes of {enc_in} (--enc-in); pass "
                           "an --enc-in that divides the number of stations")
     nodes = num_variables // enc_in
-    node_list = tuple(cfg.node_list or PRESETS[cfg.preset].node_list)
+    default = PRESETS[cfg.preset].node_list
+    if cfg.node_list is None and int(np.prod(default)) != nodes and getattr(cfg, "series_column", None):
+        default = (nodes,)  # a long table: one level, one node per station
+    node_list = tuple(cfg.node_list or default)
     if int(np.prod(node_list)) != nodes:
         raise SeriesError(
             f"the data has {num_variables} station series = {nodes} nodes of {enc_in}, but the node tree "
@@ -760,15 +763,19 @@ def build_preset_model(cfg: Any, train: Any) -> nn.Module:
     return build_model(cfg.preset, cfg.encoder_size, train.coords if cfg.use_coords else None, **overrides)
 
 
-def variable_groups(cfg: Any, model: nn.Module, label: str) -> Dict[str, List[int]]:
+def variable_groups(cfg: Any, model: nn.Module, label: str, targets: Optional[Sequence[int]] = None
+                    ) -> Dict[str, List[int]]:
     """The variable groups that forecast-eval reports: all series (``label``), then each region of the node
-    tree's first level (the paper's 7 × 50: 7 regions of 50 nodes; the generated data: 4 latitude bands of 7)."""
-    groups: Dict[str, List[int]] = {label: list(range(model.num_variables))}
+    tree's first level (the paper's 7 × 50: 7 regions of 50 nodes; the generated data: 4 latitude bands of 7;
+    a long table: each station). ``targets``: only these variables count (a table's ``--target`` columns)."""
+    wanted = list(targets) if targets is not None else list(range(model.num_variables))
+    groups: Dict[str, List[int]] = {label: wanted}
     regions = model.cfg.node_list[0]
     if regions > 1:
         per = model.num_variables // regions
         for r in range(regions):
-            groups[f"region {r + 1}/{regions} (series {r * per}-{(r + 1) * per - 1})"] = list(range(r * per, (r + 1) * per))
+            groups[f"region {r + 1}/{regions} (series {r * per}-{(r + 1) * per - 1})"] = [
+                i for i in wanted if r * per <= i < (r + 1) * per]
     return groups
 
 
@@ -793,4 +800,6 @@ class CorrformerForecasting(ForecastTask):
 
     def training_loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
         y = ctx.to_device(batch[2][:, -self.pred_len:])
+        if self.columns is not None:  # a table's --target columns, each in units of its spread
+            return StepOutput(self.target_loss(forecast_batch(model, batch, ctx.device), y), len(y))
         return StepOutput(forecast_loss(forecast_batch(model, batch, ctx.device), y), len(y))

@@ -37,7 +37,7 @@ from ...data.timeseries import TIME_FEATURE_DIMS, Series, SeriesError, WindowDat
 from ...engine.checkpointing import load_training_checkpoint
 from ...engine.config import EngineConfig, plain
 from ...engine.task import StepContext, StepOutput, TaskData
-from .base import (ForecastTask, target_label, evaluate_baselines, evaluate_forecaster, forecast_batch, forecast_windows,
+from .base import (ForecastTask, target_columns, target_label, evaluate_baselines, evaluate_forecaster, forecast_batch, forecast_windows,
                    window_loader)
 from .layers import TINY_FORECAST_MODEL_KWARGS, SeriesNormalizer, TokenEmbedding, image_shape
 
@@ -229,6 +229,8 @@ class ForecastTrainConfig(EngineConfig):
     data: Optional[str] = None
     variable: str = "temp"
     time_column: str = "date"
+    series_column: Optional[str] = None  # a long CSV table: the column naming each row's station
+    target: Optional[str] = None  # a CSV table's columns to forecast, comma-separated (None: every column)
     freq: Optional[str] = None
     nan_policy: str = "error"
     seq_len: int = 48
@@ -284,6 +286,10 @@ class ForecastTrainConfig(EngineConfig):
         if preset is not None and preset not in CORRFORMER_PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(CORRFORMER_PRESETS)}")
         defaults = corrformer_defaults(preset) if preset else EMBEDDED_DEFAULTS.get(data or "co2", {})
+        if options.get("series_column"):
+            defaults = {k: v for k, v in defaults.items() if k != "enc_in"}  # a long table: a node per station
+        if str(data or "").lower().endswith(".csv"):
+            defaults = {k: v for k, v in defaults.items() if k != "data_scale"}  # a table is in its own units
         for k, v in defaults.items():
             options.setdefault(k, copy.deepcopy(v))
         if options.get("node_list") is not None:
@@ -378,7 +384,8 @@ class LinearForecasting(ForecastTask):
     units of each variable's training standard deviation (so variables of different units weigh alike)."""
 
     def loss_scale(self, train: Series) -> Optional[torch.Tensor]:
-        return torch.from_numpy(np.maximum(train.values.std(0), 1e-6)).float()
+        scale = torch.from_numpy(np.maximum(train.values.std(0), 1e-6)).float()
+        return scale if train.targets is None else scale[train.targets]
 
     def create_model(self, cfg: ForecastTrainConfig, train: Series) -> nn.Module:
         return UniRepLKNetForecaster(
@@ -391,8 +398,7 @@ class LinearForecasting(ForecastTask):
 
     def training_loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
         y = ctx.to_device(batch[2][:, -self.pred_len:])
-        pred = forecast_batch(model, batch, ctx.device)
-        return StepOutput(((pred - y) / self.scale.to(ctx.device)).pow(2).mean(), len(y))
+        return StepOutput(self.target_loss(forecast_batch(model, batch, ctx.device), y), len(y))
 
 
 def forecast_task(cfg: ForecastTrainConfig, announce: Optional[Callable[[nn.Module], None]] = None) -> ForecastTask:
@@ -422,20 +428,22 @@ def evaluate_run(model: nn.Module, cfg: ForecastTrainConfig, windows: WindowData
     Corrformer the ridge linear model of the same inputs fitted on ``train_windows``)."""
     corrformer = bool(cfg.preset)
     loader = window_loader(windows, 8 if corrformer else 64, False, 0)
-    baselines = evaluate_baselines(loader, cfg.pred_len, cfg.seasonal_period)
+    columns = target_columns(windows.series)
+    baselines = evaluate_baselines(loader, cfg.pred_len, cfg.seasonal_period, columns)
     label = target_label(cfg, windows.series)
     if not corrformer:
-        m = evaluate_forecaster(model.to(device), loader, device)
+        m = evaluate_forecaster(model.to(device), loader, device, columns=columns)
         m.update(mse_physical=m["mse"] / cfg.data_scale ** 2, mae_physical=m["mae"] / cfg.data_scale)
         return {label: m}, baselines
     from .corrformer import LinearWindowBaseline, evaluate, variable_groups
 
-    groups = evaluate(model.to(device), windows, variable_groups(cfg, model, label), cfg.data_scale, device,
+    groups = evaluate(model.to(device), windows, variable_groups(cfg, model, label, windows.series.targets), cfg.data_scale, device,
                       batch_size=8)
     if train_windows is not None:
         coords = train_windows.series.coords if cfg.use_coords else None
         linear = LinearWindowBaseline(model.cfg, coords).fit(train_windows)
-        baselines["linear (ridge, same inputs)"] = evaluate(linear, windows, None, cfg.data_scale,
+        targets = None if columns is None else {"all": columns.tolist()}
+        baselines["linear (ridge, same inputs)"] = evaluate(linear, windows, targets, cfg.data_scale,
                                                             batch_size=64)["all"]
     return groups, baselines
 
@@ -458,8 +466,8 @@ def train_forecaster(cfg: ForecastTrainConfig, callbacks: Sequence[Callable[[Any
         test = dict(next(iter(groups.values())))  # every series (the first group)
     else:
         test_loader = window_loader(task.windows["test"], 64, False, 0)
-        test = evaluate_forecaster(model, test_loader, device, task.scale)
-        baselines = evaluate_baselines(test_loader, cfg.pred_len, cfg.seasonal_period)
+        test = evaluate_forecaster(model, test_loader, device, task.scale, task.columns)
+        baselines = evaluate_baselines(test_loader, cfg.pred_len, cfg.seasonal_period, task.columns)
     return ForecastResult(history=r.history, best_epoch=int(r.best["epoch"]) if r.best else 0, test=test,
                           baselines=baselines, checkpoint=r.checkpoint, best_checkpoint=r.best_checkpoint,
                           wall_s=r.wall_s, description=task.description, model=model, result=r, groups=groups,
