@@ -95,27 +95,28 @@ def scores(pred: np.ndarray, true: np.ndarray, names: Sequence[str], steps: Sequ
 
 
 def ridge_forecast(train, val, test, targets: List[int]) -> Tuple[np.ndarray, float]:
-    """Ridge regression of the standardised forecast on the standardised flattened window and the calendar;
-    α from a grid by validation MSE. Returns the test forecast (N×P×targets) and α."""
+    """Ridge regression of the standardised change from the last value (as the trees) on the standardised
+    flattened window and the calendar; α from a grid by validation MSE. Returns the test forecast
+    (N×P×targets) and α."""
     (xt, yt, mt), (xv, yv, mv), (xs, ys, ms) = train, val, test
     mu, sd = xt.reshape(-1, xt.shape[-1]).mean(0), xt.reshape(-1, xt.shape[-1]).std(0) + 1e-6
 
     def feats(x, m):
         return np.concatenate([((x - mu) / sd).reshape(len(x), -1), m, np.ones((len(x), 1))], 1)
 
-    def outs(y):
-        return ((y[..., targets] - mu[targets]) / sd[targets]).reshape(len(y), -1)
+    def outs(y, x):
+        return ((y[..., targets] - x[:, -1:, targets]) / sd[targets]).reshape(len(y), -1)
 
-    a, b = feats(xt, mt), outs(yt)
+    a, b = feats(xt, mt), outs(yt, xt)
     gram, cross = a.T @ a, a.T @ b
     best = None
-    for alpha in (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0):
+    for alpha in (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0):
         w = np.linalg.solve(gram + alpha * np.eye(len(gram)), cross)
-        mse = float(((feats(xv, mv) @ w - outs(yv)) ** 2).mean())
+        mse = float(((feats(xv, mv) @ w - outs(yv, xv)) ** 2).mean())
         if best is None or mse < best[0]:
             best = (mse, alpha, w)
     _, alpha, w = best
-    pred = (feats(xs, ms) @ w).reshape(len(xs), -1, len(targets)) * sd[targets] + mu[targets]
+    pred = (feats(xs, ms) @ w).reshape(len(xs), -1, len(targets)) * sd[targets] + xs[:, -1:, targets]
     return pred, alpha
 
 
@@ -296,7 +297,8 @@ def main(argv: Sequence[str] = ()) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS),
+                   help="networks to train (none: only the baselines)")
     p.add_argument("--skip-baselines", action="store_true", help="keep the baselines of an existing --json")
     p.add_argument("--json")
     p.add_argument("--markdown")

@@ -165,8 +165,8 @@ def fill_missing(values: np.ndarray, policy: str = "error", what: str = "series"
     label = (lambda v: repr(names[v])) if names is not None else (lambda v: str(int(v)))
     if policy == "error":
         raise SeriesError(
-            f"{what} has {int(bad.sum())} NaN/inf values or missing time steps (first at time step {int(rows[0])}, "
-            f"variable {label(cols[0])}); clean the data or pass nan_policy='interpolate' (--nan-policy interpolate)"
+            f"{what} has {int(bad.sum())} NaN/inf values (first at time step {int(rows[0])}, variable "
+            f"{label(cols[0])}), a table's missing time steps included; clean the data or pass nan_policy='interpolate' (--nan-policy interpolate)"
         )
     out = values.copy()
     t = np.arange(values.shape[0])
@@ -293,6 +293,14 @@ def regular_time_grid(times: np.ndarray, what: str = "series") -> Tuple[np.ndarr
     return grid, rows
 
 
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False
+
+
 def _split_names(value: Optional[Union[str, Sequence[str]]]) -> List[str]:
     if value is None:
         return []
@@ -340,25 +348,28 @@ def load_csv_series(path: Union[str, Path], time_column: str = "date", columns: 
         candidates = [h for h in header if h not in keys]
     names = target_names + [c for c in candidates if c not in target_names and c not in keys]
     values = np.full((len(rows), len(names)), np.nan, dtype=np.float64)
-    skipped = []
+    skipped: List[str] = []
+    first_text = ""
     for j, name in enumerate(names):
         k = header.index(name)
-        for i, r in enumerate(rows):
-            cell = r[k].strip() if k < len(r) else ""
+        cells = [r[k].strip() if k < len(r) else "" for r in rows]
+        for i, cell in enumerate(cells):
             if cell and cell.lower() not in ("nan", "na", "null"):
                 try:
                     values[i, j] = float(cell)
                 except ValueError:
-                    if name in target_names or columns:
-                        raise SeriesError(f"{path}, row {i + 2}, column {name!r}: {cell!r} is not a number") from None
-                    skipped.append(name)  # a text column (a label, a flag): not an input
-                    break
+                    if name not in target_names and not columns and not np.isfinite(values[:, j]).any() and \
+                            not any(_is_number(c) for c in cells[i + 1:]):
+                        skipped.append(name)  # a text column (a label, a flag): not an input
+                        first_text = first_text or f"{path}, row {i + 2}, column {name!r}: {cell!r} is not a number"
+                        break
+                    raise SeriesError(f"{path}, row {i + 2}, column {name!r}: {cell!r} is not a number") from None
     if skipped:
         _logger.info("%s: text column(s) %s are not used as inputs", path, ", ".join(skipped))
         keep = [j for j, n in enumerate(names) if n not in skipped]
         values, names = values[:, keep], [names[j] for j in keep]
     if not names:
-        raise SeriesError(f"{path} has no numeric column besides {time_column!r}")
+        raise SeriesError(f"{first_text}; the table has no numeric column besides {time_column!r}")
     ti = header.index(time_column)
     try:
         times = np.array([_parse_time(r[ti]) for r in rows])

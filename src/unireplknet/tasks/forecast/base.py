@@ -46,10 +46,10 @@ def build_forecast_splits(cfg: Any) -> Tuple[Dict[str, Series], str]:
     """``{'train', 'val', 'test'}`` series and a description, for the config's data source."""
     data = cfg.data
     if cfg.preset and (data is None or not (Path(data).is_dir() or Path(data).suffix.lower() == ".csv")):
-        raise SeriesError(f"--preset {cfg.preset} trains the Corrformer on station data: --data must be a CSV table "
-                          "(long, with --series-column, or wide) or a folder in the "
+        raise SeriesError(f"--preset {cfg.preset} trains the Corrformer on station data: --data must be a folder in the "
                           f"Global Temp/Wind layout ({cfg.variable}_global_hourly_{{train,val,test}}.npy, "
-                          f"data_time_*.npy, stations_sorted.npy), not {data or 'the default co2'!r}; "
+                          f"data_time_*.npy, stations_sorted.npy) or a CSV table (long, with --series-column, or wide), not "
+                          f"{data or 'the default co2'!r}; "
                           "`unireplknet forecast-make-weather OUT` or `unireplknet forecast-make-grid OUT` writes one")
     if data in (None, "co2"):
         s = co2_series(monthly=True)
