@@ -186,7 +186,6 @@ def run_set(name: str, spec: Dict[str, Any], seeds: Sequence[int], work: Path, r
         ridge, alpha = ridge_forecast(train, val, test, targets)
         entry["baselines"]["ridge (α on validation)"] = dict(scores=scores(ridge, true, names, steps), alpha=alpha,
                                                             cpu_s=round(cpu_seconds() - c0, 1))
-        figures[name]["preds"]["ridge"] = ridge
         c0 = cpu_seconds()
         boosted = boosted_forecast(train, test, targets, steps, cfg.pred_len)
         entry["baselines"]["gradient-boosted trees"] = dict(scores=scores(boosted, true, names, steps),
@@ -279,8 +278,8 @@ def plot_week(figures: Dict[str, Any], path: Path) -> None:
         t_axis = np.concatenate([times[start + o:start + o + day] for o in origins])
         ax.plot(t_axis, observed, color="black", lw=1.2, label="observed")
         for (label, pred), color in zip(f["preds"].items(), ("tab:orange", "tab:blue", "tab:green", "tab:red")):
-            if label.startswith("Corrformer + ConvNeXt"):
-                continue
+            if label.startswith("Corrformer + ConvNeXt") or label == "ridge":
+                continue  # the figure shows the networks; the baselines are in the table
             ax.plot(t_axis, np.concatenate([pred[o, :day, j] for o in origins]), color=color, lw=1, label=label)
         column = f["names"][j]
         unit = spec["units"][column.split(":")[-1]]
