@@ -48,7 +48,7 @@ def test_gap_refused_under_error_policy(tmp_path):
 def test_wide_table_with_targets_and_a_gap(tmp_path):
     text = "date,load,temperature\n2020-01-01 00:00,1,10\n2020-01-01 00:30,2,11\n2020-01-01 01:30,4,13\n"
     s = load_csv_series(_write(tmp_path, text), targets=["temperature"], nan_policy="interpolate")
-    assert s.names == ["temperature", "load"] and s.targets == [0] and s.node_size is None
+    assert s.names == ["temperature", "load"] and s.targets == [0] and s.node_size == 2  # one station
     assert len(s.timestamps) == 4  # the missing 01:00 step is on the 30-minute grid
     np.testing.assert_allclose(s.values, [[10, 1], [11, 2], [12, 3], [13, 4]])
 
@@ -102,6 +102,18 @@ def test_station_layout_feeds_both_forecasters_nodes(tmp_path):
     assert (model.nodes, model.enc_in, model.cfg.node_list) == (3, 3, (3,))
     assert task.columns.tolist() == [0, 1, 3, 4, 6, 7]
     assert task.scale is not None and task.scale.shape == (6,)  # the table's targets, each in its own spread
+
+
+def test_wide_table_is_one_corrformer_node(tmp_path):
+    from unireplknet.tasks.forecast import ForecastTrainConfig, build_forecast_model
+
+    rows = [f"{np.datetime64('2021-01-01T00:00') + np.timedelta64(30 * i, 'm')},{np.sin(i / 8):.3f},{i % 48}"
+            for i in range(200)]
+    path = _write(tmp_path, "time,demand,temperature\n" + "\n".join(rows) + "\n")
+    model, _ = build_forecast_model(ForecastTrainConfig.for_data(
+        data=str(path), time_column="time", target="demand", preset="demo", encoder_size="tiny", seq_len=24,
+        label_len=12, pred_len=12))
+    assert (model.nodes, model.enc_in, model.cfg.node_list) == (1, 2, (1,))
 
 
 def test_forecast_train_scores_the_targets_only(tmp_path):

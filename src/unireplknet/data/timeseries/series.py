@@ -114,7 +114,7 @@ class Series:
     #: the forecast targets among the variables (indices; None: every variable is a target)
     targets: Optional[List[int]] = None
     #: variables per station when the columns are grouped station-major (a long table: each station's targets,
-    #: then its inputs); the forecasters take it as their node width (``enc_in``)
+    #: then its inputs; a wide table: all its columns); the forecasters take it as their node width (``enc_in``)
     node_size: Optional[int] = None
 
     def __post_init__(self) -> None:
@@ -379,7 +379,7 @@ def load_csv_series(path: Union[str, Path], time_column: str = "date", columns: 
         grid, at = regular_time_grid(times, str(path))
         table = np.full((len(grid), len(names)), np.nan, dtype=np.float32)
         table[at] = values
-        out_names, node_size = names, None
+        out_names, node_size = names, len(names)  # one station: every column in one node
     else:
         si = header.index(series_column)
         labels = [r[si].strip() for r in rows]

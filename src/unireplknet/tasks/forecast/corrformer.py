@@ -739,8 +739,8 @@ def resolve_node_list(cfg: Any, num_variables: int) -> Tuple[int, ...]:
                           "an --enc-in that divides the number of stations")
     nodes = num_variables // enc_in
     default = PRESETS[cfg.preset].node_list
-    if cfg.node_list is None and int(np.prod(default)) != nodes and getattr(cfg, "series_column", None):
-        default = (nodes,)  # a long table: one level, one node per station
+    if cfg.node_list is None and int(np.prod(default)) != nodes and str(cfg.data or "").lower().endswith(".csv"):
+        default = (nodes,)  # a table: one level, one node per station
     node_list = tuple(cfg.node_list or default)
     if int(np.prod(node_list)) != nodes:
         raise SeriesError(

@@ -286,10 +286,9 @@ class ForecastTrainConfig(EngineConfig):
         if preset is not None and preset not in CORRFORMER_PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(CORRFORMER_PRESETS)}")
         defaults = corrformer_defaults(preset) if preset else EMBEDDED_DEFAULTS.get(data or "co2", {})
-        if options.get("series_column"):
-            defaults = {k: v for k, v in defaults.items() if k != "enc_in"}  # a long table: a node per station
         if str(data or "").lower().endswith(".csv"):
-            defaults = {k: v for k, v in defaults.items() if k != "data_scale"}  # a table is in its own units
+            # a table is in its own units, and its stations are its nodes (a wide table: one node)
+            defaults = {k: v for k, v in defaults.items() if k not in ("data_scale", "enc_in")}
         for k, v in defaults.items():
             options.setdefault(k, copy.deepcopy(v))
         if options.get("node_list") is not None:
