@@ -261,8 +261,8 @@ def to_markdown(results: Dict[str, Any]) -> str:
 
 
 def plot_week(figures: Dict[str, Any], path: Path) -> None:
-    """A test week: the daily forecasts (one origin every 24 h, each 24 h long) against the observations, per
-    station and target."""
+    """The first test week: the forecasts issued every 24 h from the first test hour, each 24 h long, against
+    the observations, per station and target."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -291,7 +291,8 @@ def plot_week(figures: Dict[str, Any], path: Path) -> None:
         ax.set_ylabel(f"{column} ({unit})", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0, 0].legend(fontsize=7, ncol=4, loc="upper left")
-    axes[-1, 0].set_xlabel("time (test split; a forecast from each midnight of the first test week, 24 h long)")
+    axes[-1, 0].set_xlabel("time, UTC (the first test week: a 24 h forecast issued every 24 h from the first test "
+                           "hour)")
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, dpi=90, format="png"), to_path=True)
     plt.close(fig)
