@@ -684,6 +684,7 @@ SUBCOMMAND_MODULES = (
     "unireplknet.tasks.dense_cli",  # det-train, det-eval, seg-train, seg-eval, dense-scenes
     "unireplknet.tasks.video_cli",  # video-train, video-eval, video-mosaic
     "unireplknet.tasks.pointcloud_cli",  # points-train, points-eval, points-project
+    "unireplknet.tasks.tsc.cli",  # tsc-train, tsc-eval, tsc-predict
     "unireplknet.analysis.erf_cli",  # erf
 )
 
