@@ -93,6 +93,61 @@ def run_network(problem_dir: Path, seed: int, epochs: Optional[int], **options: 
                 cpu_s=time.process_time() - t0)
 
 
+def write_results(runs: List[Dict[str, Any]], args: argparse.Namespace, published: Dict[str, Dict[str, float]]) -> str:
+    """Write the JSON and markdown of the runs so far (problems without a run yet are left out); return the markdown."""
+    problems = [p for p in args.problems if any(r["problem"] == p for r in runs)]
+    labels = list(dict.fromkeys(r["row"] for r in runs))
+    table: Dict[str, Dict[str, Any]] = {}
+    for label in labels:
+        for name in problems:
+            mine = [r for r in runs if r["row"] == label and r["problem"] == name]
+            if mine:
+                vals = [r["val_acc"] for r in mine if r["val_acc"] is not None]
+                table.setdefault(label, {})[name] = dict(
+                    test_mean=statistics.mean(r["test_acc"] for r in mine),
+                    test_std=statistics.pstdev([r["test_acc"] for r in mine]) if len(mine) > 1 else 0.0,
+                    val_mean=statistics.mean(vals) if vals else None,
+                    cpu_s=statistics.mean(r["cpu_s"] for r in mine), seeds=[r["seed"] for r in mine])
+    for est in PUBLISHED:
+        table[f"{est} (published, resample 0)"] = {
+            name: dict(test_mean=published[est][name]) for name in problems if name in published[est]}
+
+    header = ["row"] + problems + ["mean"]
+    md_rows = []
+    for label, cells in table.items():
+        line = [label]
+        for name in problems:
+            c = cells.get(name)
+            if c is None:
+                line.append("—")
+            elif c.get("test_std"):
+                line.append(f"{c['test_mean']:.1f} ± {c['test_std']:.1f}")
+            else:
+                line.append(f"{c['test_mean']:.1f}")
+        complete = all(name in cells for name in problems)
+        line.append(f"{statistics.mean(cells[n]['test_mean'] for n in problems):.1f}" if complete else "—")
+        md_rows.append(line)
+    cpu_rows = [[label] + [f"{cells[n]['cpu_s']:.0f}" if n in cells and "cpu_s" in cells[n] else "—"
+                           for n in problems] for label, cells in table.items() if "published" not in label]
+    val_rows = [[label] + [f"{cells[n]['val_mean']:.1f}" if n in cells and cells[n].get("val_mean") is not None
+                           else "—" for n in problems]
+                for label, cells in table.items() if any(c.get("val_mean") is not None for c in cells.values())]
+    machine = machine_description()
+    md = "\n\n".join([
+        f"Test accuracy (%) on the archive's TRAIN/TEST split, mean ± std over seeds {args.seeds} "
+        f"(published rows: resample 0; — where the file has no entry). Machine: {machine}.",
+        markdown_table(header, md_rows),
+        "Validation accuracy (%) on the split held out of TRAIN (what the default is chosen on):",
+        markdown_table(["row"] + problems, val_rows),
+        "CPU seconds per run (training and scoring TEST):",
+        markdown_table(["row"] + problems, cpu_rows)]) + "\n"
+    out = REPO_ROOT / "benchmarks" / "results" / f"tsc_archive{args.tag}"
+    write_text_atomic(out.with_suffix(".json"), json.dumps(dict(machine=machine, problems=problems,
+                                                                seeds=args.seeds, runs=runs, table=table), indent=2))
+    write_text_atomic(out.with_suffix(".md"), md)
+    return md
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS))
@@ -133,56 +188,8 @@ def main() -> int:
                       f"(val {result['val_acc'] if result['val_acc'] is not None else '-'}) "
                       f"{result['cpu_s']:.0f} CPU-s", file=sys.stderr, flush=True)
 
-    labels = list(dict.fromkeys(r["row"] for r in runs))
-    table: Dict[str, Dict[str, Any]] = {}
-    for label in labels:
-        for name in args.problems:
-            mine = [r for r in runs if r["row"] == label and r["problem"] == name]
-            if mine:
-                vals = [r["val_acc"] for r in mine if r["val_acc"] is not None]
-                table.setdefault(label, {})[name] = dict(
-                    test_mean=statistics.mean(r["test_acc"] for r in mine),
-                    test_std=statistics.pstdev([r["test_acc"] for r in mine]) if len(mine) > 1 else 0.0,
-                    val_mean=statistics.mean(vals) if vals else None,
-                    cpu_s=statistics.mean(r["cpu_s"] for r in mine), seeds=[r["seed"] for r in mine])
-    for est in PUBLISHED:
-        table[f"{est} (published, resample 0)"] = {
-            name: dict(test_mean=published[est][name]) for name in args.problems if name in published[est]}
-
-    header = ["row"] + args.problems + ["mean"]
-    md_rows = []
-    for label, cells in table.items():
-        line = [label]
-        for name in args.problems:
-            c = cells.get(name)
-            if c is None:
-                line.append("—")
-            elif c.get("test_std"):
-                line.append(f"{c['test_mean']:.1f} ± {c['test_std']:.1f}")
-            else:
-                line.append(f"{c['test_mean']:.1f}")
-        complete = all(name in cells for name in args.problems)
-        line.append(f"{statistics.mean(cells[n]['test_mean'] for n in args.problems):.1f}" if complete else "—")
-        md_rows.append(line)
-    cpu_rows = [[label] + [f"{cells[n]['cpu_s']:.0f}" if n in cells and "cpu_s" in cells[n] else "—"
-                           for n in args.problems] for label, cells in table.items() if "published" not in label]
-    val_rows = [[label] + [f"{cells[n]['val_mean']:.1f}" if n in cells and cells[n].get("val_mean") is not None
-                           else "—" for n in args.problems]
-                for label, cells in table.items() if any(c.get("val_mean") is not None for c in cells.values())]
-    machine = machine_description()
-    md = "\n\n".join([
-        f"Test accuracy (%) on the archive's TRAIN/TEST split, mean ± std over seeds {args.seeds} "
-        f"(published rows: resample 0; — where the file has no entry). Machine: {machine}.",
-        markdown_table(header, md_rows),
-        "Validation accuracy (%) on the split held out of TRAIN (what the default is chosen on):",
-        markdown_table(["row"] + args.problems, val_rows),
-        "CPU seconds per run (training and scoring TEST):",
-        markdown_table(["row"] + args.problems, cpu_rows)]) + "\n"
-    out = REPO_ROOT / "benchmarks" / "results" / f"tsc_archive{args.tag}"
-    write_text_atomic(out.with_suffix(".json"), json.dumps(dict(machine=machine, problems=args.problems,
-                                                                seeds=args.seeds, runs=runs, table=table), indent=2))
-    write_text_atomic(out.with_suffix(".md"), md)
-    print(md)
+        write_results(runs, args, published)  # after every problem: a stopped run keeps what it measured
+    print(write_results(runs, args, published))
     return 0
 
 
