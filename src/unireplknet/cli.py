@@ -390,6 +390,7 @@ SUBCOMMAND_MODULES = (
     "unireplknet.tasks.dense.cli",  # det-train, det-eval, seg-train, seg-eval, dense-scenes
     "unireplknet.tasks.video.cli",  # video-train, video-eval, video-mosaic
     "unireplknet.tasks.pointcloud.cli",  # points-train, points-eval, points-project
+    "unireplknet.tasks.tsc.cli",  # tsc-train, tsc-eval, tsc-predict
     "unireplknet.analysis.erf_cli",  # erf
 )
 

@@ -1,5 +1,6 @@
 """Time series: the loaders, calendar features and windows (:mod:`.series`) and the generated global-weather
-set in the official Global Temp / Wind layout (:mod:`.global_weather`)."""
+set in the official Global Temp / Wind layout (:mod:`.global_weather`); the UCR/UEA archive reader is
+:mod:`.archive`."""
 from .series import (
     SeriesError,
     Series,
