@@ -207,3 +207,35 @@ def test_every_task_trains_with_bf16_autocast_ema_and_accumulation(task, data_ro
     assert ckpt["num_updates"] == round(train_samples) // (2 * cfg.batch_size) >= 1
     first = next(iter(ckpt["optimizer"]["state"].values()))
     assert int(first["step"]) == ckpt["num_updates"]
+
+
+def test_every_task_subclasses_the_engine_task_and_gets_its_default_hooks(tmp_path):
+    """One contract: each task class derives from engine.Task; a task that writes only the required methods gets
+    the documented defaults (no own groups, no-op resume hooks, no ONNX without an example input)."""
+    from torch import nn
+
+    from unireplknet.engine import Task
+    from unireplknet.tasks.audio import AudioClassification
+    from unireplknet.tasks.dense import DetectionTask, SegmentationTask
+    from unireplknet.tasks.forecast import CorrformerForecasting, LinearForecasting
+    from unireplknet.tasks.image import ImageClassification
+    from unireplknet.tasks.pointcloud import PointCloudClassification
+    from unireplknet.tasks.video import VideoClassification
+
+    for cls in (ImageClassification, AudioClassification, VideoClassification, PointCloudClassification,
+                LinearForecasting, CorrformerForecasting, DetectionTask, SegmentationTask):
+        assert issubclass(cls, Task), cls
+
+    class Bare(Task):
+        name = "bare"
+
+    task, model = Bare(), nn.Linear(2, 2)
+    assert isinstance(task, Task)
+    assert task.param_groups(model, None) is None and task.deploy_example(None) is None
+    assert task.export_onnx(model, tmp_path / "m.onnx", ()) is None and not (tmp_path / "m.onnx").exists()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    task.adapt_to_checkpoint(model, {}), task.restore({}), task.start_epoch(3)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert (task.higher_is_better, task.find_unused_parameters) == (True, False)
+    with pytest.raises(NotImplementedError, match="Bare must implement training_loss"):
+        task.training_loss(model, None, None)

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..engine.distributed import all_reduce_sum
-from ..engine.task import StepContext, StepOutput, TaskData
+from ..engine.task import StepContext, StepOutput, Task, TaskData
 
 __all__ = ["ViewClassification", "build_task_backbone", "evaluate_views", "predict_views", "prefixed_group_matcher",
            "read_task_checkpoint", "soft_cross_entropy"]
@@ -123,7 +123,7 @@ def evaluate_views(model: nn.Module, loader: DataLoader, device: torch.device,
     return out
 
 
-class ViewClassification:
+class ViewClassification(Task):
     """Base of the clip and point-cloud tasks: label-smoothed (or mixed) cross-entropy, multi-view evaluation.
 
     Subclasses set ``name`` and implement ``build_data``, ``build_model``, ``model_config`` and

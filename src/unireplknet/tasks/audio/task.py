@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from ...engine.checkpointing import load_training_checkpoint
 from ...engine.config import EngineConfig, plain
 from ...engine.distributed import all_gather_object
-from ...engine.task import StepContext, StepOutput, TaskData
+from ...engine.task import StepContext, StepOutput, Task, TaskData
 from ...modalities.audio import (
     AudioAugment,
     AudioClipDataset,
@@ -332,7 +332,7 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tenso
 
 
 # ----------------------------------------------------------------------------------------------- training
-class AudioClassification:
+class AudioClassification(Task):
     """The engine task of :func:`train_audio`: log-mel images, waveform mixup in the dataset, BCE (or soft
     cross-entropy), accuracy or mAP as the key metric."""
 

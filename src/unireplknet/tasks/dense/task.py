@@ -19,13 +19,13 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Dict, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from ...engine.config import EngineConfig
-from ...engine.task import StepContext, StepOutput, TaskData
+from ...engine.task import StepContext, StepOutput, Task, TaskData
 
 __all__ = [
     "DenseTrainConfig",
@@ -219,7 +219,7 @@ def _head_kwargs_for(detector: str, head_kwargs: Dict[str, Any]) -> Dict[str, An
     return head
 
 
-class DenseTask:
+class DenseTask(Task):
     """What the two dense tasks share (:class:`DetectionTask`, :class:`SegmentationTask`): the generated scenes or
     a data root, a model that computes its own losses, the official layer decay under the backbone's prefix,
     per-epoch re-seeding of the augmentation, and evaluators that shard the held-out set themselves."""
@@ -360,7 +360,8 @@ class DetectionTask(DenseTask):
 
         return coco_evaluate(model, held_out, batch_size, device, dist)
 
-    def export_onnx(self, model: nn.Module, path: Path) -> Dict[str, Any]:
+    def export_onnx(self, model: nn.Module, path: Path, example: Sequence[torch.Tensor] = ()) -> Dict[str, Any]:
+        """Its own exporter: the model takes images of any size (the ONNX graph is traced at one size)."""
         from .detection import export_onnx
 
         size = self.cfg.min_size or 800
@@ -415,7 +416,8 @@ class SegmentationTask(DenseTask):
 
         return evaluate_miou(model, held_out, self.num_classes, batch_size, device, dist)
 
-    def export_onnx(self, model: nn.Module, path: Path) -> Dict[str, Any]:
+    def export_onnx(self, model: nn.Module, path: Path, example: Sequence[torch.Tensor] = ()) -> Dict[str, Any]:
+        """Its own exporter: the model takes images of any size (the ONNX graph is traced at one size)."""
         from .segmentation import export_onnx
 
         image, _ = self.val_set[0]

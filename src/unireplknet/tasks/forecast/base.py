@@ -25,7 +25,7 @@ from ...data.timeseries import (
     make_synthetic_station_grid,
 )
 from ...engine.distributed import all_gather_object
-from ...engine.task import StepContext, TaskData
+from ...engine.task import StepContext, Task, TaskData
 from .layers import forecast_metrics, naive_forecast, seasonal_naive_forecast
 
 __all__ = ["ADVECTION_DEMO", "DEFAULT_SEASONAL_PERIOD", "build_forecast_splits", "collate_windows", "calendar_names",
@@ -148,7 +148,7 @@ def evaluate_baselines(loader: DataLoader, pred_len: int, period: Optional[int])
     return out
 
 
-class ForecastTask:
+class ForecastTask(Task):
     """What both forecasting tasks share (:class:`~unireplknet.tasks.forecast.linear.LinearForecasting`,
     :class:`~unireplknet.tasks.forecast.corrformer.CorrformerForecasting`): the sliding windows of the
     chronological splits, the validation loss as the key metric, the evaluation and the deploy example.

@@ -17,7 +17,7 @@ from torch import nn
 from ...data import DataError, build_data
 from ...engine.distributed import all_reduce_sum
 from ...engine.loop import EpochEnd, TrainResult, fit
-from ...engine.task import StepContext, StepOutput, TaskData
+from ...engine.task import StepContext, StepOutput, Task, TaskData
 from ...factory import adapt_stem_to_input_channels, build_model
 from .config import TrainConfig
 
@@ -104,7 +104,7 @@ def _criterion(cfg: TrainConfig, num_classes: int):
     return None, nn.CrossEntropyLoss()
 
 
-class ImageClassification:
+class ImageClassification(Task):
     """The image task: an image folder or the embedded digits, a UniRepLKNet (a variant or ``custom``), the
     official mixup/cutmix + label-smoothing loss and top-1/top-5 accuracy (paper, section 4)."""
 
