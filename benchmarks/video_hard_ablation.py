@@ -55,8 +55,8 @@ def main(argv) -> int:
     r = train_video(cfg)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     out = dict(ablation=args.ablation, hard_options=ABLATIONS[args.ablation], seed=args.seed, model=cfg.model,
-               val_top1=r["final"]["top1"], val_top1_per_epoch=[h["val_top1"] for h in r["history"]],
-               train_loss_last=r["history"][-1]["train_loss"], wall_s=round(time.perf_counter() - start, 1),
+               val_top1=r.train_structure["top1"], val_top1_per_epoch=[h["val_top1"] for h in r.history],
+               train_loss_last=r.history[-1]["train_loss"], wall_s=round(time.perf_counter() - start, 1),
                cpu_s=round(usage.ru_utime + usage.ru_stime, 1), loadavg=open("/proc/loadavg").read().split()[0])
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(args.json + ".tmp")

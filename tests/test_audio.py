@@ -345,10 +345,10 @@ def test_multilabel_manifest_trains_with_map(tmp_path):
     cfg.multilabel = True
     result = train_audio(cfg)
     assert result.class_names == ["high", "low"]
-    assert "acc" not in result.val
+    assert "acc" not in result.extras["val"]
     # best.pth re-evaluated after training gives the mAP the engine logged for that epoch
     best_row = next(row for row in result.history if row["epoch"] == result.best_epoch)
-    assert result.val["mAP"] == pytest.approx(best_row["val_mAP"], abs=1e-6)
+    assert result.extras["val"]["mAP"] == pytest.approx(best_row["val_mAP"], abs=1e-6)
     both = AudioClipDataset([torch.zeros(800)], [[0, 1]], 2, AudioConfig(target_frames=32))[0][1]
     assert both.tolist() == [1.0, 1.0]  # multi-hot target
 
@@ -373,4 +373,4 @@ def test_spoken_digits_short_run_beats_chance(tmp_path):
     # The default run of `unireplknet audio-train` (about a minute on two CPU cores with one thread).
     result = train_audio(AudioTrainConfig.for_data(output=str(tmp_path)))
     assert result.chance == 10.0
-    assert result.test["acc"] >= 50.0, result.test
+    assert result.extras["test"]["acc"] >= 50.0, result.extras["test"]

@@ -478,7 +478,7 @@ def test_demo_run_beats_the_naive_baselines_and_stays_near_the_linear_model(tmp_
     val = WindowDataset(splits["val"], cfg.seq_len, cfg.label_len, cfg.pred_len)
     val_groups, val_baselines = evaluate_run(result.model, cfg, val, "cpu", train)
     for split, model_mse, baselines in (("val", val_groups[cfg.variable]["mse"], val_baselines),
-                                        ("test", result.test["mse"], result.baselines)):
+                                        ("test", result.extras["test"]["mse"], result.extras["baselines"])):
         assert model_mse < baselines["last value (naive)"]["mse"], (split, model_mse, baselines)
         assert model_mse < baselines["seasonal naive (period 24)"]["mse"], (split, model_mse, baselines)
         assert model_mse < 1.3 * baselines["linear (ridge, same inputs)"]["mse"], (split, model_mse, baselines)

@@ -248,5 +248,5 @@ def test_scans_demo_beats_three_times_chance_on_validation():
 
     torch.set_num_threads(1)
     result = train_pointcloud(PointCloudTrainConfig.scans(held_out="val", output=None, progress=False))
-    assert result["final"]["view_top1"] > 3 * 100.0 / 16
+    assert result.train_structure["view_top1"] > 3 * 100.0 / 16
 

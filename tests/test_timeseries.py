@@ -29,6 +29,7 @@ from unireplknet.tasks.forecast import (
     SeriesNormalizer,
     UniRepLKNetForecaster,
     forecast_metrics,
+    forecast_table,
     image_shape,
     naive_forecast,
     seasonal_naive_forecast,
@@ -472,8 +473,8 @@ def _cfg(data, out, **kw):
 def test_train_resume_and_baselines(tmp_path):
     data = _small_npz(tmp_path)
     full = train_forecaster(_cfg(data, tmp_path / "full"))
-    assert set(full.baselines) == {"last value (naive)", "seasonal naive (period 24)"}
-    assert full.test["windows"] == 80 + 24 - 24 - 8 + 1  # 20 % test part plus its 24-step lead-in
+    assert set(full.extras["baselines"]) == {"last value (naive)", "seasonal naive (period 24)"}
+    assert full.extras["test"]["windows"] == 80 + 24 - 24 - 8 + 1  # 20 % test part plus its 24-step lead-in
     train_forecaster(_cfg(data, tmp_path / "part", epochs=1))
     train_forecaster(_cfg(data, tmp_path / "part", resume="auto"))
     a = torch.load(tmp_path / "full" / "last.pth", weights_only=True)["model"]
@@ -512,8 +513,9 @@ def test_cli_train_eval_and_grid(tmp_path, capsys):
 def test_short_runs_beat_the_naive_baselines(tmp_path, data):
     # The default runs of `unireplknet forecast-train` (CO2: ~15 s, grid: ~1 min on two CPU cores, one thread).
     r = train_forecaster(ForecastTrainConfig.for_data(data=data, output=str(tmp_path)))
-    for name, m in r.baselines.items():
-        assert r.test["mse"] < m["mse"] and r.test["mae"] < m["mae"], (name, r.table())
+    for name, m in r.extras["baselines"].items():
+        test = r.extras["test"]
+        assert test["mse"] < m["mse"] and test["mae"] < m["mae"], (name, forecast_table(r))
 
 
 def test_recipe_flags_that_contradict_are_refused_and_the_chosen_recipes_are_the_defaults():

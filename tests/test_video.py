@@ -274,8 +274,8 @@ def test_training_loop_checkpoints_and_resumes(tmp_path):
         train_video(cfg("run"), callbacks=[stop_after_epoch_1])
     assert load_training_checkpoint(tmp_path / "run" / "last.pth")["epoch"] == 1
     resumed = train_video(cfg("run", resume=True))
-    assert [r["epoch"] for r in resumed["history"]] == [1, 2]
-    assert resumed["history"][0]["train_loss"] == full["history"][0]["train_loss"]
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+    assert resumed.history[0]["train_loss"] == full.history[0]["train_loss"]
     a = load_training_checkpoint(tmp_path / "full" / "last.pth")["model"]
     b = load_training_checkpoint(tmp_path / "run" / "last.pth")["model"]
     for k in a:
@@ -290,4 +290,4 @@ def test_motion_demo_beats_chance():
     result = train_video(VideoTrainConfig(output=None))
     # Opposite classes are time reversals with identically distributed frame sets, so a model blind to frame
     # order tops out at 50 % (axis right, direction guessed); beating that needs time. Measured: 76.4 %.
-    assert result["final"]["top1"] > 50.0
+    assert result.train_structure["top1"] > 50.0

@@ -63,7 +63,9 @@ class EpochEnd:
 
 @dataclass
 class TrainResult:
-    """What a training run produced and measured (rank 0 has the file paths)."""
+    """What a training run produced and measured (rank 0 has the file paths): the one result of every
+    ``train_*`` function. ``extras`` holds what one task adds after the run (e.g. audio's held-out and test
+    scores of ``best.pth``, the forecaster's naive baselines, a dense task's key metric)."""
 
     output: Path
     epochs: int
@@ -90,12 +92,23 @@ class TrainResult:
     class_names: List[str] = field(default_factory=list)
     model_config: Dict[str, Any] = field(default_factory=dict)
     model: Optional[nn.Module] = None
+    extras: Dict[str, Any] = field(default_factory=dict)
 
     def best_model(self) -> Optional[nn.Module]:
         """The trained model with the weights of ``best.pth`` (its last weights when no best was written)."""
         if self.model is not None and self.best_checkpoint is not None:
             self.model.load_state_dict(load_training_checkpoint(self.best_checkpoint)["model"])
         return self.model
+
+    @property
+    def best_epoch(self) -> int:
+        """The epoch of ``best.pth`` (1-based; 0 when no held-out score was ever better)."""
+        return int(self.best["epoch"]) if self.best else 0
+
+    @property
+    def chance(self) -> Optional[float]:
+        """The top-1 of a uniform guess, in percent (None without class names)."""
+        return 100.0 / len(self.class_names) if self.class_names else None
 
     @property
     def speedup(self) -> Optional[float]:

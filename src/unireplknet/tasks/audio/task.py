@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 from ...engine.checkpointing import load_training_checkpoint
 from ...engine.config import EngineConfig, plain
 from ...engine.distributed import all_gather_object
+from ...engine.loop import TrainResult
 from ...engine.task import StepContext, StepOutput, Task, TaskData
 from ...modalities.audio import (
     AudioAugment,
@@ -46,7 +47,6 @@ from ...modalities.audio import (
 __all__ = [
     "AudioClassifier",
     "AudioTrainConfig",
-    "AudioTrainResult",
     "TINY_AUDIO_MODEL_KWARGS",
     "average_precision",
     "mean_average_precision",
@@ -252,21 +252,6 @@ SPOKEN_DIGITS_DEFAULTS: Dict[str, Any] = dict(
 )
 
 
-@dataclass
-class AudioTrainResult:
-    history: List[Dict[str, Any]]
-    best_epoch: int
-    val: Dict[str, float]
-    test: Optional[Dict[str, float]]
-    class_names: List[str]
-    checkpoint: Path
-    best_checkpoint: Path
-    wall_s: float
-    chance: float
-    model: Optional[nn.Module] = None
-    result: Any = None  # the engine's TrainResult (deploy file, ONNX, …)
-
-
 # ----------------------------------------------------------------------------------------------- data
 def _split_dataset(ds: AudioClipDataset, val_split: float, seed: int) -> Tuple[AudioClipDataset, AudioClipDataset]:
     if not 0.0 < val_split < 1.0:
@@ -414,10 +399,13 @@ class AudioClassification(Task):
         return torch.randn(2, 1, a.num_mel_bins, a.target_frames)
 
 
-def train_audio(cfg: AudioTrainConfig, callbacks: Sequence[Callable[[Any], None]] = ()) -> AudioTrainResult:
+def train_audio(cfg: AudioTrainConfig, callbacks: Sequence[Callable[[Any], None]] = ()) -> TrainResult:
     """Train an :class:`AudioClassifier` on the engine (``last.pth``, ``best.pth``, deploy file, ONNX); then
     evaluate the best checkpoint on the held-out (and test) split. ``callbacks`` get the engine's
-    :class:`~unireplknet.engine.EpochEnd` after each epoch."""
+    :class:`~unireplknet.engine.EpochEnd` after each epoch.
+
+    Returns the engine's :class:`~unireplknet.engine.TrainResult` with ``model`` holding the best weights and
+    ``extras``: ``val`` and ``test`` (None without a test split), the metrics of ``best.pth``."""
     from ...engine import fit
 
     task = AudioClassification(cfg)
@@ -428,10 +416,8 @@ def train_audio(cfg: AudioTrainConfig, callbacks: Sequence[Callable[[Any], None]
     val = evaluate_audio(model, loader(task.datasets["val"]), device, cfg.multilabel, cfg.loss)
     test = (evaluate_audio(model, loader(task.datasets["test"]), device, cfg.multilabel, cfg.loss)
             if "test" in task.datasets else None)
-    best_epoch = int(r.best["epoch"]) if r.best else 0
-    return AudioTrainResult(history=r.history, best_epoch=best_epoch, val=val, test=test, class_names=r.class_names,
-                            checkpoint=r.checkpoint, best_checkpoint=r.best_checkpoint, wall_s=r.wall_s,
-                            chance=100.0 / len(r.class_names), model=model, result=r)
+    r.extras.update(val=val, test=test)
+    return r
 
 
 

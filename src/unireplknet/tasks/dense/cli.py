@@ -115,13 +115,13 @@ def _print_summary(summary: Dict[str, Any]) -> None:
 
 
 def cmd_train(args: argparse.Namespace, task: str) -> int:
-    from .task import train_dense
+    from .task import dense_summary, train_dense
 
     set_torch_threads(args.threads)
     cfg = _config(args, task)
     if _is_main():
         print(f"unireplknet {task}: data {cfg.data} -> {cfg.output}", file=sys.stderr)
-    summary = train_dense(cfg, callbacks=[print_epoch_end])
+    summary = dense_summary(train_dense(cfg, callbacks=[print_epoch_end]))
     if _is_main():
         if args.json:
             print(json.dumps(summary, indent=2, default=str))

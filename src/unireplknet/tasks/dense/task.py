@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ...engine.config import EngineConfig
+from ...engine.loop import TrainResult
 from ...engine.task import StepContext, StepOutput, Task, TaskData
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "SCENES_DETECTION",
     "SCENES_SEGMENTATION",
     "train_dense",
+    "dense_summary",
     "evaluate_dense",
     "load_dense_model",
     "DenseTask",
@@ -443,17 +445,26 @@ def _backbone_options(cfg: DenseTrainConfig, checkpoint: Optional[str] = None,
 
 
 # ----------------------------------------------------------------------------------------------- training
-def train_dense(cfg: DenseTrainConfig, callbacks: Any = ()) -> Dict[str, Any]:
-    """Train a detector or segmenter on the engine; returns a summary (also in ``<output>/summary.json``):
-    the untrained score (``eval_at_start``), the last epoch's row, the best, the deploy structure's score and
-    the files written. Works under ``torchrun``."""
+def train_dense(cfg: DenseTrainConfig, callbacks: Any = ()) -> TrainResult:
+    """Train a detector or segmenter on the engine; works under ``torchrun``. Returns the engine's
+    :class:`~unireplknet.engine.TrainResult` (``untrained``: the score before training with ``eval_at_start``;
+    ``deploy_structure``: the re-parameterized model's) with ``extras``: ``task``, ``key_metric`` and ``final``
+    (the last epoch's row). :func:`dense_summary` is the command line's summary of it."""
     from ...engine import fit
 
     cfg = cfg.resolved()
     task = dense_task(cfg)
     r = fit(task, cfg, callbacks)
-    return dict(task=cfg.task, epochs=r.epochs, world_size=r.world_size, untrained=r.untrained,
-                final=_plain_metrics(r.history[-1]) if r.history else None, best=r.best, key_metric=task.metric,
+    r.extras.update(task=cfg.task, key_metric=task.metric,
+                    final=_plain_metrics(r.history[-1]) if r.history else None)
+    return r
+
+
+def dense_summary(r: TrainResult) -> Dict[str, Any]:
+    """The summary of a :func:`train_dense` run that ``det-train`` / ``seg-train`` print: the untrained score, the
+    last epoch's row, the best, the deploy structure's score and the files written."""
+    return dict(task=r.extras["task"], epochs=r.epochs, world_size=r.world_size, untrained=r.untrained,
+                final=r.extras["final"], best=r.best, key_metric=r.extras["key_metric"],
                 checkpoint=str(r.checkpoint), deploy=r.deploy_structure or None,
                 deploy_file=str(r.deploy_file) if r.deploy_file else None,
                 onnx_file=str(r.onnx_file) if r.onnx_file else None, onnx_max_diff=r.onnx_max_diff,

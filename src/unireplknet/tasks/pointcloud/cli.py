@@ -34,16 +34,16 @@ def cmd_points_train(args: argparse.Namespace) -> int:
     print(f"unireplknet points-train: {cfg.model}, {cfg.projection} projection, {cfg.num_views} views of "
           f"{cfg.image_size}px, {cfg.num_points} points, on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
     r = train_pointcloud(cfg, callbacks=[print_epoch_end])
-    f = r["final"]
+    f, checkpoint = r.train_structure, str(r.checkpoint) if cfg.output else None
     if args.json:
-        print(json.dumps(dict(data=str(what), classes=r["classes"], test_rotations=cfg.test_rotations, final=f,
-                              history=r["history"], checkpoint=r["checkpoint"], wall_s=r["wall_s"]), indent=2))
+        print(json.dumps(dict(data=str(what), classes=r.class_names, test_rotations=cfg.test_rotations, final=f,
+                              history=r.history, checkpoint=checkpoint, wall_s=r.wall_s), indent=2))
         return 0
-    print(f"point-cloud classification — {what}: {len(r['classes'])} classes (chance {100 / len(r['classes']):.1f}%), "
-          f"{r['wall_s']:.0f} s")
+    print(f"point-cloud classification — {what}: {len(r.class_names)} classes (chance {100 / len(r.class_names):.1f}%), "
+          f"{r.wall_s:.0f} s")
     print(f"held-out OA over all {cfg.test_rotations} test rotations (official): {f.get('view_top1', f['top1']):.2f}%; "
           f"rotation-voted: {f['top1']:.2f}% on {f['samples']} shapes")
-    print(f"checkpoint: {r['checkpoint']}")
+    print(f"checkpoint: {checkpoint}")
     return 0
 
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from ...engine.config import EngineConfig
 from ...engine.config import plain
+from ...engine.loop import TrainResult
 from ...engine.task import TaskData
 from ...modalities.pointcloud import (DepthProjection, LearnedProjection, check_points, eval_rotations,
                                      random_train_rotations, rotate, scale_and_translate)
@@ -296,14 +297,12 @@ class PointCloudClassification(ViewClassification):
         return torch.rand(2, dc["num_points"], dc["channels"]) - 0.5
 
 
-def train_pointcloud(cfg: PointCloudTrainConfig, callbacks=()) -> Dict[str, Any]:
-    """Train a :class:`PointCloudClassifier` on the engine (see the module docstring); returns history, final
-    metrics (of the trained structure on the held-out set), the model and the engine's full result."""
+def train_pointcloud(cfg: PointCloudTrainConfig, callbacks=()) -> TrainResult:
+    """Train a :class:`PointCloudClassifier` on the engine (see the module docstring); returns the engine's
+    :class:`~unireplknet.engine.TrainResult` (``train_structure``: the trained structure's held-out metrics)."""
     from ...engine import fit
 
-    r = fit(PointCloudClassification(), cfg, callbacks)
-    return dict(history=r.history, final=r.train_structure, wall_s=r.wall_s, model=r.model, classes=r.class_names,
-                model_config=r.model_config, checkpoint=str(r.checkpoint) if cfg.output else None, result=r)
+    return fit(PointCloudClassification(), cfg, callbacks)
 
 
 def load_pointcloud_classifier(path: str, map_location: str = "cpu") -> Tuple[PointCloudClassifier, Dict[str, Any]]:

@@ -37,17 +37,16 @@ def cmd_video_train(args: argparse.Namespace) -> int:
     print(f"unireplknet video-train: {cfg.model} ({cfg.layout} layout, {cfg.num_frames} frames of "
           f"{cfg.input_size}px) on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
     r = train_video(cfg, callbacks=[print_epoch_end])
-    f = r["final"]
+    f, checkpoint = r.train_structure, str(r.checkpoint) if cfg.output else None
     views = cfg.test_clips * cfg.test_crops
-    chance = 100.0 / len(r["classes"])
     if args.json:
-        print(json.dumps(dict(data=str(what), classes=r["classes"], chance=chance, views=views, final=f,
-                              history=r["history"], checkpoint=r["checkpoint"], wall_s=r["wall_s"]), indent=2))
+        print(json.dumps(dict(data=str(what), classes=r.class_names, chance=r.chance, views=views, final=f,
+                              history=r.history, checkpoint=checkpoint, wall_s=r.wall_s), indent=2))
         return 0
-    print(f"video classification — {what}: {len(r['classes'])} classes (chance {chance:.1f}%), {r['wall_s']:.0f} s")
+    print(f"video classification — {what}: {len(r.class_names)} classes (chance {r.chance:.1f}%), {r.wall_s:.0f} s")
     print(f"held-out top-1 {f['top1']:.2f}% on {f['samples']} clips ({views} view(s) each, softmax averaged)"
           + (f"; {f['unreadable']} unreadable videos skipped" if f.get("unreadable") else ""))
-    print(f"checkpoint: {r['checkpoint']}")
+    print(f"checkpoint: {checkpoint}")
     return 0
 
 

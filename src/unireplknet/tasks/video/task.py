@@ -19,6 +19,7 @@ from torch import nn
 
 from ...engine.config import EngineConfig
 from ...engine.config import plain
+from ...engine.loop import TrainResult
 from ...engine.task import TaskData
 from ...modalities.video import LAYOUTS, clip_to_image, mosaic_grid
 from ..views import ViewClassification, prefixed_group_matcher, task_data
@@ -282,14 +283,12 @@ class VideoClassification(ViewClassification):
         return torch.randn(2, 3, dc["num_frames"], dc["input_size"], dc["input_size"])
 
 
-def train_video(cfg: VideoTrainConfig, callbacks=()) -> Dict[str, Any]:
-    """Train a :class:`VideoClassifier` on the engine (see the module docstring); returns history, final
-    metrics (of the trained structure on the held-out set), the model and the engine's full result."""
+def train_video(cfg: VideoTrainConfig, callbacks=()) -> TrainResult:
+    """Train a :class:`VideoClassifier` on the engine (see the module docstring); returns the engine's
+    :class:`~unireplknet.engine.TrainResult` (``train_structure``: the trained structure's held-out metrics)."""
     from ...engine import fit
 
-    r = fit(VideoClassification(), cfg, callbacks)
-    return dict(history=r.history, final=r.train_structure, wall_s=r.wall_s, model=r.model, classes=r.class_names,
-                model_config=r.model_config, checkpoint=str(r.checkpoint) if cfg.output else None, result=r)
+    return fit(VideoClassification(), cfg, callbacks)
 
 
 def load_video_classifier(path: str, map_location: str = "cpu") -> Tuple[VideoClassifier, Dict[str, Any]]:
