@@ -638,7 +638,7 @@ def forecast_baseline(data: str, seq_len: int = 48, pred_len: int = 24) -> Dict[
     from unireplknet.tasks.forecast import (DEFAULT_SEASONAL_PERIOD, ForecastTrainConfig,
                                                build_forecast_splits)
 
-    cfg = ForecastTrainConfig.for_data(data=data, seq_len=seq_len, pred_len=pred_len)
+    cfg = ForecastTrainConfig.with_recipe(data=data, seq_len=seq_len, pred_len=pred_len)
     splits, _ = build_forecast_splits(cfg)
     period = cfg.seasonal_period or DEFAULT_SEASONAL_PERIOD[cfg.freq or splits["train"].freq]
     joint = {k: _joint_windows(s.values.astype(np.float64), seq_len, pred_len) for k, s in splits.items()}

@@ -371,6 +371,6 @@ def test_reparameterized_classifier_scores_the_same():
 @pytest.mark.slow
 def test_spoken_digits_short_run_beats_chance(tmp_path):
     # The default run of `unireplknet audio-train` (about a minute on two CPU cores with one thread).
-    result = train_audio(AudioTrainConfig.for_data(output=str(tmp_path)))
+    result = train_audio(AudioTrainConfig.with_recipe(output=str(tmp_path)))
     assert result.chance == 10.0
     assert result.extras["test"]["acc"] >= 50.0, result.extras["test"]

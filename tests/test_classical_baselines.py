@@ -208,7 +208,7 @@ def test_forecast_baseline_naive_rows_equal_the_forecasting_tasks_own_baselines(
     from unireplknet.data.timeseries import WindowDataset
     from unireplknet.tasks.forecast import ForecastTrainConfig, window_loader, build_forecast_splits, evaluate_baselines
 
-    cfg = ForecastTrainConfig.for_data(data="co2")
+    cfg = ForecastTrainConfig.with_recipe(data="co2")
     splits, _ = build_forecast_splits(cfg)
     task = evaluate_baselines(window_loader(WindowDataset(splits["test"], 48, 24, 24), 64, False, 0), 24, 12)
     ours = cb.forecast_baseline("co2")

@@ -44,7 +44,7 @@ def make(task: str, root: Path, out: Path, **kw):
     if task == "image":
         from unireplknet.tasks.image import TrainConfig, train
 
-        return train, TrainConfig.for_data(**merge(dict(
+        return train, TrainConfig.with_recipe(**merge(dict(
             data=str(root / "digits"), model="custom", model_kwargs=TINY, in_chans=1, input_size=32, batch_size=4,
             workers=0, warmup_epochs=0.5, drop_path=0.1, mixup=0.8, cutmix=1.0, model_ema=True,
             model_ema_decay=0.9), common))
@@ -70,7 +70,7 @@ def make(task: str, root: Path, out: Path, **kw):
     if task == "forecast":
         from unireplknet.tasks.forecast import ForecastTrainConfig, train_forecaster
 
-        return train_forecaster, ForecastTrainConfig.for_data(**merge(dict(
+        return train_forecaster, ForecastTrainConfig.with_recipe(**merge(dict(
             data="co2", seq_len=24, label_len=12, pred_len=8, d_model=96, model_kwargs=TINY, train_stride=8,
             batch_size=8),
             common))

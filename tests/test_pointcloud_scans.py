@@ -137,7 +137,7 @@ def test_scans_load_through_the_task():
     from unireplknet import UniRepLKNet
     from unireplknet.tasks.pointcloud.task import PointCloudClassification, PointCloudClassifier, PointCloudTrainConfig
 
-    cfg = PointCloudTrainConfig.scans(shapes_per_class=4, num_points=128, output=None)
+    cfg = PointCloudTrainConfig.with_recipe("scans", shapes_per_class=4, num_points=128, output=None)
     assert cfg.generated == "scans" and cfg.held_out == "test"
     task = PointCloudClassification()
     data = task.build_data(cfg, 0)
@@ -151,7 +151,7 @@ def test_scans_load_through_the_task():
     batch = torch.stack([data.train[i][0] for i in range(4)])
     assert model(batch).shape == (4, 16)
     with pytest.raises(ValueError, match="held_out"):
-        task.build_data(PointCloudTrainConfig.scans(held_out="train", output=None), 0)
+        task.build_data(PointCloudTrainConfig.with_recipe("scans", held_out="train", output=None), 0)
     with pytest.raises(ValueError, match="generated"):
         task.build_data(PointCloudTrainConfig(generated="cubes", output=None), 0)
 
@@ -247,6 +247,6 @@ def test_scans_demo_beats_three_times_chance_on_validation():
     from unireplknet.tasks.pointcloud.task import PointCloudTrainConfig, train_pointcloud
 
     torch.set_num_threads(1)
-    result = train_pointcloud(PointCloudTrainConfig.scans(held_out="val", output=None, progress=False))
+    result = train_pointcloud(PointCloudTrainConfig.with_recipe("scans", held_out="val", output=None, progress=False))
     assert result.train_structure["view_top1"] > 3 * 100.0 / 16
 

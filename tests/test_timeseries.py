@@ -82,10 +82,10 @@ def test_kept_calendar_features_are_unchanged_and_the_others_are_zero():
 def test_the_runs_calendar_reaches_every_window_it_makes():
     from unireplknet.tasks.forecast import calendar_names, forecast_windows
 
-    cfg = ForecastTrainConfig.for_data(data="synthetic-grid", calendar="hour, dow")
+    cfg = ForecastTrainConfig.with_recipe(data="synthetic-grid", calendar="hour, dow")
     assert calendar_names(cfg) == ("hour", "dow")
-    assert calendar_names(ForecastTrainConfig.for_data(data="synthetic-grid")) is None
-    assert calendar_names(ForecastTrainConfig.for_data(data="synthetic-grid", calendar="all")) is None
+    assert calendar_names(ForecastTrainConfig.with_recipe(data="synthetic-grid")) is None
+    assert calendar_names(ForecastTrainConfig.with_recipe(data="synthetic-grid", calendar="all")) is None
     grid = make_synthetic_station_grid(num_stations=4, days=10)
     x_mark = forecast_windows(grid, cfg, stride=2)[0][1]
     assert x_mark[:, 2:].abs().sum() == 0 and x_mark[:, 0].abs().sum() > 0
@@ -428,7 +428,7 @@ def test_advected_grid_moves_the_weather_downstream_with_the_stated_linear_share
 def test_advection_demo_splits_are_disjoint_in_time_and_stations():
     from unireplknet.tasks.forecast import build_forecast_splits
 
-    splits, description = build_forecast_splits(ForecastTrainConfig.for_data(data="synthetic-advection"))
+    splits, description = build_forecast_splits(ForecastTrainConfig.with_recipe(data="synthetic-advection"))
     assert "seeds 0, 2, 1" in description
     train, val, test = splits["train"], splits["val"], splits["test"]
     assert train.num_variables == val.num_variables == test.num_variables == 22
@@ -437,7 +437,7 @@ def test_advection_demo_splits_are_disjoint_in_time_and_stations():
         assert not np.isclose(a.coords[:, None, :2], b.coords[None, :, :2]).all(-1).any()
     # later in time: only the seq_len lead-in of validation and test overlaps the part before it
     assert train.timestamps[-1] < val.timestamps[48] and val.timestamps[-1] < test.timestamps[48]
-    cfg = ForecastTrainConfig.for_data(data="synthetic-advection")
+    cfg = ForecastTrainConfig.with_recipe(data="synthetic-advection")
     assert cfg.use_coords is False and cfg.enc_in == 11  # a node is a chain; the coordinates would not transfer
 
 
@@ -512,7 +512,7 @@ def test_cli_train_eval_and_grid(tmp_path, capsys):
 @pytest.mark.parametrize("data", [None, "synthetic-grid"])
 def test_short_runs_beat_the_naive_baselines(tmp_path, data):
     # The default runs of `unireplknet forecast-train` (CO2: ~15 s, grid: ~1 min on two CPU cores, one thread).
-    r = train_forecaster(ForecastTrainConfig.for_data(data=data, output=str(tmp_path)))
+    r = train_forecaster(ForecastTrainConfig.with_recipe(data=data, output=str(tmp_path)))
     for name, m in r.extras["baselines"].items():
         test = r.extras["test"]
         assert test["mse"] < m["mse"] and test["mae"] < m["mae"], (name, forecast_table(r))
@@ -532,8 +532,8 @@ def test_recipe_flags_that_contradict_are_refused_and_the_chosen_recipes_are_the
     # the recipes chosen on validation (docs/timeseries.md): node normalisation and a constant rate for the three
     # embedded demos; files keep the paper's RevIN and halving; --halve-lr brings the halving back
     for data in (None, "synthetic-grid", "synthetic-advection"):
-        cfg = ForecastTrainConfig.for_data(data=data)
+        cfg = ForecastTrainConfig.with_recipe(data=data)
         assert (cfg.norm, cfg.decay_rate, cfg.epochs) == ("node", 1.0, 15)
-    files = ForecastTrainConfig.for_data(data="my.csv")
+    files = ForecastTrainConfig.with_recipe(data="my.csv")
     assert (files.norm, files.decay_rate) == ("revin", 0.5)
-    assert ForecastTrainConfig.for_data(lr_halving=True).decay_rate == 0.5
+    assert ForecastTrainConfig.with_recipe(lr_halving=True).decay_rate == 0.5

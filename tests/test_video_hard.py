@@ -148,7 +148,7 @@ def test_opposite_classes_are_time_reversals_in_distribution():
 def test_hard_data_loads_through_the_video_task():
     from unireplknet.tasks.video.task import VideoTrainConfig, build_video_data
 
-    cfg = VideoTrainConfig.motion_hard(clips_per_class=4, input_size=32, output=None)
+    cfg = VideoTrainConfig.with_recipe("motion-hard", clips_per_class=4, input_size=32, output=None)
     assert (cfg.difficulty, cfg.eval_split) == ("hard", "test")
     train, held, classes = build_video_data(cfg)
     assert classes == list(HARD_MOTION_CLASS_NAMES) and len(train) == 24 and len(held) == 6

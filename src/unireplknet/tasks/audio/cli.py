@@ -46,7 +46,7 @@ def cmd_audio_train(args: argparse.Namespace) -> int:
         norm_stats=args.norm_stats, decay_start=args.lr_decay_start, decay_rate=args.lr_decay, mixup=args.mixup,
         freq_mask=args.freq_mask, time_mask=args.time_mask, noise=args.noise, roll=args.roll,
         skip_unreadable=args.skip_unreadable)
-    cfg = AudioTrainConfig.for_data(**options)
+    cfg = AudioTrainConfig.with_recipe(**options)
     what = "the embedded spoken digits" if cfg.data is None else cfg.data
     print(f"unireplknet audio-train: {cfg.model} on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
     r = train_audio(cfg, callbacks=[print_epoch_end])

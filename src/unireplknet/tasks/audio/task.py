@@ -170,7 +170,8 @@ class AudioTrainConfig(EngineConfig):
     """Options of :func:`train_audio`: the engine options (defaults: the official Speech Commands V2 recipe,
     paper section 3.2 — Adam, betas 0.95/0.999, lr 2.5e-4 times 0.85 every epoch from epoch 5) and the audio ones.
 
-    ``data``: ``None`` = the embedded spoken digits (then :meth:`for_data` applies lighter defaults), a Speech
+    ``data``: ``None`` = the embedded spoken digits (then :meth:`with_recipe` applies the lighter
+    ``"spoken-digits"`` recipe, :data:`SPOKEN_DIGITS_DEFAULTS`), a Speech
     Commands v2 folder (has ``validation_list.txt``), a folder of ``<class>/<clip>`` audio files
     (``root/train``, ``root/val`` [, ``root/test``] when present, else split by ``val_split``), or a ``.csv``
     manifest ``file,labels[,split]`` with ``;``-separated labels (multi-label data such as AudioSet).
@@ -211,16 +212,13 @@ class AudioTrainConfig(EngineConfig):
     workers: int = 0
     output: Optional[str] = "runs/audio"
 
+    def __post_init__(self) -> None:
+        self.audio = AudioConfig.from_dict(self.audio).to_dict()  # every preprocessing field, checked
+
     @classmethod
-    def for_data(cls, **options: Any) -> "AudioTrainConfig":
-        """Unset options (``None``) take the embedded-digits defaults when ``data`` is None, else the recipe's."""
-        options = {k: v for k, v in options.items() if v is not None}
-        if options.get("data") is None:
-            for k, v in SPOKEN_DIGITS_DEFAULTS.items():
-                options.setdefault(k, copy.deepcopy(v))
-        cfg = cls(**options)
-        cfg.audio = AudioConfig.from_dict(cfg.audio).to_dict()
-        return cfg
+    def default_recipe(cls, options: Dict[str, Any]) -> Optional[str]:
+        """The lighter ``"spoken-digits"`` recipe for the embedded clips; the official recipe for real data."""
+        return "spoken-digits" if options.get("data") is None else None
 
     def augment(self) -> AudioAugment:
         return AudioAugment(mixup=self.mixup, freq_mask=self.freq_mask, time_mask=self.time_mask, noise=self.noise,
@@ -250,6 +248,7 @@ SPOKEN_DIGITS_DEFAULTS: Dict[str, Any] = dict(
     roll=4,
     output="runs/audio-digits",
 )
+AudioTrainConfig.RECIPES = {"spoken-digits": SPOKEN_DIGITS_DEFAULTS}
 
 
 # ----------------------------------------------------------------------------------------------- data

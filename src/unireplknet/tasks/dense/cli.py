@@ -86,11 +86,11 @@ def _config(args: argparse.Namespace, task: str):
     if args.model_kwargs is not None:
         opts.setdefault("model", "custom")
     elif opts.get("model_kwargs") == {}:
-        opts.pop("model_kwargs")  # resolved() fills the scene network only for an unset model
+        opts.pop("model_kwargs")  # the recipe fills the scene network only for an unset model
     steps = getattr(args, "step_epochs", None)
     if steps:
         opts["decay_epochs"] = steps
-    return DenseTrainConfig(**opts)
+    return DenseTrainConfig.with_recipe(**opts)
 
 
 def _print_summary(summary: Dict[str, Any]) -> None:

@@ -55,7 +55,7 @@ SCENES_MODEL_KWARGS: Dict[str, Any] = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64
 @dataclass
 class DenseTrainConfig(EngineConfig):
     """Every option of :func:`train_dense`: the engine options and the dense ones; ``None`` fields take the
-    task's defaults (:meth:`resolved`)."""
+    task's recipe (:meth:`with_recipe`; :func:`train_dense` resolves a config built directly)."""
 
     task: str = "detection"  # detection | segmentation
     data: str = "scenes"  # 'scenes' or a data root (COCO / ADE20K layout)
@@ -97,43 +97,67 @@ class DenseTrainConfig(EngineConfig):
 
     BUILTIN_DATA: ClassVar[Tuple[str, ...]] = ("scenes",)  # --data names the generated scenes, not a path
 
-    def resolved(self) -> "DenseTrainConfig":
-        """A copy with every ``None`` option filled from the task (and scene-demo) defaults."""
-        if self.task not in ("detection", "segmentation"):
-            raise ValueError(f"task must be 'detection' or 'segmentation', got {self.task!r}")
-        defaults = dict(DETECTION_DEFAULTS if self.task == "detection" else SEGMENTATION_DEFAULTS)
-        if self.task == "detection" and self.detector == "cascade_mask_rcnn" and self.data != "scenes":
-            from .cascade import cascade_recipe  # the paper's per-variant Cascade Mask R-CNN recipe
+    @classmethod
+    def default_recipe(cls, options: Dict[str, Any]) -> Optional[str]:
+        """The task's recipe: ``"detection"`` (the official COCO one) or ``"segmentation"`` (ADE20K)."""
+        task = options.get("task", cls.task)
+        if task not in ("detection", "segmentation"):
+            raise ValueError(f"task must be 'detection' or 'segmentation', got {task!r}")
+        return task
 
-            defaults.update(cascade_recipe(self.model))
-        if self.data == "scenes":
-            defaults.update(SCENES_DETECTION if self.task == "detection" else SCENES_SEGMENTATION)
-        cfg = copy.deepcopy(self)
+    @classmethod
+    def recipe(cls, name: str, options: Dict[str, Any]) -> Dict[str, Any]:
+        """The task's recipe, with the paper's per-variant Cascade Mask R-CNN recipe for that detector on real
+        data, and the scene demo's values for the generated scenes."""
+        values = super().recipe(name, options)
+        data, model = options.get("data", cls.data), options.get("model", cls.model)
+        if name == "detection" and options.get("detector", cls.detector) == "cascade_mask_rcnn" and data != "scenes":
+            from .cascade import cascade_recipe
+
+            values.update(cascade_recipe(model))
+        if data == "scenes":
+            values.update(copy.deepcopy(SCENES_DETECTION if name == "detection" else SCENES_SEGMENTATION))
+        return values
+
+    @classmethod
+    def merge_recipe(cls, recipe: Dict[str, Any], options: Dict[str, Any]) -> Dict[str, Any]:
+        """Given options win, except that the recipe's ``head_kwargs`` are kept where not given, an empty
+        ``decay_epochs`` takes the recipe's, and the recipe's ``model_kwargs`` go only with a ``custom`` model."""
         from .backbone_utils import is_timm_peer
 
-        if is_timm_peer(cfg.model):
+        merged = super().merge_recipe(recipe, options)
+        merged["head_kwargs"] = {**recipe.get("head_kwargs", {}), **options.get("head_kwargs", {})}
+        if not options.get("decay_epochs") and recipe.get("decay_epochs"):
+            merged["decay_epochs"] = recipe["decay_epochs"]
+        if not options.get("model_kwargs"):
+            custom = merged.get("model", cls.model) == "custom"
+            merged["model_kwargs"] = recipe.get("model_kwargs", {}) if custom else options.get("model_kwargs", {})
+        if is_timm_peer(merged.get("model", cls.model)):
             # Layer decay maps UniRepLKNet's stages and blocks to depths; a timm peer trains at one rate.
-            if cfg.layer_decay not in (None, 1.0):
-                raise ValueError(f"--layer-decay {cfg.layer_decay}: layer-wise lr decay follows UniRepLKNet's "
-                                 f"stages and blocks, and {cfg.model} is a timm model; drop --layer-decay or pass 1.0")
-            cfg.layer_decay = 1.0
-        for k, v in defaults.items():
-            if k == "model_kwargs":
-                if not cfg.model_kwargs and cfg.model == "custom":
-                    cfg.model_kwargs = dict(v)
-            elif k == "model":
-                if self.model == DenseTrainConfig.model:  # not chosen by the caller
-                    cfg.model = v
-            elif k == "head_kwargs":
-                cfg.head_kwargs = {**v, **cfg.head_kwargs}
-            elif getattr(cfg, k) is None or (k == "decay_epochs" and not cfg.decay_epochs):
-                setattr(cfg, k, v)
+            if options.get("layer_decay") not in (None, 1.0):
+                raise ValueError(f"--layer-decay {options['layer_decay']}: layer-wise lr decay follows UniRepLKNet's "
+                                 f"stages and blocks, and {merged['model']} is a timm model; drop --layer-decay or "
+                                 "pass 1.0")
+            merged["layer_decay"] = 1.0
+        return merged
+
+    @classmethod
+    def with_recipe(cls, recipe: Any = None, **options: Any) -> "DenseTrainConfig":
+        cfg = super().with_recipe(recipe, **options)
         if cfg.model == "custom" and not cfg.model_kwargs:
             raise ValueError("--model custom needs --model-kwargs (depths, dims, kernel_sizes)")
-        if (self.task == "detection" and self.detector == "cascade_mask_rcnn" and self.data != "scenes"
+        if (cfg.task == "detection" and cfg.detector == "cascade_mask_rcnn" and cfg.data != "scenes"
                 and int(os.environ.get("WORLD_SIZE", "1")) > 1 and torch.cuda.is_available()):
             cfg.sync_bn = True  # the recipe's SyncBN (backbone and 4conv-1fc box heads) under torchrun on GPUs
         return cfg
+
+    def resolved(self) -> "DenseTrainConfig":
+        """:meth:`with_recipe` of the options of this config that differ from the class defaults (``None``
+        fields take the task's recipe): what :func:`train_dense` runs. Resolving twice changes nothing."""
+        defaults = DenseTrainConfig()
+        given = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)
+                 if getattr(self, f.name) != getattr(defaults, f.name)}
+        return type(self).with_recipe(**given)
 
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -171,6 +195,7 @@ SCENES_SEGMENTATION: Dict[str, Any] = dict(
     layer_decay=1.0, drop_path=0.0, warmup_steps=20, warmup_ratio=1e-3, crop_size=None, short_side=None, scale_range=None,
     head_kwargs=dict(channels=64, aux_channels=32),
 )
+DenseTrainConfig.RECIPES = {"detection": DETECTION_DEFAULTS, "segmentation": SEGMENTATION_DEFAULTS}
 
 
 # ----------------------------------------------------------------------------------------------- data

@@ -65,7 +65,7 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
     if args.linear_skip and args.preset:
         raise ValueError("--linear-skip belongs to the linear-head forecaster; the Corrformer presets have the paper's "
                          "decoder instead: leave out --linear-skip or --preset")
-    cfg = ForecastTrainConfig.for_data(**options)
+    cfg = ForecastTrainConfig.with_recipe(**options)
     if args.dry_run:
         model, task = build_forecast_model(cfg)
         _announce(model)

@@ -223,8 +223,8 @@ class ForecastTrainConfig(EngineConfig):
     ``.csv`` (``time_column`` + one column per variable); or a ``.npy``/``.npz`` array. Single-file and
     synthetic data are split chronologically 70/10/20 (Informer).
 
-    Unset (None) options take the defaults of the data (:data:`EMBEDDED_DEFAULTS`) or, with ``preset``
-    'paper' / 'demo' (the paper's Corrformer model), of :func:`corrformer_defaults`.
+    :meth:`with_recipe`: unset (None) options take the recipe of the data (:data:`EMBEDDED_DEFAULTS`) or, with
+    ``preset`` 'paper' / 'demo' (the paper's Corrformer model), of :func:`corrformer_defaults`.
     """
 
     data: Optional[str] = None
@@ -276,20 +276,25 @@ class ForecastTrainConfig(EngineConfig):
     def __post_init__(self) -> None:
         if not self.lr_halving:
             self.decay_rate = 1.0
+        if self.node_list is not None:
+            self.node_list = tuple(int(n) for n in self.node_list)
 
     @classmethod
-    def for_data(cls, **options: Any) -> "ForecastTrainConfig":
-        options = {k: v for k, v in options.items() if v is not None}
-        data = options.get("data")
+    def default_recipe(cls, options: Dict[str, Any]) -> Optional[str]:
+        """The ``preset`` (the Corrformer's), else the recipe of the embedded data (None for files)."""
         preset = options.get("preset")
-        if preset is not None and preset not in CORRFORMER_PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(CORRFORMER_PRESETS)}")
-        defaults = corrformer_defaults(preset) if preset else EMBEDDED_DEFAULTS.get(data or "co2", {})
-        for k, v in defaults.items():
-            options.setdefault(k, copy.deepcopy(v))
-        if options.get("node_list") is not None:
-            options["node_list"] = tuple(int(n) for n in options["node_list"])
-        return cls(**options)
+        if preset is not None:
+            if preset not in CORRFORMER_PRESETS:
+                raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(CORRFORMER_PRESETS)}")
+            return preset
+        data = options.get("data") or "co2"
+        return data if data in EMBEDDED_DEFAULTS else None
+
+    @classmethod
+    def recipe(cls, name: str, options: Dict[str, Any]) -> Dict[str, Any]:
+        if name in CORRFORMER_PRESETS:
+            return corrformer_defaults(name)
+        return super().recipe(name, options)
 
 
 #: The presets that train the paper's Corrformer + UniRepLKNet model (``unireplknet.tasks.forecast.corrformer.PRESETS``).
@@ -333,6 +338,7 @@ EMBEDDED_DEFAULTS: Dict[str, Dict[str, Any]] = {
                                 lr_halving=False, epochs=15, lr=1e-3, batch_size=8, train_stride=3,
                                 output="runs/forecast-advection"),
 }
+ForecastTrainConfig.RECIPES = dict(EMBEDDED_DEFAULTS)  # and the Corrformer presets ("paper", "demo")
 
 
 def forecast_table(result: TrainResult) -> str:

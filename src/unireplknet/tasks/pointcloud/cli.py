@@ -26,10 +26,7 @@ def cmd_points_train(args: argparse.Namespace) -> int:
         projection=args.projection, num_views=args.num_views, image_size=args.image_size,
         shapes_per_class=args.shapes_per_class, smoothing=args.smoothing, test_rotations=args.test_rotations,
         skip_unreadable=args.skip_unreadable, generated=args.generated, held_out=args.held_out, align=args.align)
-    recipe = args.recipe or ("modelnet40" if args.data else "scans" if args.generated == "scans" else "demo")
-    cfg = (PointCloudTrainConfig.modelnet40(**options) if recipe == "modelnet40"
-           else PointCloudTrainConfig.scans(**options) if recipe == "scans"
-           else PointCloudTrainConfig(**options))
+    cfg = PointCloudTrainConfig.with_recipe(args.recipe, **options)
     what = f"the generated {cfg.generated} ({cfg.held_out} split)" if cfg.data is None else cfg.data
     print(f"unireplknet points-train: {cfg.model}, {cfg.projection} projection, {cfg.num_views} views of "
           f"{cfg.image_size}px, {cfg.num_points} points, on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)

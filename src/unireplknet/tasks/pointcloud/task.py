@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, ClassVar, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -178,7 +178,9 @@ class PointCloudAugment:
 @dataclass
 class PointCloudTrainConfig(EngineConfig):
     """Options of :func:`train_pointcloud`: the engine options (defaults of the generated-shapes demo here) and
-    the point-cloud ones. ``data=None`` is the generated shapes set; :meth:`modelnet40` the official recipe."""
+    the point-cloud ones. ``data=None`` is the generated shapes set. :attr:`RECIPES`: ``"modelnet40"``, the
+    official recipe (the default of :meth:`with_recipe` when ``data`` is given), and ``"scans"``, the hard
+    generated demo (the default for ``generated="scans"``)."""
 
     data: Optional[str] = None  # None | ModelNet-40 root
     generated: str = "shapes"  # data=None: "shapes" (full surfaces, 8 classes) | "scans" (partial scans, 16)
@@ -205,22 +207,22 @@ class PointCloudTrainConfig(EngineConfig):
     workers: int = 0
     output: Optional[str] = "runs/pointcloud"
 
-    @classmethod
-    def modelnet40(cls, **options: Any) -> "PointCloudTrainConfig":
-        """The official ModelNet-40 recipe (official `Point/` code, described in docs/pointcloud.md)."""
-        base = dict(model="official", model_kwargs={}, drop_path=0.4, num_points=4096, projection="learned",
-                    image_size=224, epochs=300, batch_size=16, lr=5e-4, warmup_epochs=0.0, workers=4)
-        base.update(options)
-        return cls(**base)
+    RECIPES: ClassVar[Dict[str, Dict[str, Any]]] = {
+        "demo": {},
+        # The official ModelNet-40 recipe (official `Point/` code, described in docs/pointcloud.md).
+        "modelnet40": dict(model="official", model_kwargs={}, drop_path=0.4, num_points=4096, projection="learned",
+                           image_size=224, epochs=300, batch_size=16, lr=5e-4, warmup_epochs=0.0, workers=4),
+        # The hard generated demo: partial scans of sixteen classes (GeneratedScans), reported on the test split.
+        # Chosen on the validation split (seed 0, docs/pointcloud.md): the principal-axes alignment (val 11 % →
+        # 34 % at 12 epochs) and 24 epochs (→ 44 %); everything else is the shapes demo's.
+        "scans": dict(generated="scans", held_out="test", shapes_per_class=24, align="pca", epochs=24),
+    }
 
     @classmethod
-    def scans(cls, **options: Any) -> "PointCloudTrainConfig":
-        """The hard generated demo: partial scans of sixteen classes (:class:`GeneratedScans`), reported on the
-        test split. Chosen on the validation split (seed 0, docs/pointcloud.md): the principal-axes alignment
-        (val 11 % → 34 % at 12 epochs) and 24 epochs (→ 44 %); everything else is the shapes demo's."""
-        base = dict(generated="scans", held_out="test", shapes_per_class=24, align="pca", epochs=24)
-        base.update(options)
-        return cls(**base)
+    def default_recipe(cls, options: Dict[str, Any]) -> Optional[str]:
+        if options.get("data"):
+            return "modelnet40"
+        return "scans" if options.get("generated") == "scans" else "demo"
 
 
 def generated_dataset_class(name: str):

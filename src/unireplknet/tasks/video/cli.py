@@ -30,9 +30,7 @@ def cmd_video_train(args: argparse.Namespace) -> int:
         smoothing=args.smoothing,
         mixup=args.mixup, cutmix=args.cutmix, auto_augment=args.aa, hflip=args.hflip, reprob=args.reprob,
         test_clips=args.test_clips, test_crops=args.test_crops, skip_unreadable=args.skip_unreadable)
-    recipe = args.recipe or ("kinetics" if args.data else "demo")
-    make = {"kinetics": VideoTrainConfig.kinetics, "motion-hard": VideoTrainConfig.motion_hard}.get(recipe, VideoTrainConfig)
-    cfg = make(**options)
+    cfg = VideoTrainConfig.with_recipe(args.recipe, **options)
     what = motion_set_name(cfg) if cfg.data is None else cfg.data
     print(f"unireplknet video-train: {cfg.model} ({cfg.layout} layout, {cfg.num_frames} frames of "
           f"{cfg.input_size}px) on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
