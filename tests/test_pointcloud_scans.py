@@ -1,7 +1,6 @@
 """The hard point-cloud demo: generated partial scans (determinism, disjoint proportions, visibility, the task)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -158,12 +157,9 @@ def test_scans_load_through_the_task():
 
 # ----------------------------------------------------------------------------------------------- classical
 def _classical():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import classical_baselines
-    finally:
-        sys.path.pop(0)
-    return classical_baselines
+    from conftest import load_baselines
+
+    return load_baselines("points")
 
 
 def test_local_shape_features_on_a_plane_and_a_line():
