@@ -168,7 +168,7 @@ def test_loader_workers_draw_different_augmentations():
     clip = torch.from_numpy(_tone(500.0)).float()
     cfg = AudioConfig(target_frames=32, num_mel_bins=32)
     ds = AudioClipDataset([clip] * 4, [0] * 4, 1, cfg, AudioAugment(mixup=0, freq_mask=0, time_mask=0, noise=0.1, roll=0))
-    images = [img for img, _ in _loader(ds, 1, False, workers=2, seed=0)]
+    images = [batch.inputs for batch in _loader(ds, 1, False, workers=2, seed=0)]
     # Worker 0 gets clips 0 and 2, worker 1 clips 1 and 3: same clip, same position in each worker's stream.
     assert not torch.equal(images[0], images[1])
 

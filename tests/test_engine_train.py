@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from unireplknet import UniRepLKNet
-from unireplknet.engine import ShardedBatchSampler, ShardedEvalSampler, build_optimizer, build_scheduler
+from unireplknet.engine import Batch, ShardedBatchSampler, ShardedEvalSampler, build_optimizer, build_scheduler
 from unireplknet.factory import build_model
 from unireplknet.tasks.image import TrainConfig, evaluate, train
 
@@ -94,7 +94,7 @@ def test_evaluate_counts_match_manual_argmax():
     torch.manual_seed(0)
     model = _tiny(num_classes=7).eval()
     x, y = torch.randn(10, 1, 32, 32), torch.randint(0, 7, (10,))
-    loader = [(x[:6], y[:6]), (x[6:], y[6:])]
+    loader = [Batch(x[:6], y[:6]), Batch(x[6:], y[6:])]
     m = evaluate(model, loader, torch.device("cpu"))
     with torch.no_grad():
         logits = model(x)

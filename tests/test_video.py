@@ -222,7 +222,7 @@ def test_folder_and_kinetics_csv_datasets(tmp_path):
     with pytest.raises(Exception, match="no file"):
         read_kinetics_csv(csv_file, tmp_path, missing="error")
     mae = tmp_path / "list.txt"
-    mae.write_text(f"left/left_000_000000_000010.mp4 0\nright/right_001_000000_000010.mp4 1\n")
+    mae.write_text("left/left_000_000000_000010.mp4 0\nright/right_001_000000_000010.mp4 1\n")
     assert len(read_kinetics_csv(mae, tmp_path)[1]) == 2
 
     train = VideoClipDataset(samples, classes, True, num_frames=4, sampling_rate=2, size=16,
@@ -241,7 +241,7 @@ def test_folder_and_kinetics_csv_datasets(tmp_path):
     skipping = VideoClipDataset(samples, classes, False, num_frames=4, sampling_rate=2, size=16, test_clips=1,
                                 test_crops=1, on_error="skip")
     batch = collate_clips([skipping[i] for i in range(len(skipping))])
-    assert batch.unreadable == 1 and batch.clips.shape[0] == len(samples) - 1
+    assert batch.unreadable == 1 and batch.inputs.shape[0] == len(samples) - 1
 
 
 def test_empty_folder_errors(tmp_path):

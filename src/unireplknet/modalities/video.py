@@ -25,14 +25,16 @@ import csv
 import logging
 import math
 import random
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
+
+if TYPE_CHECKING:
+    from ..engine.task import Batch
 
 from ..data.folder import DataError
 
@@ -512,19 +514,13 @@ class VideoClipDataset(Dataset):
             return None, label
 
 
-@dataclass
-class ClipBatch:
-    """Collated clips and labels, and how many unreadable videos were left out."""
+def collate_clips(items: Sequence[Tuple[Optional[torch.Tensor], int]]) -> "Batch":
+    """Stack readable clips into the engine's :class:`~unireplknet.engine.Batch` (``inputs``: the clips);
+    unreadable ones (``None``) are left out and counted."""
+    from ..engine.task import Batch
 
-    clips: torch.Tensor
-    targets: torch.Tensor
-    unreadable: int = 0
-
-
-def collate_clips(items: Sequence[Tuple[Optional[torch.Tensor], int]]) -> ClipBatch:
-    """Stack readable clips; unreadable ones (``None``) are left out and counted."""
     good = [(c, t) for c, t in items if c is not None]
     bad = len(items) - len(good)
     if not good:
-        return ClipBatch(torch.empty(0), torch.empty(0, dtype=torch.long), bad)
-    return ClipBatch(torch.stack([c for c, _ in good]), torch.tensor([t for _, t in good], dtype=torch.long), bad)
+        return Batch(torch.empty(0), torch.empty(0, dtype=torch.long), bad)
+    return Batch(torch.stack([c for c, _ in good]), torch.tensor([t for _, t in good], dtype=torch.long), bad)

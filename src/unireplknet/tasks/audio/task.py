@@ -30,7 +30,7 @@ from ...engine.checkpointing import load_training_checkpoint
 from ...engine.config import EngineConfig, plain
 from ...engine.distributed import all_gather_object
 from ...engine.loop import TrainResult
-from ...engine.task import StepContext, StepOutput, Task, TaskData
+from ...engine.task import Batch, StepContext, StepOutput, Task, TaskData, collate_samples
 from ...modalities.audio import (
     AudioAugment,
     AudioClipDataset,
@@ -148,7 +148,7 @@ def evaluate_audio(model: nn.Module, loader: DataLoader, device: Union[str, torc
     model.eval()
     all_logits, all_targets = [], []
     for batch in loader:
-        images, targets = batch[0], batch[1]  # (images, targets[, unreadable])
+        images, targets = batch.inputs, batch.targets
         if len(images) == 0:
             continue
         all_logits.append(model(images.to(device)).float().cpu())
@@ -296,8 +296,8 @@ def build_audio_datasets(cfg: AudioTrainConfig, audio_cfg: AudioConfig) -> Dict[
     return {"train": train_ds, "val": val_ds}
 
 
-def _collate(batch: Sequence[Tuple[torch.Tensor, torch.Tensor]]) -> Tuple[torch.Tensor, torch.Tensor]:
-    return torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
+def _collate(batch: Sequence[Tuple[torch.Tensor, torch.Tensor]]) -> Batch:
+    return Batch(torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch]))
 
 
 def _loader(ds: AudioClipDataset, batch_size: int, shuffle: bool, workers: int, seed: int) -> DataLoader:
@@ -340,7 +340,7 @@ class AudioClassification(Task):
         self.restored = True
 
     def build_data(self, cfg: AudioTrainConfig, seed: int) -> TaskData:
-        from ...data.build import SkipUnreadable, collate_counting_unreadable
+        from ...data.build import SkipUnreadable
 
         datasets = build_audio_datasets(cfg, self.audio_cfg)
         audio_cfg = self.audio_cfg
@@ -365,7 +365,7 @@ class AudioClassification(Task):
         if cfg.skip_unreadable:
             train, val = SkipUnreadable(train, (AudioError, OSError)), SkipUnreadable(val, (AudioError, OSError))
         what = "the embedded spoken digits" if cfg.data is None else cfg.data
-        return TaskData(train, val, collate_counting_unreadable, collate_counting_unreadable,
+        return TaskData(train, val, collate_samples, collate_samples,
                         f"{what}: {len(train)} training / {len(val)} held-out clips, {len(class_names)} classes",
                         list(class_names), audio_cfg.to_dict(), eval_batch_size=cfg.batch_size,
                         worker_init_fn=seed_audio_worker)
@@ -386,9 +386,8 @@ class AudioClassification(Task):
         return dict(plain(model.config), task="audio", multilabel=bool(cfg.multilabel), loss=cfg.loss)
 
     def training_loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
-        images, targets, bad = batch
-        images, targets = ctx.to_device(images, image=True), ctx.to_device(targets)
-        return StepOutput(_loss(model(images), targets, self.cfg.loss), len(images), bad)
+        images, targets = ctx.to_device(batch.inputs, image=True), ctx.to_device(batch.targets)
+        return StepOutput(_loss(model(images), targets, self.cfg.loss), len(images), batch.unreadable)
 
     def evaluate(self, model: nn.Module, loader: Any, ctx: StepContext) -> Dict[str, float]:
         return evaluate_audio(model, loader, ctx.device, self.cfg.multilabel, self.cfg.loss)

@@ -55,8 +55,8 @@ def evaluate(
 ) -> Dict[str, float]:
     """Top-1 / top-5 accuracy (%) and mean cross-entropy of ``model`` over ``loader``, summed over all ranks.
 
-    Batches are :class:`~unireplknet.data.Batch` objects or ``(images, targets)`` pairs; unreadable images
-    were already left out by the collate function and are counted in ``unreadable``.
+    Batches are :class:`~unireplknet.engine.Batch` objects (``inputs``: the images); unreadable images were
+    already left out by the collate function and are counted in ``unreadable``.
     """
     from tqdm.auto import tqdm
 
@@ -65,8 +65,8 @@ def evaluate(
     loss_sum = top1 = top5 = n = unreadable = 0.0
     amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch"):
-        images, targets = (batch.images, batch.targets) if hasattr(batch, "images") else batch
-        unreadable += getattr(batch, "unreadable", 0)
+        images, targets = batch.inputs, batch.targets
+        unreadable += batch.unreadable
         if images.numel() == 0:
             continue
         images = images.to(device, non_blocking=True)
@@ -165,7 +165,7 @@ class ImageClassification(Task):
         return _model_config(cfg, len(data.class_names), self.in_chans, deploy=getattr(model, "deploy", False))
 
     def training_loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
-        images, targets = ctx.to_device(batch.images, image=True), ctx.to_device(batch.targets)
+        images, targets = ctx.to_device(batch.inputs, image=True), ctx.to_device(batch.targets)
         if self.mixup is not None:
             images, targets = self.mixup(images, targets)
         return StepOutput(self.criterion(model(images), targets), images.shape[0], batch.unreadable)

@@ -49,6 +49,7 @@ def cmd_points_eval(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from ...modalities.pointcloud import ModelNet40, eval_rotations
+    from ...engine.task import collate_samples
     from ..views import evaluate_views
     from .task import load_pointcloud_classifier
 
@@ -68,7 +69,7 @@ def cmd_points_eval(args: argparse.Namespace) -> int:
     if list(ds.classes) != list(mc["classes"]):
         raise ValueError(f"the data's classes {list(ds.classes)[:5]}… differ from the checkpoint's {mc['classes'][:5]}…")
     rotations = eval_rotations()[: args.test_rotations]
-    loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers)
+    loader = DataLoader(ds, batch_size=args.batch_size, collate_fn=collate_samples, num_workers=args.workers)
     m = evaluate_views(model, loader, device, lambda mod, x: mod.forward_views(x, rotations.to(x.device)))
     print(json.dumps(m) if args.json else
           f"OA over all {len(rotations)} rotations {m.get('view_top1', m['top1']):.2f}%, rotation-voted "

@@ -53,6 +53,7 @@ def cmd_video_eval(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from ...modalities.video import ClipEvalTransform, VideoClipDataset, collate_clips, read_kinetics_csv, scan_video_folder
+    from ...engine.task import collate_samples
     from ..views import evaluate_views
     from .task import load_video_classifier
 
@@ -71,7 +72,7 @@ def cmd_video_eval(args: argparse.Namespace) -> int:
         tf = ClipEvalTransform(size, 1)
         ds = MotionClips(args.eval_split, args.clips_per_class, mc["num_frames"], size, transform=lambda c: tf(c),
                          difficulty=known[tuple(mc["classes"])])
-        collate = None
+        collate = collate_samples
     else:
         p = Path(args.data)
         classes, samples = (scan_video_folder(p, mc["classes"]) if p.is_dir()
