@@ -239,3 +239,24 @@ def test_every_task_subclasses_the_engine_task_and_gets_its_default_hooks(tmp_pa
     assert (task.higher_is_better, task.find_unused_parameters) == (True, False)
     with pytest.raises(NotImplementedError, match="Bare must implement training_loss"):
         task.training_loss(model, None, None)
+
+
+def test_one_batch_type_from_every_collate():
+    """engine.Batch from the default collate (unreadable samples left out and counted), the clip collate and the
+    forecasting windows: the tasks read .inputs / .targets / .unreadable, whatever the modality."""
+    from unireplknet.engine import Batch, collate_samples
+    from unireplknet.modalities.video import collate_clips
+    from unireplknet.tasks.forecast import collate_windows
+
+    a, b = torch.randn(3, 5), torch.randn(3, 5)
+    batch = collate_samples([(a, 1), None, (b, 0)])
+    assert isinstance(batch, Batch) and batch.unreadable == 1 and len(batch) == 2
+    assert torch.equal(batch.inputs, torch.stack([a, b])) and batch.targets.tolist() == [1, 0]
+    empty = collate_samples([None, None])
+    assert empty.unreadable == 2 and empty.inputs.numel() == 0
+    clips = collate_clips([(None, 0), (a, 2)])
+    assert isinstance(clips, Batch) and clips.unreadable == 1 and torch.equal(clips.inputs[0], a)
+    windows = [tuple(torch.full((4, 2), float(i + k)) for k in range(4)) for i in range(2)]
+    w = collate_windows(windows)
+    assert isinstance(w, Batch) and len(w.inputs) == 3 and torch.equal(w.targets[1], windows[1][2])
+    assert torch.equal(w.inputs[2][0], windows[0][3])  # the decoder's calendar features (y_mark)

@@ -35,7 +35,7 @@ from .distributed import DistInfo, all_gather_object, all_reduce_sum, average_bu
 from .metrics_log import MetricsLogger, tensorboard_writer
 from .samplers import ShardedBatchSampler, ShardedEvalSampler
 from .config import plain
-from .task import StepContext, Task, TaskData
+from .task import StepContext, Task, TaskData, collate_samples
 
 __all__ = ["EpochEnd", "TrainResult", "fit", "build_optimizer", "build_scheduler", "make_eval_loader", "amp_dtype_of",
            "check_engine_options", "RunFolderError"]
@@ -219,7 +219,7 @@ def make_eval_loader(dataset: Dataset, batch_size: int, collate: Optional[Callab
     """Held-out batches of this rank: every sample is evaluated exactly once over all ranks."""
     rank, world = (dist_info.rank, dist_info.world_size) if dist_info else (0, 1)
     return DataLoader(dataset, batch_sampler=ShardedEvalSampler(len(dataset), batch_size, rank, world),
-                      num_workers=workers, collate_fn=collate, pin_memory=torch.cuda.is_available())
+                      num_workers=workers, collate_fn=collate or collate_samples, pin_memory=torch.cuda.is_available())
 
 
 def check_engine_options(cfg: Any) -> None:
@@ -409,7 +409,7 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
     # warm-up longer than a short run, more loader workers than cores: adapted (and said) in one place
     cfg = adapt_to_machine_and_run(cfg, steps_per_epoch, log=main)
     train_loader = DataLoader(data.train, batch_sampler=train_sampler, num_workers=cfg.workers,
-                              collate_fn=data.train_collate, pin_memory=device.type == "cuda",
+                              collate_fn=data.train_collate or collate_samples, pin_memory=device.type == "cuda",
                               worker_init_fn=data.worker_init_fn if cfg.workers > 0 else None)
     eval_bs = data.eval_batch_size or max(1, int(cfg.batch_size * 1.5))  # the official validation batch
     val_loader = (make_eval_loader(data.val, eval_bs, data.eval_collate, cfg.workers, dist_info)

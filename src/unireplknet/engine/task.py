@@ -56,8 +56,9 @@ def collate_samples(items: Sequence[Any]) -> Batch:
 class TaskData:
     """The datasets of a run and how to batch them.
 
-    ``eval_batch_size`` None: 1.5 x the training batch (the official validation batch). ``metadata`` is
-    stored (JSON) in the checkpoint and the deploy file, e.g. the class names and the data config.
+    ``eval_batch_size`` None: 1.5 x the training batch (the official validation batch). The collate functions
+    return a :class:`Batch` (None: :func:`collate_samples`). The class names and the data config are stored
+    (JSON) in the checkpoint and the deploy file.
     """
 
     train: Dataset

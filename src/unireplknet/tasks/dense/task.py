@@ -26,7 +26,7 @@ from torch import nn
 
 from ...engine.config import EngineConfig
 from ...engine.loop import TrainResult
-from ...engine.task import StepContext, StepOutput, Task, TaskData
+from ...engine.task import Batch, StepContext, StepOutput, Task, TaskData
 
 __all__ = [
     "DenseTrainConfig",
@@ -246,6 +246,18 @@ def _head_kwargs_for(detector: str, head_kwargs: Dict[str, Any]) -> Dict[str, An
     return head
 
 
+class CollateAsBatch:
+    """A dense collate function's ``(images, targets)`` lists as the engine's :class:`~unireplknet.engine.Batch`
+    (a class, not a closure: loader workers pickle it)."""
+
+    def __init__(self, collate: Any):
+        self.collate = collate
+
+    def __call__(self, items: Any) -> Batch:
+        images, targets = self.collate(items)
+        return Batch(images, targets)
+
+
 class DenseTask(Task):
     """What the two dense tasks share (:class:`DetectionTask`, :class:`SegmentationTask`): the generated scenes or
     a data root, a model that computes its own losses, the official layer decay under the backbone's prefix,
@@ -287,6 +299,7 @@ class DenseTask(Task):
         root = _data_paths(cfg, is_main_process(), self)
         train_set, val_set, self.num_classes, names, collate = self.build_sets(root, cfg)
         self.train_set, self.val_set = train_set, val_set
+        collate = CollateAsBatch(collate)
         return TaskData(train_set, val_set, collate, collate, f"{cfg.data}: {len(train_set)} training / "
                         f"{len(val_set)} held-out images, {self.num_classes} classes", list(names),
                         dict(config=cfg.to_dict()), eval_batch_size=cfg.eval_batch_size)
@@ -377,7 +390,7 @@ class DetectionTask(DenseTask):
                                   min_size=cfg.min_size, max_size=cfg.max_size, **backbone, **head)
 
     def losses(self, model: nn.Module, batch: Any, ctx: StepContext) -> Tuple[Dict[str, torch.Tensor], int]:
-        images, targets = batch
+        images, targets = batch.inputs, batch.targets
         images = [ctx.to_device(im) for im in images]
         targets = [{k: ctx.to_device(v) for k, v in t.items()} for t in targets]
         return model(images, targets), len(images)
@@ -434,7 +447,7 @@ class SegmentationTask(DenseTask):
     def losses(self, model: nn.Module, batch: Any, ctx: StepContext) -> Tuple[Dict[str, torch.Tensor], int]:
         from .segmentation import segmentation_loss
 
-        images, labels = batch
+        images, labels = batch.inputs, batch.targets
         logits, aux = model(ctx.to_device(images), with_aux=True)
         return segmentation_loss(logits, ctx.to_device(labels), aux), len(images)
 

@@ -383,7 +383,7 @@ class LinearForecasting(ForecastTask):
         return dict(plain(model.config), task="forecast")
 
     def training_loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
-        y = ctx.to_device(batch[2][:, -self.pred_len:])
+        y = ctx.to_device(batch.targets[:, -self.pred_len:])
         pred = forecast_batch(model, batch, ctx.device)
         return StepOutput(((pred - y) / self.scale.to(ctx.device)).pow(2).mean(), len(y))
 
