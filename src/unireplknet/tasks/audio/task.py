@@ -13,7 +13,6 @@ accuracy and timm's mixup, which do not fit waveform mixup and mAP.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from dataclasses import dataclass, field
