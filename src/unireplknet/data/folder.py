@@ -14,12 +14,13 @@ import logging
 import os
 import random
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.utils.data import Dataset
+
+from .batch import Batch  # the one batch type: .inputs (the images), .targets, .unreadable
 
 __all__ = [
     "DataError",
@@ -192,16 +193,6 @@ def find_image_folders(root: Path) -> Tuple[Path, Optional[Path]]:
             val = alt if alt.is_dir() else None
         return train, val
     return root, None
-
-
-@dataclass
-class Batch:
-    """A collated batch: images, targets, and the number of unreadable images left out or replaced."""
-
-    images: torch.Tensor
-    targets: torch.Tensor
-    unreadable: int
-    unreadable_paths: List[str]
 
 
 class SafeImageFolder(Dataset):

@@ -35,7 +35,7 @@ from .distributed import DistInfo, all_gather_object, all_reduce_sum, average_bu
 from .metrics_log import MetricsLogger, tensorboard_writer
 from .samplers import ShardedBatchSampler, ShardedEvalSampler
 from .config import plain
-from .task import StepContext, Task, TaskData, task_attr
+from .task import StepContext, Task, TaskData, collate_samples
 
 __all__ = ["EpochEnd", "TrainResult", "fit", "build_optimizer", "build_scheduler", "make_eval_loader", "amp_dtype_of",
            "check_engine_options", "RunFolderError"]
@@ -63,7 +63,9 @@ class EpochEnd:
 
 @dataclass
 class TrainResult:
-    """What a training run produced and measured (rank 0 has the file paths)."""
+    """What a training run produced and measured (rank 0 has the file paths): the one result of every
+    ``train_*`` function. ``extras`` holds what one task adds after the run (e.g. audio's held-out and test
+    scores of ``best.pth``, the forecaster's naive baselines, a dense task's key metric)."""
 
     output: Path
     epochs: int
@@ -90,12 +92,23 @@ class TrainResult:
     class_names: List[str] = field(default_factory=list)
     model_config: Dict[str, Any] = field(default_factory=dict)
     model: Optional[nn.Module] = None
+    extras: Dict[str, Any] = field(default_factory=dict)
 
     def best_model(self) -> Optional[nn.Module]:
         """The trained model with the weights of ``best.pth`` (its last weights when no best was written)."""
         if self.model is not None and self.best_checkpoint is not None:
             self.model.load_state_dict(load_training_checkpoint(self.best_checkpoint)["model"])
         return self.model
+
+    @property
+    def best_epoch(self) -> int:
+        """The epoch of ``best.pth`` (1-based; 0 when no held-out score was ever better)."""
+        return int(self.best["epoch"]) if self.best else 0
+
+    @property
+    def chance(self) -> Optional[float]:
+        """The top-1 of a uniform guess, in percent (None without class names)."""
+        return 100.0 / len(self.class_names) if self.class_names else None
 
     @property
     def speedup(self) -> Optional[float]:
@@ -119,14 +132,14 @@ def amp_dtype_of(amp: str) -> Optional[torch.dtype]:
     return choices[amp]
 
 
-def build_optimizer(model: nn.Module, cfg: Any, task: Any = None) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: Any, task: Optional[Task] = None) -> torch.optim.Optimizer:
     """``cfg.opt`` (AdamW by default) through timm's factory: no weight decay on 1-D parameters and biases;
     layer decay via the model's ``group_matcher``, or the task's own ``param_groups(model, cfg)`` (each with an
     ``lr_scale`` and ``weight_decay``; the detectors' layer decay)."""
     from timm.optim import create_optimizer_v2
 
     extra = {"betas": tuple(cfg.opt_betas)} if getattr(cfg, "opt_betas", None) else {}
-    groups = task.param_groups(model, cfg) if task is not None and hasattr(task, "param_groups") else None
+    groups = task.param_groups(model, cfg) if task is not None else None
     if groups is not None:
         groups = [{k: v for k, v in g.items() if k not in ("lr", "param_names")} for g in groups]
         return create_optimizer_v2(groups, opt=getattr(cfg, "opt", "adamw"), lr=cfg.lr,
@@ -206,7 +219,7 @@ def make_eval_loader(dataset: Dataset, batch_size: int, collate: Optional[Callab
     """Held-out batches of this rank: every sample is evaluated exactly once over all ranks."""
     rank, world = (dist_info.rank, dist_info.world_size) if dist_info else (0, 1)
     return DataLoader(dataset, batch_sampler=ShardedEvalSampler(len(dataset), batch_size, rank, world),
-                      num_workers=workers, collate_fn=collate, pin_memory=torch.cuda.is_available())
+                      num_workers=workers, collate_fn=collate or collate_samples, pin_memory=torch.cuda.is_available())
 
 
 def check_engine_options(cfg: Any) -> None:
@@ -346,7 +359,7 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
     if ckpt is not None and ckpt["model_config"].get("task", "image") != task.name:
         raise ValueError(f"{resume_path} is a checkpoint of the {ckpt['model_config'].get('task', 'image')!r} task, "
                          f"not of {task.name!r}; resume with the command that wrote it")
-    if ckpt is not None and hasattr(task, "restore"):
+    if ckpt is not None:
         task.restore(ckpt)  # e.g. data statistics computed by the first run
     # Every rank builds the same data and initial model (and EMA copy) from the same seed ...
     _seed_all(cfg.seed)
@@ -359,11 +372,9 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
     # A resumed run overwrites every weight from its checkpoint: no need to fetch pretrained ones (offline too).
     model = task.build_model(cfg, data, cfg.pretrained and ckpt is None)
     if ckpt is not None:
-        adapt = task_attr(task, "adapt_to_checkpoint", None)
-        if adapt is not None:
-            adapt(model, ckpt["model_config"])
+        task.adapt_to_checkpoint(model, ckpt["model_config"])
     elif cfg.checkpoint:
-        task_attr(task, "load_initial_weights", _load_initial_weights)(model, cfg.checkpoint)
+        task.load_initial_weights(model, cfg.checkpoint)
         if main:
             _logger.info("initialised from %s", cfg.checkpoint)
     model_config = dict(task.model_config(cfg, data, model))
@@ -398,7 +409,7 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
     # warm-up longer than a short run, more loader workers than cores: adapted (and said) in one place
     cfg = adapt_to_machine_and_run(cfg, steps_per_epoch, log=main)
     train_loader = DataLoader(data.train, batch_sampler=train_sampler, num_workers=cfg.workers,
-                              collate_fn=data.train_collate, pin_memory=device.type == "cuda",
+                              collate_fn=data.train_collate or collate_samples, pin_memory=device.type == "cuda",
                               worker_init_fn=data.worker_init_fn if cfg.workers > 0 else None)
     eval_bs = data.eval_batch_size or max(1, int(cfg.batch_size * 1.5))  # the official validation batch
     val_loader = (make_eval_loader(data.val, eval_bs, data.eval_collate, cfg.workers, dist_info)
@@ -441,12 +452,12 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
         buffers = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
                    else "broadcast_buffers")
         ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                      find_unused_parameters=task_attr(task, "find_unused_parameters", False),
+                                      find_unused_parameters=task.find_unused_parameters,
                                       **{buffers: False})
 
     metric_key = f"val_{task.metric}"
     patience = getattr(cfg, "patience", None)
-    higher = task_attr(task, "higher_is_better", True)
+    higher = task.higher_is_better
     untrained = None
     if getattr(cfg, "eval_at_start", False) and start_epoch == 0 and val_loader is not None:
         untrained = task.evaluate(model, val_loader, ctx)
@@ -460,8 +471,7 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
                 _logger.info("early stop: no better %s for %d evaluations", metric_key, stale)
                 break
             train_sampler.set_epoch(epoch)
-            if hasattr(task, "start_epoch"):
-                task.start_epoch(epoch)
+            task.start_epoch(epoch)
             stats = _train_one_epoch(task, model, ddp, train_loader, optimizer, scheduler, scaler, ema, cfg, epoch,
                                      num_updates, ctx, cfg.progress and main)
             num_updates = stats.pop("num_updates")
@@ -533,12 +543,6 @@ def _config_dict(cfg: Any) -> Dict[str, Any]:
     import dataclasses
 
     return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(vars(cfg))
-
-
-def _load_initial_weights(model: nn.Module, path: str) -> None:
-    from ..checkpoint import load_checkpoint
-
-    load_checkpoint(model, path, drop_mismatched_head=True)
 
 
 def _train_one_epoch(task: Task, model: nn.Module, ddp: Optional[nn.Module], loader: DataLoader,
@@ -654,21 +658,14 @@ def _finish_deploy(task: Task, final: nn.Module, cfg: Any, data: TaskData, val_l
 
         tensors = {k: v.detach().contiguous() for k, v in cpu_deploy.state_dict().items()}
         result.deploy_file = atomic_write_bytes(out / "deploy.safetensors", save(tensors, dict(meta, format="pt")))
-    own_export = getattr(task, "export_onnx", None)
-    if cfg.export_onnx and own_export is None and not inputs:
-        result.onnx_skipped = f"the {task.name} task gives no example input (deploy_example); no ONNX export"
-    elif cfg.export_onnx:
+    if cfg.export_onnx:
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
             result.onnx_skipped = "onnxruntime not installed (pip install 'unireplknet[onnx]')"
             return
-        if own_export is not None:  # e.g. a detector: list inputs, its own graph and check
-            info = own_export(cpu_deploy, out / "model.onnx")
+        info = task.export_onnx(cpu_deploy, out / "model.onnx", inputs)  # a detector: its own graph and check
+        if info is None:
+            result.onnx_skipped = f"the {task.name} task gives no example input (deploy_example); no ONNX export"
         else:
-            from ..export import export_onnx
-
-            # the TorchScript exporter: about 5x quicker than dynamo; the file is verified with onnxruntime anyway
-            info = export_onnx(cpu_deploy, out / "model.onnx", [tuple(x.shape[1:]) for x in inputs],
-                               exporter="torchscript")
-        result.onnx_file, result.onnx_max_diff = info["path"], info["max_abs_diff"]
+            result.onnx_file, result.onnx_max_diff = info["path"], info["max_abs_diff"]

@@ -47,24 +47,25 @@ def cmd_audio_train(args: argparse.Namespace) -> int:
         norm_stats=args.norm_stats, decay_start=args.lr_decay_start, decay_rate=args.lr_decay, mixup=args.mixup,
         freq_mask=args.freq_mask, time_mask=args.time_mask, noise=args.noise, roll=args.roll,
         skip_unreadable=args.skip_unreadable)
-    cfg = AudioTrainConfig.for_data(**options)
+    cfg = AudioTrainConfig.with_recipe(**options)
     what = "the embedded spoken digits" if cfg.data is None else cfg.data
     print(f"unireplknet audio-train: {cfg.model} on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
     r = train_audio(cfg)
     key = "mAP" if cfg.multilabel else "acc"
+    val, test = r.extras["val"], r.extras["test"]
     if args.json:
-        print(json.dumps(dict(data=what, classes=r.class_names, chance=r.chance, best_epoch=r.best_epoch, val=r.val,
-                              test=r.test, checkpoint=r.checkpoint, best_checkpoint=r.best_checkpoint,
+        print(json.dumps(dict(data=what, classes=r.class_names, chance=r.chance, best_epoch=r.best_epoch, val=val,
+                              test=test, checkpoint=r.checkpoint, best_checkpoint=r.best_checkpoint,
                               wall_s=r.wall_s), indent=2, default=str))
         return 0
     lines = [f"audio classification — {what}: {len(r.class_names)} classes (chance {r.chance:.1f}%)",
              f"best epoch {r.best_epoch} of {cfg.epochs}, {r.wall_s:.0f} s",
-             f"validation {key}: {r.val[key]:.2f}% on {r.val['clips']} clips"]
-    if r.test is not None:
-        lines.append(f"test {key}: {r.test[key]:.2f}% on {r.test['clips']} clips")
+             f"validation {key}: {val[key]:.2f}% on {val['clips']} clips"]
+    if test is not None:
+        lines.append(f"test {key}: {test[key]:.2f}% on {test['clips']} clips")
     lines.append(f"checkpoints: {r.best_checkpoint} (best), {r.checkpoint} (last)")
-    if r.result is not None and r.result.deploy_file:
-        lines.append(f"deploy model: {r.result.deploy_file}" + (f", ONNX {r.result.onnx_file}" if r.result.onnx_file else ""))
+    if r.deploy_file:
+        lines.append(f"deploy model: {r.deploy_file}" + (f", ONNX {r.onnx_file}" if r.onnx_file else ""))
     print("\n".join(lines))
     return 0
 

@@ -86,11 +86,11 @@ def _config(args: argparse.Namespace, task: str):
     if args.model_kwargs is not None:
         opts.setdefault("model", "custom")
     elif opts.get("model_kwargs") == {}:
-        opts.pop("model_kwargs")  # resolved() fills the scene network only for an unset model
+        opts.pop("model_kwargs")  # the recipe fills the scene network only for an unset model
     steps = getattr(args, "step_epochs", None)
     if steps:
         opts["decay_epochs"] = steps
-    return DenseTrainConfig(**opts)
+    return DenseTrainConfig.with_recipe(**opts)
 
 
 def _print_summary(summary: Dict[str, Any]) -> None:
@@ -121,13 +121,13 @@ def _print_summary(summary: Dict[str, Any]) -> None:
 
 
 def cmd_train(args: argparse.Namespace, task: str) -> int:
-    from .task import train_dense
+    from .task import dense_summary, train_dense
 
     set_torch_threads(args.threads)
     cfg = _config(args, task)
     if _is_main():
         print(f"unireplknet {task}: data {cfg.data} -> {cfg.output}", file=sys.stderr)
-    summary = train_dense(cfg)
+    summary = dense_summary(train_dense(cfg))
     if _is_main():
         if args.json:
             print(json.dumps(summary, indent=2, default=str))

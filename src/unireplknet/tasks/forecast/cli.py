@@ -40,7 +40,7 @@ def _announce(model) -> None:
 
 
 def cmd_forecast_train(args: argparse.Namespace) -> int:
-    from .linear import ForecastTrainConfig, build_forecast_model, metrics_table, train_forecaster
+    from .linear import ForecastTrainConfig, build_forecast_model, forecast_table, metrics_table, train_forecaster
 
     options = engine_options(args, **{k: getattr(args, k) for k in (
         "data", "variable", "time_column", "freq", "nan_policy", "seq_len", "label_len", "pred_len", "enc_in",
@@ -65,7 +65,7 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
     if args.linear_skip and args.preset:
         raise ValueError("--linear-skip belongs to the linear-head forecaster; the Corrformer presets have the paper's "
                          "decoder instead: leave out --linear-skip or --preset")
-    cfg = ForecastTrainConfig.for_data(**options)
+    cfg = ForecastTrainConfig.with_recipe(**options)
     if args.dry_run:
         model, task = build_forecast_model(cfg)
         _announce(model)
@@ -74,13 +74,14 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
     print(f"unireplknet forecast-train: {cfg.data or 'co2'}, input {cfg.seq_len} -> forecast {cfg.pred_len}, "
           f"{cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
     r = train_forecaster(cfg, announce=_announce)
+    x = r.extras
     if args.json:
-        print(json.dumps(dict(test=r.test, baselines=r.baselines, best_epoch=r.best_epoch, groups=r.groups)))
+        print(json.dumps(dict(test=x["test"], baselines=x["baselines"], best_epoch=r.best_epoch, groups=x["groups"])))
         return 0
-    print(f"{r.description}: test windows {r.test['windows']}, best epoch {r.best_epoch}, {r.wall_s:.0f} s")
-    print(r.table())
-    if r.groups:
-        print(metrics_table(list(r.groups.items()), cfg.data_scale))
+    print(f"{x['description']}: test windows {x['test']['windows']}, best epoch {r.best_epoch}, {r.wall_s:.0f} s")
+    print(forecast_table(r))
+    if x["groups"]:
+        print(metrics_table(list(x["groups"].items()), cfg.data_scale))
     return 0
 
 

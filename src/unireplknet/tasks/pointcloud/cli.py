@@ -27,24 +27,21 @@ def cmd_points_train(args: argparse.Namespace) -> int:
         projection=args.projection, num_views=args.num_views, image_size=args.image_size,
         shapes_per_class=args.shapes_per_class, smoothing=args.smoothing, test_rotations=args.test_rotations,
         skip_unreadable=args.skip_unreadable, generated=args.generated, held_out=args.held_out, align=args.align)
-    recipe = args.recipe or ("modelnet40" if args.data else "scans" if args.generated == "scans" else "demo")
-    cfg = (PointCloudTrainConfig.modelnet40(**options) if recipe == "modelnet40"
-           else PointCloudTrainConfig.scans(**options) if recipe == "scans"
-           else PointCloudTrainConfig(**options))
+    cfg = PointCloudTrainConfig.with_recipe(args.recipe, **options)
     what = f"the generated {cfg.generated} ({cfg.held_out} split)" if cfg.data is None else cfg.data
     print(f"unireplknet points-train: {cfg.model}, {cfg.projection} projection, {cfg.num_views} views of "
           f"{cfg.image_size}px, {cfg.num_points} points, on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
     r = train_pointcloud(cfg)
-    f = r["final"]
+    f, checkpoint = r.train_structure, str(r.checkpoint) if cfg.output else None
     if args.json:
-        print(json.dumps(dict(data=str(what), classes=r["classes"], test_rotations=cfg.test_rotations, final=f,
-                              history=r["history"], checkpoint=r["checkpoint"], wall_s=r["wall_s"]), indent=2))
+        print(json.dumps(dict(data=str(what), classes=r.class_names, test_rotations=cfg.test_rotations, final=f,
+                              history=r.history, checkpoint=checkpoint, wall_s=r.wall_s), indent=2))
         return 0
-    print(f"point-cloud classification — {what}: {len(r['classes'])} classes (chance {100 / len(r['classes']):.1f}%), "
-          f"{r['wall_s']:.0f} s")
+    print(f"point-cloud classification — {what}: {len(r.class_names)} classes (chance {100 / len(r.class_names):.1f}%), "
+          f"{r.wall_s:.0f} s")
     print(f"held-out OA over all {cfg.test_rotations} test rotations (official, val_top1): {f['top1']:.2f}%; "
           f"rotation-voted (val_voted_top1): {f['voted_top1']:.2f}% on {f['samples']} shapes")
-    print(f"checkpoint: {r['checkpoint']}")
+    print(f"checkpoint: {checkpoint}")
     return 0
 
 
@@ -54,6 +51,7 @@ def cmd_points_eval(args: argparse.Namespace) -> int:
 
     from ...data.pointcloud.modelnet import ModelNet40
     from ...modalities.pointcloud import eval_rotations
+    from ...engine.task import collate_samples
     from ..views import evaluate_views
     from .task import load_pointcloud_classifier, pointcloud_metrics
 
@@ -73,7 +71,7 @@ def cmd_points_eval(args: argparse.Namespace) -> int:
     if list(ds.classes) != list(mc["classes"]):
         raise ValueError(f"the data's classes {list(ds.classes)[:5]}… differ from the checkpoint's {mc['classes'][:5]}…")
     rotations = eval_rotations()[: args.test_rotations]
-    loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers)
+    loader = DataLoader(ds, batch_size=args.batch_size, collate_fn=collate_samples, num_workers=args.workers)
     m = pointcloud_metrics(evaluate_views(model, loader, device,
                                           lambda mod, x: mod.forward_views(x, rotations.to(x.device))))
     print(json.dumps(m) if args.json else

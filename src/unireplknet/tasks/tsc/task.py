@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...data.timeseries.archive import ArchiveProblem, ArchiveSplit, load_problem
-from ...engine import EngineConfig, StepContext, StepOutput, TaskData
+from ...engine import EngineConfig, StepContext, StepOutput, Task, TaskData
 from ...engine.config import plain
 from ...engine.distributed import all_reduce_sum
 from ...modalities.series_image import SeriesImageConfig, image_shape, series_to_image
@@ -147,7 +147,7 @@ def score(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor
 
 
 # ----------------------------------------------------------------------------------------------- task
-class TscClassification:
+class TscClassification(Task):
     """The engine task: cross-entropy on series images, accuracy on the validation split of TRAIN."""
 
     name = "tsc"
@@ -186,7 +186,7 @@ class TscClassification:
                         data_config=data_config, eval_batch_size=max(cfg.batch_size, 64))
 
     def build_model(self, cfg: TscConfig, data: TaskData, pretrained: bool) -> nn.Module:
-        from ...engine import build_model
+        from ...factory import build_model
 
         return build_model(cfg.model, len(data.class_names), self.series_cfg.in_chans, cfg.model_kwargs, pretrained,
                            drop_path_rate=cfg.drop_path)
@@ -197,17 +197,17 @@ class TscClassification:
                     series=self.series_cfg.to_dict())
 
     def training_loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
-        images, targets = ctx.to_device(batch[0], image=True), ctx.to_device(batch[1])
+        images, targets = ctx.to_device(batch.inputs, image=True), ctx.to_device(batch.targets)
         return StepOutput(F.cross_entropy(model(images), targets), len(images))
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: Any, ctx: StepContext) -> Dict[str, float]:
         model.eval()
         correct, loss_sum, n = 0.0, 0.0, 0.0
-        for images, targets in loader:
+        for batch in loader:
             with ctx.autocast():
-                logits = model(ctx.to_device(images, image=True)).float()
-            targets = targets.to(ctx.device)
+                logits = model(ctx.to_device(batch.inputs, image=True)).float()
+            targets = batch.targets.to(ctx.device)
             correct += float((logits.argmax(1) == targets).sum())
             loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
             n += len(targets)
@@ -244,7 +244,7 @@ def train_tsc(cfg: TscConfig, callbacks: Sequence[Callable[[Any], None]] = ()) -
 def load_tsc_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu"
                    ) -> Tuple[nn.Module, SeriesImageConfig, List[str]]:
     """Model (eval mode), series mapping and class names from a ``tsc-train`` checkpoint (last.pth or best.pth)."""
-    from ...engine import build_model
+    from ...factory import build_model
     from ...engine.checkpointing import load_training_checkpoint
 
     ckpt = load_training_checkpoint(path, task="tsc", command="tsc-train")

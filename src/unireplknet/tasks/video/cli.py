@@ -30,24 +30,21 @@ def cmd_video_train(args: argparse.Namespace) -> int:
         smoothing=args.smoothing,
         mixup=args.mixup, cutmix=args.cutmix, auto_augment=args.aa, hflip=args.hflip, reprob=args.reprob,
         test_clips=args.test_clips, test_crops=args.test_crops, skip_unreadable=args.skip_unreadable)
-    recipe = args.recipe or ("kinetics" if args.data else "demo")
-    make = {"kinetics": VideoTrainConfig.kinetics, "motion-hard": VideoTrainConfig.motion_hard}.get(recipe, VideoTrainConfig)
-    cfg = make(**options)
+    cfg = VideoTrainConfig.with_recipe(args.recipe, **options)
     what = motion_set_name(cfg) if cfg.data is None else cfg.data
     print(f"unireplknet video-train: {cfg.model} ({cfg.layout} layout, {cfg.num_frames} frames of "
           f"{cfg.input_size}px) on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
     r = train_video(cfg)
-    f = r["final"]
+    f, checkpoint = r.train_structure, str(r.checkpoint) if cfg.output else None
     views = cfg.test_clips * cfg.test_crops
-    chance = 100.0 / len(r["classes"])
     if args.json:
-        print(json.dumps(dict(data=str(what), classes=r["classes"], chance=chance, views=views, final=f,
-                              history=r["history"], checkpoint=r["checkpoint"], wall_s=r["wall_s"]), indent=2))
+        print(json.dumps(dict(data=str(what), classes=r.class_names, chance=r.chance, views=views, final=f,
+                              history=r.history, checkpoint=checkpoint, wall_s=r.wall_s), indent=2))
         return 0
-    print(f"video classification — {what}: {len(r['classes'])} classes (chance {chance:.1f}%), {r['wall_s']:.0f} s")
+    print(f"video classification — {what}: {len(r.class_names)} classes (chance {r.chance:.1f}%), {r.wall_s:.0f} s")
     print(f"held-out top-1 {f['top1']:.2f}% on {f['samples']} clips ({views} view(s) each, softmax averaged)"
           + (f"; {f['unreadable']} unreadable videos skipped" if f.get("unreadable") else ""))
-    print(f"checkpoint: {r['checkpoint']}")
+    print(f"checkpoint: {checkpoint}")
     return 0
 
 
@@ -57,6 +54,7 @@ def cmd_video_eval(args: argparse.Namespace) -> int:
 
     from ...data.video import VideoClipDataset, collate_clips, read_kinetics_csv, scan_video_folder
     from ...modalities.video import ClipEvalTransform
+    from ...engine.task import collate_samples
     from ..views import evaluate_views
     from .task import load_video_classifier
 
@@ -75,7 +73,7 @@ def cmd_video_eval(args: argparse.Namespace) -> int:
         tf = ClipEvalTransform(size, 1)
         ds = MotionClips(args.eval_split, args.clips_per_class, mc["num_frames"], size, transform=lambda c: tf(c),
                          difficulty=known[tuple(mc["classes"])])
-        collate = None
+        collate = collate_samples
     else:
         p = Path(args.data)
         classes, samples = (scan_video_folder(p, mc["classes"]) if p.is_dir()
