@@ -9,7 +9,9 @@ from typing import Any, Mapping, Union
 import torch
 from torch import nn
 
-from .checkpoint import PathLike, StateDict, convert_to_deploy_layout, infer_config, load_checkpoint, read_state_dict
+from .checkpoint import (PathLike, StateDict, convert_to_deploy_layout, infer_config, load_checkpoint, read_state_dict,
+                         strip_prefixes)
+from .limits import build_checked
 from .model import UniRepLKNet
 
 __all__ = ["load_model", "to_deploy_state_dict"]
@@ -26,7 +28,7 @@ def load_model(path: PathLike, device: Union[str, torch.device] = "cpu", use_ema
     sd = read_state_dict(path, use_ema=use_ema)
     config = infer_config(sd)
     config.update(overrides)
-    model = UniRepLKNet(**config)
+    model = build_checked(lambda: UniRepLKNet(**config), strip_prefixes(sd), str(path))
     load_checkpoint(model, sd)
     return model.to(device).eval()
 
