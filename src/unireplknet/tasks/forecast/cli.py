@@ -45,7 +45,7 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
     options = engine_options(args, **{k: getattr(args, k) for k in (
         "data", "variable", "time_column", "freq", "nan_policy", "gap_policy", "seq_len", "label_len", "pred_len",
         "enc_in", "d_model", "seasonal_period", "dropout", "patience", "train_stride", "val_stride", "preset",
-        "encoder_size",        "encoder", "node_list", "memory_layout", "data_scale", "norm", "calendar")})
+        "encoder_size", "encoder", "node_list", "memory_layout", "data_scale", "norm", "calendar")})
     if args.no_coords:
         options["use_coords"] = False
     if args.linear_skip:
