@@ -26,6 +26,13 @@ def load_model(path: PathLike, device: Union[str, torch.device] = "cpu", use_ema
     training checkpoint that has them.
     """
     sd = read_state_dict(path, use_ema=use_ema)
+    empty = [k for k, v in sd.items() if v.numel() == 0]
+    if empty:  # shapes without values: what they announce (a class count, a width) is not to be believed
+        from .limits import LimitError
+
+        raise LimitError(f"{path} holds zero-element tensors ({', '.join(f'{k} {tuple(sd[k].shape)}' for k in empty[:2])}"
+                         f"{f' and {len(empty) - 2} more' if len(empty) > 2 else ''}); it holds no weights for them. "
+                         "It is not a checkpoint a run wrote: use the file the run or the download gave")
     config = infer_config(sd)
     config.update(overrides)
     model = build_checked(lambda: UniRepLKNet(**config), strip_prefixes(sd), str(path))
