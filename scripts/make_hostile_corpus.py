@@ -373,7 +373,7 @@ BOUNDS_CASES: List[Tuple[str, str, List[str], str]] = [
      ["train", "--input-size", "100000", "--epochs", "1", "-o", "{out}/run", "--quiet"], "refused"),
     ("train --model-kwargs dims 100000", "sizes",
      ["train", "--model", "custom", "--model-kwargs", '{{"depths": [1, 1, 1, 1], "dims": [100000, 100000, 100000, '
-      '100000]}}', "--epochs", "1", "-o", "{out}/run", "--quiet"], "refused"),
+      '100000], "kernel_sizes": [[3], [3], [3], [3]]}}', "--epochs", "1", "-o", "{out}/run", "--quiet"], "refused"),
     ("1 x 1,000,000 PNG", "decoders", ["predict", "{good_deploy_safetensors}", "{wide_png}"], "refused"),
     ("GIF of 40 frames of 4000 x 4000", "decoders", ["video-mosaic", "{frames_gif}", "-o", "{out}/m.png"], "refused"),
     ("WAV at 44,101 Hz", "decoders", ["audio-predict", "{audio_pth}", "{rate_44101_wav}"], "ok"),
