@@ -242,8 +242,10 @@ def _write_deflated_pth(path: Path, values: int) -> Path:
     import torch
 
     with tempfile.TemporaryDirectory() as tmp:
-        plain = Path(tmp) / "plain.pth"
-        torch.save({"model": {"head.weight": torch.zeros(values)}}, plain)
+        plain, zeros = Path(tmp) / "plain.pth", Path(tmp) / "zeros.bin"
+        with open(zeros, "wb") as f:
+            f.truncate(4 * values)  # a sparse file of zeros, mapped: no memory taken for the big tensor
+        torch.save({"model": {"head.weight": torch.from_file(str(zeros), size=values, dtype=torch.float32)}}, plain)
         with zipfile.ZipFile(plain) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
             for info in src.infolist():
                 record = zipfile.ZipInfo(info.filename)
