@@ -97,6 +97,7 @@ def read_state_dict(path: PathLike, use_ema: bool = False) -> StateDict:
                 "download or export it again"
             ) from err
     elif kind == "torch":
+        check_archive_sizes(path)
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
@@ -124,6 +125,32 @@ def read_state_dict(path: PathLike, use_ema: bool = False) -> StateDict:
             "model.safetensors (a download that failed can leave an HTML error page under the file's name)"
         )
     return unwrap_state_dict(obj, use_ema=use_ema, source=str(path))
+
+
+#: torch.save stores its records uncompressed; a deflated record that inflates more than this is a zip bomb.
+MAX_INFLATION = 64
+
+
+def check_archive_sizes(path: PathLike) -> None:
+    """Refuse a PyTorch zip checkpoint whose records inflate by more than :data:`MAX_INFLATION` × (a 2.3 MB file
+    that becomes 2.4 GB once read), before ``torch.load`` inflates them.
+
+    Only the zip directory is read (the sizes it declares); the legacy non-zip format stores tensors raw, and an
+    uncompressed archive needs no more memory than its size on disk.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip archive: torch.load gives the precise error
+    stored = sum(r.compress_size for r in records)
+    inflated = sum(r.file_size for r in records)
+    if inflated > MAX_INFLATION * max(stored, 1 << 20):
+        raise CheckpointError(
+            f"{path} is a {stored / 1e6:,.1f} MB zip archive whose compressed records would inflate to "
+            f"{inflated / 1e9:,.2f} GB; torch.save never compresses tensors, so this is not a checkpoint it wrote "
+            "(a zip bomb?). Refused before reading; re-save the weights with torch.save or as safetensors")
 
 
 def first_error_line(err: BaseException) -> str:

@@ -67,6 +67,11 @@ MAX_IMAGE_PIXELS_ENV = "UNIREPLKNET_MAX_IMAGE_PIXELS"
 # Pillow refuses (DecompressionBombError) above twice its MAX_IMAGE_PIXELS; that is the default limit here too.
 DEFAULT_MAX_IMAGE_PIXELS = 2 * 89_478_485
 
+MAX_ASPECT_RATIO_ENV = "UNIREPLKNET_MAX_ASPECT_RATIO"
+# Resizing keeps the aspect ratio (short side -> input size), so a 1×1,000,000 strip of 1 KB would become a
+# 256×256,000,000 picture of several GB; panoramas stay far below 50:1.
+DEFAULT_MAX_ASPECT_RATIO = 50
+
 #: What reading one image may raise; every one of them means "skip and count this file" (or, in predict, a
 #: per-file error). SyntaxError and ValueError come from some of PIL's decoders on malformed headers.
 UNREADABLE_IMAGE_ERRORS = (OSError, ValueError, SyntaxError)
@@ -87,6 +92,16 @@ def max_image_pixels() -> int:
         raise DataError(f"{MAX_IMAGE_PIXELS_ENV}={text!r} is not a positive whole number of pixels "
                         f"(e.g. {MAX_IMAGE_PIXELS_ENV}=400000000)") from None
     return value
+
+
+def max_aspect_ratio() -> float:
+    """The most elongated image (long side / short side) that is read: ``UNIREPLKNET_MAX_ASPECT_RATIO`` or 50."""
+    from ..limits import env_limit
+
+    try:
+        return env_limit(MAX_ASPECT_RATIO_ENV, DEFAULT_MAX_ASPECT_RATIO, "long side / short side", integer=False)
+    except ValueError as e:
+        raise DataError(str(e)) from None
 
 
 def open_image(path: Union[str, Path], mode: str = "RGB") -> Any:
@@ -118,6 +133,12 @@ def open_image(path: Union[str, Path], mode: str = "RGB") -> Any:
             raise ImageTooLargeError(
                 f"{path}: {img.width}x{img.height} = {img.width * img.height:,} pixels, over the limit of "
                 f"{limit:,}; raise it with {MAX_IMAGE_PIXELS_ENV}=<pixels> if the file is trusted")
+        ratio, most = max(img.size) / max(1, min(img.size)), max_aspect_ratio()
+        if ratio > most:  # checked before decoding: resizing keeps the ratio, so the result would be huge
+            raise ImageTooLargeError(
+                f"{path}: {img.width}x{img.height} pixels, an aspect ratio of {ratio:,.0f}:1, over the limit of "
+                f"{most:g}:1 (resizing it would take {ratio:,.0f} times the memory of a square image); crop it, "
+                f"or raise the limit with {MAX_ASPECT_RATIO_ENV}=<ratio> if the file is trusted")
         if img.mode in _SIXTEEN_BIT_MODES:
             grey = np.asarray(img, dtype=np.float64) / 257.0
             return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), "L").convert(mode)

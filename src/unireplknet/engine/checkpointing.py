@@ -85,6 +85,9 @@ def load_training_checkpoint(path: Union[str, Path], map_location: Union[str, to
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; pass the last.pth of a training run")
+    from ..checkpoint.io import check_archive_sizes
+
+    check_archive_sizes(path)  # a zip bomb is refused before torch.load inflates it
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated, not a torch file, or holds objects that need unpickling

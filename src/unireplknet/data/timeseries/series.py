@@ -28,6 +28,9 @@ __all__ = [
     "time_features",
     "CALENDAR_FEATURES",
     "fill_missing",
+    "GAP_POLICIES",
+    "check_time_axis",
+    "find_gaps",
     "load_global_station_folder",
     "load_csv_series",
     "load_array_series",
@@ -117,7 +120,13 @@ class Series:
             self.values = self.values[:, None]
         if self.values.ndim != 2:
             raise SeriesError(f"series values must be (time, variables), got shape {self.values.shape}")
-        self.timestamps = np.asarray(self.timestamps).astype("datetime64[s]")
+        raw_times = np.asarray(self.timestamps)
+        if raw_times.dtype.kind == "f":  # astype(datetime64) would cut 1.5 to 1 s without a word
+            raise SeriesError(
+                f"the timestamps of {self.description or 'the series'} are floating-point numbers ({raw_times[:2]}…), "
+                "which would be truncated to whole units silently; save them as datetime64 or ISO strings "
+                "(np.save(path, times.astype('datetime64[s]')))")
+        self.timestamps = raw_times.astype("datetime64[s]")
         if self.timestamps.shape != (self.values.shape[0],):
             raise SeriesError(f"{self.values.shape[0]} time steps but {self.timestamps.shape[0]} timestamps")
         if self.coords is not None:
@@ -171,7 +180,130 @@ def fill_missing(values: np.ndarray, policy: str = "error", what: str = "series"
     return out
 
 
+# ----------------------------------------------------------------------------------------------- time axis
+#: What to do where consecutive timestamps are further apart than the series' step (a station down for 60 h):
+#: ``error`` refuses, ``split`` keeps the data but no window crosses the gap, ``fill`` inserts the missing
+#: steps as NaN, which ``nan_policy`` then fills or refuses.
+GAP_POLICIES = ("error", "split", "fill")
+
+
+def _step_seconds(timestamps: np.ndarray, freq: str) -> Tuple[np.ndarray, int]:
+    """(the differences between consecutive timestamps, in seconds or months for ``freq='m'``; the regular step:
+    1 month, else the most common difference)."""
+    if freq == "m":
+        months = timestamps.astype("datetime64[M]").astype(np.int64)
+        return np.diff(months), 1
+    diffs = np.diff(timestamps.astype("datetime64[s]").astype(np.int64))
+    positive = diffs[diffs > 0]
+    if not len(positive):
+        return diffs, 1
+    values, counts = np.unique(positive, return_counts=True)
+    return diffs, int(values[np.argmax(counts)])
+
+
+def find_gaps(timestamps: np.ndarray, freq: str = "h") -> np.ndarray:
+    """Indices ``i`` where step ``i`` follows step ``i - 1`` after more than 1.5 regular steps (a gap)."""
+    diffs, step = _step_seconds(np.asarray(timestamps), freq)
+    return np.nonzero(diffs > 1.5 * step)[0] + 1
+
+
+def _describe_step(seconds: int, freq: str) -> str:
+    if freq == "m":
+        return f"{seconds} month(s)"
+    for unit, size in (("day(s)", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+def check_time_axis(series: "Series", gap_policy: str = "error", where: str = "time step", first: int = 0
+                    ) -> "Series":
+    """Refuse unsorted or duplicated timestamps (naming the rows), and apply ``gap_policy`` to gaps.
+
+    Unsorted rows would let windows put the future before the past, and duplicated ones make two values of the
+    same moment; neither has a safe automatic repair, so both are refused. ``where``/``first`` name rows the way
+    the file does (``'CSV line'``, 2 for a header line).
+    """
+    if gap_policy not in GAP_POLICIES:
+        raise ValueError(f"gap_policy must be one of {', '.join(GAP_POLICIES)}, got {gap_policy!r}")
+    ts, what = series.timestamps, series.description or "the series"
+    if len(ts) < 2:
+        return series
+    raw = np.diff(ts.astype(np.int64))
+    back = np.nonzero(raw < 0)[0]
+    if len(back):
+        i = int(back[0]) + 1
+        raise SeriesError(
+            f"{what} is not sorted by time: {where} {i + first} ({ts[i]}) comes before {where} {i - 1 + first} "
+            f"({ts[i - 1]}), {len(back)} time(s) in all; windows would put the future before the past. Sort the "
+            "rows by their timestamp")
+    same = np.nonzero(raw == 0)[0]
+    if len(same):
+        rows = ", ".join(f"{int(i) + first} and {int(i) + 1 + first}" for i in same[:3])
+        more = f" and {len(same) - 3} more" if len(same) > 3 else ""
+        raise SeriesError(
+            f"{what} has duplicated timestamps: {where}s {rows}{more} (first {ts[same[0]]}); keep one row per "
+            "moment (average or drop the duplicates)")
+    gaps = find_gaps(ts, series.freq)
+    if not len(gaps) or gap_policy == "split":
+        if len(gaps):
+            _logger.info("%s: %d gap(s) in time; no window crosses them (gap policy 'split')", what, len(gaps))
+        return series
+    diffs, step = _step_seconds(ts, series.freq)
+    i = int(gaps[0])
+    if gap_policy == "error":
+        raise SeriesError(
+            f"{what} has {len(gaps)} gap(s) in time: {_describe_step(int(diffs[i - 1]), series.freq)} between "
+            f"{where} {i - 1 + first} ({ts[i - 1]}) and {where} {i + first} ({ts[i]}), where it steps by "
+            f"{_describe_step(step, series.freq)}; windows would join the two sides as if contiguous. Pass "
+            "--gap-policy split (no window crosses a gap) or --gap-policy fill (missing steps become NaN, filled by "
+            "--nan-policy interpolate)")
+    if series.freq == "m":
+        index = ts.astype("datetime64[M]").astype(np.int64)
+        grid = np.arange(index[0], index[-1] + 1)
+        grid_times = grid.astype("datetime64[M]").astype("datetime64[s]")
+    else:
+        index = ts.astype(np.int64)
+        if np.any((index - index[0]) % step):
+            raise SeriesError(
+                f"{what}: its timestamps are not on a grid of {_describe_step(step, series.freq)}, so missing steps "
+                "cannot be inserted; use --gap-policy split")
+        grid = np.arange(index[0], index[-1] + 1, step)
+        grid_times = grid.astype("datetime64[s]")
+    values = np.full((len(grid), series.num_variables), np.nan, dtype=np.float32)
+    values[np.searchsorted(grid, index)] = series.values
+    _logger.info("%s: %d missing step(s) inserted as NaN (gap policy 'fill')", what, len(grid) - len(ts))
+    return Series(values, grid_times, series.freq, series.coords, series.names, series.description)
+
+
 # ----------------------------------------------------------------------------------------------- loaders
+def _check_npy_header(path: Path) -> None:
+    """Refuse a .npy by its header, before numpy allocates what the header claims: no values at all (a shape
+    of (10⁹, 0) would become 10⁹ timestamps), more than the data the file holds, or over the size limit."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+            offset = f.tell()
+    except (ValueError, OSError, SyntaxError):
+        return  # np.load gives the precise error
+    if dtype.hasobject:
+        return  # refused by np.load(allow_pickle=False) with the advice below
+    count = int(np.prod(shape, dtype=object))
+    if count == 0 or (shape and 0 in shape):
+        raise SeriesError(f"{path} holds no values (shape {shape}); expected (time steps, variables)")
+    nbytes, available = count * dtype.itemsize, path.stat().st_size - offset
+    if nbytes > available:
+        raise SeriesError(f"{path} declares shape {shape} ({nbytes:,} bytes) but holds {available:,} bytes of data; "
+                          "the file is truncated or corrupt")
+    most = _series_limit(MAX_SERIES_BYTES_ENV, DEFAULT_MAX_SERIES_BYTES, "bytes")
+    if nbytes > most:
+        raise SeriesError(f"{path} holds {nbytes:,} bytes of values, over the limit of {most:,} for a series; raise "
+                          f"it with {MAX_SERIES_BYTES_ENV}=<bytes> if the machine has the memory")
+
+
 def _load_npy(path: Path) -> np.ndarray:
     """Read a ``.npy`` file without ever unpickling it.
 
@@ -181,6 +313,7 @@ def _load_npy(path: Path) -> np.ndarray:
     """
     if not path.is_file():
         raise SeriesError(f"missing file {path}")
+    _check_npy_header(path)
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as e:
@@ -197,7 +330,8 @@ def _load_npy(path: Path) -> np.ndarray:
 
 
 def load_global_station_folder(root: Union[str, Path], variable: str = "temp", split: str = "train",
-                               nan_policy: str = "error", feature: Optional[int] = 0) -> Series:
+                               nan_policy: str = "error", feature: Optional[int] = 0, gap_policy: str = "error"
+                               ) -> Series:
     """One split of the Corrformer Global Temp / Global Wind layout (the data of the paper):
 
     * ``{variable}_global_hourly_{split}.npy``: (hours, stations) or (hours, stations, features) — ``feature``
@@ -229,8 +363,10 @@ def load_global_station_folder(root: Union[str, Path], variable: str = "temp", s
         if coords.ndim == 1:
             coords = coords[:, None]
         coords = np.repeat(coords, features_per_station, axis=0)  # one row per series, station-major
-    values = fill_missing(values, nan_policy, f"{variable}_global_hourly_{split}.npy")
-    return Series(values, times, "h", coords, description=f"{root.name} {variable} {split}")
+    series = check_time_axis(Series(values, times, "h", coords, description=f"{root.name} {variable} {split}"),
+                             gap_policy)
+    series.values = fill_missing(series.values, nan_policy, f"{variable}_global_hourly_{split}.npy")
+    return series
 
 
 def write_global_station_folder(root: Union[str, Path], splits: Dict[str, Series], variable: str = "temp") -> Path:
@@ -247,19 +383,54 @@ def write_global_station_folder(root: Union[str, Path], splits: Dict[str, Series
     return root
 
 
+def _series_limit(name: str, default: int, unit: str) -> int:
+    from ...limits import env_limit
+
+    try:
+        return int(env_limit(name, default, unit))
+    except ValueError as e:
+        raise SeriesError(str(e)) from None
+
+
+MAX_SERIES_BYTES_ENV = "UNIREPLKNET_MAX_SERIES_BYTES"
+#: The largest CSV file, and the largest .npy array of a series, that is read (both are read whole); 2 GB is
+#: almost a thousand times ETTh1 (2.6 MB).
+DEFAULT_MAX_SERIES_BYTES = 2_000_000_000
+MAX_CSV_CELL_ENV = "UNIREPLKNET_MAX_CSV_CELL"
+#: A cell holds a number or a timestamp; Python's csv module would accept 131,072 characters.
+DEFAULT_MAX_CSV_CELL = 1000
+
+
 def load_csv_series(path: Union[str, Path], time_column: str = "date", columns: Optional[Sequence[str]] = None,
-                    freq: str = "h", nan_policy: str = "error") -> Series:
-    """A CSV with a timestamp column and one column per variable (the ETT/Informer format)."""
+                    freq: str = "h", nan_policy: str = "error", gap_policy: str = "error") -> Series:
+    """A CSV with a timestamp column and one column per variable (the ETT/Informer format).
+
+    Rows must be sorted by time without duplicates; gaps follow ``gap_policy`` (:func:`check_time_axis`). The
+    file size and the length of one cell are bounded (``UNIREPLKNET_MAX_SERIES_BYTES``, ``UNIREPLKNET_MAX_CSV_CELL``).
+    """
     path = Path(path)
     if not path.is_file():
         raise SeriesError(f"CSV file {path} does not exist")
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise SeriesError(f"{path} is empty") from None
-        rows = list(reader)
+    size, most = path.stat().st_size, _series_limit(MAX_SERIES_BYTES_ENV, DEFAULT_MAX_SERIES_BYTES, "bytes")
+    if size > most:
+        raise SeriesError(f"{path} is {size:,} bytes, over the limit of {most:,} for a CSV series (it is read whole); "
+                          f"save it as .npy, or raise the limit with {MAX_SERIES_BYTES_ENV}=<bytes>")
+    cell = _series_limit(MAX_CSV_CELL_ENV, DEFAULT_MAX_CSV_CELL, "characters")
+    saved = csv.field_size_limit()
+    try:
+        csv.field_size_limit(cell)
+        with open(path, newline="", errors="replace") as f:
+            reader = csv.reader(f)
+            try:
+                header = next(reader)
+                rows = list(reader)
+            except StopIteration:
+                raise SeriesError(f"{path} is empty") from None
+            except csv.Error as e:  # a cell longer than the limit, a NUL byte …
+                raise SeriesError(f"{path}, line {reader.line_num}: not a CSV series ({e}); a cell holds a number or "
+                                  f"a timestamp (a longer one is allowed with {MAX_CSV_CELL_ENV}=<characters>)") from None
+    finally:
+        csv.field_size_limit(saved)
     if time_column not in header:
         raise SeriesError(f"{path} has no column {time_column!r} (columns: {', '.join(header)}); pass --time-column")
     ti = header.index(time_column)
@@ -281,11 +452,14 @@ def load_csv_series(path: Union[str, Path], time_column: str = "date", columns: 
                     values[i, j] = float(cell)
                 except ValueError:
                     raise SeriesError(f"{path}, row {i + 2}, column {names[j]!r}: {cell!r} is not a number") from None
-    return Series(fill_missing(values, nan_policy, str(path)), times, freq, names=names, description=path.name)
+    series = check_time_axis(Series(values, times, freq, names=names, description=path.name), gap_policy,
+                             "CSV line", first=2)
+    series.values = fill_missing(series.values, nan_policy, str(path))
+    return series
 
 
 def load_array_series(path: Union[str, Path], freq: str = "h", start: str = "2000-01-01",
-                      nan_policy: str = "error") -> Series:
+                      nan_policy: str = "error", gap_policy: str = "error") -> Series:
     """A ``.npy`` (T, V) array, or an ``.npz`` with ``values`` [, ``timestamps``, ``coords``]; without timestamps
     the steps are numbered from ``start`` at ``freq``."""
     path = Path(path)
@@ -310,10 +484,14 @@ def load_array_series(path: Union[str, Path], freq: str = "h", start: str = "200
     values = np.asarray(values, dtype=np.float32)
     if values.ndim == 1:
         values = values[:, None]
+    if values.size == 0:
+        raise SeriesError(f"{path} holds no values (shape {values.shape}); expected (time steps, variables)")
     if times is None:
         unit = {"h": "h", "d": "D", "w": "W", "m": "M"}[freq]
         times = np.datetime64(start, unit) + np.arange(values.shape[0]).astype(f"timedelta64[{unit}]")
-    return Series(fill_missing(values, nan_policy, str(path)), times, freq, coords, description=path.name)
+    series = check_time_axis(Series(values, times, freq, coords, description=path.name), gap_policy)
+    series.values = fill_missing(series.values, nan_policy, str(path))
+    return series
 
 
 def co2_series(monthly: bool = True, nan_policy: str = "interpolate") -> Series:
@@ -482,7 +660,19 @@ class WindowDataset(Dataset):
             raise SeriesError(f"series '{series.description}' contains NaN/inf; load it with nan_policy='interpolate'")
         self.series = series
         self.seq_len, self.label_len, self.pred_len = seq_len, label_len, pred_len
-        self.starts = np.arange(0, n, max(1, int(stride)))
+        starts = np.arange(0, n, max(1, int(stride)))
+        gaps = find_gaps(series.timestamps, series.freq)  # present only under gap_policy 'split'
+        if len(gaps):
+            # a window [s, s + seq_len + pred_len) is kept when no gap starts strictly inside it
+            span = seq_len + pred_len
+            first_gap_after = gaps[np.searchsorted(gaps, starts, side="right").clip(max=len(gaps) - 1)]
+            crosses = (first_gap_after > starts) & (first_gap_after < starts + span)
+            starts = starts[~crosses]
+            if not len(starts):
+                raise SeriesError(
+                    f"series '{series.description}' has no stretch of {span} steps without a gap in time; use "
+                    "--gap-policy fill with --nan-policy interpolate, or shorter --seq-len/--pred-len")
+        self.starts = starts
         self.values = torch.from_numpy(series.values)
         self.marks = torch.from_numpy(time_features(series.timestamps, series.freq, keep=calendar))
 

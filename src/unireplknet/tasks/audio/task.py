@@ -414,6 +414,9 @@ def load_audio_classifier(path: Union[str, Path]) -> Tuple[AudioClassifier, Audi
     """Model (eval mode), preprocessing config, class names and multilabel flag from an audio checkpoint."""
     ckpt = load_training_checkpoint(path, task="audio", command="audio-train")
     mc = ckpt["model_config"]
-    model = AudioClassifier(mc["num_classes"], mc["model"], mc["model_kwargs"], 0.0)
+    from ...limits import build_checked
+
+    model = build_checked(lambda: AudioClassifier(mc["num_classes"], mc["model"], mc["model_kwargs"], 0.0),
+                          ckpt["model"], str(path))
     model.load_state_dict(ckpt["model"])
     return model.eval(), AudioConfig.from_dict(ckpt["data_config"]), list(ckpt["class_names"]), bool(mc["multilabel"])

@@ -68,16 +68,19 @@ def build_forecast_splits(cfg: Any) -> Tuple[Dict[str, Series], str]:
     if path.is_dir():
         # the Corrformer keeps every feature of every station, station-major, as the official loader does
         feature = None if cfg.preset else 0
-        splits = {k: load_global_station_folder(path, cfg.variable, k, cfg.nan_policy, feature=feature)
+        splits = {k: load_global_station_folder(path, cfg.variable, k, cfg.nan_policy, feature=feature,
+                                                gap_policy=getattr(cfg, "gap_policy", "error"))
                   for k in ("train", "val", "test")}
         counts = {k: s.num_variables for k, s in splits.items()}
         if len(set(counts.values())) != 1:
             raise SeriesError(f"station counts differ between splits: {counts}")
         return splits, f"{path.name} ({cfg.variable})"
     if path.suffix.lower() == ".csv":
-        s = load_csv_series(path, cfg.time_column, freq=cfg.freq or "h", nan_policy=cfg.nan_policy)
+        s = load_csv_series(path, cfg.time_column, freq=cfg.freq or "h", nan_policy=cfg.nan_policy,
+                            gap_policy=getattr(cfg, "gap_policy", "error"))
     elif path.suffix.lower() in (".npy", ".npz"):
-        s = load_array_series(path, freq=cfg.freq or "h", nan_policy=cfg.nan_policy)
+        s = load_array_series(path, freq=cfg.freq or "h", nan_policy=cfg.nan_policy,
+                              gap_policy=getattr(cfg, "gap_policy", "error"))
     else:
         raise SeriesError(f"--data {data}: expected co2, synthetic-grid, synthetic-advection, a Global Temp/Wind "
                           "folder, a .csv or a .npy/.npz file")

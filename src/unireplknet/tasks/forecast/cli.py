@@ -43,9 +43,9 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
     from .linear import ForecastTrainConfig, build_forecast_model, forecast_table, metrics_table, train_forecaster
 
     options = engine_options(args, **{k: getattr(args, k) for k in (
-        "data", "variable", "time_column", "freq", "nan_policy", "seq_len", "label_len", "pred_len", "enc_in",
-        "d_model", "seasonal_period", "dropout", "patience", "train_stride", "val_stride", "preset", "encoder_size",
-        "encoder", "node_list", "memory_layout", "data_scale", "norm", "calendar")})
+        "data", "variable", "time_column", "freq", "nan_policy", "gap_policy", "seq_len", "label_len", "pred_len",
+        "enc_in", "d_model", "seasonal_period", "dropout", "patience", "train_stride", "val_stride", "preset",
+        "encoder_size", "encoder", "node_list", "memory_layout", "data_scale", "norm", "calendar")})
     if args.no_coords:
         options["use_coords"] = False
     if args.linear_skip:
@@ -146,6 +146,10 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--freq", default=None, choices=("h", "d", "w", "m"), help="calendar features (default: the data's)")
     g.add_argument("--nan-policy", default="error", choices=("error", "interpolate"),
                    help="missing values: refuse (error) or fill linearly (interpolate)")
+    g.add_argument("--gap-policy", default="error", choices=("error", "split", "fill"),
+                   help="timestamps further apart than the series' step: refuse (error), keep but let no window "
+                        "cross a gap (split), or insert the missing steps as NaN for --nan-policy (fill); unsorted or "
+                        "duplicated timestamps are always refused")
     g.add_argument("--seq-len", type=int, default=None, help="input steps (48)")
     g.add_argument("--label-len", type=int, default=None, help="decoder warm-up steps (24)")
     g.add_argument("--pred-len", type=int, default=None, help="forecast steps (24)")

@@ -232,6 +232,7 @@ class ForecastTrainConfig(EngineConfig):
     time_column: str = "date"
     freq: Optional[str] = None
     nan_policy: str = "error"
+    gap_policy: str = "error"
     seq_len: int = 48
     label_len: int = 24
     pred_len: int = 24

@@ -32,8 +32,12 @@ def load_checkpoint_model(path: str, use_ema: bool = False):
     name = str(config.get("name", ""))
     if name and name != "custom" and not name.startswith("unireplknet") and len(name) > 2:
         # a run of `train --model <timm model>` (a peer backbone): rebuilt by the training engine's factory
-        model = build_model(name, config["num_classes"], config["in_chans"], config.get("model_kwargs"))
-        model.load_state_dict(read_state_dict(path, use_ema=use_ema))
+        from ...limits import build_checked
+
+        state = read_state_dict(path, use_ema=use_ema)
+        model = build_checked(lambda: build_model(name, config["num_classes"], config["in_chans"],
+                                                  config.get("model_kwargs")), state, str(path))
+        model.load_state_dict(state)
         model.eval()
     else:  # UniRepLKNet: the structure is read off the tensors, so official files need no metadata
         model = load_model(path, use_ema=use_ema)
@@ -62,11 +66,25 @@ def data_config_for(model, path: Optional[str], meta: Dict[str, Any], overrides:
         dc["crop_pct"] = overrides.crop_pct
     if getattr(overrides, "interpolation", None):
         dc["interpolation"] = overrides.interpolation
+    _check_input_memory(model, dc, int(getattr(overrides, "batch_size", None) or 1), path)
     if dc.get("kind") == "digits":
         # Image files of a digits model are normalised like the UCI digits by eval_transform (data.digits).
         dc.setdefault("interpolation", "bilinear")
         dc["crop_pct"] = 1.0
     return dc
+
+
+def _check_input_memory(model, dc: Dict[str, Any], batch: int, path: Optional[str]) -> None:
+    """Refuse an input size (--input-size, or a checkpoint's data_config) whose activations cannot fit."""
+    from ...limits import activation_bytes, check_memory
+
+    size = dc.get("input_size")
+    if not (isinstance(size, (list, tuple)) and len(size) == 3 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise CLIError(f"{path or 'the model'}: data_config input_size must be three positive whole numbers "
+                       f"(channels, height, width), got {size!r}")
+    dims = getattr(model, "dims", None) or (64, 128, 256, 512)  # a timm peer: a typical ConvNet's widths
+    check_memory(activation_bytes(size, dims, batch), f"an input of {size[1]}×{size[2]} pixels (batch {batch})",
+                 "choose a smaller --input-size")
 
 
 # ----------------------------------------------------------------------------------------------- train

@@ -132,9 +132,16 @@ class ImageClassification(Task):
                         list(bundle.class_names), dict(bundle.data_config))
 
     def build_model(self, cfg: TrainConfig, data: TaskData, pretrained: bool) -> nn.Module:
-        return build_model(cfg.model, len(data.class_names), self.in_chans, cfg.model_kwargs, pretrained,
-                           drop_path_rate=cfg.drop_path, layer_scale_init_value=cfg.layer_scale_init_value,
-                           head_init_scale=cfg.head_init_scale)
+        model = build_model(cfg.model, len(data.class_names), self.in_chans, cfg.model_kwargs, pretrained,
+                            drop_path_rate=cfg.drop_path, layer_scale_init_value=cfg.layer_scale_init_value,
+                            head_init_scale=cfg.head_init_scale)
+        from ...limits import activation_bytes, check_memory
+
+        size = data.data_config["input_size"]  # a training step keeps every block's activations
+        check_memory(activation_bytes(size, getattr(model, "dims", None) or (64, 128, 256, 512), cfg.batch_size,
+                                      training=True), f"training at {size[-2]}×{size[-1]} pixels, batch "
+                     f"{cfg.batch_size}", "choose a smaller --input-size or --batch-size")
+        return model
 
     def load_initial_weights(self, model: nn.Module, path: str) -> None:
         """``--checkpoint``: any UniRepLKNet file; an RGB stem is adapted to grey input, a deploy-layout file

@@ -349,7 +349,10 @@ def load_pointcloud_classifier(path: str, map_location: str = "cpu") -> Tuple[Po
     from ..views import read_task_checkpoint
 
     state, mc, kwargs = read_task_checkpoint(path, "pointcloud", "points-train", map_location)
-    model = create_pointcloud_classifier(len(mc["classes"]), mc["model"], mc["projection"], mc["num_views"],
-                                         mc["image_size"], kwargs, align=mc.get("align", "none"))
+    from ...limits import build_checked
+
+    model = build_checked(lambda: create_pointcloud_classifier(
+        len(mc["classes"]), mc["model"], mc["projection"], mc["num_views"], mc["image_size"], kwargs,
+        align=mc.get("align", "none")), state, str(path))
     model.load_state_dict(state)
     return model.eval(), mc

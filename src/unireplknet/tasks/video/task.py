@@ -295,6 +295,9 @@ def load_video_classifier(path: str, map_location: str = "cpu") -> Tuple[VideoCl
     from ..views import read_task_checkpoint
 
     state, mc, kwargs = read_task_checkpoint(path, "video", "video-train", map_location)
-    model = create_video_classifier(mc["model"], len(mc["classes"]), mc["num_frames"], mc["layout"], kwargs)
+    from ...limits import build_checked
+
+    model = build_checked(lambda: create_video_classifier(mc["model"], len(mc["classes"]), mc["num_frames"],
+                                                          mc["layout"], kwargs), state, str(path))
     model.load_state_dict(state)
     return model.eval(), mc
