@@ -118,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = engine_options(args, **{k: getattr(args, k) for k in (
         "data", "val_split", "input_size", "in_chans", "mixup", "cutmix", "smoothing", "auto_augment", "reprob",
         "train_augment")})
-    cfg = TrainConfig.for_data(**options)
+    cfg = TrainConfig.with_recipe(**options)
     if is_main_rank():
         what = "the embedded UCI digits" if cfg.data is None else cfg.data
         model = cfg.model if cfg.model != "custom" else f"custom UniRepLKNet {cfg.model_kwargs}"
