@@ -9,8 +9,7 @@ import json
 import sys
 from typing import Any, Dict, List
 
-from .._cli_common import (add_common_arguments, add_engine_arguments, engine_options, format_metrics,
-                           print_epoch_end)
+from ...engine.flags import add_common_arguments, add_engine_arguments, engine_options, format_metrics
 
 __all__ = ["add_subcommands"]
 
@@ -23,7 +22,7 @@ def cmd_tsc_train(args: argparse.Namespace) -> int:
     cfg = TscConfig(**options)
     print(f"unireplknet tsc-train: {cfg.model} on {cfg.data}{' / ' + cfg.problem if cfg.problem else ''} "
           f"({cfg.mapping} images), {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
-    r = train_tsc(cfg, callbacks=[print_epoch_end])
+    r = train_tsc(cfg)  # the engine logs one line per epoch
     if args.json:
         print(json.dumps(dict(r.to_dict(), test_acc=r.test["acc"] if r.test else None), indent=2))
         return 0

@@ -186,7 +186,7 @@ class TscClassification:
                         data_config=data_config, eval_batch_size=max(cfg.batch_size, 64))
 
     def build_model(self, cfg: TscConfig, data: TaskData, pretrained: bool) -> nn.Module:
-        from ...engine import build_model
+        from ...factory import build_model
 
         return build_model(cfg.model, len(data.class_names), self.series_cfg.in_chans, cfg.model_kwargs, pretrained,
                            drop_path_rate=cfg.drop_path)
@@ -244,7 +244,7 @@ def train_tsc(cfg: TscConfig, callbacks: Sequence[Callable[[Any], None]] = ()) -
 def load_tsc_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu"
                    ) -> Tuple[nn.Module, SeriesImageConfig, List[str]]:
     """Model (eval mode), series mapping and class names from a ``tsc-train`` checkpoint (last.pth or best.pth)."""
-    from ...engine import build_model
+    from ...factory import build_model
     from ...engine.checkpointing import load_training_checkpoint
 
     ckpt = load_training_checkpoint(path, task="tsc", command="tsc-train")
