@@ -132,8 +132,13 @@ def test_rows_and_gaf_images():
     series = rng.normal(size=(3, 50))
     rows_cfg = SeriesImageConfig("rows", channels=3, length=64, height=32)
     image = series_to_image(series, rows_cfg)
-    assert image.shape == image_shape(rows_cfg) == (1, 33, 64)
+    assert image.shape == image_shape(rows_cfg) == (2, 33, 64)
     np.testing.assert_array_equal(image[0, 11], prepare_series(series, 64)[1])  # rows 11-21 hold channel 2
+    np.testing.assert_array_equal(image[1], np.ones((33, 64)))  # the level plane
+    plain_cfg = SeriesImageConfig("rows", channels=3, length=64, height=32, level_plane=False)
+    np.testing.assert_array_equal(series_to_image(series, plain_cfg), image[:1])
+    # a checkpoint written before the plane existed keeps its one-channel images
+    assert SeriesImageConfig.from_dict(dict(mapping="rows", channels=3, length=64, height=32)).in_chans == 1
     gaf_cfg = SeriesImageConfig("gaf", channels=3, gaf_size=16)
     gaf = series_to_image(series, gaf_cfg)
     assert gaf.shape == image_shape(gaf_cfg) == (3, 16, 16)
@@ -141,6 +146,30 @@ def test_rows_and_gaf_images():
     x = 2 * (x - x.min()) / (x.max() - x.min()) - 1
     phi = np.arccos(x)
     np.testing.assert_allclose(gaf[0], np.cos(phi[:, None] + phi[None, :]), atol=1e-5)  # the definition
+
+
+def test_level_plane_keeps_the_series_amplitude_through_the_stem():
+    """The default network's stem is conv3×3 → channels-first LayerNorm with zero conv bias at init, so on a
+    one-channel rows image it maps a series and the same series times 2 to identical features (LayerNorm is scale
+    invariant): the network starts blind to the local level, and on GunPoint fitted TRAIN at chance on validation.
+    With the constant plane the conv adds an offset the LayerNorm cannot divide out."""
+    from unireplknet.factory import build_model
+    from unireplknet.tasks.tsc.task import TSC_MODEL_KWARGS
+
+    series = np.sin(np.linspace(0, 6, 80))[None] + 0.1 * np.arange(80)[None] / 80
+    torch.manual_seed(0)
+    for level_plane in (False, True):
+        cfg = SeriesImageConfig("rows", channels=1, length=64, height=32, level_plane=level_plane)
+        stem = build_model("custom", 2, cfg.in_chans, dict(TSC_MODEL_KWARGS)).downsample_layers[0].eval()
+        image = torch.from_numpy(series_to_image(series, cfg))[None]
+        doubled = image.clone()
+        doubled[:, 0] *= 2  # the series channel only
+        with torch.no_grad():
+            change = float((stem(doubled) - stem(image)).abs().mean() / stem(image).abs().mean())
+        if level_plane:
+            assert change > 0.1
+        else:  # LayerNorm(W·2x) = LayerNorm(W·x) but for its eps at pixels of almost no signal
+            assert change < 0.01
 
 
 def test_stratified_split_keeps_every_class_and_is_seeded():

@@ -10,7 +10,8 @@ of unequal length become equal. :func:`series_to_image` then draws the prepared 
     one row per channel, the time axis as the image width, each row repeated so the image is at least
     ``height`` rows tall: ``(1, channels·r, length)``. The network's 2-D kernels see time along the width and
     neighbouring channels along the height; on a univariate series every row is the same, so the first layers act
-    as long 1-D convolutions.
+    as long 1-D convolutions. A second image channel, all ones (``level_plane``), keeps the series' local level
+    visible to the network (see :class:`SeriesImageConfig`).
 ``gaf``
     the Gramian angular summation field of each channel (Wang & Oates, 2015), ``cos(φ_i + φ_j)`` with
     ``φ = arccos`` of the channel min-max scaled to [-1, 1], on the series resampled to ``gaf_size`` steps:
@@ -43,6 +44,12 @@ class SeriesImageConfig:
     height: int = 32  # rows: the least image height (each channel's row is repeated to reach it; the
     # network's stride is 32)
     gaf_size: int = 64  # gaf: the image side
+    #: rows: add a constant image channel of ones. Why: the stem's first 3×3 conv sees only three distinct
+    #: values per pixel on repeated rows, and the channels-first LayerNorm after it divides every pixel by its own
+    #: scale — with the zero-initialised conv bias the network starts exactly blind to the series' local level
+    #: and amplitude (on GunPoint it then fits TRAIN and sits at chance on validation: docs/tsc.md). The constant
+    #: channel is a learned per-pixel offset inside the conv that the LayerNorm cannot divide out.
+    level_plane: bool = True
 
     def __post_init__(self) -> None:
         if self.mapping not in SERIES_MAPPINGS:
@@ -56,7 +63,7 @@ class SeriesImageConfig:
     @property
     def in_chans(self) -> int:
         """Input channels of the network."""
-        return 1 if self.mapping == "rows" else self.channels
+        return (2 if self.level_plane else 1) if self.mapping == "rows" else self.channels
 
     @property
     def rows_per_channel(self) -> int:
@@ -67,13 +74,15 @@ class SeriesImageConfig:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "SeriesImageConfig":
-        return cls(**{k: d[k] for k in ("mapping", "channels", "length", "height", "gaf_size") if k in d})
+        known = {k: d[k] for k in ("mapping", "channels", "length", "height", "gaf_size", "level_plane") if k in d}
+        known.setdefault("level_plane", False)  # written before the plane existed: images had one channel
+        return cls(**known)
 
 
 def image_shape(cfg: SeriesImageConfig) -> Tuple[int, int, int]:
     """``(in_chans, height, width)`` of the images of ``cfg``."""
     if cfg.mapping == "rows":
-        return (1, cfg.channels * cfg.rows_per_channel, cfg.length)
+        return (cfg.in_chans, cfg.channels * cfg.rows_per_channel, cfg.length)
     return (cfg.channels, cfg.gaf_size, cfg.gaf_size)
 
 
@@ -115,7 +124,8 @@ def series_to_image(series: np.ndarray, cfg: SeriesImageConfig) -> np.ndarray:
         raise ValueError(f"the series has {series.shape[0]} channel(s), the model was trained on {cfg.channels}")
     if cfg.mapping == "rows":
         prepared = prepare_series(series, cfg.length)
-        return np.repeat(prepared, cfg.rows_per_channel, axis=0)[None]
+        rows = np.repeat(prepared, cfg.rows_per_channel, axis=0)[None]
+        return np.concatenate([rows, np.ones_like(rows)]) if cfg.level_plane else rows
     prepared = prepare_series(series, cfg.gaf_size).astype(np.float64)
     low, high = prepared.min(axis=1, keepdims=True), prepared.max(axis=1, keepdims=True)
     scaled = np.where(high > low, 2.0 * (prepared - low) / np.where(high > low, high - low, 1.0) - 1.0, 0.0)

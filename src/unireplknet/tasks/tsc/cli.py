@@ -18,7 +18,8 @@ def cmd_tsc_train(args: argparse.Namespace) -> int:
     from .task import TscConfig, train_tsc
 
     options = engine_options(args, data=args.data, problem=args.problem, val_split=args.val_split,
-                             mapping=args.mapping, length=args.length, height=args.height, gaf_size=args.gaf_size)
+                             mapping=args.mapping, length=args.length, height=args.height, gaf_size=args.gaf_size,
+                             level_plane=args.level_plane)
     cfg = TscConfig(**options)
     print(f"unireplknet tsc-train: {cfg.model} on {cfg.data}{' / ' + cfg.problem if cfg.problem else ''} "
           f"({cfg.mapping} images), {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
@@ -116,6 +117,9 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--length", type=int, default=None, help="time steps after resampling (rows: width) [default: 256]")
     g.add_argument("--height", type=int, default=None, help="rows: least image height [default: 32]")
     g.add_argument("--gaf-size", type=int, default=None, help="gaf: image side [default: 64]")
+    g.add_argument("--level-plane", action=argparse.BooleanOptionalAction, default=None,
+                   help="rows: add a constant image channel so the stem's LayerNorm cannot divide out the series' "
+                        "local level (docs/tsc.md) [default: on]")
     add_engine_arguments(p, dict(model="custom: a small UniRepLKNet (dims 16-32-64-128)", drop_path="0",
                                  epochs="100", batch_size="16", lr="2e-3", warmup_epochs="5", workers="0",
                                  output="runs/tsc"))

@@ -46,7 +46,7 @@ class TscConfig(EngineConfig):
 
     ``data``: a problem folder (``<Name>_TRAIN.ts`` + ``<Name>_TEST.ts``, or ``.tsv``), or an archive root with
     ``problem``. ``val_split``: the share of each class of TRAIN held out for validation. ``mapping``, ``length``,
-    ``height``, ``gaf_size``: see :class:`~unireplknet.modalities.series_image.SeriesImageConfig`.
+    ``height``, ``gaf_size``, ``level_plane``: see :class:`~unireplknet.modalities.series_image.SeriesImageConfig`.
     ``evaluate_test``: score TEST once after training.
     """
 
@@ -57,6 +57,7 @@ class TscConfig(EngineConfig):
     length: int = 256
     height: int = 32
     gaf_size: int = 64
+    level_plane: bool = True
     evaluate_test: bool = True
     # engine options: a small UniRepLKNet and a recipe for a few dozen to a few hundred training series
     model: str = "custom"
@@ -71,7 +72,7 @@ class TscConfig(EngineConfig):
     output: Optional[str] = "runs/tsc"
 
     def series_config(self, channels: int) -> SeriesImageConfig:
-        return SeriesImageConfig(self.mapping, channels, self.length, self.height, self.gaf_size)
+        return SeriesImageConfig(self.mapping, channels, self.length, self.height, self.gaf_size, self.level_plane)
 
 
 @dataclass
