@@ -31,6 +31,10 @@ __all__ = [
     "read_state_dict",
     "unwrap_state_dict",
     "describe_unreadable_checkpoint",
+    "DestinationError",
+    "check_destination",
+    "check_destination_folder",
+    "require_regular_file",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_torch_save",
@@ -53,6 +57,16 @@ class CheckpointMismatchError(CheckpointError):
 
 class CheckpointWriteError(OSError):
     """A file could not be written; the previous file at the destination is untouched."""
+
+
+class DestinationError(CheckpointWriteError):
+    """A destination the write policy refuses (a symbolic link, or a file the command did not create)."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.EEXIST, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class PretrainedWeightsUnavailableError(CheckpointError):
@@ -80,6 +94,7 @@ def read_state_dict(path: PathLike, use_ema: bool = False) -> StateDict:
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory; pass the checkpoint file inside it")
+    require_regular_file(path, "checkpoint")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint file {path} is empty (an interrupted download or save?); get it again")
     kind = file_kind(path)
@@ -265,7 +280,74 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: PathLike, write: Callable[[Any], Any], to_path: bool = False) -> Path:
+# The write policy of every command, in one place (docs/cli/refusals.md, "What the commands write"):
+# 1. never through a symbolic link: the link would lead the write to a file outside the destination;
+# 2. never over a file the command did not create, unless the user said --overwrite;
+# 3. always atomically (:func:`atomic_write`), so a failed write leaves the previous file as it was.
+def check_destination(path: PathLike, overwrite: bool = False, flag: str = "--output") -> Path:
+    """Refuse a destination the write policy forbids, before any work is done; return it as a ``Path``.
+
+    A symbolic link is refused without ``overwrite`` and, with it, replaced by the new file (its target is never
+    written). An existing file is refused without ``overwrite``.
+    """
+    path = Path(path)
+    if path.is_symlink():
+        if not overwrite:
+            raise DestinationError(
+                f"{flag} {path} is a symbolic link (to {os.readlink(path)}); nothing is written through a link, "
+                "since that would change a file outside the destination. Pass another path, or add --overwrite "
+                "to replace the link itself (its target is left as it is)")
+        return path
+    if path.is_dir():
+        raise DestinationError(f"{flag} {path} is a folder; pass a file path inside it")
+    if path.exists() and not overwrite:
+        raise DestinationError(
+            f"{flag} {path} already exists and was not written by this command; it is left as it is. Pass "
+            "another path, or add --overwrite to replace it")
+    return path
+
+
+def check_destination_folder(folder: PathLike, overwrite: bool = False, flag: str = "output") -> Path:
+    """The write policy for a command that fills a folder: an existing folder that holds anything (another data
+    set, say) is refused without ``overwrite``; a symbolic link is never followed."""
+    folder = Path(folder)
+    if folder.is_symlink() and not overwrite:
+        raise DestinationError(
+            f"{flag} {folder} is a symbolic link (to {os.readlink(folder)}); nothing is written through a link. "
+            "Pass the real folder, or add --overwrite")
+    if folder.exists() and not folder.is_dir():
+        raise DestinationError(f"{flag} {folder} is a file, not a folder; pass a folder to write into")
+    if folder.is_dir() and not overwrite:
+        held = sorted(p.name for p in folder.iterdir())
+        if held:
+            more = f" and {len(held) - 3} more" if len(held) > 3 else ""
+            raise DestinationError(
+                f"{flag} {folder} already holds files ({', '.join(held[:3])}{more}) that this command did not "
+                "write; they are left as they are. Pass a new or empty folder, or add --overwrite to replace them")
+    return folder
+
+
+def require_regular_file(path: PathLike, what: str = "input file") -> Path:
+    """Refuse an input that is not a regular file, saying what it is: reading a FIFO blocks forever, a device
+    never ends, a folder is no file. Every reader of user files calls this before opening one."""
+    import stat
+
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} {path} does not exist; check the path") from None
+    if stat.S_ISREG(mode):
+        return path
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    raise CheckpointError(f"{what} {path} is {kind}, not a regular file; only regular files are read (a pipe or "
+                          "device could block or never end) — pass the file itself")
+
+
+def atomic_write(path: PathLike, write: Callable[[Any], Any], to_path: bool = False,
+                 overwrite: bool = True, flag: str = "--output") -> Path:
     """Write ``path`` so that it is either the old file or the complete new one: the package's one writer.
 
     ``write`` fills a temporary file in the same folder — given the open binary file, or with ``to_path`` its
@@ -273,8 +355,13 @@ def atomic_write(path: PathLike, write: Callable[[Any], Any], to_path: bool = Fa
     then fsync'ed, given the permissions of an ordinary new file, and ``os.replace``'d over ``path``. On any
     error the temporary file is removed; an ``OSError`` becomes :class:`CheckpointWriteError`, which says why
     (a full disk by name) and that the previous file is intact.
+
+    A symbolic link at ``path`` is replaced, never written through. ``overwrite=False`` (a file named by the
+    user, without ``--overwrite``) applies :func:`check_destination`: an existing file or a link is refused.
     """
     path = Path(path)
+    if not overwrite:
+        check_destination(path, False, flag)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -14,7 +14,7 @@ from ..guards import positive_int
 __all__ = ["json_dict_arg", "format_metrics", "set_torch_threads", "default_threads",
            "COMMON_FLAGS", "add_common_arguments", "ENGINE_FLAGS", "add_engine_arguments", "engine_options",
            "add_eval_loader_arguments", "CLIError", "format_duration", "text_table", "is_main_rank",
-           "add_checkpoint_arguments", "add_data_config_arguments"]
+           "add_checkpoint_arguments", "add_data_config_arguments", "add_overwrite_argument", "OVERWRITE_HELP"]
 
 
 def json_dict_arg(text: str) -> Dict[str, Any]:
@@ -226,6 +226,16 @@ def add_eval_loader_arguments(parser: argparse.ArgumentParser, batch_size: int) 
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes (0)")
     parser.add_argument("--skip-unreadable", action="store_true", help="leave out files that fail to load (counted)")
     add_common_arguments(parser, device=True, json=True)
+
+
+#: Help of every --overwrite (the one write policy, unireplknet.checkpoint.check_destination).
+OVERWRITE_HELP = ("replace {what} when it exists; a symbolic link is replaced itself, never written through "
+                  "[default: refuse, leaving it as it is]")
+
+
+def add_overwrite_argument(parser: Any, what: str = "the destination") -> None:
+    """``--overwrite`` of a command that writes files named by the user (the one write policy)."""
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP.format(what=what))
 
 
 class CLIError(Exception):

@@ -235,15 +235,20 @@ def load_global_station_folder(root: Union[str, Path], variable: str = "temp", s
 
 def write_global_station_folder(root: Union[str, Path], splits: Dict[str, Series], variable: str = "temp") -> Path:
     """Write series in the Global Temp/Wind layout (the inverse of :func:`load_global_station_folder`)."""
+    from ...checkpoint import atomic_write  # the one writer
+
+    def save(path: Path, array: np.ndarray) -> None:
+        atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
+
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     coords = None
     for split, s in splits.items():
-        np.save(root / f"{variable}_global_hourly_{split}.npy", s.values.astype(np.float32))
-        np.save(root / f"data_time_{split}.npy", s.timestamps.astype("datetime64[s]"))
+        save(root / f"{variable}_global_hourly_{split}.npy", s.values.astype(np.float32))
+        save(root / f"data_time_{split}.npy", s.timestamps.astype("datetime64[s]"))
         coords = s.coords if s.coords is not None else coords
     if coords is not None:
-        np.save(root / "stations_sorted.npy", coords)
+        save(root / "stations_sorted.npy", np.asarray(coords))
     return root
 
 

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from ...engine.flags import (add_common_arguments, add_engine_arguments, add_eval_loader_arguments, engine_options,
+from ...engine.flags import (add_common_arguments, add_overwrite_argument, add_engine_arguments, add_eval_loader_arguments, engine_options,
                           set_torch_threads)
 
 __all__ = ["add_subcommands", "projection_picture"]
@@ -106,7 +106,10 @@ def cmd_points_project(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .._pictures import label_picture
+    from .._pictures import label_picture, save_picture
+    from ...checkpoint import check_destination
+
+    check_destination(args.output, args.overwrite)  # before any work: the one write policy
     from ...data.pointcloud.modelnet import read_off, read_points
     from ...modalities.pointcloud import farthest_point_sample, gather_points, normalize_unit_sphere
 
@@ -138,7 +141,7 @@ def cmd_points_project(args: argparse.Namespace) -> int:
     # each row named by its file or class, each column by its view (numbered: a 24-pixel view fits no word)
     pic, _ = label_picture(pic, "views; R occupancy, G mean depth, B front depth", names,
                            [str(v + 1) for v in range(args.num_views)])
-    pic.save(args.output)
+    save_picture(pic, args.output, args.overwrite)
     print(f"{args.output}: {len(clouds)} clouds x {args.num_views} views of {args.image_size}px (occupancy, mean "
           f"depth, front depth as R, G, B), labelled")
     return 0
@@ -195,6 +198,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("points-project", help="save the fixed depth projections of clouds (PNG)")
     p.add_argument("files", nargs="*", help=".off / .txt / .npy files (default: one generated shape per class)")
     p.add_argument("--output", "-o", default="projection.png", help="destination PNG (projection.png)")
+    add_overwrite_argument(p, "the destination PNG")
     p.add_argument("--num-points", type=int, default=2048, help="points sampled from a mesh (2048)")
     p.add_argument("--num-views", type=int, default=4, help="views per cloud (4)")
     p.add_argument("--image-size", type=int, default=64, help="view side in pixels (64)")

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ...engine.flags import (add_common_arguments, add_engine_arguments, add_eval_loader_arguments, engine_options,
+from ...engine.flags import (add_common_arguments, add_overwrite_argument, add_engine_arguments, add_eval_loader_arguments, engine_options,
                           set_torch_threads)
 
 __all__ = ["add_subcommands", "clip_picture"]
@@ -109,7 +109,10 @@ def cmd_video_mosaic(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .._pictures import label_picture
+    from .._pictures import label_picture, save_picture
+    from ...checkpoint import check_destination
+
+    check_destination(args.output, args.overwrite)  # before any work: the one write policy
     from ...data.video import eval_frame_indices, read_video
 
     if args.video:
@@ -132,7 +135,7 @@ def cmd_video_mosaic(args: argparse.Namespace) -> int:
         _, cols = mosaic_grid(len(frames), None)
         rows = [f"frames {r * cols + 1}-{min(len(frames), (r + 1) * cols)}" for r in range(-(-len(frames) // cols))]
     pic, _ = label_picture(pic, f"{title} ({args.layout})", rows)
-    pic.save(args.output)
+    save_picture(pic, args.output, args.overwrite)
     print(f"{args.output}: {size} {args.layout} of {len(frames)} frames, labelled")
     return 0
 
@@ -195,6 +198,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("video-mosaic", help="save the image the backbone sees for a clip (PNG)")
     p.add_argument("video", nargs="?", default=None, help="a video file (default: a generated motion clip)")
     p.add_argument("--output", "-o", default="mosaic.png", help="destination PNG (mosaic.png)")
+    add_overwrite_argument(p, "the destination PNG")
     p.add_argument("--layout", default="mosaic", choices=("mosaic", "reshape"),
                    help="mosaic = the paper's frame grid; reshape = the official code's memory reshape (mosaic)")
     p.add_argument("--num-frames", type=int, default=16, help="frames in the picture, a square number (16)")
