@@ -428,7 +428,7 @@ def _register(sub: "argparse._SubParsersAction", module_name: str) -> None:
 
 
 #: Parsed-argument names that hold input files (checkpoints, clips, clouds), whatever the subcommand.
-INPUT_FILE_ARGS = ("checkpoint", "resume", "video", "files")
+INPUT_FILE_ARGS = ("checkpoint", "resume", "video", "files", "images")
 
 
 def _check_input_files(args: argparse.Namespace) -> None:
@@ -440,13 +440,17 @@ def _check_input_files(args: argparse.Namespace) -> None:
         for path in ([value] if isinstance(value, str) else value if isinstance(value, list) else []):
             if not isinstance(path, str) or (name == "resume" and path == "auto") or path.lower() == "none":
                 continue  # erf's --checkpoint none: that model keeps its initialisation
-            what = ("input file" if name in ("files", "video") else
+            what = ("input file" if name in ("files", "video", "images") else
                     "--" + name if not _is_positional(args, name) else name)
             if not os.path.exists(path):
+                if name == "images":
+                    continue  # predict reports a missing image per image
                 raise CLIError(f"{what} {path} does not exist; check the path")
-            if not os.path.isfile(path):
+            if not os.path.isfile(path):  # a folder, or a FIFO/device that would block the reader forever
+                from .guards import not_a_regular_file
+
                 hint = " (e.g. its last.pth or best.pth)" if os.path.isdir(path) and name != "files" else ""
-                raise CLIError(f"{what} {path} is not a file; pass the file itself{hint}")
+                raise CLIError(not_a_regular_file(path, what) + hint)
 
 
 def _is_positional(args: argparse.Namespace, name: str) -> bool:

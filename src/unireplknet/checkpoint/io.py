@@ -21,6 +21,8 @@ from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 import torch
 
+from ..guards import NotARegularFileError, require_regular_file
+
 __all__ = [
     "CheckpointError",
     "CheckpointMismatchError",
@@ -35,6 +37,7 @@ __all__ = [
     "check_destination",
     "check_destination_folder",
     "require_regular_file",
+    "NotARegularFileError",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_torch_save",
@@ -325,25 +328,6 @@ def check_destination_folder(folder: PathLike, overwrite: bool = False, flag: st
                 f"{flag} {folder} already holds files ({', '.join(held[:3])}{more}) that this command did not "
                 "write; they are left as they are. Pass a new or empty folder, or add --overwrite to replace them")
     return folder
-
-
-def require_regular_file(path: PathLike, what: str = "input file") -> Path:
-    """Refuse an input that is not a regular file, saying what it is: reading a FIFO blocks forever, a device
-    never ends, a folder is no file. Every reader of user files calls this before opening one."""
-    import stat
-
-    path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{what} {path} does not exist; check the path") from None
-    if stat.S_ISREG(mode):
-        return path
-    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
-            else "a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
-            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
-    raise CheckpointError(f"{what} {path} is {kind}, not a regular file; only regular files are read (a pipe or "
-                          "device could block or never end) — pass the file itself")
 
 
 def atomic_write(path: PathLike, write: Callable[[Any], Any], to_path: bool = False,

@@ -21,6 +21,8 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 import torch
 from torch.utils.data import Dataset
 
+from ..guards import require_regular_file
+
 __all__ = [
     "DataError",
     "IMAGE_EXTENSIONS",
@@ -89,8 +91,9 @@ def max_image_pixels() -> int:
 
 
 def open_image(path: Union[str, Path], mode: str = "RGB") -> Any:
-    """Read ``path`` as a PIL image in ``mode``; every failure is an ``OSError`` subclass or in
-    :data:`UNREADABLE_IMAGE_ERRORS`, with the path in the message.
+    """Read ``path`` as a PIL image in ``mode``, upright (its EXIF orientation applied); every failure is an
+    ``OSError`` subclass or in :data:`UNREADABLE_IMAGE_ERRORS`, with the path in the message. Only a regular file
+    is opened (a FIFO or device raises :class:`~unireplknet.guards.NotARegularFileError`).
 
     Images over :func:`max_image_pixels` raise :class:`ImageTooLargeError` before their pixels are decoded.
     16-bit grey images (PNG/TIFF ``I;16``) are mapped to 0..255 by /257, the exact rescaling of 0..65535; PIL's
@@ -99,6 +102,9 @@ def open_image(path: Union[str, Path], mode: str = "RGB") -> Any:
     import numpy as np
     from PIL import Image
 
+    from PIL import ImageOps
+
+    require_regular_file(path, "image")  # a FIFO would block Image.open forever
     limit = max_image_pixels()
     saved = Image.MAX_IMAGE_PIXELS
     try:
@@ -117,10 +123,13 @@ def open_image(path: Union[str, Path], mode: str = "RGB") -> Any:
             raise ImageTooLargeError(
                 f"{path}: {img.width}x{img.height} = {img.width * img.height:,} pixels, over the limit of "
                 f"{limit:,}; raise it with {MAX_IMAGE_PIXELS_ENV}=<pixels> if the file is trusted")
-        if img.mode in _SIXTEEN_BIT_MODES:
-            grey = np.asarray(img, dtype=np.float64) / 257.0
+        # A phone stores a portrait photo sideways with an EXIF orientation tag: turn it upright, as every
+        # viewer does, or it is classified lying on its side.
+        upright = ImageOps.exif_transpose(img)
+        if upright.mode in _SIXTEEN_BIT_MODES:
+            grey = np.asarray(upright, dtype=np.float64) / 257.0
             return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), "L").convert(mode)
-        return img.convert(mode)
+        return upright.convert(mode)
 
 
 def _is_image(path: Path) -> bool:

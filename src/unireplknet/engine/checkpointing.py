@@ -90,7 +90,9 @@ def load_training_checkpoint(path: Union[str, Path], map_location: Union[str, to
     another task wrote (``command``, e.g. ``audio-train``, names the run to pass instead)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; pass the last.pth of a training run")
+        from ..guards import not_a_regular_file
+
+        raise FileNotFoundError(not_a_regular_file(path, "checkpoint") + " (the last.pth of a training run)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated, not a torch file, or holds objects that need unpickling
@@ -112,6 +114,8 @@ def read_run_metadata(path: Union[str, Path]) -> Dict[str, Any]:
     """``class_names``, ``data_config`` and ``model_config`` stored with a checkpoint (.pth or .safetensors), if any."""
     path = Path(path)
     meta: Dict[str, Any] = {}
+    if not path.is_file():  # a FIFO would block the reader; the weights reader names what the path is
+        return meta
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 

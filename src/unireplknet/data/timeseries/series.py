@@ -179,8 +179,10 @@ def _load_npy(path: Path) -> np.ndarray:
     with advice to re-save the data as plain numbers or strings; timestamps saved as strings (``<U…``) or
     ``datetime64`` are plain arrays and load as usual.
     """
-    if not path.is_file():
-        raise SeriesError(f"missing file {path}")
+    if not path.is_file():  # missing, or a FIFO/device that would block the reader
+        from ...guards import not_a_regular_file
+
+        raise SeriesError(not_a_regular_file(path, "array file"))
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as e:
@@ -256,8 +258,10 @@ def load_csv_series(path: Union[str, Path], time_column: str = "date", columns: 
                     freq: str = "h", nan_policy: str = "error") -> Series:
     """A CSV with a timestamp column and one column per variable (the ETT/Informer format)."""
     path = Path(path)
-    if not path.is_file():
-        raise SeriesError(f"CSV file {path} does not exist")
+    if not path.is_file():  # missing, or a FIFO/device that would block the reader
+        from ...guards import not_a_regular_file
+
+        raise SeriesError(not_a_regular_file(path, "CSV file"))
     with open(path, newline="") as f:
         reader = csv.reader(f)
         try:
@@ -294,8 +298,10 @@ def load_array_series(path: Union[str, Path], freq: str = "h", start: str = "200
     """A ``.npy`` (T, V) array, or an ``.npz`` with ``values`` [, ``timestamps``, ``coords``]; without timestamps
     the steps are numbered from ``start`` at ``freq``."""
     path = Path(path)
-    if not path.is_file():
-        raise SeriesError(f"array file {path} does not exist")
+    if not path.is_file():  # missing, or a FIFO/device that would block the reader
+        from ...guards import not_a_regular_file
+
+        raise SeriesError(not_a_regular_file(path, "array file"))
     coords = None
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
