@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from ...engine.flags import add_common_arguments, add_engine_arguments, add_overwrite_argument, engine_options
+from ...engine.flags import RATE, add_common_arguments, add_engine_arguments, add_overwrite_argument, engine_options
 
 __all__ = ["add_subcommands"]
 
@@ -179,7 +179,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
                    help="linear-head forecaster's window normalisation: revin (each variable to unit variance, "
                         "the paper's) or node (each variable minus its last value, over one scale per node, so "
                         "the stations' ratios survive) (co2 and the synthetic grids: node; else revin)")
-    g.add_argument("--dropout", type=float, default=None, help="dropout of the embedding and the head (0.05)")
+    g.add_argument("--dropout", type=RATE, default=None, help="dropout of the embedding and the head (0.05)")
     g.add_argument("--data-scale", type=float, default=None,
                    help="the files' values per physical unit, for the physical-unit metrics (Corrformer presets 10, "
                         "as the released files; else 1)")

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from ...engine.flags import (add_common_arguments, add_overwrite_argument, add_engine_arguments, add_eval_loader_arguments, engine_options,
+from ...engine.flags import (RATE, add_common_arguments, add_overwrite_argument, add_engine_arguments, add_eval_loader_arguments, engine_options,
                           set_torch_threads)
 
 __all__ = ["add_subcommands", "projection_picture"]
@@ -176,7 +176,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
                         "so the views do not depend on its pose (no ONNX export: skipped with a warning)")
     g.add_argument("--num-views", type=int, default=None, help="4 (official)")
     g.add_argument("--image-size", type=int, default=None, help="view side in pixels (32; modelnet40 224)")
-    g.add_argument("--smoothing", type=float, default=None, help="official 0.2 (eps/(K-1) off target)")
+    g.add_argument("--smoothing", type=RATE, default=None, help="official 0.2 (eps/(K-1) off target)")
     g.add_argument("--test-rotations", type=int, default=None, help="how many of the 8 official test rotations")
     add_engine_arguments(p, dict(
         model="official = the S backbone of the paper; demo: a small custom net", drop_path="demo 0; modelnet40 0.4",
