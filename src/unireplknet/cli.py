@@ -482,7 +482,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # timm and PIL are chatty at INFO; the run's own messages are what matter here.
     for noisy in ("timm", "PIL", "torch"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-    from . import zoo  # noqa: F401  registers the variants with timm (the console script defers it past --help)
+    try:
+        from ._runtime import check_environment
+
+        check_environment()  # UNIREPLKNET_FUSED=maybe, RANK=zero: one line naming the variable, no traceback
+        from . import zoo  # noqa: F401  registers the variants with timm (the console script defers it past --help)
+    except ValueError as e:
+        if args.verbose:
+            raise
+        print(f"unireplknet {args.command}: error: {e}", file=sys.stderr)
+        return 2
     from .checkpoint import CheckpointError
     from .data import DataError
     from .engine import CheckpointWriteError, RunFolderError

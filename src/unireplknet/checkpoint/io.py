@@ -222,6 +222,10 @@ def unwrap_state_dict(obj: Any, use_ema: bool = False, source: str = "checkpoint
     """The flat tensor dict inside an official or own checkpoint (``model``, ``state_dict``, EMA …)."""
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{source} holds a {type(obj).__name__}, not a state dict")
+    if use_ema and not any(isinstance(obj.get(k), Mapping) for k in ("model_ema", "state_dict_ema")):
+        raise CheckpointError(
+            f"--ema: {source} holds no EMA weights (no 'model_ema' or 'state_dict_ema'; a run without --model-ema, "
+            "or a deploy/weights file), so they cannot be used; drop --ema to use its weights")
     containers = ("model_ema", "state_dict_ema") + _CONTAINER_KEYS if use_ema else _CONTAINER_KEYS
     for key in containers:
         if isinstance(obj.get(key), Mapping):

@@ -296,7 +296,8 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def is_main_rank() -> bool:
     """Whether this is the printing process: rank 0 of a torchrun job, or a single process (no torch import)."""
-    return int(os.environ.get("RANK", "0")) == 0
+    # A malformed RANK counts as rank 0 here; cli.main refuses it with a clear error (_runtime.check_environment).
+    return os.environ.get("RANK", "0").strip() in ("0", "")
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
