@@ -237,6 +237,14 @@ def unwrap_state_dict(obj: Any, use_ema: bool = False, source: str = "checkpoint
             f"{source} is not a tensor state dict: entries {bad[:5]} are not tensors "
             f"(top-level keys: {list(obj)[:8]})"
         )
+    # Weights stored as integers (a quantized file, or a tampered one) would be cast to float silently and give
+    # meaningless, confident predictions; only counters (num_batches_tracked) are integers in a float model.
+    quantized = [k for k, v in obj.items() if not (v.is_floating_point() or v.is_complex())
+                 and k.rsplit(".", 1)[-1] in ("weight", "bias", "running_mean", "running_var", "gamma", "beta")]
+    if quantized:
+        raise CheckpointError(
+            f"{source}: {quantized[0]} is stored as {obj[quantized[0]].dtype}, not as floating-point weights "
+            f"({len(quantized)} such tensor(s)); integer-quantized weights are not read — pass the float checkpoint")
     return dict(obj)
 
 

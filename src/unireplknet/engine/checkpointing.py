@@ -43,6 +43,7 @@ __all__ = [
     "load_training_checkpoint",
     "read_run_metadata",
     "data_fingerprint",
+    "check_run_metadata",
     "check_resume_identity",
 ]
 
@@ -126,8 +127,12 @@ def read_run_metadata(path: Union[str, Path]) -> Dict[str, Any]:
             return meta
         for key in ("class_names", "data_config", "model_config"):
             if key in raw:
-                meta[key] = json.loads(raw[key])
-        return meta
+                try:
+                    meta[key] = json.loads(raw[key])
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}: the metadata field {key} is not valid JSON ({e}); the file was not "
+                                     "written by unireplknet or was altered — re-export it") from None
+        return check_run_metadata(meta, path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:
@@ -136,6 +141,23 @@ def read_run_metadata(path: Union[str, Path]) -> Dict[str, Any]:
         for key in ("class_names", "data_config", "model_config"):
             if key in obj:
                 meta[key] = obj[key]
+    return check_run_metadata(meta, path)
+
+
+def check_run_metadata(meta: Dict[str, Any], path: Union[str, Path]) -> Dict[str, Any]:
+    """Refuse metadata fields of the wrong type, naming the field: the file may come from anyone."""
+    names = meta.get("class_names")
+    if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
+        raise ValueError(f"{path}: the field class_names is {type(names).__name__} {str(names)[:60]!r}, not a list "
+                         "of class names (strings); the file was altered or not written by unireplknet")
+    for key in ("data_config", "model_config"):
+        if key in meta and meta[key] is not None and not isinstance(meta[key], dict):
+            raise ValueError(f"{path}: the field {key} is a {type(meta[key]).__name__}, not a mapping of settings; "
+                             "the file was altered or not written by unireplknet")
+    overlay = (meta.get("model_config") or {}).get("pretrained_cfg_overlay")
+    if overlay is not None:
+        raise ValueError(f"{path}: the field model_config.pretrained_cfg_overlay ({str(overlay)[:60]!r}) would make "
+                         "the loader read another file named by the checkpoint; it is not accepted from a file")
     return meta
 
 

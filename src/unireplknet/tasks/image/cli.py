@@ -201,7 +201,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------- predict
 def _class_names_for(model, meta: Dict[str, Any]) -> List[str]:
     if meta.get("class_names"):
-        return list(meta["class_names"])
+        names = list(meta["class_names"])
+        if len(names) != model.num_classes:  # a label would be missing, or belong to no output
+            raise CLIError(f"the checkpoint's class_names lists {len(names)} names but its head has "
+                           f"{model.num_classes} outputs; the file was altered or mixes two runs — fix class_names "
+                           "or use the checkpoint the run wrote")
+        return names
     if model.num_classes == 1000:
         from timm.data import ImageNetInfo
 
