@@ -21,7 +21,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 import torch
 from torch.utils.data import Dataset
 
-from ..guards import require_regular_file
+from ..checkpoint import require_regular_file
 
 __all__ = [
     "DataError",

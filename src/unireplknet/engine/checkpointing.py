@@ -91,7 +91,7 @@ def load_training_checkpoint(path: Union[str, Path], map_location: Union[str, to
     another task wrote (``command``, e.g. ``audio-train``, names the run to pass instead)."""
     path = Path(path)
     if not path.is_file():
-        from ..guards import not_a_regular_file
+        from ..checkpoint import not_a_regular_file
 
         raise FileNotFoundError(not_a_regular_file(path, "checkpoint") + " (the last.pth of a training run)")
     try:

@@ -58,7 +58,7 @@ def load_audio(path: Union[str, Path], sample_rate: Optional[int] = 16000, on_ra
     """
     path = Path(path)
     if not path.is_file():  # missing, or a FIFO/device that would block the reader
-        from ...guards import not_a_regular_file
+        from ...checkpoint import not_a_regular_file
 
         raise AudioError(not_a_regular_file(path, "audio file"))
     if on_rate_mismatch not in ("resample", "error"):

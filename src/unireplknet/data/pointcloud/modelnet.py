@@ -27,7 +27,7 @@ def read_off(path: Union[str, Path]) -> Tuple[np.ndarray, np.ndarray]:
 
     Accepts the ModelNet quirk of the counts glued to the header (``OFF490 518 0``).
     """
-    from ...guards import require_regular_file
+    from ...checkpoint import require_regular_file
 
     path = require_regular_file(path, "point cloud")  # a FIFO would block the reader forever
     try:
@@ -73,7 +73,7 @@ def write_off(path: Union[str, Path], vertices: np.ndarray, faces: np.ndarray) -
 
 def read_points(path: Union[str, Path]) -> np.ndarray:
     """Points (N, 3 or 6) of a ``.txt`` (comma- or space-separated, ModelNet-40 resampled) or ``.npy`` file."""
-    from ...guards import require_regular_file
+    from ...checkpoint import require_regular_file
 
     path = require_regular_file(path, "point cloud")
     try:

@@ -180,7 +180,7 @@ def _load_npy(path: Path) -> np.ndarray:
     ``datetime64`` are plain arrays and load as usual.
     """
     if not path.is_file():  # missing, or a FIFO/device that would block the reader
-        from ...guards import not_a_regular_file
+        from ...checkpoint import not_a_regular_file
 
         raise SeriesError(not_a_regular_file(path, "array file"))
     try:
@@ -259,7 +259,7 @@ def load_csv_series(path: Union[str, Path], time_column: str = "date", columns: 
     """A CSV with a timestamp column and one column per variable (the ETT/Informer format)."""
     path = Path(path)
     if not path.is_file():  # missing, or a FIFO/device that would block the reader
-        from ...guards import not_a_regular_file
+        from ...checkpoint import not_a_regular_file
 
         raise SeriesError(not_a_regular_file(path, "CSV file"))
     with open(path, newline="") as f:
@@ -299,7 +299,7 @@ def load_array_series(path: Union[str, Path], freq: str = "h", start: str = "200
     the steps are numbered from ``start`` at ``freq``."""
     path = Path(path)
     if not path.is_file():  # missing, or a FIFO/device that would block the reader
-        from ...guards import not_a_regular_file
+        from ...checkpoint import not_a_regular_file
 
         raise SeriesError(not_a_regular_file(path, "array file"))
     coords = None
