@@ -154,7 +154,7 @@ def test_inputs_that_are_no_regular_file_are_named_not_read(cases, tmp_path):
     fifo = cases["fifo_png"]
     with _deadline(20):
         code, _, err = _run(["predict", cases["good_train_pth"], fifo])
-        assert code == 2 and "FIFO" in _error_line(err, "predict")
+        assert code == 2 and "not a file but a FIFO" in _error_line(err, "predict")
         code, _, err = _run(["reparam", cases["fifo_pth"], "-o", tmp_path / "x.safetensors"])
         assert code == 2 and "FIFO" in _error_line(err, "reparam")
         for read in (read_state_dict, open_image, load_audio, read_points, load_csv_series):

@@ -447,7 +447,7 @@ def _check_input_files(args: argparse.Namespace) -> None:
                     continue  # predict reports a missing image per image
                 raise CLIError(f"{what} {path} does not exist; check the path")
             if not os.path.isfile(path):  # a folder, or a FIFO/device that would block the reader forever
-                from .checkpoint import not_a_regular_file
+                from ._files import not_a_regular_file  # torch-free: the error comes at once
 
                 hint = " (e.g. its last.pth or best.pth)" if os.path.isdir(path) and name != "files" else ""
                 raise CLIError(not_a_regular_file(path, what) + hint)

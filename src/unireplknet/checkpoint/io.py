@@ -14,13 +14,14 @@ from __future__ import annotations
 import errno
 import os
 import pickle
-import stat
 import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 import torch
+
+from .._files import NotARegularFileError, file_type_name, not_a_regular_file, require_regular_file
 
 __all__ = [
     "CheckpointError",
@@ -87,7 +88,7 @@ class PretrainedWeightsUnavailableError(CheckpointError):
             f"timm.create_model('{variant}', pretrained=True, pretrained_cfg_overlay=dict(file='/path/{filename}')) "
             f"or unireplknet.create_model('{variant}', checkpoint_path='/path/{filename}')."
         )
-        self.filename = filename
+        self.filename, self.hub_id = filename, hub_id
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -294,53 +295,6 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-class NotARegularFileError(OSError):
-    """An input path that is no regular file (a FIFO, a device, a socket, a folder): never opened."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "not a regular file"
-
-
-def file_type_name(path: PathLike) -> str:
-    """What ``path`` is, in words ("a regular file", "a FIFO (named pipe)", "a folder", …), following links."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return "missing"
-    for test, name in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"),
-                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def not_a_regular_file(path: PathLike, what: str = "input file") -> str:
-    """The message for a ``path`` that is no regular file: it does not exist, or what it is instead."""
-    kind = file_type_name(path)
-    if kind == "missing":
-        return f"{what} {path} does not exist; check the path"
-    return (f"{what} {path} is {kind}, not a regular file; only regular files are read (a pipe or a device could "
-            "block forever) — pass the file itself")
-
-
-def require_regular_file(path: PathLike, what: str = "input file") -> Path:
-    """Refuse an input that is not a regular file, saying what it is: reading a FIFO blocks forever and a device
-    never ends. Every reader of user files (checkpoints, images, audio, videos, clouds, CSVs) calls this first.
-
-    Raises:
-        FileNotFoundError: the path does not exist.
-        NotARegularFileError: it is a FIFO, a device, a socket or a folder (an ``OSError``, so readers that skip
-            unreadable files skip it too).
-    """
-    kind = file_type_name(path)
-    if kind == "missing":
-        raise FileNotFoundError(not_a_regular_file(path, what))
-    if kind != "a regular file":
-        raise NotARegularFileError(not_a_regular_file(path, what))
-    return Path(path)
 
 
 # The write policy of every command, in one place (docs/cli/refusals.md, "What the commands write"):
