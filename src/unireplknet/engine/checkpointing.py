@@ -188,9 +188,11 @@ def data_fingerprint(train: Any, val: Any = None) -> str:
     return digest.hexdigest()[:16]
 
 
-def _first_difference(stored: Any, given: Any) -> Optional[str]:
+def _first_difference(stored: Any, given: Any, settings_only: bool = False) -> Optional[str]:
     if isinstance(stored, dict) and isinstance(given, dict):
         for key in sorted(set(stored) | set(given), key=str):
+            if settings_only and (isinstance(stored.get(key), dict) or isinstance(given.get(key), dict)):
+                continue  # a nested record (e.g. the whole run config a task keeps) holds paths, not data settings
             if stored.get(key) != given.get(key):
                 return str(key)
         return None
@@ -216,7 +218,7 @@ def check_resume_identity(ckpt: Dict[str, Any], given: Dict[str, Any], path: Uni
         stored, new = ckpt[field], given[field]
         if field == "class_names":
             stored, new = list(stored), list(new)
-        key = _first_difference(stored, new)
+        key = _first_difference(stored, new, settings_only=field == "data_config")
         if key is None:
             continue
         if key:
