@@ -394,12 +394,85 @@ BOUNDS_CASES: List[Tuple[str, str, List[str], str]] = [
 ]
 
 
+# ------------------------------------------------------------------------------------ issue 29: writes and fields
+def write_policy_cases(root: Path, corpus: Dict[str, Path]) -> Dict[str, Path]:
+    """The second corpus's cases for the write policy, inputs that are no regular file and untrusted fields
+    (issue 29 items 1, 2, 5, 7, 9), under ``root``; ``corpus`` is :func:`make_corpus`'s result. A sweep runs each
+    command on them and checks that ``outside`` and every file of ``dataset`` stay as they were.
+
+    * ``outside``: a file outside every destination; ``link_png``/``link_csv``: symbolic links to it;
+    * ``dataset``: a folder holding a data set's file (``dense-scenes``/``forecast-make-grid`` must not replace it);
+    * ``fifo_png``/``fifo_pth``: named pipes (reading one blocks forever);
+    * ``names_number_pth``, ``names_short_pth``, ``data_config_list_pth``, ``overlay_pth``, ``int8_pth``:
+      checkpoints with untrusted fields (class_names 5 or too short, data_config a list, a pretrained_cfg_overlay
+      naming /etc/passwd, int8-stored weights);
+    * ``exif_jpg``: a JPEG stored sideways with EXIF orientation 6 (its upright picture is ``exif_upright_png``);
+    * ``coco_number_json``, ``coco_no_id_json``: COCO files with an annotation that is a number / a category
+      without ``id``.
+    """
+    import os
+
+    import torch
+    from PIL import Image
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    cases: Dict[str, Path] = {}
+    cases["outside"] = root / "outside.txt"
+    cases["outside"].write_text("a file outside every destination\n")
+    for name in ("link_png", "link_csv"):
+        stem, suffix = name.split("_")
+        cases[name] = root / f"{stem}.{suffix}"
+        cases[name].symlink_to(cases["outside"])
+    cases["dataset"] = root / "dataset"
+    cases["dataset"].mkdir()
+    (cases["dataset"] / "instances_train.json").write_text('{"images": []}\n')
+    if hasattr(os, "mkfifo"):
+        for name in ("fifo_png", "fifo_pth"):
+            stem, suffix = name.split("_")
+            cases[name] = root / f"{stem}.{suffix}"
+            os.mkfifo(cases[name])
+
+    good = torch.load(corpus["good_train_pth"], weights_only=True)
+    fields = {"names_number_pth": dict(class_names=5), "names_short_pth": dict(class_names=CLASSES[:2]),
+              "data_config_list_pth": dict(data_config=[1, 32, 32]),
+              "overlay_pth": dict(model_config={"pretrained_cfg_overlay": {"file": "/etc/passwd"}})}
+    for name, change in fields.items():
+        cases[name] = root / f"{name[:-4]}.pth"
+        torch.save(dict(good, **change), cases[name])
+    cases["int8_pth"] = root / "int8.pth"
+    torch.save(dict(good, model={k: (v.to(torch.int8) if v.is_floating_point() else v)
+                                 for k, v in good["model"].items()}), cases["int8_pth"])
+
+    upright = np.zeros((INPUT, INPUT // 2, 3), np.uint8)
+    upright[: INPUT // 4] = 255  # white on top: wrong way up is easy to tell
+    cases["exif_upright_png"] = root / "upright.png"
+    Image.fromarray(upright).save(cases["exif_upright_png"])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation 6: the stored pixels must be turned 90 degrees clockwise to be upright
+    cases["exif_jpg"] = root / "sideways.jpg"
+    Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(cases["exif_jpg"], quality=100, exif=exif)
+
+    base = {"images": [{"id": 1, "file_name": "a.png", "height": 8, "width": 8}],
+            "categories": [{"id": 1, "name": "square"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 4, 4]}]}
+    cases["coco_number_json"] = root / "coco_number.json"
+    cases["coco_number_json"].write_text(json.dumps(dict(base, annotations=[7])))
+    cases["coco_no_id_json"] = root / "coco_no_id.json"
+    cases["coco_no_id_json"].write_text(json.dumps(dict(base, categories=[{"name": "square"}])))
+    return cases
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", help="folder to write the corpus into (created)")
     parser.add_argument("--bounds", action="store_true", help="write the corpus of issue 29 (sizes, decoders, series)")
     args = parser.parse_args(argv)
-    paths = (make_bounds_corpus if args.bounds else make_corpus)(Path(args.output))
+    if args.bounds:
+        paths = make_bounds_corpus(Path(args.output))
+    else:
+        paths = make_corpus(Path(args.output))
+        paths.update(write_policy_cases(Path(args.output) / "write_policy", paths))
     for name, path in sorted(paths.items()):
         print(f"{name:24s} {path}")
     return 0

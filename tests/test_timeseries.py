@@ -149,7 +149,7 @@ def test_global_layout_round_trip_and_errors(tmp_path):
     with pytest.raises(SeriesError, match="interpolate"):
         load_global_station_folder(tmp_path, "temp", "val")
     assert np.isfinite(load_global_station_folder(tmp_path, "temp", "val", nan_policy="interpolate").values).all()
-    with pytest.raises(SeriesError, match="missing file"):
+    with pytest.raises(SeriesError, match="rain_global_hourly_train.npy does not exist"):
         load_global_station_folder(tmp_path, "rain", "train")
 
 

@@ -20,6 +20,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 import torch
 from torch.utils.data import Dataset
 
+from ..checkpoint import require_regular_file
 from .batch import Batch  # the one batch type: .inputs (the images), .targets, .unreadable
 
 __all__ = [
@@ -105,8 +106,9 @@ def max_aspect_ratio() -> float:
 
 
 def open_image(path: Union[str, Path], mode: str = "RGB") -> Any:
-    """Read ``path`` as a PIL image in ``mode``; every failure is an ``OSError`` subclass or in
-    :data:`UNREADABLE_IMAGE_ERRORS`, with the path in the message.
+    """Read ``path`` as a PIL image in ``mode``, upright (its EXIF orientation applied); every failure is an
+    ``OSError`` subclass or in :data:`UNREADABLE_IMAGE_ERRORS`, with the path in the message. Only a regular file
+    is opened (a FIFO or device raises :class:`~unireplknet.guards.NotARegularFileError`).
 
     Images over :func:`max_image_pixels` raise :class:`ImageTooLargeError` before their pixels are decoded.
     16-bit grey images (PNG/TIFF ``I;16``) are mapped to 0..255 by /257, the exact rescaling of 0..65535; PIL's
@@ -115,6 +117,9 @@ def open_image(path: Union[str, Path], mode: str = "RGB") -> Any:
     import numpy as np
     from PIL import Image
 
+    from PIL import ImageOps
+
+    require_regular_file(path, "image")  # a FIFO would block Image.open forever
     limit = max_image_pixels()
     saved = Image.MAX_IMAGE_PIXELS
     try:
@@ -139,10 +144,13 @@ def open_image(path: Union[str, Path], mode: str = "RGB") -> Any:
                 f"{path}: {img.width}x{img.height} pixels, an aspect ratio of {ratio:,.0f}:1, over the limit of "
                 f"{most:g}:1 (resizing it would take {ratio:,.0f} times the memory of a square image); crop it, "
                 f"or raise the limit with {MAX_ASPECT_RATIO_ENV}=<ratio> if the file is trusted")
-        if img.mode in _SIXTEEN_BIT_MODES:
-            grey = np.asarray(img, dtype=np.float64) / 257.0
+        # A phone stores a portrait photo sideways with an EXIF orientation tag: turn it upright, as every
+        # viewer does, or it is classified lying on its side.
+        upright = ImageOps.exif_transpose(img)
+        if upright.mode in _SIXTEEN_BIT_MODES:
+            grey = np.asarray(upright, dtype=np.float64) / 257.0
             return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), "L").convert(mode)
-        return img.convert(mode)
+        return upright.convert(mode)
 
 
 def _is_image(path: Path) -> bool:

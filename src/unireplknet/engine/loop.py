@@ -29,7 +29,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .checkpointing import CHECKPOINT_FORMAT, atomic_torch_save, atomic_write, atomic_write_bytes, get_rng_state, load_training_checkpoint, set_rng_state
+from .checkpointing import (CHECKPOINT_FORMAT, atomic_torch_save, atomic_write, atomic_write_bytes, check_resume_identity,
+                            data_fingerprint, get_rng_state, load_training_checkpoint, set_rng_state)
 from .config import adapt_to_machine_and_run, check_input_paths
 from .distributed import DistInfo, all_gather_object, all_reduce_sum, average_buffers, barrier, init_distributed
 from .metrics_log import MetricsLogger, tensorboard_writer
@@ -270,6 +271,7 @@ def prepare_output(out: Path, resume: Optional[str], overwrite: bool) -> Path:
         raise RunFolderError(
             f"{out} already holds a run ({', '.join(existing)}); add --resume to continue it, --overwrite to "
             "replace it, or pass another --output")
+    _check_run_files(out, existing, resume, overwrite)
     lock = out / LOCK_NAME
     try:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -285,6 +287,24 @@ def prepare_output(out: Path, resume: Optional[str], overwrite: bool) -> Path:
     for stale in out.glob(".*.tmp"):  # a save killed mid-write; the lock says no live process owns it
         stale.unlink(missing_ok=True)
     return lock
+
+
+def _check_run_files(out: Path, existing: List[str], resume: Optional[str], overwrite: bool) -> None:
+    """The one write policy in a run folder: no run file written through a symbolic link, and no other run's
+    files replaced by resuming a checkpoint from elsewhere (both unless ``--overwrite``)."""
+    from ..checkpoint import check_destination
+
+    for name in RUN_FILES + ("metrics.csv", "model.onnx"):
+        if (out / name).is_symlink():
+            check_destination(out / name, overwrite, "run file")  # a link is refused; with --overwrite replaced
+    if existing and resume not in (None, "auto", True) and not overwrite:
+        source = Path(str(resume))
+        if not (source.parent.exists() and os.path.samefile(source.parent, out)):
+            raise RunFolderError(
+                f"--resume {resume} belongs to another run folder than --output {out}, which holds a run of its own "
+                f"({', '.join(existing)}) that resuming would replace. Pass --output {source.parent} to continue "
+                f"that run in its folder, a new --output to continue it there, or --overwrite to replace the run in "
+                f"{out}")
 
 
 def _lock_holder(lock: Path) -> Optional[int]:
@@ -418,10 +438,11 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
 
     start_epoch, num_updates, best, history, stale = 0, 0, None, [], 0
-    if ckpt is not None:
-        if ckpt["model_config"] != model_config:
-            raise ValueError(f"{resume_path} was trained with model {ckpt['model_config']}, these options build "
-                             f"{model_config}; resume with the original command line")
+    fingerprint = data_fingerprint(data.train, data.val)
+    if ckpt is not None:  # what defines the run must be what it was started with (field, both values, the fix)
+        check_resume_identity(ckpt, dict(model_config=model_config, class_names=list(data.class_names),
+                                         data_config=plain(data.data_config), data_fingerprint=fingerprint),
+                              resume_path)
         _load_state(model, ckpt["model"], "model")
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -504,7 +525,7 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
                     scheduler=scheduler.state_dict(), scaler=scaler.state_dict() if scaler is not None else None,
                     model_ema=ema.module.state_dict() if ema is not None else None,
                     rng=rng_states, config=plain(_config_dict(cfg)), model_config=model_config,
-                    best=best, history=history, stale=stale, **metadata)
+                    data_fingerprint=fingerprint, best=best, history=history, stale=stale, **metadata)
                 atomic_torch_save(state, last_path)
                 del state
                 if improved:  # a byte copy of last.pth (atomic too), not a second serialisation
@@ -532,7 +553,7 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
     result.wall_s = time.perf_counter() - t_start
     result.model = model
     if main:
-        (out / "summary.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+        atomic_write_bytes(out / "summary.json", json.dumps(result.to_dict(), indent=2, default=str).encode("utf-8"))
     if dist_info.initialized_here:
         barrier()
         torch.distributed.destroy_process_group()

@@ -90,8 +90,10 @@ def load_audio(path: Union[str, Path], sample_rate: Optional[int] = 16000, on_ra
     ``'error'`` raises :class:`AudioError`. Unreadable or empty files raise :class:`AudioError`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"audio file {path} does not exist")
+    if not path.is_file():  # missing, or a FIFO/device that would block the reader
+        from ...checkpoint import not_a_regular_file
+
+        raise AudioError(not_a_regular_file(path, "audio file"))
     if on_rate_mismatch not in ("resample", "error"):
         raise ValueError(f"on_rate_mismatch must be 'resample' or 'error', got {on_rate_mismatch!r}")
     data: Optional[np.ndarray] = None

@@ -311,8 +311,10 @@ def _load_npy(path: Path) -> np.ndarray:
     with advice to re-save the data as plain numbers or strings; timestamps saved as strings (``<U…``) or
     ``datetime64`` are plain arrays and load as usual.
     """
-    if not path.is_file():
-        raise SeriesError(f"missing file {path}")
+    if not path.is_file():  # missing, or a FIFO/device that would block the reader
+        from ...checkpoint import not_a_regular_file
+
+        raise SeriesError(not_a_regular_file(path, "array file"))
     _check_npy_header(path)
     try:
         return np.load(path, allow_pickle=False)
@@ -371,15 +373,20 @@ def load_global_station_folder(root: Union[str, Path], variable: str = "temp", s
 
 def write_global_station_folder(root: Union[str, Path], splits: Dict[str, Series], variable: str = "temp") -> Path:
     """Write series in the Global Temp/Wind layout (the inverse of :func:`load_global_station_folder`)."""
+    from ...checkpoint import atomic_write  # the one writer
+
+    def save(path: Path, array: np.ndarray) -> None:
+        atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
+
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     coords = None
     for split, s in splits.items():
-        np.save(root / f"{variable}_global_hourly_{split}.npy", s.values.astype(np.float32))
-        np.save(root / f"data_time_{split}.npy", s.timestamps.astype("datetime64[s]"))
+        save(root / f"{variable}_global_hourly_{split}.npy", s.values.astype(np.float32))
+        save(root / f"data_time_{split}.npy", s.timestamps.astype("datetime64[s]"))
         coords = s.coords if s.coords is not None else coords
     if coords is not None:
-        np.save(root / "stations_sorted.npy", coords)
+        save(root / "stations_sorted.npy", np.asarray(coords))
     return root
 
 
@@ -409,8 +416,10 @@ def load_csv_series(path: Union[str, Path], time_column: str = "date", columns: 
     file size and the length of one cell are bounded (``UNIREPLKNET_MAX_SERIES_BYTES``, ``UNIREPLKNET_MAX_CSV_CELL``).
     """
     path = Path(path)
-    if not path.is_file():
-        raise SeriesError(f"CSV file {path} does not exist")
+    if not path.is_file():  # missing, or a FIFO/device that would block the reader
+        from ...checkpoint import not_a_regular_file
+
+        raise SeriesError(not_a_regular_file(path, "CSV file"))
     size, most = path.stat().st_size, _series_limit(MAX_SERIES_BYTES_ENV, DEFAULT_MAX_SERIES_BYTES, "bytes")
     if size > most:
         raise SeriesError(f"{path} is {size:,} bytes, over the limit of {most:,} for a CSV series (it is read whole); "
@@ -463,8 +472,10 @@ def load_array_series(path: Union[str, Path], freq: str = "h", start: str = "200
     """A ``.npy`` (T, V) array, or an ``.npz`` with ``values`` [, ``timestamps``, ``coords``]; without timestamps
     the steps are numbered from ``start`` at ``freq``."""
     path = Path(path)
-    if not path.is_file():
-        raise SeriesError(f"array file {path} does not exist")
+    if not path.is_file():  # missing, or a FIFO/device that would block the reader
+        from ...checkpoint import not_a_regular_file
+
+        raise SeriesError(not_a_regular_file(path, "array file"))
     coords = None
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:

@@ -58,8 +58,10 @@ def read_video(path: Union[str, Path], max_frames: Optional[int] = None) -> np.n
     """
     av = require_av()
     path = Path(path)
-    if not path.is_file():
-        raise VideoDecodeError(f"video file {path} does not exist")
+    if not path.is_file():  # missing, or a FIFO/device that would block the decoder
+        from ...checkpoint import not_a_regular_file
+
+        raise VideoDecodeError(not_a_regular_file(path, "video file"))
     frames: List[np.ndarray] = []
     budget, decoded = max_video_pixels(), 0
     try:

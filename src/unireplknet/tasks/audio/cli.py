@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any, Dict, List
 
-from ...engine.flags import add_common_arguments, add_engine_arguments, engine_options, format_metrics as _fmt
+from ...engine.flags import PROBABILITY, SHARE, add_common_arguments, add_engine_arguments, engine_options, format_metrics as _fmt
 
 __all__ = ["add_subcommands"]
 
@@ -156,7 +156,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--data", default=None, help="Speech Commands v2 folder, folder of <class>/<clip>.wav "
                    "(root/train + root/val[/test] or split by --val-split), or a CSV manifest file,labels[,split] "
                    "(labels ';'-separated, for --multilabel); default: embedded spoken digits")
-    g.add_argument("--val-split", type=float, default=None, help="held-out share without a val split (0.1)")
+    g.add_argument("--val-split", type=SHARE, default=None, help="held-out share without a val split (0.1)")
     g.add_argument("--multilabel", action="store_true", help="multi-label targets: BCE loss, mAP metric")
     g.add_argument("--sample-rate", type=int, default=None, help="16000 (other rates are resampled)")
     g.add_argument("--mel-bins", type=int, default=None, help="128")
@@ -172,7 +172,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
                    help="first epoch after which the rate is multiplied by --lr-decay every epoch (5; digits 40)")
     g.add_argument("--lr-decay", type=float, default=None, help="per-epoch factor of the rate (0.85)")
     g = p.add_argument_group("augmentation (official: mixup 0.6, masks 48/48, noise 0.1, roll 10)")
-    g.add_argument("--mixup", type=float, default=None, help="probability of waveform mixup (0.6; digits 0)")
+    g.add_argument("--mixup", type=PROBABILITY, default=None, help="probability of waveform mixup (0.6; digits 0)")
     g.add_argument("--freq-mask", type=int, default=None, help="SpecAugment frequency mask width (48; digits 8)")
     g.add_argument("--time-mask", type=int, default=None, help="SpecAugment time mask width (48; digits 8)")
     g.add_argument("--noise", type=float, default=None, help="additive noise amplitude on the log-mel image (0.1)")

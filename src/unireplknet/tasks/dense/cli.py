@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any, Dict
 
-from ...engine.flags import (add_common_arguments, add_engine_arguments, engine_options, json_dict_arg as _json_arg,
+from ...engine.flags import (add_common_arguments, add_overwrite_argument, add_engine_arguments, engine_options, json_dict_arg as _json_arg,
                           set_torch_threads)
 
 __all__ = ["add_subcommands"]
@@ -150,8 +150,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_scenes(args: argparse.Namespace) -> int:
+    from ...checkpoint import check_destination_folder
     from ...data import scenes
 
+    check_destination_folder(args.output, args.overwrite)  # another data set there is not replaced silently
     for split, n in (("train", args.num_train), ("val", args.num_val)):
         if args.layout == "coco":
             path = scenes.write_coco(args.output, split, n, seed=args.seed, size=args.size, style=args.style)
@@ -201,5 +203,6 @@ def add_subcommands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--style", default="flat", choices=("flat", "textured"),
                    help="shapes in flat saturated colours or in background-like textures (flat)")
+    add_overwrite_argument(p, "the files of a folder that is not empty")
     add_common_arguments(p)
     p.set_defaults(func=cmd_scenes)

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from ...engine.flags import add_common_arguments, add_engine_arguments, engine_options
+from ...engine.flags import RATE, add_common_arguments, add_engine_arguments, add_overwrite_argument, engine_options
 
 __all__ = ["add_subcommands"]
 
@@ -116,8 +116,10 @@ def cmd_forecast_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_forecast_make_grid(args: argparse.Namespace) -> int:
+    from ...checkpoint import check_destination_folder
     from ...data.timeseries import chronological_split, make_synthetic_station_grid, write_global_station_folder
 
+    check_destination_folder(args.output, args.overwrite)  # another data set there is not replaced silently
     s = make_synthetic_station_grid(args.stations, args.days, args.seed)
     root = write_global_station_folder(args.output, chronological_split(s, 0), args.variable)
     print(f"wrote {s.description} in the Global Temp layout to {root}")
@@ -125,8 +127,10 @@ def cmd_forecast_make_grid(args: argparse.Namespace) -> int:
 
 
 def cmd_forecast_make_weather(args: argparse.Namespace) -> int:
+    from ...checkpoint import check_destination_folder
     from ...data.timeseries.global_weather import write
 
+    check_destination_folder(args.output, args.overwrite)
     write(args.output, args.stations, args.days, args.seed)
     print(f"wrote {args.output} ({args.stations} stations, {args.days * 24} hours)")
     return 0
@@ -180,7 +184,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
                    help="linear-head forecaster's window normalisation: revin (each variable to unit variance, "
                         "the paper's) or node (each variable minus its last value, over one scale per node, so "
                         "the stations' ratios survive) (co2 and the synthetic grids: node; else revin)")
-    g.add_argument("--dropout", type=float, default=None, help="dropout of the embedding and the head (0.05)")
+    g.add_argument("--dropout", type=RATE, default=None, help="dropout of the embedding and the head (0.05)")
     g.add_argument("--data-scale", type=float, default=None,
                    help="the files' values per physical unit, for the physical-unit metrics (Corrformer presets 10, "
                         "as the released files; else 1)")
@@ -229,6 +233,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--days", type=int, default=100, help="days of hourly values (100)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--variable", default="temp", help="file prefix: temp or wind (temp)")
+    add_overwrite_argument(p, "the files of a folder that is not empty")
     add_common_arguments(p)
     p.set_defaults(func=cmd_forecast_make_grid)
 
@@ -239,5 +244,6 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--stations", type=int, default=308, help="stations, a multiple of 308 (308)")
     p.add_argument("--days", type=int, default=120, help="days of hourly values (120)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    add_overwrite_argument(p, "the files of a folder that is not empty")
     add_common_arguments(p)
     p.set_defaults(func=cmd_forecast_make_weather)

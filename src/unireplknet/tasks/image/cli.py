@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ...engine.flags import (CLIError, add_checkpoint_arguments, add_common_arguments, add_data_config_arguments,
+from ...engine.flags import (NON_NEGATIVE, PROBABILITY, RATE, SHARE, CLIError, add_checkpoint_arguments, add_common_arguments, add_data_config_arguments,
                              add_engine_arguments, engine_options, format_duration, is_main_rank, set_torch_threads,
                              text_table)
 from ...guards import check_finite, check_finite_model, non_negative_int, positive_int
@@ -93,15 +93,15 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data", default=None,
                    help="image folder: root/train + root/val, or root/<class>/... split by --val-split "
                         "(default: the embedded UCI digits)")
-    g.add_argument("--val-split", type=float, default=None, help="held-out share when there is no val/ folder (0.1)")
+    g.add_argument("--val-split", type=SHARE, default=None, help="held-out share when there is no val/ folder (0.1)")
     g.add_argument("--input-size", type=int, default=None, help="input side in pixels (224; digits 32)")
     g.add_argument("--in-chans", type=int, default=None, choices=(1, 3), help="3 = RGB (default), 1 = grey")
     g = p.add_argument_group("augmentation and regularisation")
-    g.add_argument("--mixup", type=float, default=None, help="mixup alpha (0.8; digits 0)")
-    g.add_argument("--cutmix", type=float, default=None, help="cutmix alpha (1.0; digits 0)")
-    g.add_argument("--smoothing", type=float, default=None, help="label smoothing (0.1)")
+    g.add_argument("--mixup", type=NON_NEGATIVE, default=None, help="mixup alpha (0.8; digits 0)")
+    g.add_argument("--cutmix", type=NON_NEGATIVE, default=None, help="cutmix alpha (1.0; digits 0)")
+    g.add_argument("--smoothing", type=RATE, default=None, help="label smoothing (0.1)")
     g.add_argument("--aa", dest="auto_augment", default=None, help="RandAugment policy (rand-m9-mstd0.5-inc1; '' = off)")
-    g.add_argument("--reprob", type=float, default=None, help="random erasing probability (0.25; digits 0)")
+    g.add_argument("--reprob", type=PROBABILITY, default=None, help="random erasing probability (0.25; digits 0)")
     g.add_argument("--no-augment", dest="train_augment", action="store_false", default=None,
                    help="train on the evaluation transform (no random crops, flips, RandAugment …)")
     add_engine_arguments(p, dict(
@@ -219,7 +219,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------- predict
 def _class_names_for(model, meta: Dict[str, Any]) -> List[str]:
     if meta.get("class_names"):
-        return list(meta["class_names"])
+        names = list(meta["class_names"])
+        if len(names) != model.num_classes:  # a label would be missing, or belong to no output
+            raise CLIError(f"the checkpoint's class_names lists {len(names)} names but its head has "
+                           f"{model.num_classes} outputs; the file was altered or mixes two runs — fix class_names "
+                           "or use the checkpoint the run wrote")
+        return names
     if model.num_classes == 1000:
         from timm.data import ImageNetInfo
 

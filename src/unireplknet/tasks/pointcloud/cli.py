@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from ...engine.flags import (add_common_arguments, add_engine_arguments, add_eval_loader_arguments, engine_options,
+from ...engine.flags import (RATE, add_common_arguments, add_overwrite_argument, add_engine_arguments, add_eval_loader_arguments, engine_options,
                           set_torch_threads)
 
 __all__ = ["add_subcommands", "projection_picture"]
@@ -104,7 +104,10 @@ def cmd_points_project(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .._pictures import label_picture
+    from .._pictures import label_picture, save_picture
+    from ...checkpoint import check_destination
+
+    check_destination(args.output, args.overwrite)  # before any work: the one write policy
     from ...data.pointcloud.modelnet import read_off, read_points
     from ...modalities.pointcloud import farthest_point_sample, gather_points, normalize_unit_sphere
 
@@ -136,7 +139,7 @@ def cmd_points_project(args: argparse.Namespace) -> int:
     # each row named by its file or class, each column by its view (numbered: a 24-pixel view fits no word)
     pic, _ = label_picture(pic, "views; R occupancy, G mean depth, B front depth", names,
                            [str(v + 1) for v in range(args.num_views)])
-    pic.save(args.output)
+    save_picture(pic, args.output, args.overwrite)
     print(f"{args.output}: {len(clouds)} clouds x {args.num_views} views of {args.image_size}px (occupancy, mean "
           f"depth, front depth as R, G, B), labelled")
     return 0
@@ -171,7 +174,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
                         "so the views do not depend on its pose (no ONNX export: skipped with a warning)")
     g.add_argument("--num-views", type=int, default=None, help="4 (official)")
     g.add_argument("--image-size", type=int, default=None, help="view side in pixels (32; modelnet40 224)")
-    g.add_argument("--smoothing", type=float, default=None, help="official 0.2 (eps/(K-1) off target)")
+    g.add_argument("--smoothing", type=RATE, default=None, help="official 0.2 (eps/(K-1) off target)")
     g.add_argument("--test-rotations", type=int, default=None, help="how many of the 8 official test rotations")
     add_engine_arguments(p, dict(
         model="official = the S backbone of the paper; demo: a small custom net", drop_path="demo 0; modelnet40 0.4",
@@ -193,6 +196,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("points-project", help="save the fixed depth projections of clouds (PNG)")
     p.add_argument("files", nargs="*", help=".off / .txt / .npy files (default: one generated shape per class)")
     p.add_argument("--output", "-o", default="projection.png", help="destination PNG (projection.png)")
+    add_overwrite_argument(p, "the destination PNG")
     p.add_argument("--num-points", type=int, default=2048, help="points sampled from a mesh (2048)")
     p.add_argument("--num-views", type=int, default=4, help="views per cloud (4)")
     p.add_argument("--image-size", type=int, default=64, help="view side in pixels (64)")
