@@ -10,7 +10,7 @@ COCO box/mask AP and mIoU rather than one top-1, so they have their own runner b
   ``--model convnext_atto --model-kwargs '{"depths":[1,1,2,1],"dims":[16,32,64,128]}'``:
   timm's ConvNeXt with the demo's depths and widths, built with ``features_only=True`` and feeding the same FPN /
   Mask R-CNN heads or UperNet head, same recipe, same scenes;
-* ``classical`` — ``classical_baselines.detection_scenes_baseline`` / ``segmentation_scenes_baseline`` on the
+* ``classical`` — ``baselines.dense.detection_scenes_baseline`` / ``segmentation_scenes_baseline`` on the
   same scenes (``make_scene`` with the same seed, the same 100 held-out scenes), scored by the task's own COCO
   evaluator and confusion matrix.
 
@@ -86,7 +86,7 @@ def run_learned(task: str, peer: bool, seed: int, work_dir: Path, full: bool, st
 
 
 def run_classical(task: str, seed: int, style: str = "flat") -> Dict[str, Any]:
-    import classical_baselines as cb
+    from baselines import dense as cb
 
     start, cpu0 = time.perf_counter(), time.process_time()
     fn = cb.detection_scenes_baseline if task == "det" else cb.segmentation_scenes_baseline

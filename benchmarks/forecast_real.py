@@ -164,7 +164,7 @@ def run_set(name: str, spec: Dict[str, Any], seeds: Sequence[int], work: Path, r
     writer, options = REAL_TABLES[spec["table"]]
     csv = writer(work / f"{spec['table']}.csv")
     base = dict(options, data=str(csv))
-    cfg = ForecastTrainConfig.for_data(**base, **COMMON)
+    cfg = ForecastTrainConfig.with_recipe(**base, **COMMON)
     splits, _ = build_forecast_splits(cfg)
     wins = {k: forecast_windows(s, cfg) for k, s in splits.items()}
     train, val, test = (arrays(wins[k]) for k in ("train", "val", "test"))
@@ -198,14 +198,15 @@ def run_set(name: str, spec: Dict[str, Any], seeds: Sequence[int], work: Path, r
     for model_name in models:
         for seed in seeds:
             with tempfile.TemporaryDirectory() as out:
-                run_cfg = ForecastTrainConfig.for_data(**base, **COMMON, **MODELS[model_name], seed=seed,
-                                                       output=out)
+                run_cfg = ForecastTrainConfig.with_recipe(**base, **COMMON, **MODELS[model_name], seed=seed,
+                                                          output=out)
                 c0 = cpu_seconds()
                 r = train_forecaster(run_cfg)
                 cpu = cpu_seconds() - c0
                 pred = network_forecast(r.model.cpu(), wins["test"])[..., targets]
             entry["models"].setdefault(model_name, {})[str(seed)] = dict(
-                scores=scores(pred, true, names, steps), cpu_s=round(cpu, 1), best_epoch=r.best_epoch,
+                scores=scores(pred, true, names, steps), cpu_s=round(cpu, 1),
+                best_epoch=int(r.best["epoch"]) if r.best else 0,
                 val_loss=min(h["val_loss"] for h in r.history if "val_loss" in h))
             if seed == min(seeds):
                 figures[name]["preds"][model_name] = pred

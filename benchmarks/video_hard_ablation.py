@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Which part of the hard motion clips stops the small networks? (docs/video.md, "hard motion clips")
 
-Trains the hard demo (``VideoTrainConfig.motion_hard``: 80 clips per class, 32 epochs, lr 4e-3) on clips with one
+Trains the hard demo (``VideoTrainConfig.with_recipe("motion-hard")``: 80 clips per class, 32 epochs, lr 4e-3) on clips with one
 part of the difficulty switched off, scored on the **validation** split (the test split stays untouched):
 
 * ``still-camera``  — ``camera_scale=0``: no pan, no shake;
@@ -49,14 +49,14 @@ def main(argv) -> int:
     extra = {}
     if args.model:
         extra = dict(model=args.model, model_kwargs=json.loads(args.model_kwargs or "{}"))
-    cfg = VideoTrainConfig.motion_hard(eval_split="val", seed=args.seed, hard_options=ABLATIONS[args.ablation],
+    cfg = VideoTrainConfig.with_recipe("motion-hard", eval_split="val", seed=args.seed, hard_options=ABLATIONS[args.ablation],
                                        output=None, export_onnx=False, progress=False, **extra)
     start = time.perf_counter()
     r = train_video(cfg)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     out = dict(ablation=args.ablation, hard_options=ABLATIONS[args.ablation], seed=args.seed, model=cfg.model,
-               val_top1=r["final"]["top1"], val_top1_per_epoch=[h["val_top1"] for h in r["history"]],
-               train_loss_last=r["history"][-1]["train_loss"], wall_s=round(time.perf_counter() - start, 1),
+               val_top1=r.train_structure["top1"], val_top1_per_epoch=[h["val_top1"] for h in r.history],
+               train_loss_last=r.history[-1]["train_loss"], wall_s=round(time.perf_counter() - start, 1),
                cpu_s=round(usage.ru_utime + usage.ru_stime, 1), loadavg=open("/proc/loadavg").read().split()[0])
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(args.json + ".tmp")

@@ -16,6 +16,10 @@ What it holds (``make_corpus`` returns the paths by name):
   and one with an empty class folder;
 * audio: a good WAV, random bytes and an empty file as ``.wav``;
 * point clouds / videos: a ModelNet-layout folder with a broken ``.off`` and a video folder with a broken ``.mp4``.
+
+:func:`make_bounds_corpus` writes the second corpus of issue 29 (sizes believed before they are checked, decoders
+without bounds, time series taken on trust) and :data:`BOUNDS_CASES` names the command each file is given to;
+``scripts/sweep_hostile_corpus.py`` runs them (``--bounds`` here writes that corpus instead).
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ import sys
 import wave
 import zlib
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -50,12 +54,13 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def write_huge_png(path: Path, side: int = 14000) -> Path:
-    """A valid 1-bit black PNG of side × side pixels: ~25 KB on disk, 196 M pixels once decoded."""
+def write_huge_png(path: Path, side: int = 14000, height: Optional[int] = None) -> Path:
+    """A valid 1-bit black PNG of side × side pixels (side × height): ~25 KB on disk, 196 M pixels once decoded."""
+    height = side if height is None else height
     row = b"\x00" + b"\x00" * ((side + 7) // 8)
     compressor = zlib.compressobj(9)
-    data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
-    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    ihdr = struct.pack(">IIBBBBB", side, height, 1, 0, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", data)
                      + _png_chunk(b"IEND", b""))
     return path
@@ -216,11 +221,258 @@ def make_corpus(root: Path) -> Dict[str, Path]:
     return paths
 
 
+# ------------------------------------------------------------------------------------- issue 29: items 3, 4, 6
+def _deploy_safetensors(path: Path, data_config: dict, tensors=None) -> Path:
+    from safetensors.torch import save_file
+
+    from unireplknet.model import reparameterize
+
+    if tensors is None:
+        tensors = {k: v.contiguous() for k, v in reparameterize(_image_model(False)).state_dict().items()}
+    save_file(tensors, str(path), metadata={"class_names": json.dumps(CLASSES), "data_config": json.dumps(data_config)})
+    return path
+
+
+def _write_deflated_pth(path: Path, values: int) -> Path:
+    """A .pth whose one tensor record (``values`` float32 zeros) is deflated: torch.save never writes that, and
+    torch.load inflates it in full (the corpus of the issue: 2.3 MB that become 2.4 GB)."""
+    import tempfile
+    import zipfile
+
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        plain, zeros = Path(tmp) / "plain.pth", Path(tmp) / "zeros.bin"
+        with open(zeros, "wb") as f:
+            f.truncate(4 * values)  # a sparse file of zeros, mapped: no memory taken for the big tensor
+        torch.save({"model": {"head.weight": torch.from_file(str(zeros), size=values, dtype=torch.float32)}}, plain)
+        with zipfile.ZipFile(plain) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+            for info in src.infolist():
+                record = zipfile.ZipInfo(info.filename)
+                record.compress_type = zipfile.ZIP_DEFLATED
+                with src.open(info) as fin, dst.open(record, "w", force_zip64=True) as fout:
+                    while True:
+                        chunk = fin.read(1 << 22)
+                        if not chunk:
+                            break
+                        fout.write(chunk)
+    return path
+
+
+def _write_gif(path: Path, frames: int, side: int) -> Path:
+    from PIL import Image
+
+    # alternating black and white frames, so that no frame can be stored as a difference of the previous one
+    images = [Image.new("P", (side, side), color=k % 2) for k in range(frames)]
+    for im in images:
+        im.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=40, loop=0, optimize=False)
+    return path
+
+
+def _write_sparse_wav(path: Path, seconds: int, rate: int = 44100) -> Path:
+    """A silent 16-bit WAV of ``seconds``: the header and a sparse hole of zeros (no disk space used)."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.setnframes(seconds * rate)
+        w.writeframesraw(b"")
+    size = 44 + 2 * seconds * rate
+    with open(path, "r+b") as f:
+        f.seek(4)
+        f.write(struct.pack("<I", size - 8))
+        f.seek(40)
+        f.write(struct.pack("<I", size - 44))
+        f.truncate(size)
+    return path
+
+
+def _hourly_csv(path: Path, hours: List[int], value=lambda i: f"{i % 24}.0") -> Path:
+    import datetime
+
+    t0 = datetime.datetime(2020, 1, 1)
+    rows = ["date,temp"] + [f"{t0 + datetime.timedelta(hours=h):%Y-%m-%d %H:%M:%S},{value(i)}"
+                            for i, h in enumerate(hours)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def make_bounds_corpus(root: Path, full_size: bool = True) -> Dict[str, Path]:
+    """The second corpus (issue 29 items 3, 4, 6) under ``root``; ``full_size=False`` makes the few files that take
+    seconds to write (the deflated .pth, the GIF, the sparse CSV) at a scale that still trips their limit only
+    with the environment of :data:`SMALL_LIMITS`."""
+    import torch
+
+    root = Path(root)
+    paths: Dict[str, Path] = {"root": root}
+    for sub in ("checkpoints", "images", "video", "audio", "series"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    data_config = {"input_size": [1, INPUT, INPUT], "mean": [0.5], "std": [0.5], "crop_pct": 1.0,
+                   "interpolation": "bilinear", "kind": "folder"}
+    ckpt = root / "checkpoints"
+    paths["good_deploy_safetensors"] = _deploy_safetensors(ckpt / "good_deploy.safetensors", data_config)
+    paths["png8"] = _grey_png(root / "images" / "grey.png", 128)
+    paths["good_wav"] = _write_wav(root / "audio" / "tone.wav")
+    paths["audio_pth"] = _write_audio_checkpoint(ckpt / "audio.pth")
+    # 3: sizes believed before they are checked
+    audio = torch.load(paths["audio_pth"], weights_only=True)
+    audio["model_config"]["num_classes"] = 2_500_000
+    paths["many_classes_audio_pth"] = ckpt / "many_classes_audio.pth"
+    torch.save(audio, paths["many_classes_audio_pth"])
+    paths["huge_input_safetensors"] = _deploy_safetensors(
+        ckpt / "huge_input.safetensors", dict(data_config, input_size=[1, 60000, 60000]))
+    good = torch.load(paths["audio_pth"], weights_only=True)  # any file: only the key names matter below
+    del good
+    from safetensors.torch import load_file
+
+    zero = {k: torch.empty((0,) + tuple(v.shape[1:])) if v.ndim else torch.empty(0)
+            for k, v in load_file(str(paths["good_deploy_safetensors"])).items()}
+    zero["head.weight"] = torch.empty(12_000_000, 0)  # 0 bytes that announce 12 M classes
+    zero["downsample_layers.3.0.weight"] = torch.empty(TINY["dims"][3], 0, 2, 2)
+    paths["zero_element_safetensors"] = _deploy_safetensors(ckpt / "zero_element.safetensors", data_config, zero)
+    paths["inflating_pth"] = _write_deflated_pth(ckpt / "inflating.pth",
+                                                 600_000_000 if full_size else 25_000_000)
+    # 4: decoders without bounds
+    paths["wide_png"] = write_huge_png(root / "images" / "wide.png", 1_000_000, 1)
+    paths["frames_gif"] = _write_gif(root / "video" / "frames.gif", 40, 4000 if full_size else 400)
+    paths["rate_44101_wav"] = _write_wav(root / "audio" / "rate_44101.wav", rate=44101)
+    paths["rate_prime_wav"] = _write_wav(root / "audio" / "rate_prime.wav", rate=48049)  # 48049 is prime
+    paths["long_wav"] = _write_sparse_wav(root / "audio" / "two_hours.wav", 2 * 3600)
+    series = root / "series"
+    paths["sparse_csv"] = series / "sparse.csv"
+    with open(paths["sparse_csv"], "wb") as f:
+        f.write(b"date,temp\n")
+        f.truncate(5_000_000_000 if full_size else 50_000_000)
+    paths["long_cell_csv"] = _hourly_csv(series / "long_cell.csv", list(range(200)),
+                                         lambda i: "1" * 200_000 if i == 5 else "1.0")
+    paths["empty_npy"] = series / "no_variables.npy"
+    np.save(paths["empty_npy"], np.empty((10 ** 9, 0), np.float32))
+    # 6: time series taken on trust
+    hours = list(range(300))
+    paths["unsorted_csv"] = _hourly_csv(series / "unsorted.csv", hours[:100] + hours[150:] + hours[100:150])
+    paths["duplicated_csv"] = _hourly_csv(series / "duplicated.csv", hours[:120] + [119] + hours[120:])
+    paths["gap_csv"] = _hourly_csv(series / "gap.csv", hours[:150] + [h + 60 for h in hours[150:]])
+    paths["float_times_npz"] = series / "float_times.npz"
+    np.savez(paths["float_times_npz"], values=np.sin(np.arange(300, dtype=np.float32) / 10),
+             timestamps=1.6e9 + 3600.5 * np.arange(300))
+    return paths
+
+
+#: Environment under which the small corpus (``full_size=False``) trips the same limits as the full one.
+SMALL_LIMITS = {"UNIREPLKNET_MAX_VIDEO_PIXELS": "4000000", "UNIREPLKNET_MAX_SERIES_BYTES": "10000000"}
+
+#: (case, class, argv after ``unireplknet``, what must happen): "refused" is an exit status of 2 with one error
+#: line; "ok" an exit status of 0. ``{name}`` is a corpus path, ``{out}`` a fresh folder that may be written.
+BOUNDS_CASES: List[Tuple[str, str, List[str], str]] = [
+    ("many classes in model_config", "sizes", ["audio-predict", "{many_classes_audio_pth}", "{good_wav}"], "refused"),
+    ("input_size 60000 in metadata", "sizes", ["predict", "{huge_input_safetensors}", "{png8}"], "refused"),
+    ("zero-element tensors, 12 M classes", "sizes", ["predict", "{zero_element_safetensors}", "{png8}"], "refused"),
+    ("deflated .pth", "sizes", ["predict", "{inflating_pth}", "{png8}"], "refused"),
+    ("predict --input-size 60000", "sizes",
+     ["predict", "{good_deploy_safetensors}", "{png8}", "--input-size", "60000"], "refused"),
+    ("train --input-size 100000", "sizes",
+     ["train", "--input-size", "100000", "--epochs", "1", "-o", "{out}/run", "--quiet"], "refused"),
+    ("train --model-kwargs dims 100000", "sizes",
+     ["train", "--model", "custom", "--model-kwargs", '{{"depths": [1, 1, 1, 1], "dims": [100000, 100000, 100000, '
+      '100000], "kernel_sizes": [[3], [3], [3], [3]]}}', "--epochs", "1", "-o", "{out}/run", "--quiet"], "refused"),
+    ("1 x 1,000,000 PNG", "decoders", ["predict", "{good_deploy_safetensors}", "{wide_png}"], "refused"),
+    ("GIF of 40 frames of 4000 x 4000", "decoders", ["video-mosaic", "{frames_gif}", "-o", "{out}/m.png"], "refused"),
+    ("WAV at 44,101 Hz", "decoders", ["audio-predict", "{audio_pth}", "{rate_44101_wav}"], "ok"),
+    ("WAV at a prime rate", "decoders", ["audio-predict", "{audio_pth}", "{rate_prime_wav}"], "ok"),
+    ("2-hour silent WAV", "decoders", ["audio-predict", "{audio_pth}", "{long_wav}"], "refused"),
+    ("sparse 5 GB CSV", "decoders", ["forecast-train", "--data", "{sparse_csv}", "-o", "{out}/run"], "refused"),
+    ("200,000-character cell", "decoders", ["forecast-train", "--data", "{long_cell_csv}", "-o", "{out}/run"],
+     "refused"),
+    (".npy of shape (10^9, 0)", "decoders", ["forecast-train", "--data", "{empty_npy}", "-o", "{out}/run"],
+     "refused"),
+    ("unsorted rows", "series", ["forecast-train", "--data", "{unsorted_csv}", "-o", "{out}/run"], "refused"),
+    ("duplicated timestamps", "series", ["forecast-train", "--data", "{duplicated_csv}", "-o", "{out}/run"],
+     "refused"),
+    ("60-hour gap", "series", ["forecast-train", "--data", "{gap_csv}", "-o", "{out}/run"], "refused"),
+    ("float timestamps", "series", ["forecast-train", "--data", "{float_times_npz}", "-o", "{out}/run"], "refused"),
+]
+
+
+# ------------------------------------------------------------------------------------ issue 29: writes and fields
+def write_policy_cases(root: Path, corpus: Dict[str, Path]) -> Dict[str, Path]:
+    """The second corpus's cases for the write policy, inputs that are no regular file and untrusted fields
+    (issue 29 items 1, 2, 5, 7, 9), under ``root``; ``corpus`` is :func:`make_corpus`'s result. A sweep runs each
+    command on them and checks that ``outside`` and every file of ``dataset`` stay as they were.
+
+    * ``outside``: a file outside every destination; ``link_png``/``link_csv``: symbolic links to it;
+    * ``dataset``: a folder holding a data set's file (``dense-scenes``/``forecast-make-grid`` must not replace it);
+    * ``fifo_png``/``fifo_pth``: named pipes (reading one blocks forever);
+    * ``names_number_pth``, ``names_short_pth``, ``data_config_list_pth``, ``overlay_pth``, ``int8_pth``:
+      checkpoints with untrusted fields (class_names 5 or too short, data_config a list, a pretrained_cfg_overlay
+      naming /etc/passwd, int8-stored weights);
+    * ``exif_jpg``: a JPEG stored sideways with EXIF orientation 6 (its upright picture is ``exif_upright_png``);
+    * ``coco_number_json``, ``coco_no_id_json``: COCO files with an annotation that is a number / a category
+      without ``id``.
+    """
+    import os
+
+    import torch
+    from PIL import Image
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    cases: Dict[str, Path] = {}
+    cases["outside"] = root / "outside.txt"
+    cases["outside"].write_text("a file outside every destination\n")
+    for name in ("link_png", "link_csv"):
+        stem, suffix = name.split("_")
+        cases[name] = root / f"{stem}.{suffix}"
+        cases[name].symlink_to(cases["outside"])
+    cases["dataset"] = root / "dataset"
+    cases["dataset"].mkdir()
+    (cases["dataset"] / "instances_train.json").write_text('{"images": []}\n')
+    if hasattr(os, "mkfifo"):
+        for name in ("fifo_png", "fifo_pth"):
+            stem, suffix = name.split("_")
+            cases[name] = root / f"{stem}.{suffix}"
+            os.mkfifo(cases[name])
+
+    good = torch.load(corpus["good_train_pth"], weights_only=True)
+    fields = {"names_number_pth": dict(class_names=5), "names_short_pth": dict(class_names=CLASSES[:2]),
+              "data_config_list_pth": dict(data_config=[1, 32, 32]),
+              "overlay_pth": dict(model_config={"pretrained_cfg_overlay": {"file": "/etc/passwd"}})}
+    for name, change in fields.items():
+        cases[name] = root / f"{name[:-4]}.pth"
+        torch.save(dict(good, **change), cases[name])
+    cases["int8_pth"] = root / "int8.pth"
+    torch.save(dict(good, model={k: (v.to(torch.int8) if v.is_floating_point() else v)
+                                 for k, v in good["model"].items()}), cases["int8_pth"])
+
+    upright = np.zeros((INPUT, INPUT // 2, 3), np.uint8)
+    upright[: INPUT // 4] = 255  # white on top: wrong way up is easy to tell
+    cases["exif_upright_png"] = root / "upright.png"
+    Image.fromarray(upright).save(cases["exif_upright_png"])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation 6: the stored pixels must be turned 90 degrees clockwise to be upright
+    cases["exif_jpg"] = root / "sideways.jpg"
+    Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(cases["exif_jpg"], quality=100, exif=exif)
+
+    base = {"images": [{"id": 1, "file_name": "a.png", "height": 8, "width": 8}],
+            "categories": [{"id": 1, "name": "square"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 4, 4]}]}
+    cases["coco_number_json"] = root / "coco_number.json"
+    cases["coco_number_json"].write_text(json.dumps(dict(base, annotations=[7])))
+    cases["coco_no_id_json"] = root / "coco_no_id.json"
+    cases["coco_no_id_json"].write_text(json.dumps(dict(base, categories=[{"name": "square"}])))
+    return cases
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", help="folder to write the corpus into (created)")
+    parser.add_argument("--bounds", action="store_true", help="write the corpus of issue 29 (sizes, decoders, series)")
     args = parser.parse_args(argv)
-    paths = make_corpus(Path(args.output))
+    if args.bounds:
+        paths = make_bounds_corpus(Path(args.output))
+    else:
+        paths = make_corpus(Path(args.output))
+        paths.update(write_policy_cases(Path(args.output) / "write_policy", paths))
     for name, path in sorted(paths.items()):
         print(f"{name:24s} {path}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 import types
 from pathlib import Path
 from typing import Any, Dict, List
@@ -24,6 +25,15 @@ def load_repo_script(relative: str) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_baselines(modality: str) -> types.ModuleType:
+    """A module of the classical baselines (``benchmarks/baselines/<modality>.py``, a package outside the library)."""
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        return importlib.import_module(f"baselines.{modality}")
+    finally:
+        sys.path.pop(0)
 
 
 def full_reference_dir() -> Path:

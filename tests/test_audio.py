@@ -156,7 +156,7 @@ def test_loader_workers_draw_different_augmentations():
     clip = torch.from_numpy(_tone(500.0)).float()
     cfg = AudioConfig(target_frames=32, num_mel_bins=32)
     ds = AudioClipDataset([clip] * 4, [0] * 4, 1, cfg, AudioAugment(mixup=0, freq_mask=0, time_mask=0, noise=0.1, roll=0))
-    images = [img for img, _ in _loader(ds, 1, False, workers=2, seed=0)]
+    images = [batch.inputs for batch in _loader(ds, 1, False, workers=2, seed=0)]
     # Worker 0 gets clips 0 and 2, worker 1 clips 1 and 3: same clip, same position in each worker's stream.
     assert not torch.equal(images[0], images[1])
 
@@ -333,10 +333,10 @@ def test_multilabel_manifest_trains_with_map(tmp_path):
     cfg.multilabel = True
     result = train_audio(cfg)
     assert result.class_names == ["high", "low"]
-    assert "acc" not in result.val
+    assert "acc" not in result.extras["val"]
     # best.pth re-evaluated after training gives the mAP the engine logged for that epoch
     best_row = next(row for row in result.history if row["epoch"] == result.best_epoch)
-    assert result.val["mAP"] == pytest.approx(best_row["val_mAP"], abs=1e-6)
+    assert result.extras["val"]["mAP"] == pytest.approx(best_row["val_mAP"], abs=1e-6)
     both = AudioClipDataset([torch.zeros(800)], [[0, 1]], 2, AudioConfig(target_frames=32))[0][1]
     assert both.tolist() == [1.0, 1.0]  # multi-hot target
 
@@ -359,6 +359,6 @@ def test_reparameterized_classifier_scores_the_same():
 @pytest.mark.slow
 def test_spoken_digits_short_run_beats_chance(tmp_path):
     # The default run of `unireplknet audio-train` (about a minute on two CPU cores with one thread).
-    result = train_audio(AudioTrainConfig.for_data(output=str(tmp_path)))
+    result = train_audio(AudioTrainConfig.with_recipe(output=str(tmp_path)))
     assert result.chance == 10.0
-    assert result.test["acc"] >= 50.0, result.test
+    assert result.extras["test"]["acc"] >= 50.0, result.extras["test"]

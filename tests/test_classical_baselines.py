@@ -1,10 +1,15 @@
-"""The classical baselines' building blocks against direct computations (benchmarks/classical_baselines.py)."""
+"""The classical baselines' building blocks against direct computations (benchmarks/baselines/)."""
 
 import numpy as np
 import pytest
-from conftest import load_repo_script
+from conftest import load_baselines, load_repo_script
 
-cb = load_repo_script("benchmarks/classical_baselines.py")
+common_baselines = load_baselines("_common")
+audio_baselines = load_baselines("audio")
+dense_baselines = load_baselines("dense")
+forecast_baselines = load_baselines("forecast")
+points_baselines = load_baselines("points")
+video_baselines = load_baselines("video")
 
 
 def _dtw_direct(a: np.ndarray, b: np.ndarray) -> float:
@@ -21,7 +26,7 @@ def test_batched_dtw_equals_the_pairwise_recursion_for_unequal_lengths():
     rng = np.random.default_rng(0)
     queries = [rng.normal(size=(n, 3)) for n in (4, 7, 5)]
     refs = [rng.normal(size=(n, 3)) for n in (6, 3)]
-    got = cb.dtw_distances(queries, refs)
+    got = common_baselines.dtw_distances(queries, refs)
     want = np.array([[_dtw_direct(q, r) for r in refs] for q in queries])
     np.testing.assert_allclose(got, want, rtol=1e-10)
 
@@ -29,22 +34,22 @@ def test_batched_dtw_equals_the_pairwise_recursion_for_unequal_lengths():
 def test_dtw_of_a_time_stretched_copy_is_zero():
     seq = np.random.default_rng(1).normal(size=(5, 2))
     stretched = np.repeat(seq, 2, axis=0)  # every frame twice: a warp path with zero cost exists
-    assert cb.dtw_distances([stretched], [seq])[0, 0] == pytest.approx(0.0, abs=1e-12)
+    assert common_baselines.dtw_distances([stretched], [seq])[0, 0] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_ridge_with_no_penalty_is_least_squares_and_penalty_shrinks():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(50, 4))
     y = x @ rng.normal(size=(4, 2)) + 3.0 + 0.01 * rng.normal(size=(50, 2))
-    w = cb.ridge_fit(x, y, 0.0)
+    w = forecast_baselines.ridge_fit(x, y, 0.0)
     want, *_ = np.linalg.lstsq(np.concatenate([x, np.ones((50, 1))], 1), y, rcond=None)
     np.testing.assert_allclose(w, want, rtol=1e-8, atol=1e-10)
-    assert np.abs(cb.ridge_fit(x, y, 1e3)[:-1]).sum() < np.abs(w[:-1]).sum()
+    assert np.abs(forecast_baselines.ridge_fit(x, y, 1e3)[:-1]).sum() < np.abs(w[:-1]).sum()
 
 
 def test_windows_pair_each_input_with_the_steps_that_follow_it():
     values = np.arange(20, dtype=float)[:, None] * np.array([[1.0, 10.0]])  # two variables
-    x, y = cb._windows(values, 4, 2)
+    x, y = forecast_baselines._windows(values, 4, 2)
     assert x.shape == (2 * 15, 4) and y.shape == (2 * 15, 2)
     np.testing.assert_array_equal(x[0], [0, 1, 2, 3])
     np.testing.assert_array_equal(y[0], [4, 5])
@@ -55,8 +60,8 @@ def test_shape_descriptor_is_rotation_invariant():
     rng = np.random.default_rng(3)
     pts = rng.normal(size=(512, 3)) * np.array([3.0, 1.0, 0.5])
     q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
-    a = cb.shape_descriptor(pts)
-    b = cb.shape_descriptor(pts @ q.T)
+    a = points_baselines.shape_descriptor(pts)
+    b = points_baselines.shape_descriptor(pts @ q.T)
     np.testing.assert_allclose(a, b, atol=1e-9)
 
 
@@ -64,7 +69,7 @@ def test_centroid_track_recovers_a_moving_bright_square():
     frames = np.zeros((4, 16, 16, 3), np.uint8)
     for t in range(4):
         frames[t, 6:9, 2 + 3 * t:5 + 3 * t] = 255
-    track = cb.centroid_track(frames, top_fraction=9 / 256).reshape(4, 2)
+    track = video_baselines.centroid_track(frames, top_fraction=9 / 256).reshape(4, 2)
     np.testing.assert_allclose(np.diff(track[:, 0]), 3.0, atol=1e-6)  # x moves 3 px per frame
     np.testing.assert_allclose(track[:, 1], 0.0, atol=1e-6)  # y does not move
 
@@ -76,26 +81,26 @@ def test_batched_dtw_does_not_depend_on_the_query_chunk():
     refs = [rng.normal(size=(n, 2)) for n in (4, 6, 1)]
     want = np.array([[_dtw_direct(q, r) for r in refs] for q in queries])
     for chunk in (1, 2, 3, 8):
-        np.testing.assert_allclose(cb.dtw_distances(queries, refs, chunk=chunk), want, rtol=1e-10)
+        np.testing.assert_allclose(common_baselines.dtw_distances(queries, refs, chunk=chunk), want, rtol=1e-10)
 
 
 def test_mfcc_is_an_orthonormal_transform_without_the_energy_term():
     x = np.random.default_rng(5).normal(size=(7, 16))
-    c = cb.mfcc(x, coefficients=16)  # every coefficient but c0
+    c = audio_baselines.mfcc(x, coefficients=16)  # every coefficient but c0
     c0 = x.sum(1) / np.sqrt(16)  # the orthonormal DCT-II's first term
     # Parseval: an orthonormal transform keeps the energy of every frame.
     np.testing.assert_allclose((c ** 2).sum(1) + c0 ** 2, (x ** 2).sum(1), rtol=1e-10)
-    np.testing.assert_allclose(cb.mfcc(np.full((3, 16), 2.5)), 0.0, atol=1e-12)  # a flat spectrum is pure c0
+    np.testing.assert_allclose(audio_baselines.mfcc(np.full((3, 16), 2.5)), 0.0, atol=1e-12)  # a flat spectrum is pure c0
 
 
 def test_cmvn_and_utterance_statistics():
     x = np.random.default_rng(6).normal(size=(40, 3)) * [1.0, 5.0, 0.1] + [3.0, -2.0, 7.0]
-    n = cb.cmvn(x)
+    n = audio_baselines.cmvn(x)
     np.testing.assert_allclose(n.mean(0), 0.0, atol=1e-12)
     np.testing.assert_allclose(n.std(0), 1.0, atol=1e-6)
     logmel = np.random.default_rng(7).normal(size=(50, 32))
     logmel[10:40] += 4.0  # the loud region
-    forward, backward = cb.utterance_statistics(logmel), cb.utterance_statistics(logmel[::-1])
+    forward, backward = audio_baselines.utterance_statistics(logmel), audio_baselines.utterance_statistics(logmel[::-1])
     assert forward.shape == (19 * 6,)
     np.testing.assert_allclose(forward[:19], backward[:19], atol=1e-12)  # clip means ignore the order...
     assert not np.allclose(forward[-19:], backward[-19:])  # ...the thirds of the loud region do not
@@ -111,7 +116,7 @@ def test_noisy_audio_baseline_finds_every_clip_when_the_held_out_splits_are_the_
     for split in ("val", "test"):  # a known answer: each held-out clip has itself at distance 0 among the references
         shutil.rmtree(data / split)
         shutil.copytree(data / "train", data / split)
-    out = cb.noisy_audio_baseline(str(data))
+    out = audio_baselines.noisy_audio_baseline(str(data))
     assert out["dtw_logmel_1nn_test_top1"] == 1.0 and out["dtw_mfcc_cmvn_1nn_test_top1"] == 1.0
     assert out["best_on_val"] in ("dtw_logmel_1nn", "dtw_mfcc_cmvn_1nn", "mfcc_stats_logreg")
     assert out["best_on_val_test_top1"] == out[f"{out['best_on_val']}_test_top1"]
@@ -130,7 +135,7 @@ def test_colour_regions_split_touching_objects_by_colour_and_keep_noisy_ones_who
     img[12:18, 2:18] += np.random.default_rng(0).normal(0, 3, size=(6, 16, 3))
     fg = np.zeros((20, 20), dtype=bool)
     fg[2:8, 2:14] = fg[12:18, 2:18] = True
-    regions = cb.colour_regions(img, fg)
+    regions = dense_baselines.colour_regions(img, fg)
     assert regions.max() + 1 == 3  # three regions, ids in raster order
     assert (regions[~fg] == -1).all()
     assert len(np.unique(regions[2:8, 2:8])) == 1 and len(np.unique(regions[2:8, 8:14])) == 1
@@ -138,7 +143,7 @@ def test_colour_regions_split_touching_objects_by_colour_and_keep_noisy_ones_who
     assert len(np.unique(regions[12:18, 2:18])) == 1
     # the same colour on both sides of the shared edge: one region
     img[2:8, 8:14] = (240, 30, 30)
-    assert cb.colour_regions(img, fg).max() + 1 == 2
+    assert dense_baselines.colour_regions(img, fg).max() + 1 == 2
 
 
 def test_colour_regions_follow_a_long_winding_path():
@@ -147,7 +152,7 @@ def test_colour_regions_follow_a_long_winding_path():
     fg[::2, :] = True
     for r in range(1, 15, 2):
         fg[r, 14 if r % 4 == 1 else 0] = True
-    regions = cb.colour_regions(_flat_image(15), fg)
+    regions = dense_baselines.colour_regions(_flat_image(15), fg)
     assert regions.max() == 0 and (regions[fg] == 0).all()
 
 
@@ -155,7 +160,7 @@ def test_region_descriptor_of_hand_made_shapes():
     rect = np.zeros((20, 20), dtype=bool)
     rect[4:10, 5:17] = True  # 6 x 12, inside the image, alone
     regions = np.where(rect, 0, -1)
-    d = cb.region_descriptor(rect, regions)
+    d = dense_baselines.region_descriptor(rect, regions)
     np.testing.assert_allclose(d[:16], 1.0)  # every cell of the 4x4 grid over its box is full
     np.testing.assert_allclose(d[16:21], 1.0)  # full rows at every height
     assert d[21] == 1.0 and d[22] == pytest.approx(np.log(12 / 6)) and d[23] == pytest.approx(np.log(72))
@@ -167,7 +172,7 @@ def test_region_descriptor_of_hand_made_shapes():
     edge[4:10, 0:12] = True
     regions = np.where(edge, 0, -1)
     regions[4:10, 12:15] = 1
-    d = cb.region_descriptor(edge, regions)
+    d = dense_baselines.region_descriptor(edge, regions)
     # boundary pixel-sides: left 6 at the edge, right 6 against region 1, top and bottom 12 each -> 36
     assert d[24] == pytest.approx(6 / 36) and d[25] == pytest.approx(6 / 36)
 
@@ -178,20 +183,20 @@ def test_classical_scenes_on_flat_and_textured_scenes():
     the background's pixel share over the four classes)."""
     from unireplknet.data.scenes import make_scene, scene_stats
 
-    model = cb.fit_classical_scenes(40, seed=3, fg_scenes=20)
+    model = dense_baselines.fit_classical_scenes(40, seed=3, fg_scenes=20)
     mean, std, w, b = model.fg_model
     hit = total = 0
     for i in range(5):
         s = make_scene(i, seed=3, split="val")
-        fg = cb.softmax(((cb.pixel_features(s.image) - mean) / std) @ w + b)[:, 1].reshape(64, 64) > 0.5
+        fg = dense_baselines.softmax(((dense_baselines.pixel_features(s.image) - mean) / std) @ w + b)[:, 1].reshape(64, 64) > 0.5
         hit += (fg == (s.semantic > 0)).sum()
         total += fg.size
     assert hit / total > 0.97
     blind = 100 * scene_stats(10, seed=3, split="val")["pixels_background"] / 4
-    flat = cb.segmentation_scenes_baseline(seed=3, num_train=40, num_val=10)
-    textured = cb.segmentation_scenes_baseline(seed=3, num_train=40, num_val=10, style="textured")
+    flat = dense_baselines.segmentation_scenes_baseline(seed=3, num_train=40, num_val=10)
+    textured = dense_baselines.segmentation_scenes_baseline(seed=3, num_train=40, num_val=10, style="textured")
     assert flat["mIoU"] > blind + 40 and textured["mIoU"] > blind + 20
-    det = cb.detection_scenes_baseline(seed=3, num_train=40, num_val=10)
+    det = dense_baselines.detection_scenes_baseline(seed=3, num_train=40, num_val=10)
     assert det["box_AP50"] > 50
 
 
@@ -199,7 +204,7 @@ def test_rbf_kernel_against_the_pairwise_formula():
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(4, 3)), rng.normal(size=(5, 3))
     want = np.array([[np.exp(-0.7 * np.sum((u - v) ** 2)) for v in b] for u in a])
-    np.testing.assert_allclose(cb.rbf_kernel(a, b, 0.7), want, rtol=1e-10)
+    np.testing.assert_allclose(forecast_baselines.rbf_kernel(a, b, 0.7), want, rtol=1e-10)
 
 
 def test_forecast_baseline_naive_rows_equal_the_forecasting_tasks_own_baselines():
@@ -208,10 +213,10 @@ def test_forecast_baseline_naive_rows_equal_the_forecasting_tasks_own_baselines(
     from unireplknet.data.timeseries import WindowDataset
     from unireplknet.tasks.forecast import ForecastTrainConfig, window_loader, build_forecast_splits, evaluate_baselines
 
-    cfg = ForecastTrainConfig.for_data(data="co2")
+    cfg = ForecastTrainConfig.with_recipe(data="co2")
     splits, _ = build_forecast_splits(cfg)
     task = evaluate_baselines(window_loader(WindowDataset(splits["test"], 48, 24, 24), 64, False, 0), 24, 12)
-    ours = cb.forecast_baseline("co2")
+    ours = forecast_baselines.forecast_baseline("co2")
     assert ours["naive_test_mse"] == pytest.approx(task["last value (naive)"]["mse"], rel=1e-6)
     assert ours["seasonal_naive_test_mae"] == pytest.approx(task["seasonal naive (period 12)"]["mae"], rel=1e-6)
     assert ours["least_squares_test_mse"] < ours["seasonal_naive_test_mse"]

@@ -384,13 +384,13 @@ def test_cli_builds_the_paper_model_with_a_small_encoder(small_station_dir, monk
 def test_paper_preset_takes_the_papers_recipe():
     from unireplknet.tasks.forecast import ForecastTrainConfig
 
-    cfg = ForecastTrainConfig.for_data(data="x", preset="paper")
+    cfg = ForecastTrainConfig.with_recipe(data="x", preset="paper")
     assert (cfg.lr, cfg.epochs, cfg.patience, cfg.batch_size) == (1e-4, 10, 3, 1)
     assert (cfg.opt, cfg.sched, cfg.decay_start, cfg.decay_rate, cfg.weight_decay) == ("adam", "step", 1, 0.5, 0.0)
     assert cfg.d_model == 768 and cfg.drop_path == 0.4 and cfg.data_scale == 10.0
-    assert ForecastTrainConfig.for_data(data="x", preset="paper", lr=3e-4).lr == 3e-4  # a flag still wins
+    assert ForecastTrainConfig.with_recipe(data="x", preset="paper", lr=3e-4).lr == 3e-4  # a flag still wins
     with pytest.raises(ValueError, match="unknown preset"):
-        ForecastTrainConfig.for_data(preset="papr")
+        ForecastTrainConfig.with_recipe(preset="papr")
 
 
 def _demo_cfg(data, out, **kw):
@@ -400,7 +400,7 @@ def _demo_cfg(data, out, **kw):
     base = dict(data=str(data), preset="demo", node_list=(2, 2), d_model=32, train_stride=40, val_stride=8,
                 epochs=2, output=str(out), export_deploy=False, sched="step")  # the CLI test covers deploy
     base.update(kw)
-    return ForecastTrainConfig.for_data(**base)
+    return ForecastTrainConfig.with_recipe(**base)
 
 
 def test_cli_one_epoch_run_and_forecast_eval_per_group(small_station_dir, tmp_path, capsys):
@@ -450,9 +450,9 @@ def test_presets_refuse_data_that_does_not_fit(small_station_dir):
     from unireplknet.tasks.forecast import ForecastTrainConfig, build_forecast_model
 
     with pytest.raises(SeriesError, match=r"--node-list A,B with A·B = 4"):  # 44 stations = 4 nodes, not 7 × 50
-        build_forecast_model(ForecastTrainConfig.for_data(data=str(small_station_dir), preset="paper"))
+        build_forecast_model(ForecastTrainConfig.with_recipe(data=str(small_station_dir), preset="paper"))
     with pytest.raises(SeriesError, match="must be a folder in the Global Temp/Wind layout"):
-        build_forecast_model(ForecastTrainConfig.for_data(data="synthetic-grid", preset="demo"))
+        build_forecast_model(ForecastTrainConfig.with_recipe(data="synthetic-grid", preset="demo"))
     with pytest.raises(ValueError, match="add --preset paper"):
         _cli(["forecast-train", "--data", str(small_station_dir), "--encoder-size", "a", "--dry-run"])
 
@@ -470,7 +470,7 @@ def test_demo_run_beats_the_naive_baselines_and_stays_near_the_linear_model(tmp_
     data = tmp_path / "world"
     global_weather.write(data, num_stations=308, days=120, seed=0)
     torch.set_num_threads(1)
-    cfg = ForecastTrainConfig.for_data(data=str(data), preset="demo", output=str(tmp_path / "run"),
+    cfg = ForecastTrainConfig.with_recipe(data=str(data), preset="demo", output=str(tmp_path / "run"),
                                        export_deploy=False, seed=0)
     result = train_forecaster(cfg)
     splits, _ = build_forecast_splits(cfg)
@@ -478,7 +478,7 @@ def test_demo_run_beats_the_naive_baselines_and_stays_near_the_linear_model(tmp_
     val = WindowDataset(splits["val"], cfg.seq_len, cfg.label_len, cfg.pred_len)
     val_groups, val_baselines = evaluate_run(result.model, cfg, val, "cpu", train)
     for split, model_mse, baselines in (("val", val_groups[cfg.variable]["mse"], val_baselines),
-                                        ("test", result.test["mse"], result.baselines)):
+                                        ("test", result.extras["test"]["mse"], result.extras["baselines"])):
         assert model_mse < baselines["last value (naive)"]["mse"], (split, model_mse, baselines)
         assert model_mse < baselines["seasonal naive (period 24)"]["mse"], (split, model_mse, baselines)
         assert model_mse < 1.3 * baselines["linear (ridge, same inputs)"]["mse"], (split, model_mse, baselines)

@@ -78,7 +78,7 @@ def test_corrupt_images_are_dropped_and_counted_in_eval(tmp_path):
     ds = SafeImageFolder(root, T.ToTensor())
     assert len(ds) == 8
     batch = collate_drop_unreadable([ds[i] for i in range(len(ds))])
-    assert batch.unreadable == 2 and batch.images.shape[0] == 6
+    assert batch.unreadable == 2 and batch.inputs.shape[0] == 6
     assert sorted(Path(p).name for p in batch.unreadable_paths) == ["broken.png", "truncated.png"]
     # the kept targets are those of the readable files, in order
     want = [t for (p, t) in ds.samples if Path(p).name not in ("broken.png", "truncated.png")]
@@ -92,9 +92,9 @@ def test_corrupt_images_are_replaced_in_training_batches(tmp_path):
     ds = SafeImageFolder(root, T.ToTensor())
     items = [ds[i] for i in range(len(ds))]
     batch = collate_replace_unreadable(items)
-    assert batch.images.shape[0] == len(items) and batch.unreadable == 2
+    assert batch.inputs.shape[0] == len(items) and batch.unreadable == 2
     readable = {(round(float(img.mean()), 4), t) for img, t, _ in items if img is not None}
-    for img, t in zip(batch.images, batch.targets.tolist()):
+    for img, t in zip(batch.inputs, batch.targets.tolist()):
         assert (round(float(img.mean()), 4), t) in readable
     with pytest.raises(DataError, match="every image of a batch"):
         collate_replace_unreadable([it for it in items if it[0] is None])

@@ -125,10 +125,10 @@ def test_short_run_learns(tmp_path, task):
     from unireplknet.data import scenes
     from unireplknet.tasks.dense.task import DenseTrainConfig, _coco_files, train_dense
 
-    summary = train_dense(DenseTrainConfig(task=task, output=str(tmp_path), eval_at_start=True, export_onnx=False,
-                                           eval_every=1000))  # the demo's defaults, scored before and after
-    key = summary["key_metric"]
-    before, after = summary["untrained"], summary["final"]
+    r = train_dense(DenseTrainConfig(task=task, output=str(tmp_path), eval_at_start=True, export_onnx=False,
+                                     eval_every=1000))  # the demo's defaults, scored before and after
+    key = r.extras["key_metric"]
+    before, after = r.untrained, r.extras["final"]
     if task == "detection":
         from unireplknet.data.coco import CocoDetectionDataset
         from unireplknet.tasks.dense import detection as det
@@ -145,4 +145,4 @@ def test_short_run_learns(tmp_path, task):
         constant = 100 * background / 4
         assert after[f"val_{key}"] > max(before[key] + 50.0, constant + 45.0), (before, after, constant)
     # the re-parameterized model scores what the trained one scored
-    assert summary["deploy"][key] == pytest.approx(after[f"val_{key}"], abs=0.5)
+    assert r.deploy_structure[key] == pytest.approx(after[f"val_{key}"], abs=0.5)

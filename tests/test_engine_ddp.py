@@ -26,7 +26,7 @@ import json, os, sys, torch
 from unireplknet.tasks.image import TrainConfig, train
 options = json.loads(sys.argv[1])
 rank = int(os.environ["RANK"])
-result = train(TrainConfig.for_data(**options))
+result = train(TrainConfig.with_recipe(**options))
 torch.save({k: v for k, v in result.model.state_dict().items()}, os.path.join(sys.argv[2], f"rank{rank}.pt"))
 """
 
@@ -64,7 +64,7 @@ def test_two_gloo_processes_match_single_process_with_accumulation(digits_tree, 
     ckpt = load_training_checkpoint(tmp_path / "ddp" / "last.pth")
     assert len(ckpt["rng"]) == 2  # one random state per rank
 
-    single = train(TrainConfig.for_data(**dict(COMMON, data=str(digits_tree), output=str(tmp_path / "single"),
+    single = train(TrainConfig.with_recipe(**dict(COMMON, data=str(digits_tree), output=str(tmp_path / "single"),
                                                accum_steps=2)))
     ref = single.model.state_dict()
     params = dict(single.model.named_parameters())

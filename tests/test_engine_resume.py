@@ -35,7 +35,7 @@ def _cfg(data, out, **kw):
                 batch_size=8, workers=0, warmup_epochs=0.5, drop_path=0.1, mixup=0.8, cutmix=1.0,
                 model_ema=True, model_ema_decay=0.9, export_deploy=False, output=str(out))
     base.update(kw)
-    return TrainConfig.for_data(**base)
+    return TrainConfig.with_recipe(**base)
 
 
 def test_rng_state_round_trip_through_weights_only_file(tmp_path):

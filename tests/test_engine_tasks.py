@@ -44,7 +44,7 @@ def make(task: str, root: Path, out: Path, **kw):
     if task == "image":
         from unireplknet.tasks.image import TrainConfig, train
 
-        return train, TrainConfig.for_data(**merge(dict(
+        return train, TrainConfig.with_recipe(**merge(dict(
             data=str(root / "digits"), model="custom", model_kwargs=TINY, in_chans=1, input_size=32, batch_size=4,
             workers=0, warmup_epochs=0.5, drop_path=0.1, mixup=0.8, cutmix=1.0, model_ema=True,
             model_ema_decay=0.9), common))
@@ -70,7 +70,7 @@ def make(task: str, root: Path, out: Path, **kw):
     if task == "forecast":
         from unireplknet.tasks.forecast import ForecastTrainConfig, train_forecaster
 
-        return train_forecaster, ForecastTrainConfig.for_data(**merge(dict(
+        return train_forecaster, ForecastTrainConfig.with_recipe(**merge(dict(
             data="co2", seq_len=24, label_len=12, pred_len=8, d_model=96, model_kwargs=TINY, train_stride=8,
             batch_size=8),
             common))
@@ -207,3 +207,56 @@ def test_every_task_trains_with_bf16_autocast_ema_and_accumulation(task, data_ro
     assert ckpt["num_updates"] == round(train_samples) // (2 * cfg.batch_size) >= 1
     first = next(iter(ckpt["optimizer"]["state"].values()))
     assert int(first["step"]) == ckpt["num_updates"]
+
+
+def test_every_task_subclasses_the_engine_task_and_gets_its_default_hooks(tmp_path):
+    """One contract: each task class derives from engine.Task; a task that writes only the required methods gets
+    the documented defaults (no own groups, no-op resume hooks, no ONNX without an example input)."""
+    from torch import nn
+
+    from unireplknet.engine import Task
+    from unireplknet.tasks.audio import AudioClassification
+    from unireplknet.tasks.dense import DetectionTask, SegmentationTask
+    from unireplknet.tasks.forecast import CorrformerForecasting, LinearForecasting
+    from unireplknet.tasks.image import ImageClassification
+    from unireplknet.tasks.pointcloud import PointCloudClassification
+    from unireplknet.tasks.video import VideoClassification
+
+    for cls in (ImageClassification, AudioClassification, VideoClassification, PointCloudClassification,
+                LinearForecasting, CorrformerForecasting, DetectionTask, SegmentationTask):
+        assert issubclass(cls, Task), cls
+
+    class Bare(Task):
+        name = "bare"
+
+    task, model = Bare(), nn.Linear(2, 2)
+    assert isinstance(task, Task)
+    assert task.param_groups(model, None) is None and task.deploy_example(None) is None
+    assert task.export_onnx(model, tmp_path / "m.onnx", ()) is None and not (tmp_path / "m.onnx").exists()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    task.adapt_to_checkpoint(model, {}), task.restore({}), task.start_epoch(3)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert (task.higher_is_better, task.find_unused_parameters) == (True, False)
+    with pytest.raises(NotImplementedError, match="Bare must implement training_loss"):
+        task.training_loss(model, None, None)
+
+
+def test_one_batch_type_from_every_collate():
+    """engine.Batch from the default collate (unreadable samples left out and counted), the clip collate and the
+    forecasting windows: the tasks read .inputs / .targets / .unreadable, whatever the modality."""
+    from unireplknet.engine import Batch, collate_samples
+    from unireplknet.data.video import collate_clips
+    from unireplknet.tasks.forecast import collate_windows
+
+    a, b = torch.randn(3, 5), torch.randn(3, 5)
+    batch = collate_samples([(a, 1), None, (b, 0)])
+    assert isinstance(batch, Batch) and batch.unreadable == 1 and len(batch) == 2
+    assert torch.equal(batch.inputs, torch.stack([a, b])) and batch.targets.tolist() == [1, 0]
+    empty = collate_samples([None, None])
+    assert empty.unreadable == 2 and empty.inputs.numel() == 0
+    clips = collate_clips([(None, 0), (a, 2)])
+    assert isinstance(clips, Batch) and clips.unreadable == 1 and torch.equal(clips.inputs[0], a)
+    windows = [tuple(torch.full((4, 2), float(i + k)) for k in range(4)) for i in range(2)]
+    w = collate_windows(windows)
+    assert isinstance(w, Batch) and len(w.inputs) == 3 and torch.equal(w.targets[1], windows[1][2])
+    assert torch.equal(w.inputs[2][0], windows[0][3])  # the decoder's calendar features (y_mark)

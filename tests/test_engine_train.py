@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from unireplknet import UniRepLKNet
-from unireplknet.engine import ShardedBatchSampler, ShardedEvalSampler, build_optimizer, build_scheduler
+from unireplknet.engine import Batch, ShardedBatchSampler, ShardedEvalSampler, build_optimizer, build_scheduler
 from unireplknet.factory import build_model
 from unireplknet.tasks.image import TrainConfig, evaluate, train
 
@@ -94,7 +94,7 @@ def test_evaluate_counts_match_manual_argmax():
     torch.manual_seed(0)
     model = _tiny(num_classes=7).eval()
     x, y = torch.randn(10, 1, 32, 32), torch.randint(0, 7, (10,))
-    loader = [(x[:6], y[:6]), (x[6:], y[6:])]
+    loader = [Batch(x[:6], y[:6]), Batch(x[6:], y[6:])]
     m = evaluate(model, loader, torch.device("cpu"))
     with torch.no_grad():
         logits = model(x)
@@ -111,12 +111,12 @@ def test_unknown_variant_is_named():
 
 
 def test_config_digits_defaults_and_unknown_option():
-    cfg = TrainConfig.for_data()
+    cfg = TrainConfig.with_recipe()
     assert cfg.model == "custom" and cfg.in_chans == 1 and cfg.mixup == 0
-    folder = TrainConfig.for_data(data="/x")
+    folder = TrainConfig.with_recipe(data="/x")
     assert folder.model == "unireplknet_a" and folder.mixup == 0.8 and folder.auto_augment.startswith("rand-m9")
-    with pytest.raises(TypeError, match="unknown training options: bogus"):
-        TrainConfig.for_data(bogus=1)
+    with pytest.raises(TypeError, match="unknown TrainConfig options: bogus"):
+        TrainConfig.with_recipe(bogus=1)
 
 
 def test_short_run_deploy_agrees_with_training_structure(tmp_path):
@@ -125,7 +125,7 @@ def test_short_run_deploy_agrees_with_training_structure(tmp_path):
 
     write_digits_image_folder(tmp_path / "data" / "train", split="train", limit_per_class=4)
     write_digits_image_folder(tmp_path / "data" / "val", split="val", limit_per_class=3)
-    cfg = TrainConfig.for_data(data=str(tmp_path / "data"), model="custom", model_kwargs=TINY, in_chans=1,
+    cfg = TrainConfig.with_recipe(data=str(tmp_path / "data"), model="custom", model_kwargs=TINY, in_chans=1,
                                input_size=32, epochs=1, batch_size=8, workers=0, warmup_epochs=0,
                                output=str(tmp_path / "run"))
     r = train(cfg)

@@ -13,7 +13,7 @@ The import graph is built with ``ast`` from every ``.py`` file under ``src/unire
 
 Layers, lowest first — a module may import only from its own layer or a lower one:
 
-0. ``_runtime``, ``ops``, ``reparam``, ``checkpoint``, ``guards`` — probes, kernels, the math, files
+0. ``_runtime``, ``ops``, ``reparam``, ``checkpoint``, ``guards``, ``limits`` — probes, kernels, the math, files, limits
 1. ``model``, ``fast`` — the network and its fused inference path
 2. ``zoo``, ``factory``, ``loading``, ``deploy``, ``export``, ``analysis`` — building, converting, exporting,
    measuring models
@@ -35,7 +35,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "unireplknet"
 #: Module-name prefix -> layer (the longest matching prefix decides).
 LAYERS: Dict[str, int] = {
     "unireplknet._runtime": 0, "unireplknet.ops": 0, "unireplknet.reparam": 0, "unireplknet.checkpoint": 0,
-    "unireplknet.guards": 0,
+    "unireplknet.guards": 0, "unireplknet.limits": 0, "unireplknet._files": 0,
     "unireplknet.model": 1, "unireplknet.fast": 1,
     "unireplknet.zoo": 2, "unireplknet.factory": 2, "unireplknet.loading": 2, "unireplknet.deploy": 2,
     "unireplknet.export": 2, "unireplknet.analysis": 2,
@@ -192,10 +192,11 @@ def test_imports_go_only_downwards():
 
 def test_the_checkpoint_package_and_probes_import_nothing_above_them():
     """The file layer imports no model code; the runtime probes import nothing of the package at all."""
-    assert GRAPH["unireplknet._runtime"] == set()
+    assert GRAPH["unireplknet._runtime"] == set() and GRAPH["unireplknet._files"] == set()
     for module, targets in GRAPH.items():
-        if module.startswith("unireplknet.checkpoint"):
-            assert all(t.startswith("unireplknet.checkpoint") for t in targets), (module, targets)
+        if module.startswith("unireplknet.checkpoint"):  # _files: the torch-free regular-file check, a leaf
+            assert all(t.startswith("unireplknet.checkpoint") or t == "unireplknet._files" for t in targets), (
+                module, targets)
 
 
 def _reaches(start: str, goal: str) -> bool:

@@ -265,4 +265,4 @@ def test_shapes_demo_beats_chance():
     from unireplknet.tasks.pointcloud.task import PointCloudTrainConfig, train_pointcloud
 
     result = train_pointcloud(PointCloudTrainConfig(output=None))
-    assert result["final"]["top1"] > 2 * 100.0 / 8
+    assert result.train_structure["top1"] > 2 * 100.0 / 8

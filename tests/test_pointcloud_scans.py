@@ -1,7 +1,6 @@
 """The hard point-cloud demo: generated partial scans (determinism, disjoint proportions, visibility, the task)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +136,7 @@ def test_scans_load_through_the_task():
     from unireplknet import UniRepLKNet
     from unireplknet.tasks.pointcloud.task import PointCloudClassification, PointCloudClassifier, PointCloudTrainConfig
 
-    cfg = PointCloudTrainConfig.scans(shapes_per_class=4, num_points=128, output=None)
+    cfg = PointCloudTrainConfig.with_recipe("scans", shapes_per_class=4, num_points=128, output=None)
     assert cfg.generated == "scans" and cfg.held_out == "test"
     task = PointCloudClassification()
     data = task.build_data(cfg, 0)
@@ -151,19 +150,16 @@ def test_scans_load_through_the_task():
     batch = torch.stack([data.train[i][0] for i in range(4)])
     assert model(batch).shape == (4, 16)
     with pytest.raises(ValueError, match="held_out"):
-        task.build_data(PointCloudTrainConfig.scans(held_out="train", output=None), 0)
+        task.build_data(PointCloudTrainConfig.with_recipe("scans", held_out="train", output=None), 0)
     with pytest.raises(ValueError, match="generated"):
         task.build_data(PointCloudTrainConfig(generated="cubes", output=None), 0)
 
 
 # ----------------------------------------------------------------------------------------------- classical
 def _classical():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import classical_baselines
-    finally:
-        sys.path.pop(0)
-    return classical_baselines
+    from conftest import load_baselines
+
+    return load_baselines("points")
 
 
 def test_local_shape_features_on_a_plane_and_a_line():
@@ -247,6 +243,6 @@ def test_scans_demo_beats_three_times_chance_on_validation():
     from unireplknet.tasks.pointcloud.task import PointCloudTrainConfig, train_pointcloud
 
     torch.set_num_threads(1)
-    result = train_pointcloud(PointCloudTrainConfig.scans(held_out="val", output=None, progress=False))
-    assert result["final"]["top1"] > 3 * 100.0 / 16
+    result = train_pointcloud(PointCloudTrainConfig.with_recipe("scans", held_out="val", output=None, progress=False))
+    assert result.train_structure["top1"] > 3 * 100.0 / 16
 

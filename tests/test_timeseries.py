@@ -29,6 +29,7 @@ from unireplknet.tasks.forecast import (
     SeriesNormalizer,
     UniRepLKNetForecaster,
     forecast_metrics,
+    forecast_table,
     image_shape,
     naive_forecast,
     seasonal_naive_forecast,
@@ -81,10 +82,10 @@ def test_kept_calendar_features_are_unchanged_and_the_others_are_zero():
 def test_the_runs_calendar_reaches_every_window_it_makes():
     from unireplknet.tasks.forecast import calendar_names, forecast_windows
 
-    cfg = ForecastTrainConfig.for_data(data="synthetic-grid", calendar="hour, dow")
+    cfg = ForecastTrainConfig.with_recipe(data="synthetic-grid", calendar="hour, dow")
     assert calendar_names(cfg) == ("hour", "dow")
-    assert calendar_names(ForecastTrainConfig.for_data(data="synthetic-grid")) is None
-    assert calendar_names(ForecastTrainConfig.for_data(data="synthetic-grid", calendar="all")) is None
+    assert calendar_names(ForecastTrainConfig.with_recipe(data="synthetic-grid")) is None
+    assert calendar_names(ForecastTrainConfig.with_recipe(data="synthetic-grid", calendar="all")) is None
     grid = make_synthetic_station_grid(num_stations=4, days=10)
     x_mark = forecast_windows(grid, cfg, stride=2)[0][1]
     assert x_mark[:, 2:].abs().sum() == 0 and x_mark[:, 0].abs().sum() > 0
@@ -148,7 +149,7 @@ def test_global_layout_round_trip_and_errors(tmp_path):
     with pytest.raises(SeriesError, match="interpolate"):
         load_global_station_folder(tmp_path, "temp", "val")
     assert np.isfinite(load_global_station_folder(tmp_path, "temp", "val", nan_policy="interpolate").values).all()
-    with pytest.raises(SeriesError, match="missing file"):
+    with pytest.raises(SeriesError, match="rain_global_hourly_train.npy does not exist"):
         load_global_station_folder(tmp_path, "rain", "train")
 
 
@@ -427,7 +428,7 @@ def test_advected_grid_moves_the_weather_downstream_with_the_stated_linear_share
 def test_advection_demo_splits_are_disjoint_in_time_and_stations():
     from unireplknet.tasks.forecast import build_forecast_splits
 
-    splits, description = build_forecast_splits(ForecastTrainConfig.for_data(data="synthetic-advection"))
+    splits, description = build_forecast_splits(ForecastTrainConfig.with_recipe(data="synthetic-advection"))
     assert "seeds 0, 2, 1" in description
     train, val, test = splits["train"], splits["val"], splits["test"]
     assert train.num_variables == val.num_variables == test.num_variables == 22
@@ -436,7 +437,7 @@ def test_advection_demo_splits_are_disjoint_in_time_and_stations():
         assert not np.isclose(a.coords[:, None, :2], b.coords[None, :, :2]).all(-1).any()
     # later in time: only the seq_len lead-in of validation and test overlaps the part before it
     assert train.timestamps[-1] < val.timestamps[48] and val.timestamps[-1] < test.timestamps[48]
-    cfg = ForecastTrainConfig.for_data(data="synthetic-advection")
+    cfg = ForecastTrainConfig.with_recipe(data="synthetic-advection")
     assert cfg.use_coords is False and cfg.enc_in == 11  # a node is a chain; the coordinates would not transfer
 
 
@@ -472,8 +473,8 @@ def _cfg(data, out, **kw):
 def test_train_resume_and_baselines(tmp_path):
     data = _small_npz(tmp_path)
     full = train_forecaster(_cfg(data, tmp_path / "full"))
-    assert set(full.baselines) == {"last value (naive)", "seasonal naive (period 24)"}
-    assert full.test["windows"] == 80 + 24 - 24 - 8 + 1  # 20 % test part plus its 24-step lead-in
+    assert set(full.extras["baselines"]) == {"last value (naive)", "seasonal naive (period 24)"}
+    assert full.extras["test"]["windows"] == 80 + 24 - 24 - 8 + 1  # 20 % test part plus its 24-step lead-in
     train_forecaster(_cfg(data, tmp_path / "part", epochs=1))
     train_forecaster(_cfg(data, tmp_path / "part", resume="auto"))
     a = torch.load(tmp_path / "full" / "last.pth", weights_only=True)["model"]
@@ -511,9 +512,10 @@ def test_cli_train_eval_and_grid(tmp_path, capsys):
 @pytest.mark.parametrize("data", [None, "synthetic-grid"])
 def test_short_runs_beat_the_naive_baselines(tmp_path, data):
     # The default runs of `unireplknet forecast-train` (CO2: ~15 s, grid: ~1 min on two CPU cores, one thread).
-    r = train_forecaster(ForecastTrainConfig.for_data(data=data, output=str(tmp_path)))
-    for name, m in r.baselines.items():
-        assert r.test["mse"] < m["mse"] and r.test["mae"] < m["mae"], (name, r.table())
+    r = train_forecaster(ForecastTrainConfig.with_recipe(data=data, output=str(tmp_path)))
+    for name, m in r.extras["baselines"].items():
+        test = r.extras["test"]
+        assert test["mse"] < m["mse"] and test["mae"] < m["mae"], (name, forecast_table(r))
 
 
 def test_recipe_flags_that_contradict_are_refused_and_the_chosen_recipes_are_the_defaults():
@@ -530,17 +532,17 @@ def test_recipe_flags_that_contradict_are_refused_and_the_chosen_recipes_are_the
     # the recipes chosen on validation (docs/timeseries.md): node normalisation and a constant rate for the three
     # embedded demos; files keep the paper's RevIN and halving; --halve-lr brings the halving back
     for data in (None, "synthetic-grid", "synthetic-advection"):
-        cfg = ForecastTrainConfig.for_data(data=data)
+        cfg = ForecastTrainConfig.with_recipe(data=data)
         assert (cfg.norm, cfg.decay_rate, cfg.epochs) == ("node", 1.0, 15)
-    files = ForecastTrainConfig.for_data(data="my.csv")
+    files = ForecastTrainConfig.with_recipe(data="my.csv")
     assert (files.norm, files.decay_rate) == ("revin", 0.5)
-    assert ForecastTrainConfig.for_data(lr_halving=True).decay_rate == 0.5
+    assert ForecastTrainConfig.with_recipe(lr_halving=True).decay_rate == 0.5
 
 
 def test_reports_name_the_target_by_its_real_name(tmp_path, capsys):
     """forecast-eval of a CO2 run labels its row with the series' own name (co2), not --variable's default
     "temp"; a CSV's rows are its columns (issue 24, point 10a)."""
-    from unireplknet.modalities.timeseries import co2_series
+    from unireplknet.data.timeseries import co2_series
     from unireplknet.tasks.forecast.base import target_label
     from unireplknet.tasks.forecast.cli import add_subcommands
 
@@ -561,6 +563,6 @@ def test_reports_name_the_target_by_its_real_name(tmp_path, capsys):
     csv = tmp_path / "s.csv"
     csv.write_text("date,OT,HUFL\n" + "".join(f"2020-01-01 {h:02d}:00,{h},{2 * h}\n" for h in range(24)))
     cfg = ForecastTrainConfig(data=str(csv))
-    from unireplknet.modalities.timeseries import load_csv_series
+    from unireplknet.data.timeseries import load_csv_series
 
     assert target_label(cfg, load_csv_series(csv, "date")) == "OT, HUFL"

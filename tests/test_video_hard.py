@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from unireplknet.data.video import HARD_MOTION_CLASS_NAMES, HARD_MOTION_SHAPES, MotionClips, render_hard_motion_clip
-from conftest import load_repo_script
+from conftest import load_baselines, load_repo_script
 
-cb = load_repo_script("benchmarks/classical_baselines.py")
+video_baselines = load_baselines("video")
 
 TINY = dict(depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (7,), (3,), (3,)))
 
@@ -148,7 +148,7 @@ def test_opposite_classes_are_time_reversals_in_distribution():
 def test_hard_data_loads_through_the_video_task():
     from unireplknet.tasks.video.task import VideoTrainConfig, build_video_data
 
-    cfg = VideoTrainConfig.motion_hard(clips_per_class=4, input_size=32, output=None)
+    cfg = VideoTrainConfig.with_recipe("motion-hard", clips_per_class=4, input_size=32, output=None)
     assert (cfg.difficulty, cfg.eval_split) == ("hard", "test")
     train, held, classes = build_video_data(cfg)
     assert classes == list(HARD_MOTION_CLASS_NAMES) and len(train) == 24 and len(held) == 6
@@ -183,7 +183,7 @@ def test_hard_demo_trains_and_evaluates_from_the_command_line(tmp_path, capsys):
 # ----------------------------------------------------------------------------------------------- classical helpers
 def test_box_sum_equals_the_direct_window_sum():
     values = np.random.default_rng(0).normal(size=(2, 9, 11))
-    got = cb.box_sum(values, 3)
+    got = video_baselines.box_sum(values, 3)
     padded = np.pad(values, ((0, 0), (1, 1), (1, 1)), mode="reflect")
     want = np.stack([[[padded[k, y:y + 3, x:x + 3].sum() for x in range(11)] for y in range(9)] for k in range(2)])
     np.testing.assert_allclose(got, want, atol=1e-12)
@@ -208,7 +208,7 @@ def _textured_clip(steps, camera, size=32, square=(10, 12)):
 
 def test_block_matching_finds_the_camera_and_the_object_motion():
     clip = _textured_clip([(3, 0)], [(0, 0), (2, -1)]).astype(np.float64) / 255
-    flow, camera, residual = cb.block_matching_flow(clip[0], clip[1])
+    flow, camera, residual = video_baselines.block_matching_flow(clip[0], clip[1])
     np.testing.assert_array_equal(camera, [2, -1])
     edge = flow[12:18, 15]  # the square's right column in frame 0 (x = 10 + 5): moved 3 + 2 right, 1 up
     np.testing.assert_array_equal(np.median(edge, axis=0), [5, -1])
@@ -217,10 +217,10 @@ def test_block_matching_finds_the_camera_and_the_object_motion():
 
 def test_motion_features_see_right_from_left_and_speeding_from_slowing():
     camera = [(0, 0), (1, 0), (1, 1), (2, 1)]
-    right = cb.motion_features(_textured_clip([(3, 0)] * 3, camera, square=(4, 12)))
-    left = cb.motion_features(_textured_clip([(-3, 0)] * 3, camera, square=(20, 12)))
+    right = video_baselines.motion_features(_textured_clip([(3, 0)] * 3, camera, square=(4, 12)))
+    left = video_baselines.motion_features(_textured_clip([(-3, 0)] * 3, camera, square=(20, 12)))
     assert right[0] > 2.0 and left[0] < -2.0  # mean relative dx of the first pair
-    fast_later = cb.motion_features(_textured_clip([(1, 0), (2, 0), (4, 0)], camera, square=(4, 12)))
+    fast_later = video_baselines.motion_features(_textured_clip([(1, 0), (2, 0), (4, 0)], camera, square=(4, 12)))
     assert fast_later[-1] > 0.3  # log(speed of the last step / the first) > 0
 
 

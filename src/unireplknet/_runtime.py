@@ -14,7 +14,9 @@ import torch
 
 __all__ = [
     "env_flag",
+    "env_int",
     "env_text",
+    "check_environment",
     "python_dispatch_allowed",
     "fx_symbolic_tracing",
     "graph_recording",
@@ -41,7 +43,37 @@ def env_flag(name: str, default: bool) -> bool:
         return True
     if value in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"environment variable {name}={value!r} must be 0/1 (or true/false, yes/no, on/off)")
+    raise ValueError(f"environment variable {name}={value!r} must be 0/1 (or true/false, yes/no, on/off); "
+                     f"set one of those or unset {name}")
+
+
+def env_int(name: str, default: int, low: int = 0) -> int:
+    """A whole-number environment variable (torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) of at least
+    ``low``; unset or blank → ``default``. Anything else is a ValueError naming the variable and what it takes."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        number = int(value.strip())
+    except ValueError:
+        number = None
+    if number is None or number < low:
+        raise ValueError(f"environment variable {name}={value!r} must be a whole number of at least {low} (torchrun "
+                         f"sets it for each process); unset {name} for a single process")
+    return number
+
+
+#: The environment the package reads: on/off flags and torchrun's whole numbers (name, default, lowest value).
+ENV_FLAGS = (("UNIREPLKNET_FUSED", True),)
+ENV_INTS = (("RANK", 0, 0), ("WORLD_SIZE", 1, 1), ("LOCAL_RANK", 0, 0))
+
+
+def check_environment() -> None:
+    """Read every environment variable the package uses once, so a bad value is one clear error at the start."""
+    for name, default in ENV_FLAGS:
+        env_flag(name, default)
+    for name, default, low in ENV_INTS:
+        env_int(name, default, low)
 
 
 # ----------------------------------------------------------------------------------------------- tracers

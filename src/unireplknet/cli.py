@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from .engine.flags import (CLIError, add_checkpoint_arguments, add_common_arguments, add_data_config_arguments,
+                           add_overwrite_argument,
                            is_main_rank, json_dict_arg, set_torch_threads, text_table)
 from .guards import check_finite, check_output_file, non_negative_int, positive_int
 
@@ -165,6 +166,11 @@ def _check_bench_args(args: argparse.Namespace, device) -> None:
                 raise CLIError(f"the {backend} backend runs on the CPU: use --device cpu, or leave it out of --backends")
         for backend in set(args.backends) - set(deploy.available_backends()):
             deploy._require(backend)  # raises deploy_model's ImportError, which names the pip extra
+    from .checkpoint import check_destination  # the one write policy, before the measurements
+
+    for flag in ("csv", "plot"):
+        if getattr(args, flag):
+            check_destination(getattr(args, flag), args.overwrite, f"--{flag}")
     if args.plot:
         _plot_figure_class()
         suffix = Path(args.plot).suffix.lstrip(".").lower()
@@ -248,14 +254,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(text_table(["model", "runtime", "structure", "format", "compiled", "batch", "latency ms", "images/s"], rows))
     if args.csv:
         import csv
+        import io
 
-        with open(args.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(records[0]))
-            w.writeheader()
-            w.writerows(records)
+        from .checkpoint import atomic_write
+
+        table = io.StringIO(newline="")
+        w = csv.DictWriter(table, fieldnames=list(records[0]))
+        w.writeheader()
+        w.writerows(records)
+        atomic_write(args.csv, lambda f: f.write(table.getvalue().encode("utf-8")), overwrite=args.overwrite,
+                     flag="--csv")
         print(f"wrote {args.csv}", file=sys.stderr if args.json else sys.stdout)  # stdout: the JSON alone
     if args.plot:
-        _plot_bench(records, args.plot)
+        _plot_bench(records, args.plot, args.overwrite)
         print(f"wrote {args.plot}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
@@ -269,7 +280,7 @@ def _plot_figure_class():
     return Figure
 
 
-def _plot_bench(records: List[Dict[str, Any]], path: str) -> None:
+def _plot_bench(records: List[Dict[str, Any]], path: str, overwrite: bool = False) -> None:
     """Images/s against batch size, one line per configuration, written to ``path`` (format from its suffix)."""
     # A bare Figure renders with the Agg canvas: no pyplot state and no global backend switch in the caller's process.
     fig = _plot_figure_class()(figsize=(7, 4))
@@ -293,7 +304,10 @@ def _plot_bench(records: List[Dict[str, Any]], path: str) -> None:
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from .checkpoint import atomic_write
+
+    suffix = Path(path).suffix.lstrip(".").lower()
+    atomic_write(path, lambda f: fig.savefig(f, dpi=120, format=suffix), overwrite=overwrite, flag="--plot")
 
 
 # ----------------------------------------------------------------------------------------------- info
@@ -368,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", default=None, help="also write the results to this CSV file")
     p.add_argument("--plot", default=None,
                    help="also draw images/s vs batch size to this image file, e.g. bench.png (needs unireplknet[plot])")
+    add_overwrite_argument(p, "the --csv and --plot files")
     add_common_arguments(p, device=True, json=True)
     p.set_defaults(func=cmd_bench)
 
@@ -390,6 +405,7 @@ SUBCOMMAND_MODULES = (
     "unireplknet.tasks.dense.cli",  # det-train, det-eval, seg-train, seg-eval, dense-scenes
     "unireplknet.tasks.video.cli",  # video-train, video-eval, video-mosaic
     "unireplknet.tasks.pointcloud.cli",  # points-train, points-eval, points-project
+    "unireplknet.tasks.tsc.cli",  # tsc-train, tsc-eval, tsc-predict
     "unireplknet.analysis.erf_cli",  # erf
 )
 
@@ -413,7 +429,7 @@ def _register(sub: "argparse._SubParsersAction", module_name: str) -> None:
 
 
 #: Parsed-argument names that hold input files (checkpoints, clips, clouds), whatever the subcommand.
-INPUT_FILE_ARGS = ("checkpoint", "resume", "video", "files")
+INPUT_FILE_ARGS = ("checkpoint", "resume", "video", "files", "images")
 
 
 def _check_input_files(args: argparse.Namespace) -> None:
@@ -425,13 +441,17 @@ def _check_input_files(args: argparse.Namespace) -> None:
         for path in ([value] if isinstance(value, str) else value if isinstance(value, list) else []):
             if not isinstance(path, str) or (name == "resume" and path == "auto") or path.lower() == "none":
                 continue  # erf's --checkpoint none: that model keeps its initialisation
-            what = ("input file" if name in ("files", "video") else
+            what = ("input file" if name in ("files", "video", "images") else
                     "--" + name if not _is_positional(args, name) else name)
             if not os.path.exists(path):
+                if name == "images":
+                    continue  # predict reports a missing image per image
                 raise CLIError(f"{what} {path} does not exist; check the path")
-            if not os.path.isfile(path):
+            if not os.path.isfile(path):  # a folder, or a FIFO/device that would block the reader forever
+                from ._files import not_a_regular_file  # torch-free: the error comes at once
+
                 hint = " (e.g. its last.pth or best.pth)" if os.path.isdir(path) and name != "files" else ""
-                raise CLIError(f"{what} {path} is not a file; pass the file itself{hint}")
+                raise CLIError(not_a_regular_file(path, what) + hint)
 
 
 def _is_positional(args: argparse.Namespace, name: str) -> bool:
@@ -463,7 +483,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # timm and PIL are chatty at INFO; the run's own messages are what matter here.
     for noisy in ("timm", "PIL", "torch"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-    from . import zoo  # noqa: F401  registers the variants with timm (the console script defers it past --help)
+    try:
+        from ._runtime import check_environment
+
+        check_environment()  # UNIREPLKNET_FUSED=maybe, RANK=zero: one line naming the variable, no traceback
+        from . import zoo  # noqa: F401  registers the variants with timm (the console script defers it past --help)
+    except ValueError as e:
+        if args.verbose:
+            raise
+        print(f"unireplknet {args.command}: error: {e}", file=sys.stderr)
+        return 2
     from .checkpoint import CheckpointError
     from .data import DataError
     from .engine import CheckpointWriteError, RunFolderError

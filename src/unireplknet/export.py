@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ExportCheckError", "export_onnx", "verify_onnx", "export_torch_program"]
+__all__ = ["ExportCheckError", "export_onnx", "verify_onnx", "export_torch_program", "onnx_opset_of", "ONNX_OPSETS"]
 
 _logger = logging.getLogger(__name__)
 
@@ -31,6 +31,23 @@ def _require_onnxruntime():
     except ImportError:
         raise ImportError("ONNX verification needs onnxruntime: pip install 'unireplknet[onnx]'") from None
     return onnxruntime
+
+
+#: The ONNX opsets torch's exporters write (torch.onnx: 7-23), the dynamo exporter's first and the legacy
+#: TorchScript exporter's last; an export is refused unless the file holds the opset asked for.
+ONNX_OPSETS = (7, 23)
+DYNAMO_MIN_OPSET = 18
+TORCHSCRIPT_MAX_OPSET = 20
+
+
+def onnx_opset_of(graph: bytes) -> Union[int, None]:
+    """The default-domain opset an ONNX model imports (None without the ``onnx`` package)."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    model = onnx.load_from_string(graph)
+    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def verify_onnx(path: Union[str, Path, bytes], model: nn.Module,
@@ -79,7 +96,17 @@ def export_onnx(
         xs = tuple(torch.randn(n, *s) for s in shapes)
         return xs[0] if len(xs) == 1 else xs
 
+    if not ONNX_OPSETS[0] <= opset <= ONNX_OPSETS[1]:
+        raise ValueError(f"ONNX opset {opset} is outside the range the exporters write, {ONNX_OPSETS[0]}-"
+                         f"{ONNX_OPSETS[1]}; pass --opset 18 (the default) or another opset in that range")
+    if exporter == "auto" and opset < DYNAMO_MIN_OPSET:
+        exporter = "torchscript"  # the dynamo exporter writes opset 18 or newer whatever it is asked for
     graph = export_onnx_bytes(model, batch(2), opset=opset, exporter=exporter)
+    written = onnx_opset_of(graph)
+    if written is not None and written != opset:
+        raise ValueError(f"opset {opset} was asked for but the {exporter} exporter wrote opset {written}; nothing was "
+                         f"written. Ask for opset {written}, or an opset the exporter supports (the dynamo exporter "
+                         f"{DYNAMO_MIN_OPSET}+, the torchscript one {ONNX_OPSETS[0]}-{TORCHSCRIPT_MAX_OPSET})")
     info: Dict[str, Any] = dict(path=path, max_abs_diff=None, opset=opset)
     if verify:
         # Verified before it is written, so a failed check leaves an earlier file at ``path`` as it was.

@@ -50,8 +50,12 @@ def build_model(
     if name != "custom" and not name.startswith("unireplknet") and not name.split(".")[0] in zoo.VARIANTS \
             and timm.is_model(name.split(".")[0]):
         try:
-            return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans,
-                                     drop_path_rate=overrides.get("drop_path_rate", 0.0), **kwargs)
+            def peer(weights: bool) -> nn.Module:
+                return timm.create_model(name, pretrained=weights, num_classes=num_classes, in_chans=in_chans,
+                                         drop_path_rate=overrides.get("drop_path_rate", 0.0), **kwargs)
+
+            _check_weights_memory(lambda: peer(False), name, num_classes)
+            return peer(pretrained)
         except TypeError as e:  # an option that model does not take
             raise ValueError(f"--model {name} --model-kwargs: {e}") from None
     known = set(inspect.signature(UniRepLKNet.__init__).parameters) - {"self", "in_chans", "num_classes"}
@@ -64,12 +68,23 @@ def build_model(
             raise ValueError("--pretrained needs a named variant (e.g. unireplknet_a), not 'custom'")
         if "kernel_sizes" in kwargs and kwargs["kernel_sizes"] is not None:
             kwargs["kernel_sizes"] = tuple(tuple(k) for k in kwargs["kernel_sizes"])
+        _check_weights_memory(lambda: UniRepLKNet(in_chans=in_chans, num_classes=num_classes, **kwargs,
+                                                  **overrides), name, num_classes)
         return UniRepLKNet(in_chans=in_chans, num_classes=num_classes, **kwargs, **overrides)
     full = name if name.startswith("unireplknet_") else f"unireplknet_{name}"
     if full.split(".")[0] not in timm.list_models("unireplknet_*"):
         raise ValueError(unknown_variant_message(name))
     return zoo.create_model(full, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans,
                             **kwargs, **overrides)
+
+
+def _check_weights_memory(build, name: str, num_classes: int) -> None:
+    """Refuse a model whose weights alone exceed the memory limit (dims of 100,000 would ask for 180 GB), counted
+    on the meta device before anything is allocated."""
+    from .limits import check_memory, model_bytes
+
+    check_memory(model_bytes(build), f"--model {name} with {num_classes:,} classes (its weights)",
+                 "choose smaller --model-kwargs dims/depths or fewer classes")
 
 
 def adapt_stem_to_input_channels(path: str, model: nn.Module) -> Any:

@@ -75,7 +75,11 @@ def check_output_file(
             or in a folder that is a file or read-only.
     """
     path = Path(path)
-    if path.is_dir():
+    if path.is_symlink():  # the one write policy: never through a link (refused, or the link itself replaced)
+        from .checkpoint import check_destination
+
+        check_destination(path, overwrite, flag)
+    elif path.is_dir():
         raise GuardError(f"{flag} {path} is a folder; pass a file path such as {path / ('model' + _suffix(kind))}")
     for source in inputs:
         if not overwrite and _same_file(path, Path(source)):

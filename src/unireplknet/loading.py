@@ -9,7 +9,9 @@ from typing import Any, Mapping, Union
 import torch
 from torch import nn
 
-from .checkpoint import PathLike, StateDict, convert_to_deploy_layout, infer_config, load_checkpoint, read_state_dict
+from .checkpoint import (PathLike, StateDict, convert_to_deploy_layout, infer_config, load_checkpoint, read_state_dict,
+                         strip_prefixes)
+from .limits import build_checked
 from .model import UniRepLKNet
 
 __all__ = ["load_model", "to_deploy_state_dict"]
@@ -24,9 +26,16 @@ def load_model(path: PathLike, device: Union[str, torch.device] = "cpu", use_ema
     training checkpoint that has them.
     """
     sd = read_state_dict(path, use_ema=use_ema)
+    empty = [k for k, v in sd.items() if v.numel() == 0]
+    if empty:  # shapes without values: what they announce (a class count, a width) is not to be believed
+        from .limits import LimitError
+
+        raise LimitError(f"{path} holds zero-element tensors ({', '.join(f'{k} {tuple(sd[k].shape)}' for k in empty[:2])}"
+                         f"{f' and {len(empty) - 2} more' if len(empty) > 2 else ''}); it holds no weights for them. "
+                         "It is not a checkpoint a run wrote: use the file the run or the download gave")
     config = infer_config(sd)
     config.update(overrides)
-    model = UniRepLKNet(**config)
+    model = build_checked(lambda: UniRepLKNet(**config), strip_prefixes(sd), str(path))
     load_checkpoint(model, sd)
     return model.to(device).eval()
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from ..engine.flags import add_common_arguments
+from ..engine.flags import add_common_arguments, add_overwrite_argument
 
 __all__ = ["add_parser", "run", "main", "PLOT_MISSING"]
 
@@ -90,6 +90,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--output", "-o", default="erf.png",
                    help="figure file (.png/.pdf/.svg); the table goes next to it as .json and .csv and the maps "
                         "as .npz. A .json or .csv name writes the table and maps only (no matplotlib needed)")
+    add_overwrite_argument(p, "the figure, table and map files")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_arguments(p, device=True)  # --device --threads --quiet (the table is written as .json already)
     p.set_defaults(func=run)
@@ -345,6 +346,10 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     output = Path(args.output)
     draw = output.suffix.lower() not in _TABLE_SUFFIXES
+    from ..checkpoint import check_destination  # the one write policy, before minutes of computing
+
+    for path in ([output] if draw else []) + [output.with_suffix(s) for s in (".json", ".csv", ".npz")]:
+        check_destination(path, args.overwrite)
     if draw:
         _figure_class()  # say it before minutes of computing, not after
     import numpy as np

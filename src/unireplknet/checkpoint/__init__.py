@@ -12,6 +12,13 @@ The package sits below the model: it imports no model code. Building the model a
 :func:`unireplknet.load_model` (and :func:`unireplknet.to_deploy_state_dict`), one layer up.
 """
 from .io import (
+    DestinationError,
+    check_destination,
+    check_destination_folder,
+    NotARegularFileError,
+    file_type_name,
+    not_a_regular_file,
+    require_regular_file,
     KIND_NAMES,
     CheckpointError,
     CheckpointMismatchError,
@@ -53,6 +60,13 @@ __all__ = [
     "read_state_dict",
     "unwrap_state_dict",
     "describe_unreadable_checkpoint",
+    "DestinationError",
+    "check_destination",
+    "check_destination_folder",
+    "require_regular_file",
+    "NotARegularFileError",
+    "file_type_name",
+    "not_a_regular_file",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_torch_save",

@@ -21,6 +21,8 @@ from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 import torch
 
+from .._files import NotARegularFileError, file_type_name, not_a_regular_file, require_regular_file
+
 __all__ = [
     "CheckpointError",
     "CheckpointMismatchError",
@@ -31,6 +33,13 @@ __all__ = [
     "read_state_dict",
     "unwrap_state_dict",
     "describe_unreadable_checkpoint",
+    "DestinationError",
+    "check_destination",
+    "check_destination_folder",
+    "require_regular_file",
+    "NotARegularFileError",
+    "not_a_regular_file",
+    "file_type_name",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_torch_save",
@@ -55,6 +64,16 @@ class CheckpointWriteError(OSError):
     """A file could not be written; the previous file at the destination is untouched."""
 
 
+class DestinationError(CheckpointWriteError):
+    """A destination the write policy refuses (a symbolic link, or a file the command did not create)."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.EEXIST, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 class PretrainedWeightsUnavailableError(CheckpointError):
     """Official pretrained weights were asked for but could not be downloaded."""
 
@@ -69,7 +88,7 @@ class PretrainedWeightsUnavailableError(CheckpointError):
             f"timm.create_model('{variant}', pretrained=True, pretrained_cfg_overlay=dict(file='/path/{filename}')) "
             f"or unireplknet.create_model('{variant}', checkpoint_path='/path/{filename}')."
         )
-        self.filename = filename
+        self.filename, self.hub_id = filename, hub_id
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -80,6 +99,7 @@ def read_state_dict(path: PathLike, use_ema: bool = False) -> StateDict:
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory; pass the checkpoint file inside it")
+    require_regular_file(path, "checkpoint")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint file {path} is empty (an interrupted download or save?); get it again")
     kind = file_kind(path)
@@ -97,6 +117,7 @@ def read_state_dict(path: PathLike, use_ema: bool = False) -> StateDict:
                 "download or export it again"
             ) from err
     elif kind == "torch":
+        check_archive_sizes(path)
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
@@ -124,6 +145,32 @@ def read_state_dict(path: PathLike, use_ema: bool = False) -> StateDict:
             "model.safetensors (a download that failed can leave an HTML error page under the file's name)"
         )
     return unwrap_state_dict(obj, use_ema=use_ema, source=str(path))
+
+
+#: torch.save stores its records uncompressed; a deflated record that inflates more than this is a zip bomb.
+MAX_INFLATION = 64
+
+
+def check_archive_sizes(path: PathLike) -> None:
+    """Refuse a PyTorch zip checkpoint whose records inflate by more than :data:`MAX_INFLATION` × (a 2.3 MB file
+    that becomes 2.4 GB once read), before ``torch.load`` inflates them.
+
+    Only the zip directory is read (the sizes it declares); the legacy non-zip format stores tensors raw, and an
+    uncompressed archive needs no more memory than its size on disk.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip archive: torch.load gives the precise error
+    stored = sum(r.compress_size for r in records)
+    inflated = sum(r.file_size for r in records)
+    if inflated > MAX_INFLATION * max(stored, 1 << 20):
+        raise CheckpointError(
+            f"{path} is a {stored / 1e6:,.1f} MB zip archive whose compressed records would inflate to "
+            f"{inflated / 1e9:,.2f} GB; torch.save never compresses tensors, so this is not a checkpoint it wrote "
+            "(a zip bomb?). Refused before reading; re-save the weights with torch.save or as safetensors")
 
 
 def first_error_line(err: BaseException) -> str:
@@ -204,6 +251,10 @@ def unwrap_state_dict(obj: Any, use_ema: bool = False, source: str = "checkpoint
     """The flat tensor dict inside an official or own checkpoint (``model``, ``state_dict``, EMA …)."""
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{source} holds a {type(obj).__name__}, not a state dict")
+    if use_ema and not any(isinstance(obj.get(k), Mapping) for k in ("model_ema", "state_dict_ema")):
+        raise CheckpointError(
+            f"--ema: {source} holds no EMA weights (no 'model_ema' or 'state_dict_ema'; a run without --model-ema, "
+            "or a deploy/weights file), so they cannot be used; drop --ema to use its weights")
     containers = ("model_ema", "state_dict_ema") + _CONTAINER_KEYS if use_ema else _CONTAINER_KEYS
     for key in containers:
         if isinstance(obj.get(key), Mapping):
@@ -215,6 +266,14 @@ def unwrap_state_dict(obj: Any, use_ema: bool = False, source: str = "checkpoint
             f"{source} is not a tensor state dict: entries {bad[:5]} are not tensors "
             f"(top-level keys: {list(obj)[:8]})"
         )
+    # Weights stored as integers (a quantized file, or a tampered one) would be cast to float silently and give
+    # meaningless, confident predictions; only counters (num_batches_tracked) are integers in a float model.
+    quantized = [k for k, v in obj.items() if not (v.is_floating_point() or v.is_complex())
+                 and k.rsplit(".", 1)[-1] in ("weight", "bias", "running_mean", "running_var", "gamma", "beta")]
+    if quantized:
+        raise CheckpointError(
+            f"{source}: {quantized[0]} is stored as {obj[quantized[0]].dtype}, not as floating-point weights "
+            f"({len(quantized)} such tensor(s)); integer-quantized weights are not read — pass the float checkpoint")
     return dict(obj)
 
 
@@ -265,7 +324,55 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: PathLike, write: Callable[[Any], Any], to_path: bool = False) -> Path:
+# The write policy of every command, in one place (docs/cli/refusals.md, "What the commands write"):
+# 1. never through a symbolic link: the link would lead the write to a file outside the destination;
+# 2. never over a file the command did not create, unless the user said --overwrite;
+# 3. always atomically (:func:`atomic_write`), so a failed write leaves the previous file as it was.
+def check_destination(path: PathLike, overwrite: bool = False, flag: str = "--output") -> Path:
+    """Refuse a destination the write policy forbids, before any work is done; return it as a ``Path``.
+
+    A symbolic link is refused without ``overwrite`` and, with it, replaced by the new file (its target is never
+    written). An existing file is refused without ``overwrite``.
+    """
+    path = Path(path)
+    if path.is_symlink():
+        if not overwrite:
+            raise DestinationError(
+                f"{flag} {path} is a symbolic link (to {os.readlink(path)}); nothing is written through a link, "
+                "since that would change a file outside the destination. Pass another path, or add --overwrite "
+                "to replace the link itself (its target is left as it is)")
+        return path
+    if path.is_dir():
+        raise DestinationError(f"{flag} {path} is a folder; pass a file path inside it")
+    if path.exists() and not overwrite:
+        raise DestinationError(
+            f"{flag} {path} already exists and was not written by this command; it is left as it is. Pass "
+            "another path, or add --overwrite to replace it")
+    return path
+
+
+def check_destination_folder(folder: PathLike, overwrite: bool = False, flag: str = "output") -> Path:
+    """The write policy for a command that fills a folder: an existing folder that holds anything (another data
+    set, say) is refused without ``overwrite``; a symbolic link is never followed."""
+    folder = Path(folder)
+    if folder.is_symlink() and not overwrite:
+        raise DestinationError(
+            f"{flag} {folder} is a symbolic link (to {os.readlink(folder)}); nothing is written through a link. "
+            "Pass the real folder, or add --overwrite")
+    if folder.exists() and not folder.is_dir():
+        raise DestinationError(f"{flag} {folder} is a file, not a folder; pass a folder to write into")
+    if folder.is_dir() and not overwrite:
+        held = sorted(p.name for p in folder.iterdir())
+        if held:
+            more = f" and {len(held) - 3} more" if len(held) > 3 else ""
+            raise DestinationError(
+                f"{flag} {folder} already holds files ({', '.join(held[:3])}{more}) that this command did not "
+                "write; they are left as they are. Pass a new or empty folder, or add --overwrite to replace them")
+    return folder
+
+
+def atomic_write(path: PathLike, write: Callable[[Any], Any], to_path: bool = False,
+                 overwrite: bool = True, flag: str = "--output") -> Path:
     """Write ``path`` so that it is either the old file or the complete new one: the package's one writer.
 
     ``write`` fills a temporary file in the same folder — given the open binary file, or with ``to_path`` its
@@ -273,8 +380,13 @@ def atomic_write(path: PathLike, write: Callable[[Any], Any], to_path: bool = Fa
     then fsync'ed, given the permissions of an ordinary new file, and ``os.replace``'d over ``path``. On any
     error the temporary file is removed; an ``OSError`` becomes :class:`CheckpointWriteError`, which says why
     (a full disk by name) and that the previous file is intact.
+
+    A symbolic link at ``path`` is replaced, never written through. ``overwrite=False`` (a file named by the
+    user, without ``--overwrite``) applies :func:`check_destination`: an existing file or a link is refused.
     """
     path = Path(path)
+    if not overwrite:
+        check_destination(path, False, flag)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -21,8 +21,7 @@ from .folder import (
     scan_image_folder,
 )
 
-__all__ = ["DataBundle", "build_data", "eval_transform", "train_transform", "split_samples", "SkipUnreadable",
-           "collate_counting_unreadable"]
+__all__ = ["DataBundle", "build_data", "eval_transform", "train_transform", "split_samples", "SkipUnreadable"]
 
 _logger = logging.getLogger(__name__)
 
@@ -231,7 +230,7 @@ def build_data(
 
 class SkipUnreadable(Dataset):
     """A dataset whose unreadable samples (``errors`` raised by ``__getitem__``) come back as None, to be left
-    out and counted by :func:`collate_counting_unreadable` (``--skip-unreadable`` of the task commands).
+    out and counted by :func:`~unireplknet.engine.collate_samples` (``--skip-unreadable`` of the task commands).
 
     A sample that failed once is remembered and not read again in later epochs (per data-loading process).
     """
@@ -257,14 +256,3 @@ class SkipUnreadable(Dataset):
             self.bad.add(i)
             _logger.warning("skipped unreadable sample %d: %s", i, e)
             return None
-
-
-def collate_counting_unreadable(batch: List[Any]) -> Tuple[Any, ...]:
-    """Stack ``(input, target)`` samples, leaving out the None of unreadable ones: ``(inputs, targets, count)``."""
-    import torch
-
-    kept = [b for b in batch if b is not None]
-    missing = len(batch) - len(kept)
-    if not kept:
-        return torch.zeros(0), torch.zeros(0), missing
-    return torch.stack([b[0] for b in kept]), torch.stack([b[1] for b in kept]), missing

@@ -186,6 +186,22 @@ def _read_coco_json(path: Path) -> Dict[str, Any]:
         raise DetectionDataError(f"COCO annotation file {path} lists no categories")
     if not data["annotations"]:
         raise DetectionDataError(f"COCO annotation file {path} has no annotations: there is nothing to learn or score")
+    # Every entry is an object with the fields it is looked up by (a number instead of an object, or a category
+    # without an id, would end in a KeyError/TypeError deep in the loader).
+    required = {"images": ("id",), "annotations": ("image_id", "category_id"), "categories": ("id",)}
+    for key, fields in required.items():
+        for index, entry in enumerate(data[key]):
+            if not isinstance(entry, dict):
+                raise DetectionDataError(f"COCO annotation file {path}: {key}[{index}] is a {type(entry).__name__} "
+                                         f"({str(entry)[:40]}), not an object with {', '.join(fields)}; fix the file")
+            missing = [f for f in fields if f not in entry]
+            if missing:
+                raise DetectionDataError(f"COCO annotation file {path}: {key}[{index}] has no {', '.join(missing)}; "
+                                         "every entry needs it — fix the file")
+            bad = [f for f in fields if isinstance(entry[f], bool) or not isinstance(entry[f], int)]
+            if bad:
+                raise DetectionDataError(f"COCO annotation file {path}: {key}[{index}].{bad[0]} is "
+                                         f"{entry[bad[0]]!r}, not a whole number; fix the file")
     return data
 
 

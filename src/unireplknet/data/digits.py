@@ -247,7 +247,12 @@ class DigitsDataset(Dataset):
             train_idx, val_idx = digits_split_indices(val_fraction)
             keep = train_idx if split == "train" else val_idx
             images, labels = images[keep], labels[keep]
-        # Upsample once here rather than per sample: the whole set is ~7 MB at 32×32.
+        # Upsample once here rather than per sample: the whole set is ~7 MB at 32×32 (and 57 TB at 100000×100000,
+        # which is refused here, before it is allocated).
+        from ..limits import check_memory
+
+        check_memory(4 * len(images) * image_size ** 2, f"the digits at {image_size}×{image_size} pixels "
+                     f"({len(images)} images)", "choose a smaller --input-size")
         self.images = digit_counts_to_input(torch.from_numpy(images), image_size)
         self.targets = torch.from_numpy(labels.astype(np.int64))
         self.transform = transform

@@ -14,12 +14,14 @@ import logging
 import os
 import random
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.utils.data import Dataset
+
+from ..checkpoint import require_regular_file
+from .batch import Batch  # the one batch type: .inputs (the images), .targets, .unreadable
 
 __all__ = [
     "DataError",
@@ -66,6 +68,11 @@ MAX_IMAGE_PIXELS_ENV = "UNIREPLKNET_MAX_IMAGE_PIXELS"
 # Pillow refuses (DecompressionBombError) above twice its MAX_IMAGE_PIXELS; that is the default limit here too.
 DEFAULT_MAX_IMAGE_PIXELS = 2 * 89_478_485
 
+MAX_ASPECT_RATIO_ENV = "UNIREPLKNET_MAX_ASPECT_RATIO"
+# Resizing keeps the aspect ratio (short side -> input size), so a 1×1,000,000 strip of 1 KB would become a
+# 256×256,000,000 picture of several GB; panoramas stay far below 50:1.
+DEFAULT_MAX_ASPECT_RATIO = 50
+
 #: What reading one image may raise; every one of them means "skip and count this file" (or, in predict, a
 #: per-file error). SyntaxError and ValueError come from some of PIL's decoders on malformed headers.
 UNREADABLE_IMAGE_ERRORS = (OSError, ValueError, SyntaxError)
@@ -88,9 +95,20 @@ def max_image_pixels() -> int:
     return value
 
 
+def max_aspect_ratio() -> float:
+    """The most elongated image (long side / short side) that is read: ``UNIREPLKNET_MAX_ASPECT_RATIO`` or 50."""
+    from ..limits import env_limit
+
+    try:
+        return env_limit(MAX_ASPECT_RATIO_ENV, DEFAULT_MAX_ASPECT_RATIO, "long side / short side", integer=False)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+
+
 def open_image(path: Union[str, Path], mode: str = "RGB") -> Any:
-    """Read ``path`` as a PIL image in ``mode``; every failure is an ``OSError`` subclass or in
-    :data:`UNREADABLE_IMAGE_ERRORS`, with the path in the message.
+    """Read ``path`` as a PIL image in ``mode``, upright (its EXIF orientation applied); every failure is an
+    ``OSError`` subclass or in :data:`UNREADABLE_IMAGE_ERRORS`, with the path in the message. Only a regular file
+    is opened (a FIFO or device raises :class:`~unireplknet.guards.NotARegularFileError`).
 
     Images over :func:`max_image_pixels` raise :class:`ImageTooLargeError` before their pixels are decoded.
     16-bit grey images (PNG/TIFF ``I;16``) are mapped to 0..255 by /257, the exact rescaling of 0..65535; PIL's
@@ -99,6 +117,9 @@ def open_image(path: Union[str, Path], mode: str = "RGB") -> Any:
     import numpy as np
     from PIL import Image
 
+    from PIL import ImageOps
+
+    require_regular_file(path, "image")  # a FIFO would block Image.open forever
     limit = max_image_pixels()
     saved = Image.MAX_IMAGE_PIXELS
     try:
@@ -117,10 +138,19 @@ def open_image(path: Union[str, Path], mode: str = "RGB") -> Any:
             raise ImageTooLargeError(
                 f"{path}: {img.width}x{img.height} = {img.width * img.height:,} pixels, over the limit of "
                 f"{limit:,}; raise it with {MAX_IMAGE_PIXELS_ENV}=<pixels> if the file is trusted")
-        if img.mode in _SIXTEEN_BIT_MODES:
-            grey = np.asarray(img, dtype=np.float64) / 257.0
+        ratio, most = max(img.size) / max(1, min(img.size)), max_aspect_ratio()
+        if ratio > most:  # checked before decoding: resizing keeps the ratio, so the result would be huge
+            raise ImageTooLargeError(
+                f"{path}: {img.width}x{img.height} pixels, an aspect ratio of {ratio:,.0f}:1, over the limit of "
+                f"{most:g}:1 (resizing it would take {ratio:,.0f} times the memory of a square image); crop it, "
+                f"or raise the limit with {MAX_ASPECT_RATIO_ENV}=<ratio> if the file is trusted")
+        # A phone stores a portrait photo sideways with an EXIF orientation tag: turn it upright, as every
+        # viewer does, or it is classified lying on its side.
+        upright = ImageOps.exif_transpose(img)
+        if upright.mode in _SIXTEEN_BIT_MODES:
+            grey = np.asarray(upright, dtype=np.float64) / 257.0
             return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), "L").convert(mode)
-        return img.convert(mode)
+        return upright.convert(mode)
 
 
 def _is_image(path: Path) -> bool:
@@ -192,16 +222,6 @@ def find_image_folders(root: Path) -> Tuple[Path, Optional[Path]]:
             val = alt if alt.is_dir() else None
         return train, val
     return root, None
-
-
-@dataclass
-class Batch:
-    """A collated batch: images, targets, and the number of unreadable images left out or replaced."""
-
-    images: torch.Tensor
-    targets: torch.Tensor
-    unreadable: int
-    unreadable_paths: List[str]
 
 
 class SafeImageFolder(Dataset):

@@ -200,8 +200,9 @@ def rle_to_mask(rle: Dict[str, Any]) -> np.ndarray:
 def _save_png(path: Path, array: np.ndarray) -> None:
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
+    from ..checkpoint import atomic_write  # the one writer: a killed run leaves no half-written image
+
+    atomic_write(path, lambda f: Image.fromarray(array).save(f, format="PNG"))
 
 
 def write_coco(
@@ -232,11 +233,12 @@ def write_coco(
             ann_id += 1
     categories = [{"id": k + 1, "name": name, "supercategory": "shape"} for k, name in enumerate(SCENE_CLASSES)]
     ann_file = root / "annotations" / f"instances_{split}.json"
-    ann_file.parent.mkdir(parents=True, exist_ok=True)
-    ann_file.write_text(json.dumps({
+    from ..checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(ann_file, json.dumps({
         "info": {"description": f"unireplknet generated scenes, seed {seed}, split {split}, style {style}"},
         "images": images, "annotations": annotations, "categories": categories,
-    }))
+    }).encode("utf-8"))
     return ann_file
 
 
@@ -257,7 +259,9 @@ def write_ade20k(
         name = f"scene_{split}_{i:06d}"
         _save_png(root / "images" / folder / f"{name}.png", scene.image)
         _save_png(root / "annotations" / folder / f"{name}.png", (scene.semantic + 1).astype(np.uint8))
-    (root / "classes.json").write_text(json.dumps(["background", *SCENE_CLASSES]))
+    from ..checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(root / "classes.json", json.dumps(["background", *SCENE_CLASSES]).encode("utf-8"))
     return root
 
 

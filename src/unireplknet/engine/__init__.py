@@ -16,7 +16,7 @@ _EXPORTS = {
     **dict.fromkeys(("EpochEnd", "RunFolderError", "TrainResult", "amp_dtype_of", "build_optimizer",
                      "build_scheduler", "fit", "make_eval_loader"), "loop"),
     **dict.fromkeys(("ShardedBatchSampler", "ShardedEvalSampler"), "samplers"),
-    **dict.fromkeys(("StepContext", "StepOutput", "Task", "TaskData"), "task"),
+    **dict.fromkeys(("Batch", "StepContext", "StepOutput", "Task", "TaskData", "collate_samples"), "task"),
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,12 +1,13 @@
 """The engine's options (the official ImageNet recipe as defaults), shared by every task's config."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Dict, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
 
 __all__ = ["EngineConfig", "plain", "check_input_paths", "adapt_to_machine_and_run", "usable_cores",
            "SHORT_RUN_WARMUP_SHARE"]
@@ -78,6 +79,45 @@ class EngineConfig:
 
     #: Values of ``data`` that name a data set built into the task rather than a path (e.g. ``"scenes"``).
     BUILTIN_DATA: ClassVar[Tuple[str, ...]] = ()
+
+    #: The named recipes of this config: option values that differ from the class defaults (which are a recipe
+    #: too, usually the paper's). :meth:`with_recipe` is the one way every task and command line applies them.
+    RECIPES: ClassVar[Dict[str, Dict[str, Any]]] = {}
+
+    @classmethod
+    def default_recipe(cls, options: Dict[str, Any]) -> Optional[str]:
+        """The recipe of a run given these options when none is named (e.g. the demo recipe when no ``data`` is
+        given); None: the class defaults alone."""
+        return None
+
+    @classmethod
+    def recipe(cls, name: str, options: Dict[str, Any]) -> Dict[str, Any]:
+        """The option values of the recipe ``name`` (a copy). Configs whose recipes depend on the options given
+        (a detector's per-variant recipe) compose them here."""
+        if name not in cls.RECIPES:
+            raise ValueError(f"unknown recipe {name!r} for {cls.__name__}; choose one of {', '.join(cls.RECIPES)}")
+        return copy.deepcopy(cls.RECIPES[name])
+
+    @classmethod
+    def merge_recipe(cls, recipe: Dict[str, Any], options: Dict[str, Any]) -> Dict[str, Any]:
+        """The recipe's values overridden by the options given (every given option wins)."""
+        return {**recipe, **options}
+
+    @classmethod
+    def with_recipe(cls, recipe: Union[str, Dict[str, Any], None] = None, **options: Any):
+        """A config of the recipe ``recipe`` (a name of :attr:`RECIPES`, a dict of values, or None: the
+        :meth:`default_recipe` for these options) where every option given wins over the recipe (``None`` too,
+        e.g. ``output=None``: a temporary folder; the command lines pass only the flags that were set)."""
+        given = dict(options)
+        if recipe is None:
+            recipe = cls.default_recipe(given)
+        values = {} if recipe is None else (copy.deepcopy(dict(recipe)) if isinstance(recipe, dict)
+                                            else cls.recipe(recipe, given))
+        merged = cls.merge_recipe(values, given)
+        unknown = sorted(set(merged) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise TypeError(f"unknown {cls.__name__} options: {', '.join(unknown)}")
+        return cls(**merged)
 
 
 # ----------------------------------------------------------------------------------------------- resolution

@@ -56,9 +56,9 @@ def _pick_device(requested: str, local_rank: int) -> torch.device:
 
 def init_distributed(device: str = "auto", backend: str = "auto") -> DistInfo:
     """Join the ``torchrun`` process group when launched by it; otherwise a single-process :class:`DistInfo`."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    from .._runtime import env_int  # a bad RANK=zero is a clear error, not a traceback
+
+    world_size, rank, local_rank = env_int("WORLD_SIZE", 1, 1), env_int("RANK", 0), env_int("LOCAL_RANK", 0)
     dev = _pick_device(device, local_rank)
     if world_size <= 1:
         return DistInfo(0, 1, 0, dev)

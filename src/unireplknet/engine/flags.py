@@ -7,14 +7,51 @@ import logging
 import os
 import re
 import sys
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 from ..guards import positive_int
 
 __all__ = ["json_dict_arg", "format_metrics", "set_torch_threads", "default_threads",
            "COMMON_FLAGS", "add_common_arguments", "ENGINE_FLAGS", "add_engine_arguments", "engine_options",
            "add_eval_loader_arguments", "CLIError", "format_duration", "text_table", "is_main_rank",
-           "add_checkpoint_arguments", "add_data_config_arguments"]
+           "add_checkpoint_arguments", "add_data_config_arguments", "number_in", "PROBABILITY", "RATE",
+           "NON_NEGATIVE", "POSITIVE", "SHARE", "FRACTION", "INTERPOLATIONS", "add_overwrite_argument", "OVERWRITE_HELP"]
+
+
+# ----------------------------------------------------------------------------------------------- number ranges
+def number_in(low: Optional[float] = None, high: Optional[float] = None, *, low_open: bool = False,
+              high_open: bool = False, meaning: str = "") -> Callable[[str], float]:
+    """argparse type: a finite number in [low, high] (``low_open``/``high_open``: that end excluded), the one
+    range check of every numeric flag; the usage error names the range and ``meaning``."""
+    left = "" if low is None else (f"> {low:g}" if low_open else f">= {low:g}")
+    right = "" if high is None else (f"< {high:g}" if high_open else f"<= {high:g}")
+    span = " and ".join(p for p in (left, right) if p)
+    what = f"a number {span}" + (f" ({meaning})" if meaning else "")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if (value != value or value in (float("inf"), float("-inf"))
+                or (low is not None and (value <= low if low_open else value < low))
+                or (high is not None and (value >= high if high_open else value > high))):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+#: The ranges of the numeric flags every command shares (docs/cli/refusals.md, "Numbers that make no sense").
+PROBABILITY = number_in(0, 1, meaning="a probability")
+RATE = number_in(0, 1, high_open=True, meaning="a rate: 0 = off, below 1")
+NON_NEGATIVE = number_in(0, meaning="0 or more")
+POSITIVE = number_in(0, low_open=True, meaning="more than 0")
+SHARE = number_in(0, 1, low_open=True, high_open=True, meaning="a share of the data, between 0 and 1")
+FRACTION = number_in(0, 1, low_open=True, meaning="more than 0, at most 1")
+#: The resize interpolations (timm / PIL names) that a data config or --interpolation may name.
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
 
 
 def json_dict_arg(text: str) -> Dict[str, Any]:
@@ -157,7 +194,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, defaults: Optional[Dic
     g.add_argument("--checkpoint", default=None,
                    help="start from these weights (official or own .pth/.safetensors; a head of another class count "
                         "is replaced)")
-    g.add_argument("--drop-path", type=float, default=None, help=h("stochastic depth rate", "drop_path"))
+    g.add_argument("--drop-path", type=RATE, default=None, help=h("stochastic depth rate", "drop_path"))
     g.add_argument("--grad-checkpointing", dest="grad_checkpointing", action="store_true", default=None,
                    help="recompute activations in the backward pass: less memory, more compute")
     g.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm across GPUs under torchrun")
@@ -166,18 +203,19 @@ def add_engine_arguments(parser: argparse.ArgumentParser, defaults: Optional[Dic
     g.add_argument("--batch-size", type=int, default=None, help=h("micro-batch per process", "batch_size"))
     g.add_argument("--accum-steps", type=int, default=None,
                    help="gradient accumulation: micro-batches per optimizer step (official update_freq) [default: 1]")
-    g.add_argument("--lr", type=float, default=None, help=h("peak learning rate (after the warmup)", "lr"))
-    g.add_argument("--min-lr", type=float, default=None, help=h("learning rate at the end of the cosine schedule", "min_lr", "1e-6"))
-    g.add_argument("--warmup-epochs", type=float, default=None,
+    g.add_argument("--lr", type=POSITIVE, default=None, help=h("peak learning rate (after the warmup)", "lr"))
+    g.add_argument("--min-lr", type=NON_NEGATIVE, default=None, help=h("learning rate at the end of the cosine schedule", "min_lr", "1e-6"))
+    g.add_argument("--warmup-epochs", type=NON_NEGATIVE, default=None,
                    help=h("linear warmup from 0, updated every step", "warmup_epochs"))
-    g.add_argument("--weight-decay", type=float, default=None,
+    g.add_argument("--weight-decay", type=NON_NEGATIVE, default=None,
                    help=h("weight decay, not on 1-D parameters and biases", "weight_decay", "0.05"))
-    g.add_argument("--layer-decay", type=float, default=None,
+    g.add_argument("--layer-decay", type=FRACTION, default=None,
                    help=h("layer-wise learning-rate decay, e.g. 0.8 for fine-tuning", "layer_decay"))
-    g.add_argument("--clip-grad", type=float, default=None, help="clip the gradient norm to this value [default: off]")
+    g.add_argument("--clip-grad", type=NON_NEGATIVE, default=None,
+                   help="clip the gradient norm to this value; 0 = off [default: off]")
     g.add_argument("--model-ema", action="store_true", default=None, help="keep an exponential moving average of the "
                    "weights (evaluated next to the model)")
-    g.add_argument("--model-ema-decay", type=float, default=None, help="EMA decay per step [default: 0.9999]")
+    g.add_argument("--model-ema-decay", type=PROBABILITY, default=None, help="EMA decay per step [default: 0.9999]")
     g.add_argument("--deploy-from-ema", action="store_true", default=None,
                    help="re-parameterize and export the EMA weights (needs --model-ema)")
     g = parser.add_argument_group("execution (engine)")
@@ -228,6 +266,16 @@ def add_eval_loader_arguments(parser: argparse.ArgumentParser, batch_size: int) 
     add_common_arguments(parser, device=True, json=True)
 
 
+#: Help of every --overwrite (the one write policy, unireplknet.checkpoint.check_destination).
+OVERWRITE_HELP = ("replace {what} when it exists; a symbolic link is replaced itself, never written through "
+                  "[default: refuse, leaving it as it is]")
+
+
+def add_overwrite_argument(parser: Any, what: str = "the destination") -> None:
+    """``--overwrite`` of a command that writes files named by the user (the one write policy)."""
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP.format(what=what))
+
+
 class CLIError(Exception):
     """A problem with the command line or its inputs; printed as one line, exit status 2."""
 
@@ -248,7 +296,8 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def is_main_rank() -> bool:
     """Whether this is the printing process: rank 0 of a torchrun job, or a single process (no torch import)."""
-    return int(os.environ.get("RANK", "0")) == 0
+    # A malformed RANK counts as rank 0 here; cli.main refuses it with a clear error (_runtime.check_environment).
+    return os.environ.get("RANK", "0").strip() in ("0", "")
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -261,5 +310,7 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser, required: bool = T
 def add_data_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Overrides of the image preprocessing a checkpoint records: ``--input-size --crop-pct --interpolation``."""
     parser.add_argument("--input-size", type=positive_int, default=None, help="override the checkpoint's input size")
-    parser.add_argument("--crop-pct", type=float, default=None, help="override the centre-crop fraction")
-    parser.add_argument("--interpolation", default=None, help="override the resize interpolation")
+    parser.add_argument("--crop-pct", type=FRACTION, default=None,
+                        help="override the centre-crop fraction (more than 0, at most 1)")
+    parser.add_argument("--interpolation", default=None, choices=INTERPOLATIONS,
+                        help="override the resize interpolation")

@@ -29,13 +29,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .checkpointing import CHECKPOINT_FORMAT, atomic_torch_save, atomic_write, atomic_write_bytes, get_rng_state, load_training_checkpoint, set_rng_state
+from .checkpointing import (CHECKPOINT_FORMAT, atomic_torch_save, atomic_write, atomic_write_bytes, check_resume_identity,
+                            data_fingerprint, get_rng_state, load_training_checkpoint, set_rng_state)
 from .config import adapt_to_machine_and_run, check_input_paths
 from .distributed import DistInfo, all_gather_object, all_reduce_sum, average_buffers, barrier, init_distributed
 from .metrics_log import MetricsLogger, tensorboard_writer
 from .samplers import ShardedBatchSampler, ShardedEvalSampler
 from .config import plain
-from .task import StepContext, Task, TaskData, task_attr
+from .task import StepContext, Task, TaskData, collate_samples
 
 __all__ = ["EpochEnd", "TrainResult", "fit", "build_optimizer", "build_scheduler", "make_eval_loader", "amp_dtype_of",
            "check_engine_options", "RunFolderError"]
@@ -63,7 +64,9 @@ class EpochEnd:
 
 @dataclass
 class TrainResult:
-    """What a training run produced and measured (rank 0 has the file paths)."""
+    """What a training run produced and measured (rank 0 has the file paths): the one result of every
+    ``train_*`` function. ``extras`` holds what one task adds after the run (e.g. audio's held-out and test
+    scores of ``best.pth``, the forecaster's naive baselines, a dense task's key metric)."""
 
     output: Path
     epochs: int
@@ -90,12 +93,23 @@ class TrainResult:
     class_names: List[str] = field(default_factory=list)
     model_config: Dict[str, Any] = field(default_factory=dict)
     model: Optional[nn.Module] = None
+    extras: Dict[str, Any] = field(default_factory=dict)
 
     def best_model(self) -> Optional[nn.Module]:
         """The trained model with the weights of ``best.pth`` (its last weights when no best was written)."""
         if self.model is not None and self.best_checkpoint is not None:
             self.model.load_state_dict(load_training_checkpoint(self.best_checkpoint)["model"])
         return self.model
+
+    @property
+    def best_epoch(self) -> int:
+        """The epoch of ``best.pth`` (1-based; 0 when no held-out score was ever better)."""
+        return int(self.best["epoch"]) if self.best else 0
+
+    @property
+    def chance(self) -> Optional[float]:
+        """The top-1 of a uniform guess, in percent (None without class names)."""
+        return 100.0 / len(self.class_names) if self.class_names else None
 
     @property
     def speedup(self) -> Optional[float]:
@@ -119,14 +133,14 @@ def amp_dtype_of(amp: str) -> Optional[torch.dtype]:
     return choices[amp]
 
 
-def build_optimizer(model: nn.Module, cfg: Any, task: Any = None) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: Any, task: Optional[Task] = None) -> torch.optim.Optimizer:
     """``cfg.opt`` (AdamW by default) through timm's factory: no weight decay on 1-D parameters and biases;
     layer decay via the model's ``group_matcher``, or the task's own ``param_groups(model, cfg)`` (each with an
     ``lr_scale`` and ``weight_decay``; the detectors' layer decay)."""
     from timm.optim import create_optimizer_v2
 
     extra = {"betas": tuple(cfg.opt_betas)} if getattr(cfg, "opt_betas", None) else {}
-    groups = task.param_groups(model, cfg) if task is not None and hasattr(task, "param_groups") else None
+    groups = task.param_groups(model, cfg) if task is not None else None
     if groups is not None:
         groups = [{k: v for k, v in g.items() if k not in ("lr", "param_names")} for g in groups]
         return create_optimizer_v2(groups, opt=getattr(cfg, "opt", "adamw"), lr=cfg.lr,
@@ -206,7 +220,7 @@ def make_eval_loader(dataset: Dataset, batch_size: int, collate: Optional[Callab
     """Held-out batches of this rank: every sample is evaluated exactly once over all ranks."""
     rank, world = (dist_info.rank, dist_info.world_size) if dist_info else (0, 1)
     return DataLoader(dataset, batch_sampler=ShardedEvalSampler(len(dataset), batch_size, rank, world),
-                      num_workers=workers, collate_fn=collate, pin_memory=torch.cuda.is_available())
+                      num_workers=workers, collate_fn=collate or collate_samples, pin_memory=torch.cuda.is_available())
 
 
 def check_engine_options(cfg: Any) -> None:
@@ -257,6 +271,7 @@ def prepare_output(out: Path, resume: Optional[str], overwrite: bool) -> Path:
         raise RunFolderError(
             f"{out} already holds a run ({', '.join(existing)}); add --resume to continue it, --overwrite to "
             "replace it, or pass another --output")
+    _check_run_files(out, existing, resume, overwrite)
     lock = out / LOCK_NAME
     try:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -272,6 +287,24 @@ def prepare_output(out: Path, resume: Optional[str], overwrite: bool) -> Path:
     for stale in out.glob(".*.tmp"):  # a save killed mid-write; the lock says no live process owns it
         stale.unlink(missing_ok=True)
     return lock
+
+
+def _check_run_files(out: Path, existing: List[str], resume: Optional[str], overwrite: bool) -> None:
+    """The one write policy in a run folder: no run file written through a symbolic link, and no other run's
+    files replaced by resuming a checkpoint from elsewhere (both unless ``--overwrite``)."""
+    from ..checkpoint import check_destination
+
+    for name in RUN_FILES + ("metrics.csv", "model.onnx"):
+        if (out / name).is_symlink():
+            check_destination(out / name, overwrite, "run file")  # a link is refused; with --overwrite replaced
+    if existing and resume not in (None, "auto", True) and not overwrite:
+        source = Path(str(resume))
+        if not (source.parent.exists() and os.path.samefile(source.parent, out)):
+            raise RunFolderError(
+                f"--resume {resume} belongs to another run folder than --output {out}, which holds a run of its own "
+                f"({', '.join(existing)}) that resuming would replace. Pass --output {source.parent} to continue "
+                f"that run in its folder, a new --output to continue it there, or --overwrite to replace the run in "
+                f"{out}")
 
 
 def _lock_holder(lock: Path) -> Optional[int]:
@@ -346,7 +379,7 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
     if ckpt is not None and ckpt["model_config"].get("task", "image") != task.name:
         raise ValueError(f"{resume_path} is a checkpoint of the {ckpt['model_config'].get('task', 'image')!r} task, "
                          f"not of {task.name!r}; resume with the command that wrote it")
-    if ckpt is not None and hasattr(task, "restore"):
+    if ckpt is not None:
         task.restore(ckpt)  # e.g. data statistics computed by the first run
     # Every rank builds the same data and initial model (and EMA copy) from the same seed ...
     _seed_all(cfg.seed)
@@ -359,11 +392,9 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
     # A resumed run overwrites every weight from its checkpoint: no need to fetch pretrained ones (offline too).
     model = task.build_model(cfg, data, cfg.pretrained and ckpt is None)
     if ckpt is not None:
-        adapt = task_attr(task, "adapt_to_checkpoint", None)
-        if adapt is not None:
-            adapt(model, ckpt["model_config"])
+        task.adapt_to_checkpoint(model, ckpt["model_config"])
     elif cfg.checkpoint:
-        task_attr(task, "load_initial_weights", _load_initial_weights)(model, cfg.checkpoint)
+        task.load_initial_weights(model, cfg.checkpoint)
         if main:
             _logger.info("initialised from %s", cfg.checkpoint)
     model_config = dict(task.model_config(cfg, data, model))
@@ -398,7 +429,7 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
     # warm-up longer than a short run, more loader workers than cores: adapted (and said) in one place
     cfg = adapt_to_machine_and_run(cfg, steps_per_epoch, log=main)
     train_loader = DataLoader(data.train, batch_sampler=train_sampler, num_workers=cfg.workers,
-                              collate_fn=data.train_collate, pin_memory=device.type == "cuda",
+                              collate_fn=data.train_collate or collate_samples, pin_memory=device.type == "cuda",
                               worker_init_fn=data.worker_init_fn if cfg.workers > 0 else None)
     eval_bs = data.eval_batch_size or max(1, int(cfg.batch_size * 1.5))  # the official validation batch
     val_loader = (make_eval_loader(data.val, eval_bs, data.eval_collate, cfg.workers, dist_info)
@@ -407,10 +438,11 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
 
     start_epoch, num_updates, best, history, stale = 0, 0, None, [], 0
-    if ckpt is not None:
-        if ckpt["model_config"] != model_config:
-            raise ValueError(f"{resume_path} was trained with model {ckpt['model_config']}, these options build "
-                             f"{model_config}; resume with the original command line")
+    fingerprint = data_fingerprint(data.train, data.val)
+    if ckpt is not None:  # what defines the run must be what it was started with (field, both values, the fix)
+        check_resume_identity(ckpt, dict(model_config=model_config, class_names=list(data.class_names),
+                                         data_config=plain(data.data_config), data_fingerprint=fingerprint),
+                              resume_path)
         _load_state(model, ckpt["model"], "model")
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -441,12 +473,12 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
         buffers = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
                    else "broadcast_buffers")
         ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                      find_unused_parameters=task_attr(task, "find_unused_parameters", False),
+                                      find_unused_parameters=task.find_unused_parameters,
                                       **{buffers: False})
 
     metric_key = f"val_{task.metric}"
     patience = getattr(cfg, "patience", None)
-    higher = task_attr(task, "higher_is_better", True)
+    higher = task.higher_is_better
     untrained = None
     if getattr(cfg, "eval_at_start", False) and start_epoch == 0 and val_loader is not None:
         untrained = task.evaluate(model, val_loader, ctx)
@@ -460,8 +492,7 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
                 _logger.info("early stop: no better %s for %d evaluations", metric_key, stale)
                 break
             train_sampler.set_epoch(epoch)
-            if hasattr(task, "start_epoch"):
-                task.start_epoch(epoch)
+            task.start_epoch(epoch)
             stats = _train_one_epoch(task, model, ddp, train_loader, optimizer, scheduler, scaler, ema, cfg, epoch,
                                      num_updates, ctx, cfg.progress and main)
             num_updates = stats.pop("num_updates")
@@ -494,7 +525,7 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
                     scheduler=scheduler.state_dict(), scaler=scaler.state_dict() if scaler is not None else None,
                     model_ema=ema.module.state_dict() if ema is not None else None,
                     rng=rng_states, config=plain(_config_dict(cfg)), model_config=model_config,
-                    best=best, history=history, stale=stale, **metadata)
+                    data_fingerprint=fingerprint, best=best, history=history, stale=stale, **metadata)
                 atomic_torch_save(state, last_path)
                 del state
                 if improved:  # a byte copy of last.pth (atomic too), not a second serialisation
@@ -522,7 +553,7 @@ def _fit(task: Task, cfg: Any, callbacks: Sequence[Callable[[EpochEnd], None]], 
     result.wall_s = time.perf_counter() - t_start
     result.model = model
     if main:
-        (out / "summary.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+        atomic_write_bytes(out / "summary.json", json.dumps(result.to_dict(), indent=2, default=str).encode("utf-8"))
     if dist_info.initialized_here:
         barrier()
         torch.distributed.destroy_process_group()
@@ -533,12 +564,6 @@ def _config_dict(cfg: Any) -> Dict[str, Any]:
     import dataclasses
 
     return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(vars(cfg))
-
-
-def _load_initial_weights(model: nn.Module, path: str) -> None:
-    from ..checkpoint import load_checkpoint
-
-    load_checkpoint(model, path, drop_mismatched_head=True)
 
 
 def _train_one_epoch(task: Task, model: nn.Module, ddp: Optional[nn.Module], loader: DataLoader,
@@ -654,21 +679,14 @@ def _finish_deploy(task: Task, final: nn.Module, cfg: Any, data: TaskData, val_l
 
         tensors = {k: v.detach().contiguous() for k, v in cpu_deploy.state_dict().items()}
         result.deploy_file = atomic_write_bytes(out / "deploy.safetensors", save(tensors, dict(meta, format="pt")))
-    own_export = getattr(task, "export_onnx", None)
-    if cfg.export_onnx and own_export is None and not inputs:
-        result.onnx_skipped = f"the {task.name} task gives no example input (deploy_example); no ONNX export"
-    elif cfg.export_onnx:
+    if cfg.export_onnx:
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
             result.onnx_skipped = "onnxruntime not installed (pip install 'unireplknet[onnx]')"
             return
-        if own_export is not None:  # e.g. a detector: list inputs, its own graph and check
-            info = own_export(cpu_deploy, out / "model.onnx")
+        info = task.export_onnx(cpu_deploy, out / "model.onnx", inputs)  # a detector: its own graph and check
+        if info is None:
+            result.onnx_skipped = f"the {task.name} task gives no example input (deploy_example); no ONNX export"
         else:
-            from ..export import export_onnx
-
-            # the TorchScript exporter: about 5x quicker than dynamo; the file is verified with onnxruntime anyway
-            info = export_onnx(cpu_deploy, out / "model.onnx", [tuple(x.shape[1:]) for x in inputs],
-                               exporter="torchscript")
-        result.onnx_file, result.onnx_max_diff = info["path"], info["max_abs_diff"]
+            result.onnx_file, result.onnx_max_diff = info["path"], info["max_abs_diff"]

@@ -185,11 +185,48 @@ def _resample_kernel(orig: int, new: int, zeros: int, rolloff: float) -> Tuple[n
     return kernel, width
 
 
+#: The polyphase filter bank has (new phases) × (taps) entries after reducing the rates by their gcd; from
+#: 44,101 Hz (or any prime rate) to 16 kHz that is 16,000 × 44,135 (5.6 GB). Above this many entries the same
+#: filter is evaluated per output sample instead, in chunks of bounded memory (:func:`_resample_direct`).
+MAX_POLYPHASE_ENTRIES = 1 << 22
+_DIRECT_CHUNK = 8192  # output samples per chunk of the direct evaluation
+
+
+def _resample_direct(x: torch.Tensor, orig_rate: int, new_rate: int, zeros: int, rolloff: float,
+                     out_len: int) -> torch.Tensor:
+    """The windowed-sinc filter of :func:`_resample_kernel` evaluated at each output sample's own input time.
+
+    Output ``m`` sits at input time ``m · orig_rate / new_rate`` and is the sum of the ``2·width + 2`` input
+    samples around it, each weighted by the low-pass at its distance: memory grows with the chunk, not with the
+    rates' least common multiple.
+    """
+    scale = min(orig_rate, new_rate) * rolloff / orig_rate  # the low-pass's rate in units of input samples
+    width = int(math.ceil(zeros / scale))
+    n = x.shape[-1]
+    pad = width + 2
+    xp = F.pad(x, (pad, pad))
+    offsets = torch.arange(2 * width + 2, dtype=torch.int64)
+    out = torch.empty(x.shape[0], out_len, dtype=x.dtype)
+    for start in range(0, out_len, _DIRECT_CHUNK):
+        m = torch.arange(start, min(out_len, start + _DIRECT_CHUNK), dtype=torch.float64)
+        centre = m * orig_rate / new_rate
+        first = torch.floor(centre).to(torch.int64) - width
+        index = first[:, None] + offsets[None, :]  # (chunk, taps) input sample numbers
+        t = ((index.to(torch.float64) - centre[:, None]) * scale).clamp(-zeros, zeros)
+        weight = torch.sinc(t) * torch.cos(t * math.pi / zeros / 2) ** 2 * scale
+        weight = weight * ((index >= 0) & (index < n))  # outside the clip: zeros, as the polyphase padding
+        gathered = xp[:, (index + pad).clamp(0, xp.shape[-1] - 1)]  # (B, chunk, taps)
+        out[:, start:start + len(m)] = (gathered * weight.to(x.dtype)).sum(-1)
+    return out
+
+
 def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int, zeros: int = 6, rolloff: float = 0.99) -> torch.Tensor:
     """Band-limited resampling along the last dimension (windowed-sinc, polyphase, as Kaldi/torchaudio do).
 
     ``zeros`` zero crossings of the sinc each side and a cut-off at ``rolloff`` × the lower Nyquist rate; a
     signal well inside the pass band (below ~0.8 × the lower Nyquist) comes out within 1e-3 of the ideal.
+    Rates whose reduced ratio would need a filter bank of more than :data:`MAX_POLYPHASE_ENTRIES` entries (a
+    prime rate, 44,101 Hz) are resampled by the same filter evaluated per output sample, in bounded memory.
     """
     orig_rate, new_rate = int(orig_rate), int(new_rate)
     if orig_rate <= 0 or new_rate <= 0:
@@ -198,8 +235,14 @@ def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int, zeros: int =
         return waveform
     g = math.gcd(orig_rate, new_rate)
     orig, new = orig_rate // g, new_rate // g
-    kernel_np, width = _resample_kernel(orig, new, zeros, rolloff)
     shape = waveform.shape
+    width_estimate = math.ceil(zeros * orig / (min(orig, new) * rolloff))
+    if new * (2 * width_estimate + orig) > MAX_POLYPHASE_ENTRIES:
+        x = waveform.reshape(-1, shape[-1])
+        x = x if x.is_floating_point() else x.float()
+        out_len = int(math.ceil(new * shape[-1] / orig))
+        return _resample_direct(x, orig_rate, new_rate, zeros, rolloff, out_len).reshape(*shape[:-1], out_len)
+    kernel_np, width = _resample_kernel(orig, new, zeros, rolloff)
     x = waveform.reshape(-1, 1, shape[-1])
     kernel = torch.from_numpy(kernel_np).to(x.dtype if x.is_floating_point() else torch.float32).to(x.device)
     n = shape[-1]

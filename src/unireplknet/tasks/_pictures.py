@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-__all__ = ["label_picture"]
+__all__ = ["label_picture", "save_picture"]
 
 Box = Tuple[int, int, int, int]  # left, top, right, bottom
 _PAD = 3
@@ -56,3 +56,16 @@ def label_picture(pic: Any, title: Optional[str] = None, row_labels: Sequence[st
             _, h = size(text)
             layout["rows"].append(put(text, _PAD, int(top + (i + 0.5) * cell - h / 2)))
     return canvas, layout
+
+
+def save_picture(pic: Any, path: Any, overwrite: bool = False) -> None:
+    """Write ``pic`` to ``path`` under the one write policy (atomic; no existing file or link replaced without
+    ``overwrite``); the format follows the suffix (PNG when it names none)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from ..checkpoint import atomic_write
+
+    image_format = Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+    atomic_write(path, lambda f: pic.save(f, format=image_format), overwrite=overwrite)

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..engine.distributed import all_reduce_sum
-from ..engine.task import StepContext, StepOutput, TaskData
+from ..engine.task import StepContext, StepOutput, Task, TaskData, collate_samples
 
 __all__ = ["ViewClassification", "build_task_backbone", "evaluate_views", "predict_views", "prefixed_group_matcher",
            "read_task_checkpoint", "soft_cross_entropy"]
@@ -56,15 +56,6 @@ def build_task_backbone(model: str, num_classes: int, official_kwargs: Dict[str,
     return build_model(model, num_classes, 3, model_kwargs, pretrained, **overrides)
 
 
-def _unpack(batch: Any) -> Tuple[torch.Tensor, torch.Tensor, int]:
-    if hasattr(batch, "clips"):
-        return batch.clips, batch.targets, getattr(batch, "unreadable", 0)
-    if hasattr(batch, "points"):
-        return batch.points, batch.targets, getattr(batch, "unreadable", 0)
-    x, y = batch
-    return x, y, 0
-
-
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
     """Cross-entropy of hard targets (label-smoothed) or soft ones (mixup/cutmix, smoothing folded in)."""
     if target.dim() == 2:
@@ -94,8 +85,8 @@ def evaluate_views(model: nn.Module, loader: DataLoader, device: torch.device,
     n = correct = view_correct = view_n = unreadable = 0
     loss_sum = 0.0
     for batch in loader:
-        x, y, bad = _unpack(batch)
-        unreadable += bad
+        x, y = batch.inputs, batch.targets
+        unreadable += batch.unreadable
         if x.numel() == 0:
             continue
         x, y = x.to(device), y.to(device)
@@ -123,7 +114,7 @@ def evaluate_views(model: nn.Module, loader: DataLoader, device: torch.device,
     return out
 
 
-class ViewClassification:
+class ViewClassification(Task):
     """Base of the clip and point-cloud tasks: label-smoothed (or mixed) cross-entropy, multi-view evaluation.
 
     Subclasses set ``name`` and implement ``build_data``, ``build_model``, ``model_config`` and
@@ -146,9 +137,8 @@ class ViewClassification:
         return model(x)
 
     def training_loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
-        x, y, bad = _unpack(batch)
-        x, y = self.batch_transform(ctx.to_device(x), ctx.to_device(y))
-        return StepOutput(self.loss(model(x), y), x.shape[0], bad)
+        x, y = self.batch_transform(ctx.to_device(batch.inputs), ctx.to_device(batch.targets))
+        return StepOutput(self.loss(model(x), y), x.shape[0], batch.unreadable)
 
     def evaluate(self, model: nn.Module, loader: Any, ctx: StepContext) -> Dict[str, float]:
         return evaluate_views(model, loader, ctx.device, self.forward_views, ctx)
@@ -174,5 +164,7 @@ def read_task_checkpoint(path: str, task: str, command: str, map_location: str =
 
 def task_data(train: Any, val: Any, classes: Any, collate: Optional[Callable], description: str,
               data_config: Dict[str, Any], eval_batch_size: int) -> TaskData:
-    """A :class:`~unireplknet.engine.TaskData` whose training and evaluation batches use the same collate."""
+    """A :class:`~unireplknet.engine.TaskData` whose training and evaluation batches use the same collate
+    (None: :func:`~unireplknet.engine.collate_samples`)."""
+    collate = collate or collate_samples
     return TaskData(train, val, collate, collate, description, list(classes), data_config, eval_batch_size)

@@ -28,9 +28,42 @@ def mulaw_decode(codes: np.ndarray, mu: int = 255) -> np.ndarray:
     return (np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu).astype(np.float32)
 
 
+MAX_AUDIO_SECONDS_ENV = "UNIREPLKNET_MAX_AUDIO_SECONDS"
+#: Clips are read whole (4 bytes a sample once decoded); an hour at 48 kHz stereo is 1.4 GB. 10 minutes is far
+#: longer than any clip a classifier sees (AudioSet: 10 s) and keeps a file at ~230 MB.
+DEFAULT_MAX_AUDIO_SECONDS = 600
+#: Channels are averaged to mono after reading; more than this is not audio a microphone recorded.
+MAX_AUDIO_CHANNELS = 64
+
+
+def max_audio_seconds() -> float:
+    """The longest clip that is read: ``UNIREPLKNET_MAX_AUDIO_SECONDS`` or 600."""
+    from ...limits import env_limit
+
+    try:
+        return env_limit(MAX_AUDIO_SECONDS_ENV, DEFAULT_MAX_AUDIO_SECONDS, "seconds", integer=False)
+    except ValueError as e:
+        raise AudioError(str(e)) from None
+
+
+def _check_clip_size(path: Path, frames: int, rate: int, channels: int) -> None:
+    """Refuse a clip by its header, before its samples are read: too long, too many channels, or no rate."""
+    if rate <= 0:
+        raise AudioError(f"{path} declares a sample rate of {rate} Hz; the file is corrupt")
+    if channels > MAX_AUDIO_CHANNELS:
+        raise AudioError(f"{path} declares {channels} channels, more than {MAX_AUDIO_CHANNELS}; the file is corrupt "
+                         "or not a recording")
+    seconds, most = frames / rate, max_audio_seconds()
+    if seconds > most:
+        raise AudioError(
+            f"{path} is {seconds:,.0f} s long ({frames:,} samples at {rate} Hz), over the limit of {most:g} s; cut it "
+            f"into clips (e.g. sox in.wav out.wav trim 0 10), or raise the limit with {MAX_AUDIO_SECONDS_ENV}=<s>")
+
+
 def _read_wav_stdlib(path: Path) -> Tuple[np.ndarray, int]:
     with wave.open(str(path), "rb") as w:
         width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
+        _check_clip_size(path, w.getnframes(), rate, channels)
         raw = w.readframes(w.getnframes())
     if width == 1:  # 8-bit WAV is unsigned
         x = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
@@ -57,8 +90,10 @@ def load_audio(path: Union[str, Path], sample_rate: Optional[int] = 16000, on_ra
     ``'error'`` raises :class:`AudioError`. Unreadable or empty files raise :class:`AudioError`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"audio file {path} does not exist")
+    if not path.is_file():  # missing, or a FIFO/device that would block the reader
+        from ...checkpoint import not_a_regular_file
+
+        raise AudioError(not_a_regular_file(path, "audio file"))
     if on_rate_mismatch not in ("resample", "error"):
         raise ValueError(f"on_rate_mismatch must be 'resample' or 'error', got {on_rate_mismatch!r}")
     data: Optional[np.ndarray] = None
@@ -80,6 +115,11 @@ def load_audio(path: Union[str, Path], sample_rate: Optional[int] = 16000, on_ra
             hint = f" (the standard library could not read it: {wav_error})" if wav_error else ""
             raise AudioError(f"reading {path.suffix or 'this'} audio needs soundfile{hint}: "
                              "pip install 'unireplknet[audio]'") from None
+        try:
+            info = soundfile.info(str(path))
+        except Exception as e:  # noqa: BLE001 - soundfile raises its own LibsndfileError / RuntimeError types
+            raise AudioError(f"cannot read audio file {path}: {e}") from e
+        _check_clip_size(path, int(info.frames), int(info.samplerate), int(info.channels))
         try:
             arr, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
         except Exception as e:  # soundfile raises its own LibsndfileError / RuntimeError types

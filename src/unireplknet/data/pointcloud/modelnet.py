@@ -27,7 +27,9 @@ def read_off(path: Union[str, Path]) -> Tuple[np.ndarray, np.ndarray]:
 
     Accepts the ModelNet quirk of the counts glued to the header (``OFF490 518 0``).
     """
-    path = Path(path)
+    from ...checkpoint import require_regular_file
+
+    path = require_regular_file(path, "point cloud")  # a FIFO would block the reader forever
     try:
         tokens_lines = [ln.split("#")[0].strip() for ln in path.read_text(errors="strict").splitlines()]
     except (OSError, UnicodeDecodeError) as e:
@@ -71,7 +73,9 @@ def write_off(path: Union[str, Path], vertices: np.ndarray, faces: np.ndarray) -
 
 def read_points(path: Union[str, Path]) -> np.ndarray:
     """Points (N, 3 or 6) of a ``.txt`` (comma- or space-separated, ModelNet-40 resampled) or ``.npy`` file."""
-    path = Path(path)
+    from ...checkpoint import require_regular_file
+
+    path = require_regular_file(path, "point cloud")
     try:
         if path.suffix == ".npy":
             pts = np.load(path, allow_pickle=False)

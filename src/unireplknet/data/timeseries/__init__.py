@@ -1,5 +1,6 @@
 """Time series: the loaders, calendar features and windows (:mod:`.series`) and the generated global-weather
-set in the official Global Temp / Wind layout (:mod:`.global_weather`)."""
+set in the official Global Temp / Wind layout (:mod:`.global_weather`); the UCR/UEA archive reader is
+:mod:`.archive`."""
 from .series import (
     SeriesError,
     Series,
@@ -7,7 +8,9 @@ from .series import (
     time_features,
     CALENDAR_FEATURES,
     fill_missing,
-    regular_time_grid,
+    GAP_POLICIES,
+    check_time_axis,
+    find_gaps,
     load_global_station_folder,
     load_csv_series,
     load_array_series,
@@ -26,7 +29,9 @@ __all__ = [
     "time_features",
     "CALENDAR_FEATURES",
     "fill_missing",
-    "regular_time_grid",
+    "GAP_POLICIES",
+    "check_time_axis",
+    "find_gaps",
     "load_global_station_folder",
     "load_csv_series",
     "load_array_series",

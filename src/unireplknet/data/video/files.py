@@ -24,6 +24,22 @@ class VideoDecodeError(DataError):
     """A video file could not be opened or decoded, or holds no frames."""
 
 
+MAX_VIDEO_PIXELS_ENV = "UNIREPLKNET_MAX_VIDEO_PIXELS"
+#: Every decoded frame is kept (3 bytes a pixel), so frames × height × width is bounded: 400 M pixels are 1.2 GB,
+#: e.g. 10 s of 720p at 30 fps (276 M) fits; 40 GIF frames of 4000×4000 (640 M, 0.5 MB on disk) do not.
+DEFAULT_MAX_VIDEO_PIXELS = 400_000_000
+
+
+def max_video_pixels() -> int:
+    """Frames × height × width that one video may decode to: ``UNIREPLKNET_MAX_VIDEO_PIXELS`` or 400,000,000."""
+    from ...limits import env_limit
+
+    try:
+        return int(env_limit(MAX_VIDEO_PIXELS_ENV, DEFAULT_MAX_VIDEO_PIXELS, "pixels"))
+    except ValueError as e:
+        raise VideoDecodeError(str(e)) from None
+
+
 # ----------------------------------------------------------------------------------------------- decoding
 def require_av():
     """Import PyAV or raise an ImportError that names the extra to install."""
@@ -42,17 +58,31 @@ def read_video(path: Union[str, Path], max_frames: Optional[int] = None) -> np.n
     """
     av = require_av()
     path = Path(path)
-    if not path.is_file():
-        raise VideoDecodeError(f"video file {path} does not exist")
+    if not path.is_file():  # missing, or a FIFO/device that would block the decoder
+        from ...checkpoint import not_a_regular_file
+
+        raise VideoDecodeError(not_a_regular_file(path, "video file"))
     frames: List[np.ndarray] = []
+    budget, decoded = max_video_pixels(), 0
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise VideoDecodeError(f"{path} has no video stream (audio-only or not a video file)")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            side = (stream.codec_context.width or 0) * (stream.codec_context.height or 0)
+            if side > budget:  # one frame alone is over the limit: refused before the first is decoded
+                raise VideoDecodeError(
+                    f"{path}: frames of {stream.codec_context.width}x{stream.codec_context.height} pixels, over the "
+                    f"limit of {budget:,} pixels; raise it with {MAX_VIDEO_PIXELS_ENV}=<pixels> if it is trusted")
             try:
                 for frame in container.decode(stream):
+                    decoded += frame.width * frame.height  # counted before the frame is converted and kept
+                    if decoded > budget:
+                        raise VideoDecodeError(
+                            f"{path}: more than {budget:,} pixels over its first {len(frames) + 1} frames of "
+                            f"{frame.width}x{frame.height}, the limit on frames × height × width; shorten or "
+                            f"downscale it, or raise the limit with {MAX_VIDEO_PIXELS_ENV}=<pixels> if it is trusted")
                     frames.append(frame.to_ndarray(format="rgb24"))
                     if max_frames is not None and len(frames) >= max_frames:
                         break

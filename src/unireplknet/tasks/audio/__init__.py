@@ -4,7 +4,6 @@ from .. import lazy_exports
 _EXPORTS = {
     "AudioClassifier": "task",
     "AudioTrainConfig": "task",
-    "AudioTrainResult": "task",
     "TINY_AUDIO_MODEL_KWARGS": "task",
     "average_precision": "task",
     "mean_average_precision": "task",

@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any, Dict, List
 
-from ...engine.flags import add_common_arguments, add_engine_arguments, engine_options, format_metrics as _fmt
+from ...engine.flags import PROBABILITY, SHARE, add_common_arguments, add_engine_arguments, engine_options, format_metrics as _fmt
 
 __all__ = ["add_subcommands"]
 
@@ -47,24 +47,25 @@ def cmd_audio_train(args: argparse.Namespace) -> int:
         norm_stats=args.norm_stats, decay_start=args.lr_decay_start, decay_rate=args.lr_decay, mixup=args.mixup,
         freq_mask=args.freq_mask, time_mask=args.time_mask, noise=args.noise, roll=args.roll,
         skip_unreadable=args.skip_unreadable)
-    cfg = AudioTrainConfig.for_data(**options)
+    cfg = AudioTrainConfig.with_recipe(**options)
     what = "the embedded spoken digits" if cfg.data is None else cfg.data
     print(f"unireplknet audio-train: {cfg.model} on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
     r = train_audio(cfg)
     key = "mAP" if cfg.multilabel else "acc"
+    val, test = r.extras["val"], r.extras["test"]
     if args.json:
-        print(json.dumps(dict(data=what, classes=r.class_names, chance=r.chance, best_epoch=r.best_epoch, val=r.val,
-                              test=r.test, checkpoint=r.checkpoint, best_checkpoint=r.best_checkpoint,
+        print(json.dumps(dict(data=what, classes=r.class_names, chance=r.chance, best_epoch=r.best_epoch, val=val,
+                              test=test, checkpoint=r.checkpoint, best_checkpoint=r.best_checkpoint,
                               wall_s=r.wall_s), indent=2, default=str))
         return 0
     lines = [f"audio classification — {what}: {len(r.class_names)} classes (chance {r.chance:.1f}%)",
              f"best epoch {r.best_epoch} of {cfg.epochs}, {r.wall_s:.0f} s",
-             f"validation {key}: {r.val[key]:.2f}% on {r.val['clips']} clips"]
-    if r.test is not None:
-        lines.append(f"test {key}: {r.test[key]:.2f}% on {r.test['clips']} clips")
+             f"validation {key}: {val[key]:.2f}% on {val['clips']} clips"]
+    if test is not None:
+        lines.append(f"test {key}: {test[key]:.2f}% on {test['clips']} clips")
     lines.append(f"checkpoints: {r.best_checkpoint} (best), {r.checkpoint} (last)")
-    if r.result is not None and r.result.deploy_file:
-        lines.append(f"deploy model: {r.result.deploy_file}" + (f", ONNX {r.result.onnx_file}" if r.result.onnx_file else ""))
+    if r.deploy_file:
+        lines.append(f"deploy model: {r.deploy_file}" + (f", ONNX {r.onnx_file}" if r.onnx_file else ""))
     print("\n".join(lines))
     return 0
 
@@ -155,7 +156,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--data", default=None, help="Speech Commands v2 folder, folder of <class>/<clip>.wav "
                    "(root/train + root/val[/test] or split by --val-split), or a CSV manifest file,labels[,split] "
                    "(labels ';'-separated, for --multilabel); default: embedded spoken digits")
-    g.add_argument("--val-split", type=float, default=None, help="held-out share without a val split (0.1)")
+    g.add_argument("--val-split", type=SHARE, default=None, help="held-out share without a val split (0.1)")
     g.add_argument("--multilabel", action="store_true", help="multi-label targets: BCE loss, mAP metric")
     g.add_argument("--sample-rate", type=int, default=None, help="16000 (other rates are resampled)")
     g.add_argument("--mel-bins", type=int, default=None, help="128")
@@ -171,7 +172,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
                    help="first epoch after which the rate is multiplied by --lr-decay every epoch (5; digits 40)")
     g.add_argument("--lr-decay", type=float, default=None, help="per-epoch factor of the rate (0.85)")
     g = p.add_argument_group("augmentation (official: mixup 0.6, masks 48/48, noise 0.1, roll 10)")
-    g.add_argument("--mixup", type=float, default=None, help="probability of waveform mixup (0.6; digits 0)")
+    g.add_argument("--mixup", type=PROBABILITY, default=None, help="probability of waveform mixup (0.6; digits 0)")
     g.add_argument("--freq-mask", type=int, default=None, help="SpecAugment frequency mask width (48; digits 8)")
     g.add_argument("--time-mask", type=int, default=None, help="SpecAugment time mask width (48; digits 8)")
     g.add_argument("--noise", type=float, default=None, help="additive noise amplitude on the log-mel image (0.1)")

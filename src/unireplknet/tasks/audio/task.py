@@ -13,7 +13,6 @@ accuracy and timm's mixup, which do not fit waveform mixup and mAP.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from dataclasses import dataclass, field
@@ -29,7 +28,8 @@ from torch.utils.data import DataLoader
 from ...engine.checkpointing import load_training_checkpoint
 from ...engine.config import EngineConfig, plain
 from ...engine.distributed import all_gather_object
-from ...engine.task import StepContext, StepOutput, TaskData
+from ...engine.loop import TrainResult
+from ...engine.task import Batch, StepContext, StepOutput, Task, TaskData, collate_samples
 from ...data.audio import (AudioClipDataset, audio_folder_dataset, audio_manifest_datasets, seed_audio_worker,
                            compute_norm_stats, speech_commands_datasets, spoken_digits_datasets)
 from ...modalities.audio import AudioAugment, AudioConfig, AudioError
@@ -37,7 +37,6 @@ from ...modalities.audio import AudioAugment, AudioConfig, AudioError
 __all__ = [
     "AudioClassifier",
     "AudioTrainConfig",
-    "AudioTrainResult",
     "TINY_AUDIO_MODEL_KWARGS",
     "average_precision",
     "mean_average_precision",
@@ -139,7 +138,7 @@ def evaluate_audio(model: nn.Module, loader: DataLoader, device: Union[str, torc
     model.eval()
     all_logits, all_targets = [], []
     for batch in loader:
-        images, targets = batch[0], batch[1]  # (images, targets[, unreadable])
+        images, targets = batch.inputs, batch.targets
         if len(images) == 0:
             continue
         all_logits.append(model(images.to(device)).float().cpu())
@@ -161,7 +160,8 @@ class AudioTrainConfig(EngineConfig):
     """Options of :func:`train_audio`: the engine options (defaults: the official Speech Commands V2 recipe,
     paper section 3.2 — Adam, betas 0.95/0.999, lr 2.5e-4 times 0.85 every epoch from epoch 5) and the audio ones.
 
-    ``data``: ``None`` = the embedded spoken digits (then :meth:`for_data` applies lighter defaults), a Speech
+    ``data``: ``None`` = the embedded spoken digits (then :meth:`with_recipe` applies the lighter
+    ``"spoken-digits"`` recipe, :data:`SPOKEN_DIGITS_DEFAULTS`), a Speech
     Commands v2 folder (has ``validation_list.txt``), a folder of ``<class>/<clip>`` audio files
     (``root/train``, ``root/val`` [, ``root/test``] when present, else split by ``val_split``), or a ``.csv``
     manifest ``file,labels[,split]`` with ``;``-separated labels (multi-label data such as AudioSet).
@@ -202,16 +202,13 @@ class AudioTrainConfig(EngineConfig):
     workers: int = 0
     output: Optional[str] = "runs/audio"
 
+    def __post_init__(self) -> None:
+        self.audio = AudioConfig.from_dict(self.audio).to_dict()  # every preprocessing field, checked
+
     @classmethod
-    def for_data(cls, **options: Any) -> "AudioTrainConfig":
-        """Unset options (``None``) take the embedded-digits defaults when ``data`` is None, else the recipe's."""
-        options = {k: v for k, v in options.items() if v is not None}
-        if options.get("data") is None:
-            for k, v in SPOKEN_DIGITS_DEFAULTS.items():
-                options.setdefault(k, copy.deepcopy(v))
-        cfg = cls(**options)
-        cfg.audio = AudioConfig.from_dict(cfg.audio).to_dict()
-        return cfg
+    def default_recipe(cls, options: Dict[str, Any]) -> Optional[str]:
+        """The lighter ``"spoken-digits"`` recipe for the embedded clips; the official recipe for real data."""
+        return "spoken-digits" if options.get("data") is None else None
 
     def augment(self) -> AudioAugment:
         return AudioAugment(mixup=self.mixup, freq_mask=self.freq_mask, time_mask=self.time_mask, noise=self.noise,
@@ -241,21 +238,7 @@ SPOKEN_DIGITS_DEFAULTS: Dict[str, Any] = dict(
     roll=4,
     output="runs/audio-digits",
 )
-
-
-@dataclass
-class AudioTrainResult:
-    history: List[Dict[str, Any]]
-    best_epoch: int
-    val: Dict[str, float]
-    test: Optional[Dict[str, float]]
-    class_names: List[str]
-    checkpoint: Path
-    best_checkpoint: Path
-    wall_s: float
-    chance: float
-    model: Optional[nn.Module] = None
-    result: Any = None  # the engine's TrainResult (deploy file, ONNX, …)
+AudioTrainConfig.RECIPES = {"spoken-digits": SPOKEN_DIGITS_DEFAULTS}
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -303,8 +286,8 @@ def build_audio_datasets(cfg: AudioTrainConfig, audio_cfg: AudioConfig) -> Dict[
     return {"train": train_ds, "val": val_ds}
 
 
-def _collate(batch: Sequence[Tuple[torch.Tensor, torch.Tensor]]) -> Tuple[torch.Tensor, torch.Tensor]:
-    return torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
+def _collate(batch: Sequence[Tuple[torch.Tensor, torch.Tensor]]) -> Batch:
+    return Batch(torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch]))
 
 
 def _loader(ds: AudioClipDataset, batch_size: int, shuffle: bool, workers: int, seed: int) -> DataLoader:
@@ -323,7 +306,7 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tenso
 
 
 # ----------------------------------------------------------------------------------------------- training
-class AudioClassification:
+class AudioClassification(Task):
     """The engine task of :func:`train_audio`: log-mel images, waveform mixup in the dataset, BCE (or soft
     cross-entropy), accuracy or mAP as the key metric."""
 
@@ -347,7 +330,7 @@ class AudioClassification:
         self.restored = True
 
     def build_data(self, cfg: AudioTrainConfig, seed: int) -> TaskData:
-        from ...data.build import SkipUnreadable, collate_counting_unreadable
+        from ...data.build import SkipUnreadable
 
         datasets = build_audio_datasets(cfg, self.audio_cfg)
         audio_cfg = self.audio_cfg
@@ -372,7 +355,7 @@ class AudioClassification:
         if cfg.skip_unreadable:
             train, val = SkipUnreadable(train, (AudioError, OSError)), SkipUnreadable(val, (AudioError, OSError))
         what = "the embedded spoken digits" if cfg.data is None else cfg.data
-        return TaskData(train, val, collate_counting_unreadable, collate_counting_unreadable,
+        return TaskData(train, val, collate_samples, collate_samples,
                         f"{what}: {len(train)} training / {len(val)} held-out clips, {len(class_names)} classes",
                         list(class_names), audio_cfg.to_dict(), eval_batch_size=cfg.batch_size,
                         worker_init_fn=seed_audio_worker)
@@ -393,9 +376,8 @@ class AudioClassification:
         return dict(plain(model.config), task="audio", multilabel=bool(cfg.multilabel), loss=cfg.loss)
 
     def training_loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
-        images, targets, bad = batch
-        images, targets = ctx.to_device(images, image=True), ctx.to_device(targets)
-        return StepOutput(_loss(model(images), targets, self.cfg.loss), len(images), bad)
+        images, targets = ctx.to_device(batch.inputs, image=True), ctx.to_device(batch.targets)
+        return StepOutput(_loss(model(images), targets, self.cfg.loss), len(images), batch.unreadable)
 
     def evaluate(self, model: nn.Module, loader: Any, ctx: StepContext) -> Dict[str, float]:
         return evaluate_audio(model, loader, ctx.device, self.cfg.multilabel, self.cfg.loss)
@@ -405,10 +387,13 @@ class AudioClassification:
         return torch.randn(2, 1, a.num_mel_bins, a.target_frames)
 
 
-def train_audio(cfg: AudioTrainConfig, callbacks: Sequence[Callable[[Any], None]] = ()) -> AudioTrainResult:
+def train_audio(cfg: AudioTrainConfig, callbacks: Sequence[Callable[[Any], None]] = ()) -> TrainResult:
     """Train an :class:`AudioClassifier` on the engine (``last.pth``, ``best.pth``, deploy file, ONNX); then
     evaluate the best checkpoint on the held-out (and test) split. ``callbacks`` get the engine's
-    :class:`~unireplknet.engine.EpochEnd` after each epoch."""
+    :class:`~unireplknet.engine.EpochEnd` after each epoch.
+
+    Returns the engine's :class:`~unireplknet.engine.TrainResult` with ``model`` holding the best weights and
+    ``extras``: ``val`` and ``test`` (None without a test split), the metrics of ``best.pth``."""
     from ...engine import fit
 
     task = AudioClassification(cfg)
@@ -419,10 +404,8 @@ def train_audio(cfg: AudioTrainConfig, callbacks: Sequence[Callable[[Any], None]
     val = evaluate_audio(model, loader(task.datasets["val"]), device, cfg.multilabel, cfg.loss)
     test = (evaluate_audio(model, loader(task.datasets["test"]), device, cfg.multilabel, cfg.loss)
             if "test" in task.datasets else None)
-    best_epoch = int(r.best["epoch"]) if r.best else 0
-    return AudioTrainResult(history=r.history, best_epoch=best_epoch, val=val, test=test, class_names=r.class_names,
-                            checkpoint=r.checkpoint, best_checkpoint=r.best_checkpoint, wall_s=r.wall_s,
-                            chance=100.0 / len(r.class_names), model=model, result=r)
+    r.extras.update(val=val, test=test)
+    return r
 
 
 
@@ -431,6 +414,9 @@ def load_audio_classifier(path: Union[str, Path]) -> Tuple[AudioClassifier, Audi
     """Model (eval mode), preprocessing config, class names and multilabel flag from an audio checkpoint."""
     ckpt = load_training_checkpoint(path, task="audio", command="audio-train")
     mc = ckpt["model_config"]
-    model = AudioClassifier(mc["num_classes"], mc["model"], mc["model_kwargs"], 0.0)
+    from ...limits import build_checked
+
+    model = build_checked(lambda: AudioClassifier(mc["num_classes"], mc["model"], mc["model_kwargs"], 0.0),
+                          ckpt["model"], str(path))
     model.load_state_dict(ckpt["model"])
     return model.eval(), AudioConfig.from_dict(ckpt["data_config"]), list(ckpt["class_names"]), bool(mc["multilabel"])

@@ -8,6 +8,7 @@ _EXPORTS = {
     "SCENES_DETECTION": "task",
     "SCENES_SEGMENTATION": "task",
     "train_dense": "task",
+    "dense_summary": "task",
     "evaluate_dense": "task",
     "load_dense_model": "task",
     "DenseTask": "task",

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any, Dict
 
-from ...engine.flags import (add_common_arguments, add_engine_arguments, engine_options, json_dict_arg as _json_arg,
+from ...engine.flags import (add_common_arguments, add_overwrite_argument, add_engine_arguments, engine_options, json_dict_arg as _json_arg,
                           set_torch_threads)
 
 __all__ = ["add_subcommands"]
@@ -86,11 +86,11 @@ def _config(args: argparse.Namespace, task: str):
     if args.model_kwargs is not None:
         opts.setdefault("model", "custom")
     elif opts.get("model_kwargs") == {}:
-        opts.pop("model_kwargs")  # resolved() fills the scene network only for an unset model
+        opts.pop("model_kwargs")  # the recipe fills the scene network only for an unset model
     steps = getattr(args, "step_epochs", None)
     if steps:
         opts["decay_epochs"] = steps
-    return DenseTrainConfig(**opts)
+    return DenseTrainConfig.with_recipe(**opts)
 
 
 def _print_summary(summary: Dict[str, Any]) -> None:
@@ -121,13 +121,13 @@ def _print_summary(summary: Dict[str, Any]) -> None:
 
 
 def cmd_train(args: argparse.Namespace, task: str) -> int:
-    from .task import train_dense
+    from .task import dense_summary, train_dense
 
     set_torch_threads(args.threads)
     cfg = _config(args, task)
     if _is_main():
         print(f"unireplknet {task}: data {cfg.data} -> {cfg.output}", file=sys.stderr)
-    summary = train_dense(cfg)
+    summary = dense_summary(train_dense(cfg))
     if _is_main():
         if args.json:
             print(json.dumps(summary, indent=2, default=str))
@@ -150,8 +150,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_scenes(args: argparse.Namespace) -> int:
+    from ...checkpoint import check_destination_folder
     from ...data import scenes
 
+    check_destination_folder(args.output, args.overwrite)  # another data set there is not replaced silently
     for split, n in (("train", args.num_train), ("val", args.num_val)):
         if args.layout == "coco":
             path = scenes.write_coco(args.output, split, n, seed=args.seed, size=args.size, style=args.style)
@@ -201,5 +203,6 @@ def add_subcommands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--style", default="flat", choices=("flat", "textured"),
                    help="shapes in flat saturated colours or in background-like textures (flat)")
+    add_overwrite_argument(p, "the files of a folder that is not empty")
     add_common_arguments(p)
     p.set_defaults(func=cmd_scenes)

@@ -19,13 +19,14 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Dict, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from ...engine.config import EngineConfig
-from ...engine.task import StepContext, StepOutput, TaskData
+from ...engine.loop import TrainResult
+from ...engine.task import Batch, StepContext, StepOutput, Task, TaskData
 
 __all__ = [
     "DenseTrainConfig",
@@ -34,6 +35,7 @@ __all__ = [
     "SCENES_DETECTION",
     "SCENES_SEGMENTATION",
     "train_dense",
+    "dense_summary",
     "evaluate_dense",
     "load_dense_model",
     "DenseTask",
@@ -53,7 +55,7 @@ SCENES_MODEL_KWARGS: Dict[str, Any] = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64
 @dataclass
 class DenseTrainConfig(EngineConfig):
     """Every option of :func:`train_dense`: the engine options and the dense ones; ``None`` fields take the
-    task's defaults (:meth:`resolved`)."""
+    task's recipe (:meth:`with_recipe`; :func:`train_dense` resolves a config built directly)."""
 
     task: str = "detection"  # detection | segmentation
     data: str = "scenes"  # 'scenes' or a data root (COCO / ADE20K layout)
@@ -95,43 +97,67 @@ class DenseTrainConfig(EngineConfig):
 
     BUILTIN_DATA: ClassVar[Tuple[str, ...]] = ("scenes",)  # --data names the generated scenes, not a path
 
-    def resolved(self) -> "DenseTrainConfig":
-        """A copy with every ``None`` option filled from the task (and scene-demo) defaults."""
-        if self.task not in ("detection", "segmentation"):
-            raise ValueError(f"task must be 'detection' or 'segmentation', got {self.task!r}")
-        defaults = dict(DETECTION_DEFAULTS if self.task == "detection" else SEGMENTATION_DEFAULTS)
-        if self.task == "detection" and self.detector == "cascade_mask_rcnn" and self.data != "scenes":
-            from .cascade import cascade_recipe  # the paper's per-variant Cascade Mask R-CNN recipe
+    @classmethod
+    def default_recipe(cls, options: Dict[str, Any]) -> Optional[str]:
+        """The task's recipe: ``"detection"`` (the official COCO one) or ``"segmentation"`` (ADE20K)."""
+        task = options.get("task", cls.task)
+        if task not in ("detection", "segmentation"):
+            raise ValueError(f"task must be 'detection' or 'segmentation', got {task!r}")
+        return task
 
-            defaults.update(cascade_recipe(self.model))
-        if self.data == "scenes":
-            defaults.update(SCENES_DETECTION if self.task == "detection" else SCENES_SEGMENTATION)
-        cfg = copy.deepcopy(self)
+    @classmethod
+    def recipe(cls, name: str, options: Dict[str, Any]) -> Dict[str, Any]:
+        """The task's recipe, with the paper's per-variant Cascade Mask R-CNN recipe for that detector on real
+        data, and the scene demo's values for the generated scenes."""
+        values = super().recipe(name, options)
+        data, model = options.get("data", cls.data), options.get("model", cls.model)
+        if name == "detection" and options.get("detector", cls.detector) == "cascade_mask_rcnn" and data != "scenes":
+            from .cascade import cascade_recipe
+
+            values.update(cascade_recipe(model))
+        if data == "scenes":
+            values.update(copy.deepcopy(SCENES_DETECTION if name == "detection" else SCENES_SEGMENTATION))
+        return values
+
+    @classmethod
+    def merge_recipe(cls, recipe: Dict[str, Any], options: Dict[str, Any]) -> Dict[str, Any]:
+        """Given options win, except that the recipe's ``head_kwargs`` are kept where not given, an empty
+        ``decay_epochs`` takes the recipe's, and the recipe's ``model_kwargs`` go only with a ``custom`` model."""
         from .backbone_utils import is_timm_peer
 
-        if is_timm_peer(cfg.model):
+        merged = super().merge_recipe(recipe, options)
+        merged["head_kwargs"] = {**recipe.get("head_kwargs", {}), **options.get("head_kwargs", {})}
+        if not options.get("decay_epochs") and recipe.get("decay_epochs"):
+            merged["decay_epochs"] = recipe["decay_epochs"]
+        if not options.get("model_kwargs"):
+            custom = merged.get("model", cls.model) == "custom"
+            merged["model_kwargs"] = recipe.get("model_kwargs", {}) if custom else options.get("model_kwargs", {})
+        if is_timm_peer(merged.get("model", cls.model)):
             # Layer decay maps UniRepLKNet's stages and blocks to depths; a timm peer trains at one rate.
-            if cfg.layer_decay not in (None, 1.0):
-                raise ValueError(f"--layer-decay {cfg.layer_decay}: layer-wise lr decay follows UniRepLKNet's "
-                                 f"stages and blocks, and {cfg.model} is a timm model; drop --layer-decay or pass 1.0")
-            cfg.layer_decay = 1.0
-        for k, v in defaults.items():
-            if k == "model_kwargs":
-                if not cfg.model_kwargs and cfg.model == "custom":
-                    cfg.model_kwargs = dict(v)
-            elif k == "model":
-                if self.model == DenseTrainConfig.model:  # not chosen by the caller
-                    cfg.model = v
-            elif k == "head_kwargs":
-                cfg.head_kwargs = {**v, **cfg.head_kwargs}
-            elif getattr(cfg, k) is None or (k == "decay_epochs" and not cfg.decay_epochs):
-                setattr(cfg, k, v)
+            if options.get("layer_decay") not in (None, 1.0):
+                raise ValueError(f"--layer-decay {options['layer_decay']}: layer-wise lr decay follows UniRepLKNet's "
+                                 f"stages and blocks, and {merged['model']} is a timm model; drop --layer-decay or "
+                                 "pass 1.0")
+            merged["layer_decay"] = 1.0
+        return merged
+
+    @classmethod
+    def with_recipe(cls, recipe: Any = None, **options: Any) -> "DenseTrainConfig":
+        cfg = super().with_recipe(recipe, **options)
         if cfg.model == "custom" and not cfg.model_kwargs:
             raise ValueError("--model custom needs --model-kwargs (depths, dims, kernel_sizes)")
-        if (self.task == "detection" and self.detector == "cascade_mask_rcnn" and self.data != "scenes"
+        if (cfg.task == "detection" and cfg.detector == "cascade_mask_rcnn" and cfg.data != "scenes"
                 and int(os.environ.get("WORLD_SIZE", "1")) > 1 and torch.cuda.is_available()):
             cfg.sync_bn = True  # the recipe's SyncBN (backbone and 4conv-1fc box heads) under torchrun on GPUs
         return cfg
+
+    def resolved(self) -> "DenseTrainConfig":
+        """:meth:`with_recipe` of the options of this config that differ from the class defaults (``None``
+        fields take the task's recipe): what :func:`train_dense` runs. Resolving twice changes nothing."""
+        defaults = DenseTrainConfig()
+        given = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)
+                 if getattr(self, f.name) != getattr(defaults, f.name)}
+        return type(self).with_recipe(**given)
 
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -169,6 +195,7 @@ SCENES_SEGMENTATION: Dict[str, Any] = dict(
     layer_decay=1.0, drop_path=0.0, warmup_steps=20, warmup_ratio=1e-3, crop_size=None, short_side=None, scale_range=None,
     head_kwargs=dict(channels=64, aux_channels=32),
 )
+DenseTrainConfig.RECIPES = {"detection": DETECTION_DEFAULTS, "segmentation": SEGMENTATION_DEFAULTS}
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -219,7 +246,19 @@ def _head_kwargs_for(detector: str, head_kwargs: Dict[str, Any]) -> Dict[str, An
     return head
 
 
-class DenseTask:
+class CollateAsBatch:
+    """A dense collate function's ``(images, targets)`` lists as the engine's :class:`~unireplknet.engine.Batch`
+    (a class, not a closure: loader workers pickle it)."""
+
+    def __init__(self, collate: Any):
+        self.collate = collate
+
+    def __call__(self, items: Any) -> Batch:
+        images, targets = self.collate(items)
+        return Batch(images, targets)
+
+
+class DenseTask(Task):
     """What the two dense tasks share (:class:`DetectionTask`, :class:`SegmentationTask`): the generated scenes or
     a data root, a model that computes its own losses, the official layer decay under the backbone's prefix,
     per-epoch re-seeding of the augmentation, and evaluators that shard the held-out set themselves."""
@@ -260,6 +299,7 @@ class DenseTask:
         root = _data_paths(cfg, is_main_process(), self)
         train_set, val_set, self.num_classes, names, collate = self.build_sets(root, cfg)
         self.train_set, self.val_set = train_set, val_set
+        collate = CollateAsBatch(collate)
         return TaskData(train_set, val_set, collate, collate, f"{cfg.data}: {len(train_set)} training / "
                         f"{len(val_set)} held-out images, {self.num_classes} classes", list(names),
                         dict(config=cfg.to_dict()), eval_batch_size=cfg.eval_batch_size)
@@ -351,7 +391,7 @@ class DetectionTask(DenseTask):
                                   min_size=cfg.min_size, max_size=cfg.max_size, **backbone, **head)
 
     def losses(self, model: nn.Module, batch: Any, ctx: StepContext) -> Tuple[Dict[str, torch.Tensor], int]:
-        images, targets = batch
+        images, targets = batch.inputs, batch.targets
         images = [ctx.to_device(im) for im in images]
         targets = [{k: ctx.to_device(v) for k, v in t.items()} for t in targets]
         return model(images, targets), len(images)
@@ -361,7 +401,8 @@ class DetectionTask(DenseTask):
 
         return coco_evaluate(model, held_out, batch_size, device, dist)
 
-    def export_onnx(self, model: nn.Module, path: Path) -> Dict[str, Any]:
+    def export_onnx(self, model: nn.Module, path: Path, example: Sequence[torch.Tensor] = ()) -> Dict[str, Any]:
+        """Its own exporter: the model takes images of any size (the ONNX graph is traced at one size)."""
         from .detection import export_onnx
 
         size = self.cfg.min_size or 800
@@ -407,7 +448,7 @@ class SegmentationTask(DenseTask):
     def losses(self, model: nn.Module, batch: Any, ctx: StepContext) -> Tuple[Dict[str, torch.Tensor], int]:
         from .segmentation import segmentation_loss
 
-        images, labels = batch
+        images, labels = batch.inputs, batch.targets
         logits, aux = model(ctx.to_device(images), with_aux=True)
         return segmentation_loss(logits, ctx.to_device(labels), aux), len(images)
 
@@ -416,7 +457,8 @@ class SegmentationTask(DenseTask):
 
         return evaluate_miou(model, held_out, self.num_classes, batch_size, device, dist)
 
-    def export_onnx(self, model: nn.Module, path: Path) -> Dict[str, Any]:
+    def export_onnx(self, model: nn.Module, path: Path, example: Sequence[torch.Tensor] = ()) -> Dict[str, Any]:
+        """Its own exporter: the model takes images of any size (the ONNX graph is traced at one size)."""
         from .segmentation import export_onnx
 
         image, _ = self.val_set[0]
@@ -442,17 +484,26 @@ def _backbone_options(cfg: DenseTrainConfig, checkpoint: Optional[str] = None,
 
 
 # ----------------------------------------------------------------------------------------------- training
-def train_dense(cfg: DenseTrainConfig, callbacks: Any = ()) -> Dict[str, Any]:
-    """Train a detector or segmenter on the engine; returns a summary (also in ``<output>/summary.json``):
-    the untrained score (``eval_at_start``), the last epoch's row, the best, the deploy structure's score and
-    the files written. Works under ``torchrun``."""
+def train_dense(cfg: DenseTrainConfig, callbacks: Any = ()) -> TrainResult:
+    """Train a detector or segmenter on the engine; works under ``torchrun``. Returns the engine's
+    :class:`~unireplknet.engine.TrainResult` (``untrained``: the score before training with ``eval_at_start``;
+    ``deploy_structure``: the re-parameterized model's) with ``extras``: ``task``, ``key_metric`` and ``final``
+    (the last epoch's row). :func:`dense_summary` is the command line's summary of it."""
     from ...engine import fit
 
     cfg = cfg.resolved()
     task = dense_task(cfg)
     r = fit(task, cfg, callbacks)
-    return dict(task=cfg.task, epochs=r.epochs, world_size=r.world_size, untrained=r.untrained,
-                final=_plain_metrics(r.history[-1]) if r.history else None, best=r.best, key_metric=task.metric,
+    r.extras.update(task=cfg.task, key_metric=task.metric,
+                    final=_plain_metrics(r.history[-1]) if r.history else None)
+    return r
+
+
+def dense_summary(r: TrainResult) -> Dict[str, Any]:
+    """The summary of a :func:`train_dense` run that ``det-train`` / ``seg-train`` print: the untrained score, the
+    last epoch's row, the best, the deploy structure's score and the files written."""
+    return dict(task=r.extras["task"], epochs=r.epochs, world_size=r.world_size, untrained=r.untrained,
+                final=r.extras["final"], best=r.best, key_metric=r.extras["key_metric"],
                 checkpoint=str(r.checkpoint), deploy=r.deploy_structure or None,
                 deploy_file=str(r.deploy_file) if r.deploy_file else None,
                 onnx_file=str(r.onnx_file) if r.onnx_file else None, onnx_max_diff=r.onnx_max_diff,

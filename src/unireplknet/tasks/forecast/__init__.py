@@ -4,7 +4,7 @@ from .. import lazy_exports
 _EXPORTS = {
     "UniRepLKNetForecaster": "linear",
     "ForecastTrainConfig": "linear",
-    "ForecastResult": "linear",
+    "forecast_table": "linear",
     "PAPER_GLOBAL_TEMP": "linear",
     "EMBEDDED_DEFAULTS": "linear",
     "CORRFORMER_PRESETS": "linear",

@@ -26,7 +26,7 @@ from ...data.timeseries import (
     make_synthetic_station_grid,
 )
 from ...engine.distributed import all_gather_object
-from ...engine.task import StepContext, TaskData
+from ...engine.task import Batch, StepContext, Task, TaskData
 from .layers import forecast_metrics, naive_forecast, seasonal_naive_forecast
 
 __all__ = ["ADVECTION_DEMO", "DEFAULT_SEASONAL_PERIOD", "build_forecast_splits", "collate_windows", "calendar_names",
@@ -70,7 +70,8 @@ def build_forecast_splits(cfg: Any) -> Tuple[Dict[str, Series], str]:
     if path.is_dir():
         # the Corrformer keeps every feature of every station, station-major, as the official loader does
         feature = None if cfg.preset else 0
-        splits = {k: load_global_station_folder(path, cfg.variable, k, cfg.nan_policy, feature=feature)
+        splits = {k: load_global_station_folder(path, cfg.variable, k, cfg.nan_policy, feature=feature,
+                                                gap_policy=getattr(cfg, "gap_policy", "error"))
                   for k in ("train", "val", "test")}
         counts = {k: s.num_variables for k, s in splits.items()}
         if len(set(counts.values())) != 1:
@@ -78,9 +79,11 @@ def build_forecast_splits(cfg: Any) -> Tuple[Dict[str, Series], str]:
         return splits, f"{path.name} ({cfg.variable})"
     if path.suffix.lower() == ".csv":
         s = load_csv_series(path, cfg.time_column, freq=cfg.freq or "h", nan_policy=cfg.nan_policy,
+                            gap_policy=getattr(cfg, "gap_policy", "error"),
                             series_column=getattr(cfg, "series_column", None), targets=getattr(cfg, "target", None))
     elif path.suffix.lower() in (".npy", ".npz"):
-        s = load_array_series(path, freq=cfg.freq or "h", nan_policy=cfg.nan_policy)
+        s = load_array_series(path, freq=cfg.freq or "h", nan_policy=cfg.nan_policy,
+                              gap_policy=getattr(cfg, "gap_policy", "error"))
         if getattr(cfg, "series_column", None) or getattr(cfg, "target", None):
             raise SeriesError(f"--series-column and --target read a .csv table; {path.name} is an array file")
     else:
@@ -89,8 +92,11 @@ def build_forecast_splits(cfg: Any) -> Tuple[Dict[str, Series], str]:
     return chronological_split(s, cfg.seq_len), path.name
 
 
-def collate_windows(batch):
-    return tuple(torch.stack([b[i] for b in batch]) for i in range(4))
+def collate_windows(windows: Sequence[Tuple[torch.Tensor, ...]]) -> Batch:
+    """``(x, x_mark, y, y_mark)`` windows as the engine's :class:`~unireplknet.engine.Batch`: ``inputs`` the
+    model's ``(x, x_mark, y_mark)``, ``targets`` ``y`` (the label span followed by the forecast span)."""
+    x, xm, y, ym = (torch.stack([w[i] for w in windows]) for i in range(4))
+    return Batch((x, xm, ym), y)
 
 
 def calendar_names(cfg: Any) -> Optional[Tuple[str, ...]]:
@@ -110,10 +116,10 @@ def window_loader(ds: WindowDataset, batch_size: int, shuffle: bool, seed: int) 
                       generator=torch.Generator().manual_seed(seed))
 
 
-def forecast_batch(model: nn.Module, batch: Sequence[torch.Tensor], device: Union[str, torch.device]) -> torch.Tensor:
-    """The model's forecast of a ``(x, x_mark, y, y_mark)`` batch; a model whose ``reads_decoder_calendar`` is
+def forecast_batch(model: nn.Module, batch: Batch, device: Union[str, torch.device]) -> torch.Tensor:
+    """The model's forecast of a batch of :func:`collate_windows`; a model whose ``reads_decoder_calendar`` is
     True (the Corrformer decoder) also reads the calendar features of its label + forecast span."""
-    x, xm, _, ym = batch
+    x, xm, ym = batch.inputs
     if getattr(getattr(model, "module", model), "reads_decoder_calendar", False):
         return model(x.to(device), xm.to(device), ym.to(device))
     return model(x.to(device), xm.to(device))
@@ -136,7 +142,7 @@ def evaluate_forecaster(model: nn.Module, loader: DataLoader, device: Union[str,
     preds, targets = [], []
     for batch in loader:
         preds.append(forecast_batch(model, batch, device).float().cpu())
-        targets.append(batch[2][:, -model.pred_len:])
+        targets.append(batch.targets[:, -model.pred_len:])
     model.train(was)
     gathered = all_gather_object((preds, targets))  # every rank's windows (one process: just its own)
     pred = torch.cat([t for p, _ in gathered for t in p])
@@ -154,9 +160,9 @@ def evaluate_baselines(loader: DataLoader, pred_len: int, period: Optional[int],
     """Last-value and (when ``period`` fits in the input) seasonal-naive forecasts on the same windows (of the
     ``columns`` variables only, when given)."""
     xs, ys = [], []
-    for x, _, y, _ in loader:
-        xs.append(x)
-        ys.append(y[:, -pred_len:])
+    for batch in loader:
+        xs.append(batch.inputs[0])
+        ys.append(batch.targets[:, -pred_len:])
     x, y = torch.cat(xs), torch.cat(ys)
     if columns is not None:
         x, y = x[..., columns], y[..., columns]
@@ -166,7 +172,7 @@ def evaluate_baselines(loader: DataLoader, pred_len: int, period: Optional[int],
     return out
 
 
-class ForecastTask:
+class ForecastTask(Task):
     """What both forecasting tasks share (:class:`~unireplknet.tasks.forecast.linear.LinearForecasting`,
     :class:`~unireplknet.tasks.forecast.corrformer.CorrformerForecasting`): the sliding windows of the
     chronological splits, the validation loss as the key metric, the evaluation and the deploy example.
@@ -234,7 +240,7 @@ class ForecastTask:
 
     def deploy_example(self, data: TaskData) -> Tuple[torch.Tensor, ...]:
         val = self.windows["val"]
-        x, xm, _, ym = collate_windows([val[0], val[min(1, len(val) - 1)]])
+        x, xm, ym = collate_windows([val[0], val[min(1, len(val) - 1)]]).inputs
         return (x, xm, ym) if self.reads_decoder_calendar else (x, xm)
 
     reads_decoder_calendar = False

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from ...engine.flags import add_common_arguments, add_engine_arguments, engine_options
+from ...engine.flags import RATE, add_common_arguments, add_engine_arguments, add_overwrite_argument, engine_options
 
 __all__ = ["add_subcommands"]
 
@@ -40,12 +40,13 @@ def _announce(model) -> None:
 
 
 def cmd_forecast_train(args: argparse.Namespace) -> int:
-    from .linear import ForecastTrainConfig, build_forecast_model, metrics_table, train_forecaster
+    from .linear import ForecastTrainConfig, build_forecast_model, forecast_table, metrics_table, train_forecaster
 
     options = engine_options(args, **{k: getattr(args, k) for k in (
-        "data", "variable", "time_column", "series_column", "target", "freq", "nan_policy", "seq_len", "label_len", "pred_len", "enc_in",
-        "d_model", "seasonal_period", "dropout", "patience", "train_stride", "val_stride", "preset", "encoder_size",
-        "encoder", "node_list", "memory_layout", "data_scale", "norm", "calendar")})
+        "data", "variable", "time_column", "series_column", "target", "freq", "nan_policy", "gap_policy", "seq_len",
+        "label_len", "pred_len", "enc_in", "d_model", "seasonal_period", "dropout", "patience", "train_stride",
+        "val_stride", "preset", "encoder_size", "encoder", "node_list", "memory_layout", "data_scale", "norm",
+        "calendar")})
     if args.no_coords:
         options["use_coords"] = False
     if args.linear_skip:
@@ -65,7 +66,7 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
     if args.linear_skip and args.preset:
         raise ValueError("--linear-skip belongs to the linear-head forecaster; the Corrformer presets have the paper's "
                          "decoder instead: leave out --linear-skip or --preset")
-    cfg = ForecastTrainConfig.for_data(**options)
+    cfg = ForecastTrainConfig.with_recipe(**options)
     if args.dry_run:
         model, task = build_forecast_model(cfg)
         _announce(model)
@@ -74,13 +75,14 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
     print(f"unireplknet forecast-train: {cfg.data or 'co2'}, input {cfg.seq_len} -> forecast {cfg.pred_len}, "
           f"{cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
     r = train_forecaster(cfg, announce=_announce)
+    x = r.extras
     if args.json:
-        print(json.dumps(dict(test=r.test, baselines=r.baselines, best_epoch=r.best_epoch, groups=r.groups)))
+        print(json.dumps(dict(test=x["test"], baselines=x["baselines"], best_epoch=r.best_epoch, groups=x["groups"])))
         return 0
-    print(f"{r.description}: test windows {r.test['windows']}, best epoch {r.best_epoch}, {r.wall_s:.0f} s")
-    print(r.table())
-    if r.groups:
-        print(metrics_table(list(r.groups.items()), cfg.data_scale))
+    print(f"{x['description']}: test windows {x['test']['windows']}, best epoch {r.best_epoch}, {r.wall_s:.0f} s")
+    print(forecast_table(r))
+    if x["groups"]:
+        print(metrics_table(list(x["groups"].items()), cfg.data_scale))
     return 0
 
 
@@ -115,8 +117,10 @@ def cmd_forecast_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_forecast_make_grid(args: argparse.Namespace) -> int:
+    from ...checkpoint import check_destination_folder
     from ...data.timeseries import chronological_split, make_synthetic_station_grid, write_global_station_folder
 
+    check_destination_folder(args.output, args.overwrite)  # another data set there is not replaced silently
     s = make_synthetic_station_grid(args.stations, args.days, args.seed)
     root = write_global_station_folder(args.output, chronological_split(s, 0), args.variable)
     print(f"wrote {s.description} in the Global Temp layout to {root}")
@@ -124,8 +128,10 @@ def cmd_forecast_make_grid(args: argparse.Namespace) -> int:
 
 
 def cmd_forecast_make_weather(args: argparse.Namespace) -> int:
+    from ...checkpoint import check_destination_folder
     from ...data.timeseries.global_weather import write
 
+    check_destination_folder(args.output, args.overwrite)
     write(args.output, args.stations, args.days, args.seed)
     print(f"wrote {args.output} ({args.stations} stations, {args.days * 24} hours)")
     return 0
@@ -151,6 +157,10 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--freq", default=None, choices=("h", "d", "w", "m"), help="calendar features (default: the data's)")
     g.add_argument("--nan-policy", default="error", choices=("error", "interpolate"),
                    help="missing values: refuse (error) or fill linearly (interpolate)")
+    g.add_argument("--gap-policy", default="error", choices=("error", "split", "fill"),
+                   help="timestamps further apart than the series' step: refuse (error), keep but let no window "
+                        "cross a gap (split), or insert the missing steps as NaN for --nan-policy (fill); unsorted or "
+                        "duplicated timestamps are always refused")
     g.add_argument("--seq-len", type=int, default=None, help="input steps (48)")
     g.add_argument("--label-len", type=int, default=None, help="decoder warm-up steps (24)")
     g.add_argument("--pred-len", type=int, default=None, help="forecast steps (24)")
@@ -181,7 +191,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
                    help="linear-head forecaster's window normalisation: revin (each variable to unit variance, "
                         "the paper's) or node (each variable minus its last value, over one scale per node, so "
                         "the stations' ratios survive) (co2 and the synthetic grids: node; else revin)")
-    g.add_argument("--dropout", type=float, default=None, help="dropout of the embedding and the head (0.05)")
+    g.add_argument("--dropout", type=RATE, default=None, help="dropout of the embedding and the head (0.05)")
     g.add_argument("--data-scale", type=float, default=None,
                    help="the files' values per physical unit, for the physical-unit metrics (Corrformer presets 10, "
                         "as the released files; else 1)")
@@ -230,6 +240,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--days", type=int, default=100, help="days of hourly values (100)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--variable", default="temp", help="file prefix: temp or wind (temp)")
+    add_overwrite_argument(p, "the files of a folder that is not empty")
     add_common_arguments(p)
     p.set_defaults(func=cmd_forecast_make_grid)
 
@@ -240,5 +251,6 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--stations", type=int, default=308, help="stations, a multiple of 308 (308)")
     p.add_argument("--days", type=int, default=120, help="days of hourly values (120)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    add_overwrite_argument(p, "the files of a folder that is not empty")
     add_common_arguments(p)
     p.set_defaults(func=cmd_forecast_make_weather)

@@ -799,7 +799,7 @@ class CorrformerForecasting(ForecastTask):
                     corrformer=plain(asdict(model.cfg)))
 
     def training_loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
-        y = ctx.to_device(batch[2][:, -self.pred_len:])
+        y = ctx.to_device(batch.targets[:, -self.pred_len:])
         if self.columns is not None:  # a table's --target columns, each in units of its spread
             return StepOutput(self.target_loss(forecast_batch(model, batch, ctx.device), y), len(y))
         return StepOutput(forecast_loss(forecast_batch(model, batch, ctx.device), y), len(y))

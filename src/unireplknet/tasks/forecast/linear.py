@@ -27,7 +27,7 @@ import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, ClassVar, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from torch import nn
 from ...data.timeseries import TIME_FEATURE_DIMS, Series, SeriesError, WindowDataset
 from ...engine.checkpointing import load_training_checkpoint
 from ...engine.config import EngineConfig, plain
+from ...engine.loop import TrainResult
 from ...engine.task import StepContext, StepOutput, TaskData
 from .base import (ForecastTask, target_columns, target_label, evaluate_baselines, evaluate_forecaster, forecast_batch, forecast_windows,
                    window_loader)
@@ -44,7 +45,7 @@ from .layers import TINY_FORECAST_MODEL_KWARGS, SeriesNormalizer, TokenEmbedding
 __all__ = [
     "UniRepLKNetForecaster",
     "ForecastTrainConfig",
-    "ForecastResult",
+    "forecast_table",
     "PAPER_GLOBAL_TEMP",
     "EMBEDDED_DEFAULTS",
     "CORRFORMER_PRESETS",
@@ -222,8 +223,8 @@ class ForecastTrainConfig(EngineConfig):
     ``.csv`` (``time_column`` + one column per variable); or a ``.npy``/``.npz`` array. Single-file and
     synthetic data are split chronologically 70/10/20 (Informer).
 
-    Unset (None) options take the defaults of the data (:data:`EMBEDDED_DEFAULTS`) or, with ``preset``
-    'paper' / 'demo' (the paper's Corrformer model), of :func:`corrformer_defaults`.
+    :meth:`with_recipe`: unset (None) options take the recipe of the data (:data:`EMBEDDED_DEFAULTS`) or, with
+    ``preset`` 'paper' / 'demo' (the paper's Corrformer model), of :func:`corrformer_defaults`.
     """
 
     data: Optional[str] = None
@@ -233,6 +234,7 @@ class ForecastTrainConfig(EngineConfig):
     target: Optional[str] = None  # a CSV table's columns to forecast, comma-separated (None: every column)
     freq: Optional[str] = None
     nan_policy: str = "error"
+    gap_policy: str = "error"
     seq_len: int = 48
     label_len: int = 24
     pred_len: int = 24
@@ -277,23 +279,28 @@ class ForecastTrainConfig(EngineConfig):
     def __post_init__(self) -> None:
         if not self.lr_halving:
             self.decay_rate = 1.0
+        if self.node_list is not None:
+            self.node_list = tuple(int(n) for n in self.node_list)
 
     @classmethod
-    def for_data(cls, **options: Any) -> "ForecastTrainConfig":
-        options = {k: v for k, v in options.items() if v is not None}
-        data = options.get("data")
+    def default_recipe(cls, options: Dict[str, Any]) -> Optional[str]:
+        """The ``preset`` (the Corrformer's), else the recipe of the embedded data (None for files)."""
         preset = options.get("preset")
-        if preset is not None and preset not in CORRFORMER_PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(CORRFORMER_PRESETS)}")
-        defaults = corrformer_defaults(preset) if preset else EMBEDDED_DEFAULTS.get(data or "co2", {})
-        if str(data or "").lower().endswith(".csv"):
-            # a table is in its own units, and its stations are its nodes (a wide table: one node)
-            defaults = {k: v for k, v in defaults.items() if k not in ("data_scale", "enc_in")}
-        for k, v in defaults.items():
-            options.setdefault(k, copy.deepcopy(v))
-        if options.get("node_list") is not None:
-            options["node_list"] = tuple(int(n) for n in options["node_list"])
-        return cls(**options)
+        if preset is not None:
+            if preset not in CORRFORMER_PRESETS:
+                raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(CORRFORMER_PRESETS)}")
+            return preset
+        data = options.get("data") or "co2"
+        return data if data in EMBEDDED_DEFAULTS else None
+
+    @classmethod
+    def recipe(cls, name: str, options: Dict[str, Any]) -> Dict[str, Any]:
+        values = corrformer_defaults(name) if name in CORRFORMER_PRESETS else super().recipe(name, options)
+        if str(options.get("data") or "").lower().endswith(".csv"):
+            # a table is in its own units, and its stations are its nodes (a wide table: one node), so a
+            # preset's scale and node width do not apply to it
+            values = {k: v for k, v in values.items() if k not in ("data_scale", "enc_in")}
+        return values
 
 
 #: The presets that train the paper's Corrformer + UniRepLKNet model (``unireplknet.tasks.forecast.corrformer.PRESETS``).
@@ -337,30 +344,17 @@ EMBEDDED_DEFAULTS: Dict[str, Dict[str, Any]] = {
                                 lr_halving=False, epochs=15, lr=1e-3, batch_size=8, train_stride=3,
                                 output="runs/forecast-advection"),
 }
+ForecastTrainConfig.RECIPES = dict(EMBEDDED_DEFAULTS)  # and the Corrformer presets ("paper", "demo")
 
 
-@dataclass
-class ForecastResult:
-    history: List[Dict[str, Any]]
-    best_epoch: int
-    test: Dict[str, float]
-    baselines: Dict[str, Dict[str, float]]
-    checkpoint: Path
-    best_checkpoint: Path
-    wall_s: float
-    description: str
-    model: Optional[nn.Module] = None
-    result: Any = None  # the engine's TrainResult (deploy file, …)
-    groups: Dict[str, Dict[str, float]] = field(default_factory=dict)  # Corrformer runs: per variable group
-    data_scale: float = 1.0
-
-    def table(self) -> str:
-        """Model and baselines side by side on the test windows (original units; with ``data_scale`` ≠ 1 also
-        in physical units, i.e. MSE / scale², MAE / scale)."""
-        name = "UniRepLKNet-Corrformer" if self.groups else getattr(self.model, "encoder_label",
-                                                                     "UniRepLKNet forecaster")
-        rows = [(name, self.test)] + [(k, v) for k, v in self.baselines.items()]
-        return metrics_table(rows, self.data_scale)
+def forecast_table(result: TrainResult) -> str:
+    """The model and the naive baselines side by side on the test windows of a :func:`train_forecaster` run
+    (original units; with ``data_scale`` ≠ 1 also in physical units, i.e. MSE / scale², MAE / scale)."""
+    x = result.extras
+    name = "UniRepLKNet-Corrformer" if x["groups"] else getattr(result.model, "encoder_label",
+                                                                "UniRepLKNet forecaster")
+    rows = [(name, x["test"])] + [(k, v) for k, v in x["baselines"].items()]
+    return metrics_table(rows, x["data_scale"])
 
 
 def metrics_table(rows: Sequence[Tuple[str, Dict[str, float]]], data_scale: float = 1.0) -> str:
@@ -396,7 +390,7 @@ class LinearForecasting(ForecastTask):
         return dict(plain(model.config), task="forecast")
 
     def training_loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
-        y = ctx.to_device(batch[2][:, -self.pred_len:])
+        y = ctx.to_device(batch.targets[:, -self.pred_len:])
         return StepOutput(self.target_loss(forecast_batch(model, batch, ctx.device), y), len(y))
 
 
@@ -448,10 +442,14 @@ def evaluate_run(model: nn.Module, cfg: ForecastTrainConfig, windows: WindowData
 
 
 def train_forecaster(cfg: ForecastTrainConfig, callbacks: Sequence[Callable[[Any], None]] = (),
-                     announce: Optional[Callable[[nn.Module], None]] = None) -> ForecastResult:
+                     announce: Optional[Callable[[nn.Module], None]] = None) -> TrainResult:
     """Train on the engine (``last.pth``, ``best.pth``, deploy file), then report the best checkpoint's test
     MSE/MAE (the data's own units) next to the naive baselines (and, for the Corrformer presets, per variable
-    group and next to the ridge linear model). ``resume='auto'`` continues ``output/last.pth``."""
+    group and next to the ridge linear model). ``resume='auto'`` continues ``output/last.pth``.
+
+    Returns the engine's :class:`~unireplknet.engine.TrainResult` (``model``: the best weights) with ``extras``:
+    ``test`` (the best checkpoint's test metrics), ``baselines``, ``groups`` (Corrformer presets: per variable
+    group), ``description`` (the data) and ``data_scale``; :func:`forecast_table` prints them."""
     from ...engine import fit
 
     task = forecast_task(cfg, announce)
@@ -467,10 +465,9 @@ def train_forecaster(cfg: ForecastTrainConfig, callbacks: Sequence[Callable[[Any
         test_loader = window_loader(task.windows["test"], 64, False, 0)
         test = evaluate_forecaster(model, test_loader, device, task.scale, task.columns)
         baselines = evaluate_baselines(test_loader, cfg.pred_len, cfg.seasonal_period, task.columns)
-    return ForecastResult(history=r.history, best_epoch=int(r.best["epoch"]) if r.best else 0, test=test,
-                          baselines=baselines, checkpoint=r.checkpoint, best_checkpoint=r.best_checkpoint,
-                          wall_s=r.wall_s, description=task.description, model=model, result=r, groups=groups,
-                          data_scale=cfg.data_scale)
+    r.extras.update(test=test, baselines=baselines, groups=groups, description=task.description,
+                    data_scale=cfg.data_scale)
+    return r
 
 
 def load_forecaster(path: Union[str, Path]) -> Tuple[nn.Module, ForecastTrainConfig]:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ...engine.flags import (CLIError, add_checkpoint_arguments, add_common_arguments, add_data_config_arguments,
+from ...engine.flags import (NON_NEGATIVE, PROBABILITY, RATE, SHARE, CLIError, add_checkpoint_arguments, add_common_arguments, add_data_config_arguments,
                              add_engine_arguments, engine_options, format_duration, is_main_rank, set_torch_threads,
                              text_table)
 from ...guards import check_finite, check_finite_model, non_negative_int, positive_int
@@ -32,8 +32,12 @@ def load_checkpoint_model(path: str, use_ema: bool = False):
     name = str(config.get("name", ""))
     if name and name != "custom" and not name.startswith("unireplknet") and len(name) > 2:
         # a run of `train --model <timm model>` (a peer backbone): rebuilt by the training engine's factory
-        model = build_model(name, config["num_classes"], config["in_chans"], config.get("model_kwargs"))
-        model.load_state_dict(read_state_dict(path, use_ema=use_ema))
+        from ...limits import build_checked
+
+        state = read_state_dict(path, use_ema=use_ema)
+        model = build_checked(lambda: build_model(name, config["num_classes"], config["in_chans"],
+                                                  config.get("model_kwargs")), state, str(path))
+        model.load_state_dict(state)
         model.eval()
     else:  # UniRepLKNet: the structure is read off the tensors, so official files need no metadata
         model = load_model(path, use_ema=use_ema)
@@ -62,11 +66,25 @@ def data_config_for(model, path: Optional[str], meta: Dict[str, Any], overrides:
         dc["crop_pct"] = overrides.crop_pct
     if getattr(overrides, "interpolation", None):
         dc["interpolation"] = overrides.interpolation
+    _check_input_memory(model, dc, int(getattr(overrides, "batch_size", None) or 1), path)
     if dc.get("kind") == "digits":
         # Image files of a digits model are normalised like the UCI digits by eval_transform (data.digits).
         dc.setdefault("interpolation", "bilinear")
         dc["crop_pct"] = 1.0
     return dc
+
+
+def _check_input_memory(model, dc: Dict[str, Any], batch: int, path: Optional[str]) -> None:
+    """Refuse an input size (--input-size, or a checkpoint's data_config) whose activations cannot fit."""
+    from ...limits import activation_bytes, check_memory
+
+    size = dc.get("input_size")
+    if not (isinstance(size, (list, tuple)) and len(size) == 3 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise CLIError(f"{path or 'the model'}: data_config input_size must be three positive whole numbers "
+                       f"(channels, height, width), got {size!r}")
+    dims = getattr(model, "dims", None) or (64, 128, 256, 512)  # a timm peer: a typical ConvNet's widths
+    check_memory(activation_bytes(size, dims, batch), f"an input of {size[1]}×{size[2]} pixels (batch {batch})",
+                 "choose a smaller --input-size")
 
 
 # ----------------------------------------------------------------------------------------------- train
@@ -75,15 +93,15 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data", default=None,
                    help="image folder: root/train + root/val, or root/<class>/... split by --val-split "
                         "(default: the embedded UCI digits)")
-    g.add_argument("--val-split", type=float, default=None, help="held-out share when there is no val/ folder (0.1)")
+    g.add_argument("--val-split", type=SHARE, default=None, help="held-out share when there is no val/ folder (0.1)")
     g.add_argument("--input-size", type=int, default=None, help="input side in pixels (224; digits 32)")
     g.add_argument("--in-chans", type=int, default=None, choices=(1, 3), help="3 = RGB (default), 1 = grey")
     g = p.add_argument_group("augmentation and regularisation")
-    g.add_argument("--mixup", type=float, default=None, help="mixup alpha (0.8; digits 0)")
-    g.add_argument("--cutmix", type=float, default=None, help="cutmix alpha (1.0; digits 0)")
-    g.add_argument("--smoothing", type=float, default=None, help="label smoothing (0.1)")
+    g.add_argument("--mixup", type=NON_NEGATIVE, default=None, help="mixup alpha (0.8; digits 0)")
+    g.add_argument("--cutmix", type=NON_NEGATIVE, default=None, help="cutmix alpha (1.0; digits 0)")
+    g.add_argument("--smoothing", type=RATE, default=None, help="label smoothing (0.1)")
     g.add_argument("--aa", dest="auto_augment", default=None, help="RandAugment policy (rand-m9-mstd0.5-inc1; '' = off)")
-    g.add_argument("--reprob", type=float, default=None, help="random erasing probability (0.25; digits 0)")
+    g.add_argument("--reprob", type=PROBABILITY, default=None, help="random erasing probability (0.25; digits 0)")
     g.add_argument("--no-augment", dest="train_augment", action="store_false", default=None,
                    help="train on the evaluation transform (no random crops, flips, RandAugment …)")
     add_engine_arguments(p, dict(
@@ -100,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = engine_options(args, **{k: getattr(args, k) for k in (
         "data", "val_split", "input_size", "in_chans", "mixup", "cutmix", "smoothing", "auto_augment", "reprob",
         "train_augment")})
-    cfg = TrainConfig.for_data(**options)
+    cfg = TrainConfig.with_recipe(**options)
     if is_main_rank():
         what = "the embedded UCI digits" if cfg.data is None else cfg.data
         model = cfg.model if cfg.model != "custom" else f"custom UniRepLKNet {cfg.model_kwargs}"
@@ -201,7 +219,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------- predict
 def _class_names_for(model, meta: Dict[str, Any]) -> List[str]:
     if meta.get("class_names"):
-        return list(meta["class_names"])
+        names = list(meta["class_names"])
+        if len(names) != model.num_classes:  # a label would be missing, or belong to no output
+            raise CLIError(f"the checkpoint's class_names lists {len(names)} names but its head has "
+                           f"{model.num_classes} outputs; the file was altered or mixes two runs — fix class_names "
+                           "or use the checkpoint the run wrote")
+        return names
     if model.num_classes == 1000:
         from timm.data import ImageNetInfo
 

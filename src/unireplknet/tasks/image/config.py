@@ -47,8 +47,8 @@ class TrainConfig(EngineConfig):
     """Every option of :func:`unireplknet.tasks.image.train` (image classification); the defaults are the official
     recipe (paper, section 4).
 
-    ``data=None`` selects the embedded digits; :meth:`for_data` fills in the digits defaults for options the
-    caller left unset.
+    ``data=None`` selects the embedded digits; ``TrainConfig.with_recipe(**options)`` fills in the digits recipe
+    (:data:`DIGITS_DEFAULTS`) for the options the caller left unset.
     """
 
     # data
@@ -78,21 +78,12 @@ class TrainConfig(EngineConfig):
     recount: int = 1
 
     BUILTIN_DATA: ClassVar[Tuple[str, ...]] = ("digits",)
+    RECIPES: ClassVar[Dict[str, Dict[str, Any]]] = {"digits": dict(DIGITS_DEFAULTS, in_chans=1)}
 
     @classmethod
-    def for_data(cls, **options: Any) -> "TrainConfig":
-        """A config from keyword options, taking the digits defaults for unset ones when ``data`` is None."""
-        data = options.get("data")
-        merged: Dict[str, Any] = {}
-        if data in (None, "digits"):
-            merged.update(DIGITS_DEFAULTS)
-            merged["in_chans"] = 1
-        merged.update({k: v for k, v in options.items() if v is not None})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(merged) - known)
-        if unknown:
-            raise TypeError(f"unknown training options: {', '.join(unknown)}")
-        return cls(**merged)
+    def default_recipe(cls, options: Dict[str, Any]) -> Optional[str]:
+        """The digits recipe for the embedded digits; the class defaults (the ImageNet recipe) for a folder."""
+        return "digits" if options.get("data") in (None, "digits") else None
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain types only (JSON-able, ``weights_only``-loadable)."""

@@ -17,7 +17,7 @@ from torch import nn
 from ...data import DataError, build_data
 from ...engine.distributed import all_reduce_sum
 from ...engine.loop import EpochEnd, TrainResult, fit
-from ...engine.task import StepContext, StepOutput, TaskData
+from ...engine.task import StepContext, StepOutput, Task, TaskData
 from ...factory import adapt_stem_to_input_channels, build_model
 from .config import TrainConfig
 
@@ -55,8 +55,8 @@ def evaluate(
 ) -> Dict[str, float]:
     """Top-1 / top-5 accuracy (%) and mean cross-entropy of ``model`` over ``loader``, summed over all ranks.
 
-    Batches are :class:`~unireplknet.data.Batch` objects or ``(images, targets)`` pairs; unreadable images
-    were already left out by the collate function and are counted in ``unreadable``.
+    Batches are :class:`~unireplknet.engine.Batch` objects (``inputs``: the images); unreadable images were
+    already left out by the collate function and are counted in ``unreadable``.
     """
     from tqdm.auto import tqdm
 
@@ -65,8 +65,8 @@ def evaluate(
     loss_sum = top1 = top5 = n = unreadable = 0.0
     amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch"):
-        images, targets = (batch.images, batch.targets) if hasattr(batch, "images") else batch
-        unreadable += getattr(batch, "unreadable", 0)
+        images, targets = batch.inputs, batch.targets
+        unreadable += batch.unreadable
         if images.numel() == 0:
             continue
         images = images.to(device, non_blocking=True)
@@ -104,7 +104,7 @@ def _criterion(cfg: TrainConfig, num_classes: int):
     return None, nn.CrossEntropyLoss()
 
 
-class ImageClassification:
+class ImageClassification(Task):
     """The image task: an image folder or the embedded digits, a UniRepLKNet (a variant or ``custom``), the
     official mixup/cutmix + label-smoothing loss and top-1/top-5 accuracy (paper, section 4)."""
 
@@ -132,9 +132,16 @@ class ImageClassification:
                         list(bundle.class_names), dict(bundle.data_config))
 
     def build_model(self, cfg: TrainConfig, data: TaskData, pretrained: bool) -> nn.Module:
-        return build_model(cfg.model, len(data.class_names), self.in_chans, cfg.model_kwargs, pretrained,
-                           drop_path_rate=cfg.drop_path, layer_scale_init_value=cfg.layer_scale_init_value,
-                           head_init_scale=cfg.head_init_scale)
+        model = build_model(cfg.model, len(data.class_names), self.in_chans, cfg.model_kwargs, pretrained,
+                            drop_path_rate=cfg.drop_path, layer_scale_init_value=cfg.layer_scale_init_value,
+                            head_init_scale=cfg.head_init_scale)
+        from ...limits import activation_bytes, check_memory
+
+        size = data.data_config["input_size"]  # a training step keeps every block's activations
+        check_memory(activation_bytes(size, getattr(model, "dims", None) or (64, 128, 256, 512), cfg.batch_size,
+                                      training=True), f"training at {size[-2]}×{size[-1]} pixels, batch "
+                     f"{cfg.batch_size}", "choose a smaller --input-size or --batch-size")
+        return model
 
     def load_initial_weights(self, model: nn.Module, path: str) -> None:
         """``--checkpoint``: any UniRepLKNet file; an RGB stem is adapted to grey input, a deploy-layout file
@@ -165,7 +172,7 @@ class ImageClassification:
         return _model_config(cfg, len(data.class_names), self.in_chans, deploy=getattr(model, "deploy", False))
 
     def training_loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
-        images, targets = ctx.to_device(batch.images, image=True), ctx.to_device(batch.targets)
+        images, targets = ctx.to_device(batch.inputs, image=True), ctx.to_device(batch.targets)
         if self.mixup is not None:
             images, targets = self.mixup(images, targets)
         return StepOutput(self.criterion(model(images), targets), images.shape[0], batch.unreadable)

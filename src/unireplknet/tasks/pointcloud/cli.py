@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from ...engine.flags import (add_common_arguments, add_engine_arguments, add_eval_loader_arguments, engine_options,
+from ...engine.flags import (RATE, add_common_arguments, add_overwrite_argument, add_engine_arguments, add_eval_loader_arguments, engine_options,
                           set_torch_threads)
 
 __all__ = ["add_subcommands", "projection_picture"]
@@ -27,24 +27,21 @@ def cmd_points_train(args: argparse.Namespace) -> int:
         projection=args.projection, num_views=args.num_views, image_size=args.image_size,
         shapes_per_class=args.shapes_per_class, smoothing=args.smoothing, test_rotations=args.test_rotations,
         skip_unreadable=args.skip_unreadable, generated=args.generated, held_out=args.held_out, align=args.align)
-    recipe = args.recipe or ("modelnet40" if args.data else "scans" if args.generated == "scans" else "demo")
-    cfg = (PointCloudTrainConfig.modelnet40(**options) if recipe == "modelnet40"
-           else PointCloudTrainConfig.scans(**options) if recipe == "scans"
-           else PointCloudTrainConfig(**options))
+    cfg = PointCloudTrainConfig.with_recipe(args.recipe, **options)
     what = f"the generated {cfg.generated} ({cfg.held_out} split)" if cfg.data is None else cfg.data
     print(f"unireplknet points-train: {cfg.model}, {cfg.projection} projection, {cfg.num_views} views of "
           f"{cfg.image_size}px, {cfg.num_points} points, on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
     r = train_pointcloud(cfg)
-    f = r["final"]
+    f, checkpoint = r.train_structure, str(r.checkpoint) if cfg.output else None
     if args.json:
-        print(json.dumps(dict(data=str(what), classes=r["classes"], test_rotations=cfg.test_rotations, final=f,
-                              history=r["history"], checkpoint=r["checkpoint"], wall_s=r["wall_s"]), indent=2))
+        print(json.dumps(dict(data=str(what), classes=r.class_names, test_rotations=cfg.test_rotations, final=f,
+                              history=r.history, checkpoint=checkpoint, wall_s=r.wall_s), indent=2))
         return 0
-    print(f"point-cloud classification — {what}: {len(r['classes'])} classes (chance {100 / len(r['classes']):.1f}%), "
-          f"{r['wall_s']:.0f} s")
+    print(f"point-cloud classification — {what}: {len(r.class_names)} classes (chance {100 / len(r.class_names):.1f}%), "
+          f"{r.wall_s:.0f} s")
     print(f"held-out OA over all {cfg.test_rotations} test rotations (official, val_top1): {f['top1']:.2f}%; "
           f"rotation-voted (val_voted_top1): {f['voted_top1']:.2f}% on {f['samples']} shapes")
-    print(f"checkpoint: {r['checkpoint']}")
+    print(f"checkpoint: {checkpoint}")
     return 0
 
 
@@ -54,6 +51,7 @@ def cmd_points_eval(args: argparse.Namespace) -> int:
 
     from ...data.pointcloud.modelnet import ModelNet40
     from ...modalities.pointcloud import eval_rotations
+    from ...engine.task import collate_samples
     from ..views import evaluate_views
     from .task import load_pointcloud_classifier, pointcloud_metrics
 
@@ -73,7 +71,7 @@ def cmd_points_eval(args: argparse.Namespace) -> int:
     if list(ds.classes) != list(mc["classes"]):
         raise ValueError(f"the data's classes {list(ds.classes)[:5]}… differ from the checkpoint's {mc['classes'][:5]}…")
     rotations = eval_rotations()[: args.test_rotations]
-    loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers)
+    loader = DataLoader(ds, batch_size=args.batch_size, collate_fn=collate_samples, num_workers=args.workers)
     m = pointcloud_metrics(evaluate_views(model, loader, device,
                                           lambda mod, x: mod.forward_views(x, rotations.to(x.device))))
     print(json.dumps(m) if args.json else
@@ -106,7 +104,10 @@ def cmd_points_project(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .._pictures import label_picture
+    from .._pictures import label_picture, save_picture
+    from ...checkpoint import check_destination
+
+    check_destination(args.output, args.overwrite)  # before any work: the one write policy
     from ...data.pointcloud.modelnet import read_off, read_points
     from ...modalities.pointcloud import farthest_point_sample, gather_points, normalize_unit_sphere
 
@@ -138,7 +139,7 @@ def cmd_points_project(args: argparse.Namespace) -> int:
     # each row named by its file or class, each column by its view (numbered: a 24-pixel view fits no word)
     pic, _ = label_picture(pic, "views; R occupancy, G mean depth, B front depth", names,
                            [str(v + 1) for v in range(args.num_views)])
-    pic.save(args.output)
+    save_picture(pic, args.output, args.overwrite)
     print(f"{args.output}: {len(clouds)} clouds x {args.num_views} views of {args.image_size}px (occupancy, mean "
           f"depth, front depth as R, G, B), labelled")
     return 0
@@ -173,7 +174,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
                         "so the views do not depend on its pose (no ONNX export: skipped with a warning)")
     g.add_argument("--num-views", type=int, default=None, help="4 (official)")
     g.add_argument("--image-size", type=int, default=None, help="view side in pixels (32; modelnet40 224)")
-    g.add_argument("--smoothing", type=float, default=None, help="official 0.2 (eps/(K-1) off target)")
+    g.add_argument("--smoothing", type=RATE, default=None, help="official 0.2 (eps/(K-1) off target)")
     g.add_argument("--test-rotations", type=int, default=None, help="how many of the 8 official test rotations")
     add_engine_arguments(p, dict(
         model="official = the S backbone of the paper; demo: a small custom net", drop_path="demo 0; modelnet40 0.4",
@@ -195,6 +196,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("points-project", help="save the fixed depth projections of clouds (PNG)")
     p.add_argument("files", nargs="*", help=".off / .txt / .npy files (default: one generated shape per class)")
     p.add_argument("--output", "-o", default="projection.png", help="destination PNG (projection.png)")
+    add_overwrite_argument(p, "the destination PNG")
     p.add_argument("--num-points", type=int, default=2048, help="points sampled from a mesh (2048)")
     p.add_argument("--num-views", type=int, default=4, help="views per cloud (4)")
     p.add_argument("--image-size", type=int, default=64, help="view side in pixels (64)")

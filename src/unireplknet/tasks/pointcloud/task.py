@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, ClassVar, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,7 @@ from torch import nn
 
 from ...engine.config import EngineConfig
 from ...engine.config import plain
+from ...engine.loop import TrainResult
 from ...engine.task import TaskData
 from ...modalities.pointcloud import (DepthProjection, LearnedProjection, check_points, eval_rotations,
                                      random_train_rotations, rotate, scale_and_translate)
@@ -178,7 +179,9 @@ class PointCloudAugment:
 @dataclass
 class PointCloudTrainConfig(EngineConfig):
     """Options of :func:`train_pointcloud`: the engine options (defaults of the generated-shapes demo here) and
-    the point-cloud ones. ``data=None`` is the generated shapes set; :meth:`modelnet40` the official recipe."""
+    the point-cloud ones. ``data=None`` is the generated shapes set. :attr:`RECIPES`: ``"modelnet40"``, the
+    official recipe (the default of :meth:`with_recipe` when ``data`` is given), and ``"scans"``, the hard
+    generated demo (the default for ``generated="scans"``)."""
 
     data: Optional[str] = None  # None | ModelNet-40 root
     generated: str = "shapes"  # data=None: "shapes" (full surfaces, 8 classes) | "scans" (partial scans, 16)
@@ -205,22 +208,22 @@ class PointCloudTrainConfig(EngineConfig):
     workers: int = 0
     output: Optional[str] = "runs/pointcloud"
 
-    @classmethod
-    def modelnet40(cls, **options: Any) -> "PointCloudTrainConfig":
-        """The official ModelNet-40 recipe (official `Point/` code, described in docs/pointcloud.md)."""
-        base = dict(model="official", model_kwargs={}, drop_path=0.4, num_points=4096, projection="learned",
-                    image_size=224, epochs=300, batch_size=16, lr=5e-4, warmup_epochs=0.0, workers=4)
-        base.update(options)
-        return cls(**base)
+    RECIPES: ClassVar[Dict[str, Dict[str, Any]]] = {
+        "demo": {},
+        # The official ModelNet-40 recipe (official `Point/` code, described in docs/pointcloud.md).
+        "modelnet40": dict(model="official", model_kwargs={}, drop_path=0.4, num_points=4096, projection="learned",
+                           image_size=224, epochs=300, batch_size=16, lr=5e-4, warmup_epochs=0.0, workers=4),
+        # The hard generated demo: partial scans of sixteen classes (GeneratedScans), reported on the test split.
+        # Chosen on the validation split (seed 0, docs/pointcloud.md): the principal-axes alignment (val 11 % →
+        # 34 % at 12 epochs) and 24 epochs (→ 44 %); everything else is the shapes demo's.
+        "scans": dict(generated="scans", held_out="test", shapes_per_class=24, align="pca", epochs=24),
+    }
 
     @classmethod
-    def scans(cls, **options: Any) -> "PointCloudTrainConfig":
-        """The hard generated demo: partial scans of sixteen classes (:class:`GeneratedScans`), reported on the
-        test split. Chosen on the validation split (seed 0, docs/pointcloud.md): the principal-axes alignment
-        (val 11 % → 34 % at 12 epochs) and 24 epochs (→ 44 %); everything else is the shapes demo's."""
-        base = dict(generated="scans", held_out="test", shapes_per_class=24, align="pca", epochs=24)
-        base.update(options)
-        return cls(**base)
+    def default_recipe(cls, options: Dict[str, Any]) -> Optional[str]:
+        if options.get("data"):
+            return "modelnet40"
+        return "scans" if options.get("generated") == "scans" else "demo"
 
 
 def generated_dataset_class(name: str):
@@ -333,14 +336,12 @@ def _renamed_row(row: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def train_pointcloud(cfg: PointCloudTrainConfig, callbacks=()) -> Dict[str, Any]:
-    """Train a :class:`PointCloudClassifier` on the engine (see the module docstring); returns history, final
-    metrics (of the trained structure on the held-out set), the model and the engine's full result."""
+def train_pointcloud(cfg: PointCloudTrainConfig, callbacks=()) -> TrainResult:
+    """Train a :class:`PointCloudClassifier` on the engine (see the module docstring); returns the engine's
+    :class:`~unireplknet.engine.TrainResult` (``train_structure``: the trained structure's held-out metrics)."""
     from ...engine import fit
 
-    r = fit(PointCloudClassification(), cfg, callbacks)
-    return dict(history=r.history, final=r.train_structure, wall_s=r.wall_s, model=r.model, classes=r.class_names,
-                model_config=r.model_config, checkpoint=str(r.checkpoint) if cfg.output else None, result=r)
+    return fit(PointCloudClassification(), cfg, callbacks)
 
 
 def load_pointcloud_classifier(path: str, map_location: str = "cpu") -> Tuple[PointCloudClassifier, Dict[str, Any]]:
@@ -348,7 +349,10 @@ def load_pointcloud_classifier(path: str, map_location: str = "cpu") -> Tuple[Po
     from ..views import read_task_checkpoint
 
     state, mc, kwargs = read_task_checkpoint(path, "pointcloud", "points-train", map_location)
-    model = create_pointcloud_classifier(len(mc["classes"]), mc["model"], mc["projection"], mc["num_views"],
-                                         mc["image_size"], kwargs, align=mc.get("align", "none"))
+    from ...limits import build_checked
+
+    model = build_checked(lambda: create_pointcloud_classifier(
+        len(mc["classes"]), mc["model"], mc["projection"], mc["num_views"], mc["image_size"], kwargs,
+        align=mc.get("align", "none")), state, str(path))
     model.load_state_dict(state)
     return model.eval(), mc

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ...engine.flags import (add_common_arguments, add_engine_arguments, add_eval_loader_arguments, engine_options,
+from ...engine.flags import (NON_NEGATIVE, PROBABILITY, RATE, SHARE, add_common_arguments, add_overwrite_argument, add_engine_arguments, add_eval_loader_arguments, engine_options,
                           set_torch_threads)
 
 __all__ = ["add_subcommands", "clip_picture"]
@@ -30,24 +30,21 @@ def cmd_video_train(args: argparse.Namespace) -> int:
         smoothing=args.smoothing,
         mixup=args.mixup, cutmix=args.cutmix, auto_augment=args.aa, hflip=args.hflip, reprob=args.reprob,
         test_clips=args.test_clips, test_crops=args.test_crops, skip_unreadable=args.skip_unreadable)
-    recipe = args.recipe or ("kinetics" if args.data else "demo")
-    make = {"kinetics": VideoTrainConfig.kinetics, "motion-hard": VideoTrainConfig.motion_hard}.get(recipe, VideoTrainConfig)
-    cfg = make(**options)
+    cfg = VideoTrainConfig.with_recipe(args.recipe, **options)
     what = motion_set_name(cfg) if cfg.data is None else cfg.data
     print(f"unireplknet video-train: {cfg.model} ({cfg.layout} layout, {cfg.num_frames} frames of "
           f"{cfg.input_size}px) on {what}, {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
     r = train_video(cfg)
-    f = r["final"]
+    f, checkpoint = r.train_structure, str(r.checkpoint) if cfg.output else None
     views = cfg.test_clips * cfg.test_crops
-    chance = 100.0 / len(r["classes"])
     if args.json:
-        print(json.dumps(dict(data=str(what), classes=r["classes"], chance=chance, views=views, final=f,
-                              history=r["history"], checkpoint=r["checkpoint"], wall_s=r["wall_s"]), indent=2))
+        print(json.dumps(dict(data=str(what), classes=r.class_names, chance=r.chance, views=views, final=f,
+                              history=r.history, checkpoint=checkpoint, wall_s=r.wall_s), indent=2))
         return 0
-    print(f"video classification — {what}: {len(r['classes'])} classes (chance {chance:.1f}%), {r['wall_s']:.0f} s")
+    print(f"video classification — {what}: {len(r.class_names)} classes (chance {r.chance:.1f}%), {r.wall_s:.0f} s")
     print(f"held-out top-1 {f['top1']:.2f}% on {f['samples']} clips ({views} view(s) each, softmax averaged)"
           + (f"; {f['unreadable']} unreadable videos skipped" if f.get("unreadable") else ""))
-    print(f"checkpoint: {r['checkpoint']}")
+    print(f"checkpoint: {checkpoint}")
     return 0
 
 
@@ -57,6 +54,7 @@ def cmd_video_eval(args: argparse.Namespace) -> int:
 
     from ...data.video import VideoClipDataset, collate_clips, read_kinetics_csv, scan_video_folder
     from ...modalities.video import ClipEvalTransform
+    from ...engine.task import collate_samples
     from ..views import evaluate_views
     from .task import load_video_classifier
 
@@ -75,7 +73,7 @@ def cmd_video_eval(args: argparse.Namespace) -> int:
         tf = ClipEvalTransform(size, 1)
         ds = MotionClips(args.eval_split, args.clips_per_class, mc["num_frames"], size, transform=lambda c: tf(c),
                          difficulty=known[tuple(mc["classes"])])
-        collate = None
+        collate = collate_samples
     else:
         p = Path(args.data)
         classes, samples = (scan_video_folder(p, mc["classes"]) if p.is_dir()
@@ -109,7 +107,10 @@ def cmd_video_mosaic(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .._pictures import label_picture
+    from .._pictures import label_picture, save_picture
+    from ...checkpoint import check_destination
+
+    check_destination(args.output, args.overwrite)  # before any work: the one write policy
     from ...data.video import eval_frame_indices, read_video
 
     if args.video:
@@ -132,7 +133,7 @@ def cmd_video_mosaic(args: argparse.Namespace) -> int:
         _, cols = mosaic_grid(len(frames), None)
         rows = [f"frames {r * cols + 1}-{min(len(frames), (r + 1) * cols)}" for r in range(-(-len(frames) // cols))]
     pic, _ = label_picture(pic, f"{title} ({args.layout})", rows)
-    pic.save(args.output)
+    save_picture(pic, args.output, args.overwrite)
     print(f"{args.output}: {size} {args.layout} of {len(frames)} frames, labelled")
     return 0
 
@@ -145,7 +146,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--data", default=None, help="video folder (root/<class>/<file>) or Kinetics CSV / VideoMAE list")
     g.add_argument("--val-data", default=None, help="held-out folder or list (default: --val-split of --data)")
     g.add_argument("--data-root", default=None, help="where the files of a list live (default: next to the list)")
-    g.add_argument("--val-split", type=float, default=None, help="held-out share without --val-data (0.1)")
+    g.add_argument("--val-split", type=SHARE, default=None, help="held-out share without --val-data (0.1)")
     g.add_argument("--num-frames", type=int, default=None, help="frames per clip, a square number (kinetics 16; demo 4)")
     g.add_argument("--sampling-rate", type=int, default=None, help="frame stride (4)")
     g.add_argument("--input-size", type=int, default=None, help="frame side (kinetics 224; demo 32)")
@@ -164,12 +165,12 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
                    help="defaults: demo = light settings of the motion set (default without --data); motion-hard = "
                         "the hard motion demo (hard clips, 80 per class, 32 epochs, lr 4e-3, test split); kinetics = "
                         "the official K400 recipe (default with --data)")
-    g.add_argument("--smoothing", type=float, default=None, help="label smoothing (0.1)")
-    g.add_argument("--mixup", type=float, default=None, help="mixup alpha on the clip (demo 0; kinetics 0.8)")
-    g.add_argument("--cutmix", type=float, default=None, help="cutmix alpha on the clip, the same box in every frame (demo 0; kinetics 1.0)")
+    g.add_argument("--smoothing", type=RATE, default=None, help="label smoothing (0.1)")
+    g.add_argument("--mixup", type=NON_NEGATIVE, default=None, help="mixup alpha on the clip (demo 0; kinetics 0.8)")
+    g.add_argument("--cutmix", type=NON_NEGATIVE, default=None, help="cutmix alpha on the clip, the same box in every frame (demo 0; kinetics 1.0)")
     g.add_argument("--aa", default=None, help="RandAugment string, the same ops on every frame ('' = off)")
     g.add_argument("--hflip", type=float, default=None, help="flip probability (0 for the motion set: it swaps labels)")
-    g.add_argument("--reprob", type=float, default=None, help="random erasing probability (demo 0; kinetics 0.25)")
+    g.add_argument("--reprob", type=PROBABILITY, default=None, help="random erasing probability (demo 0; kinetics 0.25)")
     g.add_argument("--test-clips", type=int, default=None, help="temporal test clips (kinetics: 5)")
     g.add_argument("--test-crops", type=int, default=None, help="spatial test crops (kinetics: 3)")
     add_engine_arguments(p, dict(
@@ -195,6 +196,7 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("video-mosaic", help="save the image the backbone sees for a clip (PNG)")
     p.add_argument("video", nargs="?", default=None, help="a video file (default: a generated motion clip)")
     p.add_argument("--output", "-o", default="mosaic.png", help="destination PNG (mosaic.png)")
+    add_overwrite_argument(p, "the destination PNG")
     p.add_argument("--layout", default="mosaic", choices=("mosaic", "reshape"),
                    help="mosaic = the paper's frame grid; reshape = the official code's memory reshape (mosaic)")
     p.add_argument("--num-frames", type=int, default=16, help="frames in the picture, a square number (16)")

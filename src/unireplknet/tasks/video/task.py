@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, ClassVar, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
 from ...engine.config import EngineConfig
 from ...engine.config import plain
+from ...engine.loop import TrainResult
 from ...engine.task import TaskData
 from ...modalities.video import LAYOUTS, clip_to_image, mosaic_grid
 from ..views import ViewClassification, prefixed_group_matcher, task_data
@@ -29,7 +30,7 @@ __all__ = ["OFFICIAL_K400_KWARGS", "MOTION_DEMO_KWARGS", "VideoClassifier", "cre
 
 _logger = logging.getLogger(__name__)
 
-#: Epochs and peak learning rate of the hard motion demo (:meth:`VideoTrainConfig.motion_hard`), chosen on the
+#: Epochs and peak learning rate of the hard motion demo (``VideoTrainConfig.RECIPES["motion-hard"]``), chosen on the
 #: validation split (docs/video.md, "hard motion clips").
 HARD_DEMO_EPOCHS = 32
 HARD_DEMO_LR = 4e-3
@@ -139,8 +140,9 @@ def clip_mixup(num_classes: int, mixup: float = 0.8, cutmix: float = 1.0, smooth
 class VideoTrainConfig(EngineConfig):
     """Options of :func:`train_video`: the engine options (defaults of the motion demo here) and the clip ones.
 
-    ``data=None`` is the generated motion set (``difficulty`` "easy" or "hard", scored on ``eval_split``);
-    :meth:`motion_hard` is the hard motion demo, :meth:`kinetics` the official Kinetics-400 recipe.
+    ``data=None`` is the generated motion set (``difficulty`` "easy" or "hard", scored on ``eval_split``). The
+    class defaults are the easy motion demo; :attr:`RECIPES` holds ``"motion-hard"``, the hard motion demo, and
+    ``"kinetics"``, the official Kinetics-400 recipe (the default of :meth:`with_recipe` when ``data`` is given).
     """
 
     data: Optional[str] = None  # None | folder root | Kinetics CSV / list file
@@ -178,24 +180,22 @@ class VideoTrainConfig(EngineConfig):
     workers: int = 0
     output: Optional[str] = "runs/video"
 
-    @classmethod
-    def kinetics(cls, **options: Any) -> "VideoTrainConfig":
-        """The official Kinetics-400 recipe (official `Video/` code, described in docs/video.md), for a real data set."""
-        base = dict(model="official", model_kwargs={}, drop_path=0.4, num_frames=16, input_size=224, epochs=90,
-                    batch_size=8, lr=1e-3, warmup_epochs=5.0, layer_decay=0.75, mixup=0.8, cutmix=1.0,
-                    auto_augment="rand-m7-n4-mstd0.5-inc1", hflip=0.5, reprob=0.25, crop_scale=(0.08, 1.0),
-                    test_clips=5, test_crops=3, workers=4)
-        base.update(options)
-        return cls(**base)
+    RECIPES: ClassVar[Dict[str, Dict[str, Any]]] = {
+        "demo": {},
+        # The official Kinetics-400 recipe (official `Video/` code, described in docs/video.md), for a real data set.
+        "kinetics": dict(model="official", model_kwargs={}, drop_path=0.4, num_frames=16, input_size=224, epochs=90,
+                         batch_size=8, lr=1e-3, warmup_epochs=5.0, layer_decay=0.75, mixup=0.8, cutmix=1.0,
+                         auto_augment="rand-m7-n4-mstd0.5-inc1", hflip=0.5, reprob=0.25, crop_scale=(0.08, 1.0),
+                         test_clips=5, test_crops=3, workers=4),
+        # The hard motion demo (docs/video.md): hard clips, 80 training clips per class, scored on the test split.
+        # Its epochs and learning rate were chosen on the validation split (docs/video.md).
+        "motion-hard": dict(difficulty="hard", eval_split="test", clips_per_class=80, epochs=HARD_DEMO_EPOCHS,
+                            lr=HARD_DEMO_LR),
+    }
 
     @classmethod
-    def motion_hard(cls, **options: Any) -> "VideoTrainConfig":
-        """The hard motion demo (docs/video.md): hard clips, 80 training clips per class, scored on the test
-        split. Its epochs and learning rate were chosen on the validation split (docs/video.md)."""
-        base = dict(difficulty="hard", eval_split="test", clips_per_class=80, epochs=HARD_DEMO_EPOCHS,
-                    lr=HARD_DEMO_LR)
-        base.update(options)
-        return cls(**base)
+    def default_recipe(cls, options: Dict[str, Any]) -> Optional[str]:
+        return "kinetics" if options.get("data") else "demo"
 
 
 def motion_set_name(cfg: VideoTrainConfig) -> str:
@@ -282,14 +282,12 @@ class VideoClassification(ViewClassification):
         return torch.randn(2, 3, dc["num_frames"], dc["input_size"], dc["input_size"])
 
 
-def train_video(cfg: VideoTrainConfig, callbacks=()) -> Dict[str, Any]:
-    """Train a :class:`VideoClassifier` on the engine (see the module docstring); returns history, final
-    metrics (of the trained structure on the held-out set), the model and the engine's full result."""
+def train_video(cfg: VideoTrainConfig, callbacks=()) -> TrainResult:
+    """Train a :class:`VideoClassifier` on the engine (see the module docstring); returns the engine's
+    :class:`~unireplknet.engine.TrainResult` (``train_structure``: the trained structure's held-out metrics)."""
     from ...engine import fit
 
-    r = fit(VideoClassification(), cfg, callbacks)
-    return dict(history=r.history, final=r.train_structure, wall_s=r.wall_s, model=r.model, classes=r.class_names,
-                model_config=r.model_config, checkpoint=str(r.checkpoint) if cfg.output else None, result=r)
+    return fit(VideoClassification(), cfg, callbacks)
 
 
 def load_video_classifier(path: str, map_location: str = "cpu") -> Tuple[VideoClassifier, Dict[str, Any]]:
@@ -297,6 +295,9 @@ def load_video_classifier(path: str, map_location: str = "cpu") -> Tuple[VideoCl
     from ..views import read_task_checkpoint
 
     state, mc, kwargs = read_task_checkpoint(path, "video", "video-train", map_location)
-    model = create_video_classifier(mc["model"], len(mc["classes"]), mc["num_frames"], mc["layout"], kwargs)
+    from ...limits import build_checked
+
+    model = build_checked(lambda: create_video_classifier(mc["model"], len(mc["classes"]), mc["num_frames"],
+                                                          mc["layout"], kwargs), state, str(path))
     model.load_state_dict(state)
     return model.eval(), mc
