@@ -91,6 +91,8 @@ def load_training_checkpoint(path: Union[str, Path], map_location: Union[str, to
     another task wrote (``command``, e.g. ``audio-train``, names the run to pass instead)."""
     path = Path(path)
     if not path.is_file():
+        if not path.exists():
+            raise FileNotFoundError(f"checkpoint {path} does not exist; pass the last.pth of a training run")
         from ..checkpoint import not_a_regular_file
 
         raise FileNotFoundError(not_a_regular_file(path, "checkpoint") + " (the last.pth of a training run)")
