@@ -89,7 +89,7 @@ def run_network(problem_dir: Path, seed: int, epochs: Optional[int], **options: 
         cfg = TscConfig(data=str(problem_dir), seed=seed, output=out, tensorboard=False, export_onnx=False,
                         export_deploy=False, **extra, **options)
         r = train_tsc(cfg)
-    return dict(test_acc=r.test["acc"], val_acc=r.val["acc"], best_epoch=r.best_epoch,
+    return dict(test_acc=r.extras["test"]["acc"], val_acc=r.extras["val"]["acc"], best_epoch=r.best_epoch,
                 cpu_s=time.process_time() - t0)
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from unireplknet import reparameterize
+from unireplknet.data.coco import DetrStyleCrop
 from unireplknet.tasks.dense import cascade
 from unireplknet.tasks.dense import detection as det
 
@@ -358,7 +359,7 @@ def test_detr_style_crop_resizes_crops_and_clips_by_hand():
             return torch.rand(3, 200, 400), dict(boxes=torch.tensor([[0.0, 0, 100, 100], [350, 150, 400, 200]]),
                                                  labels=torch.tensor([1, 2]), masks=masks)
 
-    aug = cascade.DetrStyleCrop(One(), p=1.0, resize_min_sizes=(400,), crop_range=(384, 600))
+    aug = DetrStyleCrop(One(), p=1.0, resize_min_sizes=(400,), crop_range=(384, 600))
     assert aug.class_names == ["a", "b"] and len(aug) == 1
     for seed in range(5):
         aug._rng = __import__("numpy").random.default_rng(seed)

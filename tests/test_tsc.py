@@ -251,12 +251,12 @@ def test_training_is_reproducible_bit_for_bit(tmp_path):
     data = _tiny_problem(tmp_path)
     first = train_tsc(_config(data, tmp_path / "a", seed=5))
     second = train_tsc(_config(data, tmp_path / "b", seed=5))
-    assert first.test == second.test and first.val == second.val
+    assert first.extras["test"] == second.extras["test"] and first.extras["val"] == second.extras["val"]
     a = torch.load(first.checkpoint, weights_only=True)["model"]
     b = torch.load(second.checkpoint, weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert first.test["series"] == 8 and first.class_names == ["slow", "fast"]
-    assert first.result.deploy_file is not None and first.result.deploy_file.is_file()
+    assert first.extras["test"]["series"] == 8 and first.class_names == ["slow", "fast"]
+    assert first.deploy_file is not None and first.deploy_file.is_file()
 
 
 def test_cli_train_eval_predict(tmp_path, capsys):

@@ -10,8 +10,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
-__all__ = ["DetectionDataError", "CocoDetectionDataset", "detection_collate", "require_pycocotools"]
+__all__ = ["DetectionDataError", "CocoDetectionDataset", "detection_collate", "require_pycocotools", "DetrStyleCrop"]
 
 PathLike = Union[str, Path]
 
@@ -209,3 +211,65 @@ def detection_collate(batch: Sequence[Tuple[torch.Tensor, Dict[str, torch.Tensor
     """Lists of images and targets (torchvision detectors take images of different sizes)."""
     images, targets = zip(*batch)
     return list(images), list(targets)
+
+
+class DetrStyleCrop(torch.utils.data.Dataset):
+    """The crop branch of the recipe's DETR-style augmentation around a detection data set.
+
+    The official training pipeline (mmdet ``AutoAugment``) picks one of two policies per image with equal
+    probability: (a) multi-scale resize, shorter side 480 … 800 step 32; (b) resize the shorter side to 400, 500
+    or 600 (longer side ≤ 1333), crop a random ``crop_range`` (384 … 600 pixels, ``absolute_range``) window —
+    boxes clipped to it, boxes left without area dropped, an image may keep no box (``allow_negative_crop``) —
+    then the same multi-scale resize. The multi-scale resize of both is the detector's transform
+    (``train_min_sizes``); this wrapper does (b)'s resize and crop with probability ``p``. Items are
+    ``(image C×H×W float, target)`` with ``boxes``, ``labels`` and optional ``masks`` (N×H×W).
+    """
+
+    def __init__(self, dataset: Any, p: float = 0.5, resize_min_sizes: Sequence[int] = (400, 500, 600),
+                 crop_range: Tuple[int, int] = (384, 600), max_size: int = 1333, seed: int = 0):
+        import numpy as np
+
+        self.dataset, self.p = dataset, float(p)
+        self.resize_min_sizes, self.crop_range, self.max_size = tuple(resize_min_sizes), crop_range, max_size
+        self._rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str) -> Any:  # class_names, num_classes … of the wrapped set
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, index: int) -> Tuple[Tensor, Dict[str, Tensor]]:
+        image, target = self.dataset[index]
+        if self._rng.random() >= self.p:
+            return image, target
+        return self.resize_and_crop(image, target)
+
+    def resize_and_crop(self, image: Tensor, target: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
+        target = dict(target)
+        h, w = image.shape[-2:]
+        short = int(self._rng.choice(self.resize_min_sizes))
+        scale = min(short / min(h, w), self.max_size / max(h, w))
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        image = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
+        target["boxes"] = target["boxes"] * torch.tensor([nw / w, nh / h, nw / w, nh / h])
+        if "masks" in target and len(target["masks"]):
+            target["masks"] = F.interpolate(target["masks"][None].float(), size=(nh, nw), mode="nearest")[0].to(
+                target["masks"].dtype)
+        elif "masks" in target:
+            target["masks"] = target["masks"].new_zeros((0, nh, nw))
+        lo, hi = self.crop_range
+        ch = int(self._rng.integers(min(nh, lo), min(nh, hi) + 1))
+        cw = int(self._rng.integers(min(nw, lo), min(nw, hi) + 1))
+        y0, x0 = int(self._rng.integers(0, nh - ch + 1)), int(self._rng.integers(0, nw - cw + 1))
+        image = image[:, y0:y0 + ch, x0:x0 + cw]
+        boxes = target["boxes"] - torch.tensor([x0, y0, x0, y0], dtype=target["boxes"].dtype)
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, cw)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, ch)
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        target["boxes"], target["labels"] = boxes[keep], target["labels"][keep]
+        if "masks" in target:
+            target["masks"] = target["masks"][keep][:, y0:y0 + ch, x0:x0 + cw]
+        return image, target

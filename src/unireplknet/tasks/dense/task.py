@@ -367,7 +367,7 @@ class DetectionTask(DenseTask):
         train_set = CocoDetectionDataset(train_images, train_ann, masks=cfg.detector in MASK_DETECTORS,
                                          num_classes=cfg.num_classes, hflip=cfg.hflip, seed=cfg.seed)
         if cfg.detector == "cascade_mask_rcnn" and cfg.data != "scenes":
-            from .cascade import DetrStyleCrop  # the recipe's DETR-style resize + crop branch (p 0.5)
+            from ...data.coco import DetrStyleCrop  # the recipe's DETR-style resize + crop branch (p 0.5)
 
             train_set = DetrStyleCrop(train_set, seed=cfg.seed)
         val_set = CocoDetectionDataset(val_images, val_ann, masks=False, num_classes=cfg.num_classes)

@@ -20,23 +20,29 @@ def cmd_tsc_train(args: argparse.Namespace) -> int:
     options = engine_options(args, data=args.data, problem=args.problem, val_split=args.val_split,
                              mapping=args.mapping, length=args.length, height=args.height, gaf_size=args.gaf_size,
                              level_plane=args.level_plane)
-    cfg = TscConfig(**options)
+    cfg = TscConfig.with_recipe(**options)
     print(f"unireplknet tsc-train: {cfg.model} on {cfg.data}{' / ' + cfg.problem if cfg.problem else ''} "
           f"({cfg.mapping} images), {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
     r = train_tsc(cfg)  # the engine logs each epoch once
     if args.json:
-        print(json.dumps(dict(r.to_dict(), test_acc=r.test["acc"] if r.test else None), indent=2))
+        x = r.extras
+        print(json.dumps(dict(problem=x["problem"], classes=r.class_names, best_epoch=r.best_epoch, val=x["val"],
+                              test=x["test"], test_acc=x["test"]["acc"] if x["test"] else None, series=x["series"],
+                              checkpoint=str(r.checkpoint) if r.checkpoint else None,
+                              best_checkpoint=str(r.best_checkpoint) if r.best_checkpoint else None,
+                              deploy_file=str(r.deploy_file) if r.deploy_file else None,
+                              onnx_file=str(r.onnx_file) if r.onnx_file else None, wall_s=r.wall_s), indent=2))
         return 0
-    lines = [f"time-series classification — {r.problem}: {len(r.class_names)} classes "
+    lines = [f"time-series classification — {r.extras['problem']}: {len(r.class_names)} classes "
              f"(chance {100.0 / len(r.class_names):.1f}%)",
              f"best epoch {r.best_epoch} of {cfg.epochs} on the validation split of TRAIN, {r.wall_s:.0f} s",
-             f"validation accuracy: {r.val['acc']:.2f}% on {r.val['series']} series"]
-    if r.test is not None:
-        lines.append(f"test accuracy: {r.test['acc']:.2f}% on {r.test['series']} series (archive TEST split)")
+             f"validation accuracy: {r.extras['val']['acc']:.2f}% on {r.extras['val']['series']} series"]
+    test = r.extras["test"]
+    if test is not None:
+        lines.append(f"test accuracy: {test['acc']:.2f}% on {test['series']} series (archive TEST split)")
     lines.append(f"checkpoints: {r.best_checkpoint} (best), {r.checkpoint} (last)")
-    if r.result is not None and r.result.deploy_file:
-        lines.append(f"deploy model: {r.result.deploy_file}"
-                     + (f", ONNX {r.result.onnx_file}" if r.result.onnx_file else ""))
+    if r.deploy_file:
+        lines.append(f"deploy model: {r.deploy_file}" + (f", ONNX {r.onnx_file}" if r.onnx_file else ""))
     print("\n".join(lines))
     return 0
 

@@ -19,15 +19,16 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import TensorDataset
 from torch import nn
 
 from ...data.timeseries.archive import ArchiveProblem, ArchiveSplit, load_problem
-from ...engine import EngineConfig, StepContext, StepOutput, Task, TaskData
+from ...engine import EngineConfig, StepContext, StepOutput, Task, TaskData, TrainResult
 from ...engine.config import plain
 from ...engine.distributed import all_reduce_sum
 from ...modalities.series_image import SeriesImageConfig, image_shape, series_to_image
 
-__all__ = ["TSC_MODEL_KWARGS", "TscConfig", "TscResult", "TscClassification", "stratified_split", "series_images",
+__all__ = ["TSC_MODEL_KWARGS", "TscConfig", "TscClassification", "stratified_split", "series_images",
            "score", "train_tsc", "load_tsc_model"]
 
 _logger = logging.getLogger(__name__)
@@ -75,29 +76,6 @@ class TscConfig(EngineConfig):
         return SeriesImageConfig(self.mapping, channels, self.length, self.height, self.gaf_size, self.level_plane)
 
 
-@dataclass
-class TscResult:
-    problem: str
-    class_names: List[str]
-    best_epoch: int
-    val: Dict[str, float]
-    test: Optional[Dict[str, float]]
-    checkpoint: Optional[Path]
-    best_checkpoint: Optional[Path]
-    wall_s: float
-    series: Dict[str, Any]
-    result: Any = None  # the engine's TrainResult (deploy file, ONNX, …)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dict(problem=self.problem, classes=self.class_names, best_epoch=self.best_epoch, val=self.val,
-                    test=self.test, checkpoint=str(self.checkpoint) if self.checkpoint else None,
-                    best_checkpoint=str(self.best_checkpoint) if self.best_checkpoint else None, wall_s=self.wall_s,
-                    series=self.series,
-                    deploy_file=str(self.result.deploy_file) if self.result is not None and self.result.deploy_file
-                    else None,
-                    onnx_file=str(self.result.onnx_file) if self.result is not None and self.result.onnx_file else None)
-
-
 # ----------------------------------------------------------------------------------------------- data
 def stratified_split(targets: np.ndarray, share: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
     """Indices ``(train, val)``: from each class, ``round(share × n)`` series (at least 1 when the class has two or
@@ -119,17 +97,6 @@ def stratified_split(targets: np.ndarray, share: float, seed: int) -> Tuple[np.n
 def series_images(split: ArchiveSplit, cfg: SeriesImageConfig) -> torch.Tensor:
     """Every series of ``split`` as an image: ``(N, *image_shape(cfg))`` float32."""
     return torch.from_numpy(np.stack([series_to_image(s, cfg) for s in split.series]))
-
-
-class _Pairs(torch.utils.data.Dataset):
-    def __init__(self, images: torch.Tensor, targets: torch.Tensor):
-        self.images, self.targets = images, targets
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self.images[i], self.targets[i]
 
 
 @torch.no_grad()
@@ -174,8 +141,9 @@ class TscClassification(Task):
                              "validation")
         images = series_images(problem.train, self.series_cfg)
         labels = torch.from_numpy(targets)
-        train = _Pairs(images[train_idx], labels[train_idx])
-        val = _Pairs(images[val_idx], labels[val_idx])
+        # (image, label) pairs of tensors already in memory: torch's own TensorDataset
+        train = TensorDataset(images[train_idx], labels[train_idx])
+        val = TensorDataset(images[val_idx], labels[val_idx])
         shape = image_shape(self.series_cfg)
         lengths = problem.train.lengths
         description = (f"{problem.name}: {len(train)} training / {len(val)} validation series of TRAIN "
@@ -219,9 +187,11 @@ class TscClassification(Task):
         return torch.randn(2, *image_shape(self.series_cfg))
 
 
-def train_tsc(cfg: TscConfig, callbacks: Sequence[Callable[[Any], None]] = ()) -> TscResult:
+def train_tsc(cfg: TscConfig, callbacks: Sequence[Callable[[Any], None]] = ()) -> TrainResult:
     """Train on TRAIN (less its validation split) through the engine, keep the best epoch on validation, then score
-    TEST once with those weights (``cfg.evaluate_test``)."""
+    TEST once with those weights (``cfg.evaluate_test``). The engine's :class:`TrainResult`, with
+    ``extras``: ``problem``, ``val`` and ``test`` (``acc``, ``loss``, ``series``; test None without labels) and
+    ``series`` (the mapping's config)."""
     from ...engine import fit
 
     task = TscClassification(cfg)
@@ -237,9 +207,8 @@ def train_tsc(cfg: TscConfig, callbacks: Sequence[Callable[[Any], None]] = ()) -
     if cfg.evaluate_test and problem.test.has_labels:
         _, test = score(model, series_images(problem.test, series_cfg),
                         torch.from_numpy(problem.targets(problem.test)), device)
-    best_epoch = int(r.best["epoch"]) if r.best else 0
-    return TscResult(problem.name, list(problem.class_names), best_epoch, val, test, r.checkpoint, r.best_checkpoint,
-                     r.wall_s, series_cfg.to_dict(), r)
+    r.extras.update(problem=problem.name, val=val, test=test, series=series_cfg.to_dict())
+    return r
 
 
 def load_tsc_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu"
