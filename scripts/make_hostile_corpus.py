@@ -298,6 +298,37 @@ def _hourly_csv(path: Path, hours: List[int], value=lambda i: f"{i % 24}.0") -> 
     return path
 
 
+def _write_task_checkpoints(folder: Path) -> Tuple[Path, Path]:
+    """A forecast-train and a seg-train checkpoint (tiny, in the engine's schema) whose model_config claims sizes
+    that would allocate tens of GB: a forecaster of 1,000,000,000 stations and a 2,500,000-class segmenter."""
+    import dataclasses
+
+    import torch
+
+    from unireplknet.engine.checkpointing import CHECKPOINT_FORMAT
+    from unireplknet.engine.config import plain
+    from unireplknet.tasks.dense.task import DenseTrainConfig, dense_task
+    from unireplknet.tasks.forecast.linear import ForecastTrainConfig, UniRepLKNetForecaster
+
+    def fields(cfg):
+        return plain({f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
+
+    torch.manual_seed(0)
+    forecaster = UniRepLKNetForecaster(4, 32, 8, 4, 32, "h", np.linspace(0, 1, 8, dtype=np.float32).reshape(4, 2),
+                                       "custom", dict(TINY), 0.0, 0.0, True)
+    wide = dict(plain(forecaster.config), task="forecast", num_variables=1_000_000_000, enc_in=1_000_000_000)
+    forecast = folder / "wide_forecast.pth"
+    torch.save(dict(format=CHECKPOINT_FORMAT, model=forecaster.state_dict(), model_config=wide,
+                    config=fields(ForecastTrainConfig())), forecast)
+    cfg = DenseTrainConfig(task="segmentation", model="custom", model_kwargs=dict(TINY), num_classes=3,
+                           head_kwargs=dict(channels=16, aux_channels=16))
+    segmenter = dense_task(cfg).create_model(cfg, 3)
+    dense = folder / "many_classes_dense.pth"
+    torch.save(dict(format=CHECKPOINT_FORMAT, model=segmenter.state_dict(), data_config=dict(config=fields(cfg)),
+                    model_config=dict(task="segmentation", num_classes=2_500_000)), dense)
+    return forecast, dense
+
+
 def make_bounds_corpus(root: Path, full_size: bool = True) -> Dict[str, Path]:
     """The second corpus (issue 29 items 3, 4, 6) under ``root``; ``full_size=False`` makes the few files that take
     seconds to write (the deflated .pth, the GIF, the sparse CSV) at a scale that still trips their limit only
@@ -333,6 +364,7 @@ def make_bounds_corpus(root: Path, full_size: bool = True) -> Dict[str, Path]:
     paths["zero_element_safetensors"] = _deploy_safetensors(ckpt / "zero_element.safetensors", data_config, zero)
     paths["inflating_pth"] = _write_deflated_pth(ckpt / "inflating.pth",
                                                  600_000_000 if full_size else 25_000_000)
+    paths["wide_forecast_pth"], paths["many_classes_dense_pth"] = _write_task_checkpoints(ckpt)
     # 4: decoders without bounds
     paths["wide_png"] = write_huge_png(root / "images" / "wide.png", 1_000_000, 1)
     paths["frames_gif"] = _write_gif(root / "video" / "frames.gif", 40, 4000 if full_size else 400)
@@ -368,6 +400,9 @@ BOUNDS_CASES: List[Tuple[str, str, List[str], str]] = [
     ("many classes in model_config", "sizes", ["audio-predict", "{many_classes_audio_pth}", "{good_wav}"], "refused"),
     ("input_size 60000 in metadata", "sizes", ["predict", "{huge_input_safetensors}", "{png8}"], "refused"),
     ("zero-element tensors, 12 M classes", "sizes", ["predict", "{zero_element_safetensors}", "{png8}"], "refused"),
+    ("forecaster of 10^9 stations in model_config", "sizes",
+     ["forecast-eval", "{wide_forecast_pth}"], "refused"),
+    ("segmenter of 2,500,000 classes in model_config", "sizes", ["seg-eval", "{many_classes_dense_pth}"], "refused"),
     ("deflated .pth", "sizes", ["predict", "{inflating_pth}", "{png8}"], "refused"),
     ("predict --input-size 60000", "sizes",
      ["predict", "{good_deploy_safetensors}", "{png8}", "--input-size", "60000"], "refused"),
@@ -440,6 +475,18 @@ def write_policy_cases(root: Path, corpus: Dict[str, Path]) -> Dict[str, Path]:
     for name, change in fields.items():
         cases[name] = root / f"{name[:-4]}.pth"
         torch.save(dict(good, **change), cases[name])
+    # item 7 rest: a tensor of the wrong rank; a model_config missing keys or naming another network
+    stem_1d = dict(good["model"], **{"downsample_layers.0.0.weight": good["model"]["downsample_layers.0.0.weight"]
+                                     .flatten()})
+    cases["stem_1d_pth"] = root / "stem_1d.pth"
+    torch.save(dict(good, model=stem_1d), cases["stem_1d_pth"])
+    model_configs = {"other_net_pth": dict(name="unireplknet_t", model_kwargs={}, num_classes=len(CLASSES), in_chans=1),
+                     "other_dims_pth": dict(name="custom", model_kwargs=dict(TINY, dims=[16, 32, 64, 128]),
+                                            num_classes=len(CLASSES), in_chans=1),
+                     "config_missing_pth": dict(name="custom", model_kwargs=dict(TINY))}
+    for name, config in model_configs.items():
+        cases[name] = root / f"{name[:-4]}.pth"
+        torch.save(dict(good, model_config=config), cases[name])
     cases["int8_pth"] = root / "int8.pth"
     torch.save(dict(good, model={k: (v.to(torch.int8) if v.is_floating_point() else v)
                                  for k, v in good["model"].items()}), cases["int8_pth"])
@@ -461,6 +508,27 @@ def write_policy_cases(root: Path, corpus: Dict[str, Path]) -> Dict[str, Path]:
     cases["coco_no_id_json"] = root / "coco_no_id.json"
     cases["coco_no_id_json"].write_text(json.dumps(dict(base, categories=[{"name": "square"}])))
     return cases
+
+
+#: Cases of :func:`write_policy_cases` in the form of :data:`BOUNDS_CASES` (class "fields": issue 29 item 7).
+FIELDS_CASES: List[Tuple[str, str, List[str], str]] = [
+    (f"{what}", "fields", ["predict", "{%s}" % name, "{png8}"], "refused")
+    for name, what in (("names_number_pth", "class_names a number"), ("names_short_pth", "class_names too short"),
+                       ("data_config_list_pth", "data_config a list"),
+                       ("overlay_pth", "pretrained_cfg_overlay naming /etc/passwd"),
+                       ("int8_pth", "int8-stored weights"), ("stem_1d_pth", "1-D stem weight"),
+                       ("other_net_pth", "model_config names unireplknet_t, the tensors are another network"),
+                       ("other_dims_pth", "model_config dims differ from the tensors"),
+                       ("config_missing_pth", "model_config missing keys"))
+] + [("FIFO as image", "fields", ["predict", "{good_train_pth}", "{fifo_png}"], "refused"),
+     ("FIFO as checkpoint", "fields", ["reparam", "{fifo_pth}", "-o", "{out}/x.safetensors"], "refused"),
+     ("video-mosaic -o LINK", "writes", ["video-mosaic", "-o", "{link_png}"], "refused"),
+     ("bench --csv LINK", "writes", ["bench", "--csv", "{link_csv}", "--iters", "1"], "refused"),
+     ("bench --csv over a checkpoint", "writes", ["bench", "--csv", "{good_train_pth}", "--iters", "1"], "refused"),
+     ("dense-scenes over a data set", "writes", ["dense-scenes", "{dataset}", "--num-train", "1", "--num-val", "1"],
+      "refused"),
+     ("forecast-make-grid over a data set", "writes", ["forecast-make-grid", "{dataset}", "--stations", "2",
+                                                       "--days", "3"], "refused")]
 
 
 def main(argv=None) -> int:

@@ -156,6 +156,7 @@ def main(argv=None) -> int:
         paths: Dict[str, Path] = {}
         if any(c[0] not in {b[0] for b in corpus_module.BOUNDS_CASES} for c in cases):
             paths.update(corpus_module.make_corpus(root / "corpus"))
+            paths.update(corpus_module.write_policy_cases(root / "corpus" / "write_policy", paths))
         paths.update(corpus_module.make_bounds_corpus(root / "corpus", full_size=not args.small))
         extra = corpus_module.SMALL_LIMITS if args.small else None
         results = sweep(paths, cases, root, extra)

@@ -86,6 +86,15 @@ def test_sizes_that_files_and_flags_claim_are_refused_before_allocating(corpus, 
               '100000, 100000], "kernel_sizes": [[3], [3], [3], [3]]}', "--epochs", "1", "-o", tmp_path / "b", "--quiet"], "weights", "16.0 GB")
 
 
+def test_forecast_and_dense_readers_check_sizes_before_allocating(corpus, pinned_limit):
+    # a forecaster whose model_config claims 10^9 stations (their coordinates alone: 8 GB), a 2,500,000-class
+    # segmenter: each named by the tensor that disagrees, before the claimed model is allocated
+    line = _refused(["forecast-eval", corpus["wide_forecast_pth"]], "1,000,000,000 stations", "tensor geo")
+    assert "(1, 8)" in line
+    line = _refused(["seg-eval", corpus["many_classes_dense_pth"]], "decode_head.conv_seg.weight", "(2500000, 16")
+    assert "(3, 16, 1, 1)" in line
+
+
 # ------------------------------------------------------------------------------------------------- item 4
 def test_decoders_refuse_what_would_expand_beyond_their_limits(corpus, monkeypatch):
     from unireplknet.data.audio import load_audio

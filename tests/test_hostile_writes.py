@@ -173,6 +173,25 @@ def test_untrusted_checkpoint_fields_are_refused_by_name(cases):
         assert code == 2 and field in _error_line(err, "predict") and "%" not in out, (name, err)
 
 
+def test_model_config_and_tensor_ranks_are_checked_against_the_weights(cases):
+    # the tensors are the TINY custom network with a 3-class head on grey input; each file names something else
+    expected = {"stem_1d_pth": ("downsample_layers.0.0.weight", "(36,)", "4-D"),
+                "other_net_pth": ("model_config.name", "unireplknet_t", "(1, 1, 1, 1)"),
+                "other_dims_pth": ("model_config.model_kwargs.dims", "(16, 32, 64, 128)", "(8, 16, 32, 64)"),
+                "config_missing_pth": ("model_config", "in_chans")}
+    for name, words in expected.items():
+        for argv in (["predict", cases[name], cases["png8"]], ["reparam", cases[name], "-o", cases[name].with_suffix(".x")]):
+            code, out, err = _run(argv)
+            line = _error_line(err, argv[0])
+            assert code == 2 and all(w in line for w in words) and "%" not in out, (name, line)
+    # the same fields, when they agree with the tensors, load (the check compares, it does not just refuse)
+    from unireplknet.loading import load_model
+
+    good = dict(name="custom", model_kwargs={"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64]}, num_classes=3,
+                in_chans=1)
+    assert load_model(cases["good_train_pth"], model_config=good).head.out_features == 3
+
+
 # ------------------------------------------------------------------------------------------ 8: flag ranges
 @pytest.mark.parametrize("argv", [
     ["train", "--drop-path", "5"], ["train", "--smoothing", "2"], ["train", "--clip-grad", "-1"],

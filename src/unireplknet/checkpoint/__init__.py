@@ -38,11 +38,13 @@ from .io import (
 from .layouts import (
     ARCHITECTURES,
     STEM_WEIGHT,
+    check_model_config,
     convert_to_deploy_layout,
     differs_only_in_input_channels,
     infer_config,
     is_deploy_layout,
     load_state_dict_pre_hook,
+    require_fields,
     strip_prefixes,
     variant_name,
 )
@@ -75,6 +77,8 @@ __all__ = [
     "STEM_WEIGHT",
     "strip_prefixes",
     "infer_config",
+    "check_model_config",
+    "require_fields",
     "is_deploy_layout",
     "variant_name",
     "differs_only_in_input_channels",

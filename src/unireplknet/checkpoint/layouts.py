@@ -27,6 +27,8 @@ __all__ = [
     "strip_prefixes",
     "is_deploy_layout",
     "infer_config",
+    "check_model_config",
+    "require_fields",
     "variant_name",
     "differs_only_in_input_channels",
     "unireplknet_class",
@@ -97,6 +99,7 @@ def infer_config(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
     sd = strip_prefixes(state_dict)
     if "downsample_layers.0.0.weight" not in sd:
         raise CheckpointMismatchError("not a UniRepLKNet state dict: it has no 'downsample_layers.0.0.weight'")
+    _check_ranks(sd)
     in_chans = sd["downsample_layers.0.0.weight"].shape[1]
     dims: List[int] = []
     depths: List[int] = []
@@ -127,6 +130,91 @@ def infer_config(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
         has_ls = any(re.fullmatch(r"stages\.\d+\.\d+\.gamma", k) for k in sd)
         config["layer_scale_init_value"] = 1e-6 if has_ls else None
     return config
+
+
+#: The rank (number of dimensions) and the shape's meaning of every tensor :func:`infer_config` reads a size from.
+_RANKS = (
+    (re.compile(r"stages\.\d+\.\d+\.dwconv\.(lk_origin\.)?weight"), 4, "(channels, 1, kernel, kernel)"),
+    (re.compile(r"head\.weight"), 2, "(classes, features)"),
+)
+_DOWNSAMPLE_CONVS = {"downsample_layers.0.0.weight": "(channels/2, in_chans, 3, 3)",
+                     "downsample_layers.0.3.weight": "(channels, channels/2, 3, 3)",
+                     **{f"downsample_layers.{i}.0.weight": "(channels, previous channels, 3, 3)" for i in (1, 2, 3)}}
+
+
+def _check_ranks(sd: Mapping[str, torch.Tensor]) -> None:
+    """Every tensor whose sizes :func:`infer_config` reads must have the rank the architecture needs: a 1-D stem
+    weight would otherwise end in an IndexError, or in a model built from a misread size."""
+    for key, tensor in sd.items():
+        shape = tuple(getattr(tensor, "shape", ()))
+        if key in _DOWNSAMPLE_CONVS:
+            rank, meaning = 4, _DOWNSAMPLE_CONVS[key]
+        else:
+            rank, meaning = next(((r, m) for pattern, r, m in _RANKS if pattern.fullmatch(key)), (None, None))
+        if rank is not None and len(shape) != rank:
+            raise CheckpointMismatchError(
+                f"the tensor {key} has shape {shape} ({len(shape)}-D), but a UniRepLKNet needs a {rank}-D tensor "
+                f"{meaning} there; the file was altered or is not a UniRepLKNet checkpoint")
+
+
+def require_fields(config: Mapping[str, Any], fields: Any, source: str, field: str = "model_config") -> None:
+    """Refuse a stored configuration that lacks any of ``fields``, naming the first one missing."""
+    missing = [f for f in fields if f not in config]
+    if missing:
+        raise CheckpointMismatchError(
+            f"{source}: the field {field} has no {missing[0]!r}{f' (nor {missing[1:]})' if len(missing) > 1 else ''}; "
+            f"it holds {sorted(config)}. The file was altered or not written by unireplknet: use the file the run "
+            "wrote")
+
+
+def check_model_config(model_config: Mapping[str, Any], config: Mapping[str, Any], source: str) -> None:
+    """Compare a run's stored ``model_config`` (``name``, ``model_kwargs``, ``num_classes``, ``in_chans``) with
+    ``config``, the structure :func:`infer_config` read off the tensors; a field that names another network than
+    the weights is an error naming the field and both values. Checked before any model is built."""
+    require_fields(model_config, ("name", "num_classes", "in_chans"), source)
+    name = str(model_config["name"])
+    kwargs = model_config.get("model_kwargs") or {}
+    if not isinstance(kwargs, Mapping):
+        raise CheckpointMismatchError(f"{source}: the field model_config.model_kwargs is a {type(kwargs).__name__}, "
+                                      "not a mapping; the file was altered or not written by unireplknet")
+    variant = name.split(".")[0]
+    variant = variant[len("unireplknet_"):] if variant.startswith("unireplknet_") else variant
+    expected: Dict[str, Any] = {}
+    if variant in ARCHITECTURES:
+        expected["depths"], expected["dims"] = ARCHITECTURES[variant]
+    elif name != "custom":
+        raise CheckpointMismatchError(f"{source}: the field model_config.name is {name!r}, which is no UniRepLKNet "
+                                      f"variant (unireplknet_{', unireplknet_'.join(ARCHITECTURES)} or custom)")
+    for key in ("depths", "dims"):
+        if key in kwargs:
+            expected[key] = kwargs[key]
+    tensors = variant_name(config) or "custom"
+    for key, stored in expected.items():
+        try:
+            stored_value = tuple(int(v) for v in stored)
+        except (TypeError, ValueError):
+            stored_value = stored
+        if stored_value != tuple(config[key]):
+            where = (f"model_config.model_kwargs.{key} is" if key in kwargs
+                     else f"model_config.name is {name!r}, with {key}")
+            raise CheckpointMismatchError(
+                f"{source}: {where} {stored_value}, but the tensors are a "
+                f"{tensors} network with {key} {tuple(config[key])}; the metadata does not belong to these weights "
+                "(edited or corrupt). Use the file the run wrote")
+    for key in ("num_classes", "in_chans"):
+        stored, actual = model_config[key], config.get(key)
+        if key == "num_classes" and not actual:
+            continue  # a headless backbone: no class count to compare
+        if stored != actual:
+            raise CheckpointMismatchError(
+                f"{source}: model_config.{key} is {stored!r}, but the tensors hold {actual} "
+                f"({'head.weight' if key == 'num_classes' else STEM_WEIGHT} {tuple(_shape_of(config, key))}); the "
+                "metadata does not belong to these weights (edited or corrupt). Use the file the run wrote")
+
+
+def _shape_of(config: Mapping[str, Any], key: str) -> Tuple[int, ...]:
+    return (config["num_classes"], config["dims"][-1]) if key == "num_classes" else \
+        (config["dims"][0] // 2, config["in_chans"], 3, 3)
 
 
 def variant_name(config: Mapping[str, Any]) -> Optional[str]:

@@ -540,13 +540,20 @@ def load_dense_model(path: Path, device: Any = "cpu", data: Optional[str] = None
         ckpt = load_training_checkpoint(path, device)
     if ckpt.get("model_config", {}).get("task") not in ("detection", "segmentation"):
         raise ValueError(f"{path} is not a detection/segmentation checkpoint of `unireplknet det-train`/`seg-train`")
+    from ...checkpoint import require_fields
+    from ...limits import build_checked
+
+    require_fields(ckpt.get("data_config") or {}, ("config",), str(path), field="data_config")
     fields = {f.name for f in dataclasses.fields(DenseTrainConfig)}
     cfg = DenseTrainConfig(**{k: v for k, v in ckpt["data_config"]["config"].items() if k in fields})
     cfg.checkpoint = None
     if data is not None:
         cfg.data = data
+    require_fields(ckpt["model_config"], ("num_classes",), str(path))
     cfg.num_classes = ckpt["model_config"]["num_classes"]
-    model = dense_task(cfg).create_model(cfg, cfg.num_classes)
+    # the class count and the config's sizes come from the file: checked against its tensors (the layers that
+    # re-parameterization changes keep their shapes) and the memory limit before the model is allocated
+    model = build_checked(lambda: dense_task(cfg).create_model(cfg, cfg.num_classes), ckpt["model"], str(path))
     if ckpt.get("deploy"):
         reparameterize(model)
     model.load_state_dict(ckpt["model"])

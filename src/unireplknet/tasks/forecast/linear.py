@@ -470,27 +470,60 @@ def train_forecaster(cfg: ForecastTrainConfig, callbacks: Sequence[Callable[[Any
     return r
 
 
+def _zero_coordinates(num_variables: int, coord_dim: int) -> Optional[np.ndarray]:
+    return np.zeros((num_variables, coord_dim), np.float32) if coord_dim else None
+
+
+def _check_coordinates(num_variables: Any, coord_dim: Any, state: Dict[str, Any], source: str) -> None:
+    """The station count and coordinate width of a model_config against the file's ``geo`` tensor: the
+    coordinates are the one thing built in NumPy, outside the meta-device check of ``build_checked``."""
+    if not all(isinstance(v, int) and v >= 0 for v in (num_variables, coord_dim)):
+        raise ValueError(f"{source}: model_config.num_variables ({num_variables!r}) and coord_dim ({coord_dim!r}) "
+                         "must be whole numbers; the file was altered or not written by unireplknet")
+    if not coord_dim:
+        return
+    geo = state.get("geo")
+    stored = tuple(geo.shape) if hasattr(geo, "shape") else None
+    if stored is None or int(np.prod(stored)) != num_variables * coord_dim:
+        raise ValueError(f"{source}: model_config describes {num_variables:,} stations × {coord_dim} coordinates, "
+                         f"but the file's tensor geo is {stored if stored is not None else 'missing'}; the metadata "
+                         "does not belong to these weights (edited or corrupt). Use the file the run wrote")
+
+
 def load_forecaster(path: Union[str, Path]) -> Tuple[nn.Module, ForecastTrainConfig]:
     """Model (eval mode) and training config from a forecasting checkpoint (either model)."""
+    from ...checkpoint import require_fields
+    from ...limits import build_checked
+
     ckpt = load_training_checkpoint(path, task="forecast", command="forecast-train")
     cfg = ForecastTrainConfig(**{k: v for k, v in ckpt["config"].items()
                                  if k in ForecastTrainConfig.__dataclass_fields__})
     if cfg.node_list is not None:
         cfg.node_list = tuple(cfg.node_list)
-    mc = ckpt["model_config"]
+    mc, state, source = ckpt["model_config"], ckpt["model"], str(path)
+    # Every size comes from the file: checked against its tensors and the memory limit before anything is built.
     if mc.get("architecture") == "corrformer":
         from .corrformer import CorrformerConfig, CorrformerUniRepLKNet
 
-        sizes = dict(mc["corrformer"], node_list=tuple(mc["corrformer"]["node_list"]))
-        sizes["with_cp"] = False  # inference: checkpointing saves nothing
-        c = CorrformerConfig(**sizes)
-        coords = np.zeros((c.num_variables, mc["coord_dim"]), np.float32) if mc["coord_dim"] else None
-        model: nn.Module = CorrformerUniRepLKNet(c, coords)
+        require_fields(mc, ("corrformer", "coord_dim"), source)
+        try:
+            c = CorrformerConfig(**dict(mc["corrformer"], node_list=tuple(mc["corrformer"]["node_list"]),
+                                        with_cp=False))  # inference: activation checkpointing saves nothing
+        except (TypeError, KeyError) as e:
+            raise ValueError(f"{source}: the field model_config.corrformer is not a Corrformer configuration ({e}); "
+                             "the file was altered or not written by unireplknet") from None
+        _check_coordinates(c.num_variables, mc["coord_dim"], state, source)
+        model: nn.Module = build_checked(lambda: CorrformerUniRepLKNet(c, _zero_coordinates(c.num_variables,
+                                                                                             mc["coord_dim"])),
+                                         state, source)
     else:
+        require_fields(mc, ("num_variables", "seq_len", "pred_len", "enc_in", "d_model", "freq", "coord_dim",
+                            "model", "model_kwargs", "affine"), source)
+        _check_coordinates(mc["num_variables"], mc["coord_dim"], state, source)
         # The geo buffer (standardised coordinates) comes from the state dict; zeros only give it its shape.
-        coords = np.zeros((mc["num_variables"], mc["coord_dim"]), np.float32) if mc["coord_dim"] else None
-        model = UniRepLKNetForecaster(mc["num_variables"], mc["seq_len"], mc["pred_len"], mc["enc_in"],
-                                      mc["d_model"], mc["freq"], coords, mc["model"], mc["model_kwargs"], 0.0, 0.0,
-                                      mc["affine"], mc.get("norm", "revin"), mc.get("linear_skip", False))
+        model = build_checked(lambda: UniRepLKNetForecaster(
+            mc["num_variables"], mc["seq_len"], mc["pred_len"], mc["enc_in"], mc["d_model"], mc["freq"],
+            _zero_coordinates(mc["num_variables"], mc["coord_dim"]), mc["model"], mc["model_kwargs"], 0.0, 0.0,
+            mc["affine"], mc.get("norm", "revin"), mc.get("linear_skip", False)), state, source)
     model.load_state_dict(ckpt["model"])
     return model.eval(), cfg

@@ -32,15 +32,17 @@ def load_checkpoint_model(path: str, use_ema: bool = False):
     name = str(config.get("name", ""))
     if name and name != "custom" and not name.startswith("unireplknet") and len(name) > 2:
         # a run of `train --model <timm model>` (a peer backbone): rebuilt by the training engine's factory
+        from ...checkpoint import require_fields
         from ...limits import build_checked
 
+        require_fields(config, ("num_classes", "in_chans"), str(path))
         state = read_state_dict(path, use_ema=use_ema)
         model = build_checked(lambda: build_model(name, config["num_classes"], config["in_chans"],
                                                   config.get("model_kwargs")), state, str(path))
         model.load_state_dict(state)
         model.eval()
     else:  # UniRepLKNet: the structure is read off the tensors, so official files need no metadata
-        model = load_model(path, use_ema=use_ema)
+        model = load_model(path, use_ema=use_ema, model_config=config)
     check_finite_model(model, path)  # a diverged run's NaN weights would make every reported number meaningless
     return model.eval()
 
