@@ -25,13 +25,14 @@ class VideoDecodeError(DataError):
 
 
 MAX_VIDEO_PIXELS_ENV = "UNIREPLKNET_MAX_VIDEO_PIXELS"
-#: Every decoded frame is kept (3 bytes a pixel), so frames × height × width is bounded: 400 M pixels are 1.2 GB,
-#: e.g. 10 s of 720p at 30 fps (276 M) fits; 40 GIF frames of 4000×4000 (640 M, 0.5 MB on disk) do not.
-DEFAULT_MAX_VIDEO_PIXELS = 400_000_000
+#: Every decoded frame is kept (3 bytes a pixel), so frames × height × width is bounded: 250 M pixels are 0.75 GB
+#: (with torch's own ≈ 0.9 GB a refused video stays under 2 GB), e.g. 8 s of 720p at 30 fps (221 M) fits;
+#: 40 GIF frames of 4000×4000 (640 M, 0.5 MB on disk) do not.
+DEFAULT_MAX_VIDEO_PIXELS = 250_000_000
 
 
 def max_video_pixels() -> int:
-    """Frames × height × width that one video may decode to: ``UNIREPLKNET_MAX_VIDEO_PIXELS`` or 400,000,000."""
+    """Frames × height × width that one video may decode to: ``UNIREPLKNET_MAX_VIDEO_PIXELS`` or 250,000,000."""
     from ...limits import env_limit
 
     try:
@@ -75,6 +76,15 @@ def read_video(path: Union[str, Path], max_frames: Optional[int] = None) -> np.n
                 raise VideoDecodeError(
                     f"{path}: frames of {stream.codec_context.width}x{stream.codec_context.height} pixels, over the "
                     f"limit of {budget:,} pixels; raise it with {MAX_VIDEO_PIXELS_ENV}=<pixels> if it is trusted")
+            declared = int(stream.frames or 0)  # 0 where the container does not say (e.g. some GIFs)
+            if max_frames is not None and declared:
+                declared = min(declared, max_frames)
+            if declared and declared * side > budget:  # refused from the header, before any frame is decoded
+                raise VideoDecodeError(
+                    f"{path}: {declared} frames of {stream.codec_context.width}x{stream.codec_context.height} "
+                    f"are {declared * side:,} pixels, over the limit of {budget:,} on frames × height × width; "
+                    f"shorten or downscale it, or raise the limit with {MAX_VIDEO_PIXELS_ENV}=<pixels> if it is "
+                    "trusted")
             try:
                 for frame in container.decode(stream):
                     decoded += frame.width * frame.height  # counted before the frame is converted and kept
