@@ -433,9 +433,10 @@ INPUT_FILE_ARGS = ("checkpoint", "resume", "video", "files", "images")
 
 
 def _check_input_files(args: argparse.Namespace) -> None:
-    """Each input file named on the command line must exist and be a file: said at once, before torch is
-    imported (seconds), not after. ``--resume`` without a path ('auto') and predict's images are left to the
-    command (a missing image is reported per image)."""
+    """Each input file named on the command line must exist and be a regular file: said at once, before torch is
+    imported (seconds), not after, in the words of the readers' own check (:func:`._files.not_a_regular_file`).
+    ``--resume`` without a path ('auto') is left to the command, and so is a missing predict image (reported
+    per image, the others still run); an image that is a FIFO or a folder is refused here."""
     for name in INPUT_FILE_ARGS:
         value = getattr(args, name, None)
         for path in ([value] if isinstance(value, str) else value if isinstance(value, list) else []):
@@ -443,11 +444,9 @@ def _check_input_files(args: argparse.Namespace) -> None:
                 continue  # erf's --checkpoint none: that model keeps its initialisation
             what = ("input file" if name in ("files", "video", "images") else
                     "--" + name if not _is_positional(args, name) else name)
-            if not os.path.exists(path):
-                if name == "images":
-                    continue  # predict reports a missing image per image
-                raise CLIError(f"{what} {path} does not exist; check the path")
-            if not os.path.isfile(path):  # a folder, or a FIFO/device that would block the reader forever
+            if name == "images" and not os.path.exists(path):
+                continue  # predict reports a missing image per image
+            if not os.path.isfile(path):  # missing, a folder, or a FIFO/device that would block the reader forever
                 from ._files import not_a_regular_file  # torch-free: the error comes at once
 
                 hint = " (e.g. its last.pth or best.pth)" if os.path.isdir(path) and name != "files" else ""
