@@ -11,7 +11,6 @@ other unreadable file, and scales 16-bit grey images to 8 bits instead of lettin
 from __future__ import annotations
 
 import logging
-import os
 import random
 import warnings
 from pathlib import Path
@@ -82,17 +81,12 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 def max_image_pixels() -> int:
     """The largest image (width × height) that is read: ``UNIREPLKNET_MAX_IMAGE_PIXELS`` or 178,956,970."""
-    text = os.environ.get(MAX_IMAGE_PIXELS_ENV)
-    if not text:
-        return DEFAULT_MAX_IMAGE_PIXELS
+    from ..limits import env_limit
+
     try:
-        value = int(text)
-        if value <= 0:
-            raise ValueError
-    except ValueError:
-        raise DataError(f"{MAX_IMAGE_PIXELS_ENV}={text!r} is not a positive whole number of pixels "
-                        f"(e.g. {MAX_IMAGE_PIXELS_ENV}=400000000)") from None
-    return value
+        return int(env_limit(MAX_IMAGE_PIXELS_ENV, DEFAULT_MAX_IMAGE_PIXELS, "pixels"))
+    except ValueError as e:
+        raise DataError(str(e)) from None
 
 
 def max_aspect_ratio() -> float:
