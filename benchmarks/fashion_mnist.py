@@ -19,7 +19,8 @@ else of the quick one), deployment agreement on all test images: the eager model
 when installed): disagreeing top-1 predictions and the largest logit difference; and the eager model's
 per-class accuracy and confusion matrix (figure ``--figure``).
 
-Results: ``benchmarks/results/fashion_mnist.{json,md}`` (``--results``). ``--skip-training`` trains nothing: it
+Results: ``benchmarks/results/fashion_mnist.{json,md}`` (``--results``), and the same tables in the "Results"
+section of docs/fashion_mnist.md (``--doc``). ``--skip-training`` trains nothing: it
 reads the runs already in ``--runs-dir`` (a missing run is reported as missing), so the rows can be assembled
 from runs made elsewhere. Training runs are resumed (``--resume``) when a run folder holds a ``last.pth`` but
 no finished ``summary.json``.
@@ -41,10 +42,12 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO_ROOT, machine_description, markdown_table, run_cli, seed_spread, write_text_atomic  # noqa: E402
+from _common import (REPO_ROOT, machine_description, markdown_table, replace_doc_section, run_cli,  # noqa: E402
+                     seed_spread, write_text_atomic)
 
 DEFAULT_DATA = Path("/usr/share/datasets/fashion-mnist")
 DATASET_README = Path("/usr/share/doc/dataset-fashion-mnist/README.md.gz")
+RESULTS_HEADING = "## Results"
 RECIPE_NAMES = {"quick": "fashion-mnist-quick", "long": "fashion-mnist"}
 
 #: The published rows (test accuracy, %), as the dataset's README table and its scikit-learn benchmark page give
@@ -324,6 +327,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--results", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "fashion_mnist",
                    help="results stem: writes STEM.json and STEM.md")
     p.add_argument("--figure", type=Path, default=REPO_ROOT / "docs" / "img" / "fashion_mnist_confusion.png")
+    p.add_argument("--doc", default=str(REPO_ROOT / "docs" / "fashion_mnist.md"),
+                   help="the page whose '## Results' section gets the tables ('' = none) [docs/fashion_mnist.md]")
     return p.parse_args(argv)
 
 
@@ -351,6 +356,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                                    else args.figure)
     write_text_atomic(args.results.with_suffix(".json"), json.dumps(result, indent=2))
     write_text_atomic(args.results.with_suffix(".md"), markdown(result))
+    if args.doc:
+        body = markdown(result)
+        if result["figure"]:
+            import os
+
+            body += (f"\n![Confusion matrix of {Path(result['agreement']['checkpoint']).parent.name} on the test set]"
+                     f"({os.path.relpath(args.figure, Path(args.doc).resolve().parent)})\n")
+        replace_doc_section(Path(args.doc), RESULTS_HEADING, body)
     print(markdown(result))
     return result
 

@@ -29,7 +29,8 @@ def test_published_rows_read_from_the_readme_table(bench, tmp_path):
 def test_quick_mode_on_a_tiny_folder(bench, tmp_path):
     root, _ = write_idx_folder(tmp_path / "data", n_train=45, n_test=15, classes=3)
     common = ["--data", str(root), "--runs-dir", str(tmp_path / "runs"), "--models", "custom", "--seeds-quick", "0",
-              "--threads", "1", "--results", str(tmp_path / "res" / "fm"), "--figure", str(tmp_path / "cm.png")]
+              "--threads", "1", "--results", str(tmp_path / "res" / "fm"), "--figure", str(tmp_path / "cm.png"),
+              "--doc", str(tmp_path / "doc.md")]
     result = bench.main(common + ["--train-args", "--epochs", "1", "--batch-size", "8", "--model-kwargs", TINY,
                                   "--class-names", "a,b,c", "--no-onnx"])
     (row,) = result["training"]
@@ -47,6 +48,7 @@ def test_quick_mode_on_a_tiny_folder(bench, tmp_path):
     assert (tmp_path / "cm.png").stat().st_size > 0 and result["classical"]["train_images"] == 45
     md = (tmp_path / "res" / "fm.md").read_text()
     assert "| custom | quick | 0 |" in md and "ResNet-18" in md
+    assert md.strip() in (tmp_path / "doc.md").read_text()  # the page quotes the results file
     # --skip-training assembles the same rows from the run folders
     again = bench.main(common + ["--skip-training", "--skip-classical", "--skip-agreement"])
     assert again["training"] == result["training"]
