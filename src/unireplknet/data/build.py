@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch.utils.data import Dataset
 
+from .idx import IdxDataset, SmallGreyTransform, is_idx_folder, load_idx_split, pixel_mean_std, resolve_class_names
 from .digits import DIGITS_CLASS_NAMES, DIGITS_MEAN, DIGITS_STD, DigitImageTransform, DigitsDataset
 from .folder import (
     DataError,
@@ -21,7 +22,8 @@ from .folder import (
     scan_image_folder,
 )
 
-__all__ = ["DataBundle", "build_data", "eval_transform", "train_transform", "split_samples", "SkipUnreadable"]
+__all__ = ["DataBundle", "build_data", "eval_transform", "train_transform", "split_samples", "SkipUnreadable",
+           "idx_transform"]
 
 _logger = logging.getLogger(__name__)
 
@@ -97,6 +99,8 @@ def eval_transform(data_config: Dict[str, Any]) -> Callable:
 
     if data_config.get("kind") == "digits":
         return DigitImageTransform(int(data_config["input_size"][-1]))
+    if data_config.get("kind") == "idx":
+        return idx_transform(data_config)
 
     size = int(data_config["input_size"][-1])
     squash = size >= 384 or float(data_config.get("crop_pct", 0.875)) >= 1.0
@@ -180,8 +184,12 @@ def build_data(
     std: Optional[Sequence[float]] = None,
     aug: Optional[Dict[str, Any]] = None,
     train_augment: bool = True,
+    class_names: Optional[str] = None,
+    fit: str = "pad",
 ) -> DataBundle:
-    """Datasets for ``data``: None → the embedded digits; a folder → ``train/`` + ``val/`` or a stratified split.
+    """Datasets for ``data``: None → the embedded digits; an IDX folder (MNIST, Fashion-MNIST …) → ``train`` less a
+    stratified validation split, and ``t10k`` as the test split (``extra["test"]``); an image folder →
+    ``train/`` + ``val/`` or a stratified split.
 
     Args:
         data: None / ``"digits"`` or an image-folder root.
@@ -190,6 +198,9 @@ def build_data(
         val_split: held-out share when the folder has no ``val/`` sub-folder.
         aug: augmentation options for timm's ``create_transform`` (see :func:`train_transform`).
         train_augment: False gives the training set the evaluation transform (no randomness).
+        class_names: IDX folders: a known set's name or a comma list (see
+            :func:`~unireplknet.data.idx.resolve_class_names`).
+        fit: IDX folders: ``"pad"`` (centre the images on the input canvas) or ``"resize"``.
     """
     if data in (None, "digits"):
         size = int(input_size or 32)
@@ -204,6 +215,9 @@ def build_data(
             description=f"embedded UCI digits: {len(train)} train / {len(val)} held-out images, 8x8 upsampled to {size}x{size}",
         )
 
+    if is_idx_folder(data):
+        return _build_idx_data(Path(data), input_size, in_chans, val_split, seed, aug or {}, train_augment,
+                               class_names, fit)
     if in_chans not in (1, 3):
         raise DataError(f"image folders are read as RGB (in_chans=3) or grey (in_chans=1), got in_chans={in_chans}")
     data_config = _image_data_config(int(input_size or 224), in_chans, crop_pct, interpolation, mean, std)
@@ -226,6 +240,56 @@ def build_data(
     val = SafeImageFolder(val_dir or train_dir, t_eval, class_names, val_samples, mode) if val_samples else None
     desc = f"{where}: {len(class_names)} classes, {len(train)} train / {len(val) if val else 0} held-out images"
     return DataBundle(train, val, class_names, data_config, collate_replace_unreadable, collate_drop_unreadable, desc)
+
+
+def idx_transform(data_config: Dict[str, Any], aug: Optional[Dict[str, Any]] = None) -> SmallGreyTransform:
+    """The transform of an IDX data config: evaluation, or training with the augmentation options ``aug``
+    (``crop_padding``, ``hflip``, ``reprob``, ``remode``)."""
+    size = int(data_config["input_size"][-1])
+    common = dict(source_size=int(data_config.get("source_size", 28)), fit=data_config.get("fit", "pad"))
+    mean, std = float(data_config["mean"][0]), float(data_config["std"][0])
+    if aug is None:
+        return SmallGreyTransform(size, mean, std, **common)
+    return SmallGreyTransform(size, mean, std, train=True, crop_padding=int(aug.get("crop_padding", 4)),
+                              hflip=float(aug.get("hflip", 0.5)), reprob=float(aug.get("reprob", 0.0)),
+                              remode=aug.get("remode", "pixel"), **common)
+
+
+def _build_idx_data(root: Path, input_size: Optional[int], in_chans: int, val_split: float, seed: int,
+                    aug: Dict[str, Any], train_augment: bool, class_names: Optional[str], fit: str) -> DataBundle:
+    """An IDX folder: the train files less a stratified validation split (``val_split`` of every class, drawn
+    with ``seed``), and t10k as the test split, in ``extra["test"]`` (scored once, after training)."""
+    if in_chans != 1:
+        raise DataError(f"{root} holds grey IDX images (one channel) but in_chans={in_chans}; use --in-chans 1")
+    train_split, test_split = load_idx_split(root, "train"), load_idx_split(root, "t10k")
+    if train_split.images.shape[1:] != test_split.images.shape[1:]:
+        raise DataError(f"{train_split.images_path} holds {train_split.images.shape[1:]} images but "
+                        f"{test_split.images_path} {test_split.images.shape[1:]}; both splits must come from the "
+                        "same data set")
+    rows, cols = (int(v) for v in train_split.images.shape[1:])
+    if rows != cols:
+        raise DataError(f"{train_split.images_path} holds {rows}×{cols} images; only square IDX images are "
+                        "supported")
+    num_classes = int(max(train_split.labels.max(), test_split.labels.max())) + 1
+    names = resolve_class_names(class_names, root, num_classes)
+    size = int(input_size or 32)
+    mean, std = pixel_mean_std(train_split.images)
+    data_config = dict(kind="idx", input_size=(1, size, size), interpolation="bilinear", mean=(mean,), std=(std,),
+                       crop_pct=1.0, fit=fit, source_size=rows)
+    t_eval = idx_transform(data_config)
+    t_train = idx_transform(data_config, aug) if train_augment else t_eval
+    pairs = list(zip(range(len(train_split)), train_split.labels.tolist()))
+    if val_split > 0:
+        train_pairs, val_pairs = split_samples(pairs, val_split, seed)
+        where = f"{root} (held out {val_split:.0%} of each class of train, seed {seed}; t10k = test)"
+    else:
+        train_pairs, val_pairs, where = pairs, [], f"{root} (no held-out set; t10k = test)"
+    train = IdxDataset(train_split, t_train, [i for i, _ in train_pairs], names)
+    val = IdxDataset(train_split, t_eval, [i for i, _ in val_pairs], names) if val_pairs else None
+    test = IdxDataset(test_split, t_eval, None, names)
+    desc = (f"{where}: {num_classes} classes, {len(train)} train / {len(val) if val else 0} held-out / {len(test)} "
+            f"test images of {rows}x{cols}, {'padded' if fit == 'pad' else 'resized'} to {size}x{size}")
+    return DataBundle(train, val, names, data_config, collate_tensors, collate_tensors, desc, extra=dict(test=test))
 
 
 class SkipUnreadable(Dataset):

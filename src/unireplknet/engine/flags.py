@@ -242,6 +242,12 @@ def add_engine_arguments(parser: argparse.ArgumentParser, defaults: Optional[Dic
     g.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bars")
 
 
+def add_recipe_argument(parser: Any, recipes: Sequence[str], help_text: str) -> None:
+    """``--recipe NAME``: a named recipe of the task's config (its ``RECIPES``), given to ``with_recipe``; unset,
+    the config's ``default_recipe`` for the other options applies. ``help_text`` says what each recipe is."""
+    parser.add_argument("--recipe", default=None, choices=tuple(recipes), help=help_text)
+
+
 def engine_options(args: argparse.Namespace, **task_options: Any) -> Dict[str, Any]:
     """Config keyword arguments of a ``*-train`` command: the engine flags and ``task_options`` that were set
     (None = unset: the recipe's value applies). ``--progress`` is on unless ``--no-progress``."""

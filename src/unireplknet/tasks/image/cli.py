@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ...engine.flags import (NON_NEGATIVE, PROBABILITY, RATE, SHARE, CLIError, add_checkpoint_arguments, add_common_arguments, add_data_config_arguments,
-                             add_engine_arguments, engine_options, format_duration, is_main_rank, set_torch_threads,
+                             add_engine_arguments, add_recipe_argument, engine_options, format_duration, is_main_rank, set_torch_threads,
                              text_table)
 from ...guards import check_finite, check_finite_model, non_negative_int, positive_int
 
@@ -93,11 +93,22 @@ def _check_input_memory(model, dc: Dict[str, Any], batch: int, path: Optional[st
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", default=None,
-                   help="image folder: root/train + root/val, or root/<class>/... split by --val-split "
-                        "(default: the embedded UCI digits)")
-    g.add_argument("--val-split", type=SHARE, default=None, help="held-out share when there is no val/ folder (0.1)")
-    g.add_argument("--input-size", type=int, default=None, help="input side in pixels (224; digits 32)")
+                   help="image folder: root/train + root/val, or root/<class>/... split by --val-split; or an IDX "
+                        "folder (train-/t10k-images-idx3-ubyte[.gz] + labels: MNIST, Fashion-MNIST, KMNIST …), "
+                        "whose t10k split is scored once after training (default: the embedded UCI digits)")
+    g.add_argument("--val-split", type=SHARE, default=None,
+                   help="held-out share of each class when there is no val/ folder; IDX: of train (0.1)")
+    g.add_argument("--input-size", type=int, default=None, help="input side in pixels (224; digits and IDX 32)")
     g.add_argument("--in-chans", type=int, default=None, choices=(1, 3), help="3 = RGB (default), 1 = grey")
+    g.add_argument("--class-names", default=None,
+                   help="IDX folder: fashion-mnist, mnist, kmnist or a comma list in label order [default: the "
+                        "Fashion-MNIST names when the folder's path contains 'fashion', else the label numbers]")
+    g.add_argument("--fit", default=None, choices=("pad", "resize"),
+                   help="IDX folder: centre the images on the --input-size canvas (pad) or resize them [default: pad]")
+    add_recipe_argument(p, ("digits", "fashion-mnist", "fashion-mnist-quick"),
+                        "digits = the embedded-digits recipe (default without --data); fashion-mnist = the IDX "
+                        "recipe, UniRepLKNet-A at 32x32 (default for an IDX folder); fashion-mnist-quick = the same "
+                        "for 4 epochs (docs/fashion_mnist.md); an image folder gets the ImageNet recipe")
     g = p.add_argument_group("augmentation and regularisation")
     g.add_argument("--mixup", type=NON_NEGATIVE, default=None, help="mixup alpha (0.8; digits 0)")
     g.add_argument("--cutmix", type=NON_NEGATIVE, default=None, help="cutmix alpha (1.0; digits 0)")
@@ -119,8 +130,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     set_torch_threads(args.threads)
     options = engine_options(args, **{k: getattr(args, k) for k in (
         "data", "val_split", "input_size", "in_chans", "mixup", "cutmix", "smoothing", "auto_augment", "reprob",
-        "train_augment")})
-    cfg = TrainConfig.with_recipe(**options)
+        "train_augment", "class_names", "fit")})
+    cfg = TrainConfig.with_recipe(args.recipe, **options)
     if is_main_rank():
         what = "the embedded UCI digits" if cfg.data is None else cfg.data
         model = cfg.model if cfg.model != "custom" else f"custom UniRepLKNet {cfg.model_kwargs}"
@@ -155,6 +166,12 @@ def format_train_summary(r) -> str:
         lines.append(f"deploy speed-up: {r.speedup:.2f}x (median of interleaved timings, held-out batch)")
     if r.max_logit_diff is not None:
         lines.append(f"max |logit difference| training vs deploy: {r.max_logit_diff:.2e}")
+    test = r.extras.get("test")
+    if test:  # an IDX folder's t10k split, read once with the weights of best.pth
+        ema = r.extras.get("test_ema")
+        lines.append(f"test split (t10k, {test['images']} images, best epoch {r.extras.get('best_epoch')}): top-1 "
+                     f"{test['top1']:.2f}%, top-5 {test['top5']:.2f}%, loss {test['loss']:.4f}"
+                     + (f"; EMA weights top-1 {ema['top1']:.2f}%" if ema else ""))
     lines.append("")
     files = [(r.checkpoint, "training checkpoint (continue with --resume)"),
              (r.deploy_file, "re-parameterized deploy model"),
@@ -173,6 +190,7 @@ def format_train_summary(r) -> str:
 def cmd_eval(args: argparse.Namespace) -> int:
     from ...data import DigitsDataset, SafeImageFolder, collate_drop_unreadable, collate_tensors, find_image_folders
     from ...data.build import eval_transform
+    from ...data.idx import is_idx_folder
     from ...engine import make_eval_loader, read_run_metadata
     from ...engine.distributed import resolve_device
     from ...engine.loop import amp_dtype_of
@@ -182,7 +200,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     meta = read_run_metadata(args.checkpoint)
     dc = data_config_for(model, args.checkpoint, meta, args)
     class_names = meta.get("class_names")
-    if args.data is None:
+    if args.data is not None and is_idx_folder(args.data):
+        dataset, where = _idx_eval_dataset(args.data, args.split, dc, model.in_chans, class_names)
+        collate = collate_tensors
+    elif args.data is None:
         if dc.get("kind") != "digits":
             raise CLIError("--data is needed: the folder of labelled images to evaluate on (root/<class>/image)")
         dataset = DigitsDataset("val", int(dc["input_size"][-1]))
@@ -216,6 +237,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if m["unreadable"]:
             print(f"{m['unreadable']} unreadable images skipped")
     return 0
+
+
+def _idx_eval_dataset(root: str, split: str, dc: Dict[str, Any], in_chans: int, class_names: Optional[List[str]]):
+    """An IDX folder's ``split`` (``test``: t10k; ``train``: the whole train split) under the checkpoint's
+    evaluation transform; a model trained on image files gets each image as a PIL image of its mode."""
+    from ...data.build import eval_transform
+    from ...data.idx import IdxDataset, load_idx_split
+
+    data = load_idx_split(root, "t10k" if split == "test" else "train")
+    transform = eval_transform(dc)
+    if dc.get("kind") != "idx":
+        from PIL import Image
+
+        mode = "L" if in_chans == 1 else "RGB"
+        base = transform
+        transform = lambda x: base(Image.fromarray(x.numpy().squeeze(0), "L").convert(mode))  # noqa: E731
+    labels = int(data.labels.max()) + 1
+    if class_names and labels > len(class_names):
+        raise CLIError(f"{data.labels_path} has labels up to {labels - 1} but the checkpoint knows {len(class_names)} "
+                       "classes; evaluate on the data set the model was trained on")
+    names = class_names or [str(i) for i in range(labels)]
+    dataset = IdxDataset(data, transform, None, names)
+    return dataset, f"{root} ({'t10k' if split == 'test' else 'train'} split)"
 
 
 # ----------------------------------------------------------------------------------------------- predict
@@ -314,8 +358,11 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
 
     p = sub.add_parser("eval", help="top-1/top-5 and loss of a checkpoint on an image folder")
     add_checkpoint_arguments(p)
-    p.add_argument("--data", default=None, help="image folder (root/<class>/... or root/val/<class>/...); "
-                   "default for digits models: the embedded held-out split")
+    p.add_argument("--data", default=None, help="image folder (root/<class>/... or root/val/<class>/...) or an IDX "
+                   "folder (MNIST, Fashion-MNIST …; see --split); default for digits models: the embedded held-out "
+                   "split")
+    p.add_argument("--split", default="test", choices=("test", "train"),
+                   help="IDX folder: the split to score, test = t10k (default), train = every training image")
     add_data_config_arguments(p)
     p.add_argument("--batch-size", type=positive_int, default=96, help="images per batch (96)")
     p.add_argument("--workers", type=non_negative_int, default=2, help="data-loading processes (2)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
@@ -115,14 +116,21 @@ class ImageClassification(Task):
     def __init__(self) -> None:
         self.mixup: Any = None
         self.criterion: Optional[nn.Module] = None
+        self.test: Any = None
+        self.val: Any = None
+        self.test_collate: Any = None
 
     def build_data(self, cfg: TrainConfig, seed: int) -> TaskData:
         if cfg.input_size is not None and cfg.input_size < 1:
             raise ValueError(f"--input-size must be a positive number of pixels, got {cfg.input_size}")
         aug = dict(hflip=cfg.hflip, color_jitter=cfg.color_jitter, auto_augment=cfg.auto_augment,
-                   train_interpolation=cfg.interpolation, reprob=cfg.reprob, remode=cfg.remode, recount=cfg.recount)
+                   train_interpolation=cfg.interpolation, reprob=cfg.reprob, remode=cfg.remode, recount=cfg.recount,
+                   crop_padding=cfg.crop_padding)
         bundle = build_data(cfg.data, cfg.input_size, cfg.in_chans, cfg.val_split, seed, cfg.crop_pct,
-                            cfg.interpolation, aug=aug, train_augment=cfg.train_augment)
+                            cfg.interpolation, aug=aug, train_augment=cfg.train_augment, class_names=cfg.class_names,
+                            fit=cfg.fit)
+        self.test, self.val = bundle.extra.get("test"), bundle.val
+        self.test_collate = bundle.eval_collate  # an IDX folder's t10k split: scored once, after training
         num_classes = cfg.num_classes or len(bundle.class_names)
         if num_classes != len(bundle.class_names):
             raise DataError(f"--num-classes {cfg.num_classes} but the data has {len(bundle.class_names)} classes")
@@ -186,5 +194,47 @@ class ImageClassification(Task):
 
 def train(cfg: TrainConfig, callbacks: Sequence[Callable[[EpochEnd], None]] = ()) -> TrainResult:
     """Train an image classifier on the engine (:func:`unireplknet.engine.fit`): checkpoints every epoch, then
-    re-parameterizes, verifies and exports (``deploy.safetensors``, ``model.onnx``)."""
-    return fit(ImageClassification(), cfg, callbacks)
+    re-parameterizes, verifies and exports (``deploy.safetensors``, ``model.onnx``).
+
+    Data with a test split (an IDX folder's ``t10k``) is scored once after training, with the weights of
+    ``best.pth`` (chosen on the validation split held out of train), as the time-series task does; ``extras``
+    then holds ``val`` and ``test`` (``top1``, ``top5``, ``loss``, ``images``) and, when the run kept an EMA,
+    ``test_ema`` (the EMA weights of the same checkpoint). They are added to ``OUTPUT/summary.json`` too.
+    """
+    task = ImageClassification()
+    r = fit(task, cfg, callbacks)
+    if task.test is not None and cfg.evaluate_test and r.model is not None:
+        r.extras.update(_score_best_on_test(task, cfg, r))
+        if r.checkpoint is not None:  # rank 0: the run folder's record gets the test scores too
+            import json
+
+            from ...checkpoint import atomic_write_bytes
+
+            atomic_write_bytes(Path(r.output) / "summary.json",
+                               json.dumps(r.to_dict(), indent=2, default=str).encode("utf-8"))
+    return r
+
+
+def _score_best_on_test(task: ImageClassification, cfg: TrainConfig, r: TrainResult) -> Dict[str, Any]:
+    import copy
+
+    from ...engine import make_eval_loader
+    from ...engine.checkpointing import load_training_checkpoint
+    from ...engine.loop import amp_dtype_of
+
+    model = r.best_model()
+    device = next(model.parameters()).device
+    batch = max(cfg.batch_size, 64) * 2
+    test_loader = make_eval_loader(task.test, batch, task.test_collate, 0)
+    score = lambda m, loader: evaluate(m, loader, device, amp_dtype_of(cfg.amp))  # noqa: E731
+    out: Dict[str, Any] = dict(best_epoch=r.best_epoch, test=score(model, test_loader), test_ema=None, val=None)
+    if task.val is not None:
+        out["val"] = score(model, make_eval_loader(task.val, batch, task.test_collate, 0))
+    if cfg.model_ema and r.best_checkpoint is not None:
+        ema_state = load_training_checkpoint(r.best_checkpoint).get("model_ema")
+        if ema_state is not None:
+            ema = copy.deepcopy(model)
+            ema.load_state_dict(ema_state)
+            out["test_ema"] = score(ema, test_loader)
+    _logger.info("test split, best epoch %d: top-1 %.2f%%", r.best_epoch, out["test"]["top1"])
+    return out
