@@ -86,3 +86,144 @@ def test_bf16_refused_for_onnxruntime_and_unknown_dtype(monkeypatch):
         deploy_model(small_model(), "onnxruntime", example_input=torch.randn(1, 3, 64, 64), dtype=torch.bfloat16)
     with pytest.raises(ValueError, match="float32 or torch.bfloat16"):
         deploy_model(small_model(), "eager", example_input=torch.randn(1, 3, 64, 64), dtype=torch.float16)
+
+
+# ------------------------------------------------------------------------------------------ int8
+@pytest.fixture(scope="module")
+def digits_probe():
+    """The digits recipe's network with random convolutions (layer scales large enough that every block
+    counts) and a least-squares head fitted on the training digits: a classifier with real, diverse
+    predictions (≈ 95 % held-out accuracy) whose agreement under int8 means something, in a second."""
+    from unireplknet.data.digits import DigitsDataset
+    from unireplknet.tasks.image.config import DIGITS_MODEL_KWARGS
+
+    torch.manual_seed(0)
+    model = UniRepLKNet(in_chans=1, num_classes=10, **DIGITS_MODEL_KWARGS).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("gamma"):
+                p.normal_(0.0, 0.5)
+        train, val = DigitsDataset("train"), DigitsDataset("val")
+        features = model.forward_head(model.forward_features(train.images), pre_logits=True)
+        features = torch.cat([features, torch.ones(len(features), 1)], 1)
+        targets = torch.nn.functional.one_hot(train.targets, 10).float()
+        solution = torch.linalg.solve(features.T @ features + 1e-2 * torch.eye(features.shape[1]),
+                                      features.T @ targets)
+        model.head.weight.copy_(solution[:-1].T)
+        model.head.bias.copy_(solution[-1])
+    held_out = [(val.images[i:i + 64], val.targets[i:i + 64]) for i in range(0, len(val), 64)]
+    return model, train.images[:64], held_out
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_int8_agrees_with_float32_far_above_a_constant_predictor(digits_probe, backend):
+    from unireplknet.export import int8_agreement, quantize_int8
+
+    model, calibration, held_out = digits_probe
+    quantized = quantize_int8(model, [calibration], backend=backend, samples=64, threads=1)
+    assert quantized.backend == backend and quantized.calibration_images == 64
+    if backend == "openvino":  # really quantized: NNCF inserts FakeQuantize nodes that the CPU plugin runs in int8
+        assert any(op.get_type_name() == "FakeQuantize" for op in quantized.program.get_ops())
+    else:
+        import onnx
+
+        assert "QuantizeLinear" in {node.op_type for node in onnx.load_from_string(quantized.program).graph.node}
+    report = int8_agreement(model, quantized, held_out)
+    assert report["images"] == sum(len(y) for _, y in held_out)
+    # the labelled set discriminates: the float32 model is accurate, and its predictions are spread over the
+    # classes, so a constant predictor (the control) agrees with it on at most its largest class's share
+    assert report["reference_accuracy"] >= 85
+    with torch.no_grad():
+        predictions = torch.cat([model(x).argmax(-1) for x, _ in held_out])
+    control = predictions.bincount().max().item() / len(predictions)
+    assert control < 0.2
+    assert report["top1_agreement"] >= 0.9
+    assert report["accuracy_drop"] <= 3.0
+    # the identity check of the measure itself: float32 against itself agrees everywhere, drops nothing
+    same = int8_agreement(model, model, held_out)
+    assert same["top1_agreement"] == 1.0 and same["accuracy_drop"] == 0.0
+
+
+def test_int8_agreement_measures_disagreement_and_works_without_labels():
+    from unireplknet.export import int8_agreement
+
+    x = torch.randn(8, 3)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    first = lambda t: torch.nn.functional.one_hot(labels, 3).float()  # noqa: E731 — always right
+    shifted = lambda t: torch.nn.functional.one_hot((labels + (torch.arange(8) < 2)) % 3, 3).float()  # noqa: E731
+    images = x.view(8, 3, 1, 1)
+    report = int8_agreement(first, shifted, [(images, labels)])
+    assert report["top1_agreement"] == 6 / 8 and report["accuracy_drop"] == pytest.approx(25.0)
+    unlabelled = int8_agreement(first, shifted, [images])
+    assert unlabelled["top1_agreement"] == 6 / 8 and unlabelled["accuracy_drop"] is None
+
+
+def test_int8_without_nncf_names_the_extra_and_auto_falls_back_to_onnxruntime(monkeypatch):
+    import sys
+
+    from unireplknet import export
+
+    monkeypatch.setitem(sys.modules, "nncf", None)  # import nncf → ImportError
+    model = small_model()
+    with pytest.raises(ImportError, match=r'unireplknet\[int8\].*--format onnx --int8'):
+        export.quantize_int8(model, [torch.randn(2, 3, 64, 64)], backend="openvino")
+    chosen = []
+    monkeypatch.setattr(export, "_quantize_onnxruntime", lambda module, images, exporter: chosen.append(len(images)))
+    monkeypatch.setattr(export, "_onnxruntime_runner", lambda program, threads: (lambda x: x))
+    assert export.quantize_int8(model, [torch.randn(2, 3, 64, 64)], samples=2).backend == "onnxruntime"
+    assert chosen == [2]
+    with pytest.raises(ValueError, match="calibration data is empty"):
+        export.quantize_int8(model, [], backend="onnxruntime")
+
+
+def _digits_checkpoint(model, path):
+    import json
+
+    from unireplknet.checkpoint import save_model
+
+    data_config = dict(kind="digits", input_size=[1, 32, 32], interpolation="bilinear", crop_pct=1.0)
+    save_model(model, path, metadata={"data_config": json.dumps(data_config),
+                                      "class_names": json.dumps([str(i) for i in range(10)])})
+    return path
+
+
+def test_export_int8_command_writes_a_quantized_onnx_model_that_keeps_top1(digits_probe, tmp_path, capsys):
+    import onnxruntime as ort
+
+    from unireplknet.cli import main
+    from unireplknet.data.digits import write_digits_image_folder
+
+    model, _, held_out = digits_probe
+    checkpoint = _digits_checkpoint(model, tmp_path / "digits.safetensors")
+    calibration = write_digits_image_folder(tmp_path / "calib", "train", limit_per_class=6)
+    agreement_data = write_digits_image_folder(tmp_path / "check", "val", limit_per_class=8)
+    assert main(["export", str(checkpoint), "--format", "onnx", "--int8", "--calibration", str(calibration),
+                 "--agreement-data", str(agreement_data)]) == 0
+    printed = capsys.readouterr().out
+    assert "int8, onnxruntime, calibrated on 60 images" in printed
+    assert "top-1 agreement" in printed and "drop" in printed
+    written = tmp_path / "digits_int8.onnx"
+    session = ort.InferenceSession(str(written), providers=["CPUExecutionProvider"])
+    graph_ops = {node.op_type for node in __import__("onnx").load(str(written)).graph.node}
+    assert "QuantizeLinear" in graph_ops and "DequantizeLinear" in graph_ops  # it is really quantized
+    images = torch.cat([x for x, _ in held_out])
+    got = torch.from_numpy(session.run(None, {"images": images.numpy()})[0]).argmax(-1)
+    with torch.no_grad():
+        want = model(images).argmax(-1)
+    assert (got == want).float().mean().item() >= 0.9
+
+
+def test_export_int8_command_refuses_incomplete_options(digits_probe, tmp_path, capsys):
+    from unireplknet.cli import main
+
+    checkpoint = _digits_checkpoint(digits_probe[0], tmp_path / "digits.safetensors")
+    cases = [
+        (["--format", "openvino", "--int8"], "needs --calibration DIR"),
+        (["--format", "torch-export", "--int8", "--calibration", str(tmp_path)], "ONNX or OpenVINO"),
+        (["--calibration", str(tmp_path)], "go with --int8"),
+        (["--format", "onnx", "--int8", "--calibration", str(checkpoint)], "not a folder"),
+    ]
+    for options, message in cases:
+        assert main(["export", str(checkpoint)] + options) == 2
+        assert message in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("*.xml"))
