@@ -141,7 +141,7 @@ def test_missing_runtime_names_the_extra(monkeypatch):
 
 
 def test_output_mismatch_at_build_time_raises(monkeypatch):
-    def broken_eager(module):
+    def broken_eager(module, *args):
         return lambda x: module(x) * 1.01
 
     monkeypatch.setattr(deploy_mod, "_eager", broken_eager)

@@ -8,7 +8,10 @@ needs (the fused path needs more of them than the conv dispatch: see each functi
 A leaf: imports only torch. No ``from __future__ import annotations``: :func:`python_dispatch_allowed` is seen
 by TorchScript when it compiles the model's forward.
 """
+import functools
 import os
+import platform
+from typing import FrozenSet, Optional, Tuple
 
 import torch
 
@@ -24,6 +27,10 @@ __all__ = [
     "functorch_transform_active",
     "autocast_enabled",
     "any_autocast_enabled",
+    "CPU_FLAGS_OF_INTEREST",
+    "cpu_model_name",
+    "cpu_flags",
+    "native_bf16_cpu",
 ]
 
 
@@ -144,3 +151,64 @@ def any_autocast_enabled() -> bool:
         except (TypeError, RuntimeError):  # PyTorch < 2.4 has no device argument
             return torch.is_autocast_cpu_enabled() or torch.is_autocast_enabled()
     return False
+
+
+# ----------------------------------------------------------------------------------------------- CPU features
+#: The CPU flags that decide which low-precision kernels run natively (Linux /proc/cpuinfo spelling):
+#: avx512_bf16 / amx_bf16 compute bf16 in hardware (without them oneDNN emulates bf16 in fp32, slower than
+#: fp32 itself); avx512_vnni / avx_vnni / amx_int8 are the int8 dot-product instructions.
+CPU_FLAGS_OF_INTEREST: Tuple[str, ...] = (
+    "avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8",
+)
+
+#: The flags that make bf16 native: x86 (AVX512-BF16, AMX-BF16) and Arm (FEAT_BF16, ``bf16`` in Features).
+BF16_NATIVE_FLAGS: Tuple[str, ...] = ("avx512_bf16", "amx_bf16", "bf16")
+
+_CPUINFO = "/proc/cpuinfo"
+
+
+@functools.lru_cache(maxsize=None)
+def _read_cpuinfo(path: str) -> Tuple[Optional[str], Optional[FrozenSet[str]]]:
+    """(model name, flags) of the first processor in ``path``; (None, None) where it cannot be read."""
+    try:
+        with open(path) as fh:
+            text = fh.read()
+    except OSError:
+        return None, None
+    name: Optional[str] = None
+    flags: Optional[FrozenSet[str]] = None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if name is None and key in ("model name", "hardware", "cpu model"):
+            name = value.strip()
+        elif flags is None and key in ("flags", "features"):  # x86 says flags, Arm says Features
+            flags = frozenset(value.split())
+        if name is not None and flags is not None:
+            break
+    return name, flags
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere; "unknown CPU" if neither)."""
+    name = _read_cpuinfo(_CPUINFO)[0]
+    return name or platform.processor() or "unknown CPU"
+
+
+def cpu_flags() -> Optional[FrozenSet[str]]:
+    """The CPU's feature flags as the kernel reports them (``/proc/cpuinfo``), or None where they cannot be read
+    (not Linux). The one CPU-feature probe: the benchmark header and :func:`native_bf16_cpu` read it (tests
+    replace it to stand for another CPU)."""
+    return _read_cpuinfo(_CPUINFO)[1]
+
+
+def native_bf16_cpu() -> Tuple[bool, str]:
+    """Whether this CPU computes bfloat16 in hardware, and a phrase saying which flag decided it (or what is
+    missing), for messages."""
+    flags = cpu_flags()
+    if flags is None:
+        return False, "the CPU's feature flags could not be read (no /proc/cpuinfo), so native bf16 is unknown"
+    found = [f for f in BF16_NATIVE_FLAGS if f in flags]
+    if found:
+        return True, f"the CPU has {', '.join(found)}"
+    return False, "the CPU has neither AVX512-BF16 nor AMX-BF16 (cpuinfo flags avx512_bf16 / amx_bf16)"

@@ -103,14 +103,112 @@ def cmd_reparam(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- export
+#: How many images --calibration reads at most (NNCF's default subset size).
+CALIBRATION_SAMPLES = 300
+
+
+def calibration_batches(path: Path, dc: Dict[str, Any], in_chans: int, class_names: Optional[Sequence[str]],
+                        limit: int, batch_size: int = 32):
+    """Image batches read from ``path`` with the model's evaluation transform, for int8 calibration and the
+    agreement check: ``(images, labels)`` from an image-folder tree (``path/<class>/…``), images alone from a
+    flat folder of images. At most ``limit`` images, spread evenly over the folder's sorted files.
+
+    The one place a calibration source is opened (other dataset readers, e.g. IDX files, plug in here).
+    """
+    import torch
+
+    from .data import IMAGE_EXTENSIONS, SafeImageFolder
+    from .data.build import eval_transform
+    from .data.folder import UNREADABLE_IMAGE_ERRORS, DataError, open_image
+
+    path = Path(path)
+    if not path.is_dir():
+        raise CLIError(f"--calibration {path} is not a folder; pass a folder of images (root/<class>/image or "
+                       "a flat folder of images) from the training distribution")
+    transform = eval_transform(dc)
+    mode = "RGBA" if dc.get("kind") == "digits" else "L" if in_chans == 1 else "RGB"
+    if any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
+        dataset = SafeImageFolder(path, transform, class_names, mode=mode)
+        samples = dataset.samples
+    else:
+        files = sorted(str(p) for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise CLIError(f"--calibration {path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        dataset, samples = None, [(f, -1) for f in files]
+    if len(samples) > limit:  # an even spread, so every class of a sorted tree is represented
+        step = len(samples) / limit
+        samples = [samples[int(i * step)] for i in range(limit)]
+    images, labels = [], []
+    for file, label in samples:
+        try:
+            image = transform(open_image(file, mode))
+        except DataError:
+            raise  # a setting wrong for every file (the pixel limit), not a bad file
+        except UNREADABLE_IMAGE_ERRORS:
+            continue  # an unreadable file calibrates nothing; the rest still do
+        images.append(image)
+        labels.append(label)
+        if len(images) == batch_size:
+            yield _calibration_item(torch.stack(images), labels)
+            images, labels = [], []
+    if images:
+        yield _calibration_item(torch.stack(images), labels)
+
+
+def _calibration_item(images, labels):
+    import torch
+
+    return images if -1 in labels else (images, torch.tensor(labels))
+
+
+def _export_int8(args: argparse.Namespace, model, base: Path, dc: Dict[str, Any], meta: Dict[str, Any]) -> None:
+    import torch
+
+    from .export import int8_agreement, quantize_int8
+
+    backend = "openvino" if args.format == "openvino" else "onnxruntime"
+    class_names = meta.get("class_names")
+    source = list(calibration_batches(Path(args.calibration), dc, model.in_chans, class_names, args.calibration_samples))
+    quantized = quantize_int8(model, source, backend=backend, samples=args.calibration_samples,
+                              exporter=args.exporter)
+    written = quantized.save(base)
+    check = (list(calibration_batches(Path(args.agreement_data), dc, model.in_chans, class_names, 10**9))
+             if args.agreement_data else source)
+    with torch.no_grad():
+        report = int8_agreement(model, quantized, check)
+    where = args.agreement_data or f"the {quantized.calibration_images} calibration images"
+    line = f"int8 vs float32 on {where}: top-1 agreement {100 * report['top1_agreement']:.2f}%"
+    if report["accuracy_drop"] is not None:
+        line += (f", accuracy {report['reference_accuracy']:.2f}% -> {report['candidate_accuracy']:.2f}% "
+                 f"(drop {report['accuracy_drop']:.2f} points)")
+    print(f"wrote {', '.join(map(str, written))} (int8, {backend}, calibrated on {quantized.calibration_images} "
+          f"images from {args.calibration})")
+    print(line)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .engine import read_run_metadata
     from .model import reparameterize
     from .tasks.image.cli import data_config_for, load_checkpoint_model
 
-    base = Path(args.output) if args.output else Path(args.checkpoint).with_suffix("")
+    if args.int8 and args.format not in ("onnx", "openvino"):
+        raise CLIError(f"--int8 quantizes an ONNX or OpenVINO model; use --format openvino (NNCF) or --format onnx "
+                       f"(ONNX Runtime), not --format {args.format}")
+    if args.int8 and not args.calibration:
+        raise CLIError("--int8 needs --calibration DIR: a folder of a few hundred training images that sets the "
+                       "int8 ranges (root/<class>/image or a flat folder of images)")
+    if (args.calibration or args.agreement_data) and not args.int8:
+        raise CLIError("--calibration and --agreement-data go with --int8; add --int8 or leave them out")
+    default_base = Path(args.checkpoint).with_suffix("")
+    if args.int8 and not args.output:
+        default_base = default_base.with_name(default_base.name + "_int8")
+    base = Path(args.output) if args.output else default_base
     formats = ["onnx", "torch-export"] if args.format == "all" else [args.format]
     for fmt in formats:
+        if fmt == "openvino":
+            for suffix in (".xml", ".bin"):
+                check_output_file(base.with_suffix(suffix), "other", [args.checkpoint], args.overwrite)
+            continue
         kind = "onnx" if fmt == "onnx" else "pt2"
         check_output_file(base.with_suffix("." + kind), kind, [args.checkpoint], args.overwrite)
     model = load_checkpoint_model(args.checkpoint, use_ema=args.ema)
@@ -119,6 +217,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     meta = read_run_metadata(args.checkpoint)
     dc = data_config_for(model, args.checkpoint, meta, args)
     input_size = tuple(int(v) for v in dc["input_size"])
+    if args.int8:
+        _export_int8(args, model, base, dc, meta)
+        return 0
     for fmt in formats:
         if fmt == "onnx":
             from .export import export_onnx
@@ -134,6 +235,12 @@ def cmd_export(args: argparse.Namespace) -> int:
                                exporter=args.exporter)
             check = f"onnxruntime max |diff| {info['max_abs_diff']:.2e}" if verify else "not verified"
             print(f"wrote {info['path']} (input 'images' N x {' x '.join(map(str, input_size))}, dynamic batch; {check})")
+        elif fmt == "openvino":
+            from .export import export_openvino
+
+            info = export_openvino(model, base, input_size)
+            print(f"wrote {', '.join(map(str, info['paths']))} (OpenVINO IR, float32, dynamic batch; max |diff| "
+                  f"{info['max_abs_diff']:.2e})")
         else:
             from .export import export_torch_program
 
@@ -348,11 +455,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_arguments(p)
     p.set_defaults(func=cmd_reparam)
 
-    p = sub.add_parser("export", help="ONNX (dynamic batch, onnxruntime-verified) or torch.export of the deploy model")
+    p = sub.add_parser("export", help="ONNX (dynamic batch, onnxruntime-verified), torch.export or OpenVINO IR of the "
+                                      "deploy model; int8 with --int8 --calibration DIR")
     add_checkpoint_arguments(p)
-    p.add_argument("--output", "-o", default=None, help="destination path without suffix (default: next to the checkpoint)")
-    p.add_argument("--format", default="onnx", choices=("onnx", "torch-export", "all"),
-                   help="onnx (default), torch-export (.pt2) or both")
+    p.add_argument("--output", "-o", default=None, help="destination path without suffix (default: next to the "
+                                                         "checkpoint; <checkpoint>_int8 with --int8)")
+    p.add_argument("--format", default="onnx", choices=("onnx", "torch-export", "openvino", "all"),
+                   help="onnx (default), torch-export (.pt2), openvino (.xml + .bin) or all (onnx and torch-export)")
+    p.add_argument("--int8", action="store_true",
+                   help="post-training int8 quantization: --format openvino through NNCF "
+                        "(pip install 'unireplknet[int8]') or --format onnx through ONNX Runtime; needs --calibration")
+    p.add_argument("--calibration", default=None, metavar="DIR",
+                   help="images that set the int8 ranges: root/<class>/image or a flat folder (training images)")
+    p.add_argument("--calibration-samples", type=positive_int, default=CALIBRATION_SAMPLES,
+                   help=f"images read from --calibration ({CALIBRATION_SAMPLES}), spread over the folder")
+    p.add_argument("--agreement-data", default=None, metavar="DIR",
+                   help="labelled images (root/<class>/image) on which int8's top-1 agreement with float32 and "
+                        "accuracy drop are measured (default: the calibration images)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (18)")
     p.add_argument("--exporter", default="auto", choices=("auto", "dynamo", "torchscript"),
                    help="ONNX exporter (auto: dynamo when onnxscript is installed)")

@@ -14,6 +14,11 @@ eval mode → channels_last memory → one of
 
 Whatever the backend, the result is a :class:`DeployedModel`: a callable taking and giving torch tensors,
 whose output on ``example_input`` was compared with the PyTorch model's at build time (a mismatch raises).
+
+``dtype=torch.bfloat16`` deploys in bf16 (eager and ``compile``: bf16 weights; OpenVINO: bf16 inference
+precision) where the CPU computes bf16 in hardware (AVX512-BF16 or AMX, see
+:func:`unireplknet._runtime.native_bf16_cpu`). Elsewhere bf16 is emulated and slower than float32, so the
+deployment stays float32 and a ``RuntimeWarning`` names the missing CPU feature.
 """
 from __future__ import annotations
 
@@ -28,9 +33,11 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from . import _runtime
 from .model import reparameterize
 
-__all__ = ["BACKENDS", "DeployedModel", "available_backends", "deploy_model", "export_onnx_bytes"]
+__all__ = ["BACKENDS", "DTYPES", "DeployedModel", "available_backends", "deploy_model", "export_onnx_bytes",
+           "resolve_deploy_dtype"]
 
 _logger = logging.getLogger(__name__)
 
@@ -39,6 +46,10 @@ BACKENDS = ("eager", "compile", "onnxruntime", "openvino")
 
 #: The order in which ``backend="auto"`` tries the runtimes (fastest first, as measured on CPU).
 AUTO_ORDER = ("openvino", "onnxruntime", "eager")
+
+#: The compute dtypes :func:`deploy_model` deploys in, and the default output check's ``rtol`` for each
+#: (bf16 keeps 8 bits of mantissa: logits of a deep network agree with float32's to about 1 %).
+DTYPES = {torch.float32: 1e-4, torch.bfloat16: 5e-2}
 
 _RUNTIME_MODULES = {"onnxruntime": ("onnx", "onnxruntime"), "openvino": ("openvino",)}
 _EXTRAS = {"onnxruntime": "onnx", "openvino": "openvino"}
@@ -75,14 +86,20 @@ class DeployedModel:
 
     Attributes:
         backend: the runtime that runs it.
-        module: the re-parameterized, eval-mode, channels_last PyTorch copy it was built from.
-        max_rel_error: the build-time check's ``max|out − torch| / max|torch|`` on the example input.
+        module: the re-parameterized, eval-mode, channels_last PyTorch copy it was built from (bf16 weights
+            for an eager or compiled bf16 deployment).
+        dtype: the compute precision (``torch.float32`` or ``torch.bfloat16``); inputs are cast to it and
+            outputs come back in the input's dtype.
+        max_rel_error: the build-time check's ``max|out − torch| / max|torch|`` on the example input
+            (against the float32 model, whatever ``dtype``).
     """
 
-    def __init__(self, backend: str, run: Callable[[torch.Tensor], torch.Tensor], module: nn.Module):
+    def __init__(self, backend: str, run: Callable[[torch.Tensor], torch.Tensor], module: nn.Module,
+                 dtype: torch.dtype = torch.float32):
         self.backend = backend
         self._run = run
         self.module = module
+        self.dtype = dtype
         self.max_rel_error = float("nan")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,7 +108,8 @@ class DeployedModel:
         return self._run(x)
 
     def __repr__(self) -> str:
-        return f"DeployedModel(backend={self.backend!r}, max_rel_error={self.max_rel_error:.2e})"
+        return (f"DeployedModel(backend={self.backend!r}, dtype={self.dtype}, "
+                f"max_rel_error={self.max_rel_error:.2e})")
 
 
 def _prepare(model: nn.Module) -> nn.Module:
@@ -109,20 +127,28 @@ def _default_example(module: nn.Module) -> torch.Tensor:
     return torch.randn(1, in_chans, 224, 224)
 
 
-def _eager(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+def _cast_output(out: Any, dtype: torch.dtype) -> Any:
+    if isinstance(out, torch.Tensor):
+        return out if out.dtype == dtype else out.to(dtype)
+    return [_cast_output(t, dtype) for t in out]
+
+
+def _eager(module: nn.Module, dtype: torch.dtype = torch.float32) -> Callable[[torch.Tensor], torch.Tensor]:
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return module(x.contiguous(memory_format=torch.channels_last))
+            out = module(x.to(dtype).contiguous(memory_format=torch.channels_last))
+        return _cast_output(out, x.dtype)
 
     return run
 
 
-def _compiled(module: nn.Module, example: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+def _compiled(module: nn.Module, example: torch.Tensor,
+              dtype: torch.dtype = torch.float32) -> Callable[[torch.Tensor], torch.Tensor]:
     compiled = torch.compile(module, dynamic=False)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return compiled(x.contiguous(memory_format=torch.channels_last))
+            return _cast_output(compiled(x.to(dtype).contiguous(memory_format=torch.channels_last)), x.dtype)
 
     run(example)  # compile now, not at the user's first call
     return run
@@ -260,7 +286,8 @@ OPENVINO_MAX_STATIC_SHAPES = 8
 
 
 def _openvino(
-    module: nn.Module, example: torch.Tensor, threads: Optional[int], hint: str, static_shapes: bool
+    module: nn.Module, example: torch.Tensor, threads: Optional[int], hint: str, static_shapes: bool,
+    precision: str = "f32",
 ) -> Callable:
     import openvino as ov
 
@@ -268,7 +295,7 @@ def _openvino(
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         converted = ov.convert_model(module, example_input=example.contiguous(), input=[shape])
-    config: Dict[str, Any] = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"}
+    config: Dict[str, Any] = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": precision}
     config["INFERENCE_NUM_THREADS"] = threads or torch.get_num_threads()
     core = ov.Core()
     # One compiled model (and infer request) per input shape: OpenVINO's CPU plugin runs a model compiled
@@ -300,12 +327,37 @@ def _openvino(
     return run
 
 
+def resolve_deploy_dtype(dtype: torch.dtype, device_type: str = "cpu") -> torch.dtype:
+    """The dtype a deployment asked to run in ``dtype`` on ``device_type`` really runs in.
+
+    bfloat16 on a CPU without native bf16 (:func:`unireplknet._runtime.native_bf16_cpu`) becomes float32 with a
+    ``RuntimeWarning`` naming the missing feature: there oneDNN emulates bf16, which is slower than float32.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be torch.float32 or torch.bfloat16, got {dtype}")
+    if dtype == torch.bfloat16 and device_type == "cpu":
+        native, why = _runtime.native_bf16_cpu()
+        if not native:
+            warnings.warn(
+                f"deploy_model(dtype=torch.bfloat16): {why}; bf16 would be emulated there and run slower than "
+                "float32, so the model is deployed in float32 instead. To go faster on this CPU use int8 "
+                "(`unireplknet export --format openvino --int8 --calibration DIR`, docs/performance.md), or "
+                "deploy in bf16 on a CPU with AVX512-BF16 or AMX (Intel Cooper Lake / Sapphire Rapids or newer, "
+                "AMD Zen 4 or newer)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return torch.float32
+    return dtype
+
+
 def deploy_model(
     model: nn.Module,
     backend: str = "auto",
     example_input: Optional[torch.Tensor] = None,
     *,
-    rtol: float = 1e-4,
+    dtype: torch.dtype = torch.float32,
+    rtol: Optional[float] = None,
     threads: Optional[int] = None,
     openvino_hint: str = "LATENCY",
     openvino_static_shapes: bool = True,
@@ -319,7 +371,12 @@ def deploy_model(
         example_input: an (N, C, H, W) float32 batch used to export/compile and for the output check;
             defaults to one random 224×224 image. ONNX Runtime and OpenVINO accept any batch size later;
             the spatial size is fixed by the example for OpenVINO and ``compile``.
-        rtol: the largest accepted ``max|out − torch| / max|torch|`` on ``example_input``.
+        dtype: ``torch.float32`` (default) or ``torch.bfloat16``: the compute precision (eager, ``compile``,
+            ``openvino``; not ``onnxruntime``). bf16 on a CPU without AVX512-BF16/AMX falls back to float32 with
+            a ``RuntimeWarning`` (see :func:`resolve_deploy_dtype`); ``backend="auto"`` with bf16 picks
+            openvino → eager.
+        rtol: the largest accepted ``max|out − torch| / max|torch|`` on ``example_input`` against the float32
+            model (default: ``DTYPES[dtype]``, 1e-4 for float32, 5e-2 for bf16).
         threads: intra-op threads of ONNX Runtime / OpenVINO (default: ``torch.get_num_threads()``).
         openvino_hint: OpenVINO's ``PERFORMANCE_HINT`` (``"LATENCY"`` or ``"THROUGHPUT"``).
         openvino_static_shapes: compile OpenVINO's model once per input shape (first call of a new batch
@@ -338,11 +395,16 @@ def deploy_model(
         raise ValueError(f"backend must be 'auto' or one of {', '.join(BACKENDS)}; got {backend!r}")
     if openvino_hint not in ("LATENCY", "THROUGHPUT"):
         raise ValueError(f"openvino_hint must be 'LATENCY' or 'THROUGHPUT', got {openvino_hint!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be torch.float32 or torch.bfloat16, got {dtype}")
     if backend == "auto":
-        ready = available_backends()
+        ready = [b for b in available_backends() if not (dtype == torch.bfloat16 and b == "onnxruntime")]
         backend = next(b for b in AUTO_ORDER if b in ready)
         _logger.info("deploy_model: backend='auto' chose %s", backend)
     else:
+        if dtype == torch.bfloat16 and backend == "onnxruntime":
+            raise ValueError("ONNX Runtime's CPU provider has no bf16 kernels for this model: deploy bf16 with "
+                             "backend='openvino', 'eager' or 'compile', or use int8 (docs/performance.md)")
         _require(backend)
 
     module = _prepare(model)
@@ -359,19 +421,26 @@ def deploy_model(
     if hasattr(module, "check_input"):
         module.check_input(example)
 
+    dtype = resolve_deploy_dtype(dtype, example.device.type)
+    if rtol is None:
+        rtol = DTYPES[dtype]
+
     with torch.inference_mode():
         want = module(example)
 
+    if dtype != torch.float32 and backend in ("eager", "compile"):
+        module = module.to(dtype)
     if backend == "eager":
-        run = _eager(module)
+        run = _eager(module, dtype)
     elif backend == "compile":
-        run = _compiled(module, example)
+        run = _compiled(module, example, dtype)
     elif backend == "onnxruntime":
         run = _onnxruntime(module, example, threads, onnx_exporter)
     else:
-        run = _openvino(module, example, threads, openvino_hint, openvino_static_shapes)
+        precision = "bf16" if dtype == torch.bfloat16 else "f32"
+        run = _openvino(module, example, threads, openvino_hint, openvino_static_shapes, precision)
 
-    deployed = DeployedModel(backend, run, module)
+    deployed = DeployedModel(backend, run, module, dtype)
     got, wanted = _as_list(deployed(example)), _as_list(want)
     shapes = [tuple(t.shape) for t in got], [tuple(t.shape) for t in wanted]
     if shapes[0] != shapes[1]:
