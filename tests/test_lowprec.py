@@ -227,3 +227,24 @@ def test_export_int8_command_refuses_incomplete_options(digits_probe, tmp_path, 
         assert main(["export", str(checkpoint)] + options) == 2
         assert message in capsys.readouterr().err
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("*.xml"))
+
+
+def test_calibration_reads_an_idx_folder_train_split_to_calibrate_and_t10k_to_check(tmp_path):
+    from _idx_files import write_idx_folder
+
+    from unireplknet.cli import calibration_batches
+    from unireplknet.data.build import idx_transform
+
+    root, arrays = write_idx_folder(tmp_path / "idx", n_train=50, n_test=20, classes=3)
+    dc = dict(kind="idx", input_size=(1, 32, 32), interpolation="bilinear", mean=(0.3,), std=(0.4,), crop_pct=1.0)
+    transform = idx_transform(dc)
+    for split, limit, want_count in (("train", 10, 10), ("t10k", 10**9, 20)):
+        images, labels = arrays[split]  # the arrays written, not read back: the reader is under test too
+        batches = list(calibration_batches(root, dc, 1, None, limit, batch_size=4, idx_split=split))
+        got_images = torch.cat([b[0] for b in batches])
+        got_labels = torch.cat([b[1] for b in batches])
+        assert got_images.shape == (want_count, 1, 32, 32)
+        # An even spread over the split, each image through the model's own evaluation transform.
+        picks = [int(i * len(labels) / limit) for i in range(limit)] if len(labels) > limit else range(len(labels))
+        assert got_labels.tolist() == [int(labels[i]) for i in picks]
+        assert torch.equal(got_images, torch.stack([transform(images[i]) for i in picks]))

@@ -108,24 +108,35 @@ CALIBRATION_SAMPLES = 300
 
 
 def calibration_batches(path: Path, dc: Dict[str, Any], in_chans: int, class_names: Optional[Sequence[str]],
-                        limit: int, batch_size: int = 32):
+                        limit: int, batch_size: int = 32, idx_split: str = "train"):
     """Image batches read from ``path`` with the model's evaluation transform, for int8 calibration and the
-    agreement check: ``(images, labels)`` from an image-folder tree (``path/<class>/…``), images alone from a
-    flat folder of images. At most ``limit`` images, spread evenly over the folder's sorted files.
+    agreement check: ``(images, labels)`` from an image-folder tree (``path/<class>/…``) or an IDX folder (its
+    ``idx_split``: the training images calibrate, the t10k images check), images alone from a flat folder of
+    images. At most ``limit`` images, spread evenly over the folder's sorted files (an IDX split's order).
 
-    The one place a calibration source is opened (other dataset readers, e.g. IDX files, plug in here).
+    The one place a calibration source is opened.
     """
     import torch
 
     from .data import IMAGE_EXTENSIONS, SafeImageFolder
     from .data.build import eval_transform
     from .data.folder import UNREADABLE_IMAGE_ERRORS, DataError, open_image
+    from .data.idx import is_idx_folder, load_idx_split
 
     path = Path(path)
     if not path.is_dir():
         raise CLIError(f"--calibration {path} is not a folder; pass a folder of images (root/<class>/image or "
-                       "a flat folder of images) from the training distribution")
+                       "a flat folder of images) or an IDX folder, from the training distribution")
     transform = eval_transform(dc)
+    if is_idx_folder(path):
+        split = load_idx_split(path, idx_split)
+        count = len(split.labels)
+        picks = range(count) if count <= limit else [int(i * count / limit) for i in range(limit)]
+        for start in range(0, len(picks), batch_size):
+            chosen = list(picks[start:start + batch_size])
+            yield (torch.stack([transform(split.images[i]) for i in chosen]),
+                   torch.as_tensor(split.labels[chosen].astype("int64")))
+        return
     mode = "RGBA" if dc.get("kind") == "digits" else "L" if in_chans == 1 else "RGB"
     if any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
         dataset = SafeImageFolder(path, transform, class_names, mode=mode)
@@ -172,7 +183,8 @@ def _export_int8(args: argparse.Namespace, model, base: Path, dc: Dict[str, Any]
     quantized = quantize_int8(model, source, backend=backend, samples=args.calibration_samples,
                               exporter=args.exporter)
     written = quantized.save(base)
-    check = (list(calibration_batches(Path(args.agreement_data), dc, model.in_chans, class_names, 10**9))
+    check = (list(calibration_batches(Path(args.agreement_data), dc, model.in_chans, class_names, 10**9,
+                                      idx_split="t10k"))
              if args.agreement_data else source)
     with torch.no_grad():
         report = int8_agreement(model, quantized, check)
