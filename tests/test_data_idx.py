@@ -230,3 +230,34 @@ def test_cli_names_a_bad_idx_folder(idx_root, tmp_path, capsys):
     code = main(["train", "--data", str(bad), "--model", "custom", "--model-kwargs", TINY_JSON, "--epochs", "1",
                  "-o", str(tmp_path / "o")])
     assert code != 0 and "holds 5 labels but" in capsys.readouterr().err
+
+
+def test_a_gzip_file_is_inflated_only_as_far_as_its_header_announces(tmp_path):
+    import gzip
+    import tracemalloc
+
+    images = np.arange(10 * 28 * 28, dtype=np.uint8).reshape(10, 28, 28)
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(bomb, "wb", compresslevel=1) as f:  # 7 KB of image, then 64 MB of zeros (~64 KB on disk)
+        f.write(idx_bytes(images, IDX_IMAGES_MAGIC))
+        for _ in range(64):
+            f.write(bytes(1 << 20))
+    tracemalloc.start()
+    try:
+        got = read_idx(bomb, IDX_IMAGES_MAGIC)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(got, images)
+    assert peak < 4 << 20  # the 64 MB behind the announced payload were never inflated
+
+
+def test_a_header_announcing_more_than_the_memory_limit_is_refused_before_reading(tmp_path, monkeypatch):
+    from unireplknet.limits import LimitError
+
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(idx_bytes(np.zeros((1, 1, 1), np.uint8), IDX_IMAGES_MAGIC)[:4]
+                     + (60000).to_bytes(4, "big") + (1000).to_bytes(4, "big") + (1000).to_bytes(4, "big"))
+    monkeypatch.setenv("UNIREPLKNET_MAX_MEMORY_GB", "1")
+    with pytest.raises(LimitError, match="60,000,000,000 bytes"):
+        read_idx(path, IDX_IMAGES_MAGIC)

@@ -51,16 +51,31 @@ KNOWN_CLASS_NAMES: Dict[str, Tuple[str, ...]] = {
 }
 
 
-def _read_bytes(path: Path) -> bytes:
+def _open(path: Path):
     if not path.is_file():
         raise DataError(f"IDX file {path} does not exist; an IDX folder holds train-images-idx3-ubyte, "
                         "train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each raw or "
                         ".gz), as MNIST and Fashion-MNIST are distributed")
+    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+
+
+def _read_bytes(path: Path, magic: int) -> bytes:
+    """The header and at most the payload it announces (+1 byte, to notice extra data): a gzip file that would
+    expand beyond that (a decompression bomb) is never inflated further, and an announced size over the memory
+    limit is refused before it is read."""
+    from ..limits import check_memory
+
+    header = 4 + 4 * (magic & 0xFF)
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
+        with _open(path) as f:
+            head = f.read(header)
+            if len(head) == header and int.from_bytes(head[:4], "big") == magic:
+                count = int(np.prod([int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big")
+                                     for i in range(magic & 0xFF)], dtype=np.int64))
+                check_memory(count, f"{path} (an IDX header announcing {count:,} bytes)",
+                             "check that the file is the data set's own, or use a smaller data set")
+                return head + f.read(count + 1)
+            return head
     except (EOFError, gzip.BadGzipFile, OSError) as e:
         raise DataError(f"{path} cannot be read as {'gzip' if path.suffix == '.gz' else 'a file'} ({e}); the file "
                         "is damaged or truncated: download or copy it again") from None
@@ -73,7 +88,7 @@ def read_idx(path: Union[str, Path], magic: int) -> np.ndarray:
     for a missing file, another magic number, or a payload shorter than the header announces.
     """
     path = Path(path)
-    data = _read_bytes(path)
+    data = _read_bytes(path, magic)
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
     what = "images (idx3)" if magic == IDX_IMAGES_MAGIC else "labels (idx1)"
@@ -94,9 +109,9 @@ def read_idx(path: Union[str, Path], magic: int) -> np.ndarray:
     if payload < expected:
         raise DataError(f"{path} holds {payload:,} bytes of data but its header announces {' x '.join(map(str, shape))}"
                         f" = {expected:,}; the file is truncated: download or copy it again")
-    if payload > expected:  # a trailing byte or two is harmless; say so rather than fail
-        _logger.warning("%s: %d bytes after the %s elements its header announces are ignored", path,
-                        payload - expected, " x ".join(map(str, shape)))
+    if payload > expected:  # trailing bytes are harmless (only the first is read); say so rather than fail
+        _logger.warning("%s: data after the %s elements its header announces is ignored", path,
+                        " x ".join(map(str, shape)))
     return np.frombuffer(data, dtype=np.uint8, count=expected, offset=header).reshape(shape)
 
 
