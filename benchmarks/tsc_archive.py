@@ -77,20 +77,37 @@ def run_baseline(kind: str, problem: Any, seed: int) -> Dict[str, Any]:
     t0 = time.process_time()
     clf.fit(arrays["train"], y_train)
     acc = 100.0 * float((clf.predict(arrays["test"]) == y_test).mean())
-    return dict(test_acc=acc, val_acc=None, cpu_s=time.process_time() - t0)
+    return dict(test_acc=acc, val_acc=None, val_loss=None, cpu_s=time.process_time() - t0)
 
 
-def run_network(problem_dir: Path, seed: int, epochs: Optional[int], **options: Any) -> Dict[str, Any]:
+def run_network(problem_dir: Path, seed: int, epochs: Optional[int], evaluate_test: bool = True,
+                **options: Any) -> Dict[str, Any]:
     from unireplknet.tasks.tsc.task import TscConfig, train_tsc
 
     t0 = time.process_time()
     with tempfile.TemporaryDirectory() as out:
         extra = {} if epochs is None else dict(epochs=epochs)
         cfg = TscConfig(data=str(problem_dir), seed=seed, output=out, tensorboard=False, export_onnx=False,
-                        export_deploy=False, **extra, **options)
+                        export_deploy=False, evaluate_test=evaluate_test, **extra, **options)
         r = train_tsc(cfg)
-    return dict(test_acc=r.extras["test"]["acc"], val_acc=r.extras["val"]["acc"], best_epoch=r.best_epoch,
-                cpu_s=time.process_time() - t0)
+    test = r.extras["test"]
+    return dict(test_acc=test["acc"] if test else None, val_acc=r.extras["val"]["acc"],
+                val_loss=r.extras["val"]["loss"], best_epoch=r.best_epoch, cpu_s=time.process_time() - t0)
+
+
+def variant_options(row: str) -> Dict[str, Any]:
+    """``UniRepLKNet:mapping=gaf,downsample_norm=layernorm`` → the task options it changes (values as JSON where
+    they parse, else strings)."""
+    if ":" not in row:
+        return {}
+    options: Dict[str, Any] = {}
+    for item in row.split(":", 1)[1].split(","):
+        key, _, value = item.partition("=")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
 
 
 def write_results(runs: List[Dict[str, Any]], args: argparse.Namespace, published: Dict[str, Dict[str, float]]) -> str:
@@ -104,9 +121,12 @@ def write_results(runs: List[Dict[str, Any]], args: argparse.Namespace, publishe
             if mine:
                 vals = [r["val_acc"] for r in mine if r["val_acc"] is not None]
                 table.setdefault(label, {})[name] = dict(
-                    test_mean=statistics.mean(r["test_acc"] for r in mine),
-                    test_std=statistics.pstdev([r["test_acc"] for r in mine]) if len(mine) > 1 else 0.0,
+                    test_mean=statistics.mean(r["test_acc"] for r in mine) if mine[0]["test_acc"] is not None
+                    else None,
+                    test_std=statistics.pstdev([r["test_acc"] for r in mine])
+                    if len(mine) > 1 and mine[0]["test_acc"] is not None else 0.0,
                     val_mean=statistics.mean(vals) if vals else None,
+                    val_loss=statistics.mean(r["val_loss"] for r in mine) if vals else None,
                     cpu_s=statistics.mean(r["cpu_s"] for r in mine), seeds=[r["seed"] for r in mine])
     for est in PUBLISHED:
         table[f"{est} (published, resample 0)"] = {
@@ -118,18 +138,19 @@ def write_results(runs: List[Dict[str, Any]], args: argparse.Namespace, publishe
         line = [label]
         for name in problems:
             c = cells.get(name)
-            if c is None:
+            if c is None or c["test_mean"] is None:
                 line.append("—")
             elif c.get("test_std"):
                 line.append(f"{c['test_mean']:.1f} ± {c['test_std']:.1f}")
             else:
                 line.append(f"{c['test_mean']:.1f}")
-        complete = all(name in cells for name in problems)
+        complete = all(name in cells and cells[name]["test_mean"] is not None for name in problems)
         line.append(f"{statistics.mean(cells[n]['test_mean'] for n in problems):.1f}" if complete else "—")
         md_rows.append(line)
     cpu_rows = [[label] + [f"{cells[n]['cpu_s']:.0f}" if n in cells and "cpu_s" in cells[n] else "—"
                            for n in problems] for label, cells in table.items() if "published" not in label]
-    val_rows = [[label] + [f"{cells[n]['val_mean']:.1f}" if n in cells and cells[n].get("val_mean") is not None
+    val_rows = [[label] + [f"{cells[n]['val_mean']:.1f} ({cells[n]['val_loss']:.2f})"
+                           if n in cells and cells[n].get("val_mean") is not None
                            else "—" for n in problems]
                 for label, cells in table.items() if any(c.get("val_mean") is not None for c in cells.values())]
     machine = machine_description()
@@ -137,7 +158,8 @@ def write_results(runs: List[Dict[str, Any]], args: argparse.Namespace, publishe
         f"Test accuracy (%) on the archive's TRAIN/TEST split, mean ± std over seeds {args.seeds} "
         f"(published rows: resample 0; — where the file has no entry). Machine: {machine}.",
         markdown_table(header, md_rows),
-        "Validation accuracy (%) on the split held out of TRAIN (what the default is chosen on):",
+        "Validation accuracy (%) on the split held out of TRAIN at the best epoch, and its cross-entropy in brackets "
+        "(what the defaults are chosen on):",
         markdown_table(["row"] + problems, val_rows),
         "CPU seconds per run (training and scoring TEST):",
         markdown_table(["row"] + problems, cpu_rows)]) + "\n"
@@ -157,6 +179,8 @@ def main() -> int:
     parser.add_argument("--peer", default="resnet18", help="timm model of the peer row")
     parser.add_argument("--epochs", type=int, default=None, help="override the task's default epochs")
     parser.add_argument("--tag", default="", help="suffix of the result files")
+    parser.add_argument("--validation-only", action="store_true",
+                        help="network rows only, TEST not scored: the comparison that picks the task's defaults")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch
@@ -172,19 +196,22 @@ def main() -> int:
         for row in args.rows:
             for seed in args.seeds:
                 torch.manual_seed(seed)
-                if row == "UniRepLKNet":
-                    result = run_network(problem_dir, seed, args.epochs)
+                test = not args.validation_only
+                if row.split(":")[0] == "UniRepLKNet":
+                    result = run_network(problem_dir, seed, args.epochs, test, **variant_options(row))
                 elif row == "UniRepLKNet-gaf":
-                    result = run_network(problem_dir, seed, args.epochs, mapping="gaf")
+                    result = run_network(problem_dir, seed, args.epochs, test, mapping="gaf")
                 elif row == "peer":
-                    result = run_network(problem_dir, seed, args.epochs, model=args.peer, model_kwargs={})
+                    result = run_network(problem_dir, seed, args.epochs, test, model=args.peer, model_kwargs={})
+                elif args.validation_only:
+                    continue
                 elif row == "1-NN DTW" and seed != args.seeds[0]:
                     continue  # deterministic: one run
                 else:
                     result = run_baseline(row, problem, seed)
                 label = f"{args.peer} (peer)" if row == "peer" else row
                 runs.append(dict(problem=name, row=label, seed=seed, **result))
-                print(f"{name:24s} {label:18s} seed {seed}: test {result['test_acc']:.1f}% "
+                print(f"{name:24s} {label:18s} seed {seed}: test {result['test_acc']}% "
                       f"(val {result['val_acc'] if result['val_acc'] is not None else '-'}) "
                       f"{result['cpu_s']:.0f} CPU-s", file=sys.stderr, flush=True)
 
