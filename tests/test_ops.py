@@ -16,6 +16,7 @@ from unireplknet.ops import (
     ENV_VAR,
     DepthwiseConv2d,
     create_depthwise_conv2d,
+    crop_kernel_to_reach,
     depthwise_conv2d,
     select_implementation,
     set_default_impl,
@@ -189,6 +190,54 @@ def test_tracers_and_exporters_see_plain_conv2d():
     targets = {str(n.target) for n in exported.graph.nodes if n.op == "call_function"}
     assert any("conv" in t for t in targets), targets
     assert _rel(exported.module()(x), conv(x)) < 1e-6
+
+
+# ------------------------------------------------------------------------ kernels larger than the map
+@pytest.mark.parametrize("h,w", [(1, 1), (2, 2), (4, 4), (2, 5), (6, 3)])
+@pytest.mark.parametrize("k,d", MODEL_KERNELS)
+def test_cropped_kernel_gives_the_full_convolution_and_its_gradients(h, w, k, d):
+    x, weight, b = _inputs((3, 6, h, w), k, dtype=torch.float64)
+    x.requires_grad_(True)
+    weight.requires_grad_(True)
+    full = F.conv2d(x, weight, b, 1, d * (k - 1) // 2, d, 6)
+    cropped_w, pad = crop_kernel_to_reach(weight, d * (k - 1) // 2, d, h, w)
+    reach = min((k - 1) // 2, (max(h, w) - 1) // d)
+    assert cropped_w.shape[-1] == 2 * reach + 1 and pad == reach * d
+    cropped = F.conv2d(x, cropped_w, b, 1, pad, d, 6)
+    seed = torch.randn_like(full)
+    gx_full, gw_full = torch.autograd.grad(full, (x, weight), seed)
+    gx_crop, gw_crop = torch.autograd.grad(cropped, (x, weight), seed)
+    # The identity is exact: same outputs, same input gradient, and the dropped taps' gradient is zero.
+    assert torch.allclose(cropped, full, atol=1e-12)
+    assert torch.allclose(gx_crop, gx_full, atol=1e-12) and torch.allclose(gw_crop, gw_full, atol=1e-12)
+
+
+def test_crop_leaves_kernels_that_fit_and_non_same_padding_alone():
+    w = torch.randn(4, 1, 13, 13)
+    assert crop_kernel_to_reach(w, 6, 1, 7, 7)[0] is w  # 13 = 2·7−1: every tap can meet the input
+    assert crop_kernel_to_reach(w, 3, 1, 1, 1)[0] is w  # not 'same' padding: not ours to change
+    assert crop_kernel_to_reach(torch.randn(4, 1, 5, 3), 2, 1, 1, 1)[1] == 2  # not square
+
+
+@pytest.mark.parametrize("impl", ["auto", "torch", "cpu"])
+def test_dispatcher_on_maps_smaller_than_the_kernel_matches_conv2d(impl):
+    x, w, b = _inputs((2, 5, 3, 2), 13, channels_last=True)
+    x.requires_grad_(True)
+    w.requires_grad_(True)
+    ours = depthwise_conv2d(x, w, b, 6, 1, impl=impl)
+    ref = F.conv2d(x, w, b, 1, 6, 1, 5)
+    assert _rel(ours, ref) < 1e-5 and ours.shape == ref.shape
+    seed = torch.randn_like(ref)
+    for g_ours, g_ref in zip(torch.autograd.grad(ours, (x, w), seed), torch.autograd.grad(ref, (x, w), seed)):
+        assert g_ours.shape == g_ref.shape and _rel(g_ours, g_ref) < 1e-5
+
+
+def test_a_graph_recorded_on_a_small_map_keeps_the_whole_kernel():
+    # Traced at 2×2, run at 16×16: a crop baked into the graph would drop taps the larger map needs.
+    conv = create_depthwise_conv2d(4, 13, bias=True)
+    traced = torch.jit.trace(conv, torch.randn(1, 4, 2, 2))
+    big = torch.randn(1, 4, 16, 16)
+    assert _rel(traced(big), F.conv2d(big, conv.weight, conv.bias, 1, 6, 1, 4)) < 1e-6
 
 
 def test_fake_tensors_take_the_plain_path():

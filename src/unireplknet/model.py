@@ -201,7 +201,9 @@ class GRNwithNHWC(nn.Module):
             self.beta = nn.Parameter(torch.zeros(1, 1, 1, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gx = torch.norm(x, p=2, dim=(1, 2), keepdim=True)
+        # ‖x‖₂ as sqrt(Σx²): torch.norm over the two spatial dims of NHWC ran 1.5-9x slower forward+backward
+        # on CPU. The clamp gives an all-zero channel norm 1e-15 instead of 0 and, like torch.norm, zero gradient.
+        gx = (x * x).sum(dim=(1, 2), keepdim=True).clamp_min(1e-30).sqrt()
         nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
         if hasattr(self, "beta"):  # hasattr, not use_bias: TorchScript resolves it when compiling
             return (self.gamma * nx + 1) * x + self.beta
