@@ -127,3 +127,16 @@ def test_onnx_export_of_the_deployed_batchnorm_model_matches_the_eval_model(tmp_
     with torch.no_grad():
         want = model(x)  # the training structure in eval mode, not the graph's own source
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_timm_reparameterize_model_fuses_them_too_and_both_structures_script():
+    from timm.utils import reparameterize_model
+
+    model = trained_batchnorm_model(seed=1)
+    x = torch.randn(2, 2, 32, 64)
+    with torch.no_grad():
+        want = model(x)
+        fused = reparameterize_model(model)  # timm walks the children: blocks and down-sampling layers
+        assert fused.deploy and torch.allclose(fused(x), want, rtol=1e-4, atol=1e-5)
+        for net in (model, fused):
+            assert torch.allclose(torch.jit.script(net)(x), want, rtol=1e-4, atol=1e-5)

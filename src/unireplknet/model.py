@@ -163,7 +163,24 @@ class LayerNorm(nn.Module):
         return f"{self.normalized_shape[0]}, eps={self.eps}, data_format={self.data_format}"
 
 
-class Stem(nn.Sequential):
+class DownsampleLayer(nn.Sequential):
+    """conv3×3/2 → norm: an ``nn.Sequential`` (official keys) whose BatchNorms fold into the conv before them."""
+
+    @torch.no_grad()
+    def reparameterize(self) -> None:
+        """Fold every eval-mode BatchNorm into the convolution before it, in place (idempotent; timm's
+        ``reparameterize_model`` calls it too). An ``nn.Identity`` takes its place, so the other keys keep their
+        indices. LayerNorms stay: they normalise each pixel by its own statistics, which no convolution absorbs."""
+        for i in range(1, len(self)):
+            norm, conv = self[i], self[i - 1]
+            if isinstance(norm, nn.modules.batchnorm._BatchNorm) and isinstance(conv, nn.Conv2d):
+                kernel, bias = _fuse_with_bn(conv.weight, conv.bias, norm)
+                conv.weight.copy_(kernel)
+                conv.bias.copy_(bias)  # the stem/down-sampling convs always have a bias
+                self[i] = nn.Identity()
+
+
+class Stem(DownsampleLayer):
     """conv3×3/2 → LN → GELU → conv3×3/2 → LN (or BN in place of the LNs): an ``nn.Sequential`` (official keys), run in sample groups.
 
     Its first three outputs are the largest tensors of the network (half the first stage's width at half
@@ -549,7 +566,7 @@ class UniRepLKNet(nn.Module):
         )
         for i in range(3):
             self.downsample_layers.append(
-                nn.Sequential(
+                DownsampleLayer(
                     nn.Conv2d(dims[i], dims[i + 1], kernel_size=3, stride=2, padding=1),
                     _downsample_norm(downsample_norm, dims[i + 1], use_sync_bn, deploy),
                 )
@@ -838,19 +855,11 @@ class UniRepLKNet(nn.Module):
             if isinstance(m, UniRepLKNetBlock):
                 m.reparameterize()
 
-    @torch.no_grad()
     def fuse_downsample_norms(self) -> None:
         """Fold every BatchNorm of the stem and down-sampling layers into the convolution before it (in place;
-        an ``nn.Identity`` takes its place, so the other keys keep their indices). LayerNorms stay: they
-        normalise each pixel by its own statistics, which no convolution can absorb."""
+        see :meth:`DownsampleLayer.reparameterize`)."""
         for layer in self.downsample_layers:
-            for i in range(1, len(layer)):
-                norm, conv = layer[i], layer[i - 1]
-                if isinstance(norm, nn.modules.batchnorm._BatchNorm) and isinstance(conv, nn.Conv2d):
-                    kernel, bias = _fuse_with_bn(conv.weight, conv.bias, norm)
-                    conv.weight.copy_(kernel)
-                    conv.bias.copy_(bias)  # the stem/down-sampling convs always have a bias
-                    layer[i] = nn.Identity()
+            layer.reparameterize()
 
     @property  # type: ignore[misc]
     def deploy(self) -> bool:
