@@ -111,7 +111,8 @@ def variant_options(row: str) -> Dict[str, Any]:
     return options
 
 
-def write_results(runs: List[Dict[str, Any]], args: argparse.Namespace, published: Dict[str, Dict[str, float]]) -> str:
+def write_results(runs: List[Dict[str, Any]], args: argparse.Namespace, published: Dict[str, Dict[str, float]],
+                  machine: Optional[str] = None) -> str:
     """Write the JSON and markdown of the runs so far (problems without a run yet are left out); return the markdown."""
     problems = [p for p in args.problems if any(r["problem"] == p for r in runs)]
     labels = list(dict.fromkeys(r["row"] for r in runs))
@@ -136,6 +137,8 @@ def write_results(runs: List[Dict[str, Any]], args: argparse.Namespace, publishe
     header = ["row"] + problems + ["mean"]
     md_rows = []
     for label, cells in table.items():
+        if all(c.get("test_mean") is None for c in cells.values()):
+            continue  # a validation-only row
         line = [label]
         for name in problems:
             c = cells.get(name)
@@ -154,7 +157,7 @@ def write_results(runs: List[Dict[str, Any]], args: argparse.Namespace, publishe
                            if n in cells and cells[n].get("val_mean") is not None
                            else "—" for n in problems]
                 for label, cells in table.items() if any(c.get("val_mean") is not None for c in cells.values())]
-    machine = machine_description()
+    machine = machine or machine_description()
     md = "\n\n".join([
         f"Test accuracy (%) on the archive's TRAIN/TEST split, mean ± std over seeds {args.seeds} "
         f"(published rows: resample 0; — where the file has no entry). Machine: {machine}.",
@@ -199,13 +202,15 @@ def main() -> int:
     published = published_accuracies(root)
     runs: List[Dict[str, Any]] = []
     if args.merge:
+        machines = []
         for path in args.merge:
             part = json.loads(Path(path).read_text())
             runs.extend(part["runs"])
+            machines.append(f"{Path(path).name}: {part['machine']}")
         order = {name: i for i, name in enumerate(PROBLEMS)}
         args.problems = sorted({r["problem"] for r in runs}, key=lambda n: order.get(n, len(order)))
         args.seeds = sorted({r["seed"] for r in runs})
-        print(write_results(runs, args, published))
+        print(write_results(runs, args, published, machine="; ".join(machines)))
         return 0
     for name in args.problems:
         problem_dir = root / "datasets" / "data" / name
