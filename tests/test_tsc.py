@@ -276,3 +276,56 @@ def test_cli_train_eval_predict(tmp_path, capsys):
     predictions = json.loads(capsys.readouterr().out)
     correct = sum(p["top"][0]["label"] == p["label"] for p in predictions)
     assert len(predictions) == 8 and 100.0 * correct / 8 == pytest.approx(summary["test_acc"])
+
+
+def test_a_channel_missing_in_a_series_loads_and_draws_as_zeros(tmp_path):
+    """The documented handling of an all-missing channel, through the reader and the image (not only prepare_series):
+    the series loads, its other channel is untouched, the empty channel's rows are zeros (its normalised mean)."""
+    folder = tmp_path / "Gap"
+    folder.mkdir()
+    write_ts(folder / "Gap_TRAIN.ts", ["1,2,3,4:?,?,?,?:a", "4,3,2,1:1,2,2,1:b"], uni=False, dims=2, labels="a b")
+    write_ts(folder / "Gap_TEST.ts", ["1,2,3,4:1,1,2,2:a"], uni=False, dims=2, labels="a b")
+    problem = load_problem(folder)
+    cfg = SeriesImageConfig("rows", channels=2, length=8, height=32, level_plane=False)
+    image = series_to_image(problem.train.series[0], cfg)
+    rows = image.shape[1] // 2
+    np.testing.assert_array_equal(image[0, rows:], np.zeros((image.shape[1] - rows, 8)))
+    np.testing.assert_allclose(image[0, 0], prepare_series(np.array([[1.0, 2.0, 3.0, 4.0]]), 8)[0], rtol=1e-6)
+
+
+def test_downsample_norm_reaches_the_network_checkpoint_and_deploy_file(tmp_path):
+    """--downsample-norm goes into the model, the run's model_config (so tsc-eval rebuilds it) and the deploy file
+    (whose fused network gives the trained model's logits); a timm peer keeps its own norms."""
+    from torch import nn
+
+    from unireplknet.loading import load_model
+    from unireplknet.model import LayerNorm
+    from unireplknet.tasks.tsc.task import TscConfig, load_tsc_model, series_images, train_tsc
+
+    data = _tiny_problem(tmp_path)
+    for norm, kind in (("batchnorm", nn.BatchNorm2d), ("layernorm", LayerNorm)):
+        r = train_tsc(_config(data, tmp_path / norm, downsample_norm=norm, epochs=1))
+        assert r.model_config["model_kwargs"]["downsample_norm"] == norm
+        model, series_cfg, _ = load_tsc_model(r.best_checkpoint)
+        assert model.downsample_norm == norm
+        assert isinstance(model.downsample_layers[1][1], kind)
+        deployed = load_model(r.deploy_file)
+        assert deployed.downsample_norm == norm and deployed.deploy
+        images = series_images(load_problem(data).test, series_cfg)
+        with torch.no_grad():
+            assert torch.allclose(deployed(images), model(images), rtol=1e-4, atol=1e-4)
+    peer = TscConfig(model="resnet10t", model_kwargs={}, downsample_norm="batchnorm")
+    assert "downsample_norm" not in peer.network_kwargs()
+
+
+def test_epochs_default_to_a_step_budget():
+    """Without --epochs a run gets about train_steps optimizer steps (ceil(series / batch) per epoch), at most 100
+    epochs; an explicit epoch count wins."""
+    from unireplknet.tasks.tsc.task import MAX_AUTO_EPOCHS, TscConfig
+
+    cfg = TscConfig(batch_size=16, train_steps=300)
+    assert cfg.resolved_epochs(160) == 30  # 10 steps an epoch
+    assert cfg.resolved_epochs(216) == 22  # 14 steps an epoch: 308 steps, the least epochs reaching 300
+    assert cfg.resolved_epochs(40) == MAX_AUTO_EPOCHS == 100  # 3 steps an epoch would need 100 epochs
+    assert cfg.resolved_epochs(8) == 100  # 1 step an epoch: capped
+    assert TscConfig(epochs=7).resolved_epochs(160) == 7

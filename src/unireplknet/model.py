@@ -8,6 +8,8 @@ Module layout (state-dict prefixes in brackets):
 
 * stem [``downsample_layers.0``]: conv3×3/2 → LN → GELU → conv3×3/2 → LN (stride 4);
 * down-sampling [``downsample_layers.{1,2,3}``]: conv3×3/2 → LN;
+  (``downsample_norm="batchnorm"`` puts BatchNorm2d where these LNs are; the deploy structure fuses each into
+  the convolution before it, leaving ``nn.Identity`` in its place);
 * four stages [``stages.{i}.{j}``] of :class:`UniRepLKNetBlock`;
 * logits mode: global average pool → LayerNorm [``norm``] → Linear [``head``];
   features mode (``num_classes=None``): a channels-first LayerNorm per stage [``norm0`` … ``norm3``].
@@ -49,6 +51,7 @@ __all__ = [
     "default_kernel_sizes",
     "reparameterize",
     "GLOBAL_POOL_TYPES",
+    "DOWNSAMPLE_NORMS",
     "ARCHITECTURES",
     "python_dispatch_allowed",
     "checkpoint_filter_fn",
@@ -77,6 +80,11 @@ _DEFAULT_KERNEL_SIZES: Dict[Tuple[int, ...], Tuple[Tuple[int, ...], ...]] = {
 #: 'catavgmax' is left out: it doubles the width that the official final LayerNorm [``norm``] normalises.
 GLOBAL_POOL_TYPES = ("", "avg", "max", "avgmax")
 
+#: The norms the stem and the down-sampling layers can use: the official channels-first LayerNorm (each pixel's
+#: channels normalised on their own, which divides out the pixel's level) or BatchNorm2d (statistics over the
+#: batch, fused into the convolution before it by re-parameterization).
+DOWNSAMPLE_NORMS = ("layernorm", "batchnorm")
+
 #: Constructor keywords that official downstream code passes and the official model ignores.
 _IGNORED_OFFICIAL_KWARGS = ("attempt_use_lk_impl", "disable_iGEMM", "custom_set", "use_checkpoint")
 
@@ -95,6 +103,14 @@ def default_kernel_sizes(depths: Sequence[int]) -> Tuple[Tuple[int, ...], ...]:
 
 def _batch_norm(dim: int, use_sync_bn: bool) -> nn.Module:
     return nn.SyncBatchNorm(dim) if use_sync_bn else nn.BatchNorm2d(dim)
+
+
+def _downsample_norm(kind: str, dim: int, use_sync_bn: bool, deploy: bool) -> nn.Module:
+    """The norm after a stem/down-sampling conv: the official LayerNorm, or a BatchNorm (none once deployed:
+    fused into that conv)."""
+    if kind == "layernorm":
+        return LayerNorm(dim, eps=1e-6, data_format="channels_first")
+    return nn.Identity() if deploy else _batch_norm(dim, use_sync_bn)
 
 
 class NCHWtoNHWC(nn.Module):
@@ -147,8 +163,25 @@ class LayerNorm(nn.Module):
         return f"{self.normalized_shape[0]}, eps={self.eps}, data_format={self.data_format}"
 
 
-class Stem(nn.Sequential):
-    """conv3×3/2 → LN → GELU → conv3×3/2 → LN: an ``nn.Sequential`` (official keys), run in sample groups.
+class DownsampleLayer(nn.Sequential):
+    """conv3×3/2 → norm: an ``nn.Sequential`` (official keys) whose BatchNorms fold into the conv before them."""
+
+    @torch.no_grad()
+    def reparameterize(self) -> None:
+        """Fold every eval-mode BatchNorm into the convolution before it, in place (idempotent; timm's
+        ``reparameterize_model`` calls it too). An ``nn.Identity`` takes its place, so the other keys keep their
+        indices. LayerNorms stay: they normalise each pixel by its own statistics, which no convolution absorbs."""
+        for i in range(1, len(self)):
+            norm, conv = self[i], self[i - 1]
+            if isinstance(norm, nn.modules.batchnorm._BatchNorm) and isinstance(conv, nn.Conv2d):
+                kernel, bias = _fuse_with_bn(conv.weight, conv.bias, norm)
+                conv.weight.copy_(kernel)
+                conv.bias.copy_(bias)  # the stem/down-sampling convs always have a bias
+                self[i] = nn.Identity()
+
+
+class Stem(DownsampleLayer):
+    """conv3×3/2 → LN → GELU → conv3×3/2 → LN (or BN in place of the LNs): an ``nn.Sequential`` (official keys), run in sample groups.
 
     Its first three outputs are the largest tensors of the network (half the first stage's width at half
     the input resolution); for inference (eval, autograd off) a large batch runs through it in groups of
@@ -456,6 +489,10 @@ class UniRepLKNet(nn.Module):
             ``'avgmax'``, or ``''`` for no pooling — the (N, C, H, W) map, each pixel through the final
             LayerNorm (only with ``num_classes=0``).
         drop_rate: dropout before the classifier (timm's ``drop_rate``; 0 in the official recipe).
+        downsample_norm: the norm after each stem and down-sampling convolution: ``'layernorm'`` (official; the
+            layout of the official checkpoints) or ``'batchnorm'`` (BatchNorm2d, SyncBatchNorm with
+            ``use_sync_bn``), which keeps each pixel's level — the signal of a series drawn as an image
+            (docs/tsc.md); the deploy structure fuses it into the convolution.
     """
 
     __jit_unused_properties__ = ["deploy", "_model_args"]
@@ -477,6 +514,7 @@ class UniRepLKNet(nn.Module):
         use_sync_bn: bool = False,
         global_pool: str = "avg",
         drop_rate: float = 0.0,
+        downsample_norm: str = "layernorm",
         **kwargs: Any,
     ):
         super().__init__()
@@ -498,6 +536,10 @@ class UniRepLKNet(nn.Module):
             raise ValueError(f"in_chans must be >= 1, got {in_chans}")
         if not 0.0 <= drop_rate < 1.0:
             raise ValueError(f"drop_rate is a dropout probability in [0, 1), got {drop_rate}")
+        if downsample_norm not in DOWNSAMPLE_NORMS:
+            raise ValueError(f"downsample_norm must be one of {', '.join(map(repr, DOWNSAMPLE_NORMS))}, "
+                             f"got {downsample_norm!r}")
+        self.downsample_norm = downsample_norm
 
         self.in_chans = in_chans
         self.depths, self.dims, self.kernel_sizes = depths, dims, kernel_sizes
@@ -516,17 +558,17 @@ class UniRepLKNet(nn.Module):
         self.downsample_layers.append(
             Stem(
                 nn.Conv2d(in_chans, dims[0] // 2, kernel_size=3, stride=2, padding=1),
-                LayerNorm(dims[0] // 2, eps=1e-6, data_format="channels_first"),
+                _downsample_norm(downsample_norm, dims[0] // 2, use_sync_bn, deploy),
                 nn.GELU(),
                 nn.Conv2d(dims[0] // 2, dims[0], kernel_size=3, stride=2, padding=1),
-                LayerNorm(dims[0], eps=1e-6, data_format="channels_first"),
+                _downsample_norm(downsample_norm, dims[0], use_sync_bn, deploy),
             )
         )
         for i in range(3):
             self.downsample_layers.append(
-                nn.Sequential(
+                DownsampleLayer(
                     nn.Conv2d(dims[i], dims[i + 1], kernel_size=3, stride=2, padding=1),
-                    LayerNorm(dims[i + 1], eps=1e-6, data_format="channels_first"),
+                    _downsample_norm(downsample_norm, dims[i + 1], use_sync_bn, deploy),
                 )
             )
 
@@ -806,15 +848,25 @@ class UniRepLKNet(nn.Module):
 
     # ---------------------------------------------------------------- re-parameterization
     def reparameterize_unireplknet(self) -> None:
-        """Convert every block to the deploy structure in place (the official method name)."""
+        """Convert every block (and BatchNorm stem/down-sampling norms) to the deploy structure in place (the
+        official method name)."""
+        self.fuse_downsample_norms()
         for m in self.modules():
             if isinstance(m, UniRepLKNetBlock):
                 m.reparameterize()
 
+    def fuse_downsample_norms(self) -> None:
+        """Fold every BatchNorm of the stem and down-sampling layers into the convolution before it (in place;
+        see :meth:`DownsampleLayer.reparameterize`)."""
+        for layer in self.downsample_layers:
+            layer.reparameterize()
+
     @property  # type: ignore[misc]
     def deploy(self) -> bool:
-        """True when every block is in the deploy (re-parameterized) structure."""
-        return all(block.deployed for stage in self.stages for block in stage)
+        """True when every block is in the deploy (re-parameterized) structure and no BatchNorm of the stem and
+        down-sampling layers is left unfused."""
+        return all(block.deployed for stage in self.stages for block in stage) and not any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) for layer in self.downsample_layers for m in layer)
 
 
 def _check_global_pool(global_pool: str, num_classes: int) -> None:
@@ -842,6 +894,8 @@ def reparameterize(model: nn.Module, inplace: bool = True) -> nn.Module:
 
         model = copy.deepcopy(model)
     for m in model.modules():
-        if isinstance(m, UniRepLKNetBlock):
+        if isinstance(m, UniRepLKNet):
+            m.fuse_downsample_norms()
+        elif isinstance(m, UniRepLKNetBlock):
             m.reparameterize()
     return model

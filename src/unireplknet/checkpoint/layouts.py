@@ -27,6 +27,7 @@ __all__ = [
     "strip_prefixes",
     "is_deploy_layout",
     "infer_config",
+    "downsample_norm_of",
     "check_model_config",
     "require_fields",
     "variant_name",
@@ -120,6 +121,7 @@ def infer_config(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
         in_chans=int(in_chans), depths=tuple(depths), dims=tuple(int(d) for d in dims),
         kernel_sizes=tuple(kernel_sizes), deploy=is_deploy_layout(sd),
     )
+    config["downsample_norm"] = downsample_norm_of(sd, config["deploy"])
     if "head.weight" in sd:
         config["num_classes"] = int(sd["head.weight"].shape[0])
     elif "norm0.weight" in sd:
@@ -130,6 +132,17 @@ def infer_config(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
         has_ls = any(re.fullmatch(r"stages\.\d+\.\d+\.gamma", k) for k in sd)
         config["layer_scale_init_value"] = 1e-6 if has_ls else None
     return config
+
+
+def downsample_norm_of(state_dict: Mapping[str, torch.Tensor], deploy: bool) -> str:
+    """``'batchnorm'`` or ``'layernorm'``: the norm after the first stem convolution says which norm the stem and
+    down-sampling layers have — BatchNorm statistics, LayerNorm's affine pair, or (deploy layout) no tensors at
+    all: a BatchNorm fused into the convolution."""
+    if "downsample_layers.0.1.running_mean" in state_dict:
+        return "batchnorm"
+    if "downsample_layers.0.1.weight" in state_dict or not deploy:
+        return "layernorm"
+    return "batchnorm"
 
 
 #: The rank (number of dimensions) and the shape's meaning of every tensor :func:`infer_config` reads a size from.
@@ -188,6 +201,12 @@ def check_model_config(model_config: Mapping[str, Any], config: Mapping[str, Any
     for key in ("depths", "dims"):
         if key in kwargs:
             expected[key] = kwargs[key]
+    stored_norm = kwargs.get("downsample_norm", "layernorm")
+    if "downsample_norm" in config and stored_norm != config["downsample_norm"]:
+        raise CheckpointMismatchError(
+            f"{source}: model_config.model_kwargs.downsample_norm is {stored_norm!r}, but the tensors hold "
+            f"{config['downsample_norm']!r} stem/down-sampling norms; the metadata does not belong to these weights "
+            "(edited or corrupt). Use the file the run wrote")
     tensors = variant_name(config) or "custom"
     for key, stored in expected.items():
         try:
@@ -332,6 +351,10 @@ def _mismatch_message(source, sd, model, missing, unexpected, mis_shaped) -> str
             parts.append(f"the checkpoint is {ckpt_name} but the model is {model_desc}: create {ckpt_name} instead")
         elif ckpt_cfg["in_chans"] != getattr(model, "in_chans", ckpt_cfg["in_chans"]):
             parts.append(f"the checkpoint takes in_chans={ckpt_cfg['in_chans']}, the model {model.in_chans}")
+        elif ckpt_cfg["downsample_norm"] != getattr(model, "downsample_norm", ckpt_cfg["downsample_norm"]):
+            parts.append(f"the checkpoint's stem and down-sampling layers have {ckpt_cfg['downsample_norm']} "
+                         f"norms, the model {model.downsample_norm}: build it with "
+                         f"downsample_norm={ckpt_cfg['downsample_norm']!r}")
     except CheckpointError:
         parts.append("it does not look like a UniRepLKNet checkpoint at all")
     return "; ".join(parts)

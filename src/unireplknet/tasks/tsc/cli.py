@@ -10,6 +10,7 @@ import sys
 from typing import Any, Dict, List
 
 from ...engine.flags import add_common_arguments, add_engine_arguments, engine_options, format_metrics
+from ...guards import positive_int
 
 __all__ = ["add_subcommands"]
 
@@ -19,10 +20,12 @@ def cmd_tsc_train(args: argparse.Namespace) -> int:
 
     options = engine_options(args, data=args.data, problem=args.problem, val_split=args.val_split,
                              mapping=args.mapping, length=args.length, height=args.height, gaf_size=args.gaf_size,
-                             level_plane=args.level_plane)
+                             level_plane=args.level_plane, downsample_norm=args.downsample_norm,
+                             train_steps=args.train_steps)
     cfg = TscConfig.with_recipe(**options)
     print(f"unireplknet tsc-train: {cfg.model} on {cfg.data}{' / ' + cfg.problem if cfg.problem else ''} "
-          f"({cfg.mapping} images), {cfg.epochs} epochs -> {cfg.output}", file=sys.stderr)
+          f"({cfg.mapping} images), {cfg.epochs or f'about {cfg.train_steps} steps of'} epochs -> {cfg.output}",
+          file=sys.stderr)
     r = train_tsc(cfg)  # the engine logs each epoch once
     if args.json:
         x = r.extras
@@ -35,7 +38,7 @@ def cmd_tsc_train(args: argparse.Namespace) -> int:
         return 0
     lines = [f"time-series classification — {r.extras['problem']}: {len(r.class_names)} classes "
              f"(chance {100.0 / len(r.class_names):.1f}%)",
-             f"best epoch {r.best_epoch} of {cfg.epochs} on the validation split of TRAIN, {r.wall_s:.0f} s",
+             f"best epoch {r.best_epoch} of {r.extras['epochs']} on the validation split of TRAIN, {r.wall_s:.0f} s",
              f"validation accuracy: {r.extras['val']['acc']:.2f}% on {r.extras['val']['series']} series"]
     test = r.extras["test"]
     if test is not None:
@@ -126,8 +129,15 @@ def add_subcommands(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--level-plane", action=argparse.BooleanOptionalAction, default=None,
                    help="rows: add a constant image channel so the stem's LayerNorm cannot divide out the series' "
                         "local level (docs/tsc.md) [default: on]")
+    g.add_argument("--train-steps", type=positive_int, default=None,
+                   help="the training budget when --epochs is not given: epochs of about this many optimizer steps, "
+                        "at most 100 [default: 300]")
+    g.add_argument("--downsample-norm", default=None, choices=("batchnorm", "layernorm"),
+                   help="the norm of UniRepLKNet's stem and down-sampling layers: batchnorm keeps each pixel's level "
+                        "(the series' value), the official layernorm divides it out; --pretrained official weights "
+                        "need layernorm (docs/tsc.md) [default: batchnorm]")
     add_engine_arguments(p, dict(model="custom: a small UniRepLKNet (dims 16-32-64-128)", drop_path="0",
-                                 epochs="100", batch_size="16", lr="2e-3", warmup_epochs="5", workers="0",
+                                 epochs="as many as make --train-steps steps, at most 100", batch_size="16", lr="2e-3", warmup_epochs="5", workers="0",
                                  output="runs/tsc"))
     p.set_defaults(func=cmd_tsc_train)
 

@@ -11,7 +11,9 @@ after training (and by ``tsc-eval``).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -40,6 +42,10 @@ TSC_MODEL_KWARGS: Dict[str, Any] = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 1
                                         kernel_sizes=((13,), (13,), (13, 3), (3,)))
 
 
+#: The most epochs the step budget (``TscConfig.train_steps``) gives a small problem.
+MAX_AUTO_EPOCHS = 100
+
+
 @dataclass
 class TscConfig(EngineConfig):
     """Options of :func:`train_tsc`: the engine's (with a recipe for the archive's small training sets as
@@ -48,7 +54,11 @@ class TscConfig(EngineConfig):
     ``data``: a problem folder (``<Name>_TRAIN.ts`` + ``<Name>_TEST.ts``, or ``.tsv``), or an archive root with
     ``problem``. ``val_split``: the share of each class of TRAIN held out for validation. ``mapping``, ``length``,
     ``height``, ``gaf_size``, ``level_plane``: see :class:`~unireplknet.modalities.series_image.SeriesImageConfig`.
-    ``evaluate_test``: score TEST once after training.
+    ``evaluate_test``: score TEST once after training. ``epochs`` None (the default): as many as make about
+    ``train_steps`` optimizer steps, at most 100 — the same training budget for 40 series as for 300, so the
+    archive's larger problems do not cost ten times more. ``downsample_norm``: the norm of the stem and down-sampling
+    layers of a UniRepLKNet (``'batchnorm'`` or the official ``'layernorm'``: docs/tsc.md); an explicit
+    ``model_kwargs['downsample_norm']`` wins; a timm peer keeps its own norms.
     """
 
     data: Optional[str] = None
@@ -59,12 +69,14 @@ class TscConfig(EngineConfig):
     height: int = 32
     gaf_size: int = 64
     level_plane: bool = True
+    downsample_norm: str = "batchnorm"
     evaluate_test: bool = True
+    train_steps: int = 300
     # engine options: a small UniRepLKNet and a recipe for a few dozen to a few hundred training series
     model: str = "custom"
     model_kwargs: Dict[str, Any] = field(default_factory=lambda: dict(TSC_MODEL_KWARGS))
     drop_path: float = 0.0
-    epochs: int = 100
+    epochs: Optional[int] = None
     batch_size: int = 16
     lr: float = 2e-3
     warmup_epochs: float = 5.0
@@ -72,8 +84,24 @@ class TscConfig(EngineConfig):
     workers: int = 0
     output: Optional[str] = "runs/tsc"
 
+    def resolved_epochs(self, training_series: int) -> int:
+        """``epochs``, or (None) the epochs of about ``train_steps`` steps of ``batch_size`` on ``training_series``
+        (TRAIN less its validation split), between 1 and :data:`MAX_AUTO_EPOCHS`."""
+        if self.epochs is not None:
+            return int(self.epochs)
+        steps_per_epoch = max(1, math.ceil(training_series / max(1, self.batch_size)))
+        return max(1, min(MAX_AUTO_EPOCHS, math.ceil(self.train_steps / steps_per_epoch)))
+
     def series_config(self, channels: int) -> SeriesImageConfig:
         return SeriesImageConfig(self.mapping, channels, self.length, self.height, self.gaf_size, self.level_plane)
+
+    def network_kwargs(self) -> Dict[str, Any]:
+        """``model_kwargs`` with the task's ``downsample_norm`` for a UniRepLKNet (``custom`` or a variant); a timm
+        peer's unchanged."""
+        kwargs = dict(self.model_kwargs or {})
+        if self.model == "custom" or self.model.startswith("unireplknet"):
+            kwargs.setdefault("downsample_norm", self.downsample_norm)
+        return kwargs
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -157,11 +185,11 @@ class TscClassification(Task):
     def build_model(self, cfg: TscConfig, data: TaskData, pretrained: bool) -> nn.Module:
         from ...factory import build_model
 
-        return build_model(cfg.model, len(data.class_names), self.series_cfg.in_chans, cfg.model_kwargs, pretrained,
-                           drop_path_rate=cfg.drop_path)
+        return build_model(cfg.model, len(data.class_names), self.series_cfg.in_chans, cfg.network_kwargs(),
+                           pretrained, drop_path_rate=cfg.drop_path)
 
     def model_config(self, cfg: TscConfig, data: TaskData, model: nn.Module) -> Dict[str, Any]:
-        return dict(task=self.name, model=cfg.model, model_kwargs=plain(cfg.model_kwargs),
+        return dict(task=self.name, model=cfg.model, model_kwargs=plain(cfg.network_kwargs()),
                     num_classes=len(data.class_names), in_chans=self.series_cfg.in_chans,
                     series=self.series_cfg.to_dict())
 
@@ -194,6 +222,14 @@ def train_tsc(cfg: TscConfig, callbacks: Sequence[Callable[[Any], None]] = ()) -
     ``series`` (the mapping's config)."""
     from ...engine import fit
 
+    if cfg.epochs is None:  # the step budget needs the size of TRAIN less its validation split
+        if cfg.data is None:
+            raise ValueError("tsc-train needs --data: a problem folder with <Name>_TRAIN.ts and <Name>_TEST.ts "
+                             "(or .tsv), or an archive root with --problem <Name>")
+        train_only = load_problem(cfg.data, cfg.problem, test=False)
+        targets = train_only.targets(train_only.train)
+        cfg = dataclasses.replace(cfg, epochs=cfg.resolved_epochs(len(stratified_split(targets, cfg.val_split,
+                                                                                        cfg.seed)[0])))
     task = TscClassification(cfg)
     r = fit(task, cfg, callbacks)
     model = r.best_model()
@@ -207,7 +243,7 @@ def train_tsc(cfg: TscConfig, callbacks: Sequence[Callable[[Any], None]] = ()) -
     if cfg.evaluate_test and problem.test.has_labels:
         _, test = score(model, series_images(problem.test, series_cfg),
                         torch.from_numpy(problem.targets(problem.test)), device)
-    r.extras.update(problem=problem.name, val=val, test=test, series=series_cfg.to_dict())
+    r.extras.update(problem=problem.name, val=val, test=test, series=series_cfg.to_dict(), epochs=cfg.epochs)
     return r
 
 
