@@ -133,3 +133,22 @@ def test_elecdemand_table_is_half_hourly_in_megawatts(tmp_path):
     table = pd.read_csv(write_elecdemand(tmp_path / "demand.csv"))
     assert len(table) == 17520 and table["time"].iloc[1] == "2014-01-01T00:30:00"
     np.testing.assert_allclose(table["demand"], raw["Demand"] * 1000.0)
+
+
+def test_the_docs_tables_are_the_committed_results():
+    """docs/timeseries.md quotes the merged run's tables: every test-MSE row and every "why" row of
+    benchmarks/results/forecast_real.md appears there verbatim (a rerun must update the page)."""
+    from conftest import REPO_ROOT
+
+    results = (REPO_ROOT / "benchmarks" / "results" / "forecast_real.md").read_text().splitlines()
+    doc = set((REPO_ROOT / "docs" / "timeseries.md").read_text().splitlines())
+    rows, table = [], None
+    for line in results:
+        if line.startswith("### ") or line.startswith("Why (measured)"):
+            table = line
+        elif line.startswith("**"):
+            table = None
+        elif table and line.startswith("| ") and not line.startswith("|---"):
+            rows.append(line)
+    assert len(rows) >= 2 * 8 + 7 + 14  # both sets' test tables and why tables
+    assert [r for r in rows if r not in doc] == []
