@@ -470,7 +470,8 @@ def plot_week(run: SetRun, path: Path) -> None:
         unit = spec["units"][column.split(":")[-1]]
         ax.set_ylabel(f"{column} ({unit})", fontsize=8)
         ax.tick_params(labelsize=7)
-    axes[0, 0].legend(fontsize=7, ncol=4, loc="upper left")
+    # Above the first panel, not inside it: inside, it covered that panel's peaks.
+    axes[0, 0].legend(fontsize=7, ncol=4, loc="lower left", bbox_to_anchor=(0.0, 1.0), frameon=False)
     first = np.datetime_as_string(np.asarray(t_axis[0]).astype("datetime64[m]"))
     axes[-1, 0].set_xlabel(f"{spec['time_axis']} — first test week: a 24 h forecast every 24 h from {first}",
                            fontsize=8)
