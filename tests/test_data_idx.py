@@ -261,3 +261,15 @@ def test_a_header_announcing_more_than_the_memory_limit_is_refused_before_readin
     monkeypatch.setenv("UNIREPLKNET_MAX_MEMORY_GB", "1")
     with pytest.raises(LimitError, match="60,000,000,000 bytes"):
         read_idx(path, IDX_IMAGES_MAGIC)
+
+
+def test_transform_takes_the_readers_read_only_arrays_without_a_warning(tmp_path):
+    import warnings
+
+    path = write_idx(tmp_path / "t10k-images-idx3-ubyte", np.full((2, 28, 28), 7, np.uint8), IDX_IMAGES_MAGIC)
+    images = read_idx(path, IDX_IMAGES_MAGIC)
+    assert not images.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns about wrapping a non-writable array
+        out = SmallGreyTransform(32, 0.0, 1.0)(images[0])
+    assert out.shape == (1, 32, 32) and float(out[0, 2:30, 2:30].min()) == pytest.approx(7 / 255)

@@ -236,7 +236,7 @@ class SmallGreyTransform:
 
     def _as_tensor(self, image: Any) -> torch.Tensor:
         if isinstance(image, np.ndarray):
-            image = torch.from_numpy(np.ascontiguousarray(image))
+            image = torch.from_numpy(np.array(image, copy=True))  # a copy: the split's arrays are read-only
         if not isinstance(image, torch.Tensor):  # a PIL image
             grey = image.convert("L")
             if grey.size != (self.source_size, self.source_size):
