@@ -336,7 +336,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     args = parse_args(argv)
     if not (args.data / "train-images-idx3-ubyte.gz").is_file() and not (args.data / "train-images-idx3-ubyte").is_file():
         raise SystemExit(f"{args.data} holds no IDX files; apt-get install dataset-fashion-mnist, or pass --data DIR")
-    result: Dict[str, Any] = dict(machine=machine_description(), data=str(args.data), training=training_rows(args),
+    # The description's thread count is this process's; the training runs are subprocesses with --threads.
+    machine = f"{machine_description()}; training runs at {args.threads} torch thread(s)"
+    result: Dict[str, Any] = dict(machine=machine, data=str(args.data), training=training_rows(args),
                                   published=published_rows(), classical=None, agreement=None, figure=None)
     if not args.skip_classical:
         print("logistic regression …", file=sys.stderr)
