@@ -106,6 +106,13 @@ class TrainResult:
         """The epoch of ``best.pth`` (1-based; 0 when no held-out score was ever better)."""
         return int(self.best["epoch"]) if self.best else 0
 
+    def file_lines(self) -> List[str]:
+        """The summary lines naming the files a run wrote: its checkpoints, and the deploy model when made."""
+        lines = [f"checkpoints: {self.best_checkpoint} (best), {self.checkpoint} (last)"]
+        if self.deploy_file:
+            lines.append(f"deploy model: {self.deploy_file}" + (f", ONNX {self.onnx_file}" if self.onnx_file else ""))
+        return lines
+
     @property
     def chance(self) -> Optional[float]:
         """The top-1 of a uniform guess, in percent (None without class names)."""

@@ -63,9 +63,7 @@ def cmd_audio_train(args: argparse.Namespace) -> int:
              f"validation {key}: {val[key]:.2f}% on {val['clips']} clips"]
     if test is not None:
         lines.append(f"test {key}: {test[key]:.2f}% on {test['clips']} clips")
-    lines.append(f"checkpoints: {r.best_checkpoint} (best), {r.checkpoint} (last)")
-    if r.deploy_file:
-        lines.append(f"deploy model: {r.deploy_file}" + (f", ONNX {r.onnx_file}" if r.onnx_file else ""))
+    lines.extend(r.file_lines())
     print("\n".join(lines))
     return 0
 

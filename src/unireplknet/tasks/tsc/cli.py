@@ -43,9 +43,7 @@ def cmd_tsc_train(args: argparse.Namespace) -> int:
     test = r.extras["test"]
     if test is not None:
         lines.append(f"test accuracy: {test['acc']:.2f}% on {test['series']} series (archive TEST split)")
-    lines.append(f"checkpoints: {r.best_checkpoint} (best), {r.checkpoint} (last)")
-    if r.deploy_file:
-        lines.append(f"deploy model: {r.deploy_file}" + (f", ONNX {r.onnx_file}" if r.onnx_file else ""))
+    lines.extend(r.file_lines())
     print("\n".join(lines))
     return 0
 
