@@ -10,6 +10,7 @@ import torch
 from unireplknet import UniRepLKNet
 from unireplknet import deploy as deploy_mod
 from unireplknet.deploy import DeployedModel, available_backends, deploy_model
+from _models import randomise_
 
 
 
@@ -19,13 +20,7 @@ def small_trained_model(seed: int = 0) -> UniRepLKNet:
     model = UniRepLKNet(
         depths=(1, 1, 2, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (13,), (13, 3), (5,)), num_classes=10
     )
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if name.endswith("running_var"):
-                tensor.uniform_(0.5, 2.0)
-            elif tensor.is_floating_point():
-                tensor.normal_(0.0, 0.2)
-    return model.eval()
+    return randomise_(model)
 
 
 def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:

@@ -17,6 +17,7 @@ from unireplknet.checkpoint import CheckpointMismatchError, check_model_config, 
 from unireplknet.factory import build_model
 from unireplknet.loading import load_model
 from unireplknet.model import reparameterize
+from _models import randomise_
 
 SMALL = dict(depths=(1, 1, 2, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (13,), (13, 3), (5,)))
 
@@ -25,13 +26,7 @@ def trained_batchnorm_model(seed: int = 0, **overrides) -> UniRepLKNet:
     """A small BN-downsampling model whose every tensor (BN statistics included) is random and non-trivial."""
     torch.manual_seed(seed)
     model = UniRepLKNet(in_chans=2, num_classes=5, downsample_norm="batchnorm", **dict(SMALL, **overrides))
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if name.endswith("running_var"):
-                tensor.uniform_(0.5, 2.0)
-            elif tensor.is_floating_point():
-                tensor.normal_(0.0, 0.2)
-    return model.eval()
+    return randomise_(model)
 
 
 def test_default_keeps_the_official_state_dict_layout(reference):

@@ -9,6 +9,7 @@ import torch
 
 from unireplknet import UniRepLKNet, _runtime
 from unireplknet.deploy import deploy_model
+from _models import randomise_
 
 BF16_CPU = frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"})
 NO_BF16_CPU = frozenset({"avx2", "avx512f", "avx512_vnni"})
@@ -19,13 +20,7 @@ def small_model(seed: int = 0) -> UniRepLKNet:
     torch.manual_seed(seed)
     model = UniRepLKNet(depths=(1, 1, 2, 1), dims=(8, 16, 32, 64), kernel_sizes=((3,), (13,), (13, 3), (5,)),
                         num_classes=10)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if name.endswith("running_var"):
-                tensor.uniform_(0.5, 2.0)
-            elif tensor.is_floating_point():
-                tensor.normal_(0.0, 0.2)
-    return model.eval()
+    return randomise_(model)
 
 
 # ------------------------------------------------------------------------------------------ the CPU probe
